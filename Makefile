@@ -1,0 +1,40 @@
+# Two commands set up a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export TILEFAN_HOME ?= $(CURDIR)/.tilefan
+
+.PHONY: install run test lint typecheck pytest bench package cfn-lint clean
+
+$(STAMP): pyproject.toml requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The three job kinds on the embedded backend, with progress bars and verified results.
+run: $(STAMP)
+	@mkdir -p demo
+	$(BIN)/tilefan run matmul --shape-a 3000x2000 --shape-b 2000x1000 --seed 7 --verify --out demo/C.npy
+	$(BIN)/tilefan run add --shape-a 4096x4096 --shape-b 4096x4096 --seed 7 --verify --out demo/S.npy
+	$(BIN)/tilefan run atoms --grid 128 --atoms 1000 --seed 3 --verify --field-out demo/phi.npy
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy chalicelib app.py
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo .tilefan dist .mypy_cache .pytest_cache .ruff_cache

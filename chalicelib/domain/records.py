@@ -1,0 +1,82 @@
+"""Job and tile records: what the job store keeps and what users see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Status(str, Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+
+# Which transitions a conditional status write allows (the key is the new status).
+ALLOWED_FROM: dict[Status, tuple[Status, ...]] = {
+    Status.QUEUED: (),
+    Status.RUNNING: (Status.QUEUED,),
+    Status.SUCCEEDED: (Status.RUNNING,),
+    Status.FAILED: (Status.QUEUED, Status.RUNNING),
+    Status.CANCELLED: (Status.QUEUED, Status.RUNNING),
+}
+
+
+@dataclass(frozen=True)
+class TileResult:
+    """One tile's completion: the partial statistics the reducer combines."""
+
+    tile_id: int
+    units: int
+    stats: dict[str, Any]
+    started_at: float
+    finished_at: float
+    worker: str
+    route: str = "local"
+    bytes_read: int = 0
+    bytes_written: int = 0
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    kind: str
+    status: Status
+    spec: dict[str, Any]
+    created_at: float
+    tiles_total: int = 0
+    units_total: int = 0
+    tiles_done: int = 0
+    units_done: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    links: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public shape of a job (DESIGN.md §3)."""
+        percent = 100.0 * self.units_done / self.units_total if self.units_total else 0.0
+        return {
+            "job_id": self.job_id,
+            "kind": self.kind,
+            "status": self.status.value,
+            "spec": self.spec,
+            "progress": {
+                "tiles_done": self.tiles_done,
+                "tiles_total": self.tiles_total,
+                "units_done": self.units_done,
+                "units_total": self.units_total,
+                "percent": round(percent, 2),
+            },
+            "timings": self.timings,
+            "result": self.result,
+            "error": self.error,
+            "links": self.links,
+        }

@@ -1,0 +1,89 @@
+"""The project's own exceptions. Adapters translate backend errors into these."""
+
+from __future__ import annotations
+
+
+class TilefanError(Exception):
+    """Base class for every error tilefan raises on purpose."""
+
+    code = "internal_error"
+
+
+class InvalidSpecError(TilefanError):
+    """A job spec or input file is wrong; ``field`` names what to fix."""
+
+    code = "invalid_input"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class JobNotFoundError(TilefanError):
+    code = "job_not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class BlobNotFoundError(TilefanError):
+    code = "blob_not_found"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no such input or object: {key}")
+        self.key = key
+
+
+class ConflictError(TilefanError):
+    """A conditional write lost: the record was not in the state the caller expected."""
+
+    code = "conflict"
+
+
+class IncompleteJobError(TilefanError):
+    """The reducer was asked to finish a job whose tiles are not all recorded done."""
+
+    code = "incomplete_job"
+
+    def __init__(self, job_id: str, missing: list[int]) -> None:
+        shown = ", ".join(str(t) for t in missing[:10])
+        more = "" if len(missing) <= 10 else f" and {len(missing) - 10} more"
+        super().__init__(
+            f"job {job_id} cannot be reduced: {len(missing)} tile(s) not recorded done ({shown}{more})"
+        )
+        self.job_id = job_id
+        self.missing = missing
+
+
+class TileFailedError(TilefanError):
+    """A tile's kernel failed; carries the tile id so users can see which one."""
+
+    code = "tile_failed"
+
+    def __init__(self, tile_id: int, message: str) -> None:
+        super().__init__(f"tile {tile_id}: {message}")
+        self.tile_id = tile_id
+        self.message = message
+
+
+class StoreError(TilefanError):
+    """A storage backend failed in a way the caller cannot fix by changing input."""
+
+    code = "store_error"
+
+
+class RunnerError(TilefanError):
+    code = "runner_error"
+
+
+class InvalidBlobError(TilefanError):
+    """An object exists but is not what was expected (not a .npy file, bad CSV...)."""
+
+    code = "invalid_input"
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
