@@ -1,5 +1,47 @@
-"""Chalice app: the REST API and the Lambda functions, as thin doors over chalicelib."""
+"""Chalice app: the REST API and the Lambda functions, as thin doors over chalicelib.
+
+Nothing is built at import time: the backend is wired lazily by ``chalicelib.bootstrap``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from chalice import Chalice
 
+from chalicelib.entrypoints.rest import api
+
 app = Chalice(app_name="tilefan")
+app.register_blueprint(api)
+
+
+# --------------------------------------------------------------------------- state machine steps
+# Each is a thin door over chalicelib.entrypoints.lambdas (one implementation, two backends).
+
+
+@app.lambda_function(name="plan")
+def plan(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from chalicelib.entrypoints import lambdas
+
+    return lambdas.plan_handler(event, context)
+
+
+@app.lambda_function(name="tile")
+def tile(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from chalicelib.entrypoints import lambdas
+
+    return lambdas.tile_handler(event, context)
+
+
+@app.lambda_function(name="reduce")
+def reduce(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from chalicelib.entrypoints import lambdas
+
+    return lambdas.reduce_handler(event, context)
+
+
+@app.lambda_function(name="mark_failed")
+def mark_failed(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from chalicelib.entrypoints import lambdas
+
+    return lambdas.mark_failed_handler(event, context)

@@ -67,10 +67,85 @@ def embedded_ports(home: Path) -> Ports:
     return Ports(blobs=LocalBlobStore(home / "blobs"), jobs=SqliteJobStore(home / "jobs.sqlite3"))
 
 
-def build_embedded(config: Config):  # type: ignore[no-untyped-def]
-    """Ports and runner for the embedded backend."""
+def build_embedded(config: Config, *, threaded: bool = False):  # type: ignore[no-untyped-def]
+    """Ports and runner for the embedded backend (``threaded`` when run from a server)."""
     from chalicelib.adapters.pool_runner import LocalRunner, PoolSettings
 
     ports = embedded_ports(config.home)
     make_ports = functools.partial(embedded_ports, config.home)
-    return ports, LocalRunner(ports, make_ports, PoolSettings(workers=config.workers, kernel=config.kernel))
+    settings = PoolSettings(
+        workers=config.workers, kernel=config.kernel, start_method="forkserver" if threaded else "fork"
+    )
+    return ports, LocalRunner(ports, make_ports, settings)
+
+
+# --------------------------------------------------------------------------- AWS
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    bucket: str
+    table: str
+    state_machine_arn: str
+    region: str
+    distributed_threshold: int = 256
+    ttl_days: int = 30
+
+
+def aws_settings(env: Mapping[str, str] | None = None) -> AwsSettings:
+    env = os.environ if env is None else env
+    missing = [n for n in ("TILEFAN_BUCKET", "TILEFAN_TABLE") if not env.get(n)]
+    if missing:
+        raise InvalidSpecError(missing[0], "must be set for the aws backend")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return AwsSettings(
+        bucket=env["TILEFAN_BUCKET"],
+        table=env["TILEFAN_TABLE"],
+        state_machine_arn=env.get("TILEFAN_STATE_MACHINE_ARN", ""),
+        region=region,
+        distributed_threshold=_env_int(env, "TILEFAN_DISTRIBUTED_THRESHOLD", 256),
+        ttl_days=_env_int(env, "TILEFAN_TTL_DAYS", 30),
+    )
+
+
+def build_aws_ports(settings: AwsSettings | None = None, session=None) -> Ports:  # type: ignore[no-untyped-def]
+    """S3 and DynamoDB ports; boto3 clients are created here, on first use, never at import."""
+    import boto3
+
+    from chalicelib.adapters.dynamo_store import DynamoJobStore
+    from chalicelib.adapters.s3_store import S3BlobStore
+
+    settings = settings or aws_settings()
+    session = session or boto3.session.Session(region_name=settings.region)
+    return Ports(
+        blobs=S3BlobStore(session.client("s3"), settings.bucket),
+        jobs=DynamoJobStore(session.client("dynamodb"), settings.table, ttl_days=settings.ttl_days),
+    )
+
+
+def build_aws_runner(settings: AwsSettings | None = None, session=None):  # type: ignore[no-untyped-def]
+    import boto3
+
+    from chalicelib.adapters.sfn_runner import StepFunctionsRunner
+
+    settings = settings or aws_settings()
+    session = session or boto3.session.Session(region_name=settings.region)
+    return StepFunctionsRunner(session.client("stepfunctions"), settings.state_machine_arn, settings.region)
+
+
+def build_service(config: Config | None = None):  # type: ignore[no-untyped-def]
+    """The REST API's service over the configured backend."""
+    from chalicelib.entrypoints.service import JobService
+
+    config = config or load_config()
+    if config.backend == "aws":
+        from chalicelib.adapters.aws_runner import StepFunctionsJobRunner
+
+        settings = aws_settings()
+        ports = build_aws_ports(settings)
+        runner = StepFunctionsJobRunner(build_aws_runner(settings), ports, settings.state_machine_arn)
+        return JobService(ports, runner, config.limits)
+    if config.backend != "embedded":
+        raise InvalidSpecError("TILEFAN_BACKEND", f"must be embedded or aws, got {config.backend!r}")
+    ports, local = build_embedded(config, threaded=True)
+    return JobService(ports, local, config.limits)

@@ -75,6 +75,13 @@ class LocalBlobStore:
         except FileNotFoundError:
             raise BlobNotFoundError(key) from None
 
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
     def read_bytes(self, key: str) -> bytes:
         try:
             return self.path(key).read_bytes()
@@ -144,7 +151,7 @@ class LocalBlobStore:
             cut -= 1
         strides = [int(np.prod(shape[a + 1 :], dtype=np.int64)) for a in range(len(shape))]
         base = starts[cut] * strides[cut]
-        run = data.reshape(data.shape[:cut] + (-1,))
+        run = data.reshape((*data.shape[:cut], -1))
         fd = os.open(partial, os.O_WRONLY)
         try:
             for idx in np.ndindex(*data.shape[:cut]):

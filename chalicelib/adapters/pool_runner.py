@@ -34,6 +34,9 @@ COMPILED_KERNEL_MIN_PAIRS = 100_000_000
 class PoolSettings:
     workers: int
     kernel: str  # "auto", "numpy" or "compiled"
+    # "fork" starts workers in milliseconds with everything warm, but is only safe from a
+    # single-threaded parent (the CLI). A threaded server uses "forkserver".
+    start_method: str = "fork"
 
 
 # Set in each worker process by _init_worker.
@@ -115,7 +118,7 @@ class LocalRunner:
         on_progress: ProgressFn | None, poll_s: float,
     ) -> None:
         workers = min(self.settings.workers, len(tiles))
-        ctx = multiprocessing.get_context("fork")
+        ctx = multiprocessing.get_context(self.settings.start_method)
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                     initargs=(self.make_ports,)) as pool:
             futures = [pool.submit(_tile_in_worker, job_id, tid, route, kernel) for tid, route in tiles]
@@ -146,4 +149,9 @@ class LocalRunner:
             thread.join(timeout)
 
     def cancel(self, job_id: str) -> bool:
+        # Tiles check the status before recording, so marking the job is enough to stop
+        # it; tiles already computing finish but are not counted.
         return steps.cancel_job(self.ports, job_id, clock=time.time)
+
+    def links(self, job_id: str) -> dict[str, str]:
+        return {}

@@ -63,6 +63,8 @@ def atoms_potential_fast(
     region: Region,
     precision: str,
 ) -> np.ndarray:
+    if _kernel is None and load() is None:
+        raise RuntimeError("the compiled atoms kernel needs numba, which is not installed")
     xs, ys, zs = grid_axes(origin, spacing, region, precision)
     atoms = np.ascontiguousarray(table.T.astype(precision))
     eps2 = np.asarray(softening * softening, dtype=precision)[()]

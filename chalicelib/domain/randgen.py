@@ -35,7 +35,7 @@ def random_region(
         br0, br1 = bi * GEN_BLOCK, (bi + 1) * GEN_BLOCK
         for bj in range(c0 // GEN_BLOCK, -(-c1 // GEN_BLOCK)):
             bc0, bc1 = bj * GEN_BLOCK, (bj + 1) * GEN_BLOCK
-            block = _block_rng(seed, stream, bi, bj).random((GEN_BLOCK, GEN_BLOCK), dtype=dtype)
+            block = _block_rng(seed, stream, bi, bj).random((GEN_BLOCK, GEN_BLOCK), dtype=np.dtype(dtype).type)
             # Map [0, 1) to [-1, 1): signed inputs exercise cancellation like real data.
             block *= 2
             block -= 1

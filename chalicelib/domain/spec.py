@@ -13,15 +13,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Union
+from enum import StrEnum
+from typing import Any
 
 from chalicelib.errors import BlobNotFoundError, InvalidBlobError, InvalidSpecError
 
 FLOAT_DTYPES = ("float32", "float64")
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     MATMUL = "matmul"
     ADD = "add"
     ATOMS = "atoms"
@@ -57,7 +57,7 @@ class StoredMatrix:
     dtype: str
 
 
-MatrixInput = Union[RandomMatrix, StoredMatrix]
+MatrixInput = RandomMatrix | StoredMatrix
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class StoredAtoms:
     count: int
 
 
-AtomsInput = Union[RandomAtoms, StoredAtoms]
+AtomsInput = RandomAtoms | StoredAtoms
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class AtomsSpec:
         return self.precision
 
 
-JobSpec = Union[MatrixSpec, AtomsSpec]
+JobSpec = MatrixSpec | AtomsSpec
 Inspector = Callable[[str], tuple[tuple[int, ...], str]]
 """Returns (shape, dtype) of an array in the blob store; raises BlobNotFoundError."""
 AtomsLoader = Callable[[str], Any]
@@ -140,9 +140,8 @@ AtomsLoader = Callable[[str], Any]
 
 def _int(value: Any, field: str, *, minimum: int = 1, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-            value = int(value)
-        elif isinstance(value, float) and value.is_integer():
+        integral_text = isinstance(value, str) and value.strip().lstrip("+-").isdigit()
+        if integral_text or (isinstance(value, float) and value.is_integer()):
             value = int(value)
         else:
             raise InvalidSpecError(field, f"must be an integer, got {value!r}")
@@ -231,7 +230,9 @@ def _matrix(
             raise InvalidSpecError(f"{role}.file", "file inputs are not available here")
         shape, file_dtype = _resolve(inspect, uri, f"{role}.file")
         if len(shape) != 2:
-            raise InvalidSpecError(role, f"{uri} must hold a 2-D array, it has {len(shape)} dimension(s) {tuple(shape)}")
+            raise InvalidSpecError(
+                role, f"{uri} must hold a 2-D array, it has {len(shape)} dimension(s) {tuple(shape)}"
+            )
         if file_dtype not in FLOAT_DTYPES:
             raise InvalidSpecError(role, f"{uri} has unsupported dtype {file_dtype}; use float32 or float64")
         if 0 in shape:
@@ -259,7 +260,9 @@ def _check_size(shape: tuple[int, ...], field: str, limits: Limits) -> None:
         )
 
 
-def _matrix_tile(raw: Any, kind: Kind, out_shape: tuple[int, int], k: int, itemsize: int, limits: Limits) -> tuple[int, int]:
+def _matrix_tile(
+    raw: Any, kind: Kind, out_shape: tuple[int, int], k: int, itemsize: int, limits: Limits
+) -> tuple[int, int]:
     if raw is not None:
         if isinstance(raw, (list, tuple)) and len(raw) == 2:
             return (
@@ -273,7 +276,9 @@ def _matrix_tile(raw: Any, kind: Kind, out_shape: tuple[int, int], k: int, items
     return default_matrix_tile(kind.value, out_shape, k, itemsize)
 
 
-def _parse_matrix_spec(kind: Kind, raw: Mapping[str, Any], limits: Limits, inspect: Inspector | None) -> MatrixSpec:
+def _parse_matrix_spec(
+    kind: Kind, raw: Mapping[str, Any], limits: Limits, inspect: Inspector | None
+) -> MatrixSpec:
     _reject_unknown(raw, {"kind", "a", "b", "out", "tile", "verify", "dtype", "seed"})
     dtype = _dtype(raw.get("dtype", "float64"), "dtype")
     for role in ("a", "b"):
@@ -318,7 +323,9 @@ def _with_default(raw: Any, defaults: Mapping[str, Any]) -> Any:
 # --------------------------------------------------------------------------- atoms
 
 
-def _parse_atoms_spec(raw: Mapping[str, Any], limits: Limits, load_atoms: AtomsLoader | None) -> AtomsSpec:
+def _parse_atoms_spec(
+    raw: Mapping[str, Any], limits: Limits, load_atoms: AtomsLoader | None
+) -> AtomsSpec:
     _reject_unknown(
         raw,
         {"kind", "grid", "origin", "spacing", "softening", "precision", "atoms", "field_out", "tile", "verify"},

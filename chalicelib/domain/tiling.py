@@ -124,7 +124,7 @@ def default_grid_tile(grid: tuple[int, int, int]) -> tuple[int, int, int]:
     >>> default_grid_tile((16, 16, 16))
     (16, 16, 16)
     >>> default_grid_tile((64, 64, 64))
-    (16, 32, 64)
+    (16, 16, 64)
     """
     ni, nj, nk = grid
     ti, tj = ni, nj

@@ -228,8 +228,29 @@ def _plain(err: dict[str, Any]) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    print("error: serve: the REST API is not available yet", file=sys.stderr)
-    return EXIT_FAILED
+    """The same Chalice routes as on AWS, served locally over the configured backend."""
+    from chalice import Chalice
+    from chalice.config import Config as ChaliceConfig
+    from chalice.local import create_local_server
+
+    from chalicelib.bootstrap import build_service, load_config
+    from chalicelib.entrypoints import rest
+    from chalicelib.errors import InvalidSpecError
+
+    try:
+        config = load_config()
+        service = build_service(config)
+    except InvalidSpecError as exc:
+        print(f"error: {field_message(exc.field, exc.message)}", file=sys.stderr)
+        return EXIT_INVALID
+    rest.set_service_factory(lambda: service)
+    app = Chalice(app_name="tilefan")
+    app.register_blueprint(rest.api)
+    server = create_local_server(app, ChaliceConfig.create(chalice_stage="local", app_name="tilefan"),
+                                 args.host, args.port)
+    print(f"tilefan API ({config.backend} backend) on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    server.serve_forever()
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

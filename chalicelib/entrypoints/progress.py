@@ -33,7 +33,7 @@ class ProgressBar:
 
     def render(self, record: JobRecord) -> str:
         frac = record.units_done / record.units_total if record.units_total else 0.0
-        filled = int(round(frac * self.width))
+        filled = round(frac * self.width)
         bar = "█" * filled + "░" * (self.width - filled)
         units = UNIT_NAMES.get(record.kind, "units")
         return (

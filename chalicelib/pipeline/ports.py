@@ -102,3 +102,17 @@ class JobStore(Protocol):
 class Ports:
     blobs: BlobStore
     jobs: JobStore
+
+
+class JobRunner(Protocol):
+    """Starts and stops jobs: the embedded process pool or Step Functions."""
+
+    def start(self, job_id: str) -> None: ...
+
+    def cancel(self, job_id: str) -> bool:
+        """Mark the job CANCELLED and stop its work; False if it had already finished."""
+        ...
+
+    def links(self, job_id: str) -> dict[str, str]:
+        """Backend-specific links for the job record (execution ARN, console URL...)."""
+        ...

@@ -68,7 +68,7 @@ def admit(ports: Ports, raw: Any, limits: Limits) -> JobSpec:
 
 def submit_job(
     ports: Ports, raw: Any, *, limits: Limits | None = None, clock: Clock = time.time,
-    job_id: str | None = None,
+    job_id: str | None = None, links: Mapping[str, str] | None = None,
 ) -> JobRecord:
     """Validate and record a new job as QUEUED. Raises InvalidSpecError, writing nothing."""
     spec = admit(ports, raw, limits or Limits())
@@ -80,6 +80,7 @@ def submit_job(
         created_at=clock(),
         tiles_total=tiles_total(spec),
         units_total=spec.units_total,
+        links=dict(links or {}),
     )
     ports.jobs.create_job(record)
     return record
