@@ -4,9 +4,19 @@ from __future__ import annotations
 
 
 class TilefanError(Exception):
-    """Base class for every error tilefan raises on purpose."""
+    """Base class for every error tilefan raises on purpose.
+
+    Subclasses keep their constructor arguments in ``_init_args`` so an error raised in a
+    pool worker can be pickled back to the parent intact.
+    """
 
     code = "internal_error"
+    _init_args: tuple[object, ...] = ()
+
+    def __reduce__(self) -> tuple[object, ...]:
+        if self._init_args:
+            return (type(self), self._init_args)
+        return super().__reduce__()
 
 
 class InvalidSpecError(TilefanError):
@@ -16,6 +26,7 @@ class InvalidSpecError(TilefanError):
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
+        self._init_args = (field, message)
         self.field = field
         self.message = message
 
@@ -53,6 +64,7 @@ class IncompleteJobError(TilefanError):
         super().__init__(
             f"job {job_id} cannot be reduced: {len(missing)} tile(s) not recorded done ({shown}{more})"
         )
+        self._init_args = (job_id, missing)
         self.job_id = job_id
         self.missing = missing
 
@@ -64,6 +76,7 @@ class TileFailedError(TilefanError):
 
     def __init__(self, tile_id: int, message: str) -> None:
         super().__init__(f"tile {tile_id}: {message}")
+        self._init_args = (tile_id, message)
         self.tile_id = tile_id
         self.message = message
 
@@ -85,5 +98,6 @@ class InvalidBlobError(TilefanError):
 
     def __init__(self, key: str, reason: str) -> None:
         super().__init__(f"{key}: {reason}")
+        self._init_args = (key, reason)
         self.key = key
         self.reason = reason

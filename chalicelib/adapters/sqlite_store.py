@@ -165,7 +165,9 @@ class SqliteJobStore:
                 " VALUES (?, ?, 'running', ?, ?, ?, 1)"
                 " ON CONFLICT (job_id, tile_id) DO UPDATE SET attempts = attempts + 1,"
                 "   started_at = excluded.started_at, worker = excluded.worker, route = excluded.route,"
-                "   status = CASE WHEN status = 'done' THEN 'done' ELSE 'running' END",
+                "   status = 'running'"
+                # A late duplicate of a finished tile must not rewrite its report row.
+                " WHERE tiles.status != 'done'",
                 (job_id, tile_id, at, worker, route),
             )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -205,6 +205,8 @@ def _reject_unknown(raw: Mapping[str, Any], allowed: set[str], prefix: str = "")
 def _shape(value: Any, field: str, ndim: int, limits: Limits) -> tuple[int, ...]:
     if isinstance(value, str):
         value = value.lower().split("x")
+        if len(value) == 1 and ndim == 3:
+            value = value * 3
     if isinstance(value, int) and not isinstance(value, bool) and ndim == 3:
         value = [value] * 3
     if not isinstance(value, (list, tuple)) or len(value) != ndim:
@@ -290,15 +292,17 @@ def _parse_matrix_spec(
         seeded = {"seed": seed}
     a = _matrix(_with_default(raw["a"], seeded), "a", 0, dtype, limits, inspect)
     b = _matrix(_with_default(raw["b"], seeded), "b", 1, dtype, limits, inspect)
+    # Name what the user typed: the shape of a random matrix, or the file.
+    b_field = "b.shape" if isinstance(b, RandomMatrix) else "b"
     if kind is Kind.MATMUL and a.shape[1] != b.shape[0]:
         raise InvalidSpecError(
-            "b",
+            b_field,
             f"shapes do not chain for matmul: a is {a.shape[0]}x{a.shape[1]} and b is "
             f"{b.shape[0]}x{b.shape[1]}; b needs {a.shape[1]} rows",
         )
     if kind is Kind.ADD and a.shape != b.shape:
         raise InvalidSpecError(
-            "b", f"shapes must match for add: a is {a.shape[0]}x{a.shape[1]}, b is {b.shape[0]}x{b.shape[1]}"
+            b_field, f"shapes must match for add: a is {a.shape[0]}x{a.shape[1]}, b is {b.shape[0]}x{b.shape[1]}"
         )
     out_shape = (a.shape[0], b.shape[1])
     _check_size(out_shape, "out", limits)
@@ -382,7 +386,7 @@ def _parse_atoms_spec(
         tile = default_grid_tile(grid)
     else:
         if isinstance(tile_raw, (list, tuple)):
-            t = _shape(tile_raw, "tile", 3, limits)
+            t = _shape(tile_raw, "tile", 3, replace(limits, max_dim=limits.max_tile_edge))
         else:
             edge = _int(tile_raw, "tile", maximum=limits.max_tile_edge)
             t = (edge, edge, edge)

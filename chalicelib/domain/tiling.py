@@ -111,7 +111,7 @@ def default_matrix_tile(kind: str, out_shape: tuple[int, int], k: int, itemsize:
         return (min(m, rows), n)
     edge = min(2048, max(256, _round_up(-(-max(m, n) // 2), 256)))
     while edge > 256 and 2 * edge * k * itemsize > TILE_WORKING_SET_BYTES:
-        edge //= 2
+        edge = max(256, edge // 2 // 256 * 256)
     return (edge, edge)
 
 

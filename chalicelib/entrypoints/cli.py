@@ -203,9 +203,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
-    final = runner.run(record.job_id, on_progress=bar.update if bar else None)
-    if bar:
-        bar.close()
+    try:
+        final = runner.run(record.job_id, on_progress=bar.update if bar else None)
+    except KeyboardInterrupt:
+        # Cancel so the record says so and the partial output is removed.
+        runner.cancel(record.job_id)
+        print(f"\ninterrupted: job {record.job_id} cancelled, nothing written", file=sys.stderr)
+        return 130
+    finally:
+        if bar:
+            bar.close()
     doc = final.to_dict()
     if args.json:
         print(json.dumps(doc))
@@ -253,8 +260,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Flags whose values may start with "-" (a negative origin): argparse would read
+# "--origin -1.5,0,2" as two flags, so glue the value on as "--origin=-1.5,0,2".
+_SIGNED_VALUE_FLAGS = ("--origin",)
+
+
+def _glue_signed_values(argv: Sequence[str]) -> list[str]:
+    """
+    >>> _glue_signed_values(["atoms", "--origin", "-1.5,0,2", "--grid", "4"])
+    ['atoms', '--origin=-1.5,0,2', '--grid', '4']
+    """
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        if items[i] in _SIGNED_VALUE_FLAGS and i + 1 < len(items) and items[i + 1].startswith("-"):
+            out.append(f"{items[i]}={items[i + 1]}")
+            i += 2
+            continue
+        out.append(items[i])
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_glue_signed_values(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "run":
             return cmd_run(args)

@@ -169,7 +169,9 @@ def _matrix_tile(
         b = matrix_block(ports.blobs, spec.b, (r0, r1), (c0, c1))
         block = kernels.add_block(a, b, spec.dtype)
     flat = block.reshape(-1)
-    stats = {"sum": float(flat.sum(dtype=np.float64)), "sumsq": float(np.dot(flat, flat))}
+    # Checksums accumulate in float64 whatever the output dtype.
+    flat64 = flat if flat.dtype == np.float64 else flat.astype(np.float64)
+    stats = {"sum": float(flat64.sum()), "sumsq": float(np.dot(flat64, flat64))}
     # NaN and inf in an input always reach the output block, so a finite block sum proves
     # the inputs this tile used were finite; only otherwise is it worth scanning them.
     if not (math.isfinite(stats["sum"]) and math.isfinite(stats["sumsq"])):

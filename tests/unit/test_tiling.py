@@ -119,7 +119,7 @@ def test_split_rejects_empty_ranges_and_sizes(n: int, size: int) -> None:
 @pytest.mark.parametrize("bad_id", [-1, 6, 100])
 def test_tile_region_rejects_ids_outside_the_grid(bad_id: int) -> None:
     # (10, 7) cut by (4, 4) has 3 × 2 = 6 tiles.
-    with pytest.raises(ValueError, match="outside 0..5"):
+    with pytest.raises(ValueError, match=r"outside 0\.\.5"):
         tile_region((10, 7), (4, 4), bad_id)
 
 
@@ -141,11 +141,30 @@ def test_default_matrix_tile_is_always_positive(kind: str, m: int, n: int, k: in
         assert tile[1] == n
         assert tile[0] <= m
     else:
-        edge = tile[0]
-        assert tile == (edge, edge)
-        assert edge % 256 == 0 and 256 <= edge <= 2048
-        # Only the smallest edge may exceed the working-set budget (it cannot shrink further).
-        assert edge == 256 or 2 * edge * k * itemsize <= TILE_WORKING_SET_BYTES
+        assert tile[0] == tile[1]
+
+
+@FAST
+@given(
+    m=st.integers(1, 1 << 20),
+    n=st.integers(1, 1 << 20),
+    k=st.integers(1, 1 << 24),
+    itemsize=st.sampled_from([4, 8]),
+)
+def test_default_matmul_tile_keeps_its_documented_form(m: int, n: int, k: int, itemsize: int) -> None:
+    # The docstring: square, a multiple of 256 (BLAS-friendly), at most 2048, shrunk for the
+    # working-set budget; the loop stops shrinking at 256.
+    edge, other = default_matrix_tile("matmul", (m, n), k, itemsize)
+    assert edge == other
+    assert edge % 256 == 0 and 256 <= edge <= 2048
+    # Only the smallest edge may exceed the working-set budget (it cannot shrink further).
+    assert edge == 256 or 2 * edge * k * itemsize <= TILE_WORKING_SET_BYTES
+
+
+def test_default_matmul_tile_for_a_deep_product_stays_a_multiple_of_256() -> None:
+    # 3000×200000 · 200000×3000 in float64: the start edge 1536 must not halve to 768, 384, 192.
+    edge, _ = default_matrix_tile("matmul", (3000, 3000), 200_000, 8)
+    assert edge % 256 == 0 and edge >= 256, edge
 
 
 @FAST

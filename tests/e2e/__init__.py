@@ -1,0 +1,1 @@
+"""End-to-end tests: the real tilefan command in subprocesses."""

@@ -1,0 +1,1 @@
+"""Functional tests: the embedded backend (files, SQLite, process pool) on temp dirs."""

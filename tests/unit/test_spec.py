@@ -1,0 +1,464 @@
+"""Job spec validation at the door (``chalicelib.domain.spec.parse_spec``).
+
+Valid specs of all three kinds parse into resolved, frozen specs that round-trip through
+their stored form. Every kind of bad input raises ``InvalidSpecError`` whose ``field``
+names what to fix, because the CLI and the REST API turn that field into the flag or JSON
+key the user sees. File inputs go through fake inspectors here (no I/O in unit tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+
+from chalicelib.domain.atoms import parse_csv, validate_table
+from chalicelib.domain.spec import (
+    AtomsSpec,
+    Kind,
+    Limits,
+    MatrixSpec,
+    RandomAtoms,
+    RandomMatrix,
+    StoredAtoms,
+    StoredMatrix,
+    parse_spec,
+    spec_from_stored,
+    spec_to_dict,
+)
+from chalicelib.errors import BlobNotFoundError, InvalidBlobError, InvalidSpecError
+
+# What the fake blob store holds: uri → (shape, dtype).
+FILES: dict[str, tuple[tuple[int, ...], str]] = {
+    "/data/a34.npy": ((3, 4), "float64"),
+    "/data/b45.npy": ((4, 5), "float32"),
+    "/data/b34.npy": ((3, 4), "float64"),
+    "/data/b56.npy": ((5, 6), "float64"),
+    "/data/vec.npy": ((7,), "float64"),
+    "/data/cube.npy": ((2, 2, 2), "float64"),
+    "/data/int.npy": ((3, 4), "int64"),
+    "/data/complex.npy": ((3, 4), "complex128"),
+    "/data/half.npy": ((3, 4), "float16"),
+    "/data/empty.npy": ((0, 4), "float64"),
+    "/data/big.npy": ((100, 100), "float64"),
+}
+
+
+def inspect(uri: str) -> tuple[tuple[int, ...], str]:
+    if uri == "/data/garbage.npy":
+        raise InvalidBlobError(uri, "not a valid .npy file")
+    if uri not in FILES:
+        raise BlobNotFoundError(uri)
+    return FILES[uri]
+
+
+def atoms_loader(tables: Mapping[str, np.ndarray]) -> Callable[[str], np.ndarray]:
+    def load(uri: str) -> np.ndarray:
+        if uri not in tables:
+            raise BlobNotFoundError(uri)
+        return validate_table(tables[uri])
+
+    return load
+
+
+OFF_GRID = np.array([[0.5, 1.25, 2.75, 1.0], [3.5, 0.5, 0.5, -0.5]])
+ON_GRID = np.array([[0.5, 0.5, 0.5, 1.0], [1.0, 2.0, 3.0, -1.0]])  # atom 1 on point (1, 2, 3)
+NEAR_GRID = np.array([[3.0000001, 1.0, 2.0, 1.0]])  # on (3, 1, 2) in float32, not in float64
+LOAD = atoms_loader({"/data/atoms.npy": OFF_GRID, "/data/on.npy": ON_GRID, "/data/near.npy": NEAR_GRID})
+
+
+def parse(raw: Any, limits: Limits | None = None) -> Any:
+    return parse_spec(raw, limits=limits, inspect=inspect, load_atoms=LOAD)
+
+
+def field_of(raw: Any, limits: Limits | None = None) -> str:
+    with pytest.raises(InvalidSpecError) as info:
+        parse(raw, limits)
+    assert info.value.message, "an error must say what is wrong"
+    assert str(info.value).startswith(f"{info.value.field}: ")
+    return info.value.field
+
+
+# --------------------------------------------------------------------------- valid specs
+
+
+def test_matmul_from_string_shapes_and_a_seed() -> None:
+    spec = parse({"kind": "matmul", "a": {"shape": "3x4"}, "b": {"shape": "4X5"}, "seed": 7, "tile": 2})
+    assert isinstance(spec, MatrixSpec)
+    assert spec.kind is Kind.MATMUL
+    assert spec.a == RandomMatrix(shape=(3, 4), dtype="float64", seed=7, stream=0)
+    assert spec.b == RandomMatrix(shape=(4, 5), dtype="float64", seed=7, stream=1)
+    assert spec.out_shape == (3, 5)
+    assert spec.units_total == 15
+    assert spec.tile == (2, 2)
+    assert spec.verify is False
+    assert spec.out is None
+
+
+def test_matmul_from_files_takes_shape_and_dtype_from_the_header() -> None:
+    spec = parse({"kind": "matmul", "a": {"file": "/data/a34.npy"}, "b": {"file": "/data/b45.npy"},
+                  "out": "/data/c.npy", "verify": True, "tile": [2, 3]})
+    assert isinstance(spec, MatrixSpec)
+    assert spec.a == StoredMatrix(uri="/data/a34.npy", shape=(3, 4), dtype="float64")
+    assert spec.b == StoredMatrix(uri="/data/b45.npy", shape=(4, 5), dtype="float32")
+    assert spec.dtype == "float64"  # mixed inputs compute in the wider type
+    assert spec.tile == (2, 3)
+    assert spec.out == "/data/c.npy"
+    assert spec.verify is True
+
+
+def test_add_with_float32_and_a_default_tile() -> None:
+    spec = parse({"kind": "add", "a": {"shape": [30, 40]}, "b": {"shape": "30x40"}, "dtype": "float32"})
+    assert isinstance(spec, MatrixSpec)
+    assert spec.kind is Kind.ADD
+    assert spec.dtype == "float32"
+    assert spec.out_shape == (30, 40)
+    assert spec.tile[0] >= 1 and spec.tile[1] == 40
+
+
+@pytest.mark.parametrize(
+    "grid, expected", [(4, (4, 4, 4)), ([2, 3, 5], (2, 3, 5)), ("2x3x5", (2, 3, 5))]
+)
+def test_atoms_grid_as_int_list_or_string(grid: Any, expected: tuple[int, int, int]) -> None:
+    spec = parse({"kind": "atoms", "grid": grid, "atoms": {"count": 10, "seed": 3}})
+    assert isinstance(spec, AtomsSpec)
+    assert spec.grid == expected
+    assert spec.units_total == expected[0] * expected[1] * expected[2]
+    assert spec.atoms == RandomAtoms(count=10, seed=3)
+    assert spec.origin == (0.0, 0.0, 0.0) and spec.spacing == 1.0 and spec.softening == 0.0
+    assert spec.precision == "float64"
+    assert all(1 <= t <= g for t, g in zip(spec.tile, spec.grid, strict=True))
+
+
+def test_atoms_with_origin_string_and_every_option() -> None:
+    spec = parse({
+        "kind": "atoms", "grid": "8x6x4", "origin": "1,2,3", "spacing": "0.5", "softening": 0.25,
+        "precision": "float32", "atoms": 100, "field_out": "/data/phi.npy", "tile": 5, "verify": True,
+    })
+    assert isinstance(spec, AtomsSpec)
+    assert spec.origin == (1.0, 2.0, 3.0)
+    assert spec.spacing == 0.5
+    assert spec.softening == 0.25
+    assert spec.precision == "float32"
+    assert spec.atoms == RandomAtoms(count=100, seed=0)
+    assert spec.tile == (5, 5, 4)  # clipped to the grid
+    assert spec.field_out == "/data/phi.npy"
+
+
+def test_atoms_from_a_file_records_its_count() -> None:
+    spec = parse({"kind": "atoms", "grid": 4, "atoms": {"file": "/data/atoms.npy"}})
+    assert isinstance(spec, AtomsSpec)
+    assert spec.atoms == StoredAtoms(uri="/data/atoms.npy", count=2)
+
+
+ROUND_TRIP = [
+    {"kind": "matmul", "a": {"shape": "3x4"}, "b": {"shape": "4x5"}, "seed": 7, "tile": 2},
+    {"kind": "matmul", "a": {"file": "/data/a34.npy"}, "b": {"file": "/data/b45.npy"}, "out": "/data/c.npy"},
+    {"kind": "add", "a": {"shape": "100x100", "dtype": "float32"}, "b": {"file": "/data/big.npy"}, "verify": True},
+    {"kind": "add", "a": {"file": "/data/a34.npy"}, "b": {"file": "/data/b34.npy"}, "tile": [1, 3]},
+    {"kind": "atoms", "grid": "8x6x4", "origin": "1,2,3", "spacing": 0.5, "softening": 0.25,
+     "precision": "float32", "atoms": {"count": 9, "seed": 4}, "field_out": "/data/phi.npy", "tile": 5},
+    {"kind": "atoms", "grid": 4, "atoms": {"file": "/data/atoms.npy"}, "verify": True},
+]
+
+
+@pytest.mark.parametrize("raw", ROUND_TRIP)
+def test_specs_round_trip_through_their_stored_form(raw: dict[str, Any]) -> None:
+    spec = parse(raw)
+    stored = spec_to_dict(spec)
+    assert spec_from_stored(stored) == spec
+    assert parse(stored) == spec
+    # The stored form is plain JSON data.
+    import json
+
+    assert json.loads(json.dumps(stored)) == stored
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+MATMUL = {"kind": "matmul", "a": {"shape": "3x4"}, "b": {"shape": "4x5"}}
+ADD = {"kind": "add", "a": {"shape": "3x4"}, "b": {"shape": "3x4"}}
+ATOMS = {"kind": "atoms", "grid": 4, "atoms": {"count": 5, "seed": 1}}
+
+
+def with_(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**base, **changes}
+
+
+@pytest.mark.parametrize("raw", [{"kind": "fft"}, {"kind": None}, {}, {"kind": "MATMUL", "a": {}}])
+def test_unknown_kind(raw: Any) -> None:
+    assert field_of(raw) == "kind"
+
+
+def test_spec_must_be_an_object() -> None:
+    assert field_of(["matmul"]) == "spec"
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        (with_(MATMUL, b={"shape": "5x6"}), "b.shape"),
+        (with_(MATMUL, a={"file": "/data/a34.npy"}, b={"file": "/data/b56.npy"}), "b"),
+        (with_(ADD, b={"shape": "4x3"}), "b.shape"),
+        (with_(ADD, a={"file": "/data/a34.npy"}, b={"file": "/data/b45.npy"}), "b"),
+    ],
+)
+def test_mismatched_shapes(raw: dict[str, Any], field: str) -> None:
+    assert field_of(raw) == field
+
+
+def test_mismatched_matmul_shapes_say_what_b_needs() -> None:
+    with pytest.raises(InvalidSpecError, match="b needs 4 rows"):
+        parse(with_(MATMUL, b={"shape": "5x6"}))
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        (with_(MATMUL, a={"file": "/data/vec.npy"}), "a"),
+        (with_(MATMUL, b={"file": "/data/cube.npy"}), "b"),
+        (with_(MATMUL, a={"shape": "3x4x5"}), "a.shape"),
+        (with_(ADD, b={"shape": [3]}), "b.shape"),
+    ],
+)
+def test_arrays_that_are_not_2d(raw: dict[str, Any], field: str) -> None:
+    assert field_of(raw) == field
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        (with_(MATMUL, dtype="int64"), "dtype"),
+        (with_(MATMUL, dtype="float16"), "dtype"),
+        (with_(MATMUL, a={"shape": "3x4", "dtype": "complex128"}), "a.dtype"),
+        (with_(ADD, a={"file": "/data/int.npy"}), "a"),
+        (with_(ADD, b={"file": "/data/complex.npy"}), "b"),
+        (with_(ADD, a={"file": "/data/half.npy"}), "a"),
+        (with_(ATOMS, precision="int64"), "precision"),
+        (with_(ATOMS, precision="float16"), "precision"),
+    ],
+)
+def test_unsupported_dtypes(raw: dict[str, Any], field: str) -> None:
+    assert field_of(raw) == field
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        (with_(MATMUL, a={"shape": "0x4"}), "a.shape"),
+        (with_(MATMUL, b={"shape": "4x-5"}), "b.shape"),
+        (with_(ADD, a={"shape": [3, 0]}), "a.shape"),
+        (with_(ADD, a={"file": "/data/empty.npy"}, b={"file": "/data/empty.npy"}), "a"),
+        (with_(ATOMS, grid=0), "grid"),
+        (with_(ATOMS, grid=-4), "grid"),
+        (with_(ATOMS, grid="4x0x4"), "grid"),
+        (with_(ATOMS, atoms={"count": 0}), "atoms.count"),
+        (with_(ATOMS, atoms=-5), "atoms.count"),
+        (with_(ATOMS, spacing=0), "spacing"),
+        (with_(ATOMS, spacing=-1.5), "spacing"),
+        (with_(MATMUL, seed=-1), "seed"),
+        (with_(MATMUL, a={"shape": "3x4", "seed": -2}), "a.seed"),
+        (with_(ATOMS, atoms={"count": 5, "seed": -1}), "atoms.seed"),
+    ],
+)
+def test_zero_or_negative_sizes_and_counts(raw: dict[str, Any], field: str) -> None:
+    assert field_of(raw) == field
+
+
+SMALL = Limits(max_matrix_elements=100, max_dim=50, max_grid_points=1000, max_atoms=10, max_tile_edge=64)
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        (with_(MATMUL, a={"shape": "20x20"}, b={"shape": "20x2"}), "a.shape"),
+        (with_(MATMUL, a={"shape": "2x60"}, b={"shape": "60x2"}), "a.shape"),  # over max_dim
+        (with_(MATMUL, a={"shape": "10x2"}, b={"shape": "2x20"}), "out"),  # inputs fit, C does not
+        (with_(ADD, a={"file": "/data/big.npy"}, b={"file": "/data/big.npy"}), "a"),
+        (with_(ATOMS, grid=11), "grid"),
+        (with_(ATOMS, atoms={"count": 11}), "atoms.count"),
+        (with_(ATOMS, grid=4, atoms={"file": "/data/many.npy"}), "atoms"),
+        (with_(MATMUL, tile=65), "tile"),
+        (with_(ATOMS, tile=65), "tile"),
+    ],
+)
+def test_sizes_over_the_configured_limits(raw: dict[str, Any], field: str) -> None:
+    load = atoms_loader({"/data/many.npy": np.tile(OFF_GRID, (6, 1))})
+    with pytest.raises(InvalidSpecError) as info:
+        parse_spec(raw, limits=SMALL, inspect=inspect, load_atoms=load)
+    assert info.value.field == field
+    assert "limit" in info.value.message or "at most" in info.value.message
+
+
+def test_the_same_sizes_pass_under_default_limits() -> None:
+    assert isinstance(parse(with_(MATMUL, a={"shape": "20x20"}, b={"shape": "20x2"})), MatrixSpec)
+    assert isinstance(parse(with_(ATOMS, grid=11, atoms={"count": 11})), AtomsSpec)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        with_(MATMUL, tile=0),
+        with_(MATMUL, tile=-3),
+        with_(MATMUL, tile="abc"),
+        with_(MATMUL, tile=[2, 0]),
+        with_(MATMUL, tile=[1, 2, 3]),
+        with_(MATMUL, tile=2.5),
+        with_(MATMUL, tile=True),
+        with_(ATOMS, tile=0),
+        with_(ATOMS, tile=[2, 2]),
+        with_(ATOMS, tile=[2, 2, -1]),
+        with_(ATOMS, tile="x"),
+    ],
+)
+def test_bad_tile(raw: dict[str, Any]) -> None:
+    assert field_of(raw) == "tile"
+
+
+@pytest.mark.parametrize("origin", ["1,2", "1,2,3,4", "a,b,c", "1,2,inf", "1,nan,3", [1, 2], 5, [1, None, 3]])
+def test_bad_origin(origin: Any) -> None:
+    assert field_of(with_(ATOMS, origin=origin)) == "origin"
+
+
+@pytest.mark.parametrize("softening", [-0.1, -1, "-2", "soft", float("nan"), float("inf")])
+def test_bad_softening(softening: Any) -> None:
+    assert field_of(with_(ATOMS, softening=softening)) == "softening"
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        (with_(MATMUL, colour="red"), "colour"),
+        (with_(MATMUL, a={"shape": "3x4", "fill": 0}), "a.fill"),
+        (with_(MATMUL, a={"file": "/data/a34.npy", "mmap": True}), "a.mmap"),
+        (with_(ATOMS, resolution=3), "resolution"),
+        (with_(ATOMS, atoms={"count": 5, "charge": 1}), "atoms.charge"),
+        (with_(ATOMS, atoms={"file": "/data/atoms.npy", "seed": 1}), "atoms.seed"),
+        (with_(ADD, field_out="/x.npy"), "field_out"),
+    ],
+)
+def test_unknown_fields(raw: dict[str, Any], field: str) -> None:
+    assert field_of(raw) == field
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"kind": "matmul", "b": {"shape": "4x5"}}, "a"),
+        ({"kind": "add", "a": {"shape": "3x4"}}, "b"),
+        (with_(MATMUL, a={"seed": 3}), "a"),
+        (with_(MATMUL, a="3x4"), "a"),
+        (with_(MATMUL, a={"file": "/data/missing.npy"}), "a.file"),
+        (with_(MATMUL, a={"file": "/data/garbage.npy"}), "a.file"),
+        (with_(MATMUL, a={"file": ""}), "a.file"),
+        (with_(MATMUL, verify="yes"), "verify"),
+        (with_(MATMUL, out=""), "out"),
+        ({"kind": "atoms", "atoms": 5}, "grid"),
+        ({"kind": "atoms", "grid": 4}, "atoms"),
+        (with_(ATOMS, atoms={"seed": 1}), "atoms"),
+        (with_(ATOMS, atoms={"file": "/data/missing.csv"}), "atoms.file"),
+        (with_(ATOMS, atoms=True), "atoms"),
+    ],
+)
+def test_missing_or_malformed_inputs(raw: dict[str, Any], field: str) -> None:
+    assert field_of(raw) == field
+
+
+def test_file_inputs_need_an_inspector() -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        parse_spec(with_(MATMUL, a={"file": "/data/a34.npy"}))
+    assert info.value.field == "a.file"
+
+
+# --------------------------------------------------------------------------- atoms files
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("x,y,z,energy\n0,0,0.5,1\n1,2,3\n", 3),
+        ("0.5,0.5,0.5,1\n1,2,3,4,5\n", 2),
+        ("0.5,0.5,0.5,1\n0.5,0.5,0.5,1\n0.5,abc,0.5,1\n", 3),
+        ("x,y,z,e\n", 1),  # a header with the wrong column names is a bad data line
+        ("0.5,0.5,0.5,1\n\n0.5,0.5,,1\n", 3),
+    ],
+)
+def test_csv_errors_name_the_line(text: str, line: int) -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        parse_csv(text)
+    assert info.value.field == "atoms.file"
+    assert f"line {line}:" in info.value.message
+
+
+@pytest.mark.parametrize("text", ["", "x,y,z,energy\n", "\n\n"])
+def test_csv_without_atoms_is_refused(text: str) -> None:
+    with pytest.raises(InvalidSpecError, match="no atoms"):
+        parse_csv(text)
+
+
+@pytest.mark.parametrize("cell", ["nan", "inf", "-inf"])
+def test_csv_with_nan_or_inf_is_refused(cell: str) -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        parse_csv(f"0.5,0.5,0.5,1\n0.5,{cell},0.5,1\n")
+    assert info.value.field == "atoms.file"
+    assert "atom 1" in info.value.message
+
+
+def test_csv_errors_reach_parse_spec_with_the_file_field() -> None:
+    bad = {"/data/bad.csv": "x,y,z,energy\n0.5,0.5,0.5,1\n0.5,0.5\n"}
+    with pytest.raises(InvalidSpecError) as info:
+        parse_spec(with_(ATOMS, atoms={"file": "/data/bad.csv"}), load_atoms=lambda uri: parse_csv(bad[uri]))
+    assert info.value.field == "atoms.file"
+    assert "line 3" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "table", [np.zeros((3, 3)), np.zeros((0, 4)), np.zeros(4), np.zeros((2, 4), dtype=complex)]
+)
+def test_atoms_tables_of_the_wrong_form(table: np.ndarray) -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        validate_table(table)
+    assert info.value.field == "atoms.file"
+
+
+def test_atom_on_a_grid_point_without_softening_names_atom_and_point() -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        parse(with_(ATOMS, atoms={"file": "/data/on.npy"}))
+    assert info.value.field == "atoms.file"
+    assert "atom 1" in info.value.message
+    assert "(1, 2, 3)" in info.value.message
+    assert "softening" in info.value.message
+
+
+def test_atom_on_a_grid_point_with_softening_is_accepted() -> None:
+    spec = parse(with_(ATOMS, atoms={"file": "/data/on.npy"}, softening=0.1))
+    assert isinstance(spec, AtomsSpec)
+    assert spec.softening == 0.1
+
+
+def test_atom_on_a_shifted_grid_is_found_through_origin_and_spacing() -> None:
+    # Grid points at 10 + 0.5·i: the atom at (10.5, 11, 12) is point (1, 2, 4).
+    load = atoms_loader({"/data/s.npy": np.array([[10.5, 11.0, 12.0, 1.0]])})
+    with pytest.raises(InvalidSpecError) as info:
+        parse_spec(with_(ATOMS, grid=8, origin="10,10,10", spacing=0.5, atoms={"file": "/data/s.npy"}),
+                   load_atoms=load)
+    assert "(1, 2, 4)" in info.value.message
+    # Outside the grid it is harmless.
+    assert parse_spec(with_(ATOMS, grid=8, origin="20,10,10", spacing=0.5, atoms={"file": "/data/s.npy"}),
+                      load_atoms=load)
+
+
+def test_float32_rounding_puts_an_atom_on_a_grid_point() -> None:
+    # 3.0000001 is 3.0 once rounded to float32 (the kernel's working precision) but not in
+    # float64, so only the float32 job would divide by zero.
+    assert np.float32(3.0000001) == np.float32(3.0)
+    assert 3.0000001 != 3.0
+    with pytest.raises(InvalidSpecError) as info:
+        parse(with_(ATOMS, precision="float32", atoms={"file": "/data/near.npy"}))
+    assert info.value.field == "atoms.file"
+    assert "atom 0" in info.value.message and "(3, 1, 2)" in info.value.message
+    spec = parse(with_(ATOMS, precision="float64", atoms={"file": "/data/near.npy"}))
+    assert isinstance(spec, AtomsSpec)
