@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export TILEFAN_HOME ?= $(CURDIR)/.tilefan
 
-.PHONY: install run test lint typecheck pytest bench package cfn-lint clean
+.PHONY: install run test lint typecheck pytest bench package clean
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/tilefan run add --shape-a 4096x4096 --shape-b 4096x4096 --seed 7 --verify --out demo/S.npy
 	$(BIN)/tilefan run atoms --grid 128 --atoms 1000 --seed 3 --verify --field-out demo/phi.npy
 
-test: lint typecheck pytest
+test: lint typecheck pytest package
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -32,6 +32,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+## chalice package + the merge template into dist/, then cfn-lint on the result.
+package: $(STAMP)
+	bash stepfunctions/package.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

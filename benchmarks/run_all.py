@@ -55,7 +55,7 @@ def make_inputs(n: int, name: str) -> tuple[Path, Path]:
 
 def race(contenders: dict[str, list[str]], env: dict[str, str], rounds: int) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in contenders}
-    for name, cmd in contenders.items():  # warm-up: page cache, numba cache
+    for cmd in contenders.values():  # warm-up: page cache, numba cache
         timed(cmd, env)
     for _ in range(rounds):
         for name, cmd in contenders.items():

@@ -111,14 +111,17 @@ def aws_settings(env: Mapping[str, str] | None = None) -> AwsSettings:
 def build_aws_ports(settings: AwsSettings | None = None, session=None) -> Ports:  # type: ignore[no-untyped-def]
     """S3 and DynamoDB ports; boto3 clients are created here, on first use, never at import."""
     import boto3
+    from botocore.config import Config as BotoConfig
 
     from chalicelib.adapters.dynamo_store import DynamoJobStore
     from chalicelib.adapters.s3_store import S3BlobStore
 
     settings = settings or aws_settings()
     session = session or boto3.session.Session(region_name=settings.region)
+    # SigV4 and the regional endpoint: presigned upload URLs are otherwise signed with SigV2.
+    s3 = session.client("s3", config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "virtual"}))
     return Ports(
-        blobs=S3BlobStore(session.client("s3"), settings.bucket),
+        blobs=S3BlobStore(s3, settings.bucket),
         jobs=DynamoJobStore(session.client("dynamodb"), settings.table, ttl_days=settings.ttl_days),
     )
 

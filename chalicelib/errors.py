@@ -16,7 +16,7 @@ class TilefanError(Exception):
     def __reduce__(self) -> tuple[object, ...]:
         if self._init_args:
             return (type(self), self._init_args)
-        return super().__reduce__()
+        return (type(self), self.args)
 
 
 class InvalidSpecError(TilefanError):

@@ -163,6 +163,7 @@ class LocalBlobStore:
     def read_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray:
         partial = self._partial(key, job_id)
         path = partial if partial.exists() else self.path(key)
+        _read_header(path)  # BlobNotFoundError when neither exists
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
         return arr[tuple(slice(a, b) for a, b in region)]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
-from chalicelib.errors import ConflictError, JobNotFoundError, StoreError
+from chalicelib.errors import ConflictError, InvalidSpecError, JobNotFoundError, StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -106,11 +106,17 @@ class SqliteJobStore:
 
     def list_jobs(self, limit: int, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:
         params: tuple[Any, ...]
+        if limit < 1:
+            raise InvalidSpecError("limit", f"must be at least 1, got {limit}")
         if cursor:
             created, _, job_id = cursor.partition("/")
+            try:
+                created_at = float(created)
+            except ValueError:
+                raise InvalidSpecError("cursor", "is not a cursor this API returned") from None
             sql = ("SELECT * FROM jobs WHERE (created_at, job_id) < (?, ?)"
                    " ORDER BY created_at DESC, job_id DESC LIMIT ?")
-            params = (float(created), job_id, limit + 1)
+            params = (created_at, job_id, limit + 1)
         else:
             sql = "SELECT * FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ?"
             params = (limit + 1,)

@@ -1,0 +1,79 @@
+"""Fixtures for the AWS adapters under moto: fake credentials, one mocked account,
+and the bucket and table the CloudFormation stack would own.
+
+Nothing here can reach AWS: the credentials are fake, and ``mock_aws`` intercepts every
+botocore request before it leaves the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+REGION = "us-east-1"
+BUCKET = "tilefan-test-store"
+USER_BUCKET = "tilefan-test-user-inputs"  # stands for a user's own bucket (s3:// keys)
+TABLE = "tilefan-test-jobs"
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a region, so boto3 never looks for real ones."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def aws_session() -> Any:
+    """One boto3 session for the whole run, with fake credentials of its own.
+
+    Clients come from it rather than from boto3's default session, which moto resets on
+    every start: a fresh session re-reads botocore's endpoint and service files, about
+    a tenth of a second per test. moto is imported first so the session carries its
+    request hook.
+    """
+    import boto3
+    import moto  # noqa: F401
+
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", aws_session_token="testing",
+        region_name=REGION,
+    )
+
+
+@pytest.fixture
+def mocked_aws(aws_credentials: None) -> Iterator[None]:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def s3_client(mocked_aws: None, aws_session: Any) -> Any:
+    """An S3 client with the store's bucket and a "user" bucket already created."""
+    client = aws_session.client("s3")
+    client.create_bucket(Bucket=BUCKET)
+    client.create_bucket(Bucket=USER_BUCKET)
+    return client
+
+
+@pytest.fixture
+def dynamodb_client(mocked_aws: None, aws_session: Any) -> Any:
+    """A DynamoDB client with the jobs table created as the stack declares it."""
+    from chalicelib.adapters.dynamo_store import create_table
+
+    client = aws_session.client("dynamodb")
+    create_table(client, TABLE)
+    return client

@@ -1,0 +1,714 @@
+"""One contract for the blob and job stores, run on both backends.
+
+Every case runs on the embedded adapters (``LocalBlobStore`` and ``SqliteJobStore`` on a
+temp dir) and on the AWS adapters (``S3BlobStore`` and ``DynamoJobStore`` under moto), so
+the pipeline can rely on the same behaviour wherever it runs: what goes in comes out,
+arrays read back equal NumPy's slicing, an output is invisible until committed and leaves
+nothing behind when discarded, errors are tilefan's own, status changes follow
+ALLOWED_FROM, and a tile is counted exactly once however often it is reported.
+
+The last section checks what only the AWS adapters promise (ranged reads, TTL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import itertools
+import random
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from chalicelib.adapters.localfs import LocalBlobStore
+from chalicelib.adapters.sqlite_store import SqliteJobStore
+from chalicelib.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
+from chalicelib.errors import (
+    BlobNotFoundError,
+    ConflictError,
+    InvalidBlobError,
+    InvalidSpecError,
+    JobNotFoundError,
+    StoreError,
+)
+from chalicelib.pipeline.ports import BlobStore, JobStore
+from tests.functional.conftest import BUCKET, TABLE, USER_BUCKET
+
+Region = Sequence[tuple[int, int]]
+
+
+@dataclass
+class Backend:
+    """The two stores of one backend, plus what the tests need to look behind them."""
+
+    kind: str  # "embedded" or "aws"
+    blobs: BlobStore
+    jobs: JobStore
+    user_key: Callable[[str], str]  # where a user's own file of that name lives (outside the store)
+    put_user_file: Callable[[str, bytes], str]  # writes a user's file; returns its key
+    stored: Callable[[], set[str]]  # every object or file the blob store holds
+    raw: dict[str, Any] = field(default_factory=dict)  # backend clients, for the AWS-only cases
+
+
+def _embedded(tmp_path: Path) -> Backend:
+    root, user = tmp_path / "blobs", tmp_path / "user"
+    user.mkdir()
+
+    def user_key(name: str) -> str:
+        return str(user / name)
+
+    def put_user_file(name: str, data: bytes) -> str:
+        Path(user_key(name)).write_bytes(data)
+        return user_key(name)
+
+    def stored() -> set[str]:
+        files = itertools.chain(root.rglob("*"), user.rglob("*"))
+        return {str(p.relative_to(tmp_path)) for p in files if p.is_file()}
+
+    return Backend("embedded", LocalBlobStore(root), SqliteJobStore(tmp_path / "db" / "jobs.sqlite3"),
+                   user_key, put_user_file, stored)
+
+
+class OneRequestAtATime:
+    """A boto3 client whose requests moto serves one at a time.
+
+    DynamoDB isolates every request, and every transaction, on its own; moto does not (a
+    transaction deep-copies tables that other threads are changing, and its condition
+    checks race with other writes). Serialising whole requests gives threads what real
+    DynamoDB gives them and nothing more: an adapter that read, then decided, then wrote
+    in separate requests would still race here.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+
+def _aws(request: pytest.FixtureRequest) -> Backend:
+    from chalicelib.adapters.dynamo_store import DynamoJobStore
+    from chalicelib.adapters.s3_store import S3BlobStore
+
+    s3 = request.getfixturevalue("s3_client")
+    dynamodb = request.getfixturevalue("dynamodb_client")
+
+    def user_key(name: str) -> str:
+        return f"s3://{USER_BUCKET}/{name}"
+
+    def put_user_file(name: str, data: bytes) -> str:
+        s3.put_object(Bucket=USER_BUCKET, Key=name, Body=data)
+        return user_key(name)
+
+    def stored() -> set[str]:
+        names = set()
+        for bucket in (BUCKET, USER_BUCKET):
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                names |= {f"{bucket}/{o['Key']}" for o in page.get("Contents", [])}
+        return names
+
+    # The smallest part S3 (and moto) accepts, so a modest output exercises multipart.
+    blobs = S3BlobStore(s3, BUCKET, prefix="store/", part_bytes=5 * 2**20)
+    jobs = DynamoJobStore(OneRequestAtATime(dynamodb), TABLE)
+    return Backend("aws", blobs, jobs, user_key, put_user_file, stored,
+                   raw={"s3": s3, "dynamodb": dynamodb})
+
+
+@pytest.fixture(params=["embedded", "aws"])
+def be(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return _embedded(tmp_path) if request.param == "embedded" else _aws(request)
+
+
+def npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def grid(shape: tuple[int, ...], tile: tuple[int, ...]) -> list[tuple[tuple[int, int], ...]]:
+    """Every tile region of ``shape`` cut into ``tile``-sized blocks (edges ragged)."""
+    axes = [[(a, min(a + t, n)) for a in range(0, n, t)] for n, t in zip(shape, tile, strict=True)]
+    return list(itertools.product(*axes))
+
+
+def cut(array: np.ndarray, region: Region) -> np.ndarray:
+    return array[tuple(slice(a, b) for a, b in region)]
+
+
+# =========================================================================== blob store
+
+
+def test_json_round_trips_and_overwrites(be: Backend) -> None:
+    value = {"tiles": [{"job_id": "j", "tile_id": 3}], "x": 0.1, "big": 2**53 + 1, "name": "fünf", "none": None}
+    be.blobs.put_json("jobs/j1/manifest.json", value)
+    assert be.blobs.get_json("jobs/j1/manifest.json") == value
+    be.blobs.put_json("jobs/j1/manifest.json", [1, 2])
+    assert be.blobs.get_json("jobs/j1/manifest.json") == [1, 2]
+
+
+def test_read_bytes_returns_a_user_file_exactly(be: Backend) -> None:
+    data = b"x,y,z,q\n1,2,3,4\n" + bytes(range(256))
+    assert be.blobs.read_bytes(be.put_user_file("atoms.csv", data)) == data
+
+
+ARRAYS: dict[str, np.ndarray] = {
+    "2d float64": np.arange(35, dtype=np.float64).reshape(7, 5) / 3,
+    "2d float32 fortran": np.asfortranarray(np.arange(48, dtype=np.float32).reshape(6, 8)),
+    "3d int16": np.arange(60, dtype=np.int16).reshape(3, 4, 5),
+    "big-endian": np.arange(12, dtype=">f8").reshape(4, 3),
+    "1 row": np.ones((1, 9)),
+}
+
+
+@pytest.mark.parametrize("name", ARRAYS)
+def test_array_info_matches_the_array(be: Backend, name: str) -> None:
+    array = ARRAYS[name]
+    be.blobs.write_array("jobs/j1/in.npy", array)
+    user = be.put_user_file("in.npy", npy(array))
+    for key in ("jobs/j1/in.npy", user):
+        assert be.blobs.array_info(key) == (array.shape, array.dtype.name)
+
+
+def test_array_info_reads_a_header_longer_than_one_probe(be: Backend) -> None:
+    # ~300 named fields make a header of several KiB, past the first ranged read.
+    dtype = np.dtype([(f"field_{i:04d}", "<f4") for i in range(300)])
+    array = np.zeros((3, 2), dtype=dtype)
+    key = be.put_user_file("wide.npy", npy(array))
+    assert be.blobs.array_info(key) == ((3, 2), dtype.name)
+    assert be.blobs.read_rows(key, (1, 3)).tobytes() == array[1:3].tobytes()
+
+
+ROW_CASES = [
+    ((0, 7), None), ((2, 5), None), ((3, 4), (1, 4)), ((0, 7), (0, 5)), ((5, 99), (2, 3)), ((4, 4), None),
+]
+
+
+@pytest.mark.parametrize("name", ["2d float64", "2d float32 fortran", "big-endian"])
+@pytest.mark.parametrize(("rows", "cols"), ROW_CASES)
+def test_read_rows_equals_numpy_slicing(
+    be: Backend, name: str, rows: tuple[int, int], cols: tuple[int, int] | None
+) -> None:
+    array = ARRAYS[name]
+    user = be.put_user_file("m.npy", npy(array))
+    be.blobs.write_array("jobs/j1/m.npy", array)
+    expected = array[rows[0] : rows[1]] if cols is None else array[rows[0] : rows[1], cols[0] : cols[1]]
+    for key in (user, "jobs/j1/m.npy"):
+        got = be.blobs.read_rows(key, rows, cols)
+        assert got.dtype == array.dtype
+        np.testing.assert_array_equal(got, expected, strict=True)
+
+
+def test_read_rows_of_a_3d_array_takes_leading_rows(be: Backend) -> None:
+    array = ARRAYS["3d int16"]
+    be.blobs.write_array("jobs/j1/cube.npy", array)
+    np.testing.assert_array_equal(be.blobs.read_rows("jobs/j1/cube.npy", (1, 3)), array[1:3], strict=True)
+
+
+def test_write_array_then_read_array_round_trips(be: Backend) -> None:
+    for name, array in ARRAYS.items():
+        key = f"jobs/j1/{name.replace(' ', '_')}.npy"
+        be.blobs.write_array(key, array)
+        got = be.blobs.read_array(key)
+        np.testing.assert_array_equal(got, array, strict=True)
+        assert got.dtype == array.dtype
+
+
+# --------------------------------------------------------------------------- outputs
+
+OUTPUTS = {
+    "2d ragged tiles": ((10, 7), "float64", (4, 3)),
+    "2d row bands": ((9, 6), "float32", (2, 6)),
+    "3d blocks": ((5, 6, 4), "float64", (2, 4, 3)),
+    "3d one plane at a time": ((3, 4, 5), "int32", (1, 4, 5)),
+}
+
+
+@pytest.mark.parametrize("name", OUTPUTS)
+@pytest.mark.parametrize("where", ["store", "user"])
+def test_tiles_in_any_order_commit_to_exactly_the_array(be: Backend, name: str, where: str) -> None:
+    shape, dtype, tile = OUTPUTS[name]
+    expected = (np.arange(int(np.prod(shape))).reshape(shape) * 1.5 - 7).astype(dtype)
+    key = "jobs/j1/out.npy" if where == "store" else be.put_user_file("field.npy", b"old")
+    before = be.stored()
+    be.blobs.create_array(key, shape, dtype, "j1")
+    regions = grid(shape, tile)
+    random.Random(7).shuffle(regions)
+    # A retried tile writes its region again: first a wrong block, then the right one.
+    be.blobs.write_region(key, "j1", regions[0], np.full(cut(expected, regions[0]).shape, 99, dtype=dtype))
+    for region in regions:
+        be.blobs.write_region(key, "j1", region, cut(expected, region))
+    be.blobs.write_region(key, "j1", regions[0], cut(expected, regions[0]))
+    # Nothing new is visible at the key before the commit.
+    if where == "store":
+        with pytest.raises(BlobNotFoundError):
+            be.blobs.array_info(key)
+    else:
+        assert be.blobs.read_bytes(key) == b"old"
+    whole = tuple((0, n) for n in shape)
+    np.testing.assert_array_equal(be.blobs.read_region(key, "j1", whole), expected, strict=True)
+
+    location = be.blobs.commit_array(key, "j1")
+
+    for readable in (key, location):
+        got = be.blobs.read_array(readable)
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, expected, strict=True)
+    assert be.blobs.array_info(key) == (shape, np.dtype(dtype).name)
+    # Committed: only the output itself is new; no parts or partial files are left.
+    added = be.stored() - before
+    assert len(added) == (1 if where == "store" else 0), added
+
+
+@pytest.mark.parametrize("committed", [False, True])
+def test_read_region_spans_tiles_before_and_after_commit(be: Backend, committed: bool) -> None:
+    shape, tile = (8, 9, 3), (3, 4, 3)
+    expected = np.random.default_rng(1).standard_normal(shape)
+    be.blobs.create_array("jobs/j1/out.npy", shape, "float64", "j1")
+    for region in grid(shape, tile):
+        be.blobs.write_region("jobs/j1/out.npy", "j1", region, cut(expected, region))
+    if committed:
+        be.blobs.commit_array("jobs/j1/out.npy", "j1")
+    for region in [((2, 7), (1, 8), (0, 3)), ((0, 8), (0, 9), (1, 2)), ((5, 6), (4, 5), (2, 3))]:
+        got = be.blobs.read_region("jobs/j1/out.npy", "j1", region)
+        np.testing.assert_array_equal(got, cut(expected, region), strict=True)
+
+
+def test_unwritten_cells_read_as_zero_and_commit_as_zero(be: Backend) -> None:
+    be.blobs.create_array("jobs/j1/out.npy", (4, 4), "float32", "j1")
+    be.blobs.write_region("jobs/j1/out.npy", "j1", ((0, 2), (0, 4)), np.ones((2, 4), dtype=np.float32))
+    expected = np.zeros((4, 4), dtype=np.float32)
+    expected[:2] = 1
+    np.testing.assert_array_equal(be.blobs.read_region("jobs/j1/out.npy", "j1", ((1, 3), (0, 4))), expected[1:3])
+    be.blobs.commit_array("jobs/j1/out.npy", "j1")
+    np.testing.assert_array_equal(be.blobs.read_array("jobs/j1/out.npy"), expected, strict=True)
+
+
+def test_creating_an_output_again_starts_from_nothing(be: Backend) -> None:
+    # A retried plan re-creates the output: tiles of the first attempt must not survive.
+    be.blobs.create_array("jobs/j1/out.npy", (2, 2), "float64", "j1")
+    be.blobs.write_region("jobs/j1/out.npy", "j1", ((0, 2), (0, 2)), np.full((2, 2), 5.0))
+    be.blobs.create_array("jobs/j1/out.npy", (2, 2), "float64", "j1")
+    be.blobs.commit_array("jobs/j1/out.npy", "j1")
+    np.testing.assert_array_equal(be.blobs.read_array("jobs/j1/out.npy"), np.zeros((2, 2)), strict=True)
+
+
+def test_two_jobs_build_outputs_at_the_same_key_apart(be: Backend) -> None:
+    for job, value in (("ja", 1.0), ("jb", 2.0)):
+        be.blobs.create_array("shared/out.npy", (2, 3), "float64", job)
+        be.blobs.write_region("shared/out.npy", job, ((0, 2), (0, 3)), np.full((2, 3), value))
+    be.blobs.discard_array("shared/out.npy", "ja")
+    be.blobs.commit_array("shared/out.npy", "jb")
+    np.testing.assert_array_equal(be.blobs.read_array("shared/out.npy"), np.full((2, 3), 2.0), strict=True)
+
+
+def test_a_large_output_commits_whole(be: Backend) -> None:
+    # 11.2 MB: more than two 5 MiB parts, so the S3 commit is a real multipart upload.
+    shape = (1400, 1000)
+    expected = np.arange(shape[0] * shape[1], dtype=np.float64).reshape(shape)
+    be.blobs.create_array("jobs/j1/big.npy", shape, "float64", "j1")
+    for region in grid(shape, (300, 1000)):
+        be.blobs.write_region("jobs/j1/big.npy", "j1", region, cut(expected, region))
+    be.blobs.commit_array("jobs/j1/big.npy", "j1")
+    np.testing.assert_array_equal(be.blobs.read_array("jobs/j1/big.npy"), expected, strict=True)
+    np.testing.assert_array_equal(be.blobs.read_rows("jobs/j1/big.npy", (699, 701), (10, 20)),
+                                  expected[699:701, 10:20], strict=True)
+
+
+def test_discard_leaves_nothing_behind(be: Backend) -> None:
+    before = be.stored()
+    be.blobs.create_array("jobs/j1/out.npy", (6, 6), "float64", "j1")
+    for region in grid((6, 6), (3, 3))[:3]:
+        be.blobs.write_region("jobs/j1/out.npy", "j1", region, np.ones((3, 3)))
+    be.blobs.discard_array("jobs/j1/out.npy", "j1")
+    assert be.stored() == before
+    with pytest.raises(BlobNotFoundError):
+        be.blobs.array_info("jobs/j1/out.npy")
+    with pytest.raises(StoreError):
+        be.blobs.commit_array("jobs/j1/out.npy", "j1")
+    be.blobs.discard_array("jobs/j1/out.npy", "j1")  # discarding again is harmless
+
+
+def test_commit_of_an_output_never_created_is_refused(be: Backend) -> None:
+    with pytest.raises(StoreError):
+        be.blobs.commit_array("jobs/j1/out.npy", "j1")
+
+
+def test_write_region_of_an_output_never_created_is_not_found(be: Backend) -> None:
+    with pytest.raises(BlobNotFoundError):
+        be.blobs.write_region("jobs/j1/out.npy", "j1", ((0, 1), (0, 1)), np.ones((1, 1)))
+
+
+def test_delete_prefix_removes_that_folder_only(be: Backend) -> None:
+    for key in ("jobs/a/manifest.json", "jobs/a/deep/items.json", "jobs/ab/manifest.json"):
+        be.blobs.put_json(key, {"k": key})
+    be.blobs.delete_prefix("jobs/a")
+    for key in ("jobs/a/manifest.json", "jobs/a/deep/items.json"):
+        with pytest.raises(BlobNotFoundError):
+            be.blobs.get_json(key)
+    assert be.blobs.get_json("jobs/ab/manifest.json") == {"k": "jobs/ab/manifest.json"}
+    be.blobs.delete_prefix("jobs/nothing-here")
+
+
+# --------------------------------------------------------------------------- blob errors
+
+READERS: dict[str, Callable[[BlobStore, str], object]] = {
+    "get_json": lambda b, k: b.get_json(k),
+    "read_bytes": lambda b, k: b.read_bytes(k),
+    "array_info": lambda b, k: b.array_info(k),
+    "read_rows": lambda b, k: b.read_rows(k, (0, 1)),
+    "read_array": lambda b, k: b.read_array(k),
+}
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_a_missing_key_is_blob_not_found(be: Backend, reader: str) -> None:
+    for key in ("jobs/nope/x.npy", be.user_key("absent.npy")):
+        with pytest.raises(BlobNotFoundError):
+            READERS[reader](be.blobs, key)
+
+
+def test_read_region_of_a_missing_output_is_blob_not_found(be: Backend, request: pytest.FixtureRequest) -> None:
+    with pytest.raises(BlobNotFoundError):
+        be.blobs.read_region("jobs/nope/out.npy", "j1", ((0, 1), (0, 1)))
+
+
+NOT_NPY = {
+    "text": b"x,y,z,q\n0,0,0,1\n",
+    "empty": b"",
+    "npz archive": b"",  # filled in below: a zip, which np.load would happily open
+    "truncated header": npy(np.ones((3, 3)))[:20],
+}
+_npz = io.BytesIO()
+np.savez(_npz, a=np.ones(3))
+NOT_NPY["npz archive"] = _npz.getvalue()
+
+
+@pytest.mark.parametrize("reader", ["array_info", "read_rows", "read_array"])
+@pytest.mark.parametrize("content", NOT_NPY)
+def test_an_object_that_is_not_npy_is_invalid(be: Backend, reader: str, content: str) -> None:
+    key = be.put_user_file("bad.npy", NOT_NPY[content])
+    with pytest.raises(InvalidBlobError):
+        READERS[reader](be.blobs, key)
+
+
+# =========================================================================== job store
+
+
+def job(job_id: str, created_at: float = 1_700_000_000.25, **changes: Any) -> JobRecord:
+    fields: dict[str, Any] = {
+        "job_id": job_id, "kind": "matmul", "status": Status.QUEUED, "created_at": created_at,
+        "spec": {"kind": "matmul", "a": {"random": {"shape": [4, 4], "seed": 1}}, "tile": [2, 2], "x": 0.1},
+        "tiles_total": 4, "units_total": 16, "links": {"self": f"/jobs/{job_id}"},
+    }
+    return JobRecord(**{**fields, **changes})
+
+
+def running(be: Backend, job_id: str = "j1") -> str:
+    be.jobs.create_job(job(job_id))
+    assert be.jobs.transition(job_id, Status.RUNNING, timings={"started_at": 10.0})
+    return job_id
+
+
+def tile(tile_id: int, units: int = 4, worker: str = "w1", started: float = 100.0) -> TileResult:
+    return TileResult(
+        tile_id=tile_id, units=units, stats={"sum": tile_id * 0.5, "sumsq": 1.25}, started_at=started,
+        finished_at=started + 1.5, worker=worker, route="lambda", bytes_read=1024, bytes_written=128,
+    )
+
+
+def test_create_then_get_returns_the_record(be: Backend) -> None:
+    record = job("j1", timings={"plan_s": 0.125})
+    be.jobs.create_job(record)
+    assert be.jobs.get_job("j1") == record
+
+
+def test_creating_an_existing_job_is_a_conflict_and_changes_nothing(be: Backend) -> None:
+    be.jobs.create_job(job("j1"))
+    with pytest.raises(ConflictError):
+        be.jobs.create_job(job("j1", kind="add", created_at=5.0))
+    assert be.jobs.get_job("j1") == job("j1")
+
+
+def test_a_missing_job_is_not_found(be: Backend) -> None:
+    with pytest.raises(JobNotFoundError):
+        be.jobs.get_job("nope")
+    with pytest.raises(JobNotFoundError):
+        be.jobs.set_plan("nope", 1, 1)
+    with pytest.raises(JobNotFoundError):
+        be.jobs.transition("nope", Status.RUNNING)
+    with pytest.raises(JobNotFoundError):
+        be.jobs.record_tile_done("nope", tile(0))
+    assert be.jobs.tile_results("nope") == []
+
+
+def test_set_plan_sets_the_totals(be: Backend) -> None:
+    be.jobs.create_job(job("j1"))
+    be.jobs.set_plan("j1", 9, 81)
+    record = be.jobs.get_job("j1")
+    assert (record.tiles_total, record.units_total, record.tiles_done, record.units_done) == (9, 81, 0, 0)
+
+
+def test_list_jobs_pages_newest_first_without_duplicates(be: Backend) -> None:
+    assert be.jobs.list_jobs(3) == ([], None)
+    # Two jobs share a creation time: the job id breaks the tie, the same on every page.
+    times = {"a": 5.0, "b": 1.5, "c": 9.75, "d": 5.0, "e": 1_700_000_000.5, "f": 3.0, "g": 12.0}
+    for job_id, created in random.Random(3).sample(sorted(times.items()), len(times)):
+        be.jobs.create_job(job(job_id, created_at=created))
+    expected = [j for j, _ in sorted(times.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
+
+    pages, cursor = [], None
+    while True:
+        records, cursor = be.jobs.list_jobs(3, cursor)
+        pages.append([r.job_id for r in records])
+        if cursor is None:
+            break
+    assert pages == [expected[0:3], expected[3:6], expected[6:7]]
+    assert be.jobs.list_jobs(7) == ([be.jobs.get_job(j) for j in expected], None)  # an exact fit has no next page
+    first, cursor = be.jobs.list_jobs(4)
+    rest, last = be.jobs.list_jobs(3, cursor)
+    assert [r.job_id for r in first + rest] == expected and last is None
+
+
+def test_list_jobs_refuses_a_cursor_it_never_issued(be: Backend, request: pytest.FixtureRequest) -> None:
+    with pytest.raises(InvalidSpecError):
+        be.jobs.list_jobs(3, "not-a-cursor")
+
+
+def test_transitions_follow_allowed_from(be: Backend) -> None:
+    # Reach every status by allowed steps, then try every possible next status.
+    paths = {
+        Status.QUEUED: [],
+        Status.RUNNING: [Status.RUNNING],
+        Status.SUCCEEDED: [Status.RUNNING, Status.SUCCEEDED],
+        Status.FAILED: [Status.FAILED],
+        Status.CANCELLED: [Status.RUNNING, Status.CANCELLED],
+    }
+    for n, (start, new) in enumerate(itertools.product(Status, Status)):
+        job_id = f"j{n}"
+        be.jobs.create_job(job(job_id))
+        for step in paths[start]:
+            assert be.jobs.transition(job_id, step)
+        allowed = start in ALLOWED_FROM[new]
+        assert be.jobs.transition(job_id, new) is allowed, (start, new)
+        assert be.jobs.get_job(job_id).status is (new if allowed else start)
+        assert not (start.terminal and allowed)
+
+
+def test_named_transition_rules(be: Backend) -> None:
+    be.jobs.create_job(job("q"))
+    assert be.jobs.transition("q", Status.SUCCEEDED) is False  # never skips RUNNING
+    assert be.jobs.transition("q", Status.QUEUED) is False  # nothing goes back to QUEUED
+    running(be, "r")
+    assert be.jobs.transition("r", Status.CANCELLED) is True
+    for status in Status:  # a terminal status is final
+        assert be.jobs.transition("r", status) is False
+    assert be.jobs.get_job("r").status is Status.CANCELLED
+
+
+def test_transition_merges_timings_and_links_and_keeps_result_and_error(be: Backend) -> None:
+    be.jobs.create_job(job("j1", timings={"submitted_at": 1.0}))
+    assert be.jobs.transition("j1", Status.RUNNING, timings={"started_at": 2.0, "plan_s": 0.5},
+                              links={"console_url": "https://example/x"})
+    assert be.jobs.transition("j1", Status.SUCCEEDED, timings={"plan_s": 0.75, "wall_s": 3.0},
+                              result={"checksums": {"sum": 1.5}})
+    record = be.jobs.get_job("j1")
+    assert record.timings == {"submitted_at": 1.0, "started_at": 2.0, "plan_s": 0.75, "wall_s": 3.0}
+    assert record.links == {"self": "/jobs/j1", "console_url": "https://example/x"}
+    assert (record.result, record.error) == ({"checksums": {"sum": 1.5}}, None)
+    be.jobs.create_job(job("j2"))
+    assert be.jobs.transition("j2", Status.FAILED, error={"code": "tile_failed", "tile_id": 3})
+    assert be.jobs.get_job("j2").error == {"code": "tile_failed", "tile_id": 3}
+
+
+# --------------------------------------------------------------------------- tiles
+
+
+def test_a_tile_recorded_twice_counts_once(be: Backend) -> None:
+    running(be)
+    assert be.jobs.record_tile_done("j1", tile(2, units=6, worker="first")) is True
+    assert be.jobs.record_tile_done("j1", tile(2, units=6, worker="second", started=200.0)) is False
+    record = be.jobs.get_job("j1")
+    assert (record.tiles_done, record.units_done) == (1, 6)
+    assert be.jobs.tile_results("j1") == [tile(2, units=6, worker="first")]
+
+
+def test_tile_results_are_in_tile_order_and_only_done_tiles(be: Backend) -> None:
+    running(be)
+    for tile_id in (12, 0, 100, 5, 3):
+        be.jobs.record_tile_done("j1", tile(tile_id, units=tile_id + 1))
+    be.jobs.tile_started("j1", 7, "w2", "lambda", 50.0)
+    be.jobs.record_tile_failed("j1", 8, "boom", 51.0)
+    assert [r.tile_id for r in be.jobs.tile_results("j1")] == [0, 3, 5, 12, 100]
+    assert be.jobs.tile_results("j1")[3] == tile(12, units=13)
+    record = be.jobs.get_job("j1")
+    assert (record.tiles_done, record.units_done) == (5, 1 + 4 + 6 + 13 + 101)
+
+
+def test_a_failed_tile_can_still_complete_once(be: Backend) -> None:
+    running(be)
+    be.jobs.tile_started("j1", 4, "w1", "lambda", 10.0)
+    be.jobs.record_tile_failed("j1", 4, "worker lost", 11.0)
+    be.jobs.tile_started("j1", 4, "w2", "spot", 12.0)
+    assert be.jobs.record_tile_done("j1", tile(4, worker="w2", started=12.0)) is True
+    [row] = be.jobs.tile_rows("j1")
+    assert row["status"] == "done" and row["attempts"] == 2 and row["error"] is None
+    assert (row["worker"], row["route"], row["started_at"], row["finished_at"]) == ("w2", "lambda", 12.0, 13.5)
+    assert be.jobs.get_job("j1").tiles_done == 1
+
+
+def test_a_late_failure_report_leaves_a_done_tile_done(be: Backend) -> None:
+    running(be)
+    be.jobs.record_tile_done("j1", tile(1))
+    be.jobs.record_tile_failed("j1", 1, "late timeout", 500.0)
+    [row] = be.jobs.tile_rows("j1")
+    assert (row["status"], row["error"], row["finished_at"]) == ("done", None, 101.5)
+    assert be.jobs.tile_results("j1") == [tile(1)]
+
+
+def test_a_duplicate_start_after_done_leaves_the_tile_as_it_was(be: Backend) -> None:
+    running(be)
+    be.jobs.record_tile_done("j1", tile(1, worker="w1", started=100.0))
+    before = be.jobs.tile_rows("j1")
+    be.jobs.tile_started("j1", 1, "w9", "spot", 900.0)  # a duplicate delivery, after the fact
+    assert be.jobs.tile_rows("j1") == before
+    assert be.jobs.tile_results("j1") == [tile(1, worker="w1", started=100.0)]
+
+
+def test_tile_rows_report_every_state(be: Backend) -> None:
+    running(be)
+    be.jobs.tile_started("j1", 0, "w0", "lambda", 1.0)
+    be.jobs.tile_started("j1", 0, "w0b", "lambda", 2.0)
+    be.jobs.record_tile_failed("j1", 1, "kernel failed", 3.0)
+    be.jobs.record_tile_done("j1", tile(2))
+    rows = be.jobs.tile_rows("j1")
+    keys = {"job_id", "tile_id", "status", "started_at", "finished_at", "worker", "route", "units", "stats",
+            "bytes_read", "bytes_written", "attempts", "error"}
+    assert all(set(r) == keys for r in rows)
+    pick = [{k: r[k] for k in ("tile_id", "status", "started_at", "finished_at", "worker", "route", "attempts",
+                                "error", "stats", "units")} for r in rows]
+    assert pick == [
+        {"tile_id": 0, "status": "running", "started_at": 2.0, "finished_at": None, "worker": "w0b",
+         "route": "lambda", "attempts": 2, "error": None, "stats": None, "units": None},
+        {"tile_id": 1, "status": "failed", "started_at": None, "finished_at": 3.0, "worker": None,
+         "route": None, "attempts": 1, "error": "kernel failed", "stats": None, "units": None},
+        {"tile_id": 2, "status": "done", "started_at": 100.0, "finished_at": 101.5, "worker": "w1",
+         "route": "lambda", "attempts": 1, "error": None, "stats": {"sum": 1.0, "sumsq": 1.25}, "units": 4},
+    ]
+    assert rows[2]["bytes_read"] == 1024 and rows[2]["bytes_written"] == 128 and rows[2]["job_id"] == "j1"
+
+
+def test_concurrent_reports_of_the_same_tiles_count_each_once(be: Backend) -> None:
+    running(be)
+    tiles, threads = 12, 6
+    wins: list[int] = []
+    lock = threading.Lock()
+    gate = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def report(seed: int) -> None:
+        order = random.Random(seed).sample(range(tiles), tiles)
+        try:
+            gate.wait()
+            for tile_id in order:
+                if be.jobs.record_tile_done("j1", tile(tile_id, units=tile_id + 1, worker=f"t{seed}")):
+                    with lock:
+                        wins.append(tile_id)
+        except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
+            errors.append(exc)
+
+    workers = [threading.Thread(target=report, args=(s,)) for s in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors
+    assert sorted(wins) == list(range(tiles))
+    record = be.jobs.get_job("j1")
+    assert (record.tiles_done, record.units_done) == (tiles, sum(t + 1 for t in range(tiles)))
+    assert [r.tile_id for r in be.jobs.tile_results("j1")] == list(range(tiles))
+
+
+# =========================================================================== AWS only
+
+
+@pytest.fixture
+def aws(request: pytest.FixtureRequest) -> Backend:
+    return _aws(request)
+
+
+@contextlib.contextmanager
+def _ranges_asked(s3: Any) -> Iterator[list[str | None]]:
+    """The Range header of every GetObject made inside the block (None: whole object)."""
+    asked: list[str | None] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        asked.append(params.get("Range"))
+
+    s3.meta.events.register("provide-client-params.s3.GetObject", note)
+    try:
+        yield asked
+    finally:
+        s3.meta.events.unregister("provide-client-params.s3.GetObject", note)
+
+
+def test_aws_array_info_and_read_rows_fetch_only_what_they_need(aws: Backend) -> None:
+    array = np.arange(100 * 50, dtype=np.float64).reshape(100, 50)
+    aws.blobs.write_array("jobs/j1/a.npy", array)
+    with _ranges_asked(aws.raw["s3"]) as asked:
+        assert aws.blobs.array_info("jobs/j1/a.npy") == ((100, 50), "float64")
+        assert asked == ["bytes=0-4095"]
+        np.testing.assert_array_equal(aws.blobs.read_rows("jobs/j1/a.npy", (10, 12), (5, 9)), array[10:12, 5:9])
+        header = 128  # np.save pads a short header to 128 bytes
+        assert asked[-1] == f"bytes={header + 10 * 400}-{header + 12 * 400 - 1}"
+
+
+def test_aws_items_expire_and_committed_outputs_are_encrypted(aws: Backend) -> None:
+    from chalicelib.adapters.dynamo_store import DynamoJobStore
+
+    jobs = DynamoJobStore(aws.raw["dynamodb"], TABLE, ttl_days=2, clock=lambda: 1_000.0)
+    jobs.create_job(job("j1"))
+    jobs.transition("j1", Status.RUNNING)
+    jobs.record_tile_done("j1", tile(0))
+    items = aws.raw["dynamodb"].scan(TableName=TABLE)["Items"]
+    assert len(items) == 2 and all(i["expires_at"] == {"N": str(1_000 + 2 * 86_400)} for i in items)
+    ttl = aws.raw["dynamodb"].describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    aws.blobs.create_array("jobs/j1/out.npy", (2, 2), "float64", "j1")
+    uri = aws.blobs.commit_array("jobs/j1/out.npy", "j1")
+    assert uri == f"s3://{BUCKET}/store/jobs/j1/out.npy"
+    head = aws.raw["s3"].head_object(Bucket=BUCKET, Key="store/jobs/j1/out.npy")
+    assert head["ServerSideEncryption"] == "AES256"
+
+
+def test_aws_a_large_commit_is_one_multipart_upload(aws: Backend) -> None:
+    shape = (1400, 1000)  # 11.2 MB against 5 MiB parts
+    aws.blobs.create_array("jobs/j1/big.npy", shape, "float64", "j1")
+    aws.blobs.write_region("jobs/j1/big.npy", "j1", ((0, 1400), (0, 1000)), np.ones(shape))
+    aws.blobs.commit_array("jobs/j1/big.npy", "j1")
+    etag = aws.raw["s3"].head_object(Bucket=BUCKET, Key="store/jobs/j1/big.npy")["ETag"]
+    assert etag.strip('"').endswith("-2")  # S3 tags a multipart object with its part count
+    assert aws.raw["s3"].list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_aws_presign_put_names_the_object(aws: Backend) -> None:
+    from chalicelib.adapters.s3_store import S3BlobStore
+
+    assert isinstance(aws.blobs, S3BlobStore)
+    url = aws.blobs.presign_put("uploads/abc/A.npy", 900)
+    assert url.startswith("https://") and f"{BUCKET}" in url and "store/uploads/abc/A.npy" in url

@@ -1,0 +1,334 @@
+"""The state machine definition and the deployment files around it, read as plain JSON.
+
+cfn-lint checks the ASL's schema (stepfunctions/package.sh), not our conventions: Lambda
+retries with jitter, no retry of bad input, no tile results in the state, every failure
+through MarkFailed. Those are checked here, with no AWS and no network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.entrypoints import lambdas
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL = json.loads((ROOT / "stepfunctions" / "tilefan.asl.json").read_text())
+TEMPLATE = json.loads((ROOT / "stepfunctions" / "merge-template.json").read_text())
+CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
+
+LAMBDA_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+STEP_FUNCTIONS = {  # placeholder → the app.py function it invokes
+    "PlanFunctionArn": "plan",
+    "TileFunctionArn": "tile",
+    "ReduceFunctionArn": "reduce",
+    "MarkFailedFunctionArn": "mark_failed",
+}
+
+
+def walk_states(machine: dict[str, Any] = ASL) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state, including those inside Map item processors."""
+    for name, state in machine["States"].items():
+        yield name, state
+        if "ItemProcessor" in state:
+            yield from walk_states(state["ItemProcessor"])
+
+
+def tasks() -> list[tuple[str, dict[str, Any]]]:
+    return [(n, s) for n, s in walk_states() if s["Type"] == "Task"]
+
+
+def tile_tasks() -> list[tuple[str, dict[str, Any]]]:
+    return [(n, s) for n, s in tasks() if s["Parameters"]["FunctionName"] == "${TileFunctionArn}"]
+
+
+def maps() -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in walk_states() if s["Type"] == "Map"}
+
+
+def retrier_for(task: dict[str, Any], error: str) -> dict[str, Any] | None:
+    """The retrier Step Functions applies to ``error``: the first that names it, or a
+    States.TaskFailed/States.ALL catch-all (States.* errors other than those match only by name)."""
+    for retrier in task.get("Retry", []):
+        names = retrier["ErrorEquals"]
+        if error in names or "States.ALL" in names:
+            return retrier
+        if "States.TaskFailed" in names and not error.startswith("States."):
+            return retrier
+    return None
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value)
+
+
+# --------------------------------------------------------------------------- shape
+
+
+def test_every_transition_lands_on_a_state_in_its_own_scope() -> None:
+    def check(machine: dict[str, Any]) -> None:
+        names = set(machine["States"])
+        assert machine["StartAt"] in names
+        reached = {machine["StartAt"]}
+        for state in machine["States"].values():
+            targets = [state.get("Next"), state.get("Default")]
+            targets += [c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])]
+            for target in filter(None, targets):
+                assert target in names
+                reached.add(target)
+            assert state["Type"] in ("Succeed", "Fail", "Choice") or "Next" in state or state.get("End") is True
+            if "ItemProcessor" in state:
+                check(state["ItemProcessor"])
+        assert reached == names, f"unreachable states: {names - reached}"
+
+    check(ASL)
+
+
+def test_the_choice_routes_the_plan_handlers_modes_to_the_two_maps() -> None:
+    choice = ASL["States"][ASL["States"]["Plan"]["Next"]]
+    assert choice["Type"] == "Choice"
+    [rule] = choice["Choices"]
+    assert rule == {"Variable": "$.mode", "StringEquals": lambdas.DISTRIBUTED, "Next": "DistributedMap"}
+    assert choice["Default"] == "InlineMap"
+    modes = {n: s["ItemProcessor"]["ProcessorConfig"]["Mode"] for n, s in maps().items()}
+    assert modes == {"InlineMap": "INLINE", "DistributedMap": "DISTRIBUTED"}
+    assert ASL["States"]["InlineMap"]["Next"] == ASL["States"]["DistributedMap"]["Next"] == "Reduce"
+    assert ASL["States"]["Reduce"]["Next"] == "Succeeded"
+
+
+def test_the_inline_map_reads_the_tile_list_from_the_state_at_most_40_at_once() -> None:
+    inline = ASL["States"]["InlineMap"]
+    assert inline["ItemsPath"] == "$.tiles"
+    assert inline["MaxConcurrency"] == 40
+
+
+def test_the_distributed_map_reads_the_items_the_plan_step_wrote_to_s3() -> None:
+    dist = ASL["States"]["DistributedMap"]
+    assert dist["ItemReader"] == {
+        "Resource": "arn:aws:states:::s3:getObject",
+        "ReaderConfig": {"InputType": "JSON"},
+        "Parameters": {"Bucket.$": "$.items.bucket", "Key.$": "$.items.key"},
+    }
+    assert dist["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] == "STANDARD"
+    assert dist["ToleratedFailurePercentage"] == 0
+    assert 40 < dist["MaxConcurrency"] <= 10_000
+
+
+def test_no_map_batches_items() -> None:
+    # moto's ASL parser rejects ItemBatcher, and a tile is already a whole Lambda's work.
+    assert "ItemBatcher" not in json_text(ASL)
+
+
+def test_no_tile_result_travels_through_the_state() -> None:
+    for name, state in maps().items():
+        assert "ResultPath" in state and state["ResultPath"] is None, name
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+def test_every_map_item_carries_job_tile_and_the_parent_execution() -> None:
+    for name, state in maps().items():
+        assert state["ItemSelector"] == {
+            "job_id.$": "$$.Map.Item.Value.job_id",
+            "tile_id.$": "$$.Map.Item.Value.tile_id",
+            "execution_id.$": "$$.Execution.Id",
+        }, name
+
+
+def test_every_task_sends_the_payload_its_handler_checks() -> None:
+    expected = {
+        "${PlanFunctionArn}": {"job_id", "execution_id"},
+        "${TileFunctionArn}": {"job_id", "tile_id", "execution_id"},
+        "${ReduceFunctionArn}": {"job_id", "execution_id"},
+        "${MarkFailedFunctionArn}": {"job_id", "execution_id", "error"},
+    }
+    for name, task in tasks():
+        assert task["Resource"] == "arn:aws:states:::lambda:invoke", name
+        params = task["Parameters"]
+        fields = {key.removesuffix(".$") for key in params["Payload"]}
+        assert fields == expected[params["FunctionName"]], name
+    # Tasks outside a map take the execution from the context; tiles get it from ItemSelector.
+    for name, task in tasks():
+        if "tile_id.$" not in task["Parameters"]["Payload"]:
+            assert task["Parameters"]["Payload"]["execution_id.$"] == "$$.Execution.Id", name
+
+
+# --------------------------------------------------------------------------- retries
+
+
+def test_every_task_retries_lambda_service_errors_with_full_jitter() -> None:
+    for name, task in tasks():
+        for error in LAMBDA_ERRORS:
+            retrier = retrier_for(task, error)
+            assert retrier is not None, (name, error)
+            assert retrier["JitterStrategy"] == "FULL", name
+            assert retrier["BackoffRate"] == 2, name
+            assert retrier["IntervalSeconds"] >= 1, name
+            assert retrier["MaxAttempts"] >= 3, name
+
+
+def test_tile_tasks_retry_transient_failures_a_few_times() -> None:
+    assert len(tile_tasks()) == 2
+    for name, task in tile_tasks():
+        for error in ("StoreError", "ConnectionResetError", "States.TaskFailed"):
+            retrier = retrier_for(task, error)
+            assert retrier is not None and 1 <= retrier["MaxAttempts"] <= 3, (name, error)
+            assert retrier["JitterStrategy"] == "FULL"
+
+
+@pytest.mark.parametrize(
+    "error", ["InvalidSpecError", "InvalidBlobError", "BlobNotFoundError", "JobNotFoundError", "TileFailedError"]
+)
+def test_tile_tasks_never_retry_errors_a_retry_cannot_fix(error: str) -> None:
+    for name, task in tile_tasks():
+        retrier = retrier_for(task, error)
+        assert retrier is not None and retrier["MaxAttempts"] == 0, (name, error)
+
+
+def test_only_tile_tasks_retry_task_failures() -> None:
+    tiles = {name for name, _ in tile_tasks()}
+    for name, task in tasks():
+        if name not in tiles:
+            assert retrier_for(task, "StoreError") is None, name
+
+
+# --------------------------------------------------------------------------- failure path
+
+
+def test_plan_maps_and_reduce_catch_everything_into_mark_failed() -> None:
+    for name in ("Plan", "InlineMap", "DistributedMap", "Reduce"):
+        assert ASL["States"][name]["Catch"] == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}
+        ], name
+
+
+def test_mark_failed_keeps_the_error_and_fails_the_execution_with_it() -> None:
+    mark = ASL["States"]["MarkFailed"]
+    assert mark["Parameters"]["Payload"]["error.$"] == "$.error"
+    assert mark["ResultPath"] is None  # $.error survives for the Fail state
+    assert "Catch" not in mark
+    fail = ASL["States"][mark["Next"]]
+    assert fail == {**fail, "Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
+
+
+# --------------------------------------------------------------------------- the template around it
+
+
+def test_every_placeholder_has_a_substitution_and_every_substitution_is_used() -> None:
+    used = set(re.findall(r"\$\{(\w+)\}", json_text(ASL)))
+    substitutions = TEMPLATE["Resources"]["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert used == set(substitutions)
+
+
+def test_substitutions_name_the_functions_chalice_generates_for_app_py() -> None:
+    from chalice.utils import to_cfn_resource_name
+
+    substitutions = TEMPLATE["Resources"]["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+    for placeholder, function in STEP_FUNCTIONS.items():
+        assert substitutions[placeholder] == {"Fn::GetAtt": [to_cfn_resource_name(function), "Arn"]}
+
+
+def test_deep_merged_entries_match_chalice_functions() -> None:
+    # Entries without a Type are merged into resources chalice generates; a typo would
+    # leave a resource without a Type (cfn-lint would also refuse it).
+    from chalice.utils import to_cfn_resource_name
+
+    partial = {name for name, res in TEMPLATE["Resources"].items() if "Type" not in res}
+    assert partial == {to_cfn_resource_name(f) for f in STEP_FUNCTIONS.values()} | {"APIHandler"}
+
+
+def test_the_state_machine_role_invokes_exactly_the_four_step_functions() -> None:
+    [policy] = TEMPLATE["Resources"]["StateMachineRole"]["Properties"]["Policies"]
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    invoke = statements["InvokeStepFunctions"]
+    assert invoke["Action"] == "lambda:InvokeFunction"
+    assert sorted(r["Fn::GetAtt"][0] for r in invoke["Resource"]) == ["MarkFailed", "Plan", "Reduce", "Tile"]
+    assert statements["ReadTileItemLists"]["Resource"] == {"Fn::Sub": "${JobsBucket.Arn}/jobs/*"}
+
+
+def test_every_function_has_its_own_policy_file_naming_only_template_resources() -> None:
+    functions = CONFIG["lambda_functions"]
+    assert set(functions) == set(STEP_FUNCTIONS.values()) | {"api_handler"}
+    resources = set(TEMPLATE["Resources"]) | {"AWS::Partition", "AWS::Region", "AWS::AccountId"}
+    for name, cfg in functions.items():
+        assert CONFIG.get("autogen_policy") is False or cfg.get("autogen_policy") is False, name
+        policy_text = (ROOT / ".chalice" / cfg["iam_policy_file"]).read_text()
+        policy = json.loads(policy_text)
+        assert policy["Version"] == "2012-10-17"
+        refs = set(re.findall(r'"Ref": "([\w:]+)"', policy_text))
+        refs |= set(re.findall(r'"Fn::GetAtt": \[\s*"(\w+)"', policy_text))
+        refs |= {m.split(".")[0] for m in re.findall(r"\$\{([\w:.]+)\}", policy_text)}
+        assert refs and refs <= resources, (name, refs - resources)
+        assert '"*"' not in policy_text.replace('"Resource": "*"', ""), name  # no wildcard actions
+        for statement in policy["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if statement["Resource"] == "*":
+                assert all(a.startswith("xray:") for a in actions), (name, actions)
+
+
+# The IAM actions each AWS call of our adapters needs (a call not listed fails the test below,
+# so a new call cannot reach production without a grant).
+ACTIONS_OF_CALL = {
+    ("s3", "get_object"): {"s3:GetObject"},
+    ("s3", "put_object"): {"s3:PutObject"},
+    ("s3", "list_objects_v2"): {"s3:ListBucket"},
+    ("s3", "delete_objects"): {"s3:DeleteObject"},
+    ("s3", "create_multipart_upload"): {"s3:PutObject"},
+    ("s3", "upload_part"): {"s3:PutObject"},
+    ("s3", "complete_multipart_upload"): {"s3:PutObject"},
+    ("s3", "abort_multipart_upload"): {"s3:AbortMultipartUpload"},
+    ("dynamodb", "get_item"): {"dynamodb:GetItem"},
+    ("dynamodb", "put_item"): {"dynamodb:PutItem"},
+    ("dynamodb", "update_item"): {"dynamodb:UpdateItem"},
+    ("dynamodb", "query"): {"dynamodb:Query"},
+    ("dynamodb", "transact_write_items"): set(),  # needs the actions of the items inside (below)
+    ("stepfunctions", "start_execution"): {"states:StartExecution"},
+    ("stepfunctions", "describe_execution"): {"states:DescribeExecution"},
+    ("stepfunctions", "stop_execution"): {"states:StopExecution"},
+}
+ADAPTERS = {"s3": "s3_store.py", "dynamodb": "dynamo_store.py", "stepfunctions": "sfn_runner.py"}
+TRANSACT_ITEM_ACTIONS = {
+    "Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
+SETUP_ONLY = {("dynamodb", "create_table"), ("dynamodb", "update_time_to_live")}  # tests' fixtures
+
+
+def test_every_aws_call_of_the_adapters_is_granted_to_some_function() -> None:
+    import botocore.session
+    from botocore import xform_name
+
+    session = botocore.session.get_session()
+    granted: set[str] = set()
+    for cfg in CONFIG["lambda_functions"].values():
+        for statement in json.loads((ROOT / ".chalice" / cfg["iam_policy_file"]).read_text())["Statement"]:
+            actions = statement["Action"]
+            granted |= set(actions if isinstance(actions, list) else [actions])
+    needed: set[str] = set()
+    for service, filename in ADAPTERS.items():
+        path = ROOT / "chalicelib" / "adapters" / filename
+        if not path.exists():
+            continue
+        source = path.read_text()
+        operations = {xform_name(op) for op in session.get_service_model(service).operation_names}
+        for call in sorted(set(re.findall(r'"([a-z0-9_]+)"', source)) & operations):
+            if (service, call) in SETUP_ONLY:
+                continue
+            assert (service, call) in ACTIONS_OF_CALL, f"{service}.{call}: add its IAM action to ACTIONS_OF_CALL"
+            needed |= ACTIONS_OF_CALL[(service, call)]
+        if service == "dynamodb":
+            items = re.findall(r'"(Put|Update|Delete|ConditionCheck)": \{', source)
+            needed |= {TRANSACT_ITEM_ACTIONS[k] for k in items}
+    assert needed, "found no AWS calls in the adapters"
+    assert needed <= granted, f"no function may call: {sorted(needed - granted)}"
