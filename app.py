@@ -26,6 +26,13 @@ def plan(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return lambdas.plan_handler(event, context)
 
 
+@app.lambda_function(name="capacity")
+def capacity(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from chalicelib.entrypoints import lambdas
+
+    return lambdas.capacity_handler(event, context)
+
+
 @app.lambda_function(name="tile")
 def tile(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from chalicelib.entrypoints import lambdas

@@ -101,3 +101,28 @@ class InvalidBlobError(TilefanError):
         self._init_args = (key, reason)
         self.key = key
         self.reason = reason
+
+
+class QueueError(TilefanError):
+    """The spot work queue (SQS) refused or failed a request."""
+
+    code = "queue_error"
+
+
+class StaleTaskTokenError(TilefanError):
+    """Step Functions no longer waits on this task token: it timed out, was answered, or
+    never existed. Whatever the message carrying it asked for has been given to another."""
+
+    code = "stale_task_token"
+
+
+class CapacityError(TilefanError):
+    """EC2 could not launch spot workers (no capacity, a limit, a bad template...)."""
+
+    code = "capacity_error"
+
+
+class MetadataError(TilefanError):
+    """The instance metadata service (IMDSv2) could not be read."""
+
+    code = "metadata_error"

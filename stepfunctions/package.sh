@@ -40,4 +40,9 @@ rm -rf "$OUT"
 "$CHALICE" package --stage "$STAGE" --merge-template "$work/merge-template.json" "$OUT"
 # Informational checks too (I3011: stateful resources must say what happens on delete).
 "$CFN_LINT" --include-checks I -- "$OUT/sam.json"
-echo "packaged stage $STAGE: $OUT/sam.json and $OUT/deployment.zip (cfn-lint clean)"
+# The spot workers' package (docs/spot.md): upload it to s3://<JobsBucket>/worker/ after
+# deploying. Built from a copy so that setuptools leaves no build/ in the checkout.
+mkdir -p "$work/src"
+cp -R pyproject.toml README.md chalicelib "$work/src/"
+"$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$OUT/worker" "$work/src"
+echo "packaged stage $STAGE: $OUT/sam.json, $OUT/deployment.zip (cfn-lint clean) and $OUT/worker/*.whl"

@@ -57,6 +57,8 @@ _NOT_DONE = "#status <> :done"
 _FIRST_COMPLETION = f"{_NEVER_RECORDED} OR {_NOT_DONE}"
 
 _JOB_EXISTS = "attribute_exists(pk)"
+# A tile counts only while its job runs: one finishing after a cancel is not counted.
+_JOB_RUNNING = "attribute_exists(pk) AND #status = :running"
 _JOB_IS_NEW = "attribute_not_exists(pk)"
 
 
@@ -305,8 +307,9 @@ class DynamoJobStore:
                 "TableName": self.table_name,
                 "Key": _job_key(job_id),
                 "UpdateExpression": "ADD tiles_done :one, units_done :units",
-                "ConditionExpression": _JOB_EXISTS,
-                "ExpressionAttributeValues": {":one": _n(1), ":units": _n(result.units)},
+                "ConditionExpression": _JOB_RUNNING,
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":one": _n(1), ":units": _n(result.units), ":running": _s("RUNNING")},
             }
         }
         for attempt in range(_TX_ATTEMPTS):
@@ -320,7 +323,8 @@ class DynamoJobStore:
                 if tile_reason == "ConditionalCheckFailed":
                     return False  # already done: a retry or a duplicate delivery
                 if job_reason == "ConditionalCheckFailed":
-                    raise JobNotFoundError(job_id) from None
+                    self.get_job(job_id)  # JobNotFoundError when it does not exist
+                    return False  # the job is no longer running (cancelled or failed)
                 if "TransactionConflict" not in exc.reasons or attempt == _TX_ATTEMPTS - 1:
                     raise StoreError(f"recording tile {result.tile_id} of job {job_id} was cancelled: {exc}") from None
                 # Another tile's transaction held the job item; back off with jitter.

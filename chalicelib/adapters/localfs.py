@@ -178,6 +178,9 @@ class LocalBlobStore:
     def discard_array(self, key: str, job_id: str) -> None:
         self._partial(key, job_id).unlink(missing_ok=True)
 
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
     def delete_prefix(self, prefix: str) -> None:
         path = self.path(prefix)
         if path.is_dir():

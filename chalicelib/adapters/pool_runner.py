@@ -15,11 +15,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.domain import kernels
 from chalicelib.domain.records import JobRecord
+from chalicelib.domain.routing import RoutePolicy
 from chalicelib.domain.spec import AtomsSpec, spec_from_stored
 from chalicelib.pipeline import steps
 from chalicelib.pipeline.ports import Ports
@@ -37,6 +38,8 @@ class PoolSettings:
     # "fork" starts workers in milliseconds with everything warm, but is only safe from a
     # single-threaded parent (the CLI). A threaded server uses "forkserver".
     start_method: str = "fork"
+    # Routes are recorded on each tile (and shown in reports) but every tile runs here.
+    policy: RoutePolicy = field(default_factory=RoutePolicy)
 
 
 # Set in each worker process by _init_worker.
@@ -91,7 +94,7 @@ class LocalRunner:
         """Plan, run every tile, reduce. Returns the final record (any status)."""
         ports = self.ports
         try:
-            the_plan = steps.plan_job(ports, job_id)
+            the_plan = steps.plan_job(ports, job_id, policy=self.settings.policy)
             record = ports.jobs.get_job(job_id)
             kernel = self._atoms_kernel(record)
             tiles = [(t.tile_id, t.route) for t in the_plan.tiles]

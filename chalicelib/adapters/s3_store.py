@@ -333,6 +333,10 @@ class S3BlobStore:
     def discard_array(self, key: str, job_id: str) -> None:
         self._drop_parts(key, job_id)
 
+    def delete(self, key: str) -> None:
+        obj = self._obj(key)
+        self._delete(obj.bucket, [obj.key], key)
+
     def delete_prefix(self, prefix: str) -> None:
         # Like removing a directory: "jobs/ab" must not take "jobs/abc" with it.
         obj = self._obj(prefix.rstrip("/") + "/")

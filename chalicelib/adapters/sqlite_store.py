@@ -7,6 +7,7 @@ lock up front with ``BEGIN IMMEDIATE`` so a read-then-write never loses a race.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -113,7 +114,9 @@ class SqliteJobStore:
             try:
                 created_at = float(created)
             except ValueError:
-                raise InvalidSpecError("cursor", "is not a cursor this API returned") from None
+                created_at = math.nan
+            if not math.isfinite(created_at) or not job_id:
+                raise InvalidSpecError("cursor", "is not a cursor this API returned")
             sql = ("SELECT * FROM jobs WHERE (created_at, job_id) < (?, ?)"
                    " ORDER BY created_at DESC, job_id DESC LIMIT ?")
             params = (created_at, job_id, limit + 1)
@@ -179,6 +182,11 @@ class SqliteJobStore:
 
     def record_tile_done(self, job_id: str, result: TileResult) -> bool:
         with self._tx() as db:
+            job = db.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if job is None:
+                raise JobNotFoundError(job_id)
+            if job["status"] != Status.RUNNING.value:
+                return False  # finished after a cancel or failure: not counted
             # Exactly once: the row moves to 'done' only from a state that is not 'done'
             # (absent, running or failed); the counters move only when it did.
             #   absent/running/failed --(this write)--> done      counters += 1

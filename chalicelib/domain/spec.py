@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from chalicelib.domain.routing import AUTO, ROUTES
 from chalicelib.errors import BlobNotFoundError, InvalidBlobError, InvalidSpecError
 
 FLOAT_DTYPES = ("float32", "float64")
@@ -87,6 +88,8 @@ class MatrixSpec:
     out: str | None
     tile: tuple[int, int]
     verify: bool
+    # "auto" lets the planner route each tile; "lambda" or "spot" forces every tile there.
+    route: str = AUTO
 
     @property
     def out_shape(self) -> tuple[int, int]:
@@ -116,6 +119,7 @@ class AtomsSpec:
     field_out: str | None
     tile: tuple[int, int, int]
     verify: bool
+    route: str = AUTO
 
     kind = Kind.ATOMS
 
@@ -179,6 +183,12 @@ def _dtype(value: Any, field: str) -> str:
     if text not in FLOAT_DTYPES:
         raise InvalidSpecError(field, f"unsupported dtype {text!r}; use float32 or float64")
     return text
+
+
+def _route(value: Any) -> str:
+    if value not in ROUTES:
+        raise InvalidSpecError("route", f"must be one of {', '.join(ROUTES)}; got {value!r}")
+    return str(value)
 
 
 def _optional_str(value: Any, field: str) -> str | None:
@@ -281,7 +291,7 @@ def _matrix_tile(
 def _parse_matrix_spec(
     kind: Kind, raw: Mapping[str, Any], limits: Limits, inspect: Inspector | None
 ) -> MatrixSpec:
-    _reject_unknown(raw, {"kind", "a", "b", "out", "tile", "verify", "dtype", "seed"})
+    _reject_unknown(raw, {"kind", "a", "b", "out", "tile", "verify", "dtype", "seed", "route"})
     dtype = _dtype(raw.get("dtype", "float64"), "dtype")
     for role in ("a", "b"):
         if role not in raw:
@@ -315,6 +325,7 @@ def _parse_matrix_spec(
         out=_optional_str(raw.get("out"), "out"),
         tile=tile,
         verify=_bool(raw.get("verify", False), "verify"),
+        route=_route(raw.get("route", AUTO)),
     )
 
 
@@ -332,7 +343,8 @@ def _parse_atoms_spec(
 ) -> AtomsSpec:
     _reject_unknown(
         raw,
-        {"kind", "grid", "origin", "spacing", "softening", "precision", "atoms", "field_out", "tile", "verify"},
+        {"kind", "grid", "origin", "spacing", "softening", "precision", "atoms", "field_out", "tile", "verify",
+         "route"},
     )
     if "grid" not in raw:
         raise InvalidSpecError("grid", "is required (e.g. 64 or [32, 48, 64])")
@@ -401,6 +413,7 @@ def _parse_atoms_spec(
         field_out=_optional_str(raw.get("field_out"), "field_out"),
         tile=tile,
         verify=_bool(raw.get("verify", False), "verify"),
+        route=_route(raw.get("route", AUTO)),
     )
     if stored_table is not None:
         from chalicelib.domain.atoms import check_no_atom_on_grid
@@ -458,6 +471,7 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
             "out": spec.out,
             "tile": list(spec.tile),
             "verify": spec.verify,
+            "route": spec.route,
         }
     atoms: dict[str, Any]
     if isinstance(spec.atoms, StoredAtoms):
@@ -475,6 +489,7 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
         "field_out": spec.field_out,
         "tile": list(spec.tile),
         "verify": spec.verify,
+        "route": spec.route,
     }
 
 
@@ -497,6 +512,7 @@ def spec_from_stored(raw: Mapping[str, Any]) -> JobSpec:
             out=raw.get("out"),
             tile=(int(raw["tile"][0]), int(raw["tile"][1])),
             verify=bool(raw["verify"]),
+            route=str(raw.get("route", AUTO)),  # records from before routes were stored
         )
     a = raw["atoms"]
     atoms: AtomsInput
@@ -515,4 +531,5 @@ def spec_from_stored(raw: Mapping[str, Any]) -> JobSpec:
         field_out=raw.get("field_out"),
         tile=(int(t[0]), int(t[1]), int(t[2])),
         verify=bool(raw["verify"]),
+        route=str(raw.get("route", AUTO)),
     )

@@ -22,7 +22,7 @@ FLAG_OF = {
     "seed": "--seed", "dtype": "--dtype", "out": "--out", "tile": "--tile", "grid": "--grid",
     "atoms": "--atoms", "atoms.count": "--atoms", "atoms.seed": "--seed", "atoms.file": "--atoms-file",
     "origin": "--origin", "spacing": "--spacing", "softening": "--softening",
-    "precision": "--precision", "field_out": "--field-out",
+    "precision": "--precision", "field_out": "--field-out", "route": "--route",
 }
 
 
@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print the final job record as JSON")
         p.add_argument("--dry-run", action="store_true", help="print the plan and run nothing")
         p.add_argument("--workers", type=int, help="pool size (default: the number of cores)")
+        p.add_argument("--route", help="auto (default), lambda or spot: where tiles run on AWS; recorded here, "
+                                       "where every tile runs in the local pool")
 
     for kind in ("matmul", "add"):
         p = kinds.add_parser(kind, help="C = A·B" if kind == "matmul" else "C = A + B")
@@ -71,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the REST API on the embedded backend")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+
+    worker = sub.add_parser("worker", help="serve the AWS spot queue (on an EC2 spot instance; docs/spot.md)")
+    worker.add_argument("--idle-seconds", type=int, help="exit after this long without work (default 300)")
+    worker.add_argument("--name", help="this worker's name in reports (default: spot:<instance id>)")
     return parser
 
 
@@ -83,6 +89,8 @@ def raw_spec(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, Any] = {"kind": args.kind, "verify": bool(args.verify)}
     if args.tile is not None:
         raw["tile"] = args.tile
+    if args.route is not None:
+        raw["route"] = args.route
     if args.kind in ("matmul", "add"):
         for role in ("a", "b"):
             path, shape = getattr(args, role), getattr(args, f"shape_{role}")
@@ -138,12 +146,13 @@ def field_message(field: str | None, message: str) -> str:
     return f"{flag}: {message}" if flag else message
 
 
-def _summary(record: dict[str, Any], out: TextIO) -> None:
+def _summary(record: dict[str, Any], out: TextIO, routes: dict[str, int] | None = None) -> None:
     status = record["status"]
     wall = record["timings"].get("wall_s")
     took = f" in {wall:.2f} s" if wall is not None else ""
     prog = record["progress"]
-    print(f"job {record['job_id']} {record['kind']}: {status}{took} ({prog['tiles_total']} tiles)", file=out)
+    print(f"job {record['job_id']} {record['kind']}: {status}{took} ({tile_routes(prog['tiles_total'], routes)})",
+          file=out)
     result = record.get("result") or {}
     if record["kind"] == "atoms" and result:
         i, j, k = result["min_index"]
@@ -170,6 +179,17 @@ def _summary(record: dict[str, Any], out: TextIO) -> None:
         print(f"  {verdict}: {detail}", file=out)
 
 
+def tile_routes(total: int, routes: dict[str, int] | None) -> str:
+    """
+    >>> tile_routes(16, {"lambda": 12, "spot": 4})
+    '16 tiles: 12 lambda, 4 spot'
+    >>> tile_routes(6, None)
+    '6 tiles'
+    """
+    counts = ", ".join(f"{n} {route}" for route, n in sorted((routes or {}).items()) if n)
+    return f"{total} tiles: {counts}" if counts else f"{total} tiles"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from chalicelib.bootstrap import build_embedded, load_config
     from chalicelib.domain.plan import plan
@@ -188,10 +208,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             config = replace(config, workers=args.workers)
         ports, runner = build_embedded(config)
         if args.dry_run:
-            spec = steps.admit(ports, raw, config.limits)
-            print(json.dumps(plan("dry-run", spec).manifest(), indent=2))
+            spec = steps.admit(ports, raw, config.limits, config.route_policy)
+            print(json.dumps(plan("dry-run", spec, config.route_policy).manifest(), indent=2))
             return EXIT_OK
-        record = steps.submit_job(ports, raw, limits=config.limits)
+        record = steps.submit_job(ports, raw, limits=config.limits, policy=config.route_policy)
     except _FlagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -221,7 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {field_message(err.get('field'), _plain(err))}", file=sys.stderr)
         return EXIT_INVALID if err.get("code") == "invalid_input" else EXIT_FAILED
     if not args.json:
-        _summary(doc, sys.stdout)
+        _summary(doc, sys.stdout, steps.tile_report(ports, record.job_id)["summary"]["route_counts"])
     return EXIT_OK
 
 
@@ -288,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "worker":
+            from chalicelib.entrypoints.worker import cli_main
+
+            return cli_main(args)
         return cmd_serve(args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

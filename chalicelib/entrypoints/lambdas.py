@@ -7,7 +7,10 @@ never retries that error type (stepfunctions/tilefan.asl.json).
 
 Events and results (the contract with the state machine):
 
-- plan: ``{job_id, execution_id}`` → ``{job_id, execution_id, tiles_total, mode, tiles, items}``
+- plan: ``{job_id, execution_id}`` → ``{job_id, execution_id, tiles_total, mode, tiles, items,
+  spot_tiles, spot}``; each tile (inline, or in the S3 item list) is ``{job_id, tile_id, route}``
+  and ``spot`` is ``{heartbeat_seconds, timeout_seconds}`` for the spot branch's task
+- capacity: ``{job_id, execution_id, spot_tiles}`` → ``{job_id, spot_tiles, running, launched}``
 - tile: ``{job_id, tile_id, execution_id}`` → ``{job_id, tile_id, recorded}``
 - reduce: ``{job_id, execution_id}`` → ``{job_id, status}``
 - mark_failed: ``{job_id, execution_id, error: {Error, Cause}}`` → ``{job_id, status}``
@@ -25,14 +28,17 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chalicelib import bootstrap
+from chalicelib.domain.capacity import workers_to_launch
 from chalicelib.domain.records import Status, TileResult
-from chalicelib.errors import InvalidSpecError, JobNotFoundError, RunnerError, TilefanError
+from chalicelib.domain.routing import SPOT
+from chalicelib.errors import CapacityError, InvalidSpecError, JobNotFoundError, RunnerError, TilefanError
 from chalicelib.pipeline import steps
 from chalicelib.pipeline.inputs import items_key
 from chalicelib.pipeline.ports import JobStore, Ports
 
 if TYPE_CHECKING:
-    from chalicelib.bootstrap import AwsSettings
+    from chalicelib.adapters.ec2_capacity import Ec2SpotCapacity
+    from chalicelib.bootstrap import AwsSettings, SpotSettings
 
 # Service name, log level and metrics namespace come from POWERTOOLS_* (.chalice/config.json).
 logger = Logger()
@@ -46,6 +52,7 @@ MAX_ERROR_MESSAGE = 2000  # characters of a caught error kept on the job record
 
 _ports: Ports | None = None
 _settings: AwsSettings | None = None
+_capacity: Ec2SpotCapacity | None = None
 
 
 # --------------------------------------------------------------------------- wiring
@@ -68,8 +75,16 @@ def get_ports() -> Ports:
 
 def set_ports(ports: Ports | None, settings: AwsSettings | None = None) -> None:
     """Use these ports (and settings) instead of building them; ``None`` goes back to bootstrap."""
-    global _ports, _settings
-    _ports, _settings = ports, settings
+    global _ports, _settings, _capacity
+    _ports, _settings, _capacity = ports, settings, None
+
+
+def get_capacity() -> Ec2SpotCapacity:
+    """The EC2 adapter of the capacity step, built on first use."""
+    global _capacity
+    if _capacity is None:
+        _capacity = bootstrap.build_capacity(get_settings())
+    return _capacity
 
 
 # --------------------------------------------------------------------------- handlers
@@ -79,11 +94,42 @@ def set_ports(ports: Ports | None, settings: AwsSettings | None = None) -> None:
 @tracer.capture_lambda_handler(capture_response=False)
 def plan_handler(event: Any, context: Any) -> dict[str, Any]:
     job_id, execution_id = _begin(event, context)
-    the_plan = steps.plan_job(get_ports(), job_id)
-    out = plan_output(job_id, execution_id, [t.tile_id for t in the_plan.tiles], get_settings())
+    settings = get_settings()
+    the_plan = steps.plan_job(get_ports(), job_id, policy=settings.route_policy)
+    out = plan_output(job_id, execution_id, steps.tile_items(the_plan), settings)
     metrics.add_metric(name="tiles_planned", unit=MetricUnit.Count, value=out["tiles_total"])
-    logger.info("planned", extra={"tiles_total": out["tiles_total"], "mode": out["mode"]})
+    metrics.add_metric(name="spot_tiles_planned", unit=MetricUnit.Count, value=out["spot_tiles"])
+    logger.info("planned", extra={"tiles_total": out["tiles_total"], "mode": out["mode"],
+                                  "spot_tiles": out["spot_tiles"]})
     return out
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def capacity_handler(event: Any, context: Any) -> dict[str, Any]:
+    """Launch spot workers for a job's spot tiles, within the stage's cap.
+
+    Workers already running count against the cap (they serve every job's tiles). EC2
+    refusing to launch fails the job only when no worker is running to take its tiles.
+    """
+    job_id, _ = _begin(event, context)
+    spot_tiles = _count(event, "spot_tiles")
+    settings = get_settings()
+    capacity = get_capacity()
+    running = capacity.running()
+    wanted = workers_to_launch(spot_tiles, running, settings.spot.max_instances)
+    launched: list[str] = []
+    try:
+        launched = capacity.launch(wanted, job_id)
+    except CapacityError as exc:
+        if running == 0:
+            raise
+        logger.warning("could not launch more spot workers; the running ones will take the tiles",
+                       extra={"error": str(exc), "running": running})
+    metrics.add_metric(name="spot_workers_launched", unit=MetricUnit.Count, value=len(launched))
+    logger.info("spot capacity", extra={"spot_tiles": spot_tiles, "running": running, "wanted": wanted,
+                                        "launched": launched})
+    return {"job_id": job_id, "spot_tiles": spot_tiles, "running": running, "launched": len(launched)}
 
 
 @metrics.log_metrics
@@ -142,21 +188,30 @@ class PlanSettings(Protocol):
     @property
     def distributed_threshold(self) -> int: ...
 
+    @property
+    def spot(self) -> SpotSettings: ...
 
-def plan_output(job_id: str, execution_id: str, tile_ids: Sequence[int], settings: PlanSettings) -> dict[str, Any]:
-    """What the plan step hands the state machine: the map mode and where the items are.
+
+def plan_output(
+    job_id: str, execution_id: str, items: Sequence[Mapping[str, Any]], settings: PlanSettings
+) -> dict[str, Any]:
+    """What the plan step hands the state machine: the map mode, where the items are, how
+    many tiles go to spot, and the spot task's heartbeat and timeout.
 
     Up to ``distributed_threshold`` tiles travel in the state (inline Map); above it the
     Distributed Map reads them from S3, keeping the state far below its 256 KiB cap.
+    ``items`` are ``steps.tile_items``: each carries its route, which picks its branch.
     """
-    distributed = len(tile_ids) > settings.distributed_threshold
+    distributed = len(items) > settings.distributed_threshold
     return {
         "job_id": job_id,
         "execution_id": execution_id,
-        "tiles_total": len(tile_ids),
+        "tiles_total": len(items),
         "mode": DISTRIBUTED if distributed else INLINE,
-        "tiles": [] if distributed else [{"job_id": job_id, "tile_id": t} for t in tile_ids],
+        "tiles": [] if distributed else [dict(item) for item in items],
         "items": {"bucket": settings.bucket, "key": items_key(job_id)},
+        "spot_tiles": sum(1 for item in items if item.get("route") == SPOT),
+        "spot": {"heartbeat_seconds": settings.spot.heartbeat_s, "timeout_seconds": settings.spot.timeout_s},
     }
 
 
@@ -232,6 +287,13 @@ def _text(event: Mapping[str, Any], name: str) -> str:
     value = event.get(name)
     if not isinstance(value, str) or not value:
         raise InvalidSpecError(name, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _count(event: Mapping[str, Any], name: str) -> int:
+    value = event.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidSpecError(name, f"must be an integer >= 0, got {value!r}")
     return value
 
 

@@ -81,6 +81,19 @@ def openapi_document() -> dict[str, Any]:
                         **_errors(400)},
                 },
             },
+            "/uploads/{upload_id}/{name}": {
+                "put": {
+                    "summary": "Embedded backend: the upload URL POST /uploads hands out (on AWS, S3's)",
+                    "parameters": [
+                        {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    ],
+                    "requestBody": {"required": True, "content": {"application/octet-stream": {
+                        "schema": {"type": "string", "format": "binary"}}}},
+                    "responses": {"201": _json({"type": "object", "properties": {
+                        "key": {"type": "string"}, "bytes": {"type": "integer"}}}, "stored"), **_errors(400)},
+                },
+            },
             "/openapi.json": {"get": {"summary": "This document",
                                       "responses": {"200": _json({"type": "object"}, "OpenAPI 3")}}},
         },

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.domain.records import JobRecord, Status
+from chalicelib.domain.routing import RoutePolicy
 from chalicelib.domain.spec import Limits
 from chalicelib.errors import ConflictError, InvalidSpecError
 from chalicelib.pipeline import steps
@@ -26,12 +27,14 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 class JobService:
     def __init__(
-        self, ports: Ports, runner: JobRunner, limits: Limits, clock: Callable[[], float] = time.time
+        self, ports: Ports, runner: JobRunner, limits: Limits, clock: Callable[[], float] = time.time,
+        policy: RoutePolicy | None = None,
     ) -> None:
         self.ports = ports
         self.runner = runner
         self.limits = limits
         self.clock = clock
+        self.policy = policy or RoutePolicy()
 
     # ------------------------------------------------------------------ jobs
 
@@ -39,7 +42,8 @@ class JobService:
         """Validate and record the job, then start it. Bad input raises before any write."""
         job_id = steps.new_job_id()
         links = {"self": f"/jobs/{job_id}", "report": f"/jobs/{job_id}/report", **self.runner.links(job_id)}
-        record = steps.submit_job(self.ports, body, limits=self.limits, clock=self.clock, job_id=job_id, links=links)
+        record = steps.submit_job(self.ports, body, limits=self.limits, clock=self.clock, job_id=job_id, links=links,
+                                  policy=self.policy)
         try:
             self.runner.start(job_id)
         except Exception as exc:

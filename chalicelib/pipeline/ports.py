@@ -56,6 +56,10 @@ class BlobStore(Protocol):
         """Drop an uncommitted output, leaving nothing half-written behind."""
         ...
 
+    def delete(self, key: str) -> None:
+        """Remove one object; no error if it is absent."""
+        ...
+
     def delete_prefix(self, prefix: str) -> None: ...
 
 
@@ -84,7 +88,8 @@ class JobStore(Protocol):
 
     def record_tile_done(self, job_id: str, result: TileResult) -> bool:
         """Record completion exactly once and bump the job's counters in the same
-        transaction. True the first time, False for any repeat."""
+        transaction. True the first time while the job is RUNNING; False for any repeat,
+        and for a tile finishing after its job was cancelled or failed (not counted)."""
         ...
 
     def record_tile_failed(self, job_id: str, tile_id: int, message: str, at: float) -> None: ...

@@ -17,7 +17,7 @@ import numpy as np
 from chalicelib.domain import kernels
 from chalicelib.domain.atoms import check_no_atom_on_grid, find_atom_on_grid
 from chalicelib.domain.combine import combine_all
-from chalicelib.domain.plan import Plan, plan, tile_of, tiles_total
+from chalicelib.domain.plan import Plan, fit_to_lambda, plan, tile_of, tiles_total
 from chalicelib.domain.randgen import random_atoms
 from chalicelib.domain.records import JobRecord, Status, TileResult
 from chalicelib.domain.routing import RoutePolicy
@@ -33,7 +33,14 @@ from chalicelib.domain.spec import (
     spec_to_dict,
 )
 from chalicelib.domain.tiling import Region, region_size
-from chalicelib.errors import ConflictError, IncompleteJobError, InvalidSpecError, TileFailedError, TilefanError
+from chalicelib.errors import (
+    BlobNotFoundError,
+    ConflictError,
+    IncompleteJobError,
+    InvalidSpecError,
+    TileFailedError,
+    TilefanError,
+)
 from chalicelib.pipeline import verify
 from chalicelib.pipeline.inputs import (
     atoms_key,
@@ -56,22 +63,29 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def admit(ports: Ports, raw: Any, limits: Limits) -> JobSpec:
-    """Validate a raw spec at the door, reading file headers through the blob store."""
-    return parse_spec(
+def admit(ports: Ports, raw: Any, limits: Limits, policy: RoutePolicy | None = None) -> JobSpec:
+    """Validate a raw spec at the door, reading file headers through the blob store.
+
+    When the user left the tile size to us, pick one that keeps the job on Lambda if that
+    is no dearer than sending its big tiles to spot (``plan.fit_to_lambda``).
+    """
+    spec = parse_spec(
         raw,
         limits=limits,
         inspect=ports.blobs.array_info,
         load_atoms=lambda uri: load_atoms_file(ports.blobs, uri),
     )
+    if raw.get("tile") is None:
+        spec = fit_to_lambda(spec, policy)
+    return spec
 
 
 def submit_job(
     ports: Ports, raw: Any, *, limits: Limits | None = None, clock: Clock = time.time,
-    job_id: str | None = None, links: Mapping[str, str] | None = None,
+    job_id: str | None = None, links: Mapping[str, str] | None = None, policy: RoutePolicy | None = None,
 ) -> JobRecord:
     """Validate and record a new job as QUEUED. Raises InvalidSpecError, writing nothing."""
-    spec = admit(ports, raw, limits or Limits())
+    spec = admit(ports, raw, limits or Limits(), policy)
     record = JobRecord(
         job_id=job_id or new_job_id(),
         kind=spec.kind.value,
@@ -101,13 +115,18 @@ def plan_job(ports: Ports, job_id: str, *, clock: Clock = time.time, policy: Rou
         check_no_atom_on_grid(table, spec)
         ports.blobs.write_array(atoms_key(job_id), table)
     ports.blobs.put_json(manifest_key(job_id), the_plan.manifest())
-    ports.blobs.put_json(items_key(job_id), [{"job_id": job_id, "tile_id": t.tile_id} for t in the_plan.tiles])
+    ports.blobs.put_json(items_key(job_id), tile_items(the_plan))
     out = output_key(job_id, spec)
     if out is not None:
         ports.blobs.create_array(out, tuple(the_plan.shape), spec.dtype, job_id)
     ports.jobs.set_plan(job_id, len(the_plan.tiles), the_plan.units_total)
     ports.jobs.transition(job_id, Status.RUNNING, timings={"started_at": started, "plan_s": clock() - started})
     return the_plan
+
+
+def tile_items(the_plan: Plan) -> list[dict[str, Any]]:
+    """One item per tile, as the state machine's Maps take them (the route picks the branch)."""
+    return [{"job_id": the_plan.job_id, "tile_id": t.tile_id, "route": t.route} for t in the_plan.tiles]
 
 
 def _atoms_table(ports: Ports, spec: AtomsSpec) -> np.ndarray:
@@ -244,7 +263,13 @@ def reduce_job(
     timings = {"tiles_s_sum": tile_seconds, "reduce_s": finished - started, "finished_at": finished}
     if "started_at" in record.timings:
         timings["wall_s"] = finished - record.timings["started_at"]
-    ports.jobs.transition(job_id, Status.SUCCEEDED, timings=timings, result=result)
+    if not ports.jobs.transition(job_id, Status.SUCCEEDED, timings=timings, result=result):
+        # Cancelled between our commit and this write: take the published output back, so
+        # a CANCELLED job never leaves one behind.
+        for location in (result.get("output"), result.get("field")):
+            if location:
+                ports.blobs.delete(location)
+        raise ConflictError(f"job {job_id} was {ports.jobs.get_job(job_id).status.value} before it could finish")
     return ports.jobs.get_job(job_id)
 
 
@@ -335,6 +360,19 @@ def _discard_outputs(ports: Ports, job_id: str) -> None:
         ports.blobs.discard_array(key, job_id)
 
 
+def route_counts(tiles: list[dict[str, Any]]) -> dict[str, int]:
+    """How many tiles went each way, e.g. ``{"lambda": 12, "spot": 4}``.
+
+    >>> route_counts([{"route": "spot"}, {"route": "lambda"}, {"route": "spot"}, {"route": None}])
+    {'lambda': 1, 'spot': 2}
+    """
+    counts: dict[str, int] = {}
+    for t in tiles:
+        if t.get("route"):
+            counts[t["route"]] = counts.get(t["route"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def tile_report(ports: Ports, job_id: str) -> dict[str, Any]:
     """Per-tile start, end, duration, route and worker, plus a summary."""
     record = ports.jobs.get_job(job_id)
@@ -359,5 +397,19 @@ def tile_report(ports: Ports, job_id: str) -> dict[str, Any]:
         "tile_seconds_max": max(durations, default=0.0),
         "tile_seconds_mean": (sum(durations) / len(durations)) if durations else 0.0,
         "routes": sorted({t["route"] for t in tiles if t["route"]}),
+        "route_counts": route_counts(tiles),
     }
+    summary.update(_planned(ports, job_id))
     return {"job_id": job_id, "summary": summary, "tiles": tiles}
+
+
+def _planned(ports: Ports, job_id: str) -> dict[str, Any]:
+    """The routes the planner chose for every tile (started or not) and its cost estimate."""
+    try:
+        manifest = ports.blobs.get_json(manifest_key(job_id))
+    except BlobNotFoundError:  # not planned yet
+        return {}
+    out: dict[str, Any] = {"planned_routes": route_counts(manifest.get("tiles", []))}
+    if "cost_estimate" in manifest:
+        out["cost_estimate"] = manifest["cost_estimate"]
+    return out

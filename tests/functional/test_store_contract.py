@@ -548,6 +548,26 @@ def test_a_tile_recorded_twice_counts_once(be: Backend) -> None:
     assert be.jobs.tile_results("j1") == [tile(2, units=6, worker="first")]
 
 
+def test_a_tile_finishing_after_its_job_was_cancelled_is_not_counted(be: Backend) -> None:
+    running(be)
+    assert be.jobs.record_tile_done("j1", tile(0, units=6)) is True
+    assert be.jobs.transition("j1", Status.CANCELLED) is True
+    assert be.jobs.record_tile_done("j1", tile(1, units=6)) is False
+    record = be.jobs.get_job("j1")
+    assert (record.status, record.tiles_done, record.units_done) == (Status.CANCELLED, 1, 6)
+    assert [r.tile_id for r in be.jobs.tile_results("j1")] == [0]
+
+
+def test_delete_removes_one_object_and_ignores_a_missing_one(be: Backend) -> None:
+    be.blobs.write_array("jobs/j1/a.npy", np.ones(3))
+    be.blobs.write_array("jobs/j1/b.npy", np.zeros(3))
+    be.blobs.delete("jobs/j1/a.npy")
+    be.blobs.delete("jobs/j1/a.npy")
+    with pytest.raises(BlobNotFoundError):
+        be.blobs.read_array("jobs/j1/a.npy")
+    assert np.array_equal(be.blobs.read_array("jobs/j1/b.npy"), np.zeros(3))
+
+
 def test_tile_results_are_in_tile_order_and_only_done_tiles(be: Backend) -> None:
     running(be)
     for tile_id in (12, 0, 100, 5, 3):

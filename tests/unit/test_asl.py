@@ -2,7 +2,8 @@
 
 cfn-lint checks the ASL's schema (stepfunctions/package.sh), not our conventions: Lambda
 retries with jitter, no retry of bad input, no tile results in the state, every failure
-through MarkFailed. Those are checked here, with no AWS and no network.
+through MarkFailed, and the spot branch's callback contract with ``tilefan worker``. Those
+are checked here, with no AWS and no network.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ LAMBDA_ERRORS = {
 }
 STEP_FUNCTIONS = {  # placeholder → the app.py function it invokes
     "PlanFunctionArn": "plan",
+    "CapacityFunctionArn": "capacity",
     "TileFunctionArn": "tile",
     "ReduceFunctionArn": "reduce",
     "MarkFailedFunctionArn": "mark_failed",
@@ -44,8 +46,17 @@ def walk_states(machine: dict[str, Any] = ASL) -> Iterator[tuple[str, dict[str, 
             yield from walk_states(state["ItemProcessor"])
 
 
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+SQS_CALLBACK = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
+
+
 def tasks() -> list[tuple[str, dict[str, Any]]]:
-    return [(n, s) for n, s in walk_states() if s["Type"] == "Task"]
+    """The Lambda tasks (the spot branch's SQS tasks are ``spot_tasks``)."""
+    return [(n, s) for n, s in walk_states() if s["Type"] == "Task" and s["Resource"] == LAMBDA_INVOKE]
+
+
+def spot_tasks() -> list[tuple[str, dict[str, Any]]]:
+    return [(n, s) for n, s in walk_states() if s["Type"] == "Task" and s["Resource"] == SQS_CALLBACK]
 
 
 def tile_tasks() -> list[tuple[str, dict[str, Any]]]:
@@ -94,8 +105,25 @@ def test_every_transition_lands_on_a_state_in_its_own_scope() -> None:
     check(ASL)
 
 
+def test_every_task_is_a_lambda_invoke_or_the_spot_callback() -> None:
+    every = [n for n, s in walk_states() if s["Type"] == "Task"]
+    assert sorted(every) == sorted([n for n, _ in tasks()] + [n for n, _ in spot_tasks()])
+
+
+def test_only_a_job_with_spot_tiles_launches_capacity_before_the_maps() -> None:
+    need = ASL["States"][ASL["States"]["Plan"]["Next"]]
+    assert need["Type"] == "Choice"
+    assert need["Choices"] == [{"Variable": "$.spot_tiles", "NumericGreaterThan": 0, "Next": "LaunchSpotCapacity"}]
+    assert need["Default"] == "ChooseMapMode"
+    launch = ASL["States"]["LaunchSpotCapacity"]
+    assert launch["Parameters"]["FunctionName"] == "${CapacityFunctionArn}"
+    assert launch["Next"] == "ChooseMapMode"
+    # Its small answer goes beside the plan output, which the maps still need whole.
+    assert launch["ResultPath"] == "$.capacity" and set(launch["ResultSelector"]) == {"running.$", "launched.$"}
+
+
 def test_the_choice_routes_the_plan_handlers_modes_to_the_two_maps() -> None:
-    choice = ASL["States"][ASL["States"]["Plan"]["Next"]]
+    choice = ASL["States"]["ChooseMapMode"]
     assert choice["Type"] == "Choice"
     [rule] = choice["Choices"]
     assert rule == {"Variable": "$.mode", "StringEquals": lambdas.DISTRIBUTED, "Next": "DistributedMap"}
@@ -137,24 +165,27 @@ def test_no_tile_result_travels_through_the_state() -> None:
 # --------------------------------------------------------------------------- payloads
 
 
-def test_every_map_item_carries_job_tile_and_the_parent_execution() -> None:
+def test_every_map_item_carries_job_tile_route_the_parent_execution_and_the_spot_timeouts() -> None:
     for name, state in maps().items():
         assert state["ItemSelector"] == {
             "job_id.$": "$$.Map.Item.Value.job_id",
             "tile_id.$": "$$.Map.Item.Value.tile_id",
+            "route.$": "$$.Map.Item.Value.route",
             "execution_id.$": "$$.Execution.Id",
+            "heartbeat_seconds.$": "$.spot.heartbeat_seconds",
+            "timeout_seconds.$": "$.spot.timeout_seconds",
         }, name
 
 
 def test_every_task_sends_the_payload_its_handler_checks() -> None:
     expected = {
         "${PlanFunctionArn}": {"job_id", "execution_id"},
+        "${CapacityFunctionArn}": {"job_id", "execution_id", "spot_tiles"},
         "${TileFunctionArn}": {"job_id", "tile_id", "execution_id"},
         "${ReduceFunctionArn}": {"job_id", "execution_id"},
         "${MarkFailedFunctionArn}": {"job_id", "execution_id", "error"},
     }
     for name, task in tasks():
-        assert task["Resource"] == "arn:aws:states:::lambda:invoke", name
         params = task["Parameters"]
         fields = {key.removesuffix(".$") for key in params["Payload"]}
         assert fields == expected[params["FunctionName"]], name
@@ -197,7 +228,7 @@ def test_tile_tasks_never_retry_errors_a_retry_cannot_fix(error: str) -> None:
 
 
 def test_only_tile_tasks_retry_task_failures() -> None:
-    tiles = {name for name, _ in tile_tasks()}
+    tiles = {name for name, _ in tile_tasks()} | {name for name, _ in spot_tasks()}
     for name, task in tasks():
         if name not in tiles:
             assert retrier_for(task, "StoreError") is None, name
@@ -207,7 +238,7 @@ def test_only_tile_tasks_retry_task_failures() -> None:
 
 
 def test_plan_maps_and_reduce_catch_everything_into_mark_failed() -> None:
-    for name in ("Plan", "InlineMap", "DistributedMap", "Reduce"):
+    for name in ("Plan", "LaunchSpotCapacity", "InlineMap", "DistributedMap", "Reduce"):
         assert ASL["States"][name]["Catch"] == [
             {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}
         ], name
@@ -248,12 +279,15 @@ def test_deep_merged_entries_match_chalice_functions() -> None:
     assert partial == {to_cfn_resource_name(f) for f in STEP_FUNCTIONS.values()} | {"APIHandler"}
 
 
-def test_the_state_machine_role_invokes_exactly_the_four_step_functions() -> None:
+def test_the_state_machine_role_invokes_exactly_the_five_step_functions_and_queues_spot_tiles() -> None:
     [policy] = TEMPLATE["Resources"]["StateMachineRole"]["Properties"]["Policies"]
     statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
     invoke = statements["InvokeStepFunctions"]
     assert invoke["Action"] == "lambda:InvokeFunction"
-    assert sorted(r["Fn::GetAtt"][0] for r in invoke["Resource"]) == ["MarkFailed", "Plan", "Reduce", "Tile"]
+    invoked = sorted(r["Fn::GetAtt"][0] for r in invoke["Resource"])
+    assert invoked == ["Capacity", "MarkFailed", "Plan", "Reduce", "Tile"]
+    assert statements["QueueSpotTiles"] == {"Sid": "QueueSpotTiles", "Effect": "Allow", "Action": "sqs:SendMessage",
+                                            "Resource": {"Fn::GetAtt": ["SpotQueue", "Arn"]}}
     assert statements["ReadTileItemLists"]["Resource"] == {"Fn::Sub": "${JobsBucket.Arn}/jobs/*"}
 
 
@@ -273,8 +307,8 @@ def test_every_function_has_its_own_policy_file_naming_only_template_resources()
         assert '"*"' not in policy_text.replace('"Resource": "*"', ""), name  # no wildcard actions
         for statement in policy["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            if statement["Resource"] == "*":
-                assert all(a.startswith("xray:") for a in actions), (name, actions)
+            if statement["Resource"] == "*":  # only calls IAM cannot scope to a resource
+                assert all(a.startswith(("xray:", "ec2:Describe")) for a in actions), (name, actions)
 
 
 # The IAM actions each AWS call of our adapters needs (a call not listed fails the test below,
@@ -296,8 +330,11 @@ ACTIONS_OF_CALL = {
     ("stepfunctions", "start_execution"): {"states:StartExecution"},
     ("stepfunctions", "describe_execution"): {"states:DescribeExecution"},
     ("stepfunctions", "stop_execution"): {"states:StopExecution"},
+    ("ec2", "describe_instances"): {"ec2:DescribeInstances"},
+    ("ec2", "run_instances"): {"ec2:RunInstances", "ec2:CreateTags", "iam:PassRole"},
 }
-ADAPTERS = {"s3": "s3_store.py", "dynamodb": "dynamo_store.py", "stepfunctions": "sfn_runner.py"}
+ADAPTERS = {"s3": "s3_store.py", "dynamodb": "dynamo_store.py", "stepfunctions": "sfn_runner.py",
+            "ec2": "ec2_capacity.py"}
 TRANSACT_ITEM_ACTIONS = {
     "Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
     "ConditionCheck": "dynamodb:ConditionCheckItem",
@@ -332,3 +369,151 @@ def test_every_aws_call_of_the_adapters_is_granted_to_some_function() -> None:
             needed |= {TRANSACT_ITEM_ACTIONS[k] for k in items}
     assert needed, "found no AWS calls in the adapters"
     assert needed <= granted, f"no function may call: {sorted(needed - granted)}"
+
+
+# --------------------------------------------------------------------------- the spot branch
+
+
+def test_each_tile_takes_the_branch_its_route_names() -> None:
+    for name, state in maps().items():
+        processor = state["ItemProcessor"]
+        route = processor["States"][processor["StartAt"]]
+        assert route["Type"] == "Choice", name
+        [rule] = route["Choices"]
+        assert rule["Variable"] == "$.route" and rule["StringEquals"] == "spot", name
+        spot = processor["States"][rule["Next"]]
+        lam = processor["States"][route["Default"]]
+        assert spot["Resource"] == SQS_CALLBACK, name
+        assert lam["Parameters"]["FunctionName"] == "${TileFunctionArn}", name
+    assert len(spot_tasks()) == 2
+
+
+def test_spot_tasks_send_the_worker_its_tile_and_task_token() -> None:
+    from chalicelib.entrypoints.worker import parse_message
+
+    for name, task in spot_tasks():
+        params = task["Parameters"]
+        assert params["QueueUrl"] == "${SpotQueueUrl}"
+        body = params["MessageBody"]
+        assert body == {
+            "job_id.$": "$.job_id", "tile_id.$": "$.tile_id", "execution_id.$": "$.execution_id",
+            "heartbeat_seconds.$": "$.heartbeat_seconds", "task_token.$": "$$.Task.Token",
+        }, name
+        # What Step Functions would send, as the worker reads it.
+        sample = {"job_id": "j1", "tile_id": 2, "execution_id": "arn:x", "heartbeat_seconds": 60, "task_token": "t"}
+        assert set(sample) == {k.removesuffix(".$") for k in body}
+        task_ = parse_message(json.dumps(sample))
+        assert (task_.job_id, task_.tile_id, task_.token, task_.heartbeat_s) == ("j1", 2, "t", 60)
+
+
+def test_spot_tasks_set_heartbeat_and_timeout_from_the_plan_output() -> None:
+    from chalicelib.bootstrap import AwsSettings
+
+    settings = AwsSettings(bucket="b", table="t", state_machine_arn="", region="us-east-1")
+    out = lambdas.plan_output("j", "arn:x", [{"job_id": "j", "tile_id": 0, "route": "spot"}], settings)
+    assert out["spot_tiles"] == 1
+    assert 0 < out["spot"]["heartbeat_seconds"] < out["spot"]["timeout_seconds"]
+    for name, task in spot_tasks():
+        # Paths, so a deployment (and a test) sets them through the plan step's settings.
+        assert task["HeartbeatSecondsPath"] == "$.heartbeat_seconds", name
+        assert task["TimeoutSecondsPath"] == "$.timeout_seconds", name
+        assert "HeartbeatSeconds" not in task and "TimeoutSeconds" not in task
+
+
+def test_spot_tasks_retry_a_lost_or_interrupted_worker_but_not_bad_input_or_the_whole_timeout() -> None:
+    for name, task in spot_tasks():
+        for error in ("States.HeartbeatTimeout", "Spot.Interrupted"):
+            retrier = retrier_for(task, error)
+            assert retrier is not None and retrier["MaxAttempts"] >= 3, (name, error)
+            assert retrier["JitterStrategy"] == "FULL"
+        for error in ("InvalidSpecError", "JobNotFoundError", "TileFailedError", "BlobNotFoundError"):
+            retrier = retrier_for(task, error)
+            assert retrier is not None and retrier["MaxAttempts"] == 0, (name, error)
+        # TimeoutSeconds covers queueing, boot and compute: a retry would start all over.
+        assert retrier_for(task, "States.Timeout") is None, name
+        for error in ("SQS.SdkClientException", "SQS.AmazonSQSException"):
+            retrier = retrier_for(task, error)
+            assert retrier is not None and retrier["MaxAttempts"] >= 3 and retrier["BackoffRate"] == 2, name
+
+
+def test_the_spot_queue_dead_letters_and_hides_a_message_while_a_worker_has_it() -> None:
+    queue = TEMPLATE["Resources"]["SpotQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["SpotDeadLetterQueue", "Arn"]}
+    assert 2 <= queue["RedrivePolicy"]["maxReceiveCount"] <= 10
+    from chalicelib.bootstrap import SpotSettings
+
+    # A message outlives the task that waits on it, and stays hidden while a worker beats.
+    assert queue["MessageRetentionPeriod"] > SpotSettings().timeout_s
+    assert queue["VisibilityTimeout"] >= SpotSettings().visibility_s
+
+
+def test_the_launch_template_requires_imdsv2_and_starts_the_worker() -> None:
+    data = TEMPLATE["Resources"]["WorkerLaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1  # containers on the worker get no token
+    assert data["InstanceInitiatedShutdownBehavior"] == "terminate"  # an idle worker's poweroff ends it
+    assert data["IamInstanceProfile"] == {"Arn": {"Fn::GetAtt": ["WorkerInstanceProfile", "Arn"]}}
+    script = data["UserData"]["Fn::Base64"]["Fn::Sub"]
+    assert script.startswith("#!/bin/bash\n")
+    assert "ExecStart=/opt/tilefan/bin/tilefan worker" in script and "SuccessAction=poweroff" in script
+    assert "trap 'shutdown -h now' ERR" in script  # a worker that cannot start does not idle at a cost
+    for name in ("TILEFAN_BUCKET", "TILEFAN_TABLE", "TILEFAN_SPOT_QUEUE_URL", "TILEFAN_SPOT_DLQ_URL"):
+        assert f"{name}=${{" in script, name
+    # Every ${...} in the script is something Fn::Sub resolves.
+    names = set(re.findall(r"\$\{([\w:]+)\}", script))
+    assert names <= set(TEMPLATE["Resources"]) | set(TEMPLATE["Parameters"]) | {"AWS::Region", "AWS::StackName"}
+
+
+def worker_statements() -> dict[str, dict[str, Any]]:
+    [policy] = TEMPLATE["Resources"]["WorkerRole"]["Properties"]["Policies"]
+    return {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+
+
+def test_the_worker_role_is_limited_to_the_job_prefixes_the_queue_and_the_task_token_calls() -> None:
+    statements = worker_statements()
+    resources = json_text([s["Resource"] for s in statements.values()])
+    assert "${JobsBucket.Arn}/*" not in resources  # prefixes only, never the whole bucket
+    assert statements["WriteTileParts"]["Resource"] == {"Fn::Sub": "${JobsBucket.Arn}/jobs/*"}
+    assert statements["TakeWork"]["Resource"] == {"Fn::GetAtt": ["SpotQueue", "Arn"]}
+    assert statements["DeadLetterBadWork"]["Resource"] == {"Fn::GetAtt": ["SpotDeadLetterQueue", "Arn"]}
+    # The task-token calls name no resource type in IAM, so they are the only "*".
+    for sid, statement in statements.items():
+        if statement["Resource"] == "*":
+            assert sid == "AnswerTaskTokens"
+            assert sorted(statement["Action"]) == ["states:SendTaskFailure", "states:SendTaskHeartbeat",
+                                                   "states:SendTaskSuccess"]
+
+
+WORKER_CALLS = {
+    ("sqs", "receive_message"): {"sqs:ReceiveMessage"},
+    ("sqs", "change_message_visibility"): {"sqs:ChangeMessageVisibility"},
+    ("sqs", "delete_message"): {"sqs:DeleteMessage"},
+    ("sqs", "send_message"): {"sqs:SendMessage"},
+    ("stepfunctions", "send_task_heartbeat"): {"states:SendTaskHeartbeat"},
+    ("stepfunctions", "send_task_success"): {"states:SendTaskSuccess"},
+    ("stepfunctions", "send_task_failure"): {"states:SendTaskFailure"},
+}
+WORKER_ADAPTERS = {"sqs": "sqs_queue.py", "stepfunctions": "task_tokens.py"}
+
+
+def test_every_aws_call_of_the_worker_is_granted_to_the_worker_role() -> None:
+    import botocore.session
+    from botocore import xform_name
+
+    session = botocore.session.get_session()
+    granted: set[str] = set()
+    for statement in worker_statements().values():
+        granted |= set(statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    needed: set[str] = set()
+    for service, filename in WORKER_ADAPTERS.items():
+        source = (ROOT / "chalicelib" / "adapters" / filename).read_text()
+        operations = {xform_name(op) for op in session.get_service_model(service).operation_names}
+        for call in sorted(set(re.findall(r'"([a-z0-9_]+)"', source)) & operations):
+            assert (service, call) in WORKER_CALLS, f"{service}.{call}: add its IAM action to WORKER_CALLS"
+            needed |= WORKER_CALLS[(service, call)]
+    # The worker runs the tile Lambda's step: it needs that function's data access too.
+    tile = json.loads((ROOT / ".chalice" / "policy-tile.json").read_text())["Statement"]
+    for statement in tile:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        needed |= {a for a in actions if a.startswith(("s3:", "dynamodb:"))}
+    assert needed and needed <= granted, f"the worker role lacks: {sorted(needed - granted)}"

@@ -191,20 +191,26 @@ def test_set_ports_none_goes_back_to_bootstrap(monkeypatch: pytest.MonkeyPatch) 
 # --------------------------------------------------------------------------- plan output
 
 
+def items(n: int, spot: tuple[int, ...] = ()) -> list[dict[str, Any]]:
+    return [{"job_id": "job1", "tile_id": t, "route": "spot" if t in spot else "lambda"} for t in range(n)]
+
+
 def test_plan_output_is_inline_up_to_the_threshold() -> None:
-    out = lambdas.plan_output("job1", EXECUTION, [0, 1, 2, 3], SETTINGS)
+    out = lambdas.plan_output("job1", EXECUTION, items(4, spot=(2,)), SETTINGS)
     assert out == {
         "job_id": "job1",
         "execution_id": EXECUTION,
         "tiles_total": 4,
         "mode": "inline",
-        "tiles": [{"job_id": "job1", "tile_id": t} for t in range(4)],
+        "tiles": items(4, spot=(2,)),
         "items": {"bucket": "tilefan-test-jobs", "key": "jobs/job1/items.json"},
+        "spot_tiles": 1,
+        "spot": {"heartbeat_seconds": 60, "timeout_seconds": 21_600},
     }
 
 
 def test_plan_output_is_distributed_above_the_threshold_and_carries_no_tiles() -> None:
-    out = lambdas.plan_output("job1", EXECUTION, list(range(5)), SETTINGS)
+    out = lambdas.plan_output("job1", EXECUTION, items(5), SETTINGS)
     assert out["mode"] == "distributed"
     assert out["tiles"] == []
     assert out["tiles_total"] == 5

@@ -1,0 +1,163 @@
+"""The real ``tilefan serve`` as a subprocess, driven over HTTP with urllib.
+
+One server per module, on a free port, with its own ``TILEFAN_HOME`` and two workers.
+Jobs POSTed to it must run to SUCCEEDED with NumPy's answer; bad input and unknown jobs
+get the JSON error shape of DESIGN.md §5; ``/openapi.json`` is served.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from chalicelib.domain.randgen import random_atoms, random_region
+from chalicelib.domain.spec import RandomAtoms
+
+TILEFAN = Path(sys.executable).with_name("tilefan")
+START_DEADLINE_S = 20.0
+
+
+@dataclass(frozen=True)
+class Server:
+    base: str
+    root: Path
+    log: Path
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """(status, JSON body) of one request; HTTP errors are answers, not exceptions."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                assert exc.headers.get_content_type() == "application/json", exc.headers
+                return exc.code, json.loads(exc.read())
+
+    def wait_job(self, job_id: str, timeout: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status, doc = self.request("GET", f"/jobs/{job_id}")
+            assert status == 200, doc
+            if doc["status"] not in ("QUEUED", "RUNNING"):
+                return dict(doc)
+            assert time.monotonic() < deadline, f"job still {doc['status']}: {self.log.read_text()[-2000:]}"
+            time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def answers(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/openapi.json", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    assert TILEFAN.exists(), f"the tilefan command is not installed next to {sys.executable}"
+    root = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
+    env.update({"TILEFAN_HOME": str(root / "home"), "TILEFAN_WORKERS": "2"})
+    log = root / "server.log"
+    with open(log, "wb") as log_fp:
+        proc = subprocess.Popen([str(TILEFAN), "serve", "--port", str(port)], cwd=root, env=env,
+                                stdout=log_fp, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + START_DEADLINE_S
+        while not answers(base):
+            assert proc.poll() is None, f"tilefan serve exited with {proc.returncode}: {log.read_text()}"
+            assert time.monotonic() < deadline, f"tilefan serve did not answer in {START_DEADLINE_S} s"
+            time.sleep(0.1)
+        yield Server(base, root, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_matmul_over_http_gives_numpys_answer(server: Server) -> None:
+    spec = {"kind": "matmul", "a": {"shape": [120, 80]}, "b": {"shape": [80, 90]}, "seed": 11, "tile": 50,
+            "verify": True}
+    status, accepted = server.request("POST", "/jobs", spec)
+    assert status == 202, accepted
+    assert accepted["status"] in ("QUEUED", "RUNNING")
+    assert accepted["links"]["self"] == f"/jobs/{accepted['job_id']}"
+    doc = server.wait_job(accepted["job_id"])
+    assert doc["status"] == "SUCCEEDED", doc["error"]
+    assert doc["progress"]["tiles_done"] == doc["progress"]["tiles_total"] == 6
+    assert doc["progress"]["percent"] == 100.0
+    assert doc["result"]["verification"]["passed"] is True
+    a = random_region(11, 0, "float64", (0, 120), (0, 80))
+    b = random_region(11, 1, "float64", (0, 80), (0, 90))
+    np.testing.assert_allclose(np.load(doc["result"]["output"]), a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_atoms_over_http_finds_the_brute_force_minimum(server: Server) -> None:
+    grid = (8, 7, 6)
+    spec = {"kind": "atoms", "grid": list(grid), "atoms": {"count": 30, "seed": 4}, "softening": 0.2, "tile": 4,
+            "verify": True, "field_out": str(server.root / "phi.npy")}
+    status, accepted = server.request("POST", "/jobs", spec)
+    assert status == 202, accepted
+    doc = server.wait_job(accepted["job_id"])
+    assert doc["status"] == "SUCCEEDED", doc["error"]
+    assert doc["progress"]["tiles_done"] == doc["progress"]["tiles_total"] == 8
+    table = random_atoms(RandomAtoms(30, 4), grid, (0.0, 0.0, 0.0), 1.0)
+    points = np.stack(np.meshgrid(*(np.arange(n) for n in grid), indexing="ij"), axis=-1).reshape(-1, 3)
+    d = np.sqrt(((points[:, None, :] - table[None, :, :3]) ** 2).sum(-1) + 0.2**2)
+    ref = (table[:, 3] / d).sum(1).reshape(grid)
+    assert doc["result"]["min_index"] == [int(v) for v in np.unravel_index(int(np.argmin(ref)), grid)]
+    assert doc["result"]["min_value"] == pytest.approx(float(ref.min()), rel=1e-12)
+    np.testing.assert_allclose(np.load(doc["result"]["field"]), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_bad_request_gets_a_400_json_error_naming_the_field(server: Server) -> None:
+    status, body = server.request("POST", "/jobs", {"kind": "matmul", "a": {"shape": [3, 4]}, "b": {"shape": [5, 6]}})
+    assert status == 400
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "field"}
+    assert body["error"]["code"] == "invalid_input"
+    assert body["error"]["field"] == "b.shape"
+    assert body["error"]["message"]
+
+
+def test_openapi_document_is_served(server: Server) -> None:
+    status, doc = server.request("GET", "/openapi.json")
+    assert status == 200
+    assert doc["openapi"].startswith("3.")
+    assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/report", "/uploads"} <= set(doc["paths"])
+    assert set(doc["paths"]["/jobs"]) == {"get", "post"}
+
+
+def test_unknown_job_is_404(server: Server) -> None:
+    status, body = server.request("GET", "/jobs/0123456789abcdef")
+    assert status == 404
+    assert body["error"]["code"] == "job_not_found"
+    assert "0123456789abcdef" in body["error"]["message"]

@@ -1,0 +1,242 @@
+"""Routing tiles to Lambda or spot: the margins, the per-job override, the cost rule that may
+shrink tiles to stay on Lambda, the plan's items for the state machine, the settings that
+tune all this, and the capacity step's arithmetic. Pure functions and fakes only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib.domain.plan import FIT_MAX_TILES, fit_to_lambda, plan
+from chalicelib.domain.routing import LAMBDA, SPOT, RoutePolicy, TileCost, choose_route, estimate_cost
+from chalicelib.domain.spec import AtomsSpec, RandomAtoms, parse_spec, spec_from_stored, spec_to_dict
+from chalicelib.entrypoints import lambdas
+from chalicelib.errors import CapacityError, InvalidSpecError
+from chalicelib.pipeline import steps
+
+GiB = 1 << 30
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+def test_a_tile_goes_to_spot_when_it_would_break_a_margin() -> None:
+    policy = RoutePolicy()  # 70% of 10,240 MB, 50% of 900 s
+    assert choose_route(int(7 * GiB), 10**9, policy) == LAMBDA
+    assert choose_route(int(7.01 * GiB), 10**9, policy) == SPOT
+    # 449 s of GEMM at 60 GFLOP/s (plus a second of overhead) fits; 451 s does not.
+    assert choose_route(GiB, int(448 * 60e9), policy) == LAMBDA
+    assert choose_route(GiB, int(450 * 60e9), policy) == SPOT
+    # Bytes moved count too: 30 GB at 60 MB/s is 500 s.
+    assert choose_route(GiB, 0, policy, io_bytes=30 * 10**9) == SPOT
+
+
+def test_the_margins_are_configurable() -> None:
+    loose = RoutePolicy(memory_margin=0.9, time_margin=0.9)
+    assert choose_route(int(8 * GiB), 10**9, RoutePolicy()) == SPOT
+    assert choose_route(int(8 * GiB), 10**9, loose) == LAMBDA
+    assert choose_route(GiB, int(700 * 60e9), loose) == LAMBDA
+
+
+def test_atoms_tiles_are_timed_at_the_numpy_kernel_rate_not_gemm() -> None:
+    flops = int(300 * 60e9)  # five minutes of GEMM, two hours of NumPy atoms
+    assert choose_route(GiB, flops, RoutePolicy()) == LAMBDA
+    assert choose_route(GiB, flops, RoutePolicy(), atoms=True) == SPOT
+
+
+def test_cost_counts_lambda_gb_seconds_spot_instance_time_and_transitions() -> None:
+    policy = RoutePolicy(spot_overhead_s=0.0, spot_hour_price=3.6)
+    est = estimate_cost([TileCost(LAMBDA, 100.0, 10.0), TileCost(SPOT, 1000.0, 10.0)], policy)
+    assert est.lambda_gb_s == pytest.approx(1000.0)  # 100 s at 10 GB
+    assert est.lambda_usd == pytest.approx(1000.0 * 0.0000166667)
+    assert est.spot_usd == pytest.approx(0.01)  # 10 s at $3.60 an hour
+    assert est.to_dict()["total_usd"] == pytest.approx(est.total_usd, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+MATMUL = {"kind": "matmul", "a": {"shape": [300, 200]}, "b": {"shape": [200, 100]}, "tile": 100}
+BIG_ATOMS = {"kind": "atoms", "grid": 64, "atoms": {"count": 4_000_000, "seed": 1}}
+
+
+@pytest.mark.parametrize("route", ["lambda", "spot"])
+def test_a_job_can_force_every_tile_onto_one_route(route: str) -> None:
+    the_plan = plan("j", parse_spec({**MATMUL, "route": route}))
+    assert {t.route for t in the_plan.tiles} == {route}
+    manifest = the_plan.manifest()
+    other = "spot" if route == "lambda" else "lambda"
+    assert manifest["totals"]["routes"] == {route: 3, other: 0}
+    assert all(t["route"] == route and t["est_lambda_s"] > 0 and t["est_spot_s"] > 0 for t in manifest["tiles"])
+    assert manifest["cost_estimate"][f"{route}_tiles"] == 3
+
+
+def test_the_items_the_maps_read_carry_each_tiles_route() -> None:
+    the_plan = plan("j", parse_spec({**MATMUL, "route": "spot"}))
+    assert steps.tile_items(the_plan) == [{"job_id": "j", "tile_id": t, "route": "spot"} for t in range(3)]
+
+
+def test_the_route_override_is_validated_stored_and_defaulted() -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        parse_spec({**MATMUL, "route": "gpu"})
+    assert info.value.field == "route"
+    spec = parse_spec({**BIG_ATOMS, "route": "spot"})
+    stored = spec_to_dict(spec)
+    assert stored["route"] == "spot" and spec_from_stored(stored) == spec
+    del stored["route"]  # a record from before routes existed
+    assert spec_from_stored(stored).route == "auto"
+
+
+# --------------------------------------------------------------------------- fitting tiles to Lambda
+
+
+def atoms(**changes: Any) -> AtomsSpec:
+    """One 64^3 tile of four million atoms: about 70 minutes of NumPy on a Lambda."""
+    spec = parse_spec({**BIG_ATOMS, "tile": 64})
+    assert isinstance(spec, AtomsSpec)
+    return replace(spec, **changes)
+
+
+def test_big_spot_tiles_stay_big_when_spot_is_cheaper() -> None:
+    spec = atoms()
+    assert {t.route for t in plan("j", spec).tiles} == {SPOT}
+    assert fit_to_lambda(spec) == spec
+
+
+def test_tiles_shrink_to_fit_lambda_when_lambda_is_cheaper() -> None:
+    dear_spot = RoutePolicy(spot_hour_price=50.0)
+    spec = atoms()
+    fitted = fit_to_lambda(spec, dear_spot)
+    assert fitted.tile != spec.tile
+    fitted_plan = plan("j", fitted, dear_spot)
+    assert {t.route for t in fitted_plan.tiles} == {LAMBDA}
+    # The largest such tiling: one halving fewer would not fit.
+    bigger = tuple(min(2 * t, g) if t != g else t for t, g in zip(fitted.tile, fitted.grid, strict=True))
+    assert SPOT in {t.route for t in plan("j", replace(fitted, tile=bigger), dear_spot).tiles}
+    base, fit = plan("j", spec, dear_spot).cost, fitted_plan.cost
+    assert base is not None and fit is not None and fit.total_usd <= base.total_usd
+
+
+def test_fitting_leaves_a_forced_route_or_an_impossible_fit_alone() -> None:
+    dear_spot = RoutePolicy(spot_hour_price=50.0)
+    forced = atoms(route="spot")
+    assert fit_to_lambda(forced, dear_spot) == forced
+    # A tile that needs more than a Lambda however small it gets (9 GB of atoms table).
+    huge = atoms(atoms=RandomAtoms(300_000_000, 1))
+    assert fit_to_lambda(huge, dear_spot) == huge
+    assert FIT_MAX_TILES >= 1_000
+
+
+def test_admission_fits_only_tiles_the_user_left_to_us() -> None:
+    dear_spot = RoutePolicy(spot_hour_price=50.0)
+
+    class NoFiles:
+        def array_info(self, key: str) -> Any:
+            raise AssertionError("no files here")
+
+    ports: Any = type("P", (), {"blobs": NoFiles()})()
+    raw = {**BIG_ATOMS, "grid": 128}
+    default = parse_spec(raw)
+    assert SPOT in {t.route for t in plan("j", default, dear_spot).tiles}
+    fitted = steps.admit(ports, raw, parse_limits(), dear_spot)
+    assert fitted.tile != default.tile and {t.route for t in plan("j", fitted, dear_spot).tiles} == {LAMBDA}
+    given = steps.admit(ports, {**raw, "tile": list(default.tile)}, parse_limits(), dear_spot)
+    assert given.tile == default.tile
+
+
+def parse_limits() -> Any:
+    from chalicelib.domain.spec import Limits
+
+    return Limits()
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_route_policy_and_spot_settings_come_from_the_environment() -> None:
+    policy = bootstrap.route_policy({"TILEFAN_LAMBDA_MEMORY_MARGIN": "0.5", "TILEFAN_LAMBDA_TIME_MARGIN": "0.8",
+                                     "TILEFAN_SPOT_HOUR_PRICE": "0.4", "TILEFAN_SPOT_MAX_INSTANCES": "9"})
+    assert (policy.memory_margin, policy.time_margin, policy.spot_hour_price, policy.spot_max_workers) == (
+        0.5, 0.8, 0.4, 9)
+    spot = bootstrap.spot_settings({"TILEFAN_SPOT_HEARTBEAT_S": "30", "TILEFAN_SPOT_SUBNETS": "subnet-a, subnet-b,",
+                                    "TILEFAN_IMDS_URL": "http://127.0.0.1:9"})
+    assert spot.heartbeat_s == 30 and spot.subnets == ("subnet-a", "subnet-b") and spot.imds_url == "http://127.0.0.1:9"
+    assert bootstrap.spot_settings({}) == bootstrap.SpotSettings()
+
+
+@pytest.mark.parametrize(("env", "field"), [
+    ({"TILEFAN_LAMBDA_MEMORY_MARGIN": "1.5"}, "TILEFAN_LAMBDA_MEMORY_MARGIN"),
+    ({"TILEFAN_LAMBDA_TIME_MARGIN": "zero"}, "TILEFAN_LAMBDA_TIME_MARGIN"),
+    ({"TILEFAN_SPOT_HOUR_PRICE": "-1"}, "TILEFAN_SPOT_HOUR_PRICE"),
+    ({"TILEFAN_SPOT_HEARTBEAT_S": "600", "TILEFAN_SPOT_TIMEOUT_S": "600"}, "TILEFAN_SPOT_HEARTBEAT_S"),
+    ({"TILEFAN_WORKER_WAIT_S": "21"}, "TILEFAN_WORKER_WAIT_S"),
+])
+def test_bad_settings_name_the_variable(env: dict[str, str], field: str) -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        bootstrap.route_policy(env)
+        bootstrap.spot_settings(env)
+    assert info.value.field == field
+
+
+# --------------------------------------------------------------------------- the capacity step
+
+
+@dataclass
+class FakeCapacity:
+    live: int = 0
+    refuse: bool = False
+    launched: list[tuple[int, str]] | None = None
+
+    def running(self) -> int:
+        return self.live
+
+    def launch(self, count: int, job_id: str) -> list[str]:
+        if self.refuse:
+            raise CapacityError("EC2 run_instances failed: InsufficientInstanceCapacity")
+        self.launched = (self.launched or []) + [(count, job_id)]
+        return [f"i-{n}" for n in range(count)]
+
+
+@dataclass
+class Context:
+    aws_request_id: str = "req-1"
+
+
+def capacity_step(capacity: FakeCapacity, cap: int = 4) -> None:
+    settings = bootstrap.AwsSettings(bucket="b", table="t", state_machine_arn="", region="us-east-1",
+                                     spot=bootstrap.SpotSettings(max_instances=cap))
+    lambdas.set_ports(None, settings)
+    lambdas._capacity = capacity  # type: ignore[assignment]
+
+
+EVENT = {"job_id": "job1", "execution_id": "arn:x"}
+
+
+def test_the_capacity_step_launches_one_worker_per_spot_tile_within_the_cap() -> None:
+    capacity = FakeCapacity(live=1)
+    capacity_step(capacity, cap=4)
+    try:
+        out = lambdas.capacity_handler({**EVENT, "spot_tiles": 10}, Context())
+        assert out == {"job_id": "job1", "spot_tiles": 10, "running": 1, "launched": 3}
+        assert capacity.launched == [(3, "job1")]
+        with pytest.raises(InvalidSpecError) as info:
+            lambdas.capacity_handler({**EVENT, "spot_tiles": "2"}, Context())
+        assert info.value.field == "spot_tiles"
+    finally:
+        lambdas.set_ports(None)
+
+
+def test_no_capacity_fails_the_job_only_when_no_worker_could_take_its_tiles() -> None:
+    try:
+        capacity_step(FakeCapacity(live=0, refuse=True))
+        with pytest.raises(CapacityError):
+            lambdas.capacity_handler({**EVENT, "spot_tiles": 2}, Context())
+        capacity_step(FakeCapacity(live=2, refuse=True))
+        assert lambdas.capacity_handler({**EVENT, "spot_tiles": 2}, Context())["launched"] == 0
+    finally:
+        lambdas.set_ports(None)
