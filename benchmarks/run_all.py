@@ -93,9 +93,15 @@ def bench_atoms(rounds: int) -> None:
         for precision in ("float64", "float32"):
             cmd = [*TILEFAN, "run", "atoms", "--grid", "256", "--atoms", "1000", "--seed", "3",
                    "--precision", precision]
-            med = race({precision: cmd}, env, rounds)[precision]
-            print(f"| atoms 256³ × 1000 atoms, {precision} | tilefan (whole process) | {med:.2f} s "
-                  f"| {pairs / med / 1e9:.2f} G pairs/s |")
+            contenders = {
+                "tilefan, compiled kernel": cmd,
+                # The NumPy kernel (what a tile Lambda runs), same pool, same process shape.
+                "tilefan, NumPy kernel": ["env", "TILEFAN_KERNEL=numpy", *cmd],
+            }
+            med = race(contenders, env, rounds)
+            for name, took in med.items():
+                print(f"| atoms 256³ × 1000 atoms, {precision}, whole process | {name} | {took:.2f} s "
+                      f"| {pairs / took / 1e9:.2f} G pairs/s |")
         # The NumPy broadcasting kernel alone, on a slab, for scale.
         sys.path.insert(0, str(ROOT))
         from chalicelib.domain import kernels
