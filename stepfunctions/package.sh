@@ -44,5 +44,7 @@ rm -rf "$OUT"
 # deploying. Built from a copy so that setuptools leaves no build/ in the checkout.
 mkdir -p "$work/src"
 cp -R pyproject.toml README.md chalicelib "$work/src/"
-"$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$OUT/worker" "$work/src"
+isolation=()  # reuse the venv's setuptools when it has one: no download
+if "$PYTHON" -c "import setuptools" 2>/dev/null; then isolation=(--no-build-isolation); fi
+"$PYTHON" -m pip wheel --quiet --no-deps "${isolation[@]}" --wheel-dir "$OUT/worker" "$work/src"
 echo "packaged stage $STAGE: $OUT/sam.json, $OUT/deployment.zip (cfn-lint clean) and $OUT/worker/*.whl"

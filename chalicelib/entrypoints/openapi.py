@@ -114,6 +114,8 @@ def openapi_document() -> dict[str, Any]:
                         "out": {"type": "string"},
                         "tile": {"type": "integer", "minimum": 1},
                         "verify": {"type": "boolean"},
+                        "route": {"enum": ["auto", "lambda", "spot"], "default": "auto",
+                                  "description": "Where tiles run on AWS: chosen per tile by size (auto), or forced"},
                         "grid": {"oneOf": [{"type": "integer", "minimum": 1},
                                            {"type": "array", "items": {"type": "integer", "minimum": 1}}]},
                         "atoms": {"oneOf": [

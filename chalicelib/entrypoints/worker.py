@@ -48,6 +48,10 @@ logger = logging.getLogger("tilefan.worker")
 INTERRUPTED_ERROR = "Spot.Interrupted"
 DEFAULT_HEARTBEAT_S = 60
 MIN_BEAT_S = 0.2
+# A token a message has just delivered may not be known yet where the heartbeat lands
+# (moto answers InvalidToken for a moment; nothing in AWS promises otherwise): ask again
+# after these pauses before calling it stale.
+STALE_RECHECK_S = (0.3, 0.6)
 WATCH_S = 1.0  # how often a computing worker looks for an interruption
 
 # Why run() returned.
@@ -282,7 +286,7 @@ class Worker:
             self._release(message)
             return RELEASED
         try:
-            self.tokens.heartbeat(task.token)
+            self._first_heartbeat(task.token)
         except StaleTaskTokenError as exc:
             return self._dead_letter(message, f"expired task token: {exc}", None, None)
         except RunnerError as exc:
@@ -299,8 +303,22 @@ class Worker:
             self._release(message)
             self.sleep(1.0)
             return RELEASED
+        if self.interrupted:  # the notice came while we checked: hand it on untouched
+            self._release(message)
+            return RELEASED
         logger.info("tile started", extra=log)
         return self._compute(message, task, log)
+
+    def _first_heartbeat(self, token: str) -> None:
+        """Is Step Functions still waiting on this token? StaleTaskTokenError if not."""
+        for pause in (*STALE_RECHECK_S, None):
+            try:
+                self.tokens.heartbeat(token)
+                return
+            except StaleTaskTokenError:
+                if pause is None:
+                    raise
+                self.sleep(pause)
 
     def _check_tile(self, task: TileTask) -> None:
         record = self.jobs.get_job(task.job_id)
@@ -437,6 +455,27 @@ class _Background(threading.Thread):
 
 # --------------------------------------------------------------------------- the command
 
+_RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object a line, with the ``extra`` fields (job, tile, reason...) kept.
+
+    >>> record = logging.LogRecord("tilefan.worker", logging.INFO, "", 0, "tile done", None, None)
+    >>> record.tile_id = 3
+    >>> JsonLogFormatter().format(record).endswith('"message": "tile done", "tile_id": 3}')
+    True
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {"time": self.formatTime(record), "level": record.levelname,
+                               "logger": record.name, "message": record.getMessage()}
+        doc.update((k, v) for k, v in vars(record).items() if k not in _RECORD_FIELDS)
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
 
 def cli_main(args: Any) -> int:
     """``tilefan worker``: build the worker from configuration and serve until idle or interrupted.
@@ -450,8 +489,9 @@ def cli_main(args: Any) -> int:
 
     from chalicelib import bootstrap
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format='{"time": "%(asctime)s", "level": "%(levelname)s", "message": "%(message)s"}')
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         settings = bootstrap.aws_settings()
         if args.idle_seconds is not None:

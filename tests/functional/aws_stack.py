@@ -86,6 +86,7 @@ def aws_stack(*, distributed_threshold: int = 256) -> Iterator[Stack]:
     import boto3
     from moto import mock_aws
     from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.dynamodb.responses import DynamoHandler
 
     import app as chalice_app
     from chalicelib import bootstrap
@@ -146,8 +147,19 @@ def aws_stack(*, distributed_threshold: int = 256) -> Iterator[Stack]:
         ports = bootstrap.build_aws_ports(settings, session=session)
         lambdas.set_ports(ports, settings)
         rest.set_service_factory(lambda: bootstrap.build_service())
+        # Real DynamoDB isolates every request; moto does not (a transaction deep-copies
+        # tables other threads are changing). Serve DynamoDB requests one at a time, which
+        # still lets an adapter that reads, decides and writes in separate requests race.
+        dynamo_lock = threading.Lock()
+        call_action = DynamoHandler.call_action
+
+        def one_at_a_time(self: Any) -> Any:
+            with dynamo_lock:
+                return call_action(self)
+
         try:
-            with mock.patch.object(LambdaSimpleBackend, "invoke", invoke):
+            with mock.patch.object(LambdaSimpleBackend, "invoke", invoke), \
+                    mock.patch.object(DynamoHandler, "call_action", one_at_a_time):
                 yield stack
         finally:
             lambdas.set_ports(None)

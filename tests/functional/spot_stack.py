@@ -48,7 +48,7 @@ FLEET = "tilefan-e2e"
 SPOT_ENV = {
     "TILEFAN_SPOT_QUEUE_URL": QUEUE_URL,
     "TILEFAN_SPOT_DLQ_URL": DLQ_URL,
-    "TILEFAN_SPOT_HEARTBEAT_S": "1",
+    "TILEFAN_SPOT_HEARTBEAT_S": "2",  # a healthy worker beats every 0.67 s; a dead one is noticed in 2 s
     "TILEFAN_SPOT_TIMEOUT_S": "60",
     "TILEFAN_SPOT_FLEET": FLEET,
     "TILEFAN_SPOT_MAX_INSTANCES": "3",

@@ -239,6 +239,21 @@ def test_an_expired_token_is_dead_lettered_before_any_work() -> None:
     assert worker.handle(message(body())) == DEAD_LETTERED
     assert not ran and queue.moves == [("dead_letter", "m1")]
     assert queue.reasons == ["expired task token: TaskTimedOut: injected"]
+    assert tokens.refused == 3  # asked three times, in case the token was not known yet
+
+
+def test_a_token_not_known_at_the_first_heartbeat_gets_another_chance() -> None:
+    tokens, queue = FakeTokens(stale={"tok"}), FakeQueue()
+    pauses: list[float] = []
+    worker = make(tokens=tokens, queue=queue)
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        tokens.stale.clear()  # Step Functions catches up
+
+    worker.sleep = sleep
+    assert worker.handle(message(body())) == DONE
+    assert pauses == [0.3] and queue.moves == [("delete", "m1")]
 
 
 @pytest.mark.parametrize(("text", "reason"), [
