@@ -25,11 +25,12 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.adapters.aws_call import call
 from chalicelib.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
 from chalicelib.errors import ConflictError, InvalidSpecError, JobNotFoundError, StoreError
 
@@ -100,6 +101,15 @@ def create_table(client: Any, table_name: str) -> None:
         raise StoreError(f"cannot create table {table_name}: {exc}") from None
 
 
+def _conditions(code: str, response: Mapping[str, Any]) -> Exception | None:
+    """Refused conditions are answers, not failures: callers decide what they mean."""
+    if code == "ConditionalCheckFailedException":
+        return _ConditionFailed()
+    if code == "TransactionCanceledException":
+        return _Cancelled([str(r.get("Code", "None")) for r in response.get("CancellationReasons", [])])
+    return None
+
+
 class DynamoJobStore:
     def __init__(
         self, client: Any, table_name: str, ttl_days: int = 30, clock: Callable[[], float] = time.time
@@ -112,20 +122,8 @@ class DynamoJobStore:
     # ------------------------------------------------------------------ requests
 
     def _send(self, op: str, **params: Any) -> dict[str, Any]:
-        try:
-            response: dict[str, Any] = getattr(self.client, op)(**params)
-            return response
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code == "ConditionalCheckFailedException":
-                raise _ConditionFailed() from None
-            if code == "TransactionCanceledException":
-                reasons = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons", [])]
-                raise _Cancelled(reasons) from None
-            message = exc.response.get("Error", {}).get("Message", "")
-            raise StoreError(f"DynamoDB {op} on {self.table_name} failed: {code} {message}".rstrip()) from None
-        except BotoCoreError as exc:
-            raise StoreError(f"DynamoDB {op} on {self.table_name} failed: {exc}") from None
+        return call(self.client, op, params, failed=f"DynamoDB {op} on {self.table_name} failed",
+                    fallback=StoreError, special=_conditions)
 
     def _expires_at(self) -> dict[str, str]:
         return _n(int(self.clock()) + self.ttl_days * _DAY_S)

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from chalicelib.adapters.aws_call import call
 from chalicelib.errors import CapacityError
 
 FLEET_TAG = "tilefan:fleet"
@@ -37,15 +36,7 @@ class Ec2SpotCapacity:
         self.subnets = tuple(subnets)
 
     def _send(self, op: str, **params: Any) -> dict[str, Any]:
-        try:
-            response: dict[str, Any] = getattr(self.client, op)(**params)
-            return response
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            detail = f"{error.get('Code', '')} {error.get('Message', '')}".rstrip()
-            raise CapacityError(f"EC2 {op} failed: {detail}") from None
-        except BotoCoreError as exc:
-            raise CapacityError(f"EC2 {op} failed: {exc}") from None
+        return call(self.client, op, params, failed=f"EC2 {op} failed", fallback=CapacityError)
 
     def running(self) -> int:
         """Workers of this fleet that are starting or running."""

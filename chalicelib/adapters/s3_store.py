@@ -23,13 +23,14 @@ import json
 import math
 import re
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.adapters.aws_call import call
 from chalicelib.errors import BlobNotFoundError, InvalidBlobError, StoreError
 
 # Enough for the header of any array up to a few dozen dimensions; a longer header
@@ -92,20 +93,16 @@ class S3BlobStore:
     def _call(self, label: str, op: str, **params: Any) -> dict[str, Any]:
         """One S3 request, with botocore's errors turned into ours (``label`` names the
         key the caller asked about, which is what users need to see)."""
-        try:
-            response: dict[str, Any] = getattr(self.client, op)(**params)
-            return response
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
+        def special(code: str, response: Mapping[str, Any]) -> Exception | None:
             if code in _NOT_FOUND:
-                raise BlobNotFoundError(label) from None
+                return BlobNotFoundError(label)
             if code == "InvalidRange":
                 # Only ranged reads get here: the object is shorter than any .npy header.
-                raise InvalidBlobError(label, "is too short to be a .npy file") from None
-            message = exc.response.get("Error", {}).get("Message", "")
-            raise StoreError(f"S3 {op} failed for {label}: {code} {message}".rstrip()) from None
-        except BotoCoreError as exc:
-            raise StoreError(f"S3 {op} failed for {label}: {exc}") from None
+                return InvalidBlobError(label, "is too short to be a .npy file")
+            return None
+
+        return call(self.client, op, params, failed=f"S3 {op} failed for {label}", fallback=StoreError,
+                    special=special)
 
     def _get(self, obj: _Obj, label: str, first: int | None = None, last: int | None = None) -> bytes:
         params: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}

@@ -10,11 +10,11 @@ it has finished is refused (ConflictError here).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from chalicelib.adapters.aws_call import call
 from chalicelib.errors import ConflictError, JobNotFoundError, RunnerError
 
 _NO_EXECUTION = frozenset({"ExecutionDoesNotExist", "ResourceNotFound"})
@@ -28,19 +28,15 @@ class StepFunctionsRunner:
 
     def _send(self, op: str, subject: str, **params: Any) -> dict[str, Any]:
         """One request; ``subject`` is the job id or execution the error should name."""
-        try:
-            response: dict[str, Any] = getattr(self.client, op)(**params)
-            return response
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
+        def special(code: str, response: Mapping[str, Any]) -> Exception | None:
             if code == "ExecutionAlreadyExists":
-                raise ConflictError(f"job {subject} has already been started") from None
+                return ConflictError(f"job {subject} has already been started")
             if code in _NO_EXECUTION:
-                raise JobNotFoundError(_job_id(subject)) from None
-            message = exc.response.get("Error", {}).get("Message", "")
-            raise RunnerError(f"Step Functions {op} failed for {subject}: {code} {message}".rstrip()) from None
-        except BotoCoreError as exc:
-            raise RunnerError(f"Step Functions {op} failed for {subject}: {exc}") from None
+                return JobNotFoundError(_job_id(subject))
+            return None
+
+        return call(self.client, op, params, failed=f"Step Functions {op} failed for {subject}",
+                    fallback=RunnerError, special=special)
 
     def start(self, job_id: str) -> str:
         """Start the job's execution and return its ARN (the same ARN again while it is

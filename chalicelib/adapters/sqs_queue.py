@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from chalicelib.adapters.aws_call import call
 from chalicelib.errors import QueueError
 
 MAX_WAIT_S = 20  # SQS long polls for at most 20 s
@@ -37,14 +36,7 @@ class SqsTileQueue:
         self.dead_letter_url = dead_letter_url
 
     def _send(self, op: str, **params: Any) -> dict[str, Any]:
-        try:
-            response: dict[str, Any] = getattr(self.client, op)(**params)
-            return response
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise QueueError(f"SQS {op} failed: {error.get('Code', '')} {error.get('Message', '')}".rstrip()) from None
-        except BotoCoreError as exc:
-            raise QueueError(f"SQS {op} failed: {exc}") from None
+        return call(self.client, op, params, failed=f"SQS {op} failed", fallback=QueueError)
 
     def receive(self, wait_s: int, visibility_s: int) -> QueueMessage | None:
         """One message (long-polling up to ``wait_s``), hidden from others for ``visibility_s``."""

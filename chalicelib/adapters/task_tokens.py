@@ -8,10 +8,10 @@ existed) raises ``StaleTaskTokenError``; anything else that goes wrong raises
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from chalicelib.adapters.aws_call import call
 from chalicelib.errors import RunnerError, StaleTaskTokenError
 
 _STALE = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
@@ -19,22 +19,19 @@ MAX_ERROR_CHARS = 256  # SendTaskFailure's limits
 MAX_CAUSE_CHARS = 32_768
 
 
+def _stale(code: str, response: Mapping[str, Any]) -> Exception | None:
+    if code not in _STALE:
+        return None
+    message = str(response.get("Error", {}).get("Message", ""))
+    return StaleTaskTokenError(f"{code}: {message}".rstrip(": "))
+
+
 class TaskTokens:
     def __init__(self, client: Any) -> None:
         self.client = client
 
     def _send(self, op: str, **params: Any) -> None:
-        try:
-            getattr(self.client, op)(**params)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            message = str(error.get("Message", ""))
-            if code in _STALE:
-                raise StaleTaskTokenError(f"{code}: {message}".rstrip(": ")) from None
-            raise RunnerError(f"Step Functions {op} failed: {code} {message}".rstrip()) from None
-        except BotoCoreError as exc:
-            raise RunnerError(f"Step Functions {op} failed: {exc}") from None
+        call(self.client, op, params, failed=f"Step Functions {op} failed", fallback=RunnerError, special=_stale)
 
     def heartbeat(self, token: str) -> None:
         self._send("send_task_heartbeat", taskToken=token)
