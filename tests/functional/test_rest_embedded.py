@@ -30,8 +30,8 @@ from chalicelib.domain.randgen import random_atoms, random_region
 from chalicelib.domain.spec import RandomAtoms
 from chalicelib.entrypoints import rest
 from chalicelib.entrypoints.service import JobService
+from tests.functional.rest_client import JSON, post_job, submit, wait_job
 
-JSON = {"Content-Type": "application/json"}
 RECORD_KEYS = {"job_id", "kind", "status", "spec", "progress", "timings", "result", "error", "links"}
 
 MakeService = Callable[..., JobService]
@@ -91,27 +91,10 @@ def out_dir(tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------- helpers
 
 
-def post_job(client: Client, spec: Any) -> Any:
-    return client.http.post("/jobs", headers=JSON, body=json.dumps(spec))
 
 
-def submit(client: Client, spec: dict[str, Any]) -> str:
-    response = post_job(client, spec)
-    assert response.status_code == 202, response.json_body
-    job_id: str = response.json_body["job_id"]
-    return job_id
 
 
-def wait_job(client: Client, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.http.get(f"/jobs/{job_id}")
-        assert response.status_code == 200, response.json_body
-        doc: dict[str, Any] = response.json_body
-        if doc["status"] not in ("QUEUED", "RUNNING"):
-            return doc
-        assert time.monotonic() < deadline, f"job still {doc['status']} after {timeout} s: {doc['progress']}"
-        time.sleep(0.05)
 
 
 def wait_until_running(client: Client, job_id: str, timeout: float = 30.0) -> dict[str, Any]:

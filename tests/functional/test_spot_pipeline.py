@@ -21,9 +21,9 @@ import app as chalice_app
 from chalicelib.domain import kernels
 from chalicelib.domain.randgen import random_atoms, random_region
 from chalicelib.domain.spec import RandomAtoms
+from tests.functional.rest_client import submit, wait_job
 from tests.functional.spot_stack import DLQ_URL, FLEET, QUEUE_URL, FakeImds, SpotStack, spot_stack
 
-JSON = {"Content-Type": "application/json"}
 TIME_BOUND_S = 30.0
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")
@@ -35,20 +35,8 @@ def client() -> Iterator[Client]:
         yield c
 
 
-def post_job(client: Client, spec: dict[str, Any]) -> str:
-    response = client.http.post("/jobs", headers=JSON, body=json.dumps(spec))
-    assert response.status_code == 202, response.json_body
-    return str(response.json_body["job_id"])
 
 
-def wait_job(client: Client, job_id: str, timeout: float = TIME_BOUND_S) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        doc: dict[str, Any] = client.http.get(f"/jobs/{job_id}").json_body
-        if doc["status"] not in ("QUEUED", "RUNNING"):
-            return doc
-        assert time.monotonic() < deadline, f"job still {doc['status']} after {timeout}s: {doc['progress']}"
-        time.sleep(0.05)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIME_BOUND_S) -> None:
@@ -109,8 +97,8 @@ def test_a_job_with_lambda_and_spot_tiles_completes_and_equals_numpy(tmp_path: P
         spot.start_worker("spot:w2")
         spec = {"kind": "matmul", "a": {"shape": [150, 90]}, "b": {"shape": [90, 70]}, "seed": 5, "tile": 64,
                 "verify": True}
-        job_id = post_job(client, spec)
-        doc = wait_job(client, job_id)
+        job_id = submit(client, spec)
+        doc = wait_job(client, job_id, TIME_BOUND_S)
         assert doc["status"] == "SUCCEEDED", doc["error"]
         assert doc["progress"]["tiles_done"] == doc["progress"]["tiles_total"] == 6
 
@@ -145,8 +133,8 @@ def test_a_job_with_lambda_and_spot_tiles_completes_and_equals_numpy(tmp_path: P
 
 def test_a_lambda_only_job_launches_no_capacity(tmp_path: Path, client: Client) -> None:
     with spot_stack(tmp_path) as spot:
-        job_id = post_job(client, {"kind": "add", "a": {"shape": [40, 40]}, "b": {"shape": [40, 40]}, "tile": 20})
-        assert wait_job(client, job_id)["status"] == "SUCCEEDED"
+        job_id = submit(client, {"kind": "add", "a": {"shape": [40, 40]}, "b": {"shape": [40, 40]}, "tile": 20})
+        assert wait_job(client, job_id, TIME_BOUND_S)["status"] == "SUCCEEDED"
         assert not [c for c in spot.stack.calls if c[0] == "capacity"]
         assert spot.client("ec2").describe_instances(
             Filters=[{"Name": "tag:tilefan:fleet", "Values": [FLEET]}])["Reservations"] == []
@@ -164,11 +152,11 @@ def test_a_worker_killed_mid_tile_times_out_and_another_finishes_the_tile_once(
             # A long visibility: the dead worker's message must stay hidden for the whole test.
             doomed = spot.start_worker("spot:doomed", atoms_kernel=gated_kernel(started, gate), visibility_s=600)
             spec = {**ATOMS, "tile": [12, 10, 8]}  # one tile, sent to spot
-            job_id = post_job(client, spec)
+            job_id = submit(client, spec)
             wait_for(started.is_set, "the first worker to start the tile")
             doomed.kill()  # mid-tile: its heartbeats stop, it will never answer
             survivor = spot.start_worker("spot:survivor")
-            doc = wait_job(client, job_id)
+            doc = wait_job(client, job_id, TIME_BOUND_S)
             assert doc["status"] == "SUCCEEDED", doc["error"]
         finally:
             gate.set()  # the dead worker's computation ends; it cannot record the tile again
@@ -201,7 +189,7 @@ def test_an_interruption_notice_hands_the_tile_back_and_another_worker_finishes_
         try:
             interrupted = spot.start_worker("spot:interrupted", notices=_imds(imds),
                                             atoms_kernel=gated_kernel(started, gate))
-            job_id = post_job(client, ATOMS)
+            job_id = submit(client, ATOMS)
             wait_for(started.is_set, "the worker to start the tile")
             t0 = time.monotonic()
             imds.announce()
@@ -211,7 +199,7 @@ def test_an_interruption_notice_hands_the_tile_back_and_another_worker_finishes_
             assert interrupted.worker.stats.outcomes == {"handed-back": 1}
             assert time.monotonic() - t0 < 5.0, "an interruption must be acted on within seconds"
             spot.start_worker("spot:replacement")
-            doc = wait_job(client, job_id)
+            doc = wait_job(client, job_id, TIME_BOUND_S)
         finally:
             gate.set()
         assert doc["status"] == "SUCCEEDED", doc["error"]
@@ -247,7 +235,7 @@ def test_messages_with_an_unknown_job_or_a_closed_token_are_dead_lettered(tmp_pa
     with spot_stack(tmp_path) as spot:
         sqs = spot.client("sqs")
         # A spot job whose tile waits on a live token, answered by no worker yet.
-        job_id = post_job(client, {**ATOMS, "tile": [12, 10, 8]})
+        job_id = submit(client, {**ATOMS, "tile": [12, 10, 8]})
         wait_for(lambda: spot.queue_counts()[0] == 1, "the spot tile's message")
         [message] = sqs.receive_message(QueueUrl=QUEUE_URL, MaxNumberOfMessages=1)["Messages"]
         body = json.loads(message["Body"])
@@ -260,7 +248,7 @@ def test_messages_with_an_unknown_job_or_a_closed_token_are_dead_lettered(tmp_pa
             # The same live token, for a job that does not exist.
             sqs.send_message(QueueUrl=QUEUE_URL, MessageBody=json.dumps({**body, "job_id": "nosuchjob"}))
             worker = spot.start_worker("spot:w1")
-            doc = wait_job(client, job_id)
+            doc = wait_job(client, job_id, TIME_BOUND_S)
         finally:
             done.set()
             keep_alive.join()
