@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy chalicelib app.py
+	$(BIN)/mypy tilefan chalicelib app.py
 
 pytest: $(STAMP)
 	$(BIN)/pytest

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
 PY = sys.executable
-TILEFAN = [PY, "-m", "chalicelib.entrypoints.cli"]
+TILEFAN = [PY, "-m", "tilefan.entrypoints.cli"]
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -104,9 +104,9 @@ def bench_atoms(rounds: int) -> None:
                       f"| {pairs / took / 1e9:.2f} G pairs/s |")
         # The NumPy broadcasting kernel alone, on a slab, for scale.
         sys.path.insert(0, str(ROOT))
-        from chalicelib.domain import kernels
-        from chalicelib.domain.randgen import random_atoms
-        from chalicelib.domain.spec import RandomAtoms
+        from tilefan.domain import kernels
+        from tilefan.domain.randgen import random_atoms
+        from tilefan.domain.spec import RandomAtoms
 
         table = random_atoms(RandomAtoms(1000, 3), (256, 256, 256), (0.0, 0.0, 0.0), 1.0)
         for precision in ("float64", "float32"):

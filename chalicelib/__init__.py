@@ -1,6 +1,5 @@
-"""tilefan: run big numeric jobs as a tiled fan-out (plan → tiles → reduce).
+"""What only the Chalice app needs: the Lambda doors of the state machine's steps.
 
-Dependencies point inwards: ``domain`` (pure specs, tiling, kernels) ← ``pipeline``
-(plan/tile/reduce over ports) ← ``adapters`` (embedded and AWS implementations of the
-ports) ← ``entrypoints`` (CLI, REST, Lambda doors). ``bootstrap`` wires them together.
+The library, the CLI and both backends live in the ``tilefan`` package; ``make package``
+vendors its wheel into the deployment package beside this folder.
 """

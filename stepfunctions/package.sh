@@ -37,14 +37,21 @@ with open(out_path, "w") as f:
 PY
 
 rm -rf "$OUT"
+# The library itself: Chalice packages app.py, chalicelib/ and requirements.txt, and copies
+# vendor/ to the top of the zip, so the tilefan wheel is built and unpacked there first.
+mkdir -p "$work/src"
+cp -R pyproject.toml README.md tilefan "$work/src/"
+isolation=()  # reuse the venv's setuptools when it has one: no download
+if "$PYTHON" -c "import setuptools" 2>/dev/null; then isolation=(--no-build-isolation); fi
+"$PYTHON" -m pip wheel --quiet --no-deps "${isolation[@]}" --wheel-dir "$work/wheel" "$work/src"
+rm -rf vendor
+"$PYTHON" -m pip install --quiet --no-deps --no-compile --target vendor "$work"/wheel/tilefan-*.whl
+trap 'rm -rf "$work" vendor' EXIT
 "$CHALICE" package --stage "$STAGE" --merge-template "$work/merge-template.json" "$OUT"
 # Informational checks too (I3011: stateful resources must say what happens on delete).
 "$CFN_LINT" --include-checks I -- "$OUT/sam.json"
 # The spot workers' package (docs/spot.md): upload it to s3://<JobsBucket>/worker/ after
 # deploying. Built from a copy so that setuptools leaves no build/ in the checkout.
-mkdir -p "$work/src"
-cp -R pyproject.toml README.md chalicelib "$work/src/"
-isolation=()  # reuse the venv's setuptools when it has one: no download
-if "$PYTHON" -c "import setuptools" 2>/dev/null; then isolation=(--no-build-isolation); fi
-"$PYTHON" -m pip wheel --quiet --no-deps "${isolation[@]}" --wheel-dir "$OUT/worker" "$work/src"
+mkdir -p "$OUT/worker"
+cp "$work"/wheel/tilefan-*.whl "$OUT/worker/"
 echo "packaged stage $STAGE: $OUT/sam.json, $OUT/deployment.zip (cfn-lint clean) and $OUT/worker/*.whl"

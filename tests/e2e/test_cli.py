@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chalicelib.domain import kernels
-from chalicelib.domain.atoms import atoms_rtol
-from chalicelib.domain.randgen import random_atoms, random_region
-from chalicelib.domain.spec import RandomAtoms
+from tilefan.domain import kernels
+from tilefan.domain.atoms import atoms_rtol
+from tilefan.domain.randgen import random_atoms, random_region
+from tilefan.domain.spec import RandomAtoms
 
-CLI = [sys.executable, "-m", "chalicelib.entrypoints.cli"]
+CLI = [sys.executable, "-m", "tilefan.entrypoints.cli"]
 
 
 @dataclass

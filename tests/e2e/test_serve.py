@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from chalicelib.domain.randgen import random_atoms, random_region
-from chalicelib.domain.spec import RandomAtoms
+from tilefan.domain.randgen import random_atoms, random_region
+from tilefan.domain.spec import RandomAtoms
 
 TILEFAN = Path(sys.executable).with_name("tilefan")
 START_DEADLINE_S = 20.0

@@ -89,9 +89,10 @@ def aws_stack(*, distributed_threshold: int = 256) -> Iterator[Stack]:
     from moto.dynamodb.responses import DynamoHandler
 
     import app as chalice_app
-    from chalicelib import bootstrap
-    from chalicelib.adapters.dynamo_store import create_table
-    from chalicelib.entrypoints import lambdas, rest
+    from chalicelib import lambdas
+    from tilefan import bootstrap
+    from tilefan.adapters.aws.dynamo_store import create_table
+    from tilefan.entrypoints import rest
 
     env = {
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",

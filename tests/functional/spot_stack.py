@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from chalicelib.adapters.sqs_queue import SqsTileQueue
-from chalicelib.adapters.task_tokens import TaskTokens
-from chalicelib.domain import kernels
-from chalicelib.entrypoints import lambdas
-from chalicelib.entrypoints.worker import Worker, WorkerOptions
-from chalicelib.pipeline import steps
-from chalicelib.pipeline.ports import Ports
+from chalicelib import lambdas
 from tests.functional import aws_stack as base
+from tilefan.adapters.aws.sqs_queue import SqsTileQueue
+from tilefan.adapters.aws.task_tokens import TaskTokens
+from tilefan.domain import kernels
+from tilefan.pipeline import steps
+from tilefan.pipeline.ports import Ports
+from tilefan.service.worker import Worker, WorkerOptions
 
 ACCOUNT = "123456789012"
 QUEUE = "tilefan-e2e-spot"

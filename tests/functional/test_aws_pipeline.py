@@ -16,13 +16,13 @@ import pytest
 from chalice.test import Client
 
 import app as chalice_app
-from chalicelib.bootstrap import embedded_ports
-from chalicelib.domain.randgen import random_atoms, random_region
-from chalicelib.domain.spec import RandomAtoms
-from chalicelib.errors import StoreError, TileFailedError
-from chalicelib.pipeline import steps
 from tests.functional.aws_stack import BUCKET, Stack, aws_stack
 from tests.functional.rest_client import JSON, post_job, wait_job
+from tilefan.bootstrap import embedded_ports
+from tilefan.domain.randgen import random_atoms, random_region
+from tilefan.domain.spec import RandomAtoms
+from tilefan.errors import StoreError, TileFailedError
+from tilefan.pipeline import steps
 
 
 @pytest.fixture

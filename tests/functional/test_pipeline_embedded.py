@@ -19,17 +19,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from chalicelib.bootstrap import Config, build_embedded, embedded_ports
-from chalicelib.domain import fastkernels, kernels
-from chalicelib.domain.atoms import atoms_rtol
-from chalicelib.domain.randgen import random_atoms, random_region
-from chalicelib.domain.records import JobRecord, Status
-from chalicelib.domain.spec import RandomAtoms, spec_from_stored
-from chalicelib.errors import ConflictError, IncompleteJobError, InvalidSpecError, TileFailedError
-from chalicelib.pipeline import steps
-from chalicelib.pipeline.inputs import atoms_key, output_key
-from chalicelib.pipeline.ports import Ports
-from chalicelib.pipeline.verify import VerificationFailedError
+from tilefan.bootstrap import Config, build_embedded, embedded_ports
+from tilefan.domain import fastkernels, kernels
+from tilefan.domain.atoms import atoms_rtol
+from tilefan.domain.randgen import random_atoms, random_region
+from tilefan.domain.records import JobRecord, Status
+from tilefan.domain.spec import RandomAtoms, spec_from_stored
+from tilefan.errors import ConflictError, IncompleteJobError, InvalidSpecError, TileFailedError
+from tilefan.pipeline import steps
+from tilefan.pipeline.inputs import atoms_key, output_key
+from tilefan.pipeline.ports import Ports
+from tilefan.pipeline.verify import VerificationFailedError
 
 # --------------------------------------------------------------------------- helpers
 

@@ -23,14 +23,14 @@ import pytest
 from chalice.test import Client
 
 import app as chalice_app
-from chalicelib import bootstrap
-from chalicelib.adapters.pool_runner import LocalRunner
-from chalicelib.bootstrap import Config
-from chalicelib.domain.randgen import random_atoms, random_region
-from chalicelib.domain.spec import RandomAtoms
-from chalicelib.entrypoints import rest
-from chalicelib.entrypoints.service import JobService
 from tests.functional.rest_client import JSON, post_job, submit, wait_job
+from tilefan import bootstrap
+from tilefan.bootstrap import Config
+from tilefan.domain.randgen import random_atoms, random_region
+from tilefan.domain.spec import RandomAtoms
+from tilefan.entrypoints import rest
+from tilefan.service.jobs import JobService
+from tilefan.service.local_runner import LocalRunner
 
 RECORD_KEYS = {"job_id", "kind", "status", "spec", "progress", "timings", "result", "error", "links"}
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.adapters.sfn_runner import StepFunctionsRunner
-from chalicelib.errors import ConflictError, JobNotFoundError, RunnerError
+from tilefan.adapters.aws.sfn_runner import StepFunctionsRunner
+from tilefan.errors import ConflictError, JobNotFoundError, RunnerError
 
 REGION = "us-east-1"
 MACHINE = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 600, "End": True}}}

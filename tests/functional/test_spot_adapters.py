@@ -14,14 +14,14 @@ from unittest import mock
 
 import pytest
 
-from chalicelib.adapters.ec2_capacity import Ec2SpotCapacity
-from chalicelib.adapters.imds import Imds
-from chalicelib.adapters.sqs_queue import SqsTileQueue
-from chalicelib.adapters.task_tokens import TaskTokens
-from chalicelib.bootstrap import AwsSettings, SpotSettings
-from chalicelib.entrypoints import lambdas
-from chalicelib.errors import CapacityError, MetadataError, StaleTaskTokenError
+from chalicelib import lambdas
 from tests.functional.spot_stack import AMI, MOTO_ENV, FakeImds
+from tilefan.adapters.aws.ec2_capacity import Ec2SpotCapacity
+from tilefan.adapters.aws.imds import Imds
+from tilefan.adapters.aws.sqs_queue import SqsTileQueue
+from tilefan.adapters.aws.task_tokens import TaskTokens
+from tilefan.bootstrap import AwsSettings, SpotSettings
+from tilefan.errors import CapacityError, MetadataError, StaleTaskTokenError
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")
 
@@ -235,7 +235,7 @@ def test_imds_unreachable_is_a_metadata_error_not_a_hang() -> None:
 def test_tilefan_worker_wires_itself_from_configuration_and_stops_when_idle(
     mocked_aws: None, aws_session: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from chalicelib.entrypoints.cli import main
+    from tilefan.entrypoints.cli import main
 
     sqs = aws_session.client("sqs")
     with FakeImds(instance_id="i-0worker") as fake:
@@ -254,7 +254,7 @@ def test_tilefan_worker_wires_itself_from_configuration_and_stops_when_idle(
 
 def test_tilefan_worker_refuses_to_start_without_its_queue(monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from chalicelib.entrypoints.worker import cli_main
+    from tilefan.service.worker import cli_main
 
     monkeypatch.setenv("TILEFAN_BUCKET", "b")
     monkeypatch.setenv("TILEFAN_TABLE", "t")

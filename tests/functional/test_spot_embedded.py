@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chalicelib.bootstrap import Config, build_embedded
-from chalicelib.domain.randgen import random_region
-from chalicelib.domain.records import Status
-from chalicelib.entrypoints.cli import main
-from chalicelib.pipeline import steps
+from tilefan.bootstrap import Config, build_embedded
+from tilefan.domain.randgen import random_region
+from tilefan.domain.records import Status
+from tilefan.entrypoints.cli import main
+from tilefan.pipeline import steps
 
 RAW = {"kind": "matmul", "a": {"shape": [70, 50]}, "b": {"shape": [50, 60]}, "seed": 3, "tile": 32}
 

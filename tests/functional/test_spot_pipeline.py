@@ -18,11 +18,11 @@ import pytest
 from chalice.test import Client
 
 import app as chalice_app
-from chalicelib.domain import kernels
-from chalicelib.domain.randgen import random_atoms, random_region
-from chalicelib.domain.spec import RandomAtoms
 from tests.functional.rest_client import submit, wait_job
 from tests.functional.spot_stack import DLQ_URL, FLEET, QUEUE_URL, FakeImds, SpotStack, spot_stack
+from tilefan.domain import kernels
+from tilefan.domain.randgen import random_atoms, random_region
+from tilefan.domain.spec import RandomAtoms
 
 TIME_BOUND_S = 30.0
 
@@ -223,7 +223,7 @@ def _beat(sfn: Any, token: str, done: threading.Event) -> None:
 
 
 def _imds(fake: FakeImds) -> Any:
-    from chalicelib.adapters.imds import Imds
+    from tilefan.adapters.aws.imds import Imds
 
     return Imds(fake.url, timeout_s=1.0)
 

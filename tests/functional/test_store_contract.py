@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from chalicelib.adapters.localfs import LocalBlobStore
-from chalicelib.adapters.sqlite_store import SqliteJobStore
-from chalicelib.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
-from chalicelib.errors import (
+from tests.functional.conftest import BUCKET, TABLE, USER_BUCKET
+from tilefan.adapters.embedded.localfs import LocalBlobStore
+from tilefan.adapters.embedded.sqlite_store import SqliteJobStore
+from tilefan.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
+from tilefan.errors import (
     BlobNotFoundError,
     ConflictError,
     InvalidBlobError,
@@ -37,8 +38,7 @@ from chalicelib.errors import (
     JobNotFoundError,
     StoreError,
 )
-from chalicelib.pipeline.ports import BlobStore, JobStore
-from tests.functional.conftest import BUCKET, TABLE, USER_BUCKET
+from tilefan.pipeline.ports import BlobStore, JobStore
 
 Region = Sequence[tuple[int, int]]
 
@@ -103,8 +103,8 @@ class OneRequestAtATime:
 
 
 def _aws(request: pytest.FixtureRequest) -> Backend:
-    from chalicelib.adapters.dynamo_store import DynamoJobStore
-    from chalicelib.adapters.s3_store import S3BlobStore
+    from tilefan.adapters.aws.dynamo_store import DynamoJobStore
+    from tilefan.adapters.aws.s3_store import S3BlobStore
 
     s3 = request.getfixturevalue("s3_client")
     dynamodb = request.getfixturevalue("dynamodb_client")
@@ -699,7 +699,7 @@ def test_aws_array_info_and_read_rows_fetch_only_what_they_need(aws: Backend) ->
 
 
 def test_aws_items_expire_and_committed_outputs_are_encrypted(aws: Backend) -> None:
-    from chalicelib.adapters.dynamo_store import DynamoJobStore
+    from tilefan.adapters.aws.dynamo_store import DynamoJobStore
 
     jobs = DynamoJobStore(aws.raw["dynamodb"], TABLE, ttl_days=2, clock=lambda: 1_000.0)
     jobs.create_job(job("j1"))
@@ -727,7 +727,7 @@ def test_aws_a_large_commit_is_one_multipart_upload(aws: Backend) -> None:
 
 
 def test_aws_presign_put_names_the_object(aws: Backend) -> None:
-    from chalicelib.adapters.s3_store import S3BlobStore
+    from tilefan.adapters.aws.s3_store import S3BlobStore
 
     assert isinstance(aws.blobs, S3BlobStore)
     url = aws.blobs.presign_put("uploads/abc/A.npy", 900)

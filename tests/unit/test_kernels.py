@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.domain import fastkernels, kernels
-from chalicelib.domain.atoms import atoms_rtol
-from chalicelib.domain.combine import combine_all, combine_matrix, combine_min
-from chalicelib.domain.randgen import GEN_BLOCK, random_region
-from chalicelib.domain.tiling import Region, num_tiles, region_slices, tile_region
+from tilefan.domain import fastkernels, kernels
+from tilefan.domain.atoms import atoms_rtol
+from tilefan.domain.combine import combine_all, combine_matrix, combine_min
+from tilefan.domain.randgen import GEN_BLOCK, random_region
+from tilefan.domain.tiling import Region, num_tiles, region_slices, tile_region
 
 FAST = settings(max_examples=50, deadline=None)
 DTYPES = st.sampled_from(["float32", "float64"])

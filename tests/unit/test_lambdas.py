@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from chalicelib.bootstrap import AwsSettings
-from chalicelib.domain.records import JobRecord, Status, TileResult
-from chalicelib.entrypoints import lambdas
-from chalicelib.errors import ConflictError, InvalidSpecError, JobNotFoundError
-from chalicelib.pipeline import steps
-from chalicelib.pipeline.ports import Ports
+from chalicelib import lambdas
+from tilefan.bootstrap import AwsSettings
+from tilefan.domain.records import JobRecord, Status, TileResult
+from tilefan.errors import ConflictError, InvalidSpecError, JobNotFoundError
+from tilefan.pipeline import steps
+from tilefan.pipeline.ports import Ports
 
 # A handler that fails on its event flushes no metrics; Powertools warns about that.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from chalicelib import bootstrap
-from chalicelib.domain.plan import FIT_MAX_TILES, fit_to_lambda, plan
-from chalicelib.domain.routing import LAMBDA, SPOT, RoutePolicy, TileCost, choose_route, estimate_cost
-from chalicelib.domain.spec import AtomsSpec, RandomAtoms, parse_spec, spec_from_stored, spec_to_dict
-from chalicelib.entrypoints import lambdas
-from chalicelib.errors import CapacityError, InvalidSpecError
-from chalicelib.pipeline import steps
+from chalicelib import lambdas
+from tilefan import bootstrap
+from tilefan.domain.plan import FIT_MAX_TILES, fit_to_lambda, plan
+from tilefan.domain.routing import LAMBDA, SPOT, RoutePolicy, TileCost, choose_route, estimate_cost
+from tilefan.domain.spec import AtomsSpec, RandomAtoms, parse_spec, spec_from_stored, spec_to_dict
+from tilefan.errors import CapacityError, InvalidSpecError
+from tilefan.pipeline import steps
 
 GiB = 1 << 30
 
@@ -150,7 +150,7 @@ def test_admission_fits_only_tiles_the_user_left_to_us() -> None:
 
 
 def parse_limits() -> Any:
-    from chalicelib.domain.spec import Limits
+    from tilefan.domain.spec import Limits
 
     return Limits()
 

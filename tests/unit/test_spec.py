@@ -1,4 +1,4 @@
-"""Job spec validation at the door (``chalicelib.domain.spec.parse_spec``).
+"""Job spec validation at the door (``tilefan.domain.spec.parse_spec``).
 
 Valid specs of all three kinds parse into resolved, frozen specs that round-trip through
 their stored form. Every kind of bad input raises ``InvalidSpecError`` whose ``field``
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from chalicelib.domain.atoms import parse_csv, validate_table
-from chalicelib.domain.spec import (
+from tilefan.domain.atoms import parse_csv, validate_table
+from tilefan.domain.spec import (
     AtomsSpec,
     Kind,
     Limits,
@@ -28,7 +28,7 @@ from chalicelib.domain.spec import (
     spec_from_stored,
     spec_to_dict,
 )
-from chalicelib.errors import BlobNotFoundError, InvalidBlobError, InvalidSpecError
+from tilefan.errors import BlobNotFoundError, InvalidBlobError, InvalidSpecError
 
 # What the fake blob store holds: uri → (shape, dtype).
 FILES: dict[str, tuple[tuple[int, ...], str]] = {

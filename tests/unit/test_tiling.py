@@ -1,4 +1,4 @@
-"""Property tests for the pure tile math in ``chalicelib.domain.tiling``.
+"""Property tests for the pure tile math in ``tilefan.domain.tiling``.
 
 The tiling is what makes a fan-out correct: if the tile regions do not cover every output
 element exactly once, a job silently loses or double-writes part of its answer. These
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.domain.tiling import (
+from tilefan.domain.tiling import (
     TILE_WORKING_SET_BYTES,
     default_grid_tile,
     default_matrix_tile,

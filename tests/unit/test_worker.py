@@ -13,9 +13,19 @@ from typing import Any
 
 import pytest
 
-from chalicelib.adapters.imds import SpotNotice
-from chalicelib.adapters.sqs_queue import QueueMessage
-from chalicelib.entrypoints.worker import (
+from tilefan.adapters.aws.imds import SpotNotice
+from tilefan.adapters.aws.sqs_queue import QueueMessage
+from tilefan.errors import (
+    InvalidSpecError,
+    JobNotFoundError,
+    MetadataError,
+    QueueError,
+    RunnerError,
+    StaleTaskTokenError,
+    StoreError,
+    TileFailedError,
+)
+from tilefan.service.worker import (
     DEAD_LETTERED,
     DONE,
     FAILED,
@@ -26,16 +36,6 @@ from chalicelib.entrypoints.worker import (
     Worker,
     WorkerOptions,
     parse_message,
-)
-from chalicelib.errors import (
-    InvalidSpecError,
-    JobNotFoundError,
-    MetadataError,
-    QueueError,
-    RunnerError,
-    StaleTaskTokenError,
-    StoreError,
-    TileFailedError,
 )
 
 DEADLINE_S = 10.0

@@ -1,0 +1,259 @@
+"""The plan step: a pure function from a resolved spec to a list of tiles with estimates.
+
+No I/O happens here. The embedded pool, the Lambda handlers and ``--dry-run`` all consume
+the same ``Plan``; ``Plan.manifest()`` is what gets stored next to the job. Each tile gets
+a route (``lambda`` or ``spot``, see ``routing``); ``fit_to_lambda`` picks smaller tiles
+when that keeps a job on Lambda for no more money.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from tilefan.domain.routing import (
+    AUTO,
+    LAMBDA,
+    SPOT,
+    CostEstimate,
+    RoutePolicy,
+    TileCost,
+    choose_route,
+    estimate_cost,
+    lambda_seconds,
+    spot_seconds,
+)
+from tilefan.domain.spec import AtomsSpec, JobSpec, Kind, MatrixSpec
+from tilefan.domain.tiling import Region, num_tiles, region_size, tile_region
+
+# Flops charged per atom–point pair: two subtractions, three multiply-adds, a reciprocal
+# square root and the energy multiply-add.
+FLOPS_PER_PAIR = 10
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    tile_id: int
+    region: Region
+    units: int
+    flops: int
+    bytes_in: int
+    bytes_out: int
+    mem_bytes: int
+    route: str
+    lambda_s: float = 0.0  # estimated run time on a Lambda, and on a spot worker
+    spot_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tile_id": self.tile_id,
+            "region": [list(r) for r in self.region],
+            "units": self.units,
+            "flops": self.flops,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "mem_bytes": self.mem_bytes,
+            "route": self.route,
+            "est_lambda_s": round(self.lambda_s, 3),
+            "est_spot_s": round(self.spot_s, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    job_id: str
+    kind: str
+    shape: tuple[int, ...]
+    tile: tuple[int, ...]
+    tiles: tuple[TilePlan, ...]
+    cost: CostEstimate | None = None
+
+    @property
+    def units_total(self) -> int:
+        return sum(t.units for t in self.tiles)
+
+    def route_counts(self) -> dict[str, int]:
+        """
+        >>> from tilefan.domain.spec import RandomMatrix
+        >>> m = RandomMatrix((4, 4), "float64", 0, 0)
+        >>> plan("j", MatrixSpec(Kind.ADD, m, m, None, (2, 4), False, route="spot")).route_counts()
+        {'lambda': 0, 'spot': 2}
+        """
+        return {LAMBDA: sum(1 for t in self.tiles if t.route == LAMBDA),
+                SPOT: sum(1 for t in self.tiles if t.route == SPOT)}
+
+    def totals(self) -> dict[str, Any]:
+        return {
+            "tiles": len(self.tiles),
+            "units": self.units_total,
+            "flops": sum(t.flops for t in self.tiles),
+            "bytes_in": sum(t.bytes_in for t in self.tiles),
+            "bytes_out": sum(t.bytes_out for t in self.tiles),
+            "max_tile_mem_bytes": max(t.mem_bytes for t in self.tiles),
+            "routes": self.route_counts(),
+        }
+
+    def manifest(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "job_id": self.job_id,
+            "kind": self.kind,
+            "shape": list(self.shape),
+            "tile": list(self.tile),
+            "totals": self.totals(),
+            "tiles": [t.to_dict() for t in self.tiles],
+        }
+        if self.cost is not None:
+            doc["cost_estimate"] = self.cost.to_dict()
+        return doc
+
+
+def output_shape(spec: JobSpec) -> tuple[int, ...]:
+    return spec.grid if isinstance(spec, AtomsSpec) else spec.out_shape
+
+
+def tile_of(spec: JobSpec, tile_id: int) -> Region:
+    return tile_region(output_shape(spec), spec.tile, tile_id)
+
+
+def tiles_total(spec: JobSpec) -> int:
+    return num_tiles(output_shape(spec), spec.tile)
+
+
+def _matrix_tile(spec: MatrixSpec, tile_id: int, region: Region, policy: RoutePolicy) -> TilePlan:
+    item = np.dtype(spec.dtype).itemsize
+    (r0, r1), (c0, c1) = region
+    rows, cols = r1 - r0, c1 - c0
+    units = rows * cols
+    if spec.kind is Kind.MATMUL:
+        k = spec.a.shape[1]
+        flops = 2 * rows * cols * k
+        bytes_in = (rows * k + k * cols) * item
+        # Inputs, the output block, and a contiguous copy of the B panel BLAS may take.
+        mem = bytes_in + units * item + k * cols * item
+    else:
+        flops = units
+        bytes_in = 2 * units * item
+        mem = 3 * units * item
+    bytes_out = units * item
+    return _tile(spec, tile_id, region, units, flops, bytes_in, bytes_out, mem, policy)
+
+
+def _atoms_tile(spec: AtomsSpec, tile_id: int, region: Region, policy: RoutePolicy) -> TilePlan:
+    item = np.dtype(spec.precision).itemsize
+    units = region_size(region)
+    flops = FLOPS_PER_PAIR * units * spec.atoms.count
+    bytes_in = 32 * spec.atoms.count
+    bytes_out = units * item if spec.field_out else 0
+    mem = bytes_in + 2 * units * item
+    return _tile(spec, tile_id, region, units, flops, bytes_in, bytes_out, mem, policy)
+
+
+def _tile(
+    spec: JobSpec, tile_id: int, region: Region, units: int, flops: int, bytes_in: int, bytes_out: int, mem: int,
+    policy: RoutePolicy,
+) -> TilePlan:
+    atoms = isinstance(spec, AtomsSpec)
+    io = bytes_in + bytes_out
+    route = choose_route(mem, flops, policy, io_bytes=io, atoms=atoms, force=spec.route)
+    return TilePlan(
+        tile_id, region, units, flops, bytes_in, bytes_out, mem, route,
+        lambda_s=lambda_seconds(flops, io, policy, atoms=atoms), spot_s=spot_seconds(flops, io, policy, atoms=atoms),
+    )
+
+
+def plan(job_id: str, spec: JobSpec, policy: RoutePolicy | None = None) -> Plan:
+    """Cut ``spec`` into tiles. Deterministic: the same spec always gives the same plan."""
+    policy = policy or RoutePolicy()
+    shape = output_shape(spec)
+    tiles = []
+    for tile_id in range(tiles_total(spec)):
+        region = tile_region(shape, spec.tile, tile_id)
+        if isinstance(spec, AtomsSpec):
+            tiles.append(_atoms_tile(spec, tile_id, region, policy))
+        else:
+            tiles.append(_matrix_tile(spec, tile_id, region, policy))
+    cost = estimate_cost((TileCost(t.route, t.lambda_s, t.spot_s) for t in tiles), policy)
+    return Plan(job_id=job_id, kind=spec.kind.value, shape=tuple(shape), tile=tuple(spec.tile), tiles=tuple(tiles),
+                cost=cost)
+
+
+# --------------------------------------------------------------------------- fitting tiles to Lambda
+
+# Smallest tile edges fit_to_lambda goes down to, and the most tiles it will make.
+MATRIX_EDGE_FLOOR = 64
+GRID_EDGE_FLOOR = 8
+FIT_MAX_TILES = 10_000
+
+
+def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
+    """The spec with smaller tiles when that keeps every tile on Lambda for no more money.
+
+    When the spec's tiles send some work to spot and its route is ``auto``, halve the
+    longest tile edge until every tile fits a Lambda (or the edges reach a floor, or the
+    tile count FIT_MAX_TILES). The largest such tiling is the cheapest on Lambda (smaller
+    tiles only add per-tile overhead and re-read more input), so compare that one with the
+    spot plan's estimate and keep whichever is cheaper; a tie goes to Lambda, which has no
+    boot time and no interruptions.
+
+    One tile of 2.6 TFLOP of atoms work: about 1,050 s on a Lambda (NumPy), so it routes
+    to spot, where the compiled kernel takes about 52 s plus the worker's boot and idle time.
+    At the default spot price that is cheaper than four 263 s Lambdas, so the tile stays;
+    at $5 an hour it is not, and the tiles shrink until they fit:
+
+    >>> from tilefan.domain.spec import RandomAtoms
+    >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", RandomAtoms(1_000_000, 1), None,
+    ...                 (64, 64, 64), False)
+    >>> plan("j", big).route_counts()
+    {'lambda': 0, 'spot': 1}
+    >>> fit_to_lambda(big).tile
+    (64, 64, 64)
+    >>> fit_to_lambda(big, RoutePolicy(spot_hour_price=5.0)).tile
+    (32, 32, 64)
+    >>> fit_to_lambda(replace(big, route="spot"), RoutePolicy(spot_hour_price=5.0)).tile
+    (64, 64, 64)
+    """
+    policy = policy or RoutePolicy()
+    if spec.route != AUTO:
+        return spec
+    base = plan("fit", spec, policy)
+    if all(t.route == LAMBDA for t in base.tiles):
+        return spec
+    shape = output_shape(spec)
+    floor = GRID_EDGE_FLOOR if isinstance(spec, AtomsSpec) else MATRIX_EDGE_FLOOR
+    tile = tuple(min(t, n) for t, n in zip(spec.tile, shape, strict=True))
+    while True:
+        smaller = _halve_longest(tile, floor)
+        if smaller is None or num_tiles(shape, smaller) > FIT_MAX_TILES:
+            return spec
+        tile = smaller
+        candidate = _with_tile(spec, tile)
+        trial = plan("fit", candidate, policy)
+        if all(t.route == LAMBDA for t in trial.tiles):
+            assert trial.cost is not None and base.cost is not None
+            return candidate if trial.cost.total_usd <= base.cost.total_usd else spec
+
+
+def _halve_longest(tile: tuple[int, ...], floor: int) -> tuple[int, ...] | None:
+    """
+    >>> _halve_longest((64, 64, 256), 8)
+    (64, 64, 128)
+    >>> _halve_longest((100, 300), 64)
+    (100, 150)
+    >>> _halve_longest((8, 8), 8) is None
+    True
+    """
+    longest = max(range(len(tile)), key=lambda axis: tile[axis])
+    if tile[longest] <= floor:
+        return None
+    out = list(tile)
+    out[longest] = max(floor, -(-tile[longest] // 2))
+    return tuple(out)
+
+
+def _with_tile(spec: JobSpec, tile: tuple[int, ...]) -> JobSpec:
+    if isinstance(spec, AtomsSpec):
+        return replace(spec, tile=(tile[0], tile[1], tile[2]))
+    return replace(spec, tile=(tile[0], tile[1]))
+

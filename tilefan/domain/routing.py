@@ -1,0 +1,178 @@
+"""Where a tile runs: a Lambda, or (too big for one) an EC2 spot worker, and what a plan costs.
+
+The ceilings are Lambda's documented limits (DESIGN.md §6) less safety margins, since an
+estimate that is slightly low must not turn into an out-of-memory kill or a timeout. Run
+times are estimated from work and bytes at configured rates; the rates and prices are
+assumptions a deployment can tune (``tilefan.bootstrap.route_policy``), not
+measurements of the machine that happens to plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+AUTO = "auto"
+LAMBDA = "lambda"
+SPOT = "spot"
+ROUTES = (AUTO, LAMBDA, SPOT)
+
+# State transitions a tile costs in Step Functions (Choice + Task, and the Map's own
+# bookkeeping), and those a job costs whatever its size (Plan, Choices, Reduce, ...).
+TRANSITIONS_PER_TILE = 3
+TRANSITIONS_PER_JOB = 8
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    # The tile Lambda as deployed (.chalice/config.json) and the margins kept under it.
+    lambda_memory_mb: int = 10_240
+    lambda_timeout_s: int = 900
+    memory_margin: float = 0.7
+    time_margin: float = 0.5
+    # Sustained NumPy rates of a full-size Lambda (about six vCPUs). GEMM uses them all:
+    # PyWren-era measurements put one vCPU at 14–20 GFLOP/s. The atoms kernel on Lambda is
+    # NumPy broadcasting on one core (about 0.25 G pairs/s, 10 flops a pair).
+    lambda_gflops: float = 60.0
+    lambda_atoms_gflops: float = 2.5
+    lambda_io_mb_s: float = 60.0  # S3 read/write per function: 30–100 MB/s measured
+    lambda_overhead_s: float = 1.0  # start, import NumPy, one round trip per tile
+    # A spot worker (the launch template's default c7i.4xlarge: 16 vCPUs, 32 GiB) runs the
+    # compiled atoms kernel on every core.
+    spot_gflops: float = 250.0
+    spot_atoms_gflops: float = 50.0
+    spot_io_mb_s: float = 200.0
+    # Boot, package install, and the idle period before a worker stops itself.
+    spot_overhead_s: float = 420.0
+    spot_max_workers: int = 4
+    # Prices in USD (us-east-1; DESIGN.md §6). Spot prices move; this is a planning figure.
+    lambda_gb_s_price: float = 0.0000166667
+    transition_price: float = 0.000025
+    spot_hour_price: float = 0.25
+
+    @property
+    def lambda_memory_budget(self) -> float:
+        """Bytes a Lambda tile may be estimated to need."""
+        return self.memory_margin * self.lambda_memory_mb * (1 << 20)
+
+    @property
+    def lambda_time_budget(self) -> float:
+        """Seconds a Lambda tile may be estimated to take."""
+        return self.time_margin * self.lambda_timeout_s
+
+
+def seconds(flops: int, io_bytes: int, gflops: float, io_mb_s: float) -> float:
+    """Estimated run time of ``flops`` of work plus ``io_bytes`` of transfer.
+
+    >>> seconds(60 * 10**9, 60 * 10**6, 60.0, 60.0)
+    2.0
+    """
+    return flops / (gflops * 1e9) + io_bytes / (io_mb_s * 1e6)
+
+
+def lambda_seconds(flops: int, io_bytes: int, policy: RoutePolicy, *, atoms: bool = False) -> float:
+    gflops = policy.lambda_atoms_gflops if atoms else policy.lambda_gflops
+    return policy.lambda_overhead_s + seconds(flops, io_bytes, gflops, policy.lambda_io_mb_s)
+
+
+def spot_seconds(flops: int, io_bytes: int, policy: RoutePolicy, *, atoms: bool = False) -> float:
+    gflops = policy.spot_atoms_gflops if atoms else policy.spot_gflops
+    return seconds(flops, io_bytes, gflops, policy.spot_io_mb_s)
+
+
+def fits_lambda(mem_bytes: int, est_seconds: float, policy: RoutePolicy) -> bool:
+    return mem_bytes <= policy.lambda_memory_budget and est_seconds <= policy.lambda_time_budget
+
+
+def choose_route(
+    mem_bytes: int, flops: int, policy: RoutePolicy, *, io_bytes: int = 0, atoms: bool = False,
+    force: str = AUTO,
+) -> str:
+    """``lambda`` when the tile fits a Lambda with the margins kept, else ``spot``;
+    ``force`` (a job's route override) wins whatever the estimates say.
+
+    >>> choose_route(1 << 30, 10**12, RoutePolicy())
+    'lambda'
+    >>> choose_route(9 << 30, 10**9, RoutePolicy())
+    'spot'
+    >>> choose_route(1 << 20, 10**13, RoutePolicy(), atoms=True)
+    'spot'
+    >>> choose_route(9 << 30, 10**9, RoutePolicy(), force="lambda")
+    'lambda'
+    """
+    if force in (LAMBDA, SPOT):
+        return force
+    return LAMBDA if fits_lambda(mem_bytes, lambda_seconds(flops, io_bytes, policy, atoms=atoms), policy) else SPOT
+
+
+# --------------------------------------------------------------------------- cost
+
+
+@dataclass(frozen=True)
+class TileCost:
+    """What one planned tile needs, in the units the cost model charges."""
+
+    route: str
+    lambda_s: float
+    spot_s: float
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    lambda_tiles: int
+    spot_tiles: int
+    lambda_gb_s: float
+    spot_workers: int
+    spot_instance_s: float
+    transitions: int
+    lambda_usd: float
+    spot_usd: float
+    steps_usd: float
+
+    @property
+    def total_usd(self) -> float:
+        return self.lambda_usd + self.spot_usd + self.steps_usd
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lambda_tiles": self.lambda_tiles, "spot_tiles": self.spot_tiles,
+            "lambda_gb_s": round(self.lambda_gb_s, 3), "spot_workers": self.spot_workers,
+            "spot_instance_s": round(self.spot_instance_s, 3), "transitions": self.transitions,
+            "lambda_usd": round(self.lambda_usd, 6), "spot_usd": round(self.spot_usd, 6),
+            "steps_usd": round(self.steps_usd, 6), "total_usd": round(self.total_usd, 6),
+        }
+
+
+def estimate_cost(tiles: Iterable[TileCost], policy: RoutePolicy) -> CostEstimate:
+    """The AWS bill of a plan, roughly: Lambda GB-seconds at the tile function's memory,
+    spot instance time (tile time on the workers, plus boot and idle time per worker),
+    and Step Functions transitions.
+
+    >>> policy = RoutePolicy(spot_max_workers=2, spot_overhead_s=100.0, spot_hour_price=3.6)
+    >>> est = estimate_cost([TileCost("lambda", 10.0, 2.0)] * 3 + [TileCost("spot", 900.0, 50.0)] * 4, policy)
+    >>> est.lambda_gb_s, est.spot_workers, est.spot_instance_s, est.transitions
+    (300.0, 2, 400.0, 29)
+    >>> round(est.spot_usd, 6)
+    0.4
+    """
+    lambda_s = spot_s = 0.0
+    n_lambda = n_spot = 0
+    for tile in tiles:
+        if tile.route == SPOT:
+            n_spot += 1
+            spot_s += tile.spot_s
+        else:
+            n_lambda += 1
+            lambda_s += tile.lambda_s
+    gb_s = lambda_s * policy.lambda_memory_mb / 1024
+    workers = min(n_spot, policy.spot_max_workers)
+    instance_s = spot_s + workers * policy.spot_overhead_s
+    transitions = TRANSITIONS_PER_JOB + TRANSITIONS_PER_TILE * (n_lambda + n_spot)
+    return CostEstimate(
+        lambda_tiles=n_lambda, spot_tiles=n_spot, lambda_gb_s=gb_s, spot_workers=workers,
+        spot_instance_s=instance_s, transitions=transitions,
+        lambda_usd=gb_s * policy.lambda_gb_s_price,
+        spot_usd=instance_s * policy.spot_hour_price / 3600,
+        steps_usd=transitions * policy.transition_price,
+    )

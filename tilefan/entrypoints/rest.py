@@ -1,0 +1,138 @@
+"""The REST routes (DESIGN.md §5) as a Chalice blueprint: thin doors over JobService.
+
+``app.py`` registers this blueprint for AWS; ``tilefan serve`` registers it on a local
+Chalice app over the embedded backend. The service is built lazily on first request,
+from configuration, in ``tilefan.bootstrap``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from tilefan.entrypoints.openapi import openapi_document
+from tilefan.errors import (
+    ConflictError,
+    InvalidBlobError,
+    InvalidSpecError,
+    JobNotFoundError,
+    TilefanError,
+)
+from tilefan.service.jobs import MAX_BODY_BYTES, JobService
+
+api = Blueprint(__name__)
+
+_service: JobService | None = None
+_factory: Callable[[], JobService] | None = None
+
+
+def set_service_factory(factory: Callable[[], JobService] | None) -> None:
+    """Choose how the service is built (tests and ``tilefan serve`` call this)."""
+    global _service, _factory
+    _service, _factory = None, factory
+
+
+def get_service() -> JobService:
+    global _service
+    if _service is None:
+        if _factory is None:
+            from tilefan.bootstrap import build_service
+
+            _service = build_service()
+        else:
+            _service = _factory()
+    return _service
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return Response(body={"error": body}, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def _handle(fn: Callable[[], Any], status: int = 200) -> Response:
+    """Run a service call and map our errors onto HTTP: 400, 404, 409, else 500."""
+    try:
+        return Response(body=fn(), status_code=status, headers={"Content-Type": "application/json"})
+    except InvalidSpecError as exc:
+        return _error(400, exc.code, exc.message, exc.field)
+    except InvalidBlobError as exc:
+        return _error(400, exc.code, str(exc))
+    except JobNotFoundError as exc:
+        return _error(404, exc.code, str(exc))
+    except ConflictError as exc:
+        return _error(409, exc.code, str(exc))
+    except TilefanError as exc:
+        return _error(500, exc.code, str(exc))
+
+
+def _json_body() -> Any:
+    request = api.current_request
+    raw = request.raw_body or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise _TooLarge()
+    try:
+        return json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidSpecError("body", "is not valid JSON") from None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _with_body(fn: Callable[[Any], Any], status: int) -> Response:
+    try:
+        body = _json_body()
+    except _TooLarge:
+        return _error(413, "body_too_large", f"request bodies are capped at {MAX_BODY_BYTES} bytes")
+    except InvalidSpecError as exc:
+        return _error(400, exc.code, exc.message, exc.field)
+    return _handle(lambda: fn(body), status)
+
+
+@api.route("/jobs", methods=["POST"])
+def create_job() -> Response:
+    return _with_body(get_service().submit, 202)
+
+
+@api.route("/jobs", methods=["GET"])
+def list_jobs() -> Response:
+    params: Any = api.current_request.query_params or {}
+    return _handle(lambda: get_service().list(params.get("limit"), params.get("cursor")))
+
+
+@api.route("/jobs/{job_id}", methods=["GET"])
+def get_job(job_id: str) -> Response:
+    return _handle(lambda: get_service().get(job_id))
+
+
+@api.route("/jobs/{job_id}", methods=["DELETE"])
+def cancel_job(job_id: str) -> Response:
+    return _handle(lambda: get_service().cancel(job_id))
+
+
+@api.route("/jobs/{job_id}/report", methods=["GET"])
+def job_report(job_id: str) -> Response:
+    return _handle(lambda: get_service().report(job_id))
+
+
+@api.route("/uploads", methods=["POST"])
+def create_upload() -> Response:
+    return _with_body(get_service().create_upload, 201)
+
+
+@api.route("/uploads/{upload_id}/{name}", methods=["PUT"], content_types=["application/octet-stream"])
+def put_upload(upload_id: str, name: str) -> Response:
+    raw = api.current_request.raw_body or b""
+    data = raw.encode() if isinstance(raw, str) else raw
+    return _handle(lambda: get_service().receive_upload(upload_id, name, data), 201)
+
+
+@api.route("/openapi.json", methods=["GET"])
+def openapi() -> Response:
+    return Response(body=openapi_document(), status_code=200, headers={"Content-Type": "application/json"})

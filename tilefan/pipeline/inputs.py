@@ -1,0 +1,56 @@
+"""Reading a tile's inputs through the blob store, and where a job's objects live."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tilefan.domain.atoms import parse_csv, validate_table
+from tilefan.domain.randgen import random_region
+from tilefan.domain.spec import AtomsSpec, JobSpec, MatrixInput, RandomMatrix
+from tilefan.errors import InvalidBlobError, InvalidSpecError
+from tilefan.pipeline.ports import BlobStore
+
+
+def manifest_key(job_id: str) -> str:
+    return f"jobs/{job_id}/manifest.json"
+
+
+def items_key(job_id: str) -> str:
+    """The tile list a Distributed Map reads with its ItemReader."""
+    return f"jobs/{job_id}/items.json"
+
+
+def atoms_key(job_id: str) -> str:
+    return f"jobs/{job_id}/atoms.npy"
+
+
+def output_key(job_id: str, spec: JobSpec) -> str | None:
+    """Where the job's array output goes: the user's path, a default, or nowhere."""
+    if isinstance(spec, AtomsSpec):
+        return spec.field_out
+    return spec.out or f"jobs/{job_id}/out.npy"
+
+
+def matrix_block(
+    blobs: BlobStore, m: MatrixInput, rows: tuple[int, int], cols: tuple[int, int]
+) -> np.ndarray:
+    """Rows [r0:r1] and columns [c0:c1] of an input matrix, generated or read."""
+    if isinstance(m, RandomMatrix):
+        return random_region(m.seed, m.stream, m.dtype, rows, cols)
+    whole_width = cols == (0, m.shape[1])
+    return blobs.read_rows(m.uri, rows, None if whole_width else cols)
+
+
+def load_atoms_file(blobs: BlobStore, uri: str) -> np.ndarray:
+    """An atoms table from ``.npy`` or ``.csv``, validated (N×4, finite)."""
+    field = "atoms.file"
+    if uri.lower().endswith(".csv"):
+        raw = blobs.read_bytes(uri)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidSpecError(field, f"{uri} is not UTF-8 text") from None
+        return parse_csv(text, field)
+    if not uri.lower().endswith(".npy"):
+        raise InvalidBlobError(uri, "atoms files must end in .npy or .csv")
+    return validate_table(blobs.read_array(uri), field)

@@ -1,0 +1,125 @@
+"""Result verification, reading inputs and output through the blob store panel by panel.
+
+- matmul: Freivalds' check. For random X (n×R), A·(B·X) must equal C·X up to the
+  rounding bound γ·|A|·(|B|·|X|), elementwise; a wrong tile breaks it by orders of magnitude.
+  Cost O(n²·R), never O(n³).
+- add: exact: every element of C equals A + B computed again in the same dtype.
+- atoms: recompute φ in float64 at a random sample of grid points and at the reported
+  minimum, and check them against the field (when written) and the minimum.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tilefan.domain import kernels
+from tilefan.domain.atoms import atoms_rtol
+from tilefan.domain.spec import AtomsSpec, Kind, MatrixSpec
+from tilefan.domain.tiling import split
+from tilefan.errors import TilefanError
+from tilefan.pipeline.inputs import matrix_block
+from tilefan.pipeline.ports import BlobStore
+
+FREIVALDS_ROUNDS = 3
+ATOMS_SAMPLES = 64
+_PANEL_ELEMENTS = 1 << 22
+
+
+class VerificationFailedError(TilefanError):
+    code = "verification_failed"
+
+    def __init__(self, check: dict[str, Any]) -> None:
+        super().__init__(f"verification failed: {check}")
+        self.check = check
+
+
+def _panels(rows: int, cols: int) -> list[tuple[int, int]]:
+    return split(rows, max(1, _PANEL_ELEMENTS // max(cols, 1)))
+
+
+def verify_matrix(blobs: BlobStore, job_id: str, spec: MatrixSpec, out_key: str, seed: int) -> dict[str, Any]:
+    if spec.kind is Kind.ADD:
+        return _verify_add(blobs, job_id, spec, out_key)
+    return _verify_matmul(blobs, job_id, spec, out_key, seed)
+
+
+def _verify_add(blobs: BlobStore, job_id: str, spec: MatrixSpec, out_key: str) -> dict[str, Any]:
+    m, n = spec.out_shape
+    mismatches = 0
+    for r0, r1 in _panels(m, n):
+        a = matrix_block(blobs, spec.a, (r0, r1), (0, n))
+        b = matrix_block(blobs, spec.b, (r0, r1), (0, n))
+        c = blobs.read_region(out_key, job_id, ((r0, r1), (0, n)))
+        mismatches += int(np.count_nonzero(np.add(a, b, dtype=spec.dtype) != c))
+    return {"method": "exact", "passed": mismatches == 0, "mismatches": mismatches}
+
+
+def _verify_matmul(blobs: BlobStore, job_id: str, spec: MatrixSpec, out_key: str, seed: int) -> dict[str, Any]:
+    m, k = spec.a.shape
+    n = spec.b.shape[1]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, FREIVALDS_ROUNDS))
+    bx = np.zeros((k, FREIVALDS_ROUNDS))
+    bx_abs = np.zeros((k, FREIVALDS_ROUNDS))
+    for r0, r1 in _panels(k, n):
+        b = matrix_block(blobs, spec.b, (r0, r1), (0, n)).astype(np.float64)
+        bx[r0:r1] = b @ x
+        bx_abs[r0:r1] = np.abs(b) @ np.abs(x)
+    eps = float(np.finfo(spec.dtype).eps)
+    # Rounding of an inner product of length k is at most about k·eps times the sum of
+    # the magnitudes; the factor 2 covers the check's own float64 products.
+    gamma = 2 * k * eps + 1e-300
+    worst = 0.0
+    for r0, r1 in _panels(m, max(k, n)):
+        a = matrix_block(blobs, spec.a, (r0, r1), (0, k)).astype(np.float64)
+        c = np.asarray(blobs.read_region(out_key, job_id, ((r0, r1), (0, n))), dtype=np.float64)
+        residual = np.abs(a @ bx - c @ x)
+        bound = gamma * (np.abs(a) @ bx_abs) + np.finfo(np.float64).tiny
+        worst = max(worst, float(np.max(residual / bound)))
+    return {
+        "method": "freivalds",
+        "rounds": FREIVALDS_ROUNDS,
+        "passed": bool(worst <= 1.0),
+        "worst_residual_over_bound": worst,
+    }
+
+
+def verify_atoms(
+    blobs: BlobStore, job_id: str, spec: AtomsSpec, table: np.ndarray, result: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    total = spec.units_total
+    picks = rng.choice(total, size=min(ATOMS_SAMPLES, total), replace=False)
+    idx = np.stack(np.unravel_index(picks, spec.grid), axis=1)
+    min_idx = np.asarray(result["min_index"])[None, :]
+    idx = np.concatenate([min_idx, idx])
+    # Measure arithmetic error, not input rounding: use the points and atoms exactly as
+    # the kernel saw them (rounded once to the working precision).
+    points = (np.asarray(spec.origin) + spec.spacing * idx).astype(spec.precision).astype(np.float64)
+    rounded = table.astype(spec.precision).astype(np.float64)
+    ref, scale = kernels.potential_reference(rounded, points, spec.softening)
+    rtol = atoms_rtol(spec.precision, table.shape[0])
+    tol = rtol * scale
+    min_value = float(result["min_value"])
+    ok_min = abs(min_value - ref[0]) <= tol[0]
+    # No sampled point may lie below the reported minimum (beyond rounding).
+    ok_samples = bool(np.all(ref[1:] >= min_value - tol[1:]))
+    check: dict[str, Any] = {
+        "method": "sampled",
+        "samples": int(len(idx) - 1),
+        "rtol": rtol,
+        "min_error": float(abs(min_value - ref[0])),
+    }
+    ok_field = True
+    if spec.field_out:
+        got = np.array([
+            float(blobs.read_region(spec.field_out, job_id, tuple((int(v), int(v) + 1) for v in p)).reshape(()))
+            for p in idx
+        ])
+        err = np.abs(got - ref)
+        ok_field = bool(np.all(err <= tol))
+        check["field_max_error_over_tol"] = float(np.max(err / np.maximum(tol, 1e-300)))
+    check["passed"] = bool(ok_min and ok_samples and ok_field)
+    return check

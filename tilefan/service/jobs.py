@@ -1,0 +1,124 @@
+"""What the REST API does, free of any web framework.
+
+The Chalice routes (``rest.py``) turn requests into these calls and the results into
+responses, on AWS and under ``tilefan serve`` alike.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from tilefan.domain.records import JobRecord, Status
+from tilefan.domain.routing import RoutePolicy
+from tilefan.domain.spec import Limits
+from tilefan.errors import ConflictError, InvalidSpecError
+from tilefan.pipeline import steps
+from tilefan.pipeline.ports import JobRunner, Ports
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_PAGE = 100
+UPLOAD_EXPIRES_S = 900
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class JobService:
+    def __init__(
+        self, ports: Ports, runner: JobRunner, limits: Limits, clock: Callable[[], float] = time.time,
+        policy: RoutePolicy | None = None,
+    ) -> None:
+        self.ports = ports
+        self.runner = runner
+        self.limits = limits
+        self.clock = clock
+        self.policy = policy or RoutePolicy()
+
+    # ------------------------------------------------------------------ jobs
+
+    def submit(self, body: Any) -> dict[str, Any]:
+        """Validate and record the job, then start it. Bad input raises before any write."""
+        job_id = steps.new_job_id()
+        links = {"self": f"/jobs/{job_id}", "report": f"/jobs/{job_id}/report", **self.runner.links(job_id)}
+        record = steps.submit_job(self.ports, body, limits=self.limits, clock=self.clock, job_id=job_id, links=links,
+                                  policy=self.policy)
+        try:
+            self.runner.start(job_id)
+        except Exception as exc:
+            steps.fail_job(self.ports, job_id, steps.error_body(exc), clock=self.clock)
+            raise
+        return self.describe(self.ports.jobs.get_job(record.job_id))
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return self.describe(self.ports.jobs.get_job(job_id))
+
+    def describe(self, record: JobRecord) -> dict[str, Any]:
+        doc = record.to_dict()
+        doc["progress"]["eta_s"] = self._eta(record)
+        return doc
+
+    def _eta(self, record: JobRecord) -> float | None:
+        if record.status is Status.SUCCEEDED:
+            return 0.0
+        started = record.timings.get("started_at")
+        if record.status is not Status.RUNNING or not started or record.units_done == 0:
+            return None
+        elapsed = max(self.clock() - started, 0.0)
+        rate = record.units_done / elapsed if elapsed > 0 else 0.0
+        return round((record.units_total - record.units_done) / rate, 3) if rate > 0 else None
+
+    def list(self, limit: Any = None, cursor: str | None = None) -> dict[str, Any]:
+        size = 20 if limit in (None, "") else _page_size(limit)
+        records, next_cursor = self.ports.jobs.list_jobs(size, cursor or None)
+        return {"jobs": [self.describe(r) for r in records], "next_cursor": next_cursor}
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        record = self.ports.jobs.get_job(job_id)
+        if record.status.terminal or not self.runner.cancel(job_id):
+            status = self.ports.jobs.get_job(job_id).status.value
+            raise ConflictError(f"job {job_id} is {status}; only QUEUED or RUNNING jobs can be cancelled")
+        return self.get(job_id)
+
+    def report(self, job_id: str) -> dict[str, Any]:
+        return steps.tile_report(self.ports, job_id)
+
+    # ------------------------------------------------------------------ uploads
+
+    def create_upload(self, body: Any) -> dict[str, Any]:
+        """Where to PUT an input file; a job then names it as {"file": key}."""
+        if not isinstance(body, dict):
+            raise InvalidSpecError("body", "must be a JSON object like {\"filename\": \"A.npy\"}")
+        name = body.get("filename")
+        if not isinstance(name, str) or not _SAFE_NAME.match(name):
+            raise InvalidSpecError("filename", "must be a plain file name (letters, digits, . _ -), e.g. A.npy")
+        if not name.lower().endswith((".npy", ".csv")):
+            raise InvalidSpecError("filename", "must end in .npy or .csv")
+        upload_id = uuid.uuid4().hex[:16]
+        key = f"uploads/{upload_id}/{name}"
+        presign = getattr(self.ports.blobs, "presign_put", None)
+        url = presign(key, UPLOAD_EXPIRES_S) if presign else f"/uploads/{upload_id}/{name}"
+        return {"upload_id": upload_id, "key": key, "method": "PUT", "url": url, "expires_in": UPLOAD_EXPIRES_S,
+                "use_as": {"file": key}}
+
+    def receive_upload(self, upload_id: str, name: str, data: bytes) -> dict[str, Any]:
+        """Embedded backend only: store a PUT upload (on AWS the client PUTs to S3)."""
+        if not re.fullmatch(r"[0-9a-f]{16}", upload_id) or not _SAFE_NAME.match(name):
+            raise InvalidSpecError("upload", "unknown upload address; ask POST /uploads for one")
+        put = getattr(self.ports.blobs, "put_bytes", None)
+        if put is None:
+            raise InvalidSpecError("upload", "this backend takes uploads through the presigned URL")
+        key = f"uploads/{upload_id}/{name}"
+        put(key, data)
+        return {"key": key, "bytes": len(data)}
+
+
+def _page_size(raw: Any) -> int:
+    try:
+        size = int(raw)
+    except (TypeError, ValueError):
+        raise InvalidSpecError("limit", f"must be an integer, got {raw!r}") from None
+    if not 1 <= size <= MAX_PAGE:
+        raise InvalidSpecError("limit", f"must be between 1 and {MAX_PAGE}, got {size}")
+    return size

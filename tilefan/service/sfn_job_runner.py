@@ -1,0 +1,38 @@
+"""JobRunner on AWS: one Step Functions execution per job, named after the job."""
+
+from __future__ import annotations
+
+from tilefan.adapters.aws.sfn_runner import StepFunctionsRunner
+from tilefan.pipeline import steps
+from tilefan.pipeline.ports import Ports
+
+
+def execution_arn(state_machine_arn: str, job_id: str) -> str:
+    """The ARN an execution named ``job_id`` gets, known before it starts.
+
+    >>> execution_arn("arn:aws:states:us-east-1:123456789012:stateMachine:tilefan", "abc")
+    'arn:aws:states:us-east-1:123456789012:execution:tilefan:abc'
+    """
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{job_id}"
+
+
+class StepFunctionsJobRunner:
+    def __init__(self, sfn: StepFunctionsRunner, ports: Ports, state_machine_arn: str) -> None:
+        self.sfn = sfn
+        self.ports = ports
+        self.state_machine_arn = state_machine_arn
+
+    def start(self, job_id: str) -> None:
+        self.sfn.start(job_id)
+
+    def cancel(self, job_id: str) -> bool:
+        # Mark first: tiles that are mid-flight then stop recording, and the reducer
+        # refuses a job that is not RUNNING; stopping the execution ends the rest.
+        changed = steps.cancel_job(self.ports, job_id)
+        if changed:
+            self.sfn.stop(execution_arn(self.state_machine_arn, job_id), cause="cancelled by user")
+        return changed
+
+    def links(self, job_id: str) -> dict[str, str]:
+        arn = execution_arn(self.state_machine_arn, job_id)
+        return {"execution_arn": arn, "console_url": self.sfn.console_url(arn)}
