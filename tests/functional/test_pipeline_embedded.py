@@ -24,7 +24,7 @@ from tilefan.domain import fastkernels, kernels
 from tilefan.domain.atoms import atoms_rtol
 from tilefan.domain.randgen import random_atoms, random_region
 from tilefan.domain.records import JobRecord, Status
-from tilefan.domain.spec import RandomAtoms, spec_from_stored
+from tilefan.domain.spec import RandomAtoms
 from tilefan.errors import ConflictError, IncompleteJobError, InvalidSpecError, TileFailedError
 from tilefan.pipeline import steps
 from tilefan.pipeline.inputs import atoms_key, output_key
@@ -335,7 +335,7 @@ def _corrupt_then_reduce(ports: Ports, raw: dict[str, Any], where: tuple[int, ..
     job_id, tiles = start(ports, raw)
     for tile_id in tiles:
         steps.run_tile(ports, job_id, tile_id)
-    spec = spec_from_stored(ports.jobs.get_job(job_id).spec)
+    spec = ports.jobs.get_job(job_id).spec
     key = output_key(job_id, spec)
     assert key is not None
     region = tuple((i, i + 1) for i in where)

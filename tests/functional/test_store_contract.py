@@ -30,6 +30,7 @@ from tests.functional.conftest import BUCKET, TABLE, USER_BUCKET
 from tilefan.adapters.embedded.localfs import LocalBlobStore
 from tilefan.adapters.embedded.sqlite_store import SqliteJobStore
 from tilefan.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
+from tilefan.domain.spec import parse_spec
 from tilefan.errors import (
     BlobNotFoundError,
     ConflictError,
@@ -413,7 +414,7 @@ def test_an_object_that_is_not_npy_is_invalid(be: Backend, reader: str, content:
 def job(job_id: str, created_at: float = 1_700_000_000.25, **changes: Any) -> JobRecord:
     fields: dict[str, Any] = {
         "job_id": job_id, "kind": "matmul", "status": Status.QUEUED, "created_at": created_at,
-        "spec": {"kind": "matmul", "a": {"random": {"shape": [4, 4], "seed": 1}}, "tile": [2, 2], "x": 0.1},
+        "spec": parse_spec({"kind": "matmul", "a": {"shape": [4, 4]}, "b": {"shape": [4, 4]}, "seed": 1, "tile": 2}),
         "tiles_total": 4, "units_total": 16, "links": {"self": f"/jobs/{job_id}"},
     }
     return JobRecord(**{**fields, **changes})

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from tilefan.domain.spec import JobSpec, spec_to_dict
+
 
 class Status(StrEnum):
     QUEUED = "QUEUED"
@@ -49,7 +51,7 @@ class JobRecord:
     job_id: str
     kind: str
     status: Status
-    spec: dict[str, Any]
+    spec: JobSpec  # decoded once, by the store that read the record
     created_at: float
     tiles_total: int = 0
     units_total: int = 0
@@ -61,13 +63,13 @@ class JobRecord:
     links: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """The public shape of a job (DESIGN.md §3)."""
+        """The public shape of a job, as the REST API and ``--json`` show it."""
         percent = 100.0 * self.units_done / self.units_total if self.units_total else 0.0
         return {
             "job_id": self.job_id,
             "kind": self.kind,
             "status": self.status.value,
-            "spec": self.spec,
+            "spec": spec_to_dict(self.spec),
             "progress": {
                 "tiles_done": self.tiles_done,
                 "tiles_total": self.tiles_total,

@@ -29,8 +29,6 @@ from tilefan.domain.spec import (
     MatrixSpec,
     RandomAtoms,
     parse_spec,
-    spec_from_stored,
-    spec_to_dict,
 )
 from tilefan.domain.tiling import Region, region_size
 from tilefan.errors import (
@@ -90,7 +88,7 @@ def submit_job(
         job_id=job_id or new_job_id(),
         kind=spec.kind.value,
         status=Status.QUEUED,
-        spec=spec_to_dict(spec),
+        spec=spec,
         created_at=clock(),
         tiles_total=tiles_total(spec),
         units_total=spec.units_total,
@@ -106,7 +104,7 @@ def submit_job(
 def plan_job(ports: Ports, job_id: str, *, clock: Clock = time.time, policy: RoutePolicy | None = None) -> Plan:
     """Plan a QUEUED job, stage what its tiles share, and mark it RUNNING."""
     record = ports.jobs.get_job(job_id)
-    spec = spec_from_stored(record.spec)
+    spec = record.spec
     started = clock()
     the_plan = plan(job_id, spec, policy)
     if isinstance(spec, AtomsSpec):
@@ -156,7 +154,7 @@ def run_tile(
     record = ports.jobs.get_job(job_id)
     if record.status is not Status.RUNNING:
         return False
-    spec = spec_from_stored(record.spec)
+    spec = record.spec
     region = tile_of(spec, tile_id)
     started = clock()
     ports.jobs.tile_started(job_id, tile_id, worker, route, started)
@@ -246,7 +244,7 @@ def reduce_job(
     record = ports.jobs.get_job(job_id)
     if record.status is not Status.RUNNING:
         raise ConflictError(f"job {job_id} is {record.status.value}, not RUNNING; nothing to reduce")
-    spec = spec_from_stored(record.spec)
+    spec = record.spec
     results = ports.jobs.tile_results(job_id)
     done = {r.tile_id for r in results}
     missing = [t for t in range(record.tiles_total) if t not in done]
@@ -355,7 +353,7 @@ def cancel_job(ports: Ports, job_id: str, *, clock: Clock = time.time) -> bool:
 
 def _discard_outputs(ports: Ports, job_id: str) -> None:
     record = ports.jobs.get_job(job_id)
-    key = output_key(job_id, spec_from_stored(record.spec))
+    key = output_key(job_id, record.spec)
     if key is not None:
         ports.blobs.discard_array(key, job_id)
 

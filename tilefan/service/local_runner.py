@@ -21,7 +21,7 @@ from typing import Any
 from tilefan.domain import kernels
 from tilefan.domain.records import JobRecord
 from tilefan.domain.routing import RoutePolicy
-from tilefan.domain.spec import AtomsSpec, spec_from_stored
+from tilefan.domain.spec import AtomsSpec
 from tilefan.pipeline import steps
 from tilefan.pipeline.ports import Ports
 
@@ -73,7 +73,7 @@ class LocalRunner:
     # ------------------------------------------------------------------ kernel choice
 
     def _atoms_kernel(self, record: JobRecord) -> Callable[..., Any]:
-        spec = spec_from_stored(record.spec)
+        spec = record.spec
         if not isinstance(spec, AtomsSpec) or self.settings.kernel == "numpy":
             return kernels.atoms_potential
         pairs = spec.units_total * spec.atoms.count

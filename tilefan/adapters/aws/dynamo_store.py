@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tilefan.adapters.aws.aws_call import call
 from tilefan.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
+from tilefan.domain.spec import spec_from_stored, spec_to_dict
 from tilefan.errors import ConflictError, InvalidSpecError, JobNotFoundError, StoreError
 
 GSI_NAME = "gsi1"
@@ -147,7 +148,7 @@ class DynamoJobStore:
             "job_id": _s(record.job_id),
             "kind": _s(record.kind),
             "status": _s(record.status.value),
-            "spec": _json(record.spec),
+            "spec": _json(spec_to_dict(record.spec)),
             "created_at": _n(record.created_at),
             "tiles_total": _n(record.tiles_total),
             "units_total": _n(record.units_total),
@@ -424,7 +425,7 @@ def _record(item: dict[str, Any]) -> JobRecord:
         job_id=item["job_id"]["S"],
         kind=item["kind"]["S"],
         status=Status(item["status"]["S"]),
-        spec=json.loads(item["spec"]["S"]),
+        spec=spec_from_stored(json.loads(item["spec"]["S"])),
         created_at=float(item["created_at"]["N"]),
         tiles_total=int(item["tiles_total"]["N"]),
         units_total=int(item["units_total"]["N"]),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tilefan.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
+from tilefan.domain.spec import spec_from_stored, spec_to_dict
 from tilefan.errors import ConflictError, InvalidSpecError, JobNotFoundError, StoreError
 
 _SCHEMA = """
@@ -91,7 +92,7 @@ class SqliteJobStore:
                     "INSERT INTO jobs (job_id, kind, status, spec, created_at, tiles_total, units_total,"
                     " timings, links) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        record.job_id, record.kind, record.status.value, json.dumps(record.spec),
+                        record.job_id, record.kind, record.status.value, json.dumps(spec_to_dict(record.spec)),
                         record.created_at, record.tiles_total, record.units_total,
                         json.dumps(record.timings), json.dumps(record.links),
                     ),
@@ -277,7 +278,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
         job_id=row["job_id"],
         kind=row["kind"],
         status=Status(row["status"]),
-        spec=json.loads(row["spec"]),
+        spec=spec_from_stored(json.loads(row["spec"])),
         created_at=row["created_at"],
         tiles_total=row["tiles_total"],
         units_total=row["units_total"],
