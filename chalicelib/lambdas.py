@@ -1,4 +1,4 @@
-"""The state machine's Lambda handlers: thin doors over ``tilefan.pipeline.steps``.
+"""The state machine's Lambda handlers: thin doors over the pipeline steps (``tilefan.pipeline``).
 
 Each handler checks the shape of its event, gets the ports (built by bootstrap on first
 use, or injected with ``set_ports``), calls one pipeline step and returns a small JSON
@@ -18,27 +18,29 @@ Events and results (the contract with the state machine):
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from tilefan import bootstrap
 from tilefan.domain.capacity import workers_to_launch
-from tilefan.domain.records import Status, TileResult
+from tilefan.domain.records import Status
 from tilefan.domain.routing import SPOT
-from tilefan.errors import CapacityError, InvalidSpecError, JobNotFoundError, RunnerError, TilefanError
-from tilefan.pipeline import steps
+from tilefan.errors import CapacityError, JobNotFoundError
+from tilefan.pipeline import event_fields as fields
+from tilefan.pipeline.error_codec import error_body, error_from_state
 from tilefan.pipeline.inputs import items_key
-from tilefan.pipeline.ports import JobStore, Ports
+from tilefan.pipeline.lifecycle import fail_job
+from tilefan.pipeline.plan import plan_job, tile_items
+from tilefan.pipeline.ports import Ports
+from tilefan.pipeline.reduce import reduce_job
+from tilefan.pipeline.tile import TileRun, run_tile
 
 if TYPE_CHECKING:
     from tilefan.adapters.aws.ec2_capacity import Ec2SpotCapacity
-    from tilefan.bootstrap import AwsSettings, SpotSettings
+    from tilefan.settings import AwsSettings, SpotSettings
 
 # Service name, log level and metrics namespace come from POWERTOOLS_* (.chalice/config.json).
 logger = Logger()
@@ -48,7 +50,6 @@ if not metrics.namespace:
     metrics.namespace = "tilefan"  # so the handlers also run where POWERTOOLS_* is unset (tests, moto)
 
 INLINE, DISTRIBUTED = "inline", "distributed"
-MAX_ERROR_MESSAGE = 2000  # characters of a caught error kept on the job record
 
 _ports: Ports | None = None
 _settings: AwsSettings | None = None
@@ -95,8 +96,8 @@ def get_capacity() -> Ec2SpotCapacity:
 def plan_handler(event: Any, context: Any) -> dict[str, Any]:
     job_id, execution_id = _begin(event, context)
     settings = get_settings()
-    the_plan = steps.plan_job(get_ports(), job_id, policy=settings.route_policy)
-    out = plan_output(job_id, execution_id, steps.tile_items(the_plan), settings)
+    the_plan = plan_job(get_ports(), job_id, policy=settings.route_policy)
+    out = plan_output(job_id, execution_id, tile_items(the_plan), settings)
     metrics.add_metric(name="tiles_planned", unit=MetricUnit.Count, value=out["tiles_total"])
     metrics.add_metric(name="spot_tiles_planned", unit=MetricUnit.Count, value=out["spot_tiles"])
     logger.info("planned", extra={"tiles_total": out["tiles_total"], "mode": out["mode"],
@@ -113,11 +114,11 @@ def capacity_handler(event: Any, context: Any) -> dict[str, Any]:
     refusing to launch fails the job only when no worker is running to take its tiles.
     """
     job_id, _ = _begin(event, context)
-    spot_tiles = _count(event, "spot_tiles")
+    spot_tiles = fields.integer(event, "spot_tiles")
     settings = get_settings()
     capacity = get_capacity()
     running = capacity.running()
-    wanted = workers_to_launch(spot_tiles, running, settings.spot.max_instances)
+    wanted = workers_to_launch(spot_tiles, running, settings.route_policy.spot_max_workers)
     launched: list[str] = []
     try:
         launched = capacity.launch(wanted, job_id)
@@ -136,24 +137,22 @@ def capacity_handler(event: Any, context: Any) -> dict[str, Any]:
 @tracer.capture_lambda_handler(capture_response=False)
 def tile_handler(event: Any, context: Any) -> dict[str, Any]:
     job_id, _ = _begin(event, context)
-    tile_id = _tile_id(event)
+    tile_id = fields.integer(event, "tile_id")
     logger.append_keys(tile_id=tile_id)
     tracer.put_annotation("tile_id", str(tile_id))
-    ports = get_ports()
-    tap = _TileResultTap(ports.jobs)
-    recorded = steps.run_tile(
-        replace(ports, jobs=cast(JobStore, tap)), job_id, tile_id,
+    run = run_tile(
+        get_ports(), job_id, tile_id,
         worker=f"lambda:{getattr(context, 'aws_request_id', None) or 'unknown'}", route="lambda",
     )
-    _tile_metrics(tap.result, recorded)
-    return {"job_id": job_id, "tile_id": tile_id, "recorded": recorded}
+    _tile_metrics(run)
+    return {"job_id": job_id, "tile_id": tile_id, "recorded": run.recorded}
 
 
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def reduce_handler(event: Any, context: Any) -> dict[str, Any]:
     job_id, _ = _begin(event, context)
-    record = steps.reduce_job(get_ports(), job_id)
+    record = reduce_job(get_ports(), job_id)
     metrics.add_metric(name="jobs_succeeded", unit=MetricUnit.Count, value=1)
     logger.info("reduced", extra={"status": record.status.value})
     return {"job_id": job_id, "status": record.status.value}
@@ -163,10 +162,10 @@ def reduce_handler(event: Any, context: Any) -> dict[str, Any]:
 @tracer.capture_lambda_handler(capture_response=False)
 def mark_failed_handler(event: Any, context: Any) -> dict[str, Any]:
     job_id, _ = _begin(event, context)
-    error = error_from_state(_state_error(event))
+    error = error_body(error_from_state(fields.state_error(event)))
     ports = get_ports()
     try:
-        steps.fail_job(ports, job_id, error)
+        fail_job(ports, job_id, error)
         status = ports.jobs.get_job(job_id).status.value
     except JobNotFoundError:
         # Nothing to mark (the plan step failed on an unknown id); the execution still fails.
@@ -200,7 +199,7 @@ def plan_output(
 
     Up to ``distributed_threshold`` tiles travel in the state (inline Map); above it the
     Distributed Map reads them from S3, keeping the state far below its 256 KiB cap.
-    ``items`` are ``steps.tile_items``: each carries its route, which picks its branch.
+    ``items`` are ``tilefan.pipeline.plan.tile_items``: each carries its route, which picks its branch.
     """
     distributed = len(items) > settings.distributed_threshold
     return {
@@ -215,67 +214,15 @@ def plan_output(
     }
 
 
-_TILE_PREFIX = re.compile(r"^tile (\d+): ")
-
-
-def error_from_state(error: Mapping[str, str]) -> dict[str, Any]:
-    """The job record's ``error`` for an error the state machine caught (``{Error, Cause}``).
-
-    A Lambda's Cause is JSON carrying ``errorType`` and ``errorMessage``; our own errors map
-    back to their codes, and a message from a tile ("tile 3: ...") gives its tile id.
-
-    >>> cause = '{"errorType": "TileFailedError", "errorMessage": "tile 3: the potential is infinite"}'
-    >>> error_from_state({"Error": "TileFailedError", "Cause": cause})
-    {'code': 'tile_failed', 'message': 'tile 3: the potential is infinite', 'tile_id': 3}
-    >>> error_from_state({"Error": "States.Timeout", "Cause": ""})
-    {'code': 'runner_error', 'message': 'States.Timeout'}
-    """
-    name = error["Error"]
-    cause = error.get("Cause") or ""
-    error_type, message = name, cause
-    try:
-        parsed = json.loads(cause)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        error_type = str(parsed.get("errorType") or name)
-        message = str(parsed.get("errorMessage") or "")
-    ours = _tilefan_errors().get(error_type)
-    body: dict[str, Any]
-    if ours is not None:
-        body = {"code": ours.code, "message": message or error_type}
-        if issubclass(ours, InvalidSpecError) and ": " in message:
-            body["field"] = message.split(": ", 1)[0]
-    elif name.startswith(("States.", "Lambda.", "Sandbox.")) or error_type.startswith(("Lambda.", "Sandbox.")):
-        body = {"code": RunnerError.code, "message": f"{error_type}: {message}" if message else error_type}
-    else:
-        body = {"code": TilefanError.code, "message": f"{error_type}: {message}" if message else error_type}
-    body["message"] = body["message"][:MAX_ERROR_MESSAGE]
-    tile = _TILE_PREFIX.match(message)
-    if tile:
-        body["tile_id"] = int(tile.group(1))
-    return body
-
-
-def _tilefan_errors() -> dict[str, type[TilefanError]]:
-    def walk(cls: type[TilefanError]) -> Iterator[type[TilefanError]]:
-        for sub in cls.__subclasses__():
-            yield sub
-            yield from walk(sub)
-
-    return {cls.__name__: cls for cls in walk(TilefanError)}
-
-
 # --------------------------------------------------------------------------- event shape
 
 
 def _begin(event: Any, context: Any) -> tuple[str, str]:
     """Check the fields every step event has, and tag this invocation's logs and trace."""
     logger.clear_state()
-    if not isinstance(event, Mapping):
-        raise InvalidSpecError("event", f"must be a JSON object, got {type(event).__name__}")
-    job_id = _text(event, "job_id")
-    execution_id = _text(event, "execution_id")
+    event = fields.mapping(event, "event")
+    job_id = fields.text(event, "job_id")
+    execution_id = fields.text(event, "execution_id")
     logger.append_keys(
         job_id=job_id, execution_id=execution_id, request_id=getattr(context, "aws_request_id", None)
     )
@@ -283,58 +230,11 @@ def _begin(event: Any, context: Any) -> tuple[str, str]:
     return job_id, execution_id
 
 
-def _text(event: Mapping[str, Any], name: str) -> str:
-    value = event.get(name)
-    if not isinstance(value, str) or not value:
-        raise InvalidSpecError(name, f"must be a non-empty string, got {value!r}")
-    return value
-
-
-def _count(event: Mapping[str, Any], name: str) -> int:
-    value = event.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidSpecError(name, f"must be an integer >= 0, got {value!r}")
-    return value
-
-
-def _tile_id(event: Mapping[str, Any]) -> int:
-    value = event.get("tile_id")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidSpecError("tile_id", f"must be an integer >= 0, got {value!r}")
-    return value
-
-
-def _state_error(event: Mapping[str, Any]) -> dict[str, str]:
-    error = event.get("error")
-    if not isinstance(error, Mapping):
-        raise InvalidSpecError("error", f"must be an object with Error and Cause, got {error!r}")
-    name, cause = error.get("Error"), error.get("Cause", "")
-    if not isinstance(name, str) or not name:
-        raise InvalidSpecError("error.Error", f"must be a non-empty string, got {name!r}")
-    if cause is not None and not isinstance(cause, str):
-        raise InvalidSpecError("error.Cause", f"must be a string, got {cause!r}")
-    return {"Error": name, "Cause": cause or ""}
-
-
 # --------------------------------------------------------------------------- tile metrics
 
 
-class _TileResultTap:
-    """Hands every call on to the job store, keeping the TileResult the tile records."""
-
-    def __init__(self, jobs: JobStore) -> None:
-        self._jobs = jobs
-        self.result: TileResult | None = None
-
-    def record_tile_done(self, job_id: str, result: TileResult) -> bool:
-        self.result = result
-        return self._jobs.record_tile_done(job_id, result)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._jobs, name)
-
-
-def _tile_metrics(result: TileResult | None, recorded: bool) -> None:
+def _tile_metrics(run: TileRun) -> None:
+    result, recorded = run.result, run.recorded
     if result is None:  # the job was no longer running: nothing computed
         metrics.add_metric(name="tiles_skipped", unit=MetricUnit.Count, value=1)
         logger.info("tile skipped: job not running")
@@ -346,6 +246,6 @@ def _tile_metrics(result: TileResult | None, recorded: bool) -> None:
     metrics.add_metric(name="bytes_read", unit=MetricUnit.Bytes, value=result.bytes_read)
     metrics.add_metric(name="bytes_written", unit=MetricUnit.Bytes, value=result.bytes_written)
     logger.info("tile done", extra={
-        "recorded": recorded, "seconds": seconds, "bytes_read": result.bytes_read,
+        "recorded": recorded, "outcome": run.outcome.value, "seconds": seconds, "bytes_read": result.bytes_read,
         "bytes_written": result.bytes_written, "units": result.units,
     })

@@ -48,6 +48,23 @@ rm -rf vendor
 "$PYTHON" -m pip install --quiet --no-deps --no-compile --target vendor "$work"/wheel/tilefan-*.whl
 trap 'rm -rf "$work" vendor' EXIT
 "$CHALICE" package --stage "$STAGE" --merge-template "$work/merge-template.json" "$OUT"
+# The functions import tilefan and its compiled dependencies: refuse a zip without them, or
+# one over Chalice's 50 MB / Lambda's 250 MB unzipped limits.
+"$PYTHON" - "$OUT/deployment.zip" <<'PY'
+import sys
+import zipfile
+
+with zipfile.ZipFile(sys.argv[1]) as z:
+    names = set(z.namelist())
+    unzipped = sum(i.file_size for i in z.infolist())
+zipped = __import__("os").path.getsize(sys.argv[1])
+for needed in ("app.py", "chalicelib/lambdas.py", "tilefan/pipeline/tile.py"):
+    assert needed in names, f"{needed} is missing from the deployment package"
+for prefix in ("numpy/_core/_multiarray_umath", "pydantic_core/_pydantic_core"):
+    assert any(n.startswith(prefix) and n.endswith(".so") for n in names), f"no {prefix} extension"
+assert zipped < 50 * 2**20 and unzipped < 250 * 2**20, (zipped, unzipped)
+print(f"deployment.zip: {zipped / 2**20:.1f} MiB zipped, {unzipped / 2**20:.1f} MiB unzipped")
+PY
 # Informational checks too (I3011: stateful resources must say what happens on delete).
 "$CFN_LINT" --include-checks I -- "$OUT/sam.json"
 # The spot workers' package (docs/spot.md): upload it to s3://<JobsBucket>/worker/ after

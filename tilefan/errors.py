@@ -1,6 +1,12 @@
-"""The project's own exceptions. Adapters translate backend errors into these."""
+"""The project's own exceptions. Adapters translate backend errors into these.
+
+``tilefan.pipeline.error_codec`` turns them into error bodies and back; every class a
+runner may report must be defined here, so the codec finds it by name.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class TilefanError(Exception):
@@ -126,3 +132,35 @@ class MetadataError(TilefanError):
     """The instance metadata service (IMDSv2) could not be read."""
 
     code = "metadata_error"
+
+
+class VerificationFailedError(TilefanError):
+    """The reducer's spot check of a result disagreed with an independent computation."""
+
+    code = "verification_failed"
+
+    def __init__(self, check: dict[str, Any]) -> None:
+        super().__init__(f"verification failed: {check}")
+        self._init_args = (check,)
+        self.check = check
+
+
+class ReportedError(TilefanError):
+    """An error raised in another process (a Lambda, a spot worker) and known to us only by
+    what it reported: its code, message and, where it had them, field and tile id."""
+
+    def __init__(self, code: str, message: str, field: str | None = None, tile_id: int | None = None) -> None:
+        super().__init__(message)
+        self._init_args = (code, message, field, tile_id)
+        self.code = code
+        self.field = field
+        self.tile_id = tile_id
+
+
+def error_types() -> dict[str, type[TilefanError]]:
+    """Every TilefanError class by its name (what a Lambda reports as ``errorType``)."""
+
+    def walk(cls: type[TilefanError]) -> list[type[TilefanError]]:
+        return [c for sub in cls.__subclasses__() for c in (sub, *walk(sub))]
+
+    return {cls.__name__: cls for cls in walk(TilefanError)}

@@ -2,7 +2,7 @@
 
 Success paths for the three job kinds must exit 0 and give NumPy's (or a brute force's)
 answer; ``--json`` prints exactly one JSON document; ``--dry-run`` writes nothing. Every
-kind of invalid input (DESIGN.md §4) must exit 2 with exactly one line on stderr naming the
+kind of invalid input must exit 2 with exactly one line on stderr naming the
 flag the user typed, never a traceback, and must leave no output file behind.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tilefan.domain import kernels
+from tests.helpers import argmin_index, atoms_csv, brute_force_phi, random_pair
 from tilefan.domain.atoms import atoms_rtol
-from tilefan.domain.randgen import random_atoms, random_region
+from tilefan.domain.randgen import random_atoms
 from tilefan.domain.spec import RandomAtoms
 
 CLI = [sys.executable, "-m", "tilefan.entrypoints.cli"]
@@ -59,12 +59,6 @@ class Workspace:
         return {p for p in self.tree() if not (p == "home" or p.startswith("home/"))}
 
 
-def _csv(rows: np.ndarray, header: bool = True) -> str:
-    lines = ["x,y,z,energy"] if header else []
-    lines += [",".join(repr(float(v)) for v in row) for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
     root = tmp_path / "work"
@@ -87,7 +81,7 @@ def ws(tmp_path: Path) -> Workspace:
     (root / "bad.csv").write_text("x,y,z,energy\n0.5,0.5,0.5,1\n1.5,2.5\n")
     (root / "notanumber.csv").write_text("0.5,0.5,0.5,1\n0.5,zero,0.5,1\n")
     (root / "atoms_inf.csv").write_text("0.5,0.5,0.5,1\n0.5,inf,0.5,1\n")
-    (root / "on_grid.csv").write_text(_csv(np.array([[0.5, 0.5, 0.5, 1.0], [1.0, 2.0, 3.0, -1.0]])))
+    (root / "on_grid.csv").write_text(atoms_csv(np.array([[0.5, 0.5, 0.5, 1.0], [1.0, 2.0, 3.0, -1.0]])))
     (root / "atoms.txt").write_text("0.5,0.5,0.5,1\n")
     return Workspace(root=root, home=tmp_path / "work" / "home")
 
@@ -124,8 +118,7 @@ def test_matmul_from_random_inputs_prints_a_verified_summary(ws: Workspace) -> N
     assert "C: 40x35 float32" in r.stdout
     assert "checksums:" in r.stdout
     assert "verified: Freivalds" in r.stdout
-    a = random_region(7, 0, "float32", (0, 40), (0, 30))
-    b = random_region(7, 1, "float32", (0, 30), (0, 35))
+    a, b = random_pair(7, "float32", (40, 30), (30, 35))
     np.testing.assert_allclose(np.load(ws.root / "C.npy"), a @ b, rtol=1e-5, atol=1e-5)
 
 
@@ -147,21 +140,8 @@ def test_add_summary_without_json(ws: Workspace) -> None:
     assert r.rc == 0, r.stderr
     assert r.stdout.startswith("job ") and "add: SUCCEEDED" in r.stdout
     assert "C: 20x30 float64" in r.stdout
-    expected = random_region(0, 0, "float64", (0, 20), (0, 30)) + random_region(0, 1, "float64", (0, 20), (0, 30))
-    np.testing.assert_array_equal(np.load(ws.root / "S.npy"), expected)
-
-
-def _brute_force(table: np.ndarray, grid: tuple[int, int, int], origin: tuple[float, float, float],
-                 spacing: float, softening: float) -> tuple[np.ndarray, np.ndarray]:
-    axes = [origin[a] + spacing * np.arange(grid[a], dtype=np.float64) for a in range(3)]
-    mesh = np.meshgrid(*axes, indexing="ij")
-    points = np.stack([m.reshape(-1) for m in mesh], axis=1)
-    phi, scale = [], []
-    for start in range(0, len(points), 512):
-        p, s = kernels.potential_reference(table, points[start : start + 512], softening)
-        phi.append(p)
-        scale.append(s)
-    return np.concatenate(phi).reshape(grid), np.concatenate(scale).reshape(grid)
+    a, b = random_pair(0, "float64", (20, 30), (20, 30))
+    np.testing.assert_array_equal(np.load(ws.root / "S.npy"), a + b)
 
 
 def test_atoms_random_grid_16_with_1000_atoms(ws: Workspace) -> None:
@@ -173,10 +153,10 @@ def test_atoms_random_grid_16_with_1000_atoms(ws: Workspace) -> None:
     assert doc["progress"]["tiles_total"] == 8
     grid = (16, 16, 16)
     table = random_atoms(RandomAtoms(count=1000, seed=3), grid, (0.0, 0.0, 0.0), 1.0)
-    ref, scale = _brute_force(table, grid, (0.0, 0.0, 0.0), 1.0, 0.0)
+    ref, scale = brute_force_phi(table, grid)
     flat = int(np.argmin(ref))
     result = doc["result"]
-    assert result["min_index"] == [int(v) for v in np.unravel_index(flat, grid)]
+    assert result["min_index"] == argmin_index(ref)
     assert result["min_point"] == [float(v) for v in result["min_index"]]
     assert abs(result["min_value"] - float(ref.min())) <= atoms_rtol("float64", 1000) * scale.reshape(-1)[flat]
     assert result["verification"]["passed"] is True
@@ -193,7 +173,7 @@ def test_field_out_writes_the_field(ws: Workspace) -> None:
     rng = np.random.default_rng(5)
     grid, origin, spacing = (5, 4, 3), (-1.0, 0.0, 1.0), 0.5
     table = np.column_stack([rng.random((30, 3)) * 3 - 1, rng.random(30) * 2 - 1])
-    (ws.root / "atoms.csv").write_text(_csv(table))
+    (ws.root / "atoms.csv").write_text(atoms_csv(table))
     r = ws.run("atoms", "--grid", "5x4x3", "--atoms-file", "atoms.csv", "--origin=-1,0,1", "--spacing", "0.5",
                "--tile", "2", "--field-out", "phi.npy", "--json")
     assert r.rc == 0, r.stderr
@@ -201,9 +181,9 @@ def test_field_out_writes_the_field(ws: Workspace) -> None:
     assert doc["result"]["field"] == str((ws.root / "phi.npy").resolve())
     field = np.load(ws.root / "phi.npy")
     assert field.shape == grid and field.dtype == np.float64
-    ref, scale = _brute_force(table, grid, origin, spacing, 0.0)
+    ref, scale = brute_force_phi(table, grid, origin, spacing)
     assert np.all(np.abs(field - ref) <= atoms_rtol("float64", 30) * scale)
-    assert doc["result"]["min_index"] == [int(v) for v in np.unravel_index(int(np.argmin(field)), grid)]
+    assert doc["result"]["min_index"] == argmin_index(field)
 
 
 def test_field_out_in_float32_with_softening_and_an_atom_on_a_grid_point(ws: Workspace) -> None:
@@ -213,12 +193,12 @@ def test_field_out_in_float32_with_softening_and_an_atom_on_a_grid_point(ws: Wor
     field = np.load(ws.root / "phi.npy")
     assert field.dtype == np.float32 and np.isfinite(field).all()
     table = np.array([[0.5, 0.5, 0.5, 1.0], [1.0, 2.0, 3.0, -1.0]])
-    ref, scale = _brute_force(table, (4, 4, 4), (0.0, 0.0, 0.0), 1.0, 0.5)
+    ref, scale = brute_force_phi(table, (4, 4, 4), softening=0.5)
     assert np.all(np.abs(field - ref) <= atoms_rtol("float32", 2) * scale)
 
 
 def test_negative_origin_is_accepted_as_the_usage_writes_it(ws: Workspace) -> None:
-    # DESIGN.md §4 documents "--origin X,Y,Z"; a negative X must not be mistaken for a flag.
+    # The usage reads "--origin X,Y,Z"; a negative X must not be mistaken for a flag.
     r = ws.run("atoms", "--grid", "4", "--atoms", "5", "--origin", "-1.5,0,2", "--json")
     assert r.rc == 0, r.stderr
     assert json.loads(r.stdout)["spec"]["origin"] == [-1.5, 0.0, 2.0]

@@ -2,7 +2,7 @@
 
 One server per module, on a free port, with its own ``TILEFAN_HOME`` and two workers.
 Jobs POSTed to it must run to SUCCEEDED with NumPy's answer; bad input and unknown jobs
-get the JSON error shape of DESIGN.md §5; ``/openapi.json`` is served.
+get the JSON error shape ({"error": {code, message, field}}); ``/openapi.json`` is served.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tilefan.domain.randgen import random_atoms, random_region
+from tests.helpers import argmin_index, brute_force_phi, random_pair, wait_until
+from tilefan.domain.randgen import random_atoms
 from tilefan.domain.spec import RandomAtoms
 
 TILEFAN = Path(sys.executable).with_name("tilefan")
@@ -50,14 +50,14 @@ class Server:
                 return exc.code, json.loads(exc.read())
 
     def wait_job(self, job_id: str, timeout: float = 15.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
+        """Poll the job until it leaves QUEUED and RUNNING."""
+
+        def ended() -> dict[str, Any] | None:
             status, doc = self.request("GET", f"/jobs/{job_id}")
             assert status == 200, doc
-            if doc["status"] not in ("QUEUED", "RUNNING"):
-                return dict(doc)
-            assert time.monotonic() < deadline, f"job still {doc['status']}: {self.log.read_text()[-2000:]}"
-            time.sleep(0.05)
+            return None if doc["status"] in ("QUEUED", "RUNNING") else dict(doc)
+
+        return wait_until(ended, f"job {job_id} to end (server log: {self.log})", timeout, interval=0.05)
 
 
 def free_port() -> int:
@@ -88,11 +88,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                                 stdout=log_fp, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_DEADLINE_S
-        while not answers(base):
+
+        def up() -> bool:
             assert proc.poll() is None, f"tilefan serve exited with {proc.returncode}: {log.read_text()}"
-            assert time.monotonic() < deadline, f"tilefan serve did not answer in {START_DEADLINE_S} s"
-            time.sleep(0.1)
+            return answers(base)
+
+        wait_until(up, "tilefan serve to answer", START_DEADLINE_S, interval=0.1)
         yield Server(base, root, log)
     finally:
         proc.terminate()
@@ -115,8 +116,7 @@ def test_matmul_over_http_gives_numpys_answer(server: Server) -> None:
     assert doc["progress"]["tiles_done"] == doc["progress"]["tiles_total"] == 6
     assert doc["progress"]["percent"] == 100.0
     assert doc["result"]["verification"]["passed"] is True
-    a = random_region(11, 0, "float64", (0, 120), (0, 80))
-    b = random_region(11, 1, "float64", (0, 80), (0, 90))
+    a, b = random_pair(11, "float64", (120, 80), (80, 90))
     np.testing.assert_allclose(np.load(doc["result"]["output"]), a @ b, rtol=1e-12, atol=1e-12)
 
 
@@ -130,10 +130,8 @@ def test_atoms_over_http_finds_the_brute_force_minimum(server: Server) -> None:
     assert doc["status"] == "SUCCEEDED", doc["error"]
     assert doc["progress"]["tiles_done"] == doc["progress"]["tiles_total"] == 8
     table = random_atoms(RandomAtoms(30, 4), grid, (0.0, 0.0, 0.0), 1.0)
-    points = np.stack(np.meshgrid(*(np.arange(n) for n in grid), indexing="ij"), axis=-1).reshape(-1, 3)
-    d = np.sqrt(((points[:, None, :] - table[None, :, :3]) ** 2).sum(-1) + 0.2**2)
-    ref = (table[:, 3] / d).sum(1).reshape(grid)
-    assert doc["result"]["min_index"] == [int(v) for v in np.unravel_index(int(np.argmin(ref)), grid)]
+    ref, _ = brute_force_phi(table, grid, softening=0.2)
+    assert doc["result"]["min_index"] == argmin_index(ref)
     assert doc["result"]["min_value"] == pytest.approx(float(ref.min()), rel=1e-12)
     np.testing.assert_allclose(np.load(doc["result"]["field"]), ref, rtol=1e-10, atol=1e-12)
 

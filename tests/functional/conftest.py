@@ -1,5 +1,6 @@
 """Fixtures for the AWS adapters under moto: fake credentials, one mocked account,
-and the bucket and table the CloudFormation stack would own.
+and the bucket and table the CloudFormation stack would own. And the pipeline's stores
+on every backend in turn (``storage``, ``ports``).
 
 Nothing here can reach AWS: the credentials are fake, and ``mock_aws`` intercepts every
 botocore request before it leaves the process.
@@ -8,9 +9,14 @@ botocore request before it leaves the process.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.functional.pipeline_storage import Storage
+    from tilefan.pipeline.ports import Ports
 
 REGION = "us-east-1"
 BUCKET = "tilefan-test-store"
@@ -36,20 +42,16 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def aws_session() -> Any:
-    """One boto3 session for the whole run, with fake credentials of its own.
+    """One boto3 session for the whole run, with fake credentials of its own (the one the
+    emulated stacks share).
 
     Clients come from it rather than from boto3's default session, which moto resets on
     every start: a fresh session re-reads botocore's endpoint and service files, about
-    a tenth of a second per test. moto is imported first so the session carries its
-    request hook.
+    a tenth of a second per test.
     """
-    import boto3
-    import moto  # noqa: F401
+    from tests.functional.aws_stack import shared_session
 
-    return boto3.session.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", aws_session_token="testing",
-        region_name=REGION,
-    )
+    return shared_session()
 
 
 @pytest.fixture
@@ -77,3 +79,21 @@ def dynamodb_client(mocked_aws: None, aws_session: Any) -> Any:
     client = aws_session.client("dynamodb")
     create_table(client, TABLE)
     return client
+
+
+# --------------------------------------------------------------------------- the pipeline's stores
+
+
+@pytest.fixture(params=["embedded", "aws", "memory"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """Each backend's stores in turn, with a user's own files beside them."""
+    # Imported here: the builders' module imports the names above.
+    from tests.functional.pipeline_storage import storage_for
+
+    return storage_for(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def ports(storage: Storage) -> Ports:
+    """The pipeline's ports over ``storage``."""
+    return storage.ports

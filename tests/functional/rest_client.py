@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from chalice.test import Client
+
+from tests.helpers import wait_until
 
 JSON = {"Content-Type": "application/json"}
 
@@ -22,14 +23,33 @@ def submit(client: Client, spec: Any) -> str:
     return str(response.json_body["job_id"])
 
 
+def get_job(client: Client, job_id: str) -> dict[str, Any]:
+    """GET /jobs/{id}, which must answer 200."""
+    response = client.http.get(f"/jobs/{job_id}")
+    assert response.status_code == 200, response.json_body
+    doc: dict[str, Any] = response.json_body
+    return doc
+
+
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+def wait_status(client: Client, job_id: str, wanted: tuple[str, ...], timeout: float = 60.0) -> dict[str, Any]:
+    """Poll GET /jobs/{id} until the job's status is one of ``wanted``; the record then.
+
+    A job that ends in any other status fails the test at once rather than at the timeout.
+    """
+
+    def reached() -> dict[str, Any] | None:
+        doc = get_job(client, job_id)
+        if doc["status"] in wanted:
+            return doc
+        assert doc["status"] not in TERMINAL, f"job {job_id} ended {doc['status']}: {doc['error']}"
+        return None
+
+    return wait_until(reached, f"job {job_id} to be {' or '.join(wanted)}", timeout)
+
+
 def wait_job(client: Client, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
     """Poll GET /jobs/{id} until the job leaves QUEUED and RUNNING."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.http.get(f"/jobs/{job_id}")
-        assert response.status_code == 200, response.json_body
-        doc: dict[str, Any] = response.json_body
-        if doc["status"] not in ("QUEUED", "RUNNING"):
-            return doc
-        assert time.monotonic() < deadline, f"job still {doc['status']} after {timeout} s: {doc['progress']}"
-        time.sleep(0.05)
+    return wait_status(client, job_id, TERMINAL, timeout)

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -33,8 +32,8 @@ from tests.functional import aws_stack as base
 from tilefan.adapters.aws.sqs_queue import SqsTileQueue
 from tilefan.adapters.aws.task_tokens import TaskTokens
 from tilefan.domain import kernels
-from tilefan.pipeline import steps
 from tilefan.pipeline.ports import Ports
+from tilefan.pipeline.tile import run_tile
 from tilefan.service.worker import Worker, WorkerOptions
 
 ACCOUNT = "123456789012"
@@ -192,7 +191,7 @@ class SpotStack:
         ports = self.ports
 
         def tile_fn(job_id: str, tile_id: int) -> bool:
-            return steps.run_tile(ports, job_id, tile_id, worker=name, route="spot", atoms_kernel=atoms_kernel)
+            return run_tile(ports, job_id, tile_id, worker=name, route="spot", atoms_kernel=atoms_kernel).recorded
 
         worker = Worker(
             queue=SqsTileQueue(sqs, QUEUE_URL, DLQ_URL), tokens=TaskTokens(sfn), jobs=ports.jobs, tile_fn=tile_fn,
@@ -214,7 +213,7 @@ class SpotStack:
         return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         sqs = self.client("sqs")
         while True:
             got = sqs.receive_message(QueueUrl=DLQ_URL, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
@@ -246,7 +245,8 @@ def _heartbeat_timeouts_as_aws_names_them() -> Any:
             name = StatesErrorNameType.StatesHeartbeatTimeout
             return FailureEvent(
                 env=env, error_name=StatesErrorName(typ=name), event_type=HistoryEventType.TaskTimedOut,
-                event_details=EventDetails(taskTimedOutEventDetails=TaskTimedOutEventDetails(
+                # moto declares every detail key required; AWS sends the one that applies.
+                event_details=EventDetails(taskTimedOutEventDetails=TaskTimedOutEventDetails(  # type: ignore[typeddict-item]
                     resourceType=self._get_sfn_resource_type(), resource=self._get_sfn_resource(),
                     error=name.to_name(),
                 )),
@@ -274,11 +274,9 @@ def _fresh_token_per_attempt() -> Any:
     return mock.patch.object(StateTaskServiceCallback, "_evaluate_with_timeout", _evaluate_with_timeout)
 
 
-def _definition_with_queue(tmp_dir: Path) -> Path:
+def _definition_with_queue() -> str:
     """The real ASL with the queue's URL in place (moto's URLs are known in advance)."""
-    path = tmp_dir / "tilefan.asl.json"
-    path.write_text(base.ASL.read_text().replace("${SpotQueueUrl}", QUEUE_URL))
-    return path
+    return base.ASL.read_text().replace("${SpotQueueUrl}", QUEUE_URL)
 
 
 AMI = "ami-12c6146b"
@@ -300,16 +298,16 @@ def _launch_template(ec2: Any) -> str:
 
 
 @contextmanager
-def spot_stack(tmp_dir: Path, **env: str) -> Iterator[SpotStack]:
-    """``aws_stack`` with the spot branch wired: queue, DLQ, capacity function, EC2."""
-    functions = {**base.FUNCTIONS, "capacity": "CapacityFunctionArn"}
+def spot_stack(**env: str) -> Iterator[SpotStack]:
+    """``aws_stack`` with the spot branch wired: queue, DLQ, capacity function, EC2.
+
+    ``env`` overrides the spot settings (or adds any other setting) for this stack.
+    """
     with (
-        mock.patch.dict("os.environ", {**SPOT_ENV, **MOTO_ENV, **env}),
-        mock.patch.object(base, "FUNCTIONS", functions),
-        mock.patch.object(base, "ASL", _definition_with_queue(tmp_dir)),
         _heartbeat_timeouts_as_aws_names_them(),
         _fresh_token_per_attempt(),
-        base.aws_stack() as stack,
+        base.aws_stack(functions={**base.FUNCTIONS, "capacity": "CapacityFunctionArn"},
+                       definition=_definition_with_queue(), env={**SPOT_ENV, **MOTO_ENV, **env}) as stack,
     ):
         sqs = stack.client("sqs")
         dlq_arn = sqs.get_queue_attributes(

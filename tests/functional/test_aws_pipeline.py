@@ -4,10 +4,8 @@ backend and with NumPy."""
 
 from __future__ import annotations
 
-import io
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +14,17 @@ import pytest
 from chalice.test import Client
 
 import app as chalice_app
-from tests.functional.aws_stack import BUCKET, Stack, aws_stack
+from tests.functional.aws_stack import ASL, BUCKET, Stack, aws_stack, with_short_retries
 from tests.functional.rest_client import JSON, post_job, wait_job
+from tests.helpers import argmin_index, brute_force_phi, normal_pair, npy_bytes, random_pair, s3_array, wait_until
 from tilefan.bootstrap import embedded_ports
-from tilefan.domain.randgen import random_atoms, random_region
+from tilefan.domain.randgen import random_atoms
 from tilefan.domain.spec import RandomAtoms
 from tilefan.errors import StoreError, TileFailedError
-from tilefan.pipeline import steps
+from tilefan.pipeline.plan import plan_job
+from tilefan.pipeline.reduce import reduce_job
+from tilefan.pipeline.submit import submit_job
+from tilefan.pipeline.tile import run_tile
 
 
 @pytest.fixture
@@ -41,24 +43,14 @@ def client() -> Any:
 
 
 
-def accepted_arn(stack: Stack, job_id: str) -> str:
-    return stack.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}"
-
-
-def s3_array(stack: Stack, uri: str) -> np.ndarray:
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
-    body = stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    return np.load(io.BytesIO(body))
-
-
 def embedded_result(tmp_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
     """The same spec on the embedded backend, in-process."""
     ports = embedded_ports(tmp_path / "embedded")
-    record = steps.submit_job(ports, spec)
-    the_plan = steps.plan_job(ports, record.job_id)
+    record = submit_job(ports, spec)
+    the_plan = plan_job(ports, record.job_id)
     for t in the_plan.tiles:
-        steps.run_tile(ports, record.job_id, t.tile_id)
-    result = steps.reduce_job(ports, record.job_id).result
+        run_tile(ports, record.job_id, t.tile_id)
+    result = reduce_job(ports, record.job_id).result
     assert result is not None
     return result
 
@@ -77,9 +69,8 @@ def test_matmul_on_aws_equals_embedded_and_numpy(stack: Stack, client: Client, t
     assert doc["progress"]["tiles_done"] == doc["progress"]["tiles_total"] == 6
     assert doc["progress"]["percent"] == 100.0
     assert doc["result"]["verification"]["passed"] is True
-    got = s3_array(stack, doc["result"]["output"])
-    a = random_region(5, 0, "float64", (0, 150), (0, 90))
-    b = random_region(5, 1, "float64", (0, 90), (0, 70))
+    got = s3_array(stack.client("s3"), doc["result"]["output"])
+    a, b = random_pair(5, "float64", (150, 90), (90, 70))
     np.testing.assert_allclose(got, a @ b, rtol=1e-12, atol=1e-12)
     local = embedded_result(tmp_path, spec)
     assert np.array_equal(got, np.load(local["output"]))
@@ -91,23 +82,20 @@ def test_matmul_on_aws_equals_embedded_and_numpy(stack: Stack, client: Client, t
 
 
 def test_add_from_uploaded_files_on_aws(stack: Stack, client: Client, tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    a, b = rng.standard_normal((70, 50)).astype(np.float32), rng.standard_normal((70, 50)).astype(np.float32)
+    a, b = normal_pair(1, (70, 50), (70, 50), "float32", "float32")
     keys = {}
     for name, arr in (("A.npy", a), ("B.npy", b)):
         up = client.http.post("/uploads", headers=JSON, body=json.dumps({"filename": name}))
         assert up.status_code == 201
         target = up.json_body
         assert target["key"].startswith("uploads/") and target["url"].startswith("https://")
-        buf = io.BytesIO()
-        np.save(buf, arr)
         # The client would PUT to the presigned URL; here the bytes go to the same key.
-        stack.client("s3").put_object(Bucket=BUCKET, Key=target["key"], Body=buf.getvalue())
+        stack.client("s3").put_object(Bucket=BUCKET, Key=target["key"], Body=npy_bytes(arr))
         keys[name] = target["key"]
     spec = {"kind": "add", "a": {"file": keys["A.npy"]}, "b": {"file": keys["B.npy"]}, "tile": 32, "verify": True}
     doc = wait_job(client, post_job(client, spec).json_body["job_id"])
     assert doc["status"] == "SUCCEEDED", doc["error"]
-    got = s3_array(stack, doc["result"]["output"])
+    got = s3_array(stack.client("s3"), doc["result"]["output"])
     assert got.dtype == np.float32
     assert np.array_equal(got, a + b)
     assert doc["result"]["verification"] == {"method": "exact", "passed": True, "mismatches": 0}
@@ -122,14 +110,12 @@ def test_atoms_on_aws_equals_embedded(stack: Stack, client: Client, tmp_path: Pa
     for field in ("min_value", "min_index", "min_point"):
         assert doc["result"][field] == local[field]
     table = random_atoms(RandomAtoms(40, 2), (10, 9, 8), (0.0, 0.0, 0.0), 1.0)
-    grid = np.stack(np.meshgrid(np.arange(10), np.arange(9), np.arange(8), indexing="ij"), axis=-1).reshape(-1, 3)
-    d = np.sqrt(((grid[:, None, :] - table[None, :, :3]) ** 2).sum(-1) + 0.01)
-    phi = (table[:, 3] / d).sum(1)
-    assert doc["result"]["min_index"] == [int(v) for v in np.unravel_index(int(np.argmin(phi)), (10, 9, 8))]
+    phi, _ = brute_force_phi(table, (10, 9, 8), softening=0.1)
+    assert doc["result"]["min_index"] == argmin_index(phi)
     assert doc["result"]["min_value"] == pytest.approx(float(phi.min()), rel=1e-12)
 
 
-def test_a_tile_that_fails_once_is_retried_and_counted_once(stack: Stack, client: Client) -> None:
+def test_a_tile_that_fails_once_is_retried_and_counted_once(client: Client) -> None:
     failed: list[int] = []
 
     def flaky(name: str, event: dict[str, Any]) -> None:
@@ -137,17 +123,18 @@ def test_a_tile_that_fails_once_is_retried_and_counted_once(stack: Stack, client
             failed.append(1)
             raise StoreError("injected: S3 briefly unavailable")
 
-    stack.faults.append(flaky)
-    spec = {"kind": "add", "a": {"shape": [40, 40]}, "b": {"shape": [40, 40]}, "tile": 20}
-    doc = wait_job(client, post_job(client, spec).json_body["job_id"])
-    assert doc["status"] == "SUCCEEDED", doc["error"]
-    assert failed == [1]
-    assert [e["tile_id"] for n, e in stack.calls if n == "tile"].count(1) == 2
-    assert doc["progress"]["tiles_done"] == 4 and doc["progress"]["units_done"] == 1600
-    report = client.http.get(f"/jobs/{doc['job_id']}/report").json_body
-    assert report["summary"]["tiles_done"] == 4
-    assert {t["tile_id"]: t["status"] for t in report["tiles"]} == {0: "done", 1: "done", 2: "done", 3: "done"}
-    assert all(t["route"] == "lambda" and t["worker"].startswith("lambda:") for t in report["tiles"])
+    with aws_stack(definition=with_short_retries(ASL.read_text())) as stack:
+        stack.faults.append(flaky)
+        spec = {"kind": "add", "a": {"shape": [40, 40]}, "b": {"shape": [40, 40]}, "tile": 20}
+        doc = wait_job(client, post_job(client, spec).json_body["job_id"])
+        assert doc["status"] == "SUCCEEDED", doc["error"]
+        assert failed == [1]
+        assert [e["tile_id"] for n, e in stack.calls if n == "tile"].count(1) == 2
+        assert doc["progress"]["tiles_done"] == 4 and doc["progress"]["units_done"] == 1600
+        report = client.http.get(f"/jobs/{doc['job_id']}/report").json_body
+        assert report["summary"]["tiles_done"] == 4
+        assert {t["tile_id"]: t["status"] for t in report["tiles"]} == {0: "done", 1: "done", 2: "done", 3: "done"}
+        assert all(t["route"] == "lambda" and t["worker"].startswith("lambda:") for t in report["tiles"])
 
 
 def test_a_tile_that_always_fails_fails_the_job_naming_the_tile(stack: Stack, client: Client) -> None:
@@ -177,16 +164,13 @@ def test_cancel_stops_the_execution(stack: Stack, client: Client) -> None:
     stack.faults.append(slow)
     spec = {"kind": "add", "a": {"shape": [40, 40]}, "b": {"shape": [40, 40]}, "tile": 20}
     job_id = post_job(client, spec).json_body["job_id"]
-    deadline = time.monotonic() + 20
     # Cancel once tiles are in flight (a stop that lands between states trips moto up).
-    while not any(name == "tile" for name, _ in stack.calls):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: any(name == "tile" for name, _ in stack.calls), "a tile call to start")
     assert client.http.get(f"/jobs/{job_id}").json_body["status"] == "RUNNING"
     response = client.http.delete(f"/jobs/{job_id}")
     assert response.status_code == 200
     assert response.json_body["status"] == "CANCELLED"
-    arn = accepted_arn(stack, job_id)
+    arn = stack.execution_arn(job_id)
     release.set()
     end = stack.wait_execution(job_id)
     events = [e["type"] for e in stack.client("stepfunctions").get_execution_history(executionArn=arn)["events"]]
@@ -196,7 +180,10 @@ def test_cancel_stops_the_execution(stack: Stack, client: Client) -> None:
     if end["status"] != "ABORTED":
         assert end["status"] == "FAILED" and "MapIterationAborted" in events, (end["status"], events)
     assert not [name for name, _ in stack.calls if name == "reduce"]
-    time.sleep(0.3)  # tiles already in flight finish; they must not be counted
+    # The tiles that were in flight at the DELETE now run to the end; none may count.
+    tiles = [r for r in stack.wait_all_returned() if r.name == "tile"]
+    assert tiles, "no tile call ran to the end"
+    assert [(r.error, r.result["recorded"]) for r in tiles] == [(None, False)] * len(tiles)
     doc = client.http.get(f"/jobs/{job_id}").json_body
     assert doc["status"] == "CANCELLED"
     assert doc["progress"]["tiles_done"] == 0
@@ -212,9 +199,8 @@ def test_distributed_map_path_runs_and_succeeds(client: Client) -> None:
         tiles_run = {e["tile_id"] for n, e in stack.calls if n == "tile"}
         assert tiles_run == set(range(9))
         assert doc["progress"]["tiles_done"] == 9
-        got = s3_array(stack, doc["result"]["output"])
-        a = random_region(9, 0, "float64", (0, 60), (0, 40))
-        b = random_region(9, 1, "float64", (0, 40), (0, 60))
+        got = s3_array(stack.client("s3"), doc["result"]["output"])
+        a, b = random_pair(9, "float64", (60, 40), (40, 60))
         np.testing.assert_allclose(got, a @ b, rtol=1e-12, atol=1e-12)
 
 
@@ -227,7 +213,7 @@ def test_reducer_catches_a_missing_tile_that_the_distributed_map_hides(client: C
         stack.faults.append(lost)
         spec = {"kind": "add", "a": {"shape": [60, 60]}, "b": {"shape": [60, 60]}, "tile": 20}
         doc = wait_job(client, post_job(client, spec).json_body["job_id"])
-        # moto's Distributed Map reports SUCCEEDED despite the failed child (DESIGN.md §8),
+        # moto's Distributed Map reports SUCCEEDED despite the failed child,
         # so it is the reducer's own completeness check that must fail the job.
         assert [name for name, _ in stack.calls].count("reduce") >= 1
         assert doc["status"] == "FAILED"

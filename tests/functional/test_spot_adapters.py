@@ -21,6 +21,7 @@ from tilefan.adapters.aws.imds import Imds
 from tilefan.adapters.aws.sqs_queue import SqsTileQueue
 from tilefan.adapters.aws.task_tokens import TaskTokens
 from tilefan.bootstrap import AwsSettings, SpotSettings
+from tilefan.domain.routing import RoutePolicy
 from tilefan.errors import CapacityError, MetadataError, StaleTaskTokenError
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")
@@ -72,7 +73,8 @@ class Context:
 def capacity_step(ec2: Any, template: str) -> Iterator[Ec2SpotCapacity]:
     """The capacity Lambda's wiring over moto's EC2, with a stage cap of 3."""
     settings = AwsSettings(bucket="b", table="t", state_machine_arn="", region="us-east-1",
-                           spot=SpotSettings(max_instances=3, launch_template=template, fleet=FLEET))
+                           spot=SpotSettings(launch_template=template, fleet=FLEET),
+                           route_policy=RoutePolicy(spot_max_workers=3))
     capacity = Ec2SpotCapacity(ec2, template, FLEET)
     lambdas.set_ports(mock.Mock(), settings)
     lambdas._capacity = capacity
@@ -254,7 +256,7 @@ def test_tilefan_worker_wires_itself_from_configuration_and_stops_when_idle(
 
 def test_tilefan_worker_refuses_to_start_without_its_queue(monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from tilefan.service.worker import cli_main
+    from tilefan.entrypoints.worker_cli import cli_main
 
     monkeypatch.setenv("TILEFAN_BUCKET", "b")
     monkeypatch.setenv("TILEFAN_TABLE", "t")

@@ -14,7 +14,8 @@ from tilefan.bootstrap import Config, build_embedded
 from tilefan.domain.randgen import random_region
 from tilefan.domain.records import Status
 from tilefan.entrypoints.cli import main
-from tilefan.pipeline import steps
+from tilefan.pipeline.report import tile_report
+from tilefan.pipeline.submit import submit_job
 
 RAW = {"kind": "matmul", "a": {"shape": [70, 50]}, "b": {"shape": [50, 60]}, "seed": 3, "tile": 32}
 
@@ -23,13 +24,13 @@ RAW = {"kind": "matmul", "a": {"shape": [70, 50]}, "b": {"shape": [50, 60]}, "se
 def test_a_job_routed_anywhere_runs_in_the_local_pool_with_its_route_recorded(tmp_path: Path, route: str) -> None:
     ports, runner = build_embedded(Config(home=tmp_path / "home", workers=2, kernel="numpy"))
     out = tmp_path / "C.npy"
-    record = steps.submit_job(ports, {**RAW, "route": route, "out": str(out)})
+    record = submit_job(ports, {**RAW, "route": route, "out": str(out)})
     final = runner.run(record.job_id)
     assert final.status is Status.SUCCEEDED, final.error
     a = random_region(3, 0, "float64", (0, 70), (0, 50))
     b = random_region(3, 1, "float64", (0, 50), (0, 60))
     np.testing.assert_allclose(np.load(out), a @ b, rtol=1e-12, atol=1e-12)
-    report = steps.tile_report(ports, record.job_id)
+    report = tile_report(ports, record.job_id)
     expected = "lambda" if route == "auto" else route  # small tiles fit a Lambda
     assert {row["route"] for row in report["tiles"]} == {expected}
     assert all(row["worker"].startswith("local-") for row in report["tiles"])

@@ -5,12 +5,10 @@ reduce. Workers die, get interrupted, and still every tile is counted exactly on
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,8 +18,9 @@ from chalice.test import Client
 import app as chalice_app
 from tests.functional.rest_client import submit, wait_job
 from tests.functional.spot_stack import DLQ_URL, FLEET, QUEUE_URL, FakeImds, SpotStack, spot_stack
+from tests.helpers import argmin_index, brute_force_phi, random_pair, s3_array, wait_until
 from tilefan.domain import kernels
-from tilefan.domain.randgen import random_atoms, random_region
+from tilefan.domain.randgen import random_atoms
 from tilefan.domain.spec import RandomAtoms
 
 TIME_BOUND_S = 30.0
@@ -33,17 +32,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarni
 def client() -> Iterator[Client]:
     with Client(chalice_app.app) as c:
         yield c
-
-
-
-
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIME_BOUND_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def report(client: Client, job_id: str) -> dict[str, Any]:
@@ -78,21 +66,19 @@ ATOMS = {"kind": "atoms", "grid": [12, 10, 8], "atoms": {"count": 30, "seed": 4}
 
 
 def atoms_reference(spec: dict[str, Any]) -> np.ndarray:
-    grid = spec["grid"]
-    table = random_atoms(RandomAtoms(spec["atoms"]["count"], spec["atoms"]["seed"]), tuple(grid), (0.0, 0.0, 0.0),
-                         1.0)
-    points = np.stack(np.meshgrid(*(np.arange(n) for n in grid), indexing="ij"), axis=-1).reshape(-1, 3)
-    d = np.sqrt(((points[:, None, :] - table[None, :, :3]) ** 2).sum(-1) + spec["softening"] ** 2)
-    return np.asarray((table[:, 3] / d).sum(1).reshape(grid))
+    """φ of a random-atoms job on the default grid, by brute force."""
+    grid = tuple(spec["grid"])
+    table = random_atoms(RandomAtoms(spec["atoms"]["count"], spec["atoms"]["seed"]), grid, (0.0, 0.0, 0.0), 1.0)
+    return brute_force_phi(table, grid, softening=spec["softening"])[0]
 
 
 # --------------------------------------------------------------------------- mixed routes
 
 
-def test_a_job_with_lambda_and_spot_tiles_completes_and_equals_numpy(tmp_path: Path, client: Client) -> None:
+def test_a_job_with_lambda_and_spot_tiles_completes_and_equals_numpy(client: Client) -> None:
     # A Lambda memory budget of about 134 KB: the two full 64x64 tiles (about 171 KB with
     # their panels) go to spot, the thinner edge tiles stay on Lambda.
-    with spot_stack(tmp_path, TILEFAN_LAMBDA_MEMORY_MARGIN="0.0000125") as spot:
+    with spot_stack(TILEFAN_LAMBDA_MEMORY_MARGIN="0.0000125") as spot:
         spot.start_worker("spot:w1")
         spot.start_worker("spot:w2")
         spec = {"kind": "matmul", "a": {"shape": [150, 90]}, "b": {"shape": [90, 70]}, "seed": 5, "tile": 64,
@@ -102,10 +88,8 @@ def test_a_job_with_lambda_and_spot_tiles_completes_and_equals_numpy(tmp_path: P
         assert doc["status"] == "SUCCEEDED", doc["error"]
         assert doc["progress"]["tiles_done"] == doc["progress"]["tiles_total"] == 6
 
-        a = random_region(5, 0, "float64", (0, 150), (0, 90))
-        b = random_region(5, 1, "float64", (0, 90), (0, 70))
-        bucket, key = doc["result"]["output"].removeprefix("s3://").split("/", 1)
-        got = np.load(io.BytesIO(spot.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()))
+        a, b = random_pair(5, "float64", (150, 90), (90, 70))
+        got = s3_array(spot.client("s3"), doc["result"]["output"])
         np.testing.assert_allclose(got, a @ b, rtol=1e-12, atol=1e-12)
 
         rep = report(client, job_id)
@@ -131,8 +115,8 @@ def test_a_job_with_lambda_and_spot_tiles_completes_and_equals_numpy(tmp_path: P
         assert spot.queue_counts(DLQ_URL) == (0, 0)
 
 
-def test_a_lambda_only_job_launches_no_capacity(tmp_path: Path, client: Client) -> None:
-    with spot_stack(tmp_path) as spot:
+def test_a_lambda_only_job_launches_no_capacity(client: Client) -> None:
+    with spot_stack() as spot:
         job_id = submit(client, {"kind": "add", "a": {"shape": [40, 40]}, "b": {"shape": [40, 40]}, "tile": 20})
         assert wait_job(client, job_id, TIME_BOUND_S)["status"] == "SUCCEEDED"
         assert not [c for c in spot.stack.calls if c[0] == "capacity"]
@@ -144,16 +128,16 @@ def test_a_lambda_only_job_launches_no_capacity(tmp_path: Path, client: Client) 
 
 
 def test_a_worker_killed_mid_tile_times_out_and_another_finishes_the_tile_once(
-    tmp_path: Path, client: Client
+    client: Client
 ) -> None:
     started, gate = threading.Event(), threading.Event()
-    with spot_stack(tmp_path) as spot:
+    with spot_stack() as spot:
         try:
             # A long visibility: the dead worker's message must stay hidden for the whole test.
             doomed = spot.start_worker("spot:doomed", atoms_kernel=gated_kernel(started, gate), visibility_s=600)
             spec = {**ATOMS, "tile": [12, 10, 8]}  # one tile, sent to spot
             job_id = submit(client, spec)
-            wait_for(started.is_set, "the first worker to start the tile")
+            wait_until(started.is_set, "the first worker to start the tile")
             doomed.kill()  # mid-tile: its heartbeats stop, it will never answer
             survivor = spot.start_worker("spot:survivor")
             doc = wait_job(client, job_id, TIME_BOUND_S)
@@ -166,14 +150,14 @@ def test_a_worker_killed_mid_tile_times_out_and_another_finishes_the_tile_once(
         assert tile["status"] == "done" and tile["worker"] == "spot:survivor" and tile["route"] == "spot"
         assert tile["attempts"] >= 2  # started by both (a slow machine may add a retry), recorded once
         phi = atoms_reference(spec)
-        assert doc["result"]["min_index"] == [int(v) for v in np.unravel_index(int(np.argmin(phi)), phi.shape)]
+        assert doc["result"]["min_index"] == argmin_index(phi)
         assert doc["result"]["min_value"] == pytest.approx(float(phi.min()), rel=1e-12)
         # The dead worker's message is not lost: still hidden, it will come back and (its
         # token closed) be dead-lettered by whichever worker receives it.
         assert spot.queue_counts() == (0, 1)
-        wait_for(lambda: survivor.worker.stats.outcomes.get("done") == 1, "the survivor's count")
+        wait_until(lambda: survivor.worker.stats.outcomes.get("done") == 1, "the survivor's count")
         # Once released, the dead worker's late result changes nothing.
-        wait_for(lambda: not doomed.thread.is_alive() or doomed.worker.stats.outcomes.get("released") == 1,
+        wait_until(lambda: not doomed.thread.is_alive() or doomed.worker.stats.outcomes.get("released") == 1,
                  "the dead worker's tile to end")
         assert spot.ports.jobs.get_job(job_id).tiles_done == 1
 
@@ -182,15 +166,15 @@ def test_a_worker_killed_mid_tile_times_out_and_another_finishes_the_tile_once(
 
 
 def test_an_interruption_notice_hands_the_tile_back_and_another_worker_finishes_it(
-    tmp_path: Path, client: Client
+    client: Client
 ) -> None:
     started, gate = threading.Event(), threading.Event()
-    with spot_stack(tmp_path) as spot, FakeImds() as imds:
+    with spot_stack() as spot, FakeImds() as imds:
         try:
             interrupted = spot.start_worker("spot:interrupted", notices=_imds(imds),
                                             atoms_kernel=gated_kernel(started, gate))
             job_id = submit(client, ATOMS)
-            wait_for(started.is_set, "the worker to start the tile")
+            wait_until(started.is_set, "the worker to start the tile")
             t0 = time.monotonic()
             imds.announce()
             # It hands the tile back and exits cleanly, without waiting for the computation.
@@ -231,12 +215,12 @@ def _imds(fake: FakeImds) -> Any:
 # --------------------------------------------------------------------------- bad input
 
 
-def test_messages_with_an_unknown_job_or_a_closed_token_are_dead_lettered(tmp_path: Path, client: Client) -> None:
-    with spot_stack(tmp_path) as spot:
+def test_messages_with_an_unknown_job_or_a_closed_token_are_dead_lettered(client: Client) -> None:
+    with spot_stack() as spot:
         sqs = spot.client("sqs")
         # A spot job whose tile waits on a live token, answered by no worker yet.
         job_id = submit(client, {**ATOMS, "tile": [12, 10, 8]})
-        wait_for(lambda: spot.queue_counts()[0] == 1, "the spot tile's message")
+        wait_until(lambda: spot.queue_counts()[0] == 1, "the spot tile's message")
         [message] = sqs.receive_message(QueueUrl=QUEUE_URL, MaxNumberOfMessages=1)["Messages"]
         body = json.loads(message["Body"])
         sqs.delete_message(QueueUrl=QUEUE_URL, ReceiptHandle=message["ReceiptHandle"])
@@ -255,11 +239,11 @@ def test_messages_with_an_unknown_job_or_a_closed_token_are_dead_lettered(tmp_pa
         # The worker failed the task at once (no retry of JobNotFoundError), so the job
         # failed with the cause instead of waiting for its timeout.
         assert doc["status"] == "FAILED" and doc["error"]["code"] == "job_not_found"
-        wait_for(lambda: worker.worker.stats.outcomes.get("dead-lettered") == 1, "the dead-lettering")
+        wait_until(lambda: worker.worker.stats.outcomes.get("dead-lettered") == 1, "the dead-lettering")
         # Once the execution is over its token is closed. A message still carrying it...
         assert spot.stack.wait_execution(job_id)["status"] == "FAILED"
         sqs.send_message(QueueUrl=QUEUE_URL, MessageBody=message["Body"])
-        wait_for(lambda: worker.worker.stats.outcomes.get("dead-lettered") == 2, "the stale message")
+        wait_until(lambda: worker.worker.stats.outcomes.get("dead-lettered") == 2, "the stale message")
         assert worker.thread.is_alive()
         letters = spot.dead_letters()
         reasons = sorted(m["MessageAttributes"]["reason"]["StringValue"] for m in letters)

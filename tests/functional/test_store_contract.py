@@ -1,8 +1,9 @@
-"""One contract for the blob and job stores, run on both backends.
+"""One contract for the blob and job stores, run on every backend.
 
 Every case runs on the embedded adapters (``LocalBlobStore`` and ``SqliteJobStore`` on a
-temp dir) and on the AWS adapters (``S3BlobStore`` and ``DynamoJobStore`` under moto), so
-the pipeline can rely on the same behaviour wherever it runs: what goes in comes out,
+temp dir), on the AWS adapters (``S3BlobStore`` and ``DynamoJobStore`` under moto) and on
+the in-memory pair (``MemoryBlobStore`` and ``MemoryJobStore``), so the pipeline can rely
+on the same behaviour wherever it runs: what goes in comes out,
 arrays read back equal NumPy's slicing, an output is invisible until committed and leaves
 nothing behind when discarded, errors are tilefan's own, status changes follow
 ALLOWED_FROM, and a tile is counted exactly once however often it is reported.
@@ -29,6 +30,7 @@ import pytest
 from tests.functional.conftest import BUCKET, TABLE, USER_BUCKET
 from tilefan.adapters.embedded.localfs import LocalBlobStore
 from tilefan.adapters.embedded.sqlite_store import SqliteJobStore
+from tilefan.adapters.memory import MemoryBlobStore, MemoryJobStore
 from tilefan.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
 from tilefan.domain.spec import parse_spec
 from tilefan.errors import (
@@ -48,7 +50,7 @@ Region = Sequence[tuple[int, int]]
 class Backend:
     """The two stores of one backend, plus what the tests need to look behind them."""
 
-    kind: str  # "embedded" or "aws"
+    kind: str  # "embedded", "aws" or "memory"
     blobs: BlobStore
     jobs: JobStore
     user_key: Callable[[str], str]  # where a user's own file of that name lives (outside the store)
@@ -74,6 +76,19 @@ def _embedded(tmp_path: Path) -> Backend:
 
     return Backend("embedded", LocalBlobStore(root), SqliteJobStore(tmp_path / "db" / "jobs.sqlite3"),
                    user_key, put_user_file, stored)
+
+
+def _memory() -> Backend:
+    blobs = MemoryBlobStore()
+
+    def user_key(name: str) -> str:
+        return f"/user/{name}"  # an absolute path: a user's file, by the ports' convention
+
+    def put_user_file(name: str, data: bytes) -> str:
+        blobs.put_bytes(user_key(name), data)
+        return user_key(name)
+
+    return Backend("memory", blobs, MemoryJobStore(), user_key, put_user_file, blobs.keys)
 
 
 class OneRequestAtATime:
@@ -131,9 +146,11 @@ def _aws(request: pytest.FixtureRequest) -> Backend:
                    raw={"s3": s3, "dynamodb": dynamodb})
 
 
-@pytest.fixture(params=["embedded", "aws"])
+@pytest.fixture(params=["embedded", "aws", "memory"])
 def be(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return _embedded(tmp_path) if request.param == "embedded" else _aws(request)
+    if request.param == "embedded":
+        return _embedded(tmp_path)
+    return _aws(request) if request.param == "aws" else _memory()
 
 
 def npy(array: np.ndarray) -> bytes:
@@ -318,13 +335,22 @@ def test_two_jobs_build_outputs_at_the_same_key_apart(be: Backend) -> None:
     np.testing.assert_array_equal(be.blobs.read_array("shared/out.npy"), np.full((2, 3), 2.0), strict=True)
 
 
+# 11.2 MB: more than two 5 MiB parts, so the S3 commit is a real multipart upload.
+BIG = (1400, 1000)
+
+
+def build_big_output(blobs: BlobStore, band_rows: int) -> np.ndarray:
+    """Start job j1's output jobs/j1/big.npy of shape BIG and write all of it in bands of
+    ``band_rows``; returns what it holds."""
+    expected = np.arange(BIG[0] * BIG[1], dtype=np.float64).reshape(BIG)
+    blobs.create_array("jobs/j1/big.npy", BIG, "float64", "j1")
+    for region in grid(BIG, (band_rows, BIG[1])):
+        blobs.write_region("jobs/j1/big.npy", "j1", region, cut(expected, region))
+    return expected
+
+
 def test_a_large_output_commits_whole(be: Backend) -> None:
-    # 11.2 MB: more than two 5 MiB parts, so the S3 commit is a real multipart upload.
-    shape = (1400, 1000)
-    expected = np.arange(shape[0] * shape[1], dtype=np.float64).reshape(shape)
-    be.blobs.create_array("jobs/j1/big.npy", shape, "float64", "j1")
-    for region in grid(shape, (300, 1000)):
-        be.blobs.write_region("jobs/j1/big.npy", "j1", region, cut(expected, region))
+    expected = build_big_output(be.blobs, 300)
     be.blobs.commit_array("jobs/j1/big.npy", "j1")
     np.testing.assert_array_equal(be.blobs.read_array("jobs/j1/big.npy"), expected, strict=True)
     np.testing.assert_array_equal(be.blobs.read_rows("jobs/j1/big.npy", (699, 701), (10, 20)),
@@ -717,14 +743,63 @@ def test_aws_items_expire_and_committed_outputs_are_encrypted(aws: Backend) -> N
     assert head["ServerSideEncryption"] == "AES256"
 
 
+@contextlib.contextmanager
+def _s3_requests(s3: Any) -> Iterator[list[str]]:
+    """The operation (as a client method name) of every S3 request made inside the block."""
+    from botocore import xform_name
+
+    made: list[str] = []
+
+    def note(model: Any, **_: Any) -> None:
+        made.append(xform_name(model.name))
+
+    s3.meta.events.register("before-call.s3", note)
+    try:
+        yield made
+    finally:
+        s3.meta.events.unregister("before-call.s3", note)
+
+
 def test_aws_a_large_commit_is_one_multipart_upload(aws: Backend) -> None:
-    shape = (1400, 1000)  # 11.2 MB against 5 MiB parts
-    aws.blobs.create_array("jobs/j1/big.npy", shape, "float64", "j1")
-    aws.blobs.write_region("jobs/j1/big.npy", "j1", ((0, 1400), (0, 1000)), np.ones(shape))
-    aws.blobs.commit_array("jobs/j1/big.npy", "j1")
-    etag = aws.raw["s3"].head_object(Bucket=BUCKET, Key="store/jobs/j1/big.npy")["ETag"]
-    assert etag.strip('"').endswith("-2")  # S3 tags a multipart object with its part count
+    from tilefan.adapters.aws.s3_store import MANAGED_UPLOAD_CALLS
+
+    build_big_output(aws.blobs, BIG[0])
+    with _s3_requests(aws.raw["s3"]) as made:
+        aws.blobs.commit_array("jobs/j1/big.npy", "j1")
+    head = aws.raw["s3"].head_object(Bucket=BUCKET, Key="store/jobs/j1/big.npy")
+    parts = -(-head["ContentLength"] // (5 * 2**20))
+    assert parts == 3
+    assert head["ETag"].strip('"').endswith(f"-{parts}")  # S3 tags a multipart object with its part count
+    assert made.count("upload_part") == parts and made.count("complete_multipart_upload") == 1
+    # Managed transfer makes only the requests the store names for the IAM grants.
+    assert set(made) <= {"get_object", "list_objects_v2", "delete_objects", *MANAGED_UPLOAD_CALLS}
     assert aws.raw["s3"].list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_aws_a_commit_that_fails_midway_shows_nothing_and_can_be_retried(aws: Backend) -> None:
+    from botocore.exceptions import ClientError
+
+    expected = build_big_output(aws.blobs, 700)
+    sent: list[int] = []
+
+    def second_part_fails(params: dict[str, Any], **_: Any) -> None:
+        sent.append(params["PartNumber"])
+        if params["PartNumber"] == 2:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "UploadPart")
+
+    aws.raw["s3"].meta.events.register("provide-client-params.s3.UploadPart", second_part_fails)
+    try:
+        with pytest.raises(StoreError, match="InternalError"):
+            aws.blobs.commit_array("jobs/j1/big.npy", "j1")
+    finally:
+        aws.raw["s3"].meta.events.unregister("provide-client-params.s3.UploadPart", second_part_fails)
+    assert 2 in sent
+    # Nothing at the key, no multipart upload left open, and the parts are still there.
+    with pytest.raises(BlobNotFoundError):
+        aws.blobs.array_info("jobs/j1/big.npy")
+    assert aws.raw["s3"].list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    aws.blobs.commit_array("jobs/j1/big.npy", "j1")
+    np.testing.assert_array_equal(aws.blobs.read_array("jobs/j1/big.npy"), expected, strict=True)
 
 
 def test_aws_presign_put_names_the_object(aws: Backend) -> None:

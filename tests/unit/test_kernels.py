@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tilefan.domain import fastkernels, kernels
 from tilefan.domain.atoms import atoms_rtol
-from tilefan.domain.combine import combine_all, combine_matrix, combine_min
+from tilefan.domain.combine import combine_all, combine_min
 from tilefan.domain.randgen import GEN_BLOCK, random_region
 from tilefan.domain.tiling import Region, num_tiles, region_slices, tile_region
 
@@ -368,18 +368,11 @@ def test_combine_min_is_associative_and_commutative(x, y, z) -> None:  # type: i
 
 @FAST
 @given(exact_matrix_stats, exact_matrix_stats, exact_matrix_stats)
-def test_combine_matrix_is_associative_and_commutative(x, y, z) -> None:  # type: ignore[no-untyped-def]
-    assert combine_matrix(x, y) == combine_matrix(y, x)
-    assert combine_matrix(combine_matrix(x, y), z) == combine_matrix(x, combine_matrix(y, z))
-    assert combine_matrix(combine_matrix(x, y), z) == {
-        "sum": x["sum"] + y["sum"] + z["sum"], "sumsq": x["sumsq"] + y["sumsq"] + z["sumsq"],
-    }
-
-
-@FAST
-@given(any_matrix_stats, any_matrix_stats)
-def test_combine_matrix_is_commutative_for_any_floats(x, y) -> None:  # type: ignore[no-untyped-def]
-    assert combine_matrix(x, y) == combine_matrix(y, x)
+def test_combine_all_matrix_is_the_sum_and_recombines(x, y, z) -> None:  # type: ignore[no-untyped-def]
+    total = combine_all("matmul", [x, y, z])
+    assert total == {"sum": x["sum"] + y["sum"] + z["sum"], "sumsq": x["sumsq"] + y["sumsq"] + z["sumsq"]}
+    # A partial result combines like a tile's own statistics.
+    assert combine_all("matmul", [combine_all("matmul", [x, y]), z]) == total
 
 
 @FAST

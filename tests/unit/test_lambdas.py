@@ -14,9 +14,18 @@ import pytest
 from chalicelib import lambdas
 from tilefan.bootstrap import AwsSettings
 from tilefan.domain.records import JobRecord, Status, TileResult
-from tilefan.errors import ConflictError, InvalidSpecError, JobNotFoundError
-from tilefan.pipeline import steps
+from tilefan.errors import (
+    ConflictError,
+    IncompleteJobError,
+    InvalidSpecError,
+    JobNotFoundError,
+    StoreError,
+    TileFailedError,
+    TilefanError,
+)
+from tilefan.pipeline.error_codec import MAX_ERROR_MESSAGE, error_body, error_cause, error_from_state, http_error
 from tilefan.pipeline.ports import Ports
+from tilefan.pipeline.submit import submit_job
 
 # A handler that fails on its event flushes no metrics; Powertools warns about that.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")
@@ -115,7 +124,7 @@ def untouchable() -> Iterator[None]:
 
 
 def running_add_job(ports: Ports, job_id: str = "job1") -> JobRecord:
-    record = steps.submit_job(ports, {"kind": "add", "a": {"shape": "8x8"}, "b": {"shape": "8x8"}, "tile": 4},
+    record = submit_job(ports, {"kind": "add", "a": {"shape": "8x8"}, "b": {"shape": "8x8"}, "tile": 4},
                               job_id=job_id)
     ports.jobs.transition(job_id, Status.RUNNING)
     return record
@@ -234,15 +243,20 @@ def lambda_cause(error_type: str, message: str) -> str:
     return json.dumps({"errorType": error_type, "errorMessage": message, "stackTrace": ["  File ..."]})
 
 
+def state_body(error: dict[str, str]) -> dict[str, Any]:
+    """The job record's error for what the state machine caught, as the mark_failed step writes it."""
+    return error_body(error_from_state(error))
+
+
 def test_a_tile_failure_keeps_its_code_message_and_tile_id() -> None:
-    body = lambdas.error_from_state(
+    body = state_body(
         {"Error": "TileFailedError", "Cause": lambda_cause("TileFailedError", "tile 12: the potential is infinite")}
     )
     assert body == {"code": "tile_failed", "message": "tile 12: the potential is infinite", "tile_id": 12}
 
 
 def test_an_invalid_input_keeps_its_field() -> None:
-    body = lambdas.error_from_state(
+    body = state_body(
         {"Error": "InvalidSpecError", "Cause": lambda_cause("InvalidSpecError", "a: contains NaN or inf")}
     )
     assert body == {"code": "invalid_input", "message": "a: contains NaN or inf", "field": "a"}
@@ -251,12 +265,12 @@ def test_an_invalid_input_keeps_its_field() -> None:
 def test_an_incomplete_job_maps_to_its_code() -> None:
     message = "job job1 cannot be reduced: 1 tile(s) not recorded done (3)"
     cause = lambda_cause("IncompleteJobError", message)
-    body = lambdas.error_from_state({"Error": "IncompleteJobError", "Cause": cause})
+    body = state_body({"Error": "IncompleteJobError", "Cause": cause})
     assert body == {"code": "incomplete_job", "message": message}
 
 
 def test_a_distributed_map_failure_is_a_runner_error() -> None:
-    body = lambdas.error_from_state(
+    body = state_body(
         {"Error": "States.ExceedToleratedFailureThreshold", "Cause": "The specified tolerance threshold was exceeded"}
     )
     assert body == {
@@ -266,26 +280,51 @@ def test_a_distributed_map_failure_is_a_runner_error() -> None:
 
 
 def test_a_lambda_timeout_is_a_runner_error() -> None:
-    body = lambdas.error_from_state(
+    body = state_body(
         {"Error": "Sandbox.Timedout", "Cause": lambda_cause("Sandbox.Timedout", "Task timed out after 900.00 seconds")}
     )
     assert body == {"code": "runner_error", "message": "Sandbox.Timedout: Task timed out after 900.00 seconds"}
 
 
 def test_an_unexpected_exception_is_internal_and_named() -> None:
-    body = lambdas.error_from_state({"Error": "KeyError", "Cause": lambda_cause("KeyError", "'pk'")})
+    body = state_body({"Error": "KeyError", "Cause": lambda_cause("KeyError", "'pk'")})
     assert body == {"code": "internal_error", "message": "KeyError: 'pk'"}
 
 
 def test_a_missing_cause_still_gives_a_message() -> None:
-    body = lambdas.error_from_state({"Error": "States.Timeout"})
+    body = state_body({"Error": "States.Timeout"})
     assert body == {"code": "runner_error", "message": "States.Timeout"}
 
 
 def test_a_huge_cause_is_cut_to_size() -> None:
-    body = lambdas.error_from_state({"Error": "StoreError", "Cause": lambda_cause("StoreError", "x" * 50_000)})
+    body = state_body({"Error": "StoreError", "Cause": lambda_cause("StoreError", "x" * 50_000)})
     assert body["code"] == "store_error"
-    assert len(body["message"]) == lambdas.MAX_ERROR_MESSAGE
+    assert len(body["message"]) == MAX_ERROR_MESSAGE
+
+
+@pytest.mark.parametrize("exc", [
+    InvalidSpecError("a.shape", "must be two sizes"), TileFailedError(3, "the potential is infinite"),
+    IncompleteJobError("job1", [1, 2]), JobNotFoundError("j9"), ConflictError("lost a race"),
+    StoreError("throttled"), KeyError("pk"),
+], ids=lambda exc: type(exc).__name__)
+def test_an_error_reported_by_a_lambda_or_a_spot_worker_keeps_its_body(exc: Exception) -> None:
+    # The spot worker reports failures in the Lambda runtime's shape; mark_failed decodes both.
+    state = {"Error": type(exc).__name__, "Cause": error_cause(exc)}
+    assert state_body(state) == error_body(exc)
+
+
+@pytest.mark.parametrize(("exc", "status", "body"), [
+    (InvalidSpecError("a", "contains NaN or inf"), 400,
+     {"code": "invalid_input", "message": "contains NaN or inf", "field": "a"}),
+    (JobNotFoundError("j9"), 404, {"code": "job_not_found", "message": "no job with id 'j9'"}),
+    (ConflictError("job j1 is SUCCEEDED"), 409, {"code": "conflict", "message": "job j1 is SUCCEEDED"}),
+    (StoreError("throttled"), 500, {"code": "store_error", "message": "throttled"}),
+    (TileFailedError(2, "overflow"), 500, {"code": "tile_failed", "message": "tile 2: overflow", "tile_id": 2}),
+])
+def test_the_rest_api_answers_an_error_with_its_status_and_body(
+    exc: TilefanError, status: int, body: dict[str, Any]
+) -> None:
+    assert http_error(exc) == (status, body)
 
 
 # --------------------------------------------------------------------------- handlers over memory ports

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from chalicelib import lambdas
-from tilefan import bootstrap
+from tilefan import settings
 from tilefan.domain.plan import FIT_MAX_TILES, fit_to_lambda, plan
 from tilefan.domain.routing import LAMBDA, SPOT, RoutePolicy, TileCost, choose_route, estimate_cost
 from tilefan.domain.spec import AtomsSpec, RandomAtoms, parse_spec, spec_from_stored, spec_to_dict
 from tilefan.errors import CapacityError, InvalidSpecError
-from tilefan.pipeline import steps
+from tilefan.pipeline.plan import tile_items
+from tilefan.pipeline.submit import admit
 
 GiB = 1 << 30
 
@@ -78,7 +79,7 @@ def test_a_job_can_force_every_tile_onto_one_route(route: str) -> None:
 
 def test_the_items_the_maps_read_carry_each_tiles_route() -> None:
     the_plan = plan("j", parse_spec({**MATMUL, "route": "spot"}))
-    assert steps.tile_items(the_plan) == [{"job_id": "j", "tile_id": t, "route": "spot"} for t in range(3)]
+    assert tile_items(the_plan) == [{"job_id": "j", "tile_id": t, "route": "spot"} for t in range(3)]
 
 
 def test_the_route_override_is_validated_stored_and_defaulted() -> None:
@@ -143,9 +144,9 @@ def test_admission_fits_only_tiles_the_user_left_to_us() -> None:
     raw = {**BIG_ATOMS, "grid": 128}
     default = parse_spec(raw)
     assert SPOT in {t.route for t in plan("j", default, dear_spot).tiles}
-    fitted = steps.admit(ports, raw, parse_limits(), dear_spot)
+    fitted = admit(ports, raw, parse_limits(), dear_spot)
     assert fitted.tile != default.tile and {t.route for t in plan("j", fitted, dear_spot).tiles} == {LAMBDA}
-    given = steps.admit(ports, {**raw, "tile": list(default.tile)}, parse_limits(), dear_spot)
+    given = admit(ports, {**raw, "tile": list(default.tile)}, parse_limits(), dear_spot)
     assert given.tile == default.tile
 
 
@@ -159,14 +160,14 @@ def parse_limits() -> Any:
 
 
 def test_route_policy_and_spot_settings_come_from_the_environment() -> None:
-    policy = bootstrap.route_policy({"TILEFAN_LAMBDA_MEMORY_MARGIN": "0.5", "TILEFAN_LAMBDA_TIME_MARGIN": "0.8",
+    policy = settings.route_policy({"TILEFAN_LAMBDA_MEMORY_MARGIN": "0.5", "TILEFAN_LAMBDA_TIME_MARGIN": "0.8",
                                      "TILEFAN_SPOT_HOUR_PRICE": "0.4", "TILEFAN_SPOT_MAX_INSTANCES": "9"})
     assert (policy.memory_margin, policy.time_margin, policy.spot_hour_price, policy.spot_max_workers) == (
         0.5, 0.8, 0.4, 9)
-    spot = bootstrap.spot_settings({"TILEFAN_SPOT_HEARTBEAT_S": "30", "TILEFAN_SPOT_SUBNETS": "subnet-a, subnet-b,",
+    spot = settings.spot_settings({"TILEFAN_SPOT_HEARTBEAT_S": "30", "TILEFAN_SPOT_SUBNETS": "subnet-a, subnet-b,",
                                     "TILEFAN_IMDS_URL": "http://127.0.0.1:9"})
     assert spot.heartbeat_s == 30 and spot.subnets == ("subnet-a", "subnet-b") and spot.imds_url == "http://127.0.0.1:9"
-    assert bootstrap.spot_settings({}) == bootstrap.SpotSettings()
+    assert settings.spot_settings({}) == settings.SpotSettings()
 
 
 @pytest.mark.parametrize(("env", "field"), [
@@ -178,8 +179,8 @@ def test_route_policy_and_spot_settings_come_from_the_environment() -> None:
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], field: str) -> None:
     with pytest.raises(InvalidSpecError) as info:
-        bootstrap.route_policy(env)
-        bootstrap.spot_settings(env)
+        settings.route_policy(env)
+        settings.spot_settings(env)
     assert info.value.field == field
 
 
@@ -208,9 +209,9 @@ class Context:
 
 
 def capacity_step(capacity: FakeCapacity, cap: int = 4) -> None:
-    settings = bootstrap.AwsSettings(bucket="b", table="t", state_machine_arn="", region="us-east-1",
-                                     spot=bootstrap.SpotSettings(max_instances=cap))
-    lambdas.set_ports(None, settings)
+    aws = settings.AwsSettings(bucket="b", table="t", state_machine_arn="", region="us-east-1",
+                               route_policy=RoutePolicy(spot_max_workers=cap))
+    lambdas.set_ports(None, aws)
     lambdas._capacity = capacity  # type: ignore[assignment]
 
 
@@ -240,3 +241,17 @@ def test_no_capacity_fails_the_job_only_when_no_worker_could_take_its_tiles() ->
         assert lambdas.capacity_handler({**EVENT, "spot_tiles": 2}, Context())["launched"] == 0
     finally:
         lambdas.set_ports(None)
+
+
+def test_the_spot_worker_cap_is_one_setting_for_the_planner_and_the_capacity_step() -> None:
+    aws = settings.parse_aws_settings({"TILEFAN_BUCKET": "b", "TILEFAN_TABLE": "t", "TILEFAN_SPOT_MAX_INSTANCES": "7"})
+    assert aws.route_policy.spot_max_workers == 7
+    assert not hasattr(aws.spot, "max_instances")
+    capacity = FakeCapacity(live=0)
+    lambdas.set_ports(None, aws)
+    lambdas._capacity = capacity  # type: ignore[assignment]
+    try:
+        out = lambdas.capacity_handler({**EVENT, "spot_tiles": 20}, Context())
+    finally:
+        lambdas.set_ports(None)
+    assert out["launched"] == 7

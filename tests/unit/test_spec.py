@@ -8,13 +8,22 @@ key the user sees. File inputs go through fake inspectors here (no I/O in unit t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tilefan.domain.atoms import parse_csv, validate_table
+from tests.unit.spec_fakes import (
+    ADD,
+    ATOMS,
+    MATMUL,
+    OFF_GRID,
+    atoms_loader,
+    field_of,
+    inspect,
+    parse,
+    with_,
+)
 from tilefan.domain.spec import (
     AtomsSpec,
     Kind,
@@ -28,58 +37,7 @@ from tilefan.domain.spec import (
     spec_from_stored,
     spec_to_dict,
 )
-from tilefan.errors import BlobNotFoundError, InvalidBlobError, InvalidSpecError
-
-# What the fake blob store holds: uri → (shape, dtype).
-FILES: dict[str, tuple[tuple[int, ...], str]] = {
-    "/data/a34.npy": ((3, 4), "float64"),
-    "/data/b45.npy": ((4, 5), "float32"),
-    "/data/b34.npy": ((3, 4), "float64"),
-    "/data/b56.npy": ((5, 6), "float64"),
-    "/data/vec.npy": ((7,), "float64"),
-    "/data/cube.npy": ((2, 2, 2), "float64"),
-    "/data/int.npy": ((3, 4), "int64"),
-    "/data/complex.npy": ((3, 4), "complex128"),
-    "/data/half.npy": ((3, 4), "float16"),
-    "/data/empty.npy": ((0, 4), "float64"),
-    "/data/big.npy": ((100, 100), "float64"),
-}
-
-
-def inspect(uri: str) -> tuple[tuple[int, ...], str]:
-    if uri == "/data/garbage.npy":
-        raise InvalidBlobError(uri, "not a valid .npy file")
-    if uri not in FILES:
-        raise BlobNotFoundError(uri)
-    return FILES[uri]
-
-
-def atoms_loader(tables: Mapping[str, np.ndarray]) -> Callable[[str], np.ndarray]:
-    def load(uri: str) -> np.ndarray:
-        if uri not in tables:
-            raise BlobNotFoundError(uri)
-        return validate_table(tables[uri])
-
-    return load
-
-
-OFF_GRID = np.array([[0.5, 1.25, 2.75, 1.0], [3.5, 0.5, 0.5, -0.5]])
-ON_GRID = np.array([[0.5, 0.5, 0.5, 1.0], [1.0, 2.0, 3.0, -1.0]])  # atom 1 on point (1, 2, 3)
-NEAR_GRID = np.array([[3.0000001, 1.0, 2.0, 1.0]])  # on (3, 1, 2) in float32, not in float64
-LOAD = atoms_loader({"/data/atoms.npy": OFF_GRID, "/data/on.npy": ON_GRID, "/data/near.npy": NEAR_GRID})
-
-
-def parse(raw: Any, limits: Limits | None = None) -> Any:
-    return parse_spec(raw, limits=limits, inspect=inspect, load_atoms=LOAD)
-
-
-def field_of(raw: Any, limits: Limits | None = None) -> str:
-    with pytest.raises(InvalidSpecError) as info:
-        parse(raw, limits)
-    assert info.value.message, "an error must say what is wrong"
-    assert str(info.value).startswith(f"{info.value.field}: ")
-    return info.value.field
-
+from tilefan.errors import InvalidSpecError
 
 # --------------------------------------------------------------------------- valid specs
 
@@ -177,15 +135,6 @@ def test_specs_round_trip_through_their_stored_form(raw: dict[str, Any]) -> None
 
 
 # --------------------------------------------------------------------------- bad input
-
-
-MATMUL = {"kind": "matmul", "a": {"shape": "3x4"}, "b": {"shape": "4x5"}}
-ADD = {"kind": "add", "a": {"shape": "3x4"}, "b": {"shape": "3x4"}}
-ATOMS = {"kind": "atoms", "grid": 4, "atoms": {"count": 5, "seed": 1}}
-
-
-def with_(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    return {**base, **changes}
 
 
 @pytest.mark.parametrize("raw", [{"kind": "fft"}, {"kind": None}, {}, {"kind": "MATMUL", "a": {}}])
@@ -373,92 +322,3 @@ def test_file_inputs_need_an_inspector() -> None:
     assert info.value.field == "a.file"
 
 
-# --------------------------------------------------------------------------- atoms files
-
-
-@pytest.mark.parametrize(
-    "text, line",
-    [
-        ("x,y,z,energy\n0,0,0.5,1\n1,2,3\n", 3),
-        ("0.5,0.5,0.5,1\n1,2,3,4,5\n", 2),
-        ("0.5,0.5,0.5,1\n0.5,0.5,0.5,1\n0.5,abc,0.5,1\n", 3),
-        ("x,y,z,e\n", 1),  # a header with the wrong column names is a bad data line
-        ("0.5,0.5,0.5,1\n\n0.5,0.5,,1\n", 3),
-    ],
-)
-def test_csv_errors_name_the_line(text: str, line: int) -> None:
-    with pytest.raises(InvalidSpecError) as info:
-        parse_csv(text)
-    assert info.value.field == "atoms.file"
-    assert f"line {line}:" in info.value.message
-
-
-@pytest.mark.parametrize("text", ["", "x,y,z,energy\n", "\n\n"])
-def test_csv_without_atoms_is_refused(text: str) -> None:
-    with pytest.raises(InvalidSpecError, match="no atoms"):
-        parse_csv(text)
-
-
-@pytest.mark.parametrize("cell", ["nan", "inf", "-inf"])
-def test_csv_with_nan_or_inf_is_refused(cell: str) -> None:
-    with pytest.raises(InvalidSpecError) as info:
-        parse_csv(f"0.5,0.5,0.5,1\n0.5,{cell},0.5,1\n")
-    assert info.value.field == "atoms.file"
-    assert "atom 1" in info.value.message
-
-
-def test_csv_errors_reach_parse_spec_with_the_file_field() -> None:
-    bad = {"/data/bad.csv": "x,y,z,energy\n0.5,0.5,0.5,1\n0.5,0.5\n"}
-    with pytest.raises(InvalidSpecError) as info:
-        parse_spec(with_(ATOMS, atoms={"file": "/data/bad.csv"}), load_atoms=lambda uri: parse_csv(bad[uri]))
-    assert info.value.field == "atoms.file"
-    assert "line 3" in info.value.message
-
-
-@pytest.mark.parametrize(
-    "table", [np.zeros((3, 3)), np.zeros((0, 4)), np.zeros(4), np.zeros((2, 4), dtype=complex)]
-)
-def test_atoms_tables_of_the_wrong_form(table: np.ndarray) -> None:
-    with pytest.raises(InvalidSpecError) as info:
-        validate_table(table)
-    assert info.value.field == "atoms.file"
-
-
-def test_atom_on_a_grid_point_without_softening_names_atom_and_point() -> None:
-    with pytest.raises(InvalidSpecError) as info:
-        parse(with_(ATOMS, atoms={"file": "/data/on.npy"}))
-    assert info.value.field == "atoms.file"
-    assert "atom 1" in info.value.message
-    assert "(1, 2, 3)" in info.value.message
-    assert "softening" in info.value.message
-
-
-def test_atom_on_a_grid_point_with_softening_is_accepted() -> None:
-    spec = parse(with_(ATOMS, atoms={"file": "/data/on.npy"}, softening=0.1))
-    assert isinstance(spec, AtomsSpec)
-    assert spec.softening == 0.1
-
-
-def test_atom_on_a_shifted_grid_is_found_through_origin_and_spacing() -> None:
-    # Grid points at 10 + 0.5·i: the atom at (10.5, 11, 12) is point (1, 2, 4).
-    load = atoms_loader({"/data/s.npy": np.array([[10.5, 11.0, 12.0, 1.0]])})
-    with pytest.raises(InvalidSpecError) as info:
-        parse_spec(with_(ATOMS, grid=8, origin="10,10,10", spacing=0.5, atoms={"file": "/data/s.npy"}),
-                   load_atoms=load)
-    assert "(1, 2, 4)" in info.value.message
-    # Outside the grid it is harmless.
-    assert parse_spec(with_(ATOMS, grid=8, origin="20,10,10", spacing=0.5, atoms={"file": "/data/s.npy"}),
-                      load_atoms=load)
-
-
-def test_float32_rounding_puts_an_atom_on_a_grid_point() -> None:
-    # 3.0000001 is 3.0 once rounded to float32 (the kernel's working precision) but not in
-    # float64, so only the float32 job would divide by zero.
-    assert np.float32(3.0000001) == np.float32(3.0)
-    assert 3.0000001 != 3.0
-    with pytest.raises(InvalidSpecError) as info:
-        parse(with_(ATOMS, precision="float32", atoms={"file": "/data/near.npy"}))
-    assert info.value.field == "atoms.file"
-    assert "atom 0" in info.value.message and "(3, 1, 2)" in info.value.message
-    spec = parse(with_(ATOMS, precision="float64", atoms={"file": "/data/near.npy"}))
-    assert isinstance(spec, AtomsSpec)

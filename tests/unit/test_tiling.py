@@ -1,9 +1,10 @@
-"""Property tests for the pure tile math in ``tilefan.domain.tiling``.
+"""Property tests for the pure tile math in ``tilefan.domain.tiling`` and ``regions``.
 
 The tiling is what makes a fan-out correct: if the tile regions do not cover every output
 element exactly once, a job silently loses or double-writes part of its answer. These
 tests check that for arbitrary 2-D and 3-D shapes and tile edges, and that the default tile
-choosers always return usable (positive) edges.
+choosers always return usable (positive) edges. The region algebra the blob stores build
+outputs with is checked against NumPy's own slicing and byte layout.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tilefan.domain import regions
 from tilefan.domain.tiling import (
     TILE_WORKING_SET_BYTES,
     default_grid_tile,
@@ -176,3 +178,109 @@ def test_default_grid_tile_is_always_positive(grid: tuple[int, int, int]) -> Non
     # The last axis is the vectorised loop; it is never cut.
     assert tile[2] == grid[2]
     assert num_tiles(grid, tile) >= 1
+
+
+# --------------------------------------------------------------------------- region algebra
+
+
+@st.composite
+def region_of(draw: st.DrawFn, shape: tuple[int, ...], inside: bool = True) -> tuple[tuple[int, int], ...]:
+    """A non-empty region of ``shape``; ``inside=False`` lets it run past the array's
+    end, as a ragged last tile asks for."""
+    spans = []
+    for n in shape:
+        a = draw(st.integers(0, n - 1))
+        spans.append((a, draw(st.integers(a + 1, n if inside else n + 5))))
+    return tuple(spans)
+
+
+@st.composite
+def shape_and_region(draw: st.DrawFn, inside: bool = True) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+    """A 1-D to 3-D shape and a region of it."""
+    shape = tuple(draw(st.lists(st.integers(1, 9), min_size=1, max_size=3)))
+    return shape, draw(region_of(shape, inside))
+
+
+def _cells(shape: tuple[int, ...], region: tuple[tuple[int, int], ...] | None) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    if region is not None:
+        mask[region_slices(region)] = True
+    return mask
+
+
+@FAST
+@given(shape_and_region(inside=False))
+def test_clip_selects_what_numpy_slicing_selects(case: tuple[tuple[int, ...], tuple[tuple[int, int], ...]]) -> None:
+    shape, region = case
+    array = np.arange(math.prod(shape)).reshape(shape)
+    clipped = regions.clip(region, shape)
+    np.testing.assert_array_equal(array[region_slices(clipped)], array[region_slices(region)], strict=True)
+    assert regions.sizes(clipped) == array[region_slices(region)].shape
+    assert regions.fit_block(region, shape, regions.sizes(clipped)) == clipped
+    with pytest.raises(ValueError, match="does not fill"):
+        regions.fit_block(region, shape, tuple(n + 1 for n in regions.sizes(clipped)))
+
+
+@FAST
+@given(shape_and_region(), st.data())
+def test_intersect_is_the_overlap_of_the_cells(
+    case: tuple[tuple[int, ...], tuple[tuple[int, int], ...]], data: st.DataObject
+) -> None:
+    shape, a = case
+    b = data.draw(region_of(shape))
+    overlap = regions.intersect(a, b)
+    np.testing.assert_array_equal(_cells(shape, overlap), _cells(shape, a) & _cells(shape, b))
+    if overlap is not None:
+        # The overlap, cut out of a block holding ``a``, is the same cells as cut from the array.
+        array = np.arange(math.prod(shape)).reshape(shape)
+        block = array[region_slices(a)]
+        np.testing.assert_array_equal(block[regions.slices_within(overlap, a)], array[region_slices(overlap)])
+
+
+@FAST
+@given(small_shapes_and_tiles())
+def test_row_bands_cover_the_rows_once_and_never_straddle_a_tile(
+    case: tuple[tuple[int, ...], tuple[int, ...]],
+) -> None:
+    shape, tile = case
+    tiles = [tile_region(shape, tile, t) for t in range(num_tiles(shape, tile))]
+    bands = list(regions.row_bands(shape, tiles))
+    assert [b[1:] for b in bands] == [regions.whole(shape[1:])] * len(bands)
+    assert bands[0][0][0] == 0 and bands[-1][0][1] == shape[0]
+    assert all(x[0][1] == y[0][0] for x, y in itertools.pairwise(bands))
+    for band in bands:
+        for region in tiles:
+            overlap = regions.intersect(band, region)
+            # A band meets a tile in all of the band's rows or none.
+            assert overlap is None or overlap[0] == band[0]
+
+
+@FAST
+@given(shape_and_region())
+def test_run_offsets_place_a_block_where_numpy_assignment_does(
+    case: tuple[tuple[int, ...], tuple[tuple[int, int], ...]],
+) -> None:
+    shape, region = case
+    block = np.arange(1, region_size(region) + 1).reshape(regions.sizes(region))
+    flat = np.zeros(math.prod(shape), dtype=block.dtype)
+    cut = regions.run_axis(shape, region)
+    runs = block.reshape((*block.shape[:cut], -1))
+    for idx, start in regions.run_offsets(shape, region):
+        flat[start : start + runs[idx].size] = runs[idx]
+    expected = np.zeros(shape, dtype=block.dtype)
+    expected[region_slices(region)] = block
+    np.testing.assert_array_equal(flat.reshape(shape), expected)
+
+
+@FAST
+@given(st.integers(1, 20), st.integers(1, 6), st.data())
+def test_row_byte_range_is_where_the_rows_lie_in_a_npy_file(rows: int, cols: int, data: st.DataObject) -> None:
+    from tilefan.adapters.npy_header import parse_header, to_npy
+
+    array = np.arange(rows * cols, dtype="<f8").reshape(rows, cols)
+    start = data.draw(st.integers(0, rows - 1))
+    stop = data.draw(st.integers(start + 1, rows))
+    content = to_npy(array)
+    header = parse_header(content, "a.npy")
+    first, last = regions.row_byte_range((start, stop), header.row_bytes, header.offset)
+    assert content[first : last + 1] == array[start:stop].tobytes()

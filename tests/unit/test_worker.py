@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import wait_until
 from tilefan.adapters.aws.imds import SpotNotice
 from tilefan.adapters.aws.sqs_queue import QueueMessage
 from tilefan.errors import (
@@ -25,18 +26,8 @@ from tilefan.errors import (
     StoreError,
     TileFailedError,
 )
-from tilefan.service.worker import (
-    DEAD_LETTERED,
-    DONE,
-    FAILED,
-    HANDED_BACK,
-    IDLE,
-    INTERRUPTED,
-    RELEASED,
-    Worker,
-    WorkerOptions,
-    parse_message,
-)
+from tilefan.service.spot_messages import DEAD_LETTERED, DONE, FAILED, HANDED_BACK, RELEASED, parse_message
+from tilefan.service.worker import IDLE, INTERRUPTED, Worker, WorkerOptions
 
 DEADLINE_S = 10.0
 
@@ -154,13 +145,6 @@ def make(
     )
 
 
-def wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
-
-
 # --------------------------------------------------------------------------- messages
 
 
@@ -197,8 +181,8 @@ def test_a_tile_is_run_answered_and_deleted() -> None:
 def test_a_slow_tile_heartbeats_and_keeps_its_message_hidden() -> None:
     tokens, queue = FakeTokens(), FakeQueue()
     # Heartbeat timeout 1 s: the worker beats every third of it while the tile computes.
-    worker = make(lambda job, tile: wait_until(lambda: tokens.ops().count("heartbeat") >= 3) or True,
-                  tokens=tokens, queue=queue)
+    worker = make(lambda job, tile: wait_until(lambda: tokens.ops().count("heartbeat") >= 3, "three heartbeats",
+                                               DEADLINE_S), tokens=tokens, queue=queue)
     assert worker.handle(message(body())) == DONE
     assert tokens.ops()[-1] == "succeed"
     assert ("extend", "m1") in queue.moves and queue.moves[-1] == ("delete", "m1")
@@ -281,7 +265,7 @@ def test_a_token_that_expires_mid_tile_is_dead_lettered_once_the_tile_ends() -> 
 
     def slow(job: str, tile: int) -> bool:
         tokens.stale.add("tok")  # Step Functions gives up on this attempt meanwhile
-        wait_until(lambda: tokens.refused == 1)  # the worker's next heartbeat learns it
+        wait_until(lambda: tokens.refused == 1, "a refused heartbeat", DEADLINE_S)  # the worker's next one learns it
         done.set()
         return True
 
@@ -319,7 +303,7 @@ def test_an_interruption_mid_tile_hands_the_tile_back_and_deletes_the_closed_mes
         result: list[str] = []
         thread = threading.Thread(target=lambda: result.append(worker.handle(message(body(), 2))))
         thread.start()
-        wait_until(lambda: "heartbeat" in tokens.ops())
+        wait_until(lambda: "heartbeat" in tokens.ops(), "a heartbeat", DEADLINE_S)
         worker.interrupt(SpotNotice("terminate", "2026-01-01T00:00:00Z"))
         thread.join(DEADLINE_S)
         assert result == [HANDED_BACK]  # without waiting for the computation
@@ -339,7 +323,7 @@ def test_if_the_hand_back_cannot_reach_step_functions_the_message_is_released() 
         result: list[str] = []
         thread = threading.Thread(target=lambda: result.append(worker.handle(message(body()))))
         thread.start()
-        wait_until(lambda: "heartbeat" in tokens.ops())
+        wait_until(lambda: "heartbeat" in tokens.ops(), "a heartbeat", DEADLINE_S)
         tokens.down = True
         worker.interrupt(SpotNotice("terminate", ""))
         thread.join(DEADLINE_S)

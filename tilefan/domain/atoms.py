@@ -1,14 +1,18 @@
-"""Atom tables: parsing, validation, and the atom-on-a-grid-point check."""
+"""Atom tables: parsing, validation, and the atom-on-a-grid-point check.
+
+The check needs only a grid's geometry (``GridGeometry``), which a resolved atoms spec
+has, so this module depends on no spec type and the spec resolver can call it.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
+from typing import Protocol
 
 import numpy as np
 
-from tilefan.domain.spec import AtomsSpec
 from tilefan.errors import InvalidSpecError
 
 CSV_COLUMNS = ("x", "y", "z", "energy")
@@ -55,7 +59,22 @@ def validate_table(table: np.ndarray, field: str = "atoms.file") -> np.ndarray:
     return table
 
 
-def find_atom_on_grid(table: np.ndarray, spec: AtomsSpec) -> tuple[int, tuple[int, int, int]] | None:
+class GridGeometry(Protocol):
+    """Where a grid's points are, and how the kernel sees them."""
+
+    @property
+    def grid(self) -> tuple[int, int, int]: ...
+    @property
+    def origin(self) -> tuple[float, float, float]: ...
+    @property
+    def spacing(self) -> float: ...
+    @property
+    def softening(self) -> float: ...
+    @property
+    def precision(self) -> str: ...
+
+
+def find_atom_on_grid(table: np.ndarray, spec: GridGeometry) -> tuple[int, tuple[int, int, int]] | None:
     """The first atom that sits exactly on a grid point (in the working precision), or None.
 
     Only matters with zero softening, where such an atom would make φ infinite.
@@ -73,7 +92,7 @@ def find_atom_on_grid(table: np.ndarray, spec: AtomsSpec) -> tuple[int, tuple[in
     return None
 
 
-def check_no_atom_on_grid(table: np.ndarray, spec: AtomsSpec, field: str = "atoms") -> None:
+def check_no_atom_on_grid(table: np.ndarray, spec: GridGeometry, field: str = "atoms") -> None:
     if spec.softening > 0:
         return
     hit = find_atom_on_grid(table, spec)

@@ -12,16 +12,9 @@ from functools import reduce
 from typing import Any
 
 
-def combine_matrix(x: dict[str, Any], y: dict[str, Any]) -> dict[str, Any]:
-    """
-    >>> combine_matrix({"sum": 1.0, "sumsq": 1.0}, {"sum": 2.0, "sumsq": 4.0})
-    {'sum': 3.0, 'sumsq': 5.0}
-    """
-    return {"sum": x["sum"] + y["sum"], "sumsq": x["sumsq"] + y["sumsq"]}
-
-
 def combine_min(x: dict[str, Any], y: dict[str, Any]) -> dict[str, Any]:
-    """The smaller minimum; on a tie, the lower flat index (DESIGN.md §3).
+    """The smaller minimum; on a tie, the lower flat index, so the answer is the same
+    whatever the tile sizes and whichever tile finished first.
 
     >>> combine_min({"min": -1.0, "flat": 9}, {"min": -1.0, "flat": 4})
     {'min': -1.0, 'flat': 4}
@@ -30,6 +23,13 @@ def combine_min(x: dict[str, Any], y: dict[str, Any]) -> dict[str, Any]:
 
 
 def combine_all(kind: str, stats: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Combine every tile's statistics for a job of ``kind``.
+
+    >>> combine_all("add", [{"sum": 1.0, "sumsq": 1.0}, {"sum": 2.0, "sumsq": 4.0}])
+    {'sum': 3.0, 'sumsq': 5.0}
+    >>> combine_all("atoms", [{"min": -2.0, "flat": 7}, {"min": -3.0, "flat": 1}])
+    {'min': -3.0, 'flat': 1}
+    """
     items = list(stats)
     if not items:
         raise ValueError("nothing to combine")

@@ -1,10 +1,10 @@
 """Compiled (numba) atoms kernel for the embedded backend and spot workers.
 
-numba's LLVM is far too large for a Lambda package (DESIGN.md §7), so this module is
-optional: ``load()`` returns None when numba is missing and callers fall back to the
-NumPy kernel. The loop is fused (no temporaries) and its inner loop runs over the
-contiguous last axis so it vectorises; atoms are summed in the same order as the NumPy
-kernel.
+numba's LLVM is far too large for a Lambda package (hundreds of MB against Lambda's
+250 MB unzipped limit), so this module is optional: ``load()`` returns None when numba is
+missing, and ``kernel_choice`` decides whether to fall back to the NumPy kernel. The loop
+is fused (no temporaries) and its inner loop runs over the contiguous last axis so it
+vectorises; atoms are summed in the same order as the NumPy kernel.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """NumPy kernels: the reference implementation, and what tile Lambdas run.
 
 Every kernel works on one tile. The compiled kernels in ``fastkernels`` must agree with
-these within ``ATOMS_RTOL`` (they sum the same terms in the same atom order, but with
-different rounding of 1/sqrt).
+these within ``atoms.atoms_rtol`` (they sum the same terms in the same atom order, but
+with different rounding of 1/sqrt).
 """
 
 from __future__ import annotations
@@ -10,10 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from tilefan.domain.tiling import Region
-
-# Relative tolerance of a field value against the float64 reference, scaled by
-# Σ|e|/d at that point (the sum of the magnitudes of the terms).
-ATOMS_RTOL = {"float32": 2e-5, "float64": 1e-12}
 
 # Points per chunk in the NumPy atoms kernel: temporaries of this size stay in L2 cache.
 _CHUNK_POINTS = 1 << 15

@@ -74,11 +74,11 @@ class Plan:
     def units_total(self) -> int:
         return sum(t.units for t in self.tiles)
 
-    def route_counts(self) -> dict[str, int]:
+    def tiles_per_route(self) -> dict[str, int]:
         """
         >>> from tilefan.domain.spec import RandomMatrix
         >>> m = RandomMatrix((4, 4), "float64", 0, 0)
-        >>> plan("j", MatrixSpec(Kind.ADD, m, m, None, (2, 4), False, route="spot")).route_counts()
+        >>> plan("j", MatrixSpec(Kind.ADD, m, m, None, (2, 4), False, route="spot")).tiles_per_route()
         {'lambda': 0, 'spot': 2}
         """
         return {LAMBDA: sum(1 for t in self.tiles if t.route == LAMBDA),
@@ -92,7 +92,7 @@ class Plan:
             "bytes_in": sum(t.bytes_in for t in self.tiles),
             "bytes_out": sum(t.bytes_out for t in self.tiles),
             "max_tile_mem_bytes": max(t.mem_bytes for t in self.tiles),
-            "routes": self.route_counts(),
+            "routes": self.tiles_per_route(),
         }
 
     def manifest(self) -> dict[str, Any]:
@@ -121,7 +121,7 @@ def tiles_total(spec: JobSpec) -> int:
     return num_tiles(output_shape(spec), spec.tile)
 
 
-def _matrix_tile(spec: MatrixSpec, tile_id: int, region: Region, policy: RoutePolicy) -> TilePlan:
+def _plan_matrix_tile(spec: MatrixSpec, tile_id: int, region: Region, policy: RoutePolicy) -> TilePlan:
     item = np.dtype(spec.dtype).itemsize
     (r0, r1), (c0, c1) = region
     rows, cols = r1 - r0, c1 - c0
@@ -140,7 +140,7 @@ def _matrix_tile(spec: MatrixSpec, tile_id: int, region: Region, policy: RoutePo
     return _tile(spec, tile_id, region, units, flops, bytes_in, bytes_out, mem, policy)
 
 
-def _atoms_tile(spec: AtomsSpec, tile_id: int, region: Region, policy: RoutePolicy) -> TilePlan:
+def _plan_atoms_tile(spec: AtomsSpec, tile_id: int, region: Region, policy: RoutePolicy) -> TilePlan:
     item = np.dtype(spec.precision).itemsize
     units = region_size(region)
     flops = FLOPS_PER_PAIR * units * spec.atoms.count
@@ -171,9 +171,9 @@ def plan(job_id: str, spec: JobSpec, policy: RoutePolicy | None = None) -> Plan:
     for tile_id in range(tiles_total(spec)):
         region = tile_region(shape, spec.tile, tile_id)
         if isinstance(spec, AtomsSpec):
-            tiles.append(_atoms_tile(spec, tile_id, region, policy))
+            tiles.append(_plan_atoms_tile(spec, tile_id, region, policy))
         else:
-            tiles.append(_matrix_tile(spec, tile_id, region, policy))
+            tiles.append(_plan_matrix_tile(spec, tile_id, region, policy))
     cost = estimate_cost((TileCost(t.route, t.lambda_s, t.spot_s) for t in tiles), policy)
     return Plan(job_id=job_id, kind=spec.kind.value, shape=tuple(shape), tile=tuple(spec.tile), tiles=tuple(tiles),
                 cost=cost)
@@ -205,7 +205,7 @@ def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
     >>> from tilefan.domain.spec import RandomAtoms
     >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", RandomAtoms(1_000_000, 1), None,
     ...                 (64, 64, 64), False)
-    >>> plan("j", big).route_counts()
+    >>> plan("j", big).tiles_per_route()
     {'lambda': 0, 'spot': 1}
     >>> fit_to_lambda(big).tile
     (64, 64, 64)

@@ -1,10 +1,10 @@
 """Where a tile runs: a Lambda, or (too big for one) an EC2 spot worker, and what a plan costs.
 
-The ceilings are Lambda's documented limits (DESIGN.md §6) less safety margins, since an
-estimate that is slightly low must not turn into an out-of-memory kill or a timeout. Run
-times are estimated from work and bytes at configured rates; the rates and prices are
-assumptions a deployment can tune (``tilefan.bootstrap.route_policy``), not
-measurements of the machine that happens to plan.
+The ceilings are Lambda's documented limits (10,240 MB of memory, 900 s a run) less
+safety margins, since an estimate that is slightly low must not turn into an out-of-memory
+kill or a timeout. Run times are estimated from work and bytes at configured rates; the
+rates and prices are assumptions a deployment can tune (``tilefan.settings.route_policy``),
+not measurements of the machine that happens to plan.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class RoutePolicy:
     # Boot, package install, and the idle period before a worker stops itself.
     spot_overhead_s: float = 420.0
     spot_max_workers: int = 4
-    # Prices in USD (us-east-1; DESIGN.md §6). Spot prices move; this is a planning figure.
+    # Prices in USD (us-east-1 list prices). Spot prices move; this is a planning figure.
     lambda_gb_s_price: float = 0.0000166667
     transition_price: float = 0.000025
     spot_hour_price: float = 0.25

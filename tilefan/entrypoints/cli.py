@@ -1,4 +1,4 @@
-"""The ``tilefan`` command: the embedded backend's front door (DESIGN.md §4).
+"""The ``tilefan`` command: the embedded backend's front door (``run``, ``serve``, ``worker``).
 
 Exit codes: 0 success, 1 the job failed, 2 invalid input. Invalid input gets one line on
 stderr naming the flag, and nothing is written.
@@ -195,7 +195,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tilefan.domain.plan import plan
     from tilefan.entrypoints.progress import ProgressBar
     from tilefan.errors import InvalidSpecError, TilefanError
-    from tilefan.pipeline import steps
+    from tilefan.pipeline.error_codec import plain_message
+    from tilefan.pipeline.report import tile_report
+    from tilefan.pipeline.submit import admit, submit_job
 
     try:
         raw = raw_spec(args)
@@ -208,10 +210,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             config = replace(config, workers=args.workers)
         ports, runner = build_embedded(config)
         if args.dry_run:
-            spec = steps.admit(ports, raw, config.limits, config.route_policy)
+            spec = admit(ports, raw, config.limits, config.route_policy)
             print(json.dumps(plan("dry-run", spec, config.route_policy).manifest(), indent=2))
             return EXIT_OK
-        record = steps.submit_job(ports, raw, limits=config.limits, policy=config.route_policy)
+        record = submit_job(ports, raw, limits=config.limits, policy=config.route_policy)
     except _FlagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -238,20 +240,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(doc))
     if final.error:
         err = final.error
-        print(f"error: {field_message(err.get('field'), _plain(err))}", file=sys.stderr)
+        print(f"error: {field_message(err.get('field'), plain_message(err))}", file=sys.stderr)
         return EXIT_INVALID if err.get("code") == "invalid_input" else EXIT_FAILED
     if not args.json:
-        _summary(doc, sys.stdout, steps.tile_report(ports, record.job_id)["summary"]["route_counts"])
+        _summary(doc, sys.stdout, tile_report(ports, record.job_id)["summary"]["route_counts"])
     return EXIT_OK
-
-
-def _plain(err: dict[str, Any]) -> str:
-    """The message without a repeated 'field: ' prefix."""
-    message = str(err.get("message", ""))
-    field = err.get("field")
-    if field and message.startswith(f"{field}: "):
-        return message[len(field) + 2 :]
-    return message
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -309,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(args)
         if args.command == "worker":
-            from tilefan.service.worker import cli_main
+            from tilefan.entrypoints.worker_cli import cli_main
 
             return cli_main(args)
         return cmd_serve(args)

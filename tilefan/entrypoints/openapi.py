@@ -1,151 +1,120 @@
-"""The OpenAPI 3 description served at ``GET /openapi.json``."""
+"""The OpenAPI 3.1 description served at ``GET /openapi.json``, generated from the models.
+
+Request bodies come from the same pydantic models that validate them at the door
+(``tilefan.domain.models``), responses from ``tilefan.domain.models_api``; only the routes,
+their parameters and their status codes are written here. OpenAPI 3.1 schemas are JSON
+Schema 2020-12, which is what pydantic emits.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
-_JOB = {"$ref": "#/components/schemas/Job"}
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from tilefan.domain.models import JobRequest
+from tilefan.domain.models_api import Error, Job, JobPage, Report, UploadRequest, UploadStored, UploadTarget
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+# Every model a route names; the schemas they refer to come along.
+_COMPONENTS: tuple[type[BaseModel], ...] = (
+    JobRequest, Job, JobPage, Report, UploadRequest, UploadTarget, UploadStored, Error,
+)
+_ERRORS = {400: "invalid input", 404: "unknown job", 409: "not in a state that allows this",
+           413: "request body too large", 500: "the backend failed"}
+_MAX_PAGE = 100  # as JobService.list enforces
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "invalid input", 404: "unknown job", 409: "not in a state that allows this",
-            413: "request body too large"}
-    return {str(c): _json(_ERROR, text[c]) for c in codes}
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _answers(status: int, model: type[BaseModel], description: str, *errors: int) -> dict[str, Any]:
+    """An operation's responses: its success, the listed errors, and 500."""
+    out = {str(status): _json(model, description)}
+    out.update({str(code): _json(Error, _ERRORS[code]) for code in (*errors, 500)})
+    return out
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _paths() -> dict[str, Any]:
+    job_id = _path_param("job_id")
+    return {
+        "/jobs": {
+            "post": {
+                "summary": "Submit a job",
+                "requestBody": _body(JobRequest),
+                "responses": _answers(202, Job, "accepted", 400, 413),
+            },
+            "get": {
+                "summary": "Recent jobs, newest first",
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": _MAX_PAGE,
+                                                                "default": 20}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": _answers(200, JobPage, "a page of jobs", 400),
+            },
+        },
+        "/jobs/{job_id}": {
+            "get": {"summary": "Status, progress, ETA, timings and result", "parameters": [job_id],
+                    "responses": _answers(200, Job, "the job", 404)},
+            "delete": {"summary": "Cancel a queued or running job", "parameters": [job_id],
+                       "responses": _answers(200, Job, "cancelled", 404, 409)},
+        },
+        "/jobs/{job_id}/report": {
+            "get": {"summary": "Per-tile timings, routes and workers, with a summary", "parameters": [job_id],
+                    "responses": _answers(200, Report, "the report", 404)},
+        },
+        "/uploads": {
+            "post": {
+                "summary": "Get a URL to PUT an input file to",
+                "requestBody": _body(UploadRequest),
+                "responses": _answers(201, UploadTarget, "upload target", 400, 413),
+            },
+        },
+        "/uploads/{upload_id}/{name}": {
+            "put": {
+                "summary": "Embedded backend: the upload URL POST /uploads hands out (on AWS, S3's)",
+                "parameters": [_path_param("upload_id"), _path_param("name")],
+                "requestBody": {"required": True, "content": {"application/octet-stream": {
+                    "schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
+                "responses": _answers(201, UploadStored, "stored", 400),
+            },
+        },
+        "/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": {
+                "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}},
+        },
+    }
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    _, top = models_json_schema([(model, "validation") for model in _COMPONENTS], ref_template=REF_TEMPLATE)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "tilefan", "version": "0.1.0",
+                 "description": "Run big numeric jobs as a tiled fan-out: matmul, add and atoms."},
+        "paths": _paths(),
+        "components": {"schemas": top["$defs"]},
+    }
 
 
 def openapi_document() -> dict[str, Any]:
-    matrix = {
-        "oneOf": [
-            {"type": "object", "required": ["file"], "properties": {"file": {"type": "string"}}},
-            {
-                "type": "object",
-                "required": ["shape"],
-                "properties": {
-                    "shape": {"oneOf": [{"type": "string", "example": "3000x2000"},
-                                        {"type": "array", "items": {"type": "integer", "minimum": 1}}]},
-                    "seed": {"type": "integer", "minimum": 0},
-                    "dtype": {"enum": ["float32", "float64"]},
-                },
-            },
-        ]
-    }
-    job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "tilefan", "version": "0.1.0",
-                 "description": "Run big numeric jobs as a tiled fan-out: matmul, add and atoms."},
-        "paths": {
-            "/jobs": {
-                "post": {
-                    "summary": "Submit a job",
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/JobSpec"}}}},
-                    "responses": {"202": _json(_JOB, "accepted"), **_errors(400, 413)},
-                },
-                "get": {
-                    "summary": "Recent jobs, newest first",
-                    "parameters": [
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "responses": {"200": _json({"type": "object", "properties": {
-                        "jobs": {"type": "array", "items": _JOB},
-                        "next_cursor": {"type": "string", "nullable": True}}}, "a page of jobs"),
-                        **_errors(400)},
-                },
-            },
-            "/jobs/{job_id}": {
-                "get": {"summary": "Status, progress, ETA, timings and result", "parameters": [job_id],
-                        "responses": {"200": _json(_JOB, "the job"), **_errors(404)}},
-                "delete": {"summary": "Cancel a queued or running job", "parameters": [job_id],
-                           "responses": {"200": _json(_JOB, "cancelled"), **_errors(404, 409)}},
-            },
-            "/jobs/{job_id}/report": {
-                "get": {"summary": "Per-tile timings, routes and workers, with a summary", "parameters": [job_id],
-                        "responses": {"200": _json({"type": "object"}, "the report"), **_errors(404)}},
-            },
-            "/uploads": {
-                "post": {
-                    "summary": "Get a URL to PUT an input file to",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["filename"],
-                        "properties": {"filename": {"type": "string", "example": "A.npy"}}}}}},
-                    "responses": {"201": _json({"type": "object", "properties": {
-                        "upload_id": {"type": "string"}, "key": {"type": "string"}, "url": {"type": "string"},
-                        "method": {"type": "string"}, "expires_in": {"type": "integer"}}}, "upload target"),
-                        **_errors(400)},
-                },
-            },
-            "/uploads/{upload_id}/{name}": {
-                "put": {
-                    "summary": "Embedded backend: the upload URL POST /uploads hands out (on AWS, S3's)",
-                    "parameters": [
-                        {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
-                    ],
-                    "requestBody": {"required": True, "content": {"application/octet-stream": {
-                        "schema": {"type": "string", "format": "binary"}}}},
-                    "responses": {"201": _json({"type": "object", "properties": {
-                        "key": {"type": "string"}, "bytes": {"type": "integer"}}}, "stored"), **_errors(400)},
-                },
-            },
-            "/openapi.json": {"get": {"summary": "This document",
-                                      "responses": {"200": _json({"type": "object"}, "OpenAPI 3")}}},
-        },
-        "components": {
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                    "type": "object", "required": ["code", "message"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                                   "field": {"type": "string"}}}}},
-                "JobSpec": {
-                    "type": "object",
-                    "required": ["kind"],
-                    "properties": {
-                        "kind": {"enum": ["matmul", "add", "atoms"]},
-                        "a": matrix, "b": matrix,
-                        "seed": {"type": "integer", "minimum": 0},
-                        "dtype": {"enum": ["float32", "float64"]},
-                        "out": {"type": "string"},
-                        "tile": {"type": "integer", "minimum": 1},
-                        "verify": {"type": "boolean"},
-                        "route": {"enum": ["auto", "lambda", "spot"], "default": "auto",
-                                  "description": "Where tiles run on AWS: chosen per tile by size (auto), or forced"},
-                        "grid": {"oneOf": [{"type": "integer", "minimum": 1},
-                                           {"type": "array", "items": {"type": "integer", "minimum": 1}}]},
-                        "atoms": {"oneOf": [
-                            {"type": "object", "properties": {"count": {"type": "integer", "minimum": 1},
-                                                              "seed": {"type": "integer", "minimum": 0}}},
-                            {"type": "object", "properties": {"file": {"type": "string"}}}]},
-                        "origin": {"type": "array", "items": {"type": "number"}},
-                        "spacing": {"type": "number", "exclusiveMinimum": True, "minimum": 0},
-                        "softening": {"type": "number", "minimum": 0},
-                        "precision": {"enum": ["float32", "float64"]},
-                        "field_out": {"type": "string"},
-                    },
-                },
-                "Job": {
-                    "type": "object",
-                    "properties": {
-                        "job_id": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "status": {"enum": ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]},
-                        "spec": {"type": "object"},
-                        "progress": {"type": "object", "properties": {
-                            "tiles_done": {"type": "integer"}, "tiles_total": {"type": "integer"},
-                            "units_done": {"type": "integer"}, "units_total": {"type": "integer"},
-                            "percent": {"type": "number"}, "eta_s": {"type": "number", "nullable": True}}},
-                        "timings": {"type": "object"},
-                        "result": {"type": "object", "nullable": True},
-                        "error": {"type": "object", "nullable": True},
-                        "links": {"type": "object", "additionalProperties": {"type": "string"}},
-                    },
-                },
-            }
-        },
-    }
+    """The document (a fresh copy: callers may change theirs)."""
+    return copy.deepcopy(_document())

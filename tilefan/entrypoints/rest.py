@@ -1,4 +1,5 @@
-"""The REST routes (DESIGN.md §5) as a Chalice blueprint: thin doors over JobService.
+"""The REST routes (``/jobs``, ``/uploads``, ``/openapi.json``) as a Chalice blueprint:
+thin doors over JobService.
 
 ``app.py`` registers this blueprint for AWS; ``tilefan serve`` registers it on a local
 Chalice app over the embedded backend. The service is built lazily on first request,
@@ -14,13 +15,8 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from tilefan.entrypoints.openapi import openapi_document
-from tilefan.errors import (
-    ConflictError,
-    InvalidBlobError,
-    InvalidSpecError,
-    JobNotFoundError,
-    TilefanError,
-)
+from tilefan.errors import InvalidSpecError, TilefanError
+from tilefan.pipeline.error_codec import http_error
 from tilefan.service.jobs import MAX_BODY_BYTES, JobService
 
 api = Blueprint(__name__)
@@ -47,27 +43,16 @@ def get_service() -> JobService:
     return _service
 
 
-def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if field is not None:
-        body["field"] = field
+def _error(status: int, body: dict[str, Any]) -> Response:
     return Response(body={"error": body}, status_code=status, headers={"Content-Type": "application/json"})
 
 
 def _handle(fn: Callable[[], Any], status: int = 200) -> Response:
-    """Run a service call and map our errors onto HTTP: 400, 404, 409, else 500."""
+    """Run a service call and answer our errors with the codec's status and body."""
     try:
         return Response(body=fn(), status_code=status, headers={"Content-Type": "application/json"})
-    except InvalidSpecError as exc:
-        return _error(400, exc.code, exc.message, exc.field)
-    except InvalidBlobError as exc:
-        return _error(400, exc.code, str(exc))
-    except JobNotFoundError as exc:
-        return _error(404, exc.code, str(exc))
-    except ConflictError as exc:
-        return _error(409, exc.code, str(exc))
     except TilefanError as exc:
-        return _error(500, exc.code, str(exc))
+        return _error(*http_error(exc))
 
 
 def _json_body() -> Any:
@@ -89,9 +74,10 @@ def _with_body(fn: Callable[[Any], Any], status: int) -> Response:
     try:
         body = _json_body()
     except _TooLarge:
-        return _error(413, "body_too_large", f"request bodies are capped at {MAX_BODY_BYTES} bytes")
+        too_large = f"request bodies are capped at {MAX_BODY_BYTES} bytes"
+        return _error(413, {"code": "body_too_large", "message": too_large})
     except InvalidSpecError as exc:
-        return _error(400, exc.code, exc.message, exc.field)
+        return _error(*http_error(exc))
     return _handle(lambda: fn(body), status)
 
 

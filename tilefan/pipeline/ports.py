@@ -6,13 +6,16 @@ key is inside the store's own space (``jobs/<id>/...``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from tilefan.domain.records import JobRecord, Status, TileResult
+
+# Seconds since the epoch; steps take one so tests can pin time.
+Clock = Callable[[], float]
 
 
 class BlobStore(Protocol):

@@ -18,21 +18,12 @@ from tilefan.domain import kernels
 from tilefan.domain.atoms import atoms_rtol
 from tilefan.domain.spec import AtomsSpec, Kind, MatrixSpec
 from tilefan.domain.tiling import split
-from tilefan.errors import TilefanError
 from tilefan.pipeline.inputs import matrix_block
 from tilefan.pipeline.ports import BlobStore
 
 FREIVALDS_ROUNDS = 3
 ATOMS_SAMPLES = 64
 _PANEL_ELEMENTS = 1 << 22
-
-
-class VerificationFailedError(TilefanError):
-    code = "verification_failed"
-
-    def __init__(self, check: dict[str, Any]) -> None:
-        super().__init__(f"verification failed: {check}")
-        self.check = check
 
 
 def _panels(rows: int, cols: int) -> list[tuple[int, int]]:

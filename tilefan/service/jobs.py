@@ -16,8 +16,11 @@ from tilefan.domain.records import JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import Limits
 from tilefan.errors import ConflictError, InvalidSpecError
-from tilefan.pipeline import steps
+from tilefan.pipeline.error_codec import error_body
+from tilefan.pipeline.lifecycle import fail_job
 from tilefan.pipeline.ports import JobRunner, Ports
+from tilefan.pipeline.report import tile_report
+from tilefan.pipeline.submit import new_job_id, submit_job
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_PAGE = 100
@@ -40,14 +43,14 @@ class JobService:
 
     def submit(self, body: Any) -> dict[str, Any]:
         """Validate and record the job, then start it. Bad input raises before any write."""
-        job_id = steps.new_job_id()
+        job_id = new_job_id()
         links = {"self": f"/jobs/{job_id}", "report": f"/jobs/{job_id}/report", **self.runner.links(job_id)}
-        record = steps.submit_job(self.ports, body, limits=self.limits, clock=self.clock, job_id=job_id, links=links,
+        record = submit_job(self.ports, body, limits=self.limits, clock=self.clock, job_id=job_id, links=links,
                                   policy=self.policy)
         try:
             self.runner.start(job_id)
         except Exception as exc:
-            steps.fail_job(self.ports, job_id, steps.error_body(exc), clock=self.clock)
+            fail_job(self.ports, job_id, error_body(exc), clock=self.clock)
             raise
         return self.describe(self.ports.jobs.get_job(record.job_id))
 
@@ -82,7 +85,7 @@ class JobService:
         return self.get(job_id)
 
     def report(self, job_id: str) -> dict[str, Any]:
-        return steps.tile_report(self.ports, job_id)
+        return tile_report(self.ports, job_id)
 
     # ------------------------------------------------------------------ uploads
 

@@ -19,16 +19,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tilefan.domain import kernels
+from tilefan.domain.kernel_choice import choose_atoms_kernel
 from tilefan.domain.records import JobRecord
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import AtomsSpec
-from tilefan.pipeline import steps
+from tilefan.pipeline.error_codec import error_body
+from tilefan.pipeline.lifecycle import cancel_job, fail_job
+from tilefan.pipeline.plan import plan_job
 from tilefan.pipeline.ports import Ports
+from tilefan.pipeline.reduce import reduce_job
+from tilefan.pipeline.tile import TileRun, run_tile
 
 ProgressFn = Callable[[JobRecord], None]
-
-# Below this many atom–point pairs the NumPy kernel finishes before numba would load.
-COMPILED_KERNEL_MIN_PAIRS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,9 @@ def _init_worker(make_ports: Callable[[], Ports]) -> None:
     _worker_ports = make_ports()
 
 
-def _tile_in_worker(job_id: str, tile_id: int, route: str, kernel: Callable[..., Any]) -> bool:
+def _tile_in_worker(job_id: str, tile_id: int, route: str, kernel: Callable[..., Any]) -> TileRun:
     assert _worker_ports is not None
-    return steps.run_tile(
+    return run_tile(
         _worker_ports, job_id, tile_id, worker=f"local-{os.getpid()}", route=route, atoms_kernel=kernel
     )
 
@@ -74,19 +76,9 @@ class LocalRunner:
 
     def _atoms_kernel(self, record: JobRecord) -> Callable[..., Any]:
         spec = record.spec
-        if not isinstance(spec, AtomsSpec) or self.settings.kernel == "numpy":
-            return kernels.atoms_potential
-        pairs = spec.units_total * spec.atoms.count
-        if self.settings.kernel == "auto" and pairs < COMPILED_KERNEL_MIN_PAIRS:
-            return kernels.atoms_potential
-        from tilefan.domain import fastkernels
-
-        fast = fastkernels.load()
-        if fast is None:
-            if self.settings.kernel == "compiled":
-                raise RuntimeError("the compiled kernel needs numba, which is not installed")
-            return kernels.atoms_potential
-        return fast
+        if not isinstance(spec, AtomsSpec):
+            return kernels.atoms_potential  # unused: matrix tiles take no kernel
+        return choose_atoms_kernel(self.settings.kernel, spec.units_total * spec.atoms.count)
 
     # ------------------------------------------------------------------ running
 
@@ -94,23 +86,23 @@ class LocalRunner:
         """Plan, run every tile, reduce. Returns the final record (any status)."""
         ports = self.ports
         try:
-            the_plan = steps.plan_job(ports, job_id, policy=self.settings.policy)
+            the_plan = plan_job(ports, job_id, policy=self.settings.policy)
             record = ports.jobs.get_job(job_id)
             kernel = self._atoms_kernel(record)
             tiles = [(t.tile_id, t.route) for t in the_plan.tiles]
             if len(tiles) == 1 or self.settings.workers == 1:
                 for tile_id, route in tiles:
-                    steps.run_tile(ports, job_id, tile_id, worker=f"local-{os.getpid()}", route=route,
-                                   atoms_kernel=kernel)
+                    run_tile(ports, job_id, tile_id, worker=f"local-{os.getpid()}", route=route,
+                             atoms_kernel=kernel)
                     if on_progress:
                         on_progress(ports.jobs.get_job(job_id))
             else:
                 self._run_pool(job_id, tiles, kernel, on_progress, poll_s)
             if ports.jobs.get_job(job_id).status.terminal:
                 return ports.jobs.get_job(job_id)  # cancelled while running
-            steps.reduce_job(ports, job_id)
+            reduce_job(ports, job_id)
         except Exception as exc:  # the job's failure is recorded, not raised
-            steps.fail_job(ports, job_id, steps.error_body(exc))
+            fail_job(ports, job_id, error_body(exc))
         record = ports.jobs.get_job(job_id)
         if on_progress:
             on_progress(record)
@@ -154,7 +146,7 @@ class LocalRunner:
     def cancel(self, job_id: str) -> bool:
         # Tiles check the status before recording, so marking the job is enough to stop
         # it; tiles already computing finish but are not counted.
-        return steps.cancel_job(self.ports, job_id, clock=time.time)
+        return cancel_job(self.ports, job_id, clock=time.time)
 
     def links(self, job_id: str) -> dict[str, str]:
         return {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tilefan.adapters.aws.sfn_runner import StepFunctionsRunner
-from tilefan.pipeline import steps
+from tilefan.pipeline.lifecycle import cancel_job
 from tilefan.pipeline.ports import Ports
 
 
@@ -28,7 +28,7 @@ class StepFunctionsJobRunner:
     def cancel(self, job_id: str) -> bool:
         # Mark first: tiles that are mid-flight then stop recording, and the reducer
         # refuses a job that is not RUNNING; stopping the execution ends the rest.
-        changed = steps.cancel_job(self.ports, job_id)
+        changed = cancel_job(self.ports, job_id)
         if changed:
             self.sfn.stop(execution_arn(self.state_machine_arn, job_id), cause="cancelled by user")
         return changed

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tilefan.adapters.aws.aws_call import call
+from tilefan.adapters.aws.aws_call import call, pages
 from tilefan.errors import CapacityError
 
 FLEET_TAG = "tilefan:fleet"
@@ -40,20 +40,13 @@ class Ec2SpotCapacity:
 
     def running(self) -> int:
         """Workers of this fleet that are starting or running."""
-        count = 0
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {"Filters": [
-                {"Name": f"tag:{FLEET_TAG}", "Values": [self.fleet]},
-                {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
-            ]}
-            if token:
-                params["NextToken"] = token
-            reply = self._send("describe_instances", **params)
-            count += sum(len(r.get("Instances", [])) for r in reply.get("Reservations", []))
-            token = reply.get("NextToken")
-            if not token:
-                return count
+        params = {"Filters": [
+            {"Name": f"tag:{FLEET_TAG}", "Values": [self.fleet]},
+            {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
+        ]}
+        replies = pages(self.client, "describe_instances", params, failed="EC2 describe_instances failed",
+                        fallback=CapacityError)
+        return sum(len(r.get("Instances", [])) for reply in replies for r in reply.get("Reservations", []))
 
     def launch(self, count: int, job_id: str) -> list[str]:
         """Up to ``count`` spot workers (fewer if EC2 has fewer); their instance ids.

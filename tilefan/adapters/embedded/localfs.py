@@ -10,6 +10,7 @@ half-written output and a failed job leaves nothing behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -18,24 +19,20 @@ from typing import Any
 
 import numpy as np
 
+from tilefan.adapters.npy_header import NpyHeader, npy_header, read_header
+from tilefan.domain.regions import fit_block, run_axis, run_offsets
+from tilefan.domain.tiling import region_slices
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, StoreError
 
 
-def _read_header(path: Path) -> tuple[tuple[int, ...], np.dtype[Any], bool, int]:
+def _read_header(path: Path) -> NpyHeader:
     try:
         with open(path, "rb") as fp:
-            version = np.lib.format.read_magic(fp)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-            return tuple(shape), dtype, fortran, fp.tell()
+            return read_header(fp, str(path))
     except FileNotFoundError:
         raise BlobNotFoundError(str(path)) from None
     except IsADirectoryError:
         raise InvalidBlobError(str(path), "is a directory, not a .npy file") from None
-    except ValueError as exc:
-        raise InvalidBlobError(str(path), f"not a valid .npy file ({exc})") from None
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
@@ -93,8 +90,8 @@ class LocalBlobStore:
     # ------------------------------------------------------------------ arrays
 
     def array_info(self, key: str) -> tuple[tuple[int, ...], str]:
-        shape, dtype, _, _ = _read_header(self.path(key))
-        return shape, dtype.name
+        header = _read_header(self.path(key))
+        return header.shape, header.dtype.name
 
     def _mmap(self, key: str) -> np.ndarray:
         path = self.path(key)
@@ -127,36 +124,26 @@ class LocalBlobStore:
         partial = self._partial(key, job_id)
         try:
             partial.parent.mkdir(parents=True, exist_ok=True)
-            header = {
-                "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                "fortran_order": False,
-                "shape": tuple(shape),
-            }
             with open(partial, "wb") as fp:
-                np.lib.format.write_array_header_1_0(fp, header)
+                fp.write(npy_header(tuple(shape), np.dtype(dtype)))
                 # A sparse file of the final size: tiles fill it in place.
-                fp.truncate(fp.tell() + int(np.prod(shape)) * np.dtype(dtype).itemsize)
+                fp.truncate(fp.tell() + math.prod(shape) * np.dtype(dtype).itemsize)
         except OSError as exc:
             raise StoreError(f"cannot create output {key}: {exc.strerror}") from None
 
     def write_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]], block: np.ndarray) -> None:
         partial = self._partial(key, job_id)
-        shape, dtype, _, offset = _read_header(partial)
-        data = np.ascontiguousarray(block, dtype=dtype)
-        starts = [r[0] for r in region]
-        # Axes after ``cut`` are covered whole, so for fixed indices on the axes before
-        # it the rest of the block is one contiguous run in the file: one pwrite each.
-        cut = len(shape) - 1
-        while cut > 0 and tuple(region[cut]) == (0, shape[cut]):
-            cut -= 1
-        strides = [int(np.prod(shape[a + 1 :], dtype=np.int64)) for a in range(len(shape))]
-        base = starts[cut] * strides[cut]
-        run = data.reshape((*data.shape[:cut], -1))
+        header = _read_header(partial)
+        region = fit_block(region, header.shape, block.shape)
+        data = np.ascontiguousarray(block, dtype=header.dtype)
+        # Each contiguous run of the region in the file is one pwrite (a run holds the
+        # rest of the block at its index), so no whole-array copy crosses processes.
+        cut = run_axis(header.shape, region)
+        runs = data.reshape((*data.shape[:cut], -1))
         fd = os.open(partial, os.O_WRONLY)
         try:
-            for idx in np.ndindex(*data.shape[:cut]):
-                flat = base + sum((starts[a] + idx[a]) * strides[a] for a in range(cut))
-                _pwrite_all(fd, memoryview(run[idx]).cast("B"), offset + flat * dtype.itemsize)
+            for idx, start in run_offsets(header.shape, region):
+                _pwrite_all(fd, memoryview(runs[idx]).cast("B"), header.offset + start * header.dtype.itemsize)
         finally:
             os.close(fd)
 
@@ -165,7 +152,7 @@ class LocalBlobStore:
         path = partial if partial.exists() else self.path(key)
         _read_header(path)  # BlobNotFoundError when neither exists
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        return arr[tuple(slice(a, b) for a, b in region)]
+        return arr[region_slices(tuple(region))]
 
     def commit_array(self, key: str, job_id: str) -> str:
         final = self.path(key)

@@ -1,22 +1,23 @@
-"""Job store on SQLite in WAL mode (the embedded backend).
+"""Job store on SQLite in WAL mode (the embedded backend): BaseJobStore's primitives.
 
 Each process opens its own connection (the pool's workers included). Writers take the
-lock up front with ``BEGIN IMMEDIATE`` so a read-then-write never loses a race.
+lock up front with ``BEGIN IMMEDIATE`` so a read-then-write never loses a race; every
+conditional write says in its WHERE clause what it expects to find.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sqlite3
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tilefan.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
-from tilefan.domain.spec import spec_from_stored, spec_to_dict
-from tilefan.errors import ConflictError, InvalidSpecError, JobNotFoundError, StoreError
+from tilefan.adapters.job_store import BaseJobStore, Completion
+from tilefan.adapters.records_codec import JOB_COLUMNS, TILE_COLUMNS, StoredJob, StoredTile
+from tilefan.domain.records import Status
+from tilefan.errors import StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -54,7 +55,7 @@ CREATE TABLE IF NOT EXISTS tiles (
 """
 
 
-class SqliteJobStore:
+class SqliteJobStore(BaseJobStore):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._local = threading.local()
@@ -83,174 +84,104 @@ class SqliteJobStore:
     def _tx(self) -> _Transaction:
         return _Transaction(self._conn())
 
+    def _select(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._conn().execute(sql, params).fetchall()]
+
     # ------------------------------------------------------------------ jobs
 
-    def create_job(self, record: JobRecord) -> None:
+    def _put_job_if_new(self, stored: StoredJob) -> bool:
         try:
             with self._tx() as db:
-                db.execute(
-                    "INSERT INTO jobs (job_id, kind, status, spec, created_at, tiles_total, units_total,"
-                    " timings, links) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.job_id, record.kind, record.status.value, json.dumps(spec_to_dict(record.spec)),
-                        record.created_at, record.tiles_total, record.units_total,
-                        json.dumps(record.timings), json.dumps(record.links),
-                    ),
-                )
+                db.execute(f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({_marks(JOB_COLUMNS)})",
+                           tuple(stored[c] for c in JOB_COLUMNS))
         except sqlite3.IntegrityError:
-            raise ConflictError(f"job {record.job_id} already exists") from None
+            return False
+        return True
 
-    def get_job(self, job_id: str) -> JobRecord:
-        row = self._conn().execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        if row is None:
-            raise JobNotFoundError(job_id)
-        return _record(row)
+    def _get_stored_job(self, job_id: str) -> StoredJob | None:
+        rows = self._select("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        return rows[0] if rows else None
 
-    def list_jobs(self, limit: int, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:
-        params: tuple[Any, ...]
-        if limit < 1:
-            raise InvalidSpecError("limit", f"must be at least 1, got {limit}")
-        if cursor:
-            created, _, job_id = cursor.partition("/")
-            try:
-                created_at = float(created)
-            except ValueError:
-                created_at = math.nan
-            if not math.isfinite(created_at) or not job_id:
-                raise InvalidSpecError("cursor", "is not a cursor this API returned")
-            sql = ("SELECT * FROM jobs WHERE (created_at, job_id) < (?, ?)"
-                   " ORDER BY created_at DESC, job_id DESC LIMIT ?")
-            params = (created_at, job_id, limit + 1)
-        else:
-            sql = "SELECT * FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ?"
-            params = (limit + 1,)
-        rows = self._conn().execute(sql, params).fetchall()
-        records = [_record(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = records[-1]
-            next_cursor = f"{last.created_at!r}/{last.job_id}"
-        return records, next_cursor
+    def _stored_jobs_page(self, count: int, after: tuple[float, str] | None) -> list[StoredJob]:
+        if after is None:
+            return self._select("SELECT * FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ?", (count,))
+        return self._select(
+            "SELECT * FROM jobs WHERE (created_at, job_id) < (?, ?) ORDER BY created_at DESC, job_id DESC LIMIT ?",
+            (*after, count),
+        )
 
-    def set_plan(self, job_id: str, tiles_total: int, units_total: int) -> None:
+    def _set_totals(self, job_id: str, tiles_total: int, units_total: int) -> bool:
+        with self._tx() as db:
+            cur = db.execute("UPDATE jobs SET tiles_total = ?, units_total = ? WHERE job_id = ?",
+                             (tiles_total, units_total, job_id))
+        return cur.rowcount == 1
+
+    def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob) -> bool:
+        names = _known(changes, JOB_COLUMNS)
         with self._tx() as db:
             cur = db.execute(
-                "UPDATE jobs SET tiles_total = ?, units_total = ? WHERE job_id = ?",
-                (tiles_total, units_total, job_id),
+                f"UPDATE jobs SET {', '.join(f'{n} = ?' for n in names)} WHERE job_id = ? AND status = ?",
+                (*(changes[n] for n in names), job_id, seen),
             )
-            if cur.rowcount == 0:
-                raise JobNotFoundError(job_id)
-
-    def transition(
-        self, job_id: str, new: Status, *, timings: dict[str, float] | None = None,
-        result: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
-        links: dict[str, str] | None = None,
-    ) -> bool:
-        allowed = [s.value for s in ALLOWED_FROM[new]]
-        with self._tx() as db:
-            row = db.execute("SELECT status, timings, links FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFoundError(job_id)
-            if row["status"] not in allowed:
-                return False
-            merged_timings = {**json.loads(row["timings"]), **(timings or {})}
-            merged_links = {**json.loads(row["links"]), **(links or {})}
-            db.execute(
-                "UPDATE jobs SET status = ?, timings = ?, links = ?, result = COALESCE(?, result),"
-                " error = COALESCE(?, error) WHERE job_id = ?",
-                (
-                    new.value, json.dumps(merged_timings), json.dumps(merged_links),
-                    None if result is None else json.dumps(result),
-                    None if error is None else json.dumps(error), job_id,
-                ),
-            )
-        return True
+        return cur.rowcount == 1
 
     # ------------------------------------------------------------------ tiles
 
-    def tile_started(self, job_id: str, tile_id: int, worker: str, route: str, at: float) -> None:
+    def _write_tile_unless_done(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO tiles (job_id, tile_id, status, started_at, worker, route, attempts)"
-                " VALUES (?, ?, 'running', ?, ?, ?, 1)"
-                " ON CONFLICT (job_id, tile_id) DO UPDATE SET attempts = attempts + 1,"
-                "   started_at = excluded.started_at, worker = excluded.worker, route = excluded.route,"
-                "   status = 'running'"
-                # A late duplicate of a finished tile must not rewrite its report row.
-                " WHERE tiles.status != 'done'",
-                (job_id, tile_id, at, worker, route),
-            )
+            _upsert_tile_unless_done(db, job_id, tile_id, fields, new_attempt=new_attempt)
 
-    def record_tile_done(self, job_id: str, result: TileResult) -> bool:
+    def _complete_tile_once(self, job_id: str, tile_id: int, fields: StoredTile, units: int) -> Completion:
         with self._tx() as db:
+            # BEGIN IMMEDIATE holds the write lock from here: the status read, the tile
+            # write and the counters move together or not at all.
             job = db.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             if job is None:
-                raise JobNotFoundError(job_id)
+                return Completion.NO_JOB
             if job["status"] != Status.RUNNING.value:
-                return False  # finished after a cancel or failure: not counted
-            # Exactly once: the row moves to 'done' only from a state that is not 'done'
-            # (absent, running or failed); the counters move only when it did.
-            #   absent/running/failed --(this write)--> done      counters += 1
-            #   done                  --(this write)--> unchanged counters unchanged
-            cur = db.execute(
-                "INSERT INTO tiles (job_id, tile_id, status, started_at, finished_at, worker, route, units,"
-                " stats, bytes_read, bytes_written, attempts) VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?, 1)"
-                " ON CONFLICT (job_id, tile_id) DO UPDATE SET status = 'done',"
-                "   started_at = excluded.started_at, finished_at = excluded.finished_at,"
-                "   worker = excluded.worker, route = excluded.route, units = excluded.units,"
-                "   stats = excluded.stats, bytes_read = excluded.bytes_read,"
-                "   bytes_written = excluded.bytes_written, error = NULL"
-                " WHERE tiles.status != 'done'",
-                (
-                    job_id, result.tile_id, result.started_at, result.finished_at, result.worker,
-                    result.route, result.units, json.dumps(result.stats), result.bytes_read,
-                    result.bytes_written,
-                ),
-            )
-            if cur.rowcount == 0:
-                return False
-            cur = db.execute(
-                "UPDATE jobs SET tiles_done = tiles_done + 1, units_done = units_done + ? WHERE job_id = ?",
-                (result.units, job_id),
-            )
-            if cur.rowcount == 0:
-                raise JobNotFoundError(job_id)
-        return True
+                return Completion.JOB_NOT_RUNNING  # finished after a cancel or failure
+            if not _upsert_tile_unless_done(db, job_id, tile_id, fields, new_attempt=False):
+                return Completion.ALREADY_DONE
+            db.execute("UPDATE jobs SET tiles_done = tiles_done + 1, units_done = units_done + ? WHERE job_id = ?",
+                       (units, job_id))
+        return Completion.COUNTED
 
-    def record_tile_failed(self, job_id: str, tile_id: int, message: str, at: float) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO tiles (job_id, tile_id, status, finished_at, error, attempts)"
-                " VALUES (?, ?, 'failed', ?, ?, 1)"
-                " ON CONFLICT (job_id, tile_id) DO UPDATE SET status = 'failed',"
-                "   finished_at = excluded.finished_at, error = excluded.error"
-                " WHERE tiles.status != 'done'",
-                (job_id, tile_id, at, message),
-            )
+    def _stored_tiles(self, job_id: str) -> list[StoredTile]:
+        return self._select("SELECT * FROM tiles WHERE job_id = ?", (job_id,))
 
-    def tile_results(self, job_id: str) -> list[TileResult]:
-        rows = self._conn().execute(
-            "SELECT * FROM tiles WHERE job_id = ? AND status = 'done' ORDER BY tile_id", (job_id,)
-        ).fetchall()
-        return [
-            TileResult(
-                tile_id=r["tile_id"], units=r["units"], stats=json.loads(r["stats"]),
-                started_at=r["started_at"], finished_at=r["finished_at"], worker=r["worker"],
-                route=r["route"], bytes_read=r["bytes_read"], bytes_written=r["bytes_written"],
-            )
-            for r in rows
-        ]
 
-    def tile_rows(self, job_id: str) -> list[dict[str, Any]]:
-        rows = self._conn().execute(
-            "SELECT * FROM tiles WHERE job_id = ? ORDER BY tile_id", (job_id,)
-        ).fetchall()
-        out = []
-        for r in rows:
-            row = dict(r)
-            row["stats"] = json.loads(row["stats"]) if row["stats"] else None
-            out.append(row)
-        return out
+def _marks(names: Sequence[str]) -> str:
+    return ", ".join("?" for _ in names)
+
+
+def _known(fields: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
+    """The field names, checked against the table's columns before they go into SQL."""
+    unknown = set(fields) - set(columns)
+    if unknown:
+        raise ValueError(f"not a column: {sorted(unknown)}")
+    return list(fields)
+
+
+# Exactly-once tile completion, and the guard of every other tile write: a row moves
+# only while it is not done, and the caller learns (rowcount) whether it moved.
+#   absent/running/failed --(this write)--> fields written   (done: counters += 1)
+#   done                  --(this write)--> unchanged        (done: counters unchanged)
+_UNLESS_DONE = "WHERE tiles.status != 'done'"
+
+
+def _upsert_tile_unless_done(
+    db: sqlite3.Connection, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool
+) -> bool:
+    names = _known(fields, TILE_COLUMNS)
+    sets = [f"{n} = excluded.{n}" for n in names]
+    if new_attempt:
+        sets.append("attempts = attempts + 1")
+    cur = db.execute(
+        f"INSERT INTO tiles (job_id, tile_id, attempts, {', '.join(names)}) VALUES (?, ?, 1, {_marks(names)})"
+        f" ON CONFLICT (job_id, tile_id) DO UPDATE SET {', '.join(sets)} {_UNLESS_DONE}",
+        (job_id, tile_id, *(fields[n] for n in names)),
+    )
+    return cur.rowcount == 1
 
 
 class _Transaction:
@@ -272,20 +203,3 @@ class _Transaction:
         else:
             self.conn.execute("ROLLBACK")
 
-
-def _record(row: sqlite3.Row) -> JobRecord:
-    return JobRecord(
-        job_id=row["job_id"],
-        kind=row["kind"],
-        status=Status(row["status"]),
-        spec=spec_from_stored(json.loads(row["spec"])),
-        created_at=row["created_at"],
-        tiles_total=row["tiles_total"],
-        units_total=row["units_total"],
-        tiles_done=row["tiles_done"],
-        units_done=row["units_done"],
-        timings=json.loads(row["timings"]),
-        result=json.loads(row["result"]) if row["result"] else None,
-        error=json.loads(row["error"]) if row["error"] else None,
-        links=json.loads(row["links"]),
-    )

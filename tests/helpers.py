@@ -1,0 +1,149 @@
+"""What many test files need: waiting for a condition, ``.npy`` bytes, running a job's
+steps in-process, and the reference answers (NumPy's inputs for random matrices, a
+brute-force potential for atoms) that the pipeline's results are compared with.
+
+The atoms reference is written out here from the definition (φ = Σ e / √(d² + s²)) rather
+than taken from ``tilefan.domain.kernels``, so a kernel bug cannot hide in its own yardstick.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from tilefan.domain.randgen import random_region
+from tilefan.domain.records import JobRecord, Status
+from tilefan.pipeline.plan import plan_job
+from tilefan.pipeline.ports import Ports
+from tilefan.pipeline.reduce import reduce_job
+from tilefan.pipeline.submit import submit_job
+from tilefan.pipeline.tile import TileOutcome, run_tile
+
+T = TypeVar("T")
+
+# How long a test waits for something that should happen within a second or two.
+WAIT_S = 30.0
+
+
+def wait_until(
+    condition: Callable[[], T | None], what: str, timeout: float = WAIT_S, interval: float = 0.02
+) -> T:
+    """Call ``condition`` until it returns something truthy, and return that.
+
+    A test polls only for something another thread or process does; the assertion that
+    follows rests on the condition having been seen true, never on time having passed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- .npy
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The bytes ``np.save`` writes for ``array``: what a user uploads."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def npy_array(data: bytes) -> np.ndarray:
+    """The array in ``.npy`` bytes (no pickles)."""
+    return np.asarray(np.load(io.BytesIO(data), allow_pickle=False))
+
+
+def s3_array(s3: Any, uri: str) -> np.ndarray:
+    """The array an ``s3://bucket/key`` output holds."""
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return npy_array(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def atoms_csv(table: np.ndarray, header: bool = True) -> str:
+    """An atoms table as the CSV a user writes: x, y, z, energy per row."""
+    lines = ["x,y,z,energy"] if header else []
+    lines += [",".join(repr(float(v)) for v in row) for row in table]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- running a job's steps
+
+
+def start_job(ports: Ports, raw: dict[str, Any]) -> tuple[str, list[int]]:
+    """Submit and plan in-process; the job id and its tile ids."""
+    record = submit_job(ports, raw)
+    assert record.status is Status.QUEUED
+    the_plan = plan_job(ports, record.job_id)
+    assert ports.jobs.get_job(record.job_id).status is Status.RUNNING
+    return record.job_id, [t.tile_id for t in the_plan.tiles]
+
+
+def run_job(ports: Ports, raw: dict[str, Any], **tile_kwargs: Any) -> JobRecord:
+    """Submit, plan, run every tile once and reduce, in-process; the SUCCEEDED record."""
+    job_id, tiles = start_job(ports, raw)
+    assert len(tiles) > 1, "these tests are about fan-out: use several tiles"
+    for tile_id in tiles:
+        assert run_tile(ports, job_id, tile_id, **tile_kwargs).outcome is TileOutcome.RECORDED
+    final = reduce_job(ports, job_id)
+    assert final.status is Status.SUCCEEDED
+    assert final.tiles_done == final.tiles_total == len(tiles)
+    assert final.units_done == final.units_total
+    return final
+
+
+# --------------------------------------------------------------------------- references
+
+
+def random_pair(
+    seed: int, dtype: str, shape_a: tuple[int, int], shape_b: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The whole matrices a and b of a job with random inputs of these shapes and ``seed``."""
+    a = random_region(seed, 0, dtype, (0, shape_a[0]), (0, shape_a[1]))
+    b = random_region(seed, 1, dtype, (0, shape_b[0]), (0, shape_b[1]))
+    return a, b
+
+
+def normal_pair(
+    seed: int, shape_a: tuple[int, int], shape_b: tuple[int, int], dtype_a: str = "float64", dtype_b: str = "float64"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two standard-normal matrices, for inputs a user supplies as files."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(shape_a).astype(dtype_a), rng.standard_normal(shape_b).astype(dtype_b)
+
+
+def brute_force_phi(
+    table: np.ndarray, grid: Sequence[int], origin: Sequence[float] = (0.0, 0.0, 0.0), spacing: float = 1.0,
+    softening: float = 0.0, precision: str = "float64",
+) -> tuple[np.ndarray, np.ndarray]:
+    """φ and its error scale Σ|e|/d at every grid point, in float64.
+
+    Coordinates and the table are first rounded to ``precision``, as the kernel sees them,
+    so a float32 job is compared with the exact answer to its own inputs. Points are taken
+    a block at a time to keep the pairwise distances small in memory.
+    """
+    axes = [(origin[a] + spacing * np.arange(grid[a], dtype=np.float64)).astype(precision).astype(np.float64)
+            for a in range(3)]
+    points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    rounded = table.astype(precision).astype(np.float64)
+    pos, energy = rounded[:, :3], rounded[:, 3]
+    phi, scale = np.empty(len(points)), np.empty(len(points))
+    for start in range(0, len(points), 512):
+        block = points[start : start + 512]
+        inv = 1.0 / np.sqrt(((block[:, None, :] - pos[None, :, :]) ** 2).sum(-1) + softening * softening)
+        phi[start : start + 512] = inv @ energy
+        scale[start : start + 512] = inv @ np.abs(energy)
+    shape = tuple(int(n) for n in grid)
+    return phi.reshape(shape), scale.reshape(shape)
+
+
+def argmin_index(field: np.ndarray) -> list[int]:
+    """The (i, j, k) of the lowest value, first in C order on ties: how results name the minimum."""
+    return [int(v) for v in np.unravel_index(int(np.argmin(field)), field.shape)]

@@ -1,0 +1,149 @@
+"""The package's shape, read from the source with ``ast``: imports point one way
+(domain <- pipeline <- service <- entrypoints; adapters implement pipeline ports; bootstrap
+wires), no import cycle between tilefan modules (counting imports inside functions and
+under ``TYPE_CHECKING``), one reader of the environment, and no module too long to read."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "tilefan"
+MAX_LINES = 400
+
+# Layer -> layers it must never import.
+FORBIDDEN = {
+    "domain": {"pipeline", "service", "adapters", "entrypoints", "bootstrap"},
+    "pipeline": {"adapters", "service", "entrypoints", "bootstrap"},
+    "adapters": {"service", "entrypoints", "bootstrap"},
+    "service": {"entrypoints", "bootstrap"},
+    "bootstrap": {"entrypoints"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def layer(module: str) -> str:
+    """``tilefan.domain.plan`` -> ``domain``; ``tilefan.bootstrap`` -> ``bootstrap``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def imported_modules(module: str) -> Iterator[str]:
+    """Every tilefan module ``module`` imports, wherever the import statement is."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            # ``from tilefan.pipeline import verify`` imports the submodule.
+            for alias in node.names:
+                sub = f"{source}.{alias.name}"
+                yield sub if sub in MODULES else source
+
+
+def import_graph() -> dict[str, set[str]]:
+    return {m: {i for i in imported_modules(m) if i in MODULES and i != m} for m in MODULES}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_import_graph_is_read_from_the_source() -> None:
+    # Guards the checks below against passing because they read nothing.
+    graph = import_graph()
+    assert "tilefan.pipeline.ports" in graph["tilefan.pipeline.tile"]
+    assert "tilefan.service.worker" in graph["tilefan.bootstrap"]  # an import inside a function
+    assert "tilefan.pipeline.verify" in graph["tilefan.pipeline.reduce"]  # ``from package import module``
+
+
+def test_no_import_cycles_between_tilefan_modules() -> None:
+    assert cycles(import_graph()) == []
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_dependencies_point_one_way() -> None:
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        for target in targets
+        if layer(target) in FORBIDDEN.get(layer(module), set())
+    )
+    assert wrong == []
+
+
+def test_the_library_never_imports_the_chalice_app_or_its_lambda_doors() -> None:
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module in MODULES
+        for target in imported_modules(module)
+        if target.split(".")[0] in ("chalicelib", "app")
+    )
+    assert wrong == []
+
+
+def test_only_bootstrap_reads_the_environment() -> None:
+    readers = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
+                readers.append(module)
+    assert sorted(set(readers)) == ["tilefan.bootstrap"]
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    paths = [*MODULES.values(), *sorted((ROOT / "chalicelib").glob("*.py")), ROOT / "app.py"]
+    long = {str(p.relative_to(ROOT)): n for p in paths if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}

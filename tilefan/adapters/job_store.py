@@ -1,0 +1,171 @@
+"""What every job store decides, once; each backend supplies only conditional I/O.
+
+``BaseJobStore`` implements the ``JobStore`` port: which status changes ALLOWED_FROM
+permits, how timings and links merge, how a page of jobs and its cursor work, and what
+each tile report writes. Its subclasses (SQLite, DynamoDB, in memory) implement a few
+primitives, each one atomic on its backend: insert a job if new, read one, update one if
+its status is still the one read, write a tile row unless it is done, and complete a tile
+exactly once. Records cross that boundary as plain stored dicts (``records_codec``).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from enum import Enum
+from typing import Any
+
+from tilefan.adapters.records_codec import (
+    StoredJob,
+    StoredTile,
+    TileState,
+    decode_cursor,
+    encode_cursor,
+    job_from_stored,
+    job_to_stored,
+    tile_done_fields,
+    tile_result_from_stored,
+    tile_row_from_stored,
+)
+from tilefan.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
+from tilefan.errors import ConflictError, InvalidSpecError, JobNotFoundError
+
+
+class Completion(Enum):
+    """What an attempt to record a tile done found (the exactly-once write's outcomes)."""
+
+    COUNTED = "counted"  # the tile moved to done and the job's counters moved with it
+    ALREADY_DONE = "already done"  # a retry or duplicate delivery: nothing changed
+    JOB_NOT_RUNNING = "job not running"  # cancelled or failed meanwhile: not counted
+    NO_JOB = "no job"
+
+
+class BaseJobStore(ABC):
+    """The JobStore port over a backend's conditional reads and writes."""
+
+    # ------------------------------------------------------------------ primitives
+
+    @abstractmethod
+    def _put_job_if_new(self, stored: StoredJob) -> bool:
+        """Insert the job; False (and no change) if its id exists."""
+
+    @abstractmethod
+    def _get_stored_job(self, job_id: str) -> StoredJob | None:
+        """The job as stored (strongly consistent), or None."""
+
+    @abstractmethod
+    def _stored_jobs_page(self, count: int, after: tuple[float, str] | None) -> list[StoredJob]:
+        """Up to ``count`` jobs in descending ``(created_at, job_id)`` order, starting
+        strictly after ``after`` in that order."""
+
+    @abstractmethod
+    def _set_totals(self, job_id: str, tiles_total: int, units_total: int) -> bool:
+        """Set the plan's totals; False if the job does not exist."""
+
+    @abstractmethod
+    def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob) -> bool:
+        """Write ``changes`` only if the job's status is still ``seen``; False if not."""
+
+    @abstractmethod
+    def _write_tile_unless_done(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> None:
+        """Create or update the tile row with ``fields`` (None clears a field) unless it
+        is done; a new row has one attempt, an existing one gains one if ``new_attempt``."""
+
+    @abstractmethod
+    def _complete_tile_once(self, job_id: str, tile_id: int, fields: StoredTile, units: int) -> Completion:
+        """Move the tile row to done with ``fields`` and add one tile and ``units`` to the
+        job's counters, both or neither, only while the job runs and the tile is not done."""
+
+    @abstractmethod
+    def _stored_tiles(self, job_id: str) -> list[StoredTile]:
+        """Every tile row of the job as stored, in any order."""
+
+    # ------------------------------------------------------------------ jobs
+
+    def create_job(self, record: JobRecord) -> None:
+        if not self._put_job_if_new(job_to_stored(record)):
+            raise ConflictError(f"job {record.job_id} already exists")
+
+    def _stored_job(self, job_id: str) -> StoredJob:
+        stored = self._get_stored_job(job_id)
+        if stored is None:
+            raise JobNotFoundError(job_id)
+        return stored
+
+    def get_job(self, job_id: str) -> JobRecord:
+        return job_from_stored(self._stored_job(job_id))
+
+    def list_jobs(self, limit: int, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:
+        if limit < 1:
+            raise InvalidSpecError("limit", f"must be at least 1, got {limit}")
+        after = decode_cursor(cursor) if cursor else None
+        # One more than asked: a next cursor is given only when a next page exists.
+        stored = self._stored_jobs_page(limit + 1, after)
+        records = [job_from_stored(s) for s in stored[:limit]]
+        next_cursor = None
+        if len(stored) > limit:
+            next_cursor = encode_cursor(records[-1].created_at, records[-1].job_id)
+        return records, next_cursor
+
+    def set_plan(self, job_id: str, tiles_total: int, units_total: int) -> None:
+        if not self._set_totals(job_id, int(tiles_total), int(units_total)):
+            raise JobNotFoundError(job_id)
+
+    def transition(
+        self, job_id: str, new: Status, *, timings: dict[str, float] | None = None,
+        result: dict[str, Any] | None = None, error: dict[str, Any] | None = None,
+        links: dict[str, str] | None = None,
+    ) -> bool:
+        allowed = {s.value for s in ALLOWED_FROM[new]}
+        while True:
+            stored = self._stored_job(job_id)
+            seen = stored["status"]
+            if seen not in allowed:
+                return False
+            # timings and links merge with what was read, so the write must find the
+            # status it read. Every transition changes the status (nothing is allowed
+            # from itself), so an unchanged status means nobody wrote them in between.
+            #   QUEUED          --RUNNING-->          RUNNING
+            #   RUNNING         --SUCCEEDED-->        SUCCEEDED
+            #   QUEUED|RUNNING  --FAILED|CANCELLED--> FAILED|CANCELLED
+            #   terminal        --anything-->         refused
+            changes: StoredJob = {
+                "status": new.value,
+                "timings": json.dumps({**json.loads(stored["timings"]), **(timings or {})}),
+                "links": json.dumps({**json.loads(stored["links"]), **(links or {})}),
+            }
+            if result is not None:
+                changes["result"] = json.dumps(result)
+            if error is not None:
+                changes["error"] = json.dumps(error)
+            if self._update_job_if_status(job_id, seen, changes):
+                return True
+            # Another transition won; read again and judge from there. Each retry needs
+            # the status to have moved on, and it moves at most twice (QUEUED, RUNNING,
+            # terminal), so this retries at most twice.
+
+    # ------------------------------------------------------------------ tiles
+
+    def tile_started(self, job_id: str, tile_id: int, worker: str, route: str, at: float) -> None:
+        # Refused for a done tile: a late duplicate must not rewrite the report of the
+        # run that counted (its start, worker and route).
+        fields = {"status": TileState.RUNNING.value, "started_at": float(at), "worker": worker, "route": route}
+        self._write_tile_unless_done(job_id, int(tile_id), fields, new_attempt=True)
+
+    def record_tile_done(self, job_id: str, result: TileResult) -> bool:
+        outcome = self._complete_tile_once(job_id, int(result.tile_id), tile_done_fields(result), int(result.units))
+        if outcome is Completion.NO_JOB:
+            raise JobNotFoundError(job_id)
+        return outcome is Completion.COUNTED
+
+    def record_tile_failed(self, job_id: str, tile_id: int, message: str, at: float) -> None:
+        # A refused write is the point: a tile recorded done stays done.
+        fields = {"status": TileState.FAILED.value, "finished_at": float(at), "error": message}
+        self._write_tile_unless_done(job_id, int(tile_id), fields, new_attempt=False)
+
+    def tile_results(self, job_id: str) -> list[TileResult]:
+        done = [t for t in self._stored_tiles(job_id) if t.get("status") == TileState.DONE.value]
+        return sorted((tile_result_from_stored(t) for t in done), key=lambda r: r.tile_id)
+
+    def tile_rows(self, job_id: str) -> list[dict[str, Any]]:
+        return sorted((tile_row_from_stored(t) for t in self._stored_tiles(job_id)), key=lambda r: r["tile_id"])

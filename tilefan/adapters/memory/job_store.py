@@ -1,0 +1,98 @@
+"""Job store in a dict (the in-memory backend): BaseJobStore's primitives under one lock.
+
+Holding the lock for a whole primitive makes each one atomic, as a SQLite transaction or
+a DynamoDB conditional write is; the decisions are all BaseJobStore's.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from tilefan.adapters.job_store import BaseJobStore, Completion
+from tilefan.adapters.records_codec import StoredJob, StoredTile, TileState
+from tilefan.domain.records import Status
+
+
+class MemoryJobStore(BaseJobStore):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, StoredJob] = {}
+        self._tiles: dict[tuple[str, int], StoredTile] = {}
+
+    # Stored dicts hold only immutable values, so a shallow copy in or out is enough to
+    # keep callers from changing what is stored.
+
+    def _put_job_if_new(self, stored: StoredJob) -> bool:
+        with self._lock:
+            if stored["job_id"] in self._jobs:
+                return False
+            self._jobs[stored["job_id"]] = dict(stored)
+            return True
+
+    def _get_stored_job(self, job_id: str) -> StoredJob | None:
+        with self._lock:
+            stored = self._jobs.get(job_id)
+            return None if stored is None else dict(stored)
+
+    def _stored_jobs_page(self, count: int, after: tuple[float, str] | None) -> list[StoredJob]:
+        with self._lock:
+            jobs = [dict(s) for s in self._jobs.values()]
+        jobs.sort(key=lambda s: (s["created_at"], s["job_id"]), reverse=True)
+        if after is not None:
+            jobs = [s for s in jobs if (s["created_at"], s["job_id"]) < after]
+        return jobs[:count]
+
+    def _set_totals(self, job_id: str, tiles_total: int, units_total: int) -> bool:
+        with self._lock:
+            stored = self._jobs.get(job_id)
+            if stored is None:
+                return False
+            stored.update(tiles_total=tiles_total, units_total=units_total)
+            return True
+
+    def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob) -> bool:
+        with self._lock:
+            stored = self._jobs.get(job_id)
+            if stored is None or stored["status"] != seen:
+                return False
+            stored.update(changes)
+            return True
+
+    def _write_tile_locked(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> bool:
+        """The tile write shared by both tile primitives; the caller holds the lock.
+        Refused (False) when the tile is done."""
+        row = self._tiles.get((job_id, tile_id))
+        if row is None:
+            self._tiles[(job_id, tile_id)] = {"job_id": job_id, "tile_id": tile_id, "attempts": 1, **fields}
+            return True
+        if row["status"] == TileState.DONE.value:
+            return False
+        row.update(fields)
+        if new_attempt:
+            row["attempts"] += 1
+        return True
+
+    def _write_tile_unless_done(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> None:
+        with self._lock:
+            self._write_tile_locked(job_id, tile_id, fields, new_attempt=new_attempt)
+
+    def _complete_tile_once(self, job_id: str, tile_id: int, fields: StoredTile, units: int) -> Completion:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return Completion.NO_JOB
+            if job["status"] != Status.RUNNING.value:
+                return Completion.JOB_NOT_RUNNING  # finished after a cancel or failure
+            # Exactly once, under the lock: the row moves to done only from a state that
+            # is not done (absent, running or failed), and the counters move only when it did.
+            #   absent/running/failed --(this write)--> done       counters += 1
+            #   done                  --(this write)--> unchanged  counters unchanged
+            if not self._write_tile_locked(job_id, tile_id, fields, new_attempt=False):
+                return Completion.ALREADY_DONE
+            job["tiles_done"] += 1
+            job["units_done"] += units
+            return Completion.COUNTED
+
+    def _stored_tiles(self, job_id: str) -> list[StoredTile]:
+        with self._lock:
+            return [dict(row) for (job, _), row in self._tiles.items() if job == job_id]

@@ -1,0 +1,146 @@
+"""Job and tile records as every job store keeps them: flat dicts of plain values.
+
+A stored job or tile row holds strings, numbers and None only; the nested fields (spec,
+timings, links, result, error, stats) are JSON text, which every backend can hold and
+none needs to query inside. Reading accepts any number type a backend returns (SQLite's
+int and float, DynamoDB's Decimal) and gives back exact ints and floats.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from tilefan.domain.records import JobRecord, Status, TileResult
+from tilefan.domain.spec import spec_from_stored, spec_to_dict
+from tilefan.errors import InvalidSpecError
+
+StoredJob = dict[str, Any]
+StoredTile = dict[str, Any]
+
+JOB_COLUMNS = ("job_id", "kind", "status", "spec", "created_at", "tiles_total", "units_total", "tiles_done",
+               "units_done", "timings", "result", "error", "links")
+# The columns of a tile row, which reports rely on; a field never written reads as None.
+TILE_COLUMNS = ("job_id", "tile_id", "status", "started_at", "finished_at", "worker", "route", "units",
+                "stats", "bytes_read", "bytes_written", "attempts", "error")
+_TILE_NUMBERS = {"tile_id": int, "started_at": float, "finished_at": float, "units": int,
+                 "bytes_read": int, "bytes_written": int, "attempts": int}
+
+
+class TileState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _loads_or_none(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def job_to_stored(record: JobRecord) -> StoredJob:
+    return {
+        "job_id": record.job_id,
+        "kind": record.kind,
+        "status": record.status.value,
+        "spec": json.dumps(spec_to_dict(record.spec)),
+        "created_at": float(record.created_at),
+        "tiles_total": int(record.tiles_total),
+        "units_total": int(record.units_total),
+        "tiles_done": int(record.tiles_done),
+        "units_done": int(record.units_done),
+        "timings": json.dumps(record.timings),
+        "result": _json_or_none(record.result),
+        "error": _json_or_none(record.error),
+        "links": json.dumps(record.links),
+    }
+
+
+def job_from_stored(stored: Mapping[str, Any]) -> JobRecord:
+    return JobRecord(
+        job_id=str(stored["job_id"]),
+        kind=str(stored["kind"]),
+        status=Status(stored["status"]),
+        spec=spec_from_stored(json.loads(stored["spec"])),
+        created_at=float(stored["created_at"]),
+        tiles_total=int(stored["tiles_total"]),
+        units_total=int(stored["units_total"]),
+        tiles_done=int(stored["tiles_done"]),
+        units_done=int(stored["units_done"]),
+        timings=json.loads(stored["timings"]),
+        result=_loads_or_none(stored.get("result")),
+        error=_loads_or_none(stored.get("error")),
+        links=json.loads(stored["links"]),
+    )
+
+
+def tile_done_fields(result: TileResult) -> StoredTile:
+    """The fields a tile row takes when the tile is recorded done (its error cleared)."""
+    return {
+        "status": TileState.DONE.value,
+        "started_at": float(result.started_at),
+        "finished_at": float(result.finished_at),
+        "worker": result.worker,
+        "route": result.route,
+        "units": int(result.units),
+        "stats": json.dumps(result.stats),
+        "bytes_read": int(result.bytes_read),
+        "bytes_written": int(result.bytes_written),
+        "error": None,
+    }
+
+
+def tile_row_from_stored(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A tile row for reports: every column of TILE_COLUMNS, stats decoded."""
+    row: dict[str, Any] = {name: stored.get(name) for name in TILE_COLUMNS}
+    for name, kind in _TILE_NUMBERS.items():
+        if row[name] is not None:
+            row[name] = kind(row[name])
+    row["stats"] = _loads_or_none(row["stats"])
+    return row
+
+
+def tile_result_from_stored(stored: Mapping[str, Any]) -> TileResult:
+    row = tile_row_from_stored(stored)
+    return TileResult(
+        tile_id=row["tile_id"], units=row["units"], stats=row["stats"], started_at=row["started_at"],
+        finished_at=row["finished_at"], worker=row["worker"], route=row["route"], bytes_read=row["bytes_read"],
+        bytes_written=row["bytes_written"],
+    )
+
+
+def encode_cursor(created_at: float, job_id: str) -> str:
+    """An opaque cursor: where the last job shown sits in the newest-first order.
+
+    >>> decode_cursor(encode_cursor(1700000000.25, "a1"))
+    (1700000000.25, 'a1')
+    """
+    raw = json.dumps([created_at, job_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The position a cursor names; InvalidSpecError for anything this API did not issue.
+
+    >>> decode_cursor("not/a-cursor")
+    Traceback (most recent call last):
+    ...
+    tilefan.errors.InvalidSpecError: cursor: is not a cursor from a previous page of this list
+    """
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        created_at, job_id = raw
+        if (not isinstance(created_at, int | float) or isinstance(created_at, bool)
+                or not math.isfinite(created_at) or not isinstance(job_id, str) or not job_id):
+            raise ValueError("not a position")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidSpecError("cursor", "is not a cursor from a previous page of this list") from None
+    return float(created_at), job_id

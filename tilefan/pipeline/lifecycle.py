@@ -1,0 +1,32 @@
+"""Ending a job early: fail it with an error body, or cancel it; either drops its uncommitted output."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from tilefan.domain.records import Status
+from tilefan.pipeline.inputs import output_key
+from tilefan.pipeline.ports import Clock, Ports
+
+
+def fail_job(ports: Ports, job_id: str, error: Mapping[str, Any], *, clock: Clock = time.time) -> bool:
+    """Mark the job FAILED with ``error`` and drop any uncommitted output."""
+    _discard_outputs(ports, job_id)
+    return ports.jobs.transition(job_id, Status.FAILED, error=dict(error), timings={"finished_at": clock()})
+
+
+def cancel_job(ports: Ports, job_id: str, *, clock: Clock = time.time) -> bool:
+    """Mark the job CANCELLED (tiles still running see it and stop recording)."""
+    changed = ports.jobs.transition(job_id, Status.CANCELLED, timings={"finished_at": clock()})
+    if changed:
+        _discard_outputs(ports, job_id)
+    return changed
+
+
+def _discard_outputs(ports: Ports, job_id: str) -> None:
+    record = ports.jobs.get_job(job_id)
+    key = output_key(job_id, record.spec)
+    if key is not None:
+        ports.blobs.discard_array(key, job_id)

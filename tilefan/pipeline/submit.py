@@ -1,0 +1,60 @@
+"""Submit: validate a raw spec at the door and record the job as QUEUED.
+
+Both runners call this step (the embedded process pool directly, the AWS REST API through
+its job service); nothing here knows which backend it is on.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from tilefan.domain.plan import fit_to_lambda, tiles_total
+from tilefan.domain.records import JobRecord, Status
+from tilefan.domain.routing import RoutePolicy
+from tilefan.domain.spec import JobSpec, Limits, parse_spec
+from tilefan.pipeline.inputs import load_atoms_file
+from tilefan.pipeline.ports import Clock, Ports
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def admit(ports: Ports, raw: Any, limits: Limits, policy: RoutePolicy | None = None) -> JobSpec:
+    """Validate a raw spec at the door, reading file headers through the blob store.
+
+    When the user left the tile size to us, pick one that keeps the job on Lambda if that
+    is no dearer than sending its big tiles to spot (``plan.fit_to_lambda``).
+    """
+    spec = parse_spec(
+        raw,
+        limits=limits,
+        inspect=ports.blobs.array_info,
+        load_atoms=lambda uri: load_atoms_file(ports.blobs, uri),
+    )
+    if raw.get("tile") is None:
+        spec = fit_to_lambda(spec, policy)
+    return spec
+
+
+def submit_job(
+    ports: Ports, raw: Any, *, limits: Limits | None = None, clock: Clock = time.time,
+    job_id: str | None = None, links: Mapping[str, str] | None = None, policy: RoutePolicy | None = None,
+) -> JobRecord:
+    """Validate and record a new job as QUEUED. Raises InvalidSpecError, writing nothing."""
+    spec = admit(ports, raw, limits or Limits(), policy)
+    record = JobRecord(
+        job_id=job_id or new_job_id(),
+        kind=spec.kind.value,
+        status=Status.QUEUED,
+        spec=spec,
+        created_at=clock(),
+        tiles_total=tiles_total(spec),
+        units_total=spec.units_total,
+        links=dict(links or {}),
+    )
+    ports.jobs.create_job(record)
+    return record

@@ -1,0 +1,211 @@
+"""What the spot worker talks to, and how it reads, answers and moves the queue's messages.
+
+The ports (the tile queue, Step Functions' task tokens, the interruption notice, the one
+job read), the message a tile arrives in, and the worker's moves on a message: answer its
+task, hand its tile back, release it for another worker, delete it, or dead-letter it with
+the reason (failing its task first when Step Functions still waits on it, so the job does
+not wait for a timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tilefan.adapters.aws.imds import SpotNotice
+from tilefan.adapters.aws.sqs_queue import QueueMessage
+from tilefan.errors import QueueError, RunnerError, StaleTaskTokenError, TilefanError
+from tilefan.pipeline import event_fields as fields
+from tilefan.pipeline.error_codec import error_cause, state_cause
+
+logger = logging.getLogger("tilefan.worker")
+
+DEFAULT_HEARTBEAT_S = 60
+INTERRUPTED_ERROR = "Spot.Interrupted"  # the state machine retries a tile failed with this
+# What became of one message.
+DONE, FAILED, DEAD_LETTERED, HANDED_BACK, RELEASED = "done", "failed", "dead-lettered", "handed-back", "released"
+
+
+# --------------------------------------------------------------------------- ports
+
+
+class TileQueue(Protocol):
+    def receive(self, wait_s: int, visibility_s: int) -> QueueMessage | None: ...
+    def extend(self, message: QueueMessage, visibility_s: int) -> None: ...
+    def release(self, message: QueueMessage) -> None: ...
+    def delete(self, message: QueueMessage) -> None: ...
+    def dead_letter(self, message: QueueMessage, reason: str, worker: str) -> None: ...
+
+
+class TokenPort(Protocol):
+    def heartbeat(self, token: str) -> None: ...
+    def succeed(self, token: str, output: dict[str, Any]) -> None: ...
+    def fail(self, token: str, error: str, cause: str) -> None: ...
+
+
+class NoticeSource(Protocol):
+    def spot_notice(self) -> SpotNotice | None: ...
+
+
+class JobLookup(Protocol):
+    """The one job-store read the worker makes before it runs a tile."""
+
+    def get_job(self, job_id: str) -> Any: ...
+
+
+TileFn = Callable[[str, int], bool]
+"""Runs one tile (job id, tile id); True when this call recorded it."""
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True)
+class TileTask:
+    job_id: str
+    tile_id: int
+    execution_id: str
+    token: str
+    heartbeat_s: int = DEFAULT_HEARTBEAT_S
+
+
+def parse_message(body: str) -> TileTask:
+    """The tile a message asks for; InvalidSpecError naming the field if it is malformed.
+
+    >>> parse_message('{"job_id": "j1", "tile_id": 3, "execution_id": "arn:x", "task_token": "t", '
+    ...               '"heartbeat_seconds": 30}')
+    TileTask(job_id='j1', tile_id=3, execution_id='arn:x', token='t', heartbeat_s=30)
+    >>> parse_message('{"job_id": "j1", "tile_id": -1, "task_token": "t"}')
+    Traceback (most recent call last):
+    ...
+    tilefan.errors.InvalidSpecError: tile_id: must be an integer >= 0, got -1
+    """
+    doc = fields.json_object(body, "body")
+    token = fields.text(doc, "task_token")
+    job_id = fields.text(doc, "job_id")
+    tile_id = fields.integer(doc, "tile_id")
+    beat = fields.integer(doc, "heartbeat_seconds", minimum=1, default=DEFAULT_HEARTBEAT_S)
+    execution = doc.get("execution_id", "")
+    return TileTask(job_id=job_id, tile_id=tile_id, execution_id=str(execution), token=token, heartbeat_s=beat)
+
+
+def token_of(body: str) -> str | None:
+    """The task token of a message that is otherwise unusable, if it has a readable one."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    token = doc.get("task_token") if isinstance(doc, Mapping) else None
+    return token if isinstance(token, str) and token else None
+
+
+# --------------------------------------------------------------------------- moves
+
+
+class Mailbox:
+    """The worker's moves on a message. None raises: a move that fails is logged, and the
+    queue's own timeouts and redrive policy see the message through."""
+
+    def __init__(self, queue: TileQueue, tokens: TokenPort, worker: str) -> None:
+        self.queue = queue
+        self.tokens = tokens
+        self.worker = worker
+
+    def answer(self, message: QueueMessage, task: TileTask, run: BackgroundTile, log: dict[str, Any]) -> str:
+        """Tell Step Functions how the tile went, then delete the message."""
+        try:
+            if run.error is None:
+                output = {"job_id": task.job_id, "tile_id": task.tile_id, "recorded": bool(run.result),
+                          "worker": self.worker}
+                self.tokens.succeed(task.token, output)
+                outcome = DONE
+                logger.info("tile done", extra={**log, "recorded": bool(run.result)})
+            else:
+                self.tokens.fail(task.token, type(run.error).__name__, error_cause(run.error))
+                outcome = FAILED
+                logger.warning("tile failed", extra={**log, "error": str(run.error)})
+        except StaleTaskTokenError as exc:
+            return self.dead_letter(message, f"task token expired before the answer: {exc}", None, None)
+        except RunnerError as exc:
+            # The tile is recorded (or its failure is); another worker will answer for it.
+            logger.warning("could not answer Step Functions; releasing the message", extra={**log, "error": str(exc)})
+            self.release(message)
+            return RELEASED
+        self.delete(message)
+        return outcome
+
+    def hand_back(self, message: QueueMessage, task: TileTask, notice: SpotNotice | None, log: dict[str, Any]) -> str:
+        """Give the tile back to the state machine (which retries it) after an interruption."""
+        notice = notice or SpotNotice("unknown", "")
+        cause = state_cause(INTERRUPTED_ERROR, f"{self.worker} got a spot interruption notice "
+                            f"({notice.action} at {notice.time or 'unknown time'}); tile {task.tile_id} handed back")
+        try:
+            self.tokens.fail(task.token, INTERRUPTED_ERROR, cause)
+        except TilefanError as exc:
+            # Step Functions still waits on this token: let another worker pick it up now.
+            logger.warning("could not hand the tile back; releasing the message", extra={**log, "error": str(exc)})
+            self.release(message)
+            return HANDED_BACK
+        # The token is closed and the state machine's retry sends a fresh message; the old
+        # one would only hand out a dead token.
+        self.delete(message)
+        logger.warning("tile handed back", extra=log)
+        return HANDED_BACK
+
+    def dead_letter(
+        self, message: QueueMessage, reason: str, live_token: str | None, exc: BaseException | None
+    ) -> str:
+        logger.error("dead-lettering a message", extra={"message_id": message.message_id, "reason": reason})
+        if live_token is not None and exc is not None:
+            try:  # fail the waiting task now rather than after its timeout
+                self.tokens.fail(live_token, type(exc).__name__, error_cause(exc))
+            except TilefanError as fail_exc:
+                logger.warning("could not fail the task", extra={"error": str(fail_exc)})
+        try:
+            self.queue.dead_letter(message, reason, self.worker)
+        except QueueError as exc2:
+            # Left in place, it reappears; the redrive policy moves it after a few receives.
+            logger.error("could not dead-letter the message", extra={"message_id": message.message_id,
+                                                                      "error": str(exc2)})
+        return DEAD_LETTERED
+
+    def release(self, message: QueueMessage) -> None:
+        try:
+            self.queue.release(message)
+        except QueueError as exc:
+            logger.warning("could not release the message", extra={"message_id": message.message_id,
+                                                                   "error": str(exc)})
+
+    def delete(self, message: QueueMessage) -> None:
+        try:
+            self.queue.delete(message)
+        except QueueError as exc:
+            # It reappears later with a closed token and is dead-lettered then.
+            logger.warning("could not delete the message", extra={"message_id": message.message_id,
+                                                                  "error": str(exc)})
+
+
+class BackgroundTile(threading.Thread):
+    """Runs the tile off the loop's thread, so the loop can heartbeat and watch for notices.
+
+    A daemon: on an interruption the process exits without waiting for it.
+    """
+
+    def __init__(self, fn: Callable[[], bool]) -> None:
+        super().__init__(name="tile", daemon=True)
+        self._fn = fn
+        self.done = threading.Event()
+        self.result: bool | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._fn()
+        except BaseException as exc:  # reported to Step Functions, whatever it is
+            self.error = exc
+        finally:
+            self.done.set()

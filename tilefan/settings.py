@@ -1,0 +1,168 @@
+"""Settings parsed from a mapping of environment variables, one setting per variable.
+
+These functions take the mapping as an argument: ``tilefan.bootstrap`` is the only reader
+of ``os.environ`` and hands it in. A bad value raises ``InvalidSpecError`` naming the
+variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tilefan.domain.kernel_choice import KERNEL_CHOICES
+from tilefan.domain.routing import RoutePolicy
+from tilefan.domain.spec import Limits
+from tilefan.errors import InvalidSpecError
+
+Env = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Config:
+    backend: str = "embedded"
+    home: Path = field(default_factory=lambda: Path.home() / ".tilefan")
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    kernel: str = "auto"
+    limits: Limits = field(default_factory=Limits)
+    route_policy: RoutePolicy = field(default_factory=RoutePolicy)
+
+
+@dataclass(frozen=True)
+class SpotSettings:
+    """The spot branch: its queue, the heartbeat contract, the fleet and the worker loop.
+
+    The cap on live workers is ``RoutePolicy.spot_max_workers``: the planner's cost estimate
+    and the capacity step read the same number.
+    """
+
+    queue_url: str = ""
+    dlq_url: str = ""
+    heartbeat_s: int = 60  # the spot task's HeartbeatSeconds
+    timeout_s: int = 21_600  # its TimeoutSeconds: queueing, boot and compute together
+    launch_template: str = ""
+    fleet: str = "tilefan"
+    subnets: tuple[str, ...] = ()
+    imds_url: str = "http://169.254.169.254"
+    idle_s: int = 300
+    visibility_s: int = 120
+    wait_s: int = 20
+    interruption_poll_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    bucket: str
+    table: str
+    state_machine_arn: str
+    region: str
+    distributed_threshold: int = 256
+    ttl_days: int = 30
+    spot: SpotSettings = field(default_factory=SpotSettings)
+    route_policy: RoutePolicy = field(default_factory=RoutePolicy)
+
+
+def env_int(env: Env, name: str, default: int) -> int:
+    """A whole number of at least 1, or ``default`` when unset or empty."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidSpecError(name, f"must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise InvalidSpecError(name, f"must be at least 1, got {value}")
+    return value
+
+
+def env_float(env: Env, name: str, default: float, *, maximum: float | None = None) -> float:
+    """A number greater than 0 (and at most ``maximum``), or ``default`` when unset or empty."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidSpecError(name, f"must be a number, got {raw!r}") from None
+    if not value > 0 or (maximum is not None and value > maximum):
+        bound = f" and at most {maximum:g}" if maximum is not None else ""
+        raise InvalidSpecError(name, f"must be greater than 0{bound}, got {raw}")
+    return value
+
+
+def parse_config(env: Env) -> Config:
+    defaults = Limits()
+    limits = Limits(
+        max_matrix_elements=env_int(env, "TILEFAN_MAX_MATRIX_ELEMENTS", defaults.max_matrix_elements),
+        max_dim=env_int(env, "TILEFAN_MAX_DIM", defaults.max_dim),
+        max_grid_points=env_int(env, "TILEFAN_MAX_GRID_POINTS", defaults.max_grid_points),
+        max_atoms=env_int(env, "TILEFAN_MAX_ATOMS", defaults.max_atoms),
+    )
+    kernel = env.get("TILEFAN_KERNEL", "auto")
+    if kernel not in KERNEL_CHOICES:
+        raise InvalidSpecError("TILEFAN_KERNEL", f"must be auto, numpy or compiled, got {kernel!r}")
+    home = Path(env["TILEFAN_HOME"]) if env.get("TILEFAN_HOME") else Path.home() / ".tilefan"
+    return Config(
+        backend=env.get("TILEFAN_BACKEND", "embedded"),
+        home=home,
+        workers=env_int(env, "TILEFAN_WORKERS", os.cpu_count() or 1),
+        kernel=kernel,
+        limits=limits,
+        route_policy=route_policy(env),
+    )
+
+
+def route_policy(env: Env) -> RoutePolicy:
+    """Where tiles go: the Lambda safety margins, the spot price and the spot worker cap."""
+    d = RoutePolicy()
+    return RoutePolicy(
+        memory_margin=env_float(env, "TILEFAN_LAMBDA_MEMORY_MARGIN", d.memory_margin, maximum=1.0),
+        time_margin=env_float(env, "TILEFAN_LAMBDA_TIME_MARGIN", d.time_margin, maximum=1.0),
+        spot_hour_price=env_float(env, "TILEFAN_SPOT_HOUR_PRICE", d.spot_hour_price),
+        spot_max_workers=env_int(env, "TILEFAN_SPOT_MAX_INSTANCES", d.spot_max_workers),
+    )
+
+
+def spot_settings(env: Env) -> SpotSettings:
+    d = SpotSettings()
+    heartbeat = env_int(env, "TILEFAN_SPOT_HEARTBEAT_S", d.heartbeat_s)
+    timeout = env_int(env, "TILEFAN_SPOT_TIMEOUT_S", d.timeout_s)
+    if heartbeat >= timeout:
+        raise InvalidSpecError("TILEFAN_SPOT_HEARTBEAT_S", f"must be less than TILEFAN_SPOT_TIMEOUT_S ({timeout})")
+    wait = env_int(env, "TILEFAN_WORKER_WAIT_S", d.wait_s)
+    if wait > 20:
+        raise InvalidSpecError("TILEFAN_WORKER_WAIT_S", f"SQS long-polls for at most 20 s, got {wait}")
+    return SpotSettings(
+        queue_url=env.get("TILEFAN_SPOT_QUEUE_URL", ""),
+        dlq_url=env.get("TILEFAN_SPOT_DLQ_URL", ""),
+        heartbeat_s=heartbeat,
+        timeout_s=timeout,
+        launch_template=env.get("TILEFAN_SPOT_LAUNCH_TEMPLATE", ""),
+        fleet=env.get("TILEFAN_SPOT_FLEET") or d.fleet,
+        subnets=tuple(s.strip() for s in env.get("TILEFAN_SPOT_SUBNETS", "").split(",") if s.strip()),
+        imds_url=env.get("TILEFAN_IMDS_URL") or d.imds_url,
+        idle_s=env_int(env, "TILEFAN_WORKER_IDLE_S", d.idle_s),
+        visibility_s=env_int(env, "TILEFAN_WORKER_VISIBILITY_S", d.visibility_s),
+        wait_s=wait,
+        interruption_poll_s=env_float(env, "TILEFAN_WORKER_INTERRUPTION_POLL_S", d.interruption_poll_s),
+    )
+
+
+def parse_aws_settings(env: Env) -> AwsSettings:
+    missing = [n for n in ("TILEFAN_BUCKET", "TILEFAN_TABLE") if not env.get(n)]
+    if missing:
+        raise InvalidSpecError(missing[0], "must be set for the aws backend")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return AwsSettings(
+        bucket=env["TILEFAN_BUCKET"],
+        table=env["TILEFAN_TABLE"],
+        state_machine_arn=env.get("TILEFAN_STATE_MACHINE_ARN", ""),
+        region=region,
+        distributed_threshold=env_int(env, "TILEFAN_DISTRIBUTED_THRESHOLD", 256),
+        ttl_days=env_int(env, "TILEFAN_TTL_DAYS", 30),
+        spot=spot_settings(env),
+        route_policy=route_policy(env),
+    )
