@@ -18,7 +18,7 @@ FORBIDDEN = {
     "domain": {"pipeline", "service", "adapters", "entrypoints", "bootstrap"},
     "pipeline": {"adapters", "service", "entrypoints", "bootstrap"},
     "adapters": {"service", "entrypoints", "bootstrap"},
-    "service": {"entrypoints", "bootstrap"},
+    "service": {"adapters", "entrypoints", "bootstrap"},
     "bootstrap": {"entrypoints"},
 }
 

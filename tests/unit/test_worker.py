@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 
 from tests.helpers import wait_until
-from tilefan.adapters.aws.imds import SpotNotice
-from tilefan.adapters.aws.sqs_queue import QueueMessage
 from tilefan.errors import (
     InvalidSpecError,
     JobNotFoundError,
@@ -26,6 +24,7 @@ from tilefan.errors import (
     StoreError,
     TileFailedError,
 )
+from tilefan.pipeline.spot_ports import QueueMessage, SpotNotice
 from tilefan.service.spot_messages import DEAD_LETTERED, DONE, FAILED, HANDED_BACK, RELEASED, parse_message
 from tilefan.service.worker import IDLE, INTERRUPTED, Worker, WorkerOptions
 

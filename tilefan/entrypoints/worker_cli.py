@@ -15,8 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from tilefan import bootstrap
-from tilefan.adapters.aws.imds import SpotNotice
 from tilefan.errors import InvalidSpecError
+from tilefan.pipeline.spot_ports import SpotNotice
 
 _RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from tilefan.adapters.aws.sfn_runner import StepFunctionsRunner
+from typing import Protocol
+
 from tilefan.pipeline.lifecycle import cancel_job
 from tilefan.pipeline.ports import Ports
+
+
+class Executions(Protocol):
+    """What the runner needs of Step Functions (``adapters.aws.sfn_runner`` implements it)."""
+
+    def start(self, job_id: str) -> str: ...
+
+    def stop(self, execution_arn: str, cause: str) -> None: ...
+
+    def console_url(self, execution_arn: str) -> str: ...
 
 
 def execution_arn(state_machine_arn: str, job_id: str) -> str:
@@ -17,7 +28,7 @@ def execution_arn(state_machine_arn: str, job_id: str) -> str:
 
 
 class StepFunctionsJobRunner:
-    def __init__(self, sfn: StepFunctionsRunner, ports: Ports, state_machine_arn: str) -> None:
+    def __init__(self, sfn: Executions, ports: Ports, state_machine_arn: str) -> None:
         self.sfn = sfn
         self.ports = ports
         self.state_machine_arn = state_machine_arn

@@ -14,13 +14,12 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from tilefan.adapters.aws.imds import SpotNotice
-from tilefan.adapters.aws.sqs_queue import QueueMessage
 from tilefan.errors import QueueError, RunnerError, StaleTaskTokenError, TilefanError
 from tilefan.pipeline import event_fields as fields
 from tilefan.pipeline.error_codec import error_cause, state_cause
+from tilefan.pipeline.spot_ports import QueueMessage, SpotNotice, TileQueue, TokenPort
 
 logger = logging.getLogger("tilefan.worker")
 
@@ -28,33 +27,6 @@ DEFAULT_HEARTBEAT_S = 60
 INTERRUPTED_ERROR = "Spot.Interrupted"  # the state machine retries a tile failed with this
 # What became of one message.
 DONE, FAILED, DEAD_LETTERED, HANDED_BACK, RELEASED = "done", "failed", "dead-lettered", "handed-back", "released"
-
-
-# --------------------------------------------------------------------------- ports
-
-
-class TileQueue(Protocol):
-    def receive(self, wait_s: int, visibility_s: int) -> QueueMessage | None: ...
-    def extend(self, message: QueueMessage, visibility_s: int) -> None: ...
-    def release(self, message: QueueMessage) -> None: ...
-    def delete(self, message: QueueMessage) -> None: ...
-    def dead_letter(self, message: QueueMessage, reason: str, worker: str) -> None: ...
-
-
-class TokenPort(Protocol):
-    def heartbeat(self, token: str) -> None: ...
-    def succeed(self, token: str, output: dict[str, Any]) -> None: ...
-    def fail(self, token: str, error: str, cause: str) -> None: ...
-
-
-class NoticeSource(Protocol):
-    def spot_notice(self) -> SpotNotice | None: ...
-
-
-class JobLookup(Protocol):
-    """The one job-store read the worker makes before it runs a tile."""
-
-    def get_job(self, job_id: str) -> Any: ...
 
 
 TileFn = Callable[[str, int], bool]

@@ -31,8 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tilefan.adapters.aws.imds import SpotNotice
-from tilefan.adapters.aws.sqs_queue import QueueMessage
 from tilefan.errors import (
     InvalidSpecError,
     JobNotFoundError,
@@ -42,12 +40,11 @@ from tilefan.errors import (
     StaleTaskTokenError,
     TilefanError,
 )
+from tilefan.pipeline.spot_ports import JobLookup, NoticeSource, QueueMessage, SpotNotice
 from tilefan.service.spot_messages import (
     RELEASED,
     BackgroundTile,
-    JobLookup,
     Mailbox,
-    NoticeSource,
     TileFn,
     TileQueue,
     TileTask,

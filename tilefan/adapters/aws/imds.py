@@ -14,10 +14,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from tilefan.errors import MetadataError
+from tilefan.pipeline.spot_ports import SpotNotice
 
 DEFAULT_URL = "http://169.254.169.254"
 TOKEN_PATH = "/latest/api/token"
@@ -29,12 +29,6 @@ TOKEN_HEADER = "X-aws-ec2-metadata-token"
 Opener = Callable[..., Any]
 
 
-@dataclass(frozen=True)
-class SpotNotice:
-    """A scheduled interruption: ``action`` is terminate, stop or hibernate."""
-
-    action: str
-    time: str
 
 
 class Imds:

@@ -10,23 +10,17 @@ kills its workers before they can do that.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from tilefan.adapters.aws.aws_call import call
 from tilefan.errors import QueueError
+from tilefan.pipeline.spot_ports import QueueMessage
 
 MAX_WAIT_S = 20  # SQS long polls for at most 20 s
 MAX_VISIBILITY_S = 43_200
 MAX_ATTRIBUTE_CHARS = 1_000
 
 
-@dataclass(frozen=True)
-class QueueMessage:
-    message_id: str
-    receipt: str
-    body: str
-    receive_count: int = 1
 
 
 class SqsTileQueue:
