@@ -1,10 +1,9 @@
-"""What the spot worker talks to, and how it reads, answers and moves the queue's messages.
+"""How the spot worker reads, answers and moves the queue's messages.
 
-The ports (the tile queue, Step Functions' task tokens, the interruption notice, the one
-job read), the message a tile arrives in, and the worker's moves on a message: answer its
-task, hand its tile back, release it for another worker, delete it, or dead-letter it with
-the reason (failing its task first when Step Functions still waits on it, so the job does
-not wait for a timeout).
+The message a tile arrives in, and the worker's moves on a message: answer its task, hand
+its tile back, release it for another worker, delete it, or dead-letter it with the reason
+(failing its task first when Step Functions still waits on it, so the job does not wait for
+a timeout). The ports these moves go through are in ``tilefan.pipeline.spot_ports``.
 """
 
 from __future__ import annotations
