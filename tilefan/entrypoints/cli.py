@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--route", metavar="{auto,lambda,spot}",
                        help="auto (default), lambda or spot: where tiles run on AWS; recorded here, "
                                        "where every tile runs in the local pool")
+        p.add_argument("--endpoint", metavar="URL", help="run on a deployed API or a remote tilefan serve "
+                                                         "(default: TILEFAN_ENDPOINT; unset: this machine)")
 
     for kind in ("matmul", "add"):
         p = kinds.add_parser(kind, help="C = A·B" if kind == "matmul" else "C = A + B")

@@ -34,14 +34,25 @@ def add_job_commands(sub: Any) -> None:
     report = sub.add_parser("report", help="write logs.csv, error.csv, performance.txt and runtime.png")
     report.add_argument("job_id")
     report.add_argument("--out", required=True, help="the folder to write into")
+    for p in (jobs, sub.choices["status"], sub.choices["cancel"], result, report):
+        add_endpoint(p)
 
 
-def _age(created: float) -> str:
+def add_endpoint(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--endpoint", metavar="URL", help="a deployed API or a remote tilefan serve "
+                                                     "(default: TILEFAN_ENDPOINT; unset: this machine)")
+
+
+def _age(started: float | None) -> str:
     """
     >>> _age(0.0)[-4:]
     'ago)'
+    >>> _age(None)
+    ''
     """
-    seconds = max(time.time() - created, 0)
+    if started is None:
+        return ""
+    seconds = max(time.time() - started, 0)
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"({seconds / size:.0f} {unit} ago)"
@@ -53,16 +64,22 @@ def _line(doc: dict[str, Any]) -> str:
     wall = (doc.get("timings") or {}).get("wall_s")
     took = f"{wall:8.2f} s" if wall is not None else " " * 10
     return (f"{doc['job_id']}  {doc['kind']:<6}  {doc['status']:<9}  {prog['tiles_done']:>5}/{prog['tiles_total']:<5} "
-            f"tiles  {prog['percent']:5.1f}%  {took}  {_age(doc['created_at'])}")
+            f"tiles  {prog['percent']:5.1f}%  {took}  {_age((doc.get('timings') or {}).get('started_at'))}")
 
 
 def run_job_command(args: argparse.Namespace) -> int:
-    from tilefan.bootstrap import build_service, load_config
+    from tilefan.entrypoints.cli_remote import endpoint_of, remote_job_command
     from tilefan.errors import JobNotFoundError, TilefanError
 
     try:
-        service = build_service(load_config())
-        return _dispatch(args, service)
+        endpoint, token = endpoint_of(args)
+        if endpoint:
+            from tilefan.entrypoints.client import Client
+
+            return remote_job_command(args, Client(endpoint, token=token))
+        from tilefan.bootstrap import build_service, load_config
+
+        return _local(args, build_service(load_config()))
     except JobNotFoundError:
         print(f"error: no job {args.job_id} here", file=sys.stderr)
         return EXIT_INVALID
@@ -71,34 +88,50 @@ def run_job_command(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
-def _dispatch(args: argparse.Namespace, service: Any) -> int:
+def print_jobs(page: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(page))
+    elif not page["jobs"]:
+        print("no jobs yet: start one with tilefan run")
+    else:
+        print("\n".join(_line(d) for d in page["jobs"]))
+    return EXIT_OK
+
+
+def print_job(doc: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(doc))
+        return EXIT_OK
+    print(_line(doc))
+    if doc.get("error"):
+        print(f"  error: {doc['error'].get('message')}")
+    for key, value in (doc.get("result") or {}).items():
+        if key != "verification":
+            print(f"  {key}: {value}")
+    return EXIT_OK
+
+
+def write_report_folder(report: dict[str, Any], out: Path) -> int:
+    from tilefan.entrypoints.report_files import write_report
+
+    files = write_report(report, out)
+    for f in files:
+        print(f)
+    if not any(f.name == "runtime.png" for f in files):
+        print("runtime.png needs the report extra: pip install 'tilefan[report]'", file=sys.stderr)
+    return EXIT_OK
+
+
+def _local(args: argparse.Namespace, service: Any) -> int:
     if args.command == "jobs":
-        page = service.list(args.limit)
-        for doc in page["jobs"]:
-            doc["created_at"] = service.ports.jobs.get_job(doc["job_id"]).created_at
-        if args.json:
-            print(json.dumps(page))
-        elif not page["jobs"]:
-            print("no jobs yet: start one with tilefan run")
-        else:
-            print("\n".join(_line(d) for d in page["jobs"]))
-        return EXIT_OK
-    if args.command in ("status", "cancel"):
-        doc = service.get(args.job_id) if args.command == "status" else service.cancel(args.job_id)
-        doc["created_at"] = service.ports.jobs.get_job(args.job_id).created_at
-        if args.json:
-            print(json.dumps(doc))
-            return EXIT_OK
-        print(_line(doc))
-        if doc.get("error"):
-            print(f"  error: {doc['error'].get('message')}")
-        for key, value in (doc.get("result") or {}).items():
-            if key != "verification":
-                print(f"  {key}: {value}")
-        return EXIT_OK
+        return print_jobs(service.list(args.limit), args.json)
+    if args.command == "status":
+        return print_job(service.get(args.job_id), args.json)
+    if args.command == "cancel":
+        return print_job(service.cancel(args.job_id), args.json)
     if args.command == "result":
         return _result(service, args.job_id, Path(args.out))
-    return _report(service, args.job_id, Path(args.out))
+    return write_report_folder(service.report(args.job_id), Path(args.out))
 
 
 def _result(service: Any, job_id: str, out: Path) -> int:
@@ -110,18 +143,6 @@ def _result(service: Any, job_id: str, out: Path) -> int:
             else f"is {doc['status']}"
         print(f"error: job {job_id} {what}", file=sys.stderr)
         return EXIT_FAILED
-    path = service.ports.blobs.path(source)
-    shutil.copyfile(path, out)
+    shutil.copyfile(service.ports.blobs.path(source), out)
     print(f"{out} ({out.stat().st_size} bytes)")
-    return EXIT_OK
-
-
-def _report(service: Any, job_id: str, out: Path) -> int:
-    from tilefan.entrypoints.report_files import write_report
-
-    files = write_report(service.report(job_id), out)
-    for f in files:
-        print(f)
-    if not any(f.name == "runtime.png" for f in files):
-        print("runtime.png needs the report extra: pip install 'tilefan[report]'", file=sys.stderr)
     return EXIT_OK

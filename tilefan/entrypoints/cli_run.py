@@ -145,6 +145,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         raw = raw_spec(args)
+        from tilefan.entrypoints.cli_remote import endpoint_of
+
+        endpoint, token = endpoint_of(args)
+        if endpoint and not args.dry_run:
+            from tilefan.entrypoints.cli_remote import remote_run
+            from tilefan.entrypoints.client import Client
+
+            return remote_run(args, raw, Client(endpoint, token=token))
         config = load_config()
         if args.workers is not None:
             if args.workers < 1:
@@ -171,6 +179,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {field_message(exc.field, exc.message)}", file=sys.stderr)
         return EXIT_INVALID
     except TilefanError as exc:
+        if exc.code == "invalid_input":  # refused by a remote API
+            print(f"error: {field_message(getattr(exc, 'field', None), str(exc))}", file=sys.stderr)
+            return EXIT_INVALID
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
