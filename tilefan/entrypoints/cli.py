@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from tilefan.entrypoints.cli_run import EXIT_FAILED, EXIT_INVALID, EXIT_OK, cmd_run, field_message
+from tilefan.entrypoints.cli_common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, field_message
+from tilefan.entrypoints.cli_run import cmd_run
 
 
 class _Parser(argparse.ArgumentParser):

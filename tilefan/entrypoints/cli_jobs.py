@@ -7,14 +7,21 @@ one terminal can be watched, cancelled or reported on from another.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from tilefan.entrypoints.cli_run import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from tilefan.entrypoints.cli_common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    add_endpoint,
+    endpoint_of,
+    print_job,
+    print_jobs,
+    write_report_folder,
+)
 
 JOB_COMMANDS = ("jobs", "status", "cancel", "result", "report")
 
@@ -38,37 +45,8 @@ def add_job_commands(sub: Any) -> None:
         add_endpoint(p)
 
 
-def add_endpoint(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--endpoint", metavar="URL", help="a deployed API or a remote tilefan serve "
-                                                     "(default: TILEFAN_ENDPOINT; unset: this machine)")
-
-
-def _age(started: float | None) -> str:
-    """
-    >>> _age(0.0)[-4:]
-    'ago)'
-    >>> _age(None)
-    ''
-    """
-    if started is None:
-        return ""
-    seconds = max(time.time() - started, 0)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"({seconds / size:.0f} {unit} ago)"
-    return f"({seconds:.0f} s ago)"
-
-
-def _line(doc: dict[str, Any]) -> str:
-    prog = doc["progress"]
-    wall = (doc.get("timings") or {}).get("wall_s")
-    took = f"{wall:8.2f} s" if wall is not None else " " * 10
-    return (f"{doc['job_id']}  {doc['kind']:<6}  {doc['status']:<9}  {prog['tiles_done']:>5}/{prog['tiles_total']:<5} "
-            f"tiles  {prog['percent']:5.1f}%  {took}  {_age((doc.get('timings') or {}).get('started_at'))}")
-
-
 def run_job_command(args: argparse.Namespace) -> int:
-    from tilefan.entrypoints.cli_remote import endpoint_of, remote_job_command
+    from tilefan.entrypoints.cli_remote import remote_job_command
     from tilefan.errors import JobNotFoundError, TilefanError
 
     try:
@@ -86,40 +64,6 @@ def run_job_command(args: argparse.Namespace) -> int:
     except TilefanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-
-
-def print_jobs(page: dict[str, Any], as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(page))
-    elif not page["jobs"]:
-        print("no jobs yet: start one with tilefan run")
-    else:
-        print("\n".join(_line(d) for d in page["jobs"]))
-    return EXIT_OK
-
-
-def print_job(doc: dict[str, Any], as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(doc))
-        return EXIT_OK
-    print(_line(doc))
-    if doc.get("error"):
-        print(f"  error: {doc['error'].get('message')}")
-    for key, value in (doc.get("result") or {}).items():
-        if key != "verification":
-            print(f"  {key}: {value}")
-    return EXIT_OK
-
-
-def write_report_folder(report: dict[str, Any], out: Path) -> int:
-    from tilefan.entrypoints.report_files import write_report
-
-    files = write_report(report, out)
-    for f in files:
-        print(f)
-    if not any(f.name == "runtime.png" for f in files):
-        print("runtime.png needs the report extra: pip install 'tilefan[report]'", file=sys.stderr)
-    return EXIT_OK
 
 
 def _local(args: argparse.Namespace, service: Any) -> int:

@@ -13,16 +13,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tilefan.entrypoints.cli_run import EXIT_FAILED, EXIT_INVALID, EXIT_OK, field_message
+from tilefan.entrypoints.cli_common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    field_message,
+    print_job,
+    print_jobs,
+    summary,
+    write_report_folder,
+)
 from tilefan.entrypoints.client import Client
-
-
-def endpoint_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """The endpoint (the flag wins over ``TILEFAN_ENDPOINT``) and the token (``TILEFAN_TOKEN``)."""
-    from tilefan.bootstrap import remote_settings
-
-    env_endpoint, token = remote_settings()
-    return getattr(args, "endpoint", None) or env_endpoint, token
 
 
 def _upload_inputs(client: Client, raw: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +36,6 @@ def _upload_inputs(client: Client, raw: dict[str, Any]) -> dict[str, Any]:
 
 def remote_run(args: argparse.Namespace, raw: dict[str, Any], client: Client) -> int:
     """Submit, follow with a progress bar, download the result; exit codes as for a local run."""
-    from tilefan.entrypoints.cli_run import _summary
     from tilefan.entrypoints.progress import throughput_line
 
     if raw.pop("field_out", None) is not None:
@@ -62,9 +62,9 @@ def remote_run(args: argparse.Namespace, raw: dict[str, Any], client: Client) ->
         client.result(final["job_id"], out)
         (final.get("result") or {})["output"] = out
     if not args.json:
-        summary = client.report(final["job_id"])["summary"]
-        _summary(final, sys.stdout, summary.get("route_counts"))
-        line = throughput_line(final, summary.get("tile_seconds_total"))
+        report = client.report(final["job_id"])["summary"]
+        summary(final, sys.stdout, report.get("route_counts"))
+        line = throughput_line(final, report.get("tile_seconds_total"))
         if line:
             print(line)
     return EXIT_OK
@@ -72,8 +72,6 @@ def remote_run(args: argparse.Namespace, raw: dict[str, Any], client: Client) ->
 
 def remote_job_command(args: argparse.Namespace, client: Client) -> int:
     """``jobs``, ``status``, ``cancel``, ``result`` and ``report`` over HTTP."""
-    from tilefan.entrypoints.cli_jobs import print_job, print_jobs
-
     if args.command == "jobs":
         return print_jobs(client.list(args.limit), args.json)
     if args.command == "status":
@@ -84,6 +82,4 @@ def remote_job_command(args: argparse.Namespace, client: Client) -> int:
         path = client.result(args.job_id, args.out)
         print(f"{path} ({Path(path).stat().st_size} bytes)")
         return EXIT_OK
-    from tilefan.entrypoints.cli_jobs import write_report_folder
-
     return write_report_folder(client.report(args.job_id), Path(args.out))

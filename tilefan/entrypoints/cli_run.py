@@ -9,19 +9,9 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, TextIO
+from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-
-# Spec field → the flag a CLI user typed, so errors name what they can fix.
-FLAG_OF = {
-    "a": "--a", "a.file": "--a", "a.shape": "--shape-a", "a.seed": "--seed", "a.dtype": "--dtype",
-    "b": "--b", "b.file": "--b", "b.shape": "--shape-b", "b.seed": "--seed", "b.dtype": "--dtype",
-    "seed": "--seed", "dtype": "--dtype", "out": "--out", "tile": "--tile", "grid": "--grid",
-    "atoms": "--atoms", "atoms.count": "--atoms", "atoms.seed": "--seed", "atoms.file": "--atoms-file",
-    "origin": "--origin", "spacing": "--spacing", "softening": "--softening",
-    "precision": "--precision", "field_out": "--field-out", "route": "--route",
-}
+from tilefan.entrypoints.cli_common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, field_message, summary
 
 
 def _abs(path: str | None) -> str | None:
@@ -85,55 +75,6 @@ def _flag_error(flag: str, message: str) -> _FlagError:
     return _FlagError(flag, message)
 
 
-def field_message(field: str | None, message: str) -> str:
-    flag = FLAG_OF.get(field or "", field)
-    return f"{flag}: {message}" if flag else message
-
-
-def _summary(record: dict[str, Any], out: TextIO, routes: dict[str, int] | None = None) -> None:
-    status = record["status"]
-    wall = record["timings"].get("wall_s")
-    took = f" in {wall:.2f} s" if wall is not None else ""
-    prog = record["progress"]
-    print(f"job {record['job_id']} {record['kind']}: {status}{took} ({tile_routes(prog['tiles_total'], routes)})",
-          file=out)
-    result = record.get("result") or {}
-    if record["kind"] == "atoms" and result:
-        i, j, k = result["min_index"]
-        x, y, z = result["min_point"]
-        print(f"  minimum φ = {result['min_value']:.10g} at index ({i}, {j}, {k}), point ({x:g}, {y:g}, {z:g})",
-              file=out)
-        if result.get("field"):
-            print(f"  field written to {result['field']}", file=out)
-    elif result:
-        shape = "x".join(str(n) for n in result["shape"])
-        print(f"  C: {shape} {result['dtype']} → {result['output']}", file=out)
-        sums = result["checksums"]
-        print(f"  checksums: sum={sums['sum']:.10g} frobenius={sums['frobenius']:.10g}", file=out)
-    check = result.get("verification")
-    if check:
-        verdict = "verified" if check["passed"] else "VERIFICATION FAILED"
-        detail = {
-            "freivalds": lambda c: f"Freivalds, {c['rounds']} rounds, worst residual "
-                                   f"{c['worst_residual_over_bound']:.2g} of the rounding bound",
-            "exact": lambda c: f"exact comparison, {c['mismatches']} mismatches",
-            "sampled": lambda c: f"{c['samples']} sampled points recomputed in float64, "
-                                 f"minimum within {c['min_error']:.2g}",
-        }[check["method"]](check)
-        print(f"  {verdict}: {detail}", file=out)
-
-
-def tile_routes(total: int, routes: dict[str, int] | None) -> str:
-    """
-    >>> tile_routes(16, {"lambda": 12, "spot": 4})
-    '16 tiles: 12 lambda, 4 spot'
-    >>> tile_routes(6, None)
-    '6 tiles'
-    """
-    counts = ", ".join(f"{n} {route}" for route, n in sorted((routes or {}).items()) if n)
-    return f"{total} tiles: {counts}" if counts else f"{total} tiles"
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from tilefan.bootstrap import build_embedded, load_config
     from tilefan.domain.plan import plan
@@ -145,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         raw = raw_spec(args)
-        from tilefan.entrypoints.cli_remote import endpoint_of
+        from tilefan.entrypoints.cli_common import endpoint_of
 
         endpoint, token = endpoint_of(args)
         if endpoint and not args.dry_run:
@@ -203,9 +144,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {field_message(err.get('field'), plain_message(err))}", file=sys.stderr)
         return EXIT_INVALID if err.get("code") == "invalid_input" else EXIT_FAILED
     if not args.json:
-        summary = tile_report(ports, record.job_id)["summary"]
-        _summary(doc, sys.stdout, summary["route_counts"])
-        line = throughput_line(doc, summary["tile_seconds_total"])
+        report = tile_report(ports, record.job_id)["summary"]
+        summary(doc, sys.stdout, report["route_counts"])
+        line = throughput_line(doc, report["tile_seconds_total"])
         if line:
             print(line)
     return EXIT_OK
