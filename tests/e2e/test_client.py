@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.e2e.test_serve import START_DEADLINE_S, TILEFAN, answers, free_port
-from tests.helpers import random_pair, wait_until
+from tests.e2e.serve_process import serving
+from tests.helpers import random_pair
 from tilefan.entrypoints import progress
 from tilefan.entrypoints.client import ApiError, Client
 from tilefan.errors import JobNotFoundError, ReportedError
@@ -26,20 +26,8 @@ from tilefan.errors import JobNotFoundError, ReportedError
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("client")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
-    env.update({"TILEFAN_HOME": str(root / "home"), "TILEFAN_WORKERS": "2"})
-    with open(root / "server.log", "wb") as log:
-        proc = subprocess.Popen([str(TILEFAN), "serve", "--port", str(port)], cwd=root, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: proc.poll() is None and answers(url), "tilefan serve to answer", START_DEADLINE_S, 0.1)
+    with serving(tmp_path_factory.mktemp("client")) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_submit_wait_with_progress_list_report(base: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -113,6 +113,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     rest.set_service_factory(lambda: service)
     app = Chalice(app_name="tilefan")
     app.register_blueprint(rest.api)
+    from tilefan.entrypoints.web import web
+
+    app.register_blueprint(web)
     server = create_local_server(app, ChaliceConfig.create(chalice_stage="local", app_name="tilefan"),
                                  args.host, args.port)
     print(f"tilefan API ({config.backend} backend) on http://{args.host}:{args.port}", file=sys.stderr, flush=True)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import matplotlib
 
@@ -14,7 +13,7 @@ import matplotlib.pyplot as plt
 ROUTE_COLOURS = {"lambda": "#4c72b0", "spot": "#dd8452", "local": "#55a868"}
 
 
-def draw_gantt(report: dict[str, Any], path: Path) -> None:
+def draw_gantt(report: dict[str, Any], path: str | IO[bytes]) -> None:
     tiles = [t for t in report["tiles"] if t.get("started_at") is not None and t.get("finished_at") is not None]
     workers = sorted({t.get("worker") or "?" for t in tiles})
     t0 = min((t["started_at"] for t in tiles), default=0.0)
@@ -29,5 +28,5 @@ def draw_gantt(report: dict[str, Any], path: Path) -> None:
     ax.set_title(f"job {report['job_id']}: {len(tiles)} tiles on {len(workers)} workers")
     ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)

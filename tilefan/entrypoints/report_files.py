@@ -9,6 +9,7 @@ other three files are written and the caller is told how to get the chart.
 from __future__ import annotations
 
 import csv
+import io
 import statistics
 from pathlib import Path
 from typing import Any
@@ -69,23 +70,40 @@ def performance_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict[str, Any], out: Path) -> list[Path]:
-    """Write the folder; returns the files written (runtime.png only with matplotlib)."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, rows in (("logs.csv", report["tiles"]),
-                       ("error.csv", [t for t in report["tiles"] if t.get("error") or t["status"] == "failed"])):
-        with open(out / name, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, LOG_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        written.append(out / name)
-    (out / "performance.txt").write_text(performance_text(report) + "\n")
-    written.append(out / "performance.txt")
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """One CSV row per tile (its last attempt; ``attempts`` counts them)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, LOG_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def error_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for t in report["tiles"] if t.get("error") or t["status"] == "failed"]
+
+
+def runtime_png(report: dict[str, Any]) -> bytes | None:
+    """The Gantt chart as PNG bytes, or None without matplotlib (the ``report`` extra)."""
     try:
         from tilefan.entrypoints.gantt import draw_gantt
     except ModuleNotFoundError:
-        return written
-    draw_gantt(report, out / "runtime.png")
-    written.append(out / "runtime.png")
+        return None
+    buf = io.BytesIO()
+    draw_gantt(report, buf)
+    return buf.getvalue()
+
+
+def write_report(report: dict[str, Any], out: Path) -> list[Path]:
+    """Write the folder; returns the files written (runtime.png only with matplotlib)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"logs.csv": csv_text(report["tiles"]), "error.csv": csv_text(error_rows(report)),
+             "performance.txt": performance_text(report) + "\n"}
+    for name, text in files.items():
+        (out / name).write_text(text)
+    written = [out / name for name in files]
+    png = runtime_png(report)
+    if png is not None:
+        (out / "runtime.png").write_bytes(png)
+        written.append(out / "runtime.png")
     return written
