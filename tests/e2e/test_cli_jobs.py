@@ -90,3 +90,37 @@ def test_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     proc = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd} | head -1"], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.stdout == "{\n" and proc.stderr == "" and proc.returncode == 0
+
+
+@pytest.mark.parametrize("module, command, extra", [("chalice", ["serve"], "serve"),
+                                                     ("boto3", ["worker"], "aws")])
+def test_a_missing_extra_is_one_line_not_a_traceback(
+    module: str, command: list[str], extra: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from tilefan.entrypoints.cli import main
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    monkeypatch.setenv("TILEFAN_HOME", str(tmp_path))
+    monkeypatch.setenv("TILEFAN_BUCKET", "bucket")
+    monkeypatch.setenv("TILEFAN_TABLE", "table")
+    monkeypatch.setenv("TILEFAN_SPOT_QUEUE_URL", "https://queue.invalid/q")
+    monkeypatch.setenv("TILEFAN_SPOT_DLQ_URL", "https://queue.invalid/dlq")
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: tilefan {command[0]} needs the {extra} extra: pip install 'tilefan[{extra}]'\n"
+
+
+def test_report_without_matplotlib_writes_the_rest_and_says_how(
+    done: tuple[Path, str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tilefan.entrypoints.cli import main
+
+    home, job_id, _ = done
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.delitem(sys.modules, "tilefan.entrypoints.gantt", raising=False)
+    monkeypatch.setenv("TILEFAN_HOME", str(home))
+    assert main(["report", job_id, "--out", str(tmp_path / "rep")]) == 0
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["error.csv", "logs.csv", "performance.txt"]
+    assert "pip install 'tilefan[report]'" in capsys.readouterr().err

@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Optional dependencies and the extra that installs each (pyproject.toml).
+EXTRA_OF = {"chalice": "serve", "swagger_ui_bundle": "serve", "boto3": "aws", "botocore": "aws",
+            "matplotlib": "report"}
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -91,11 +96,6 @@ def _version() -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """The same Chalice routes as on AWS, served locally over the configured backend."""
-    try:
-        import chalice  # noqa: F401
-    except ModuleNotFoundError:
-        print("error: tilefan serve needs the serve extra: pip install 'tilefan[serve]'", file=sys.stderr)
-        return EXIT_FAILED
     from chalice import Chalice
     from chalice.config import Config as ChaliceConfig
     from chalice.local import create_local_server
@@ -163,6 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"error: tilefan {args.command} needs the {extra} extra: pip install 'tilefan[{extra}]'",
+              file=sys.stderr)
+        return EXIT_FAILED
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, as Unix tools do. Point stdout
         # at /dev/null so the interpreter's final flush cannot raise again.
