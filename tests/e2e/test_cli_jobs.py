@@ -124,3 +124,38 @@ def test_report_without_matplotlib_writes_the_rest_and_says_how(
     assert main(["report", job_id, "--out", str(tmp_path / "rep")]) == 0
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["error.csv", "logs.csv", "performance.txt"]
     assert "pip install 'tilefan[report]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("columns", [0, 60, 200])
+def test_progress_bar_on_a_terminal_redraws_one_line_within_its_width(tmp_path: Path, columns: int) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24 if columns else 0, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
+    env.update({"TILEFAN_HOME": str(tmp_path), "TILEFAN_WORKERS": "2"})
+    proc = subprocess.run([*CLI, "run", "atoms", "--grid", "32", "--atoms", "50", "--tile", "8", "--verify"],
+                          env=env, stderr=follower, stdout=subprocess.PIPE, timeout=60)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+        if len(data) < 65536:
+            break
+    os.close(leader)
+    err = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    assert err.count("\n") == 1  # one line, redrawn in place, ended once
+    frames = [f for f in err.replace("\n", "\r").split("\r") if f]
+    assert frames[-1].startswith("atoms: 100%|") and "64/64 tiles" in frames[-1]
+    assert max(len(f) for f in frames) <= (columns or 80)
+    assert "s]" in frames[-1] and "point/s" in frames[-1]

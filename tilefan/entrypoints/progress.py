@@ -9,6 +9,7 @@ says so instead of sitting silently at 100 %.
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any, TextIO
 
@@ -30,6 +31,18 @@ def human(n: float) -> str:
     return f"{n:.0f}"
 
 
+def _columns(file: TextIO | None) -> int:
+    """The terminal's width in columns, 0 when it cannot say."""
+    import os
+    import sys
+
+    stream = file if file is not None else sys.stderr
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return 0
+
+
 def _doc(record: JobRecord | dict[str, Any]) -> dict[str, Any]:
     return record.to_dict() if isinstance(record, JobRecord) else record
 
@@ -42,11 +55,15 @@ class JobProgress:
 
         self.kind = kind
         self.disable = disable
+        # Follow the terminal's width as it changes; a terminal that reports no width at all
+        # (a bare pty) gets 80 columns rather than an empty bar.
+        width = _columns(file)
         self._bar = tqdm(
             total=None, desc=kind, unit=UNIT_NAMES.get(kind, "units")[:-1] or "unit", unit_scale=True,
-            dynamic_ncols=True, file=file, disable=disable, leave=True, mininterval=0.1,
-            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {unit}s "
-                       "[{elapsed}<{remaining}, {rate_fmt}]{postfix}",
+            dynamic_ncols=width > 0, ncols=None if width > 0 else 80, nrows=None if width > 0 else 24, file=file,
+            disable=disable, leave=True,
+            mininterval=0.1,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}, {rate_fmt}{postfix}]",
         )
         self._phase = ""
 
