@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# `make run` needs only the package and the compiled kernel: a lighter venv of its own, so a
+# `make run` needs only the package (NumPy kernels): a lighter venv of its own, so a
 # first `make run` does not install the development toolchain.
 RUN_VENV  := .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed-stamp
@@ -21,7 +21,7 @@ install: $(STAMP)
 
 $(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(RUN_VENV)
-	$(RUN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[fast]"
+	$(RUN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $(RUN_STAMP)
 
 ## The three job kinds on the embedded backend, with progress bars and verified results.
