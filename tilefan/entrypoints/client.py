@@ -148,7 +148,9 @@ class Client:
 
     def result(self, job_id: str, out: str | os.PathLike[str]) -> Path:
         """GET /jobs/{id}/result into ``out``: the .npy bytes, or a redirect to them."""
-        status, headers, raw = self._send("GET", f"/jobs/{job_id}/result")
+        # API Gateway and Chalice send binary bodies only to a request that accepts them.
+        status, headers, raw = self._send("GET", f"/jobs/{job_id}/result",
+                                          headers={"Accept": "application/octet-stream, */*"})
         location = {k.lower(): v for k, v in headers.items()}.get("location")
         if status in (301, 302, 303, 307, 308) and location:
             with urllib.request.urlopen(location, timeout=self.timeout) as resp:  # presigned: no credentials
