@@ -14,11 +14,27 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from tilefan.domain.routing import RoutePolicy
+
 LOG_FIELDS = ("tile_id", "status", "attempts", "started_at", "finished_at", "duration_s", "route", "worker",
               "bytes_read", "bytes_written", "error")
 
 
-def performance_text(report: dict[str, Any]) -> str:
+def _measured(done: list[dict[str, Any]], memory_mb: int) -> str:
+    """Lambda GB-seconds the tiles used, from the tiles that ran in a Lambda function.
+
+    >>> _measured([{"worker": "lambda:abc", "duration_s": 2.0}], 1024)
+    'measured 2 GB-s (2.00 tile-s in Lambda at 1024 MB)'
+    >>> _measured([{"worker": "local-7", "duration_s": 2.0}], 1024)
+    'measured here: 2.00 tile-s in the local pool, no Lambda GB-s'
+    """
+    in_lambda = sum(t["duration_s"] for t in done if str(t.get("worker") or "").startswith("lambda:"))
+    if not in_lambda:
+        return f"measured here: {sum(t['duration_s'] for t in done):.2f} tile-s in the local pool, no Lambda GB-s"
+    return f"measured {in_lambda * memory_mb / 1024:.3g} GB-s ({in_lambda:.2f} tile-s in Lambda at {memory_mb} MB)"
+
+
+def performance_text(report: dict[str, Any], memory_mb: int = RoutePolicy().lambda_memory_mb) -> str:
     """The figures a person looks at first: tile times, wall time, speedup, efficiency, bytes, cost.
 
     >>> rep = {"job_id": "j1", "summary": {"status": "SUCCEEDED", "tiles_total": 2,
@@ -64,9 +80,7 @@ def performance_text(report: dict[str, Any]) -> str:
     cost = summary.get("cost_estimate")
     if cost:
         lines.append(f"cost estimate  ${cost.get('total_usd', 0):.4g} on AWS, {cost.get('lambda_gb_s', 0):g} "
-                     f"Lambda GB-s planned")
-        if summary.get("measured_gb_s") is not None:
-            lines[-1] += f", {summary['measured_gb_s']:.3g} GB-s measured"
+                     f"Lambda GB-s planned; {_measured(done, memory_mb)}")
     return "\n".join(lines)
 
 
