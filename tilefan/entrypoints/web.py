@@ -46,6 +46,12 @@ def _not_found(what: str) -> Response:
                     headers={"Content-Type": "application/json"})
 
 
+def _needs_extra(extra: str, what: str) -> Response:
+    message = f"{what} needs the {extra} extra: pip install 'tilefan[{extra}]'"
+    return Response(body={"error": {"code": "extra_missing", "message": message}}, status_code=501,
+                    headers={"Content-Type": "application/json"})
+
+
 def _guarded(fn: Callable[[], Response]) -> Response:
     try:
         return fn()
@@ -86,9 +92,7 @@ def _swagger_dir() -> Path | None:
 @web.route("/docs", methods=["GET"])
 def docs() -> Response:
     if _swagger_dir() is None:
-        return Response(body="Swagger UI needs the serve extra: pip install 'tilefan[serve]'. "
-                             "The schema is at /openapi.json.", status_code=501,
-                        headers={"Content-Type": "text/plain; charset=utf-8"})
+        return _needs_extra("serve", "Swagger UI (the schema itself is at /openapi.json)")
     return Response(body=SWAGGER_PAGE, status_code=200, headers={"Content-Type": TYPES[".html"]})
 
 
@@ -125,8 +129,7 @@ def report_file(job_id: str, name: str) -> Response:
         elif name == "runtime.png":
             body = rf.runtime_png(report)
             if body is None:
-                return Response(body="runtime.png needs the report extra: pip install 'tilefan[report]'",
-                                status_code=501, headers={"Content-Type": TYPES[".txt"]})
+                return _needs_extra("report", "runtime.png")
         else:
             return _not_found(f"/jobs/{job_id}/report/{name}")
         return Response(body=body, status_code=200, headers={"Content-Type": TYPES[Path(name).suffix]})

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import sys
 
+import pytest
 from chalice.test import Client
 
 from tests.functional.rest_client import submit, wait_job
@@ -45,3 +47,16 @@ def test_slice_of_a_matrix_job_or_an_unknown_job_is_refused(client: Client) -> N
     assert client.http.get(f"/jobs/{job_id}/slice").status_code == 400
     assert client.http.get("/jobs/0123456789abcdef/slice").status_code == 404
     assert client.http.get("/jobs/0123456789abcdef/report/logs.csv").status_code == 404
+
+
+def test_without_the_extras_the_api_says_which_to_install(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = submit(client, {"kind": "add", "a": {"shape": [4, 4]}, "b": {"shape": [4, 4]}})
+    wait_job(client, job_id)
+    for module in ("matplotlib", "swagger_ui_bundle"):
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.delitem(sys.modules, "tilefan.entrypoints.gantt", raising=False)
+    for path, extra in ((f"/jobs/{job_id}/report/runtime.png", "report"), ("/docs", "serve")):
+        response = client.http.get(path, headers={"Accept": "image/png"})
+        assert response.status_code == 501
+        assert response.json_body["error"]["message"].endswith(f"pip install 'tilefan[{extra}]'")
+    assert client.http.get("/docs/assets/swagger-ui.css").status_code == 404
