@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from playwright import sync_api as playwright_api
 
 from tests.e2e.serve_process import serving
 
@@ -27,7 +28,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = Path(os.environ["TILEFAN_SCREENSHOTS"]) if os.environ.get("TILEFAN_SCREENSHOTS") else None
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
 
 
 @pytest.fixture(scope="module")
