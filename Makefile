@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# `make run` needs only the package (NumPy kernels): a lighter venv of its own, so a
+# first `make run` does not install the development toolchain.
+RUN_VENV  := .venv-run
+RUN_STAMP := $(RUN_VENV)/.installed-stamp
 export TILEFAN_HOME ?= $(CURDIR)/.tilefan
 
 .PHONY: install run test lint typecheck pytest bench package clean
@@ -15,12 +19,17 @@ $(STAMP): pyproject.toml requirements.txt
 
 install: $(STAMP)
 
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $(RUN_STAMP)
+
 ## The three job kinds on the embedded backend, with progress bars and verified results.
-run: $(STAMP)
+run: $(RUN_STAMP)
 	@mkdir -p demo
-	$(BIN)/tilefan run matmul --shape-a 3000x2000 --shape-b 2000x1000 --seed 7 --verify --out demo/C.npy
-	$(BIN)/tilefan run add --shape-a 4096x4096 --shape-b 4096x4096 --seed 7 --verify --out demo/S.npy
-	$(BIN)/tilefan run atoms --grid 128 --atoms 1000 --seed 3 --verify --field-out demo/phi.npy
+	$(RUN_VENV)/bin/tilefan run matmul --shape-a 3000x2000 --shape-b 2000x1000 --seed 7 --verify --out demo/C.npy
+	$(RUN_VENV)/bin/tilefan run add --shape-a 4096x4096 --shape-b 4096x4096 --seed 7 --verify --out demo/S.npy
+	$(RUN_VENV)/bin/tilefan run atoms --grid 128 --atoms 1000 --seed 3 --verify --field-out demo/phi.npy
 
 test: lint typecheck pytest package
 
@@ -41,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) demo .tilefan dist .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(RUN_VENV) demo .tilefan dist .mypy_cache .pytest_cache .ruff_cache

@@ -10,9 +10,11 @@ from typing import Any
 from chalice import Chalice
 
 from tilefan.entrypoints.rest import api
+from tilefan.entrypoints.web import web
 
 app = Chalice(app_name="tilefan")
 app.register_blueprint(api)
+app.register_blueprint(web)  # the web page, Swagger UI and the report files
 
 
 # --------------------------------------------------------------------------- state machine steps

@@ -27,12 +27,19 @@ if TYPE_CHECKING:
     from tilefan.service.worker import Worker
 
 __all__ = ["AwsSettings", "Config", "SpotSettings", "aws_settings", "build_aws_ports", "build_aws_runner",
-           "build_capacity", "build_embedded", "build_service", "build_worker", "embedded_ports", "load_config"]
+           "build_capacity", "build_embedded", "build_service", "build_worker", "embedded_ports", "load_config",
+           "remote_settings"]
 
 
 def load_config(env: Env | None = None) -> Config:
     """The embedded backend's and the REST API's configuration (from ``os.environ`` by default)."""
     return parse_config(os.environ if env is None else env)
+
+
+def remote_settings(env: Env | None = None) -> tuple[str | None, str | None]:
+    """``TILEFAN_ENDPOINT`` and ``TILEFAN_TOKEN``: a remote API for the CLI, and its token."""
+    env = os.environ if env is None else env
+    return env.get("TILEFAN_ENDPOINT") or None, env.get("TILEFAN_TOKEN") or None
 
 
 def aws_settings(env: Env | None = None) -> AwsSettings:

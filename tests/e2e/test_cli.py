@@ -213,7 +213,7 @@ def test_negative_origin_is_accepted_as_the_usage_writes_it(ws: Workspace) -> No
 )
 def test_dry_run_prints_the_plan_and_writes_nothing(ws: Workspace, args: list[str], tiles: int) -> None:
     before = ws.tree()
-    r = ws.run(*args, "--dry-run")
+    r = ws.run(*args, "--dry-run", "--json")
     assert r.rc == 0, r.stderr
     plan = json.loads(r.stdout)
     assert plan["totals"]["tiles"] == len(plan["tiles"]) == tiles

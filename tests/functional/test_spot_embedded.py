@@ -46,7 +46,7 @@ def test_the_cli_shows_routes_in_its_summary_and_its_dry_run(
     assert main([*args, "--route", "spot"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.endswith("(8 tiles: 8 spot)"), first
-    assert main([*args, "--dry-run"]) == 0
+    assert main([*args, "--dry-run", "--json"]) == 0
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["totals"]["routes"] == {"lambda": 8, "spot": 0}
     assert {t["route"] for t in manifest["tiles"]} == {"lambda"}

@@ -24,7 +24,7 @@ _COMPONENTS: tuple[type[BaseModel], ...] = (
     JobRequest, Job, JobPage, Report, UploadRequest, UploadTarget, UploadStored, Error,
 )
 _ERRORS = {400: "invalid input", 404: "unknown job", 409: "not in a state that allows this",
-           413: "request body too large", 500: "the backend failed"}
+           413: "request body too large", 500: "the backend failed", 501: "needs an optional extra"}
 _MAX_PAGE = 100  # as JobService.list enforces
 
 
@@ -96,10 +96,41 @@ def _paths() -> dict[str, Any]:
                 "responses": _answers(201, UploadStored, "stored", 400),
             },
         },
+        **_web_paths(job_id),
         "/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": {
                 "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}},
         },
+    }
+
+
+def _web_paths(job_id: dict[str, Any]) -> dict[str, Any]:
+    """The web page, its assets, the report's files and the heat-map slice (``web.py``)."""
+
+    def get(summary: str, types: tuple[str, ...], *errors: int, params: tuple[str, ...] = ()) -> dict[str, Any]:
+        ok = {"description": summary, "content": {t: {"schema": {"type": "string"}} for t in types}}
+        out = {"200": ok, **{str(code): _json(Error, _ERRORS[code]) for code in (*errors, 500)}}
+        return {"get": {"summary": summary, "parameters": [_path_param(p) for p in params], "responses": out}}
+
+    html = ("text/html",)
+    slice_ok = {"description": "φ on the grid plane through the minimum",
+                "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {
+        "/": get("The web page: a form for a new job", html),
+        "/ui/jobs": get("The web page: recent jobs", html),
+        "/ui/jobs/{job_id}": get("The web page: one job, live", html, params=("job_id",)),
+        "/static/{name}": get("The web page's script and style", ("text/javascript", "text/css"), 404,
+                              params=("name",)),
+        "/docs": get("Swagger UI over this document", html, 501),
+        "/docs/assets/{name}": get("Swagger UI's files", ("text/javascript", "text/css", "image/png"), 404,
+                                   params=("name",)),
+        "/jobs/{job_id}/slice": {"get": {
+            "summary": "An atoms job's potential on the plane through its minimum (for the heat map)",
+            "parameters": [job_id],
+            "responses": {"200": slice_ok, **{str(c): _json(Error, _ERRORS[c]) for c in (400, 404, 409, 500)}}}},
+        "/jobs/{job_id}/report/{name}": get(
+            "The report as a file: logs.csv, error.csv, performance.txt or runtime.png",
+            ("text/csv", "text/plain", "image/png"), 404, 501, params=("job_id", "name")),
     }
 
 

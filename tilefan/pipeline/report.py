@@ -35,6 +35,7 @@ def tile_report(ports: Ports, job_id: str) -> dict[str, Any]:
             "tile_id": r["tile_id"], "status": r["status"], "started_at": r.get("started_at"),
             "finished_at": r.get("finished_at"), "duration_s": duration, "route": r.get("route"),
             "worker": r.get("worker"), "attempts": r.get("attempts"), "error": r.get("error"),
+            "bytes_read": r.get("bytes_read"), "bytes_written": r.get("bytes_written"),
         })
     durations = [t["duration_s"] for t in tiles if t["status"] == "done" and t["duration_s"] is not None]
     summary = {
@@ -48,6 +49,7 @@ def tile_report(ports: Ports, job_id: str) -> dict[str, Any]:
         "routes": sorted({t["route"] for t in tiles if t["route"]}),
         "route_counts": tally_routes(tiles),
     }
+    summary["timings"] = dict(record.timings)
     summary.update(_planned(ports, job_id))
     return {"job_id": job_id, "summary": summary, "tiles": tiles}
 

@@ -1,0 +1,134 @@
+"""The web page in a real headless browser: Debian's chromium driven by Playwright.
+
+The form submits an atoms job with its grid size and atom count; the job page shows the
+progress bar and the Gantt chart while tiles run, then the minimum (compared with the API's
+answer) and the heat map; a matmul run from uploaded files shows its checksums; the job
+list and Swagger UI load with no request leaving the server. Screenshots go to
+``TILEFAN_SCREENSHOTS`` when that is set (the README's images come from here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from playwright import sync_api as playwright_api
+
+from tests.e2e.serve_process import serving
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = Path(os.environ["TILEFAN_SCREENSHOTS"]) if os.environ.get("TILEFAN_SCREENSHOTS") else None
+
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serving(tmp_path_factory.mktemp("web")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    assert Path(CHROMIUM).exists(), "chromium is installed by .ci/run (apt-get install chromium)"
+    with playwright_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("profile")), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 1100, "height": 900})
+        pg = context.new_page()
+        outside: list[str] = []
+        pg.on("request", lambda r: None if r.url.startswith(base) else outside.append(r.url))
+        pg.outside = outside
+        try:
+            yield pg
+        finally:
+            context.close()
+
+
+# How many pixels of the Gantt chart are painted in the bars' blue.
+GANTT_PAINT = ("() => { const c = document.getElementById('gantt');"
+               " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+               " let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i+2] > 150 && d[i] < 100) n++;"
+               " return n; }")
+
+
+def shot(pg: Any, name: str) -> None:
+    if SHOTS is not None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+def api(base: str, path: str) -> Any:
+    with urllib.request.urlopen(base + path, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_atoms_from_the_form_live_page_and_result(base: str, page: Any) -> None:
+    page.goto(base + "/")
+    labels = page.locator("fieldset[data-kinds=atoms] label").all_inner_texts()
+    assert labels[0].startswith("Grid size") and labels[1].startswith("Atom count")
+    page.fill("input[name=grid]", "80")
+    page.fill("input[name=count]", "2000")
+    page.fill("input[name=tile]", "16")
+    shot(page, "web-form.png")
+    page.click("#submit")
+    page.wait_for_url("**/ui/jobs/*")
+    job_id = page.url.rsplit("/", 1)[1]
+    # While it runs: a partly filled bar, tile counts and bars in the Gantt chart.
+    page.wait_for_function("() => { const t = document.getElementById('counts').textContent;"
+                           " const m = t.match(/^(\\d+)\\/(\\d+) tiles/); return m && +m[1] >= 8 && +m[1] < +m[2]; }",
+                           timeout=30_000)
+    assert "ETA" in page.inner_text("#counts")
+    page.wait_for_function(f"() => ({GANTT_PAINT})() > 50", timeout=30_000)  # bars while it runs
+    shot(page, "web-running.png")
+    page.wait_for_selector("#heatmap-box:not([hidden])", timeout=60_000)
+    result = api(base, f"/jobs/{job_id}")["result"]
+    facts = page.inner_text("#facts")
+    assert f"({', '.join(str(i) for i in result['min_index'])})" in facts
+    assert f"{result['min_value']:.10g}"[:8] in facts
+    assert page.eval_on_selector("#heatmap", "c => c.width") > 100
+    # The Gantt chart has a row per worker and coloured bars.
+    assert page.evaluate(GANTT_PAINT) > 500
+    shot(page, "web-result.png")
+
+
+def test_matmul_from_uploaded_files_shows_checksums(base: str, page: Any, tmp_path: Path) -> None:
+    a, b = np.arange(12.0).reshape(3, 4), np.ones((4, 2))
+    np.save(tmp_path / "A.npy", a)
+    np.save(tmp_path / "B.npy", b)
+    page.goto(base + "/")
+    page.check("input[value=matmul]")
+    page.set_input_files("input[name=a_file]", str(tmp_path / "A.npy"))
+    page.set_input_files("input[name=b_file]", str(tmp_path / "B.npy"))
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+    facts = page.inner_text("#facts")
+    assert "3×2 float64" in facts and f"{(a @ b).sum():.10g}" in facts
+    assert page.get_attribute("#download", "href").endswith("/result")
+
+
+def test_bad_input_is_shown_on_the_form(base: str, page: Any) -> None:
+    page.goto(base + "/")
+    page.check("input[value=add]")
+    page.fill("input[name=shape_b]", "3x3")
+    page.click("#submit")
+    page.wait_for_function("() => document.getElementById('error').textContent.length > 0")
+    assert "shapes must match" in page.inner_text("#error")
+
+
+def test_job_list_and_swagger_ui_load_from_the_server(base: str, page: Any) -> None:
+    page.goto(base + "/ui/jobs")
+    page.wait_for_selector("#jobs tr")
+    assert page.locator("#jobs tr").count() >= 2
+    page.goto(base + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    assert "/jobs" in page.inner_text("#swagger-ui")
+    assert page.outside == []  # no CDN, nothing fetched from elsewhere

@@ -1,0 +1,78 @@
+"""The Python API on the embedded backend: arrays and paths in, NumPy's answers out."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tilefan
+from tests.helpers import brute_force_phi
+from tilefan.errors import InvalidSpecError
+
+
+def test_matmul_of_arrays_matches_numpy_and_leaves_no_temp_home(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    rng = np.random.default_rng(5)
+    a, b = rng.random((90, 60)), rng.random((60, 70)).astype(np.float32)
+    c = tilefan.matmul(a, b, tile=32, verify=True, workers=2)
+    np.testing.assert_allclose(c, a @ b.astype(np.float64), rtol=1e-6)
+    assert not isinstance(c, np.memmap)
+    assert list(tmp_path.iterdir()) == []  # the temporary home is gone
+
+
+def test_paths_in_and_out_and_a_kept_home(tmp_path: Path) -> None:
+    a = np.arange(12.0).reshape(3, 4)
+    np.save(tmp_path / "a.npy", a)
+    out = tmp_path / "c.npy"
+    c = tilefan.add(tmp_path / "a.npy", str(tmp_path / "a.npy"), out=out, home=tmp_path / "home")
+    np.testing.assert_array_equal(c, 2 * a)
+    np.testing.assert_array_equal(np.load(out), 2 * a)
+    assert (tmp_path / "home" / "jobs.sqlite3").exists()
+
+
+def test_big_output_comes_back_as_memmap(tmp_path: Path) -> None:
+    a = np.ones((40, 30))
+    c = tilefan.add(a, a, in_memory_limit=1000)
+    assert isinstance(c, np.memmap)
+    assert float(c.sum()) == 2 * 40 * 30
+    kept = tilefan.add(a, a, out=tmp_path / "kept.npy", in_memory_limit=1000)
+    assert isinstance(kept, np.memmap) and Path(kept.filename) == tmp_path / "kept.npy"
+
+
+def test_atoms_result_matches_brute_force() -> None:
+    table = np.array([[1.2, 2.7, 3.1, -2.0], [4.4, 1.3, 0.2, 1.5], [2.2, 2.2, 5.6, -0.7]])
+    r = tilefan.atoms((6, 7, 8), atoms=table, spacing=0.9, origin=(0.1, -0.2, 0.3), softening=0.05,
+                      field=True, verify=True, tile=4)
+    phi, _scale = brute_force_phi(table, (6, 7, 8), (0.1, -0.2, 0.3), 0.9, 0.05)
+    np.testing.assert_allclose(r.field, phi, rtol=1e-12)
+    idx = np.unravel_index(int(np.argmin(phi)), phi.shape)
+    assert r.min_index == tuple(int(i) for i in idx)
+    origin = (0.1, -0.2, 0.3)
+    assert r.min_point == pytest.approx(tuple(origin[n] + 0.9 * int(i) for n, i in enumerate(idx)))
+    assert r.min_value == pytest.approx(float(phi.min()))
+    assert r.verification is not None and r.verification["passed"]
+
+
+def test_bad_input_raises_naming_the_field() -> None:
+    with pytest.raises(InvalidSpecError) as err:
+        tilefan.matmul(np.ones((3, 4)), np.ones((3, 4)))
+    assert err.value.field.startswith("b")
+
+
+def test_progress_bar_reaches_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    from tilefan.entrypoints import progress
+
+    real = progress.JobProgress
+    monkeypatch.setattr(progress, "JobProgress", lambda kind, **kw: real(kind, file=stream, disable=kw["disable"]))
+    tilefan.atoms(8, atoms=20, tile=4, progress=True, verify=True, workers=2)
+    text = stream.getvalue()
+    final = text.replace("\n", "\r").split("\r")[-2]
+    assert final.startswith("atoms: 100%|") and "8/8 tiles" in final and "point/s" in final

@@ -1,0 +1,92 @@
+"""The job commands on this machine's job store: ``jobs``, ``status``, ``cancel``, ``result``, ``report``.
+
+They read and write the same store as ``tilefan run`` (``TILEFAN_HOME``), so a job run in
+one terminal can be watched, cancelled or reported on from another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from tilefan.entrypoints.cli_common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    add_endpoint,
+    endpoint_of,
+    print_job,
+    print_jobs,
+    write_report_folder,
+)
+
+JOB_COMMANDS = ("jobs", "status", "cancel", "result", "report")
+
+
+def add_job_commands(sub: Any) -> None:
+    """Add the job commands to the ``tilefan`` parser's subcommands."""
+    jobs = sub.add_parser("jobs", help="list recent jobs, newest first")
+    jobs.add_argument("--limit", type=int, default=20, help="how many (1-100, default 20)")
+    jobs.add_argument("--json", action="store_true", help="print the list as JSON")
+    for name, text in (("status", "show one job"), ("cancel", "cancel a QUEUED or RUNNING job")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("job_id")
+        p.add_argument("--json", action="store_true", help="print the job record as JSON")
+    result = sub.add_parser("result", help="copy a job's array result (C, or the atoms field) to a file")
+    result.add_argument("job_id")
+    result.add_argument("--out", required=True, help="where to write it (.npy)")
+    report = sub.add_parser("report", help="write logs.csv, error.csv, performance.txt and runtime.png")
+    report.add_argument("job_id")
+    report.add_argument("--out", required=True, help="the folder to write into")
+    for p in (jobs, sub.choices["status"], sub.choices["cancel"], result, report):
+        add_endpoint(p)
+
+
+def run_job_command(args: argparse.Namespace) -> int:
+    from tilefan.entrypoints.cli_remote import remote_job_command
+    from tilefan.errors import JobNotFoundError, TilefanError
+
+    try:
+        endpoint, token = endpoint_of(args)
+        if endpoint:
+            from tilefan.entrypoints.client import Client
+
+            return remote_job_command(args, Client(endpoint, token=token))
+        from tilefan.bootstrap import build_service, load_config
+
+        return _local(args, build_service(load_config()))
+    except JobNotFoundError:
+        print(f"error: no job {args.job_id} here", file=sys.stderr)
+        return EXIT_INVALID
+    except TilefanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _local(args: argparse.Namespace, service: Any) -> int:
+    if args.command == "jobs":
+        return print_jobs(service.list(args.limit), args.json)
+    if args.command == "status":
+        return print_job(service.get(args.job_id), args.json)
+    if args.command == "cancel":
+        return print_job(service.cancel(args.job_id), args.json)
+    if args.command == "result":
+        return _result(service, args.job_id, Path(args.out))
+    return write_report_folder(service.report(args.job_id), Path(args.out))
+
+
+def _result(service: Any, job_id: str, out: Path) -> int:
+    doc = service.get(job_id)
+    result = doc.get("result") or {}
+    source = result.get("output") or result.get("field")
+    if doc["status"] != "SUCCEEDED" or not source:
+        what = "has no array result (run atoms with --field-out to keep the field)" if doc["status"] == "SUCCEEDED" \
+            else f"is {doc['status']}"
+        print(f"error: job {job_id} {what}", file=sys.stderr)
+        return EXIT_FAILED
+    shutil.copyfile(service.ports.blobs.path(source), out)
+    print(f"{out} ({out.stat().st_size} bytes)")
+    return EXIT_OK

@@ -1,0 +1,154 @@
+"""``tilefan run``: build the spec from the flags, run it here with a progress bar, summarise.
+
+``--dry-run`` prints the plan as a table (``--json`` keeps the whole manifest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from tilefan.entrypoints.cli_common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, field_message, summary
+
+
+def _abs(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(path)
+
+
+def raw_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The JSON-shaped spec the REST API would receive for the same job."""
+    raw: dict[str, Any] = {"kind": args.kind, "verify": bool(args.verify)}
+    if args.tile is not None:
+        raw["tile"] = args.tile
+    if args.route is not None:
+        raw["route"] = args.route
+    if args.kind in ("matmul", "add"):
+        for role in ("a", "b"):
+            path, shape = getattr(args, role), getattr(args, f"shape_{role}")
+            if path is not None and shape is not None:
+                raise _flag_error(f"--{role}", f"give either --{role} or --shape-{role}, not both")
+            if path is not None:
+                raw[role] = {"file": _abs(path)}
+            elif shape is not None:
+                raw[role] = {"shape": shape}
+            else:
+                raise _flag_error(f"--{role}", f"is required: give --{role} FILE.npy or --shape-{role} NxM")
+        if args.seed is not None:
+            raw["seed"] = args.seed
+        if args.dtype is not None:
+            raw["dtype"] = args.dtype
+        if args.out is not None:
+            raw["out"] = _abs(args.out)
+        return raw
+    if args.grid is not None:
+        raw["grid"] = args.grid if "x" in args.grid.lower() else _maybe_int(args.grid)
+    if args.atoms_file is not None and args.atoms is not None:
+        raise _flag_error("--atoms", "give either --atoms N or --atoms-file, not both")
+    if args.atoms_file is not None:
+        raw["atoms"] = {"file": _abs(args.atoms_file)}
+    elif args.atoms is not None:
+        raw["atoms"] = {"count": _maybe_int(args.atoms), "seed": _maybe_int(args.seed or "0")}
+    for name in ("spacing", "origin", "softening", "precision"):
+        if getattr(args, name) is not None:
+            raw[name] = getattr(args, name)
+    if args.field_out is not None:
+        raw["field_out"] = _abs(args.field_out)
+    return raw
+
+
+def _maybe_int(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+class _FlagError(Exception):
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(f"{flag}: {message}")
+
+
+def _flag_error(flag: str, message: str) -> _FlagError:
+    return _FlagError(flag, message)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tilefan.bootstrap import build_embedded, load_config
+    from tilefan.domain.plan import plan
+    from tilefan.entrypoints.progress import JobProgress, throughput_line
+    from tilefan.errors import InvalidSpecError, TilefanError
+    from tilefan.pipeline.error_codec import plain_message
+    from tilefan.pipeline.report import tile_report
+    from tilefan.pipeline.submit import admit, submit_job
+
+    try:
+        raw = raw_spec(args)
+        from tilefan.entrypoints.cli_common import endpoint_of
+
+        endpoint, token = endpoint_of(args)
+        if endpoint and not args.dry_run:
+            from tilefan.entrypoints.cli_remote import remote_run
+            from tilefan.entrypoints.client import Client
+
+            return remote_run(args, raw, Client(endpoint, token=token))
+        config = load_config()
+        if args.workers is not None:
+            if args.workers < 1:
+                raise _flag_error("--workers", f"must be at least 1, got {args.workers}")
+            from dataclasses import replace
+
+            config = replace(config, workers=args.workers)
+        ports, runner = build_embedded(config)
+        if args.dry_run:
+            spec = admit(ports, raw, config.limits, config.route_policy)
+            manifest = plan("dry-run", spec, config.route_policy).manifest()
+            if args.json:
+                print(json.dumps(manifest, indent=2))
+            else:
+                from tilefan.entrypoints.plan_table import plan_table
+
+                print(plan_table(manifest, config.workers))
+            return EXIT_OK
+        record = submit_job(ports, raw, limits=config.limits, policy=config.route_policy)
+    except _FlagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except InvalidSpecError as exc:
+        print(f"error: {field_message(exc.field, exc.message)}", file=sys.stderr)
+        return EXIT_INVALID
+    except TilefanError as exc:
+        if exc.code == "invalid_input":  # refused by a remote API
+            print(f"error: {field_message(getattr(exc, 'field', None), str(exc))}", file=sys.stderr)
+            return EXIT_INVALID
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+    bar = JobProgress(record.kind, file=sys.stderr, disable=not sys.stderr.isatty())
+    try:
+        final = runner.run(record.job_id, on_progress=bar.update)
+    except KeyboardInterrupt:
+        # Cancel so the record says so and the partial output is removed.
+        runner.cancel(record.job_id)
+        print(f"\ninterrupted: job {record.job_id} cancelled, nothing written", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    doc = final.to_dict()
+    if args.json:
+        print(json.dumps(doc))
+    if final.error:
+        err = final.error
+        print(f"error: {field_message(err.get('field'), plain_message(err))}", file=sys.stderr)
+        return EXIT_INVALID if err.get("code") == "invalid_input" else EXIT_FAILED
+    if not args.json:
+        report = tile_report(ports, record.job_id)["summary"]
+        summary(doc, sys.stdout, report["route_counts"])
+        line = throughput_line(doc, report["tile_seconds_total"])
+        if line:
+            print(line)
+    return EXIT_OK
+
+

@@ -1,0 +1,64 @@
+"""A plan manifest as a short table a person can read (``tilefan run ... --dry-run``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tilefan.entrypoints.progress import human
+
+
+def _bytes(n: float) -> str:
+    """
+    >>> _bytes(68864000)
+    '68.9 MB'
+    """
+    if n < 1000:
+        return f"{n:.0f} B"
+    return f"{human(n)}B".replace("k", " k").replace("M", " M").replace("G", " G").replace("T", " T")
+
+
+def plan_table(manifest: dict[str, Any], workers: int) -> str:
+    """Tiles, routes, memory, the planner's time estimates and the AWS cost, one fact a line.
+
+    Time here is the planner's per-tile estimate for one EC2 core (``est_spot_s``) spread
+    over this machine's ``workers``; on AWS the tiles run side by side, so the estimate is
+    the slowest tile on its route.
+
+    >>> m = {"kind": "matmul", "shape": [300, 100], "tile": [64, 64],
+    ...      "totals": {"tiles": 2, "flops": 6e6, "bytes_in": 2e5, "bytes_out": 2.4e5,
+    ...                 "max_tile_mem_bytes": 1e5, "routes": {"lambda": 2, "spot": 0}},
+    ...      "tiles": [{"route": "lambda", "est_lambda_s": 0.5, "est_spot_s": 0.1},
+    ...                {"route": "lambda", "est_lambda_s": 0.4, "est_spot_s": 0.1}],
+    ...      "cost_estimate": {"total_usd": 0.0012, "lambda_gb_s": 3.5}}
+    >>> print(plan_table(m, 2))
+    plan      matmul, output 300x100, tile 64x64
+    tiles     2 (2 lambda, 0 spot)
+    work      6.0M FLOP
+    data      200.0 kB in, 240.0 kB out
+    memory    100.0 kB per tile at most
+    time      ~0.10 s here (2 workers), ~0.50 s on AWS
+    cost      ~$0.0012 on AWS (3.5 Lambda GB-s)
+    """
+    totals = manifest.get("totals", {})
+    tiles = manifest.get("tiles", [])
+    routes = totals.get("routes", {})
+    shape = "x".join(str(n) for n in manifest.get("shape", []))
+    tile = "x".join(str(n) for n in manifest.get("tile", []))
+    work = f"{human(totals['flops'])} FLOP" if "flops" in totals else f"{human(totals.get('units', 0))} units"
+    if manifest.get("kind") == "atoms" and "pairs" in totals:
+        work = f"{human(totals['pairs'])} atom-point pairs"
+    here = sum(t.get("est_spot_s", 0.0) for t in tiles) / max(workers, 1)
+    aws = max((t.get(f"est_{t.get('route', 'lambda')}_s", 0.0) for t in tiles), default=0.0)
+    cost = manifest.get("cost_estimate", {})
+    lines = [
+        f"plan      {manifest.get('kind')}, output {shape}, tile {tile}",
+        f"tiles     {totals.get('tiles', len(tiles))} ("
+        + ", ".join(f"{n} {r}" for r, n in sorted(routes.items())) + ")",
+        f"work      {work}",
+        f"data      {_bytes(totals.get('bytes_in', 0))} in, {_bytes(totals.get('bytes_out', 0))} out",
+        f"memory    {_bytes(totals.get('max_tile_mem_bytes', 0))} per tile at most",
+        f"time      ~{here:.2f} s here ({workers} workers), ~{aws:.2f} s on AWS",
+    ]
+    if cost:
+        lines.append(f"cost      ~${cost.get('total_usd', 0):.2g} on AWS ({cost.get('lambda_gb_s', 0):g} Lambda GB-s)")
+    return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""The web page and the report files, as a Chalice blueprint next to the REST routes.
+
+``GET /`` is the job form, ``/ui/jobs`` the job list, ``/ui/jobs/{id}`` a job's live page
+(progress, ETA, a Gantt chart growing as tiles finish, then the result), ``/docs`` Swagger
+UI over ``/openapi.json``. Every asset is served from this package (and Swagger UI's from
+the ``swagger-ui-bundle-v2`` package): no CDN, no build step. The report's files come from
+``/jobs/{id}/report/{logs.csv,error.csv,performance.txt,runtime.png}`` and an atoms job's
+heat-map slice from ``/jobs/{id}/slice``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from tilefan.entrypoints import rest
+from tilefan.errors import TilefanError
+from tilefan.pipeline.error_codec import http_error
+
+web = Blueprint(__name__)
+
+STATIC = Path(__file__).with_name("static")
+TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
+         ".js": "text/javascript; charset=utf-8", ".png": "image/png", ".csv": "text/csv; charset=utf-8",
+         ".txt": "text/plain; charset=utf-8"}
+SWAGGER_FILES = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "favicon-32x32.png")
+SWAGGER_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>tilefan API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>"""
+
+
+def _file(path: Path) -> Response:
+    body: Any = path.read_bytes() if path.suffix == ".png" else path.read_text()
+    return Response(body=body, status_code=200, headers={"Content-Type": TYPES.get(path.suffix, "text/plain")})
+
+
+def _not_found(what: str) -> Response:
+    return Response(body={"error": {"code": "not_found", "message": f"no such page: {what}"}}, status_code=404,
+                    headers={"Content-Type": "application/json"})
+
+
+def _needs_extra(extra: str, what: str) -> Response:
+    message = f"{what} needs the {extra} extra: pip install 'tilefan[{extra}]'"
+    return Response(body={"error": {"code": "extra_missing", "message": message}}, status_code=501,
+                    headers={"Content-Type": "application/json"})
+
+
+def _guarded(fn: Callable[[], Response]) -> Response:
+    try:
+        return fn()
+    except TilefanError as exc:
+        status, body = http_error(exc)
+        return Response(body={"error": body}, status_code=status, headers={"Content-Type": "application/json"})
+
+
+@web.route("/", methods=["GET"])
+def form_page() -> Response:
+    return _file(STATIC / "index.html")
+
+
+@web.route("/ui/jobs", methods=["GET"])
+def list_page() -> Response:
+    return _file(STATIC / "jobs.html")
+
+
+@web.route("/ui/jobs/{job_id}", methods=["GET"])
+def job_page(job_id: str) -> Response:
+    return _file(STATIC / "job.html")
+
+
+@web.route("/static/{name}", methods=["GET"])
+def static(name: str) -> Response:
+    allowed = {p.name for p in STATIC.iterdir() if p.suffix in (".css", ".js")}
+    return _file(STATIC / name) if name in allowed else _not_found(f"/static/{name}")
+
+
+def _swagger_dir() -> Path | None:
+    try:
+        import swagger_ui_bundle
+    except ModuleNotFoundError:
+        return None
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+@web.route("/docs", methods=["GET"])
+def docs() -> Response:
+    if _swagger_dir() is None:
+        return _needs_extra("serve", "Swagger UI (the schema itself is at /openapi.json)")
+    return Response(body=SWAGGER_PAGE, status_code=200, headers={"Content-Type": TYPES[".html"]})
+
+
+@web.route("/docs/assets/{name}", methods=["GET"])
+def docs_asset(name: str) -> Response:
+    folder = _swagger_dir()
+    if folder is None or name not in SWAGGER_FILES:
+        return _not_found(f"/docs/assets/{name}")
+    return _file(folder / name)
+
+
+@web.route("/jobs/{job_id}/slice", methods=["GET"])
+def job_slice(job_id: str) -> Response:
+    from tilefan.pipeline.slices import atoms_slice
+
+    service = rest.get_service()
+    return _guarded(lambda: Response(body=atoms_slice(service.ports, job_id), status_code=200,
+                                     headers={"Content-Type": "application/json"}))
+
+
+@web.route("/jobs/{job_id}/report/{name}", methods=["GET"])
+def report_file(job_id: str, name: str) -> Response:
+    from tilefan.entrypoints import report_files as rf
+
+    def answer() -> Response:
+        report = rest.get_service().report(job_id)
+        body: Any
+        if name == "logs.csv":
+            body = rf.csv_text(report["tiles"])
+        elif name == "error.csv":
+            body = rf.csv_text(rf.error_rows(report))
+        elif name == "performance.txt":
+            body = rf.performance_text(report) + "\n"
+        elif name == "runtime.png":
+            body = rf.runtime_png(report)
+            if body is None:
+                return _needs_extra("report", "runtime.png")
+        else:
+            return _not_found(f"/jobs/{job_id}/report/{name}")
+        return Response(body=body, status_code=200, headers={"Content-Type": TYPES[Path(name).suffix]})
+
+    return _guarded(answer)
