@@ -19,7 +19,7 @@ import os
 import re
 import struct
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -208,7 +208,7 @@ def load_npy(path: str | os.PathLike[str], label: str, *, mmap: bool = False) ->
     with open(path, "rb") as fp:
         header = read_header(fp, label)
         _check_plain(header, label)
-        order = "F" if header.fortran else "C"
+        order: Literal["C", "F"] = "F" if header.fortran else "C"
         count = math.prod(header.shape)
         if os.fstat(fp.fileno()).st_size < header.offset + count * header.dtype.itemsize:
             raise InvalidBlobError(label, "not a valid .npy file (shorter than its header says)")
