@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--client-timeout", type=int, default=30,
                        help="close a connection idle or stalled this many seconds (default 30)")
 
+    resume = sub.add_parser("resume", help="finish a QUEUED or RUNNING job left by a stopped server or run")
+    resume.add_argument("job_id")
+    resume.add_argument("--json", action="store_true", help="print the final job record as JSON")
+
     worker = sub.add_parser("worker", help="serve the AWS spot queue (on an EC2 spot instance; docs/spot.md)")
     worker.add_argument("--idle-seconds", type=int, help="exit after this long without work (default 300)")
     worker.add_argument("--name", help="this worker's name in reports (default: spot:<instance id>)")
@@ -194,7 +198,7 @@ def tile_routes(total: int, routes: dict[str, int] | None) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tilefan.bootstrap import build_embedded, load_config
+    from tilefan.bootstrap import build_scheduler, embedded_ports, load_config
     from tilefan.domain.plan import plan
     from tilefan.entrypoints.progress import ProgressBar
     from tilefan.errors import InvalidSpecError, TilefanError
@@ -211,12 +215,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             from dataclasses import replace
 
             config = replace(config, workers=args.workers)
-        ports, runner = build_embedded(config)
+        ports = embedded_ports(config.home)
         if args.dry_run:
             spec = admit(ports, raw, config.limits, config.route_policy)
             print(json.dumps(plan("dry-run", spec, config.route_policy).manifest(), indent=2))
             return EXIT_OK
         record = submit_job(ports, raw, limits=config.limits, policy=config.route_policy)
+        # The home's scheduler runs it here, unless a server holds the home's lease: then
+        # that server runs it (with the cores it already uses) and this just follows it.
+        runner = build_scheduler(config, only={record.job_id})
     except _FlagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -229,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     try:
-        final = runner.run(record.job_id, on_progress=bar.update if bar else None)
+        final = runner.run_until_done(record.job_id, on_progress=bar.update if bar else None)
     except KeyboardInterrupt:
         # Cancel so the record says so and the partial output is removed.
         runner.cancel(record.job_id)
@@ -247,6 +254,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID if err.get("code") == "invalid_input" else EXIT_FAILED
     if not args.json:
         _summary(doc, sys.stdout, tile_report(ports, record.job_id)["summary"]["route_counts"])
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from tilefan.entrypoints.resume_cli import resume
+    from tilefan.errors import JobNotFoundError
+    from tilefan.pipeline.error_codec import plain_message
+    from tilefan.pipeline.report import tile_report
+
+    try:
+        final, ports = resume(args.job_id)
+    except JobNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    doc = final.to_dict()
+    if args.json:
+        print(json.dumps(doc))
+    if final.error:
+        print(f"error: {field_message(final.error.get('field'), plain_message(final.error))}", file=sys.stderr)
+        return EXIT_FAILED
+    if doc["status"] != "SUCCEEDED":
+        print(f"job {args.job_id} is {doc['status']}", file=sys.stderr)
+        return EXIT_FAILED
+    if not args.json:
+        _summary(doc, sys.stdout, tile_report(ports, args.job_id)["summary"]["route_counts"])
     return EXIT_OK
 
 
@@ -312,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "resume":
+            return cmd_resume(args)
         if args.command == "worker":
             from tilefan.entrypoints.worker_cli import cli_main
 
