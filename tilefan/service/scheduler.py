@@ -89,6 +89,7 @@ class _Job:
     attempts: dict[int, int] = field(default_factory=dict)
     routes: dict[int, str] = field(default_factory=dict)
     not_before: float = 0.0
+    inline: bool = False  # run its tiles in this thread (no pool to start for them)
 
 
 class _InlineExecutor(cf.Executor):
@@ -257,7 +258,8 @@ class Scheduler:
                 the_plan = plan(job_id, record.spec, self.settings.policy)
             done = {r.tile_id for r in ports.jobs.tile_results(job_id)}
             todo = deque((t.tile_id, t.route) for t in the_plan.tiles if t.tile_id not in done)
-            job = _Job(job_id, self._kernel(record), todo)
+            # The CLI runs a one-tile job right here: starting a pool would cost more than the tile.
+            job = _Job(job_id, self._kernel(record), todo, inline=self.only is not None and len(the_plan.tiles) == 1)
         except Exception as exc:  # the job's failure is recorded, not raised
             fail_job(ports, job_id, error_body(exc))
             return
@@ -293,7 +295,8 @@ class Scheduler:
                 self._turns.rotate(-1)
                 if job.todo and job.not_before <= now:
                     tile_id, route = job.todo.popleft()
-                    fut = self._get_pool().submit(tile_in_worker, job.job_id, tile_id, route, job.kernel)
+                    pool = self._inline if job.inline else self._get_pool()
+                    fut = pool.submit(tile_in_worker, job.job_id, tile_id, route, job.kernel)
                     job.in_flight.add(tile_id)
                     job.routes[tile_id] = route
                     self._futures[fut] = (job.job_id, tile_id)
