@@ -54,6 +54,10 @@ class JobQueue(Protocol):
         """1 for the oldest QUEUED job, 2 for the next...; None if the job is not QUEUED."""
         ...
 
+    def job_statuses(self, job_ids: list[str]) -> dict[str, str]:
+        """The status of each job (one cheap read: the dispatcher asks at every step)."""
+        ...
+
 
 class Lease(Protocol):
     """Who may run tiles on this home: at most one holder at a time."""
@@ -277,8 +281,9 @@ class Scheduler:
         return choose_atoms_kernel(self.settings.kernel, spec.units_total * spec.atoms.count)
 
     def _drop_ended(self) -> None:
-        for job_id in list(self._active):
-            if self.ports.jobs.get_job(job_id).status.terminal:
+        statuses = self.queue.job_statuses(list(self._active)) if self._active else {}
+        for job_id, status in statuses.items():
+            if Status(status).terminal:
                 self._forget(job_id)  # cancelled or failed elsewhere; late tiles are ignored
 
     def _forget(self, job_id: str) -> None:

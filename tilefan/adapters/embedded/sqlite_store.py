@@ -143,6 +143,10 @@ class SqliteJobStore(BaseJobStore):
             " FROM jobs AS j WHERE j.job_id = ? AND j.status = 'QUEUED'", (job_id,))
         return int(rows[0]["place"]) if rows else None
 
+    def job_statuses(self, job_ids: list[str]) -> dict[str, str]:
+        rows = self._select(f"SELECT job_id, status FROM jobs WHERE job_id IN ({_marks(job_ids)})", tuple(job_ids))
+        return {r["job_id"]: r["status"] for r in rows}
+
     # ------------------------------------------------------------------ tiles
 
     def _write_tile_unless_done(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> None:
