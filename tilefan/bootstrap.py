@@ -75,8 +75,9 @@ def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | 
         workers=config.workers, kernel=config.kernel, start_method="forkserver" if threaded else "fork",
         policy=config.route_policy,
     )
+    # A CLI interrupted with Ctrl-C should not wait long for its tiles in flight.
     return Scheduler(ports, functools.partial(embedded_ports, config.home), settings, ports.jobs,
-                     FileLease(config.home / "scheduler.lock"), only=only)
+                     FileLease(config.home / "scheduler.lock"), only=only, grace_s=10.0 if only is None else 2.0)
 
 
 def build_service(config: Config | None = None) -> JobService:

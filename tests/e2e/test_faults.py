@@ -9,7 +9,10 @@ restarted server and the job records say, and on which processes exist.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
+import os
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +95,23 @@ def test_kill_9_of_the_server_mid_job_then_restart_finishes_the_job(
     assert not list(tmp_path.rglob("*.partial")), "the resumed job left its partial output behind"
 
 
+def test_tilefan_resume_finishes_a_job_a_killed_server_left(
+    servers: list[ServeProcess], tmp_path: Path, expected: np.ndarray
+) -> None:
+    server = start(servers, tmp_path)
+    job_id = submit_and_catch_mid_run(server)
+    server.signal(signal.SIGKILL)
+    server.wait_exit()
+    server.wait_all_gone()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
+    env.update({"TILEFAN_HOME": str(server.home), "TILEFAN_WORKERS": "2", "TILEFAN_KERNEL": "numpy"})
+    done = subprocess.run([str(TILEFAN), "resume", job_id, "--json"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming job {job_id} (RUNNING" in done.stderr
+    assert_right_answer(json.loads(done.stdout), expected)
+
+
 def test_kill_9_of_one_pool_worker_retries_its_tile(
     servers: list[ServeProcess], tmp_path: Path, expected: np.ndarray
 ) -> None:
@@ -146,8 +166,6 @@ def test_200_jobs_from_25_clients_all_accepted_and_all_succeed(servers: list[Ser
 
 
 def signal_pid(pid: int, sig: signal.Signals) -> None:
-    import os
-
     os.kill(pid, sig)
 
 

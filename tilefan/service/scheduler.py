@@ -367,13 +367,13 @@ class Scheduler:
     def _drain(self) -> None:
         """Let in-flight tiles record (up to ``grace_s``), then stop the pool's processes."""
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
         if self._futures:
             cf.wait(list(self._futures), timeout=self.grace_s)
         self._futures.clear()
         self._active.clear()
         self._turns.clear()
+        if pool is None:
+            return
         # Workers still computing after the grace are killed: their tiles are not recorded
         # done, so the next scheduler runs them again.
         for proc in list(getattr(pool, "_processes", {}).values()):
