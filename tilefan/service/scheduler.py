@@ -27,13 +27,12 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from tilefan.domain.kernel_choice import choose_atoms_kernel
 from tilefan.domain.plan import plan
 from tilefan.domain.records import JobRecord, Status
 from tilefan.domain.spec import AtomsSpec
-from tilefan.errors import StoreError, TilefanError
 from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import cancel_job, fail_job
 from tilefan.pipeline.plan import plan_job
@@ -41,47 +40,9 @@ from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.reduce import reduce_job
 from tilefan.service.local_runner import PoolSettings
 from tilefan.service.pool_worker import init_worker, tile_in_worker
+from tilefan.service.scheduler_parts import InlineExecutor, JobQueue, Lease, RetryPolicy, is_permanent
 
-
-class JobQueue(Protocol):
-    """The store's view of the queue (the SQLite store implements it)."""
-
-    def unfinished_jobs(self, limit: int) -> list[str]:
-        """Ids of RUNNING then QUEUED jobs, each oldest first."""
-        ...
-
-    def queue_place(self, job_id: str) -> int | None:
-        """1 for the oldest QUEUED job, 2 for the next...; None if the job is not QUEUED."""
-        ...
-
-    def job_statuses(self, job_ids: list[str]) -> dict[str, str]:
-        """The status of each job (one cheap read: the dispatcher asks at every step)."""
-        ...
-
-
-class Lease(Protocol):
-    """Who may run tiles on this home: at most one holder at a time."""
-
-    def acquire(self) -> bool:
-        """Take the lease if free (never blocks); True if this process now holds it."""
-        ...
-
-    def release(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 3
-    backoff_s: float = 0.2
-
-    def delay(self, attempt: int) -> float:
-        """Wait before attempt ``attempt + 1`` (0.2 s, 0.4 s, ...)."""
-        return self.backoff_s * 2 ** (attempt - 1)
-
-
-def is_permanent(exc: BaseException) -> bool:
-    """Bad input fails at once; a dead worker, a busy store or an OS error may pass."""
-    return isinstance(exc, TilefanError) and not isinstance(exc, StoreError)
+__all__ = ["JobQueue", "Lease", "RetryPolicy", "Scheduler", "is_permanent"]
 
 
 @dataclass
@@ -94,25 +55,6 @@ class _Job:
     routes: dict[int, str] = field(default_factory=dict)
     not_before: float = 0.0
     inline: bool = False  # run its tiles in this thread (no pool to start for them)
-
-
-class _InlineExecutor(cf.Executor):
-    """Runs each tile in the calling thread and hands back a finished future."""
-
-    def __init__(self, ports: Ports) -> None:
-        self.ports = ports
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
-        from tilefan.pipeline.tile import run_tile
-
-        fut: cf.Future[Any] = cf.Future()
-        job_id, tile_id, route, kernel = args
-        try:
-            fut.set_result(run_tile(self.ports, job_id, tile_id, worker=f"local-{os.getpid()}", route=route,
-                                    atoms_kernel=kernel))
-        except Exception as exc:
-            fut.set_exception(exc)
-        return fut
 
 
 class Scheduler:
@@ -133,7 +75,7 @@ class Scheduler:
         self._turns: deque[str] = deque()
         self._futures: dict[cf.Future[Any], tuple[str, int]] = {}
         self._pool: cf.ProcessPoolExecutor | None = None
-        self._inline = _InlineExecutor(ports)
+        self._inline = InlineExecutor(ports)
         self._lock = threading.Lock()
         self._wake: cf.Future[None] = cf.Future()
         self._stopping = threading.Event()
