@@ -24,11 +24,12 @@ if TYPE_CHECKING:
     from tilefan.adapters.aws.sfn_runner import StepFunctionsRunner
     from tilefan.service.jobs import JobService
     from tilefan.service.local_runner import LocalRunner
+    from tilefan.service.scheduler import Scheduler
     from tilefan.service.worker import Worker
 
 __all__ = ["AwsSettings", "Config", "SpotSettings", "aws_settings", "build_aws_ports", "build_aws_runner",
-           "build_capacity", "build_embedded", "build_service", "build_worker", "embedded_ports", "load_config",
-           "remote_settings"]
+           "build_capacity", "build_embedded", "build_scheduler", "build_service", "build_worker", "embedded_ports",
+           "load_config", "remote_settings"]
 
 
 def load_config(env: Env | None = None) -> Config:
@@ -67,6 +68,24 @@ def build_embedded(config: Config, *, threaded: bool = False) -> tuple[Ports, Lo
     return ports, LocalRunner(ports, make_ports, settings)
 
 
+def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | None = None) -> Scheduler:
+    """The home's scheduler: its SQLite queue, one pool of ``config.workers`` processes and
+    the home's lease (``only``: run just these jobs, as the CLI does)."""
+    from tilefan.adapters.embedded.lease import FileLease
+    from tilefan.service.local_runner import PoolSettings
+    from tilefan.service.scheduler import Scheduler
+
+    ports = embedded_ports(config.home)
+    assert isinstance(ports.jobs, SqliteJobStore)
+    settings = PoolSettings(
+        workers=config.workers, kernel=config.kernel, start_method="forkserver" if threaded else "fork",
+        policy=config.route_policy,
+    )
+    # A CLI interrupted with Ctrl-C should not wait long for its tiles in flight.
+    return Scheduler(ports, functools.partial(embedded_ports, config.home), settings, ports.jobs,
+                     FileLease(config.home / "scheduler.lock"), only=only, grace_s=10.0 if only is None else 2.0)
+
+
 def build_service(config: Config | None = None) -> JobService:
     """The REST API's service over the configured backend."""
     from tilefan.service.jobs import JobService
@@ -81,8 +100,9 @@ def build_service(config: Config | None = None) -> JobService:
         return JobService(ports, runner, config.limits, policy=settings.route_policy)
     if config.backend != "embedded":
         raise InvalidSpecError("TILEFAN_BACKEND", f"must be embedded or aws, got {config.backend!r}")
-    ports, local = build_embedded(config, threaded=True)
-    return JobService(ports, local, config.limits, policy=config.route_policy)
+    # The caller starts the scheduler (``serve_in_thread``) and stops it on shutdown.
+    scheduler = build_scheduler(config, threaded=True)
+    return JobService(scheduler.ports, scheduler, config.limits, policy=config.route_policy)
 
 
 # --------------------------------------------------------------------------- AWS

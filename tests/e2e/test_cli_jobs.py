@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -137,20 +138,26 @@ def test_progress_bar_on_a_terminal_redraws_one_line_within_its_width(tmp_path: 
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24 if columns else 0, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
     env.update({"TILEFAN_HOME": str(tmp_path), "TILEFAN_WORKERS": "2"})
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        # Read while the command runs: a pty's buffer is small, and a writer blocked on a
+        # full one would hang the run.
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # the follower side closed: the command has exited
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     proc = subprocess.run([*CLI, "run", "atoms", "--grid", "32", "--atoms", "50", "--tile", "8", "--verify"],
                           env=env, stderr=follower, stdout=subprocess.PIPE, timeout=60)
     os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-        if len(data) < 65536:
-            break
+    reader.join(10)
     os.close(leader)
     err = b"".join(chunks).decode()
     assert proc.returncode == 0

@@ -35,6 +35,9 @@ def client(tmp_path: Path) -> Iterator[Client]:
             yield c
     finally:
         rest.set_service_factory(None)
+        stop = getattr(service.runner, "stop", None)
+        if stop is not None:
+            stop()
 
 
 @pytest.fixture

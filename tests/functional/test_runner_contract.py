@@ -1,4 +1,4 @@
-"""One contract for the job runners, run on both: the embedded ``LocalRunner`` (tiles in
+"""One contract for the job runners, run on both: the embedded ``Scheduler`` (tiles in
 this process, SQLite and files in a temp dir) and the ``StepFunctionsJobRunner`` (the real
 state machine in moto, its Lambda functions in-process, S3 and DynamoDB).
 
@@ -26,7 +26,7 @@ from tilefan.domain.records import JobRecord, Status
 from tilefan.errors import ConflictError
 from tilefan.pipeline.submit import submit_job
 from tilefan.service.jobs import JobService
-from tilefan.service.local_runner import LocalRunner
+from tilefan.service.scheduler import Scheduler
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")
 
@@ -62,7 +62,7 @@ def _local(tmp_path: Path) -> Iterator[RunnerCase]:
     # One worker: tiles run in the runner's own thread, through the stores built here.
     service = bootstrap.build_service(bootstrap.Config(home=tmp_path / "home", workers=1, kernel="numpy"))
     runner = service.runner
-    assert isinstance(runner, LocalRunner)
+    assert isinstance(runner, Scheduler)
     jobs = service.ports.jobs
 
     def hold_tiles(started: threading.Event, release: threading.Event) -> None:
@@ -79,6 +79,7 @@ def _local(tmp_path: Path) -> Iterator[RunnerCase]:
         runner.wait(job_id, 60)
 
     yield RunnerCase(service, hold_tiles, settle)
+    runner.stop()
 
 
 def _step_functions() -> Iterator[RunnerCase]:

@@ -25,7 +25,17 @@ from tilefan.errors import (
     TileFailedError,
 )
 from tilefan.pipeline.spot_ports import QueueMessage, SpotNotice
-from tilefan.service.spot_messages import DEAD_LETTERED, DONE, FAILED, HANDED_BACK, RELEASED, parse_message
+from tilefan.service.spot_messages import (
+    ABANDONED,
+    BACKED_OFF,
+    DEAD_LETTERED,
+    DONE,
+    FAILED,
+    HANDED_BACK,
+    RELEASED,
+    TIMED_OUT_ERROR,
+    parse_message,
+)
 from tilefan.service.worker import IDLE, INTERRUPTED, Worker, WorkerOptions
 
 DEADLINE_S = 10.0
@@ -50,6 +60,7 @@ class FakeQueue:
     moves: list[tuple[str, str]] = field(default_factory=list)  # (move, message id)
     reasons: list[str] = field(default_factory=list)
     fail_on: set[str] = field(default_factory=set)
+    visibilities: list[int] = field(default_factory=list)  # what each extend asked for
 
     def _do(self, move: str, m: QueueMessage) -> None:
         if move in self.fail_on:
@@ -63,6 +74,7 @@ class FakeQueue:
 
     def extend(self, m: QueueMessage, visibility_s: int) -> None:
         self._do("extend", m)
+        self.visibilities.append(visibility_s)
 
     def release(self, m: QueueMessage) -> None:
         self._do("release", m)
@@ -134,12 +146,13 @@ class Notices:
 def make(
     tile_fn: Callable[[str, int], bool] = lambda job, tile: True, *, queue: FakeQueue | None = None,
     tokens: FakeTokens | None = None, jobs: Any = None, notices: Notices | None = None,
-    clock: Callable[[], float] = time.monotonic, idle_s: float = 60.0,
+    clock: Callable[[], float] = time.monotonic, idle_s: float = 60.0, tile_limit_s: float = 3600.0,
 ) -> Worker:
     return Worker(
         queue=queue or FakeQueue(), tokens=tokens or FakeTokens(), jobs=jobs or FakeJobs(), tile_fn=tile_fn,
         notices=notices or Notices(), options=WorkerOptions(name="spot:test", wait_s=1, visibility_s=30,
-                                                            idle_s=idle_s, interruption_poll_s=0.01),
+                                                            idle_s=idle_s, interruption_poll_s=0.01,
+                                                            tile_limit_s=tile_limit_s),
         clock=clock, sleep=lambda s: None,
     )
 
@@ -274,11 +287,29 @@ def test_a_token_that_expires_mid_tile_is_dead_lettered_once_the_tile_ends() -> 
     assert queue.reasons[0].startswith("task token expired while computing")
 
 
-def test_an_unexpected_error_releases_the_message_and_the_worker_carries_on() -> None:
+def test_an_unexpected_error_delays_redelivery_more_each_time_and_the_worker_carries_on() -> None:
     queue = FakeQueue()
     worker = make(jobs=FakeJobs(RuntimeError("a bug")), queue=queue)
-    assert worker.handle(message(body())) == RELEASED
-    assert queue.moves == [("release", "m1")]
+    for count in (1, 2, 3, 20):
+        m = QueueMessage(message_id="m1", receipt="r1", body=body(), receive_count=count)
+        assert worker.handle(m) == BACKED_OFF
+    assert queue.moves == [("extend", "m1")] * 4
+    assert queue.visibilities == [5, 10, 20, 300]
+
+
+def test_a_tile_past_its_time_limit_is_abandoned_its_token_failed_and_the_worker_stops() -> None:
+    tokens, queue = FakeTokens(), FakeQueue()
+    gate = threading.Event()
+    worker = make(lambda job, tile: gate.wait(DEADLINE_S), tokens=tokens, queue=queue, tile_limit_s=0.2)
+    try:
+        assert worker.handle(message(body())) == ABANDONED
+    finally:
+        gate.set()
+    fails = [c for c in tokens.calls if c[0] == "fail"]
+    assert [f[2][0] for f in fails] == [TIMED_OUT_ERROR]
+    assert queue.moves[-1] == ("delete", "m1")
+    queue.inbox.append(message(body(), 2))
+    assert worker.run() == "stopped" and queue.inbox, "it took more work after abandoning a tile"
 
 
 def test_if_the_dead_letter_queue_refuses_the_message_stays_for_the_redrive_policy() -> None:

@@ -163,6 +163,11 @@ class BaseJobStore(ABC):
         fields = {"status": TileState.FAILED.value, "finished_at": float(at), "error": message}
         self._write_tile_unless_done(job_id, int(tile_id), fields, new_attempt=False)
 
+    def tile_cancelled(self, job_id: str, tile_id: int, at: float) -> None:
+        """Mark a tile that was running when its job ended (never a done one)."""
+        fields = {"status": TileState.CANCELLED.value, "finished_at": float(at)}
+        self._write_tile_unless_done(job_id, int(tile_id), fields, new_attempt=False)
+
     def tile_results(self, job_id: str) -> list[TileResult]:
         done = [t for t in self._stored_tiles(job_id) if t.get("status") == TileState.DONE.value]
         return sorted((tile_result_from_stored(t) for t in done), key=lambda r: r.tile_id)

@@ -3,15 +3,23 @@
 Reading only the header is what lets a store answer ``array_info`` and fetch a band of
 rows without loading the array; every store turns a malformed header into the same
 ``InvalidBlobError``.
+
+The header's dict is parsed here, not by NumPy: NumPy's reader uses ``ast.literal_eval``,
+and on CPython 3.11 before 3.11.8 that raises ``SystemError: AST constructor recursion
+depth mismatch`` when a thread switch lands inside the AST conversion (many server
+threads reading headers at once hit it). The grammar of a header is tiny (a dict of
+strings, bools, ints, tuples and lists), so a small tokenizer reads it without ``ast``.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
+import re
 import struct
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -56,15 +64,101 @@ def header_length(head: bytes, label: str) -> int:
 
 def read_header(fp: IO[bytes], label: str) -> NpyHeader:
     """The header at the start of ``fp``, leaving ``fp`` at the first element."""
+    head = fp.read(12)
+    length = header_length(head, label)
+    if head[6] not in (1, 2, 3):
+        raise InvalidBlobError(label, f"not a valid .npy file (unknown format version {head[6]})")
+    prefix = 10 if head[6] == 1 else 12
+    fp.seek(fp.tell() - len(head) + prefix)
+    text_bytes = fp.read(length - prefix)
+    if len(text_bytes) != length - prefix:
+        raise InvalidBlobError(label, "not a valid .npy file (truncated header)")
     try:
-        version = np.lib.format.read_magic(fp)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-    except ValueError as exc:
+        fields = _parse_dict(text_bytes.decode("utf-8" if head[6] == 3 else "latin1"))
+        shape, fortran, descr = fields["shape"], fields["fortran_order"], fields["descr"]
+        if not isinstance(fortran, bool) or not isinstance(shape, tuple) \
+                or not all(isinstance(n, int) for n in shape):
+            raise ValueError("the header's fields have the wrong types")
+        # A structured dtype's descr is a list of (name, type[, shape]) tuples.
+        dtype = np.lib.format.descr_to_dtype(descr)
+    except (ValueError, KeyError, TypeError) as exc:
         raise InvalidBlobError(label, f"not a valid .npy file ({exc})") from None
-    return NpyHeader(tuple(shape), dtype, fortran, fp.tell())
+    return NpyHeader(shape, dtype, fortran, length)
+
+
+# The tokens of a header dict: punctuation (dict, tuple, list), a quoted string, True/False, an integer.
+_TOKEN = re.compile(r"\s*(?:([{}()\[\],:])|'([^'\\]*)'|\"([^\"\\]*)\"|(True|False)|(\d+))")
+
+
+def _parse_dict(text: str) -> dict[str, Any]:
+    """``{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }`` → a dict.
+
+    >>> _parse_dict("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }")
+    {'descr': '<f8', 'fortran_order': False, 'shape': (2,)}
+    """
+    tokens: list[tuple[str, Any]] = []
+    pos, end = 0, len(text.rstrip())
+    while pos < end:
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise ValueError(f"unexpected text in the header at {text[pos:pos + 20]!r}")
+        punct, sq, dq, boolean, number = m.groups()
+        if punct:
+            tokens.append(("p", punct))
+        elif sq is not None or dq is not None:
+            tokens.append(("v", sq if sq is not None else dq))
+        elif boolean:
+            tokens.append(("v", boolean == "True"))
+        else:
+            tokens.append(("i", int(number)))
+        pos = m.end()
+    return _Reader(tokens).whole_dict()
+
+
+class _Reader:
+    def __init__(self, tokens: list[tuple[str, Any]]) -> None:
+        self.tokens, self.i = tokens, 0
+
+    def take(self) -> tuple[str, Any]:
+        if self.i >= len(self.tokens):
+            raise ValueError("the header ends early")
+        self.i += 1
+        return self.tokens[self.i - 1]
+
+    def expect(self, punct: str) -> None:
+        if self.take() != ("p", punct):
+            raise ValueError(f"expected {punct!r} in the header")
+
+    def whole_dict(self) -> dict[str, Any]:
+        self.expect("{")
+        out: dict[str, Any] = {}
+        while self.tokens[self.i:self.i + 1] != [("p", "}")]:
+            kind, key = self.take()
+            if kind != "v" or not isinstance(key, str):
+                raise ValueError("a header key is not a string")
+            self.expect(":")
+            out[key] = self.value()
+            if self.tokens[self.i:self.i + 1] == [("p", ",")]:
+                self.i += 1
+        self.expect("}")
+        if self.i != len(self.tokens):
+            raise ValueError("text after the header dict")
+        return out
+
+    def value(self) -> Any:
+        kind, tok = self.take()
+        if kind in ("v", "i"):
+            return tok
+        close = {"(": ")", "[": "]"}.get(tok)
+        if close is None:
+            raise ValueError(f"unexpected {tok!r} in the header")
+        items: list[Any] = []
+        while self.tokens[self.i:self.i + 1] != [("p", close)]:
+            items.append(self.value())
+            if self.tokens[self.i:self.i + 1] == [("p", ",")]:
+                self.i += 1
+        self.expect(close)
+        return tuple(items) if tok == "(" else items
 
 
 def parse_header(head: bytes, label: str) -> NpyHeader:
@@ -98,9 +192,33 @@ def to_npy(array: np.ndarray) -> bytes:
 
 def from_npy(data: bytes, label: str) -> np.ndarray:
     """The array in a whole ``.npy`` file, with the header's errors for anything else
-    (``np.load`` alone would open a zip archive)."""
-    parse_header(data, label)
-    try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as exc:
-        raise InvalidBlobError(label, f"not a valid .npy file ({exc})") from None
+    (``np.load`` alone would open a zip archive, and parse the header with ``ast``)."""
+    header = parse_header(data, label)
+    _check_plain(header, label)
+    count = math.prod(header.shape)
+    if len(data) < header.offset + count * header.dtype.itemsize:
+        raise InvalidBlobError(label, "not a valid .npy file (shorter than its header says)")
+    flat = np.frombuffer(data, dtype=header.dtype, count=count, offset=header.offset)
+    return flat.reshape(header.shape, order="F" if header.fortran else "C").copy()
+
+
+def load_npy(path: str | os.PathLike[str], label: str, *, mmap: bool = False) -> np.ndarray:
+    """The array in a ``.npy`` file (memory-mapped read-only if ``mmap``), read through
+    this module's header parser rather than ``np.load``'s."""
+    with open(path, "rb") as fp:
+        header = read_header(fp, label)
+        _check_plain(header, label)
+        order: Literal["C", "F"] = "F" if header.fortran else "C"
+        count = math.prod(header.shape)
+        if os.fstat(fp.fileno()).st_size < header.offset + count * header.dtype.itemsize:
+            raise InvalidBlobError(label, "not a valid .npy file (shorter than its header says)")
+        if mmap and count:
+            return np.memmap(fp, dtype=header.dtype, mode="r", offset=header.offset, shape=header.shape,
+                             order=order)
+        flat = np.fromfile(fp, dtype=header.dtype, count=count)
+        return flat.reshape(header.shape, order=order)
+
+
+def _check_plain(header: NpyHeader, label: str) -> None:
+    if header.dtype.hasobject:
+        raise InvalidBlobError(label, "not a valid .npy file (object arrays are not accepted)")

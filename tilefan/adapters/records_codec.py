@@ -36,6 +36,7 @@ class TileState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # its job ended (cancelled or failed) while it ran
 
 
 def _json_or_none(value: Any) -> str | None:

@@ -113,6 +113,8 @@ class Progress(_Fixed):
     units_total: int
     percent: float
     eta_s: float | None = Field(description="seconds left at the current rate; null while unknown")
+    queue_place: int | SkipJsonSchema[None] = _absent(
+        "while QUEUED on the embedded backend: 1 for the next job the scheduler starts, 2 for the one after...")
 
 
 class Job(_Fixed):
@@ -141,7 +143,7 @@ class JobPage(_Fixed):
 
 class TileRow(_Open):
     tile_id: int
-    status: Literal["running", "done", "failed"]
+    status: Literal["running", "done", "failed", "cancelled"]
     started_at: float | None
     finished_at: float | None
     duration_s: float | None

@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the REST API on the embedded backend")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--threads", type=int, default=8, help="HTTP worker threads (default 8)")
+    serve.add_argument("--client-timeout", type=int, default=30,
+                       help="close a connection idle or stalled this many seconds (default 30)")
+
+    resume = sub.add_parser("resume", help="finish a QUEUED or RUNNING job left by a stopped server or run")
+    resume.add_argument("job_id")
+    resume.add_argument("--json", action="store_true", help="print the final job record as JSON")
 
     worker = sub.add_parser("worker", help="serve the AWS spot queue (on an EC2 spot instance; docs/spot.md)")
     worker.add_argument("--idle-seconds", type=int, help="exit after this long without work (default 300)")
@@ -95,13 +102,17 @@ def _version() -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """The same Chalice routes as on AWS, served locally over the configured backend."""
+    """The same Chalice routes as on AWS, and the web page, served by waitress over the
+    configured backend.
+
+    The embedded scheduler starts first, so RUNNING and QUEUED jobs left by a previous
+    server resume before any request is answered; SIGTERM stops it gracefully."""
     from chalice import Chalice
-    from chalice.config import Config as ChaliceConfig
-    from chalice.local import create_local_server
 
     from tilefan.bootstrap import build_service, load_config
     from tilefan.entrypoints import rest
+    from tilefan.entrypoints.http_server import serve
+    from tilefan.entrypoints.web import web
     from tilefan.errors import InvalidSpecError
 
     try:
@@ -113,13 +124,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     rest.set_service_factory(lambda: service)
     app = Chalice(app_name="tilefan")
     app.register_blueprint(rest.api)
-    from tilefan.entrypoints.web import web
-
     app.register_blueprint(web)
-    server = create_local_server(app, ChaliceConfig.create(chalice_stage="local", app_name="tilefan"),
-                                 args.host, args.port)
-    print(f"tilefan API ({config.backend} backend) on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    server.serve_forever()
+    serve_in_thread = getattr(service.runner, "serve_in_thread", None)
+    if serve_in_thread is not None:
+        serve_in_thread()
+
+    def ready() -> None:
+        print(f"tilefan API ({config.backend} backend) on http://{args.host}:{args.port}", file=sys.stderr,
+              flush=True)
+
+    serve(app, args.host, args.port, threads=args.threads, client_timeout_s=args.client_timeout, on_ready=ready,
+          on_stop=getattr(service.runner, "stop", None))
     return EXIT_OK
 
 
@@ -155,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tilefan.entrypoints.cli_jobs import run_job_command
 
             return run_job_command(args)
+        if args.command == "resume":
+            from tilefan.entrypoints.cli_run import cmd_resume
+
+            return cmd_resume(args)
         if args.command == "worker":
             from tilefan.entrypoints.worker_cli import cli_main
 

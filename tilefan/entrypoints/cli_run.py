@@ -76,7 +76,7 @@ def _flag_error(flag: str, message: str) -> _FlagError:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tilefan.bootstrap import build_embedded, load_config
+    from tilefan.bootstrap import build_scheduler, embedded_ports, load_config
     from tilefan.domain.plan import plan
     from tilefan.entrypoints.progress import JobProgress, throughput_line
     from tilefan.errors import InvalidSpecError, TilefanError
@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             from dataclasses import replace
 
             config = replace(config, workers=args.workers)
-        ports, runner = build_embedded(config)
+        ports = embedded_ports(config.home)
         if args.dry_run:
             spec = admit(ports, raw, config.limits, config.route_policy)
             manifest = plan("dry-run", spec, config.route_policy).manifest()
@@ -113,6 +113,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(plan_table(manifest, config.workers))
             return EXIT_OK
         record = submit_job(ports, raw, limits=config.limits, policy=config.route_policy)
+        # The home's scheduler runs it here, unless a server holds the home's lease: then
+        # that server runs it (with the cores it already uses) and this just follows it.
+        runner = build_scheduler(config, only={record.job_id})
     except _FlagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -128,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     bar = JobProgress(record.kind, file=sys.stderr, disable=not sys.stderr.isatty())
     try:
-        final = runner.run(record.job_id, on_progress=bar.update)
+        final = runner.run_until_done(record.job_id, on_progress=bar.update)
     except KeyboardInterrupt:
         # Cancel so the record says so and the partial output is removed.
         runner.cancel(record.job_id)
@@ -152,3 +155,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Finish a job a stopped server or run left QUEUED or RUNNING, from its recorded tiles."""
+    from tilefan.entrypoints.resume_cli import resume
+    from tilefan.errors import JobNotFoundError
+    from tilefan.pipeline.error_codec import plain_message
+    from tilefan.pipeline.report import tile_report
+
+    try:
+        final, ports = resume(args.job_id)
+    except JobNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    doc = final.to_dict()
+    if args.json:
+        print(json.dumps(doc))
+    if final.error:
+        print(f"error: {field_message(final.error.get('field'), plain_message(final.error))}", file=sys.stderr)
+        return EXIT_FAILED
+    if doc["status"] != "SUCCEEDED":
+        print(f"job {args.job_id} is {doc['status']}", file=sys.stderr)
+        return EXIT_FAILED
+    if not args.json:
+        summary(doc, sys.stdout, tile_report(ports, args.job_id)["summary"]["route_counts"])
+    return EXIT_OK

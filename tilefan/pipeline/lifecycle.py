@@ -19,9 +19,14 @@ def fail_job(ports: Ports, job_id: str, error: Mapping[str, Any], *, clock: Cloc
 
 def cancel_job(ports: Ports, job_id: str, *, clock: Clock = time.time) -> bool:
     """Mark the job CANCELLED (tiles still running see it and stop recording)."""
-    changed = ports.jobs.transition(job_id, Status.CANCELLED, timings={"finished_at": clock()})
+    at = clock()
+    changed = ports.jobs.transition(job_id, Status.CANCELLED, timings={"finished_at": at})
     if changed:
         _discard_outputs(ports, job_id)
+        # Tiles in flight finish unrecorded; the report says so rather than "running" forever.
+        for row in ports.jobs.tile_rows(job_id):
+            if row["status"] == "running":
+                ports.jobs.tile_cancelled(job_id, row["tile_id"], at)
     return changed
 
 

@@ -97,6 +97,10 @@ class JobStore(Protocol):
 
     def record_tile_failed(self, job_id: str, tile_id: int, message: str, at: float) -> None: ...
 
+    def tile_cancelled(self, job_id: str, tile_id: int, at: float) -> None:
+        """Mark a tile that was running when its job ended cancelled (a done tile stays done)."""
+        ...
+
     def tile_results(self, job_id: str) -> list[TileResult]:
         """Every tile recorded done, in tile order."""
         ...

@@ -86,6 +86,8 @@ def run_tile(
         return TileRun(TileOutcome.RECORDED, result)
     # The store refuses repeats and tiles of an ended job alike; the status tells them apart.
     running = ports.jobs.get_job(job_id).status is Status.RUNNING
+    if not running:
+        ports.jobs.tile_cancelled(job_id, tile_id, clock())  # it outlived its job's cancel
     return TileRun(TileOutcome.ALREADY_RECORDED if running else TileOutcome.JOB_NOT_RUNNING, result)
 
 

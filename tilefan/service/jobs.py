@@ -60,6 +60,9 @@ class JobService:
     def describe(self, record: JobRecord) -> dict[str, Any]:
         doc = record.to_dict()
         doc["progress"]["eta_s"] = self._eta(record)
+        place = getattr(self.runner, "queue_place", None)
+        if record.status is Status.QUEUED and place is not None:
+            doc["progress"]["queue_place"] = place(record.job_id)
         return doc
 
     def _eta(self, record: JobRecord) -> float | None:

@@ -26,6 +26,20 @@ DEFAULT_HEARTBEAT_S = 60
 INTERRUPTED_ERROR = "Spot.Interrupted"  # the state machine retries a tile failed with this
 # What became of one message.
 DONE, FAILED, DEAD_LETTERED, HANDED_BACK, RELEASED = "done", "failed", "dead-lettered", "handed-back", "released"
+BACKED_OFF, ABANDONED = "backed-off", "abandoned"
+TIMED_OUT_ERROR = "Tile.TimedOut"  # a tile past the worker's wall-clock limit
+
+# Redelivery after an unexpected error waits 5 s, 10 s, 20 s... (up to 5 minutes) by the
+# receive count: a message that trips a bug or an outage does not spin through workers.
+BACKOFF_BASE_S, BACKOFF_MAX_S = 5, 300
+
+
+def redelivery_delay(receive_count: int) -> int:
+    """
+    >>> [redelivery_delay(n) for n in (1, 2, 3, 10)]
+    [5, 10, 20, 300]
+    """
+    return int(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, receive_count - 1)))
 
 
 TileFn = Callable[[str, int], bool]
@@ -143,6 +157,28 @@ class Mailbox:
             logger.error("could not dead-letter the message", extra={"message_id": message.message_id,
                                                                       "error": str(exc2)})
         return DEAD_LETTERED
+
+    def back_off(self, message: QueueMessage) -> str:
+        """Hide the message for a while that grows with its receive count, then it is redelivered."""
+        try:
+            self.queue.extend(message, redelivery_delay(message.receive_count))
+        except QueueError as exc:  # it reappears when its current visibility ends
+            logger.warning("could not delay the message", extra={"message_id": message.message_id,
+                                                                "error": str(exc)})
+        return BACKED_OFF
+
+    def abandon(self, message: QueueMessage, task: TileTask, limit_s: float, log: dict[str, Any]) -> str:
+        """Give up on a tile past its wall-clock limit: fail its token, drop its message."""
+        cause = state_cause(TIMED_OUT_ERROR, f"{self.worker} abandoned tile {task.tile_id} after {limit_s:g} s")
+        try:
+            self.tokens.fail(task.token, TIMED_OUT_ERROR, cause)
+        except TilefanError as exc:
+            logger.warning("could not fail the abandoned tile's token", extra={**log, "error": str(exc)})
+            self.release(message)
+            return ABANDONED
+        self.delete(message)
+        logger.error("tile abandoned past its time limit", extra={**log, "limit_s": limit_s})
+        return ABANDONED
 
     def release(self, message: QueueMessage) -> None:
         try:

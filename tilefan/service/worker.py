@@ -18,8 +18,13 @@ released at once (visibility 0). Then the worker exits cleanly.
 Bad input never crashes the loop and is never dropped silently: a malformed message, an
 unknown job or tile, or a token Step Functions no longer waits on is logged and moved to
 the dead-letter queue with the reason (and the token, if live, is failed so the job does
-not wait for a timeout). An unexpected error releases the message; the queue's redrive
-policy moves a message that keeps failing to the dead-letter queue.
+not wait for a timeout). An unexpected error delays the message's redelivery (its
+visibility grows with its receive count); the queue's redrive policy moves a message that
+keeps failing to the dead-letter queue.
+
+Nothing waits without a timeout: a tile still computing after ``tile_limit_s`` is
+abandoned (its token failed with ``Tile.TimedOut``, its message deleted) and the worker
+stops taking work, so its idle instance can end.
 """
 
 from __future__ import annotations
@@ -76,6 +81,9 @@ class WorkerOptions:
     visibility_s: int = 120  # how long a received message stays hidden; renewed while working
     idle_s: float = 300.0  # stop after this long without a message
     interruption_poll_s: float = 5.0
+    # A tile still computing after this long is abandoned: its token is failed (the state
+    # machine decides what next) and the worker exits, since a thread cannot be killed.
+    tile_limit_s: float = 3600.0
 
 
 @dataclass
@@ -180,9 +188,9 @@ class Worker:
         try:
             return self._handle(message)
         except Exception:  # a bug or an outage we did not foresee: the message must survive it
-            logger.exception("unexpected error; releasing the message", extra={"message_id": message.message_id})
-            self.mailbox.release(message)
-            return RELEASED
+            logger.exception("unexpected error; delaying the message's redelivery",
+                             extra={"message_id": message.message_id, "receive_count": message.receive_count})
+            return self.mailbox.back_off(message)
 
     def _handle(self, message: QueueMessage) -> str:
         log = {"message_id": message.message_id, "receive_count": message.receive_count}
@@ -239,12 +247,17 @@ class Worker:
         run = BackgroundTile(lambda: self.tile_fn(task.job_id, task.tile_id))
         run.start()
         beat = max(MIN_BEAT_S, min(task.heartbeat_s, self.options.visibility_s) / 3)
-        next_beat = self.clock() + beat
+        started = self.clock()
+        limit = self.options.tile_limit_s
+        next_beat = started + beat
         # Wake often enough to act on a notice within a second, beat every third of the
         # heartbeat timeout (or of the visibility timeout, if that is shorter).
         while not run.done.wait(min(beat, WATCH_S)):
             if self.interrupted:
                 return self.mailbox.hand_back(message, task, self.notice, log)
+            if self.clock() - started > limit:
+                self.stop()  # the tile's thread may never end: take no more work, let the process exit
+                return self.mailbox.abandon(message, task, limit, log)
             if self.clock() < next_beat:
                 continue
             next_beat = self.clock() + beat
@@ -252,7 +265,9 @@ class Worker:
                 self.tokens.heartbeat(task.token)
             except StaleTaskTokenError as exc:
                 # Step Functions gave up on this attempt (and retried the tile elsewhere).
-                run.done.wait()  # never two tiles in memory at once
+                # Never two tiles in memory at once: wait for this one, up to its limit.
+                if not run.done.wait(max(0.0, limit - (self.clock() - started))):
+                    self.stop()
                 return self.mailbox.dead_letter(message, f"task token expired while computing: {exc}", None, None)
             except RunnerError as exc:
                 logger.warning("heartbeat failed; will retry", extra={**log, "error": str(exc)})

@@ -39,6 +39,7 @@ def make_service(tmp_path: Path) -> Iterator[MakeService]:
             if not record.status.terminal:
                 service.runner.cancel(record.job_id)
             local_runner(service).wait(record.job_id, 60)
+        local_runner(service).stop()
 
 
 @pytest.fixture

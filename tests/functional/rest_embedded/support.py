@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tilefan.service.jobs import JobService
-from tilefan.service.local_runner import LocalRunner
+from tilefan.service.scheduler import Scheduler
 
 RECORD_KEYS = {"job_id", "kind", "status", "spec", "progress", "timings", "result", "error", "links"}
 
@@ -40,9 +40,9 @@ def assert_finished(doc: dict[str, Any]) -> None:
     assert doc["timings"]["wall_s"] > 0
 
 
-def local_runner(service: JobService) -> LocalRunner:
-    """The embedded backend's runner (its ``wait`` joins a job's thread)."""
-    assert isinstance(service.runner, LocalRunner), type(service.runner)
+def local_runner(service: JobService) -> Scheduler:
+    """The embedded backend's runner (its ``wait`` returns once a job has ended and left it)."""
+    assert isinstance(service.runner, Scheduler), type(service.runner)
     return service.runner
 
 

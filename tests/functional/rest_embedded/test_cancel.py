@@ -107,7 +107,7 @@ def test_tiles_in_flight_at_cancel_are_not_counted(held: Held) -> None:
         assert doc["progress"]["units_done"] == at_cancel["units_done"]
         # Tile 1 ran but was never recorded done; no later tile started at all.
         tiles = client.http.get(f"/jobs/{job_id}/report").json_body["tiles"]
-        assert {t["tile_id"]: t["status"] for t in tiles} == {0: "done", 1: "running"}
+        assert {t["tile_id"]: t["status"] for t in tiles} == {0: "done", 1: "cancelled"}
 
 
 # Where, in the reducer's publishing of the output, a DELETE lands (see the test below).

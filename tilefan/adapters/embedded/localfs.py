@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tilefan.adapters.npy_header import NpyHeader, npy_header, read_header
+from tilefan.adapters.npy_header import NpyHeader, load_npy, npy_header, read_header
 from tilefan.domain.regions import fit_block, run_axis, run_offsets
 from tilefan.domain.tiling import region_slices
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, StoreError
@@ -97,7 +97,7 @@ class LocalBlobStore:
         path = self.path(key)
         _read_header(path)  # uniform errors for missing or malformed files
         try:
-            return np.load(path, mmap_mode="r", allow_pickle=False)
+            return load_npy(path, key, mmap=True)
         except ValueError as exc:
             raise InvalidBlobError(key, f"cannot be memory-mapped ({exc})") from None
 
@@ -110,7 +110,7 @@ class LocalBlobStore:
     def read_array(self, key: str) -> np.ndarray:
         path = self.path(key)
         _read_header(path)
-        return np.load(path, allow_pickle=False)
+        return load_npy(path, key)
 
     def write_array(self, key: str, array: np.ndarray) -> None:
         path = self.path(key)
@@ -151,7 +151,7 @@ class LocalBlobStore:
         partial = self._partial(key, job_id)
         path = partial if partial.exists() else self.path(key)
         _read_header(path)  # BlobNotFoundError when neither exists
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        arr = load_npy(path, key, mmap=True)
         return arr[region_slices(tuple(region))]
 
     def commit_array(self, key: str, job_id: str) -> str:

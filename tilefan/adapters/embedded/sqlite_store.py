@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     links       TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created_at DESC, job_id DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at, job_id);
 CREATE TABLE IF NOT EXISTS tiles (
     job_id        TEXT NOT NULL,
     tile_id       INTEGER NOT NULL,
@@ -124,6 +125,27 @@ class SqliteJobStore(BaseJobStore):
                 (*(changes[n] for n in names), job_id, seen),
             )
         return cur.rowcount == 1
+
+    # ------------------------------------------------------------------ the scheduler's queue
+
+    def unfinished_jobs(self, limit: int) -> list[str]:
+        """RUNNING jobs (to resume) then QUEUED ones, each oldest first."""
+        rows = self._select(
+            "SELECT job_id FROM jobs WHERE status IN ('RUNNING', 'QUEUED')"
+            " ORDER BY status = 'QUEUED', created_at, job_id LIMIT ?", (int(limit),))
+        return [r["job_id"] for r in rows]
+
+    def queue_place(self, job_id: str) -> int | None:
+        """1 for the oldest QUEUED job, and so on; None unless the job is QUEUED."""
+        rows = self._select(
+            "SELECT 1 + (SELECT COUNT(*) FROM jobs AS o WHERE o.status = 'QUEUED'"
+            " AND (o.created_at, o.job_id) < (j.created_at, j.job_id)) AS place"
+            " FROM jobs AS j WHERE j.job_id = ? AND j.status = 'QUEUED'", (job_id,))
+        return int(rows[0]["place"]) if rows else None
+
+    def job_statuses(self, job_ids: list[str]) -> dict[str, str]:
+        rows = self._select(f"SELECT job_id, status FROM jobs WHERE job_id IN ({_marks(job_ids)})", tuple(job_ids))
+        return {r["job_id"]: r["status"] for r in rows}
 
     # ------------------------------------------------------------------ tiles
 

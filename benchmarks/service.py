@@ -1,0 +1,150 @@
+"""The embedded service under load: small jobs per second, POST latency at 25 clients,
+and the overhead per small job against the same job run by the CLI.
+
+Starts a real ``tilefan serve`` (waitress, 2 pool workers) on a fresh home, then:
+
+1. throughput and latency: 25 client threads POST ``--jobs`` small jobs (8 per client
+   by default) as fast as each gets its answer; every POST's latency is recorded, and
+   the clock stops when the last job is SUCCEEDED;
+2. overhead: one small job at a time (``--sequential`` of them), from the POST until the
+   client sees SUCCEEDED (polling every 2 ms), against ``tilefan run`` of the same job
+   measured by its own record (wall_s: plan start to finish; a fresh process each time).
+
+Usage: ``.venv/bin/python benchmarks/service.py [--jobs 200] [--sequential 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TILEFAN = [sys.executable, "-m", "tilefan.entrypoints.cli"]
+SMALL = {"kind": "add", "a": {"shape": [64, 64]}, "b": {"shape": [64, 64]}, "tile": 32}
+CLIENTS = 25
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
+    env.update({"TILEFAN_HOME": str(home), "TILEFAN_WORKERS": "2", "PYTHONPATH": str(ROOT)})
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _call(base: str, method: str, path: str, body: Any = None) -> tuple[int, Any, float]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data else {})
+    start = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        doc = json.loads(resp.read())
+        return resp.status, doc, time.perf_counter() - start
+
+
+def _wait_done(base: str, job_id: str, poll_s: float) -> dict[str, Any]:
+    while True:
+        _, doc, _ = _call(base, "GET", f"/jobs/{job_id}")
+        if doc["status"] not in ("QUEUED", "RUNNING"):
+            return dict(doc)
+        time.sleep(poll_s)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def load(base: str, jobs: int) -> dict[str, float]:
+    start = time.perf_counter()
+    with cf.ThreadPoolExecutor(CLIENTS) as pool:
+        posted = list(pool.map(lambda _: _call(base, "POST", "/jobs", SMALL), range(jobs)))
+    assert all(status == 202 for status, _, _ in posted)
+    docs = [_wait_done(base, doc["job_id"], 0.01) for _, doc, _ in posted]
+    elapsed = time.perf_counter() - start
+    assert {d["status"] for d in docs} == {"SUCCEEDED"}, {d["status"] for d in docs}
+    latencies = [t * 1000 for _, _, t in posted]
+    return {"jobs": jobs, "seconds": elapsed, "jobs_per_s": jobs / elapsed,
+            "post_p50_ms": statistics.median(latencies), "post_p99_ms": _pct(latencies, 0.99),
+            "post_max_ms": max(latencies)}
+
+
+def sequential(base: str, count: int) -> list[float]:
+    out = []
+    for _ in range(count):
+        start = time.perf_counter()
+        _, doc, _ = _call(base, "POST", "/jobs", SMALL)
+        assert _wait_done(base, doc["job_id"], 0.002)["status"] == "SUCCEEDED"
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def cli_runs(home: Path, count: int, workers: int) -> list[float]:
+    out = []
+    args = ["run", "add", "--shape-a", "64x64", "--shape-b", "64x64", "--tile", "32", "--json"]
+    for _ in range(count):
+        env = {**_env(home), "TILEFAN_WORKERS": str(workers)}
+        done = subprocess.run([*TILEFAN, *args], env=env, check=True, capture_output=True, text=True, cwd=ROOT)
+        doc = json.loads(done.stdout)
+        out.append(doc["timings"]["wall_s"] * 1000)  # plan, tiles and reduce: started_at to finished_at
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--sequential", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        home, port = Path(tmp) / "home", _free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen([*TILEFAN, "serve", "--port", str(port)], env=_env(home), cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    _call(base, "GET", "/openapi.json")
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "tilefan serve did not start"
+                    time.sleep(0.1)
+            sequential(base, 3)  # warm the pool
+            result = load(base, args.jobs)
+            served = sequential(base, args.sequential)
+        finally:
+            server.terminate()
+            server.wait(30)
+        runs = max(5, args.sequential // 4)
+        cli = {w: cli_runs(Path(tmp) / f"cli-home-{w}", runs, w) for w in (2, 1)}
+    print(f"machine: {platform.platform()}, {os.cpu_count()} cores; small job: {json.dumps(SMALL)}")
+    print(f"load: {result['jobs']} jobs from {CLIENTS} clients in {result['seconds']:.2f} s = "
+          f"{result['jobs_per_s']:.1f} jobs/s; POST latency p50 {result['post_p50_ms']:.1f} ms, "
+          f"p99 {result['post_p99_ms']:.1f} ms, max {result['post_max_ms']:.1f} ms")
+    s_med = statistics.median(served)
+    print(f"one job at a time: service POST->SUCCEEDED median {s_med:.1f} ms (p90 {_pct(served, 0.9):.1f} ms)")
+    for workers, times in cli.items():
+        c_med = statistics.median(times)
+        pool = "a fresh pool of 2 forked workers" if workers == 2 else "tiles inline, no pool"
+        print(f"  CLI, {workers} worker(s) ({pool}): record wall_s median {c_med:.1f} ms; "
+              f"service overhead {s_med - c_med:+.1f} ms per job")
+
+
+if __name__ == "__main__":
+    main()

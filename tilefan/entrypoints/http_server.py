@@ -1,0 +1,112 @@
+"""``tilefan serve``'s HTTP front end: waitress serving the Chalice routes.
+
+A small WSGI adapter hands each request to Chalice's ``LocalGateway`` (the same routes,
+the same Lambda-shaped events as on AWS). waitress does the HTTP: a 1024-deep listen
+backlog and a worker-thread pool (no resets under load), a cap on request bodies applied
+while reading (a larger Content-Length is refused before the body is read; a chunked body
+is cut off when it passes the cap), and a timeout for idle or stalled clients.
+
+Chalice keeps the request being served on the app object, so two threads must never be
+inside it at once: the dispatch is serialized by a lock. It is short (routes validate,
+write a record and return; jobs run in the scheduler), while reading and writing the
+sockets stays parallel.
+
+SIGTERM (and Ctrl-C) stop accepting, finish the requests in hand, then run ``on_stop``
+(the scheduler's graceful stop: unfinished jobs stay resumable).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import Any
+
+from chalice import Chalice
+from chalice.config import Config as ChaliceConfig
+from chalice.local import LocalGateway, LocalGatewayException
+
+from tilefan.service.jobs import MAX_BODY_BYTES
+
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+StartResponse = Callable[..., Any]
+
+
+class ChaliceWsgi:
+    """A WSGI app over a Chalice app's routes."""
+
+    def __init__(self, app: Chalice, *, max_json_bytes: int = MAX_BODY_BYTES) -> None:
+        self.gateway = LocalGateway(app, ChaliceConfig.create(chalice_stage="local", app_name=app.app_name))
+        self.max_json_bytes = max_json_bytes
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO") or "/"
+        query = environ.get("QUERY_STRING")
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(key):
+                headers[key.replace("_", "-").lower()] = environ[key]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        # Only uploads may be big (waitress caps them); JSON bodies are refused by their
+        # declared length, before a byte of the body is read.
+        if length > self.max_json_bytes and not (method == "PUT" and path.startswith("/uploads/")):
+            cap = f"request bodies are capped at {self.max_json_bytes} bytes"
+            too_large = {"code": "body_too_large", "message": cap}
+            return _answer(start_response, 413, {"Content-Type": "application/json"},
+                           json.dumps({"error": too_large}).encode())
+        body = environ["wsgi.input"].read(length) if length else b""
+        try:
+            with self._lock:
+                response = self.gateway.handle_request(method, path + (f"?{query}" if query else ""), headers, body)
+        except LocalGatewayException as exc:
+            return _answer(start_response, exc.CODE, dict(exc.headers), exc.body or b"")
+        out = response.get("body") or b""
+        if response.get("isBase64Encoded"):
+            out = base64.b64decode(out)
+        elif isinstance(out, str):
+            out = out.encode()
+        return _answer(start_response, int(response["statusCode"]), response.get("headers") or {}, out)
+
+
+def _answer(start_response: StartResponse, status: int, headers: dict[str, Any], body: bytes) -> list[bytes]:
+    reason = http.client.responses.get(status, "Unknown")
+    pairs = [(k, str(v)) for k, v in headers.items() if k.lower() not in ("content-length", "connection")]
+    start_response(f"{status} {reason}", [*pairs, ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def serve(
+    app: Chalice, host: str, port: int, *, threads: int = 8, client_timeout_s: int = 30,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES, on_ready: Callable[[], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully (``on_stop`` last)."""
+    from waitress.server import create_server
+
+    server = create_server(
+        ChaliceWsgi(app), host=host, port=port, threads=threads, backlog=1024, connection_limit=1000,
+        max_request_body_size=max_upload_bytes, channel_timeout=client_timeout_s,
+        cleanup_interval=max(1, client_timeout_s // 2), clear_untrusted_proxy_headers=True, ident="tilefan",
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)  # waitress's loop catches it and shuts its task threads down
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        if on_ready:
+            on_ready()
+        server.run()
+    except KeyboardInterrupt:
+        server.task_dispatcher.shutdown()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.close()
+        if on_stop:
+            on_stop()

@@ -1,0 +1,324 @@
+"""One scheduler per home: a persistent job queue, one process pool, fair tile dispatch.
+
+The queue is the job store itself: QUEUED jobs, oldest first, wait there until the
+scheduler admits them (at most ``max_jobs`` at once); RUNNING jobs found at start are
+resumed, running only the tiles not recorded done, into the output already being built.
+Every admitted job's tiles go to ONE pool sized to the cores, round-robin across jobs, so
+a big job cannot starve a small one and no job brings its own processes.
+
+Only the holder of the home's lease runs tiles: a second scheduler on the same home (the
+CLI while ``tilefan serve`` runs, or a second server) waits for the lease while its jobs
+stay queued, and the CLI then just follows its job's record. So the cores are never
+oversubscribed by two pools.
+
+A tile whose worker died (``BrokenProcessPool``) or that raised a transient error is
+retried with exponential backoff, up to ``RetryPolicy.max_attempts`` in all; a permanent
+error (bad input: any ``TilefanError`` but a store error) fails the job at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
+
+from tilefan.domain.kernel_choice import choose_atoms_kernel
+from tilefan.domain.plan import plan
+from tilefan.domain.records import JobRecord, Status
+from tilefan.domain.spec import AtomsSpec
+from tilefan.pipeline.error_codec import error_body
+from tilefan.pipeline.lifecycle import cancel_job, fail_job
+from tilefan.pipeline.plan import plan_job
+from tilefan.pipeline.ports import Ports
+from tilefan.pipeline.reduce import reduce_job
+from tilefan.service.local_runner import PoolSettings
+from tilefan.service.pool_worker import init_worker, tile_in_worker
+from tilefan.service.scheduler_parts import InlineExecutor, JobQueue, Lease, RetryPolicy, is_permanent
+
+__all__ = ["JobQueue", "Lease", "RetryPolicy", "Scheduler", "is_permanent"]
+
+
+@dataclass
+class _Job:
+    job_id: str
+    kernel: Callable[..., Any]
+    todo: deque[tuple[int, str]]
+    in_flight: set[int] = field(default_factory=set)
+    attempts: dict[int, int] = field(default_factory=dict)
+    routes: dict[int, str] = field(default_factory=dict)
+    not_before: float = 0.0
+    inline: bool = False  # run its tiles in this thread (no pool to start for them)
+
+
+class Scheduler:
+    """Runs the home's jobs (or only ``only``); the REST service's and the CLI's runner."""
+
+    def __init__(
+        self, ports: Ports, make_ports: Callable[[], Ports], settings: PoolSettings, queue: JobQueue, lease: Lease,
+        *, retry: RetryPolicy | None = None, max_jobs: int | None = None, only: set[str] | None = None,
+        grace_s: float = 10.0,
+    ) -> None:
+        self.ports, self.make_ports, self.settings = ports, make_ports, settings
+        self.queue, self.lease = queue, lease
+        self.retry = retry or RetryPolicy()
+        self.max_jobs = max_jobs or max(2, settings.workers)
+        self.only = only
+        self.grace_s = grace_s
+        self._active: dict[str, _Job] = {}
+        self._turns: deque[str] = deque()
+        self._futures: dict[cf.Future[Any], tuple[str, int]] = {}
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._inline = InlineExecutor(ports)
+        self._lock = threading.Lock()
+        self._wake: cf.Future[None] = cf.Future()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.holds_lease = False
+
+    # ------------------------------------------------------------------ JobRunner
+
+    def start(self, job_id: str) -> None:
+        """The job is already QUEUED in the store: wake the dispatcher (started on first use)."""
+        with self._lock:
+            if self._thread is None:
+                self.serve_in_thread()
+        self.wake()
+
+    def wait(self, job_id: str, timeout: float | None = None) -> None:
+        """Until the job has ended and none of its tiles is still in this scheduler's hands."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while deadline is None or time.monotonic() < deadline:
+            busy = job_id in self._active or job_id in {j for j, _ in list(self._futures.values())}
+            if not busy and self.ports.jobs.get_job(job_id).status.terminal:
+                return
+            self._stopping.wait(0.01)
+
+    def cancel(self, job_id: str) -> bool:
+        changed = cancel_job(self.ports, job_id, clock=time.time)
+        self.wake()
+        return changed
+
+    def links(self, job_id: str) -> dict[str, str]:
+        return {}
+
+    def queue_place(self, job_id: str) -> int | None:
+        return self.queue.queue_place(job_id)
+
+    def wake(self) -> None:
+        with self._lock:
+            if not self._wake.done():
+                self._wake.set_result(None)
+
+    # ------------------------------------------------------------------ lifetimes
+
+    def serve_in_thread(self) -> None:
+        """Dispatch in a background thread until ``stop`` (the server's mode)."""
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._serve, args=(lambda: False,), name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop dispatching, let in-flight tiles finish (up to ``grace_s``), release the
+        lease. Unfinished jobs stay RUNNING or QUEUED: the next scheduler resumes them."""
+        self._stopping.set()
+        self.wake()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(self.grace_s + 5)
+
+    def run_until_done(self, job_id: str, on_progress: Callable[[JobRecord], None] | None = None,
+                       poll_s: float = 0.1) -> JobRecord:
+        """The CLI's mode: dispatch here until the job ends; if another process holds the
+        lease, follow the job's record while that scheduler runs it."""
+
+        def ended() -> bool:
+            record = self.ports.jobs.get_job(job_id)
+            if on_progress:
+                on_progress(record)
+            return record.status.terminal
+
+        self._serve(ended, poll_s)
+        return self.ports.jobs.get_job(job_id)
+
+    def _serve(self, until: Callable[[], bool], poll_s: float = 0.1) -> None:
+        while not self.lease.acquire():
+            if until() or self._stopping.wait(poll_s):
+                return
+        self.holds_lease = True
+        try:
+            while not self._stopping.is_set() and not until():
+                self._step()
+        finally:
+            self._drain()
+            self.holds_lease = False
+            self.lease.release()
+
+    # ------------------------------------------------------------------ one step
+
+    def _step(self) -> None:
+        self._admit()
+        self._drop_ended()
+        self._fill()
+        with self._lock:
+            if self._wake.done():
+                self._wake = cf.Future()
+            wake = self._wake
+        waiting: set[cf.Future[Any]] = {*self._futures, wake}
+        ready = min((j.not_before for j in self._active.values() if j.todo), default=None)
+        timeout = 0.5 if ready is None else max(0.0, min(0.5, ready - time.monotonic()))
+        done, _ = cf.wait(waiting, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        for fut in done:
+            if fut is not wake:
+                self._collect(fut)
+        if self._pool is not None and getattr(self._pool, "_broken", False):
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None  # a new one is made at the next submit
+
+    def _admit(self) -> None:
+        if len(self._active) >= self.max_jobs:
+            return
+        for job_id in self.queue.unfinished_jobs(self.max_jobs + len(self._active)):
+            if len(self._active) >= self.max_jobs:
+                return
+            if job_id in self._active or (self.only is not None and job_id not in self.only):
+                continue
+            self._open(job_id)
+
+    def _open(self, job_id: str) -> None:
+        """Plan a QUEUED job, or resume a RUNNING one from the tiles recorded done."""
+        ports = self.ports
+        try:
+            record = ports.jobs.get_job(job_id)
+            if record.status is Status.QUEUED:
+                the_plan = plan_job(ports, job_id, policy=self.settings.policy)
+            else:
+                # Planning is pure: the same spec cuts into the same tiles, and the output
+                # and staged inputs were written before the job became RUNNING.
+                the_plan = plan(job_id, record.spec, self.settings.policy)
+            done = {r.tile_id for r in ports.jobs.tile_results(job_id)}
+            todo = deque((t.tile_id, t.route) for t in the_plan.tiles if t.tile_id not in done)
+            # The CLI runs a one-tile job right here: starting a pool would cost more than the tile.
+            job = _Job(job_id, self._kernel(record), todo, inline=self.only is not None and len(the_plan.tiles) == 1)
+        except Exception as exc:  # the job's failure is recorded, not raised
+            fail_job(ports, job_id, error_body(exc))
+            return
+        self._active[job_id] = job
+        self._turns.append(job_id)
+        if not todo:
+            self._finish(job)
+
+    def _kernel(self, record: JobRecord) -> Callable[..., Any]:
+        spec = record.spec
+        if not isinstance(spec, AtomsSpec):
+            from tilefan.domain import kernels
+
+            return kernels.atoms_potential  # unused: matrix tiles take no kernel
+        return choose_atoms_kernel(self.settings.kernel, spec.units_total * spec.atoms.count)
+
+    def _drop_ended(self) -> None:
+        statuses = self.queue.job_statuses(list(self._active)) if self._active else {}
+        for job_id, status in statuses.items():
+            if Status(status).terminal:
+                self._forget(job_id)  # cancelled or failed elsewhere; late tiles are ignored
+
+    def _forget(self, job_id: str) -> None:
+        self._active.pop(job_id, None)
+        if job_id in self._turns:
+            self._turns.remove(job_id)
+
+    def _fill(self) -> None:
+        """Submit tiles round-robin over the admitted jobs until every worker has one."""
+        while len(self._futures) < self.settings.workers and self._turns:
+            now = time.monotonic()
+            for _ in range(len(self._turns)):
+                job = self._active[self._turns[0]]
+                self._turns.rotate(-1)
+                if job.todo and job.not_before <= now:
+                    tile_id, route = job.todo.popleft()
+                    pool = self._inline if job.inline else self._get_pool()
+                    fut = pool.submit(tile_in_worker, job.job_id, tile_id, route, job.kernel)
+                    job.in_flight.add(tile_id)
+                    job.routes[tile_id] = route
+                    self._futures[fut] = (job.job_id, tile_id)
+                    break
+            else:
+                return  # nothing is ready to submit
+
+    def _get_pool(self) -> cf.Executor:
+        if self.settings.workers == 1:
+            # One core, one tile at a time: run it right here, through this process's
+            # stores, with no process to start or to lose.
+            return self._inline
+        if self._pool is None:
+            ctx = multiprocessing.get_context(self.settings.start_method)
+            if self.settings.start_method == "forkserver":
+                # Workers forked from a server that already imported the tile code start warm.
+                ctx.set_forkserver_preload(["tilefan.service.pool_worker", "tilefan.bootstrap"])
+            self._pool = cf.ProcessPoolExecutor(self.settings.workers, mp_context=ctx, initializer=init_worker,
+                                                initargs=(self.make_ports, os.getpid()))
+        return self._pool
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _collect(self, fut: cf.Future[Any]) -> None:
+        job_id, tile_id = self._futures.pop(fut)
+        job = self._active.get(job_id)
+        if job is None:
+            return  # the job ended meanwhile
+        job.in_flight.discard(tile_id)
+        try:
+            fut.result()
+        except Exception as exc:
+            if is_permanent(exc):
+                fail_job(self.ports, job_id, error_body(exc))
+                self._forget(job_id)
+                return
+            if not self._retry(job, tile_id, exc):
+                return
+        if not job.todo and not job.in_flight:
+            self._finish(job)
+
+    def _retry(self, job: _Job, tile_id: int, exc: BaseException) -> bool:
+        attempts = job.attempts.get(tile_id, 1)
+        if attempts >= self.retry.max_attempts:
+            why = "its worker died" if isinstance(exc, BrokenProcessPool) else f"{type(exc).__name__}: {exc}"
+            fail_job(self.ports, job.job_id, {
+                "code": "tile_failed", "message": f"tile {tile_id} failed {attempts} times; last: {why}"})
+            self._forget(job.job_id)
+            return False
+        job.attempts[tile_id] = attempts + 1
+        job.todo.appendleft((tile_id, job.routes.get(tile_id, "local")))
+        job.not_before = time.monotonic() + self.retry.delay(attempts)
+        return True
+
+    def _finish(self, job: _Job) -> None:
+        try:
+            reduce_job(self.ports, job.job_id)
+        except Exception as exc:
+            fail_job(self.ports, job.job_id, error_body(exc))
+        finally:
+            self._forget(job.job_id)  # only now: ``wait`` means "the reduce is over" too
+
+    def _drain(self) -> None:
+        """Let in-flight tiles record (up to ``grace_s``), then stop the pool's processes."""
+        pool, self._pool = self._pool, None
+        if self._futures:
+            cf.wait(list(self._futures), timeout=self.grace_s)
+        self._futures.clear()
+        self._active.clear()
+        self._turns.clear()
+        if pool is None:
+            return
+        # Workers still computing after the grace are killed: their tiles are not recorded
+        # done, so the next scheduler runs them again.
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            if proc.is_alive():
+                proc.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
