@@ -326,6 +326,7 @@ ACTIONS_OF_CALL = {
     ("dynamodb", "put_item"): {"dynamodb:PutItem"},
     ("dynamodb", "update_item"): {"dynamodb:UpdateItem"},
     ("dynamodb", "query"): {"dynamodb:Query"},
+    ("dynamodb", "batch_get_item"): {"dynamodb:BatchGetItem"},
     ("dynamodb", "transact_write_items"): set(),  # needs the actions of the items inside (below)
     ("stepfunctions", "start_execution"): {"states:StartExecution"},
     ("stepfunctions", "describe_execution"): {"states:DescribeExecution"},
