@@ -99,9 +99,23 @@ def test_the_spot_worker_refuses_to_start_when_compiled_is_demanded_without_numb
 
 
 @pytest.mark.parametrize("choice", ["auto", "compiled"])
-@pytest.mark.parametrize("pairs", [1, COMPILED_KERNEL_MIN_PAIRS, None])
-def test_the_c_kernel_wins_whenever_it_is_built_and_numba_is_never_loaded(choice: str, pairs: int | None) -> None:
-    assert choose_atoms_kernel(choice, pairs, load_c=lambda: fake_fast, load=must_not_load) is fake_fast
+def test_a_small_job_takes_the_c_kernel_and_never_loads_numba(choice: str) -> None:
+    small = COMPILED_KERNEL_MIN_PAIRS - 1
+    assert choose_atoms_kernel(choice, small, load_c=lambda: fake_fast, load=must_not_load) is fake_fast
+
+
+@pytest.mark.parametrize("choice", ["auto", "compiled"])
+@pytest.mark.parametrize("pairs", [COMPILED_KERNEL_MIN_PAIRS, None])
+def test_a_big_job_prefers_numba_then_the_c_kernel(choice: str, pairs: int | None) -> None:
+    def fake_c(*args: object) -> np.ndarray:
+        return np.ones(1)
+
+    assert choose_atoms_kernel(choice, pairs, load_c=lambda: fake_c, load=lambda: fake_fast) is fake_fast
+    assert choose_atoms_kernel(choice, pairs, load_c=lambda: fake_c, load=no_numba) is fake_c
+
+
+def test_a_tile_lambda_without_numba_runs_the_c_kernel() -> None:
+    assert choose_atoms_kernel("auto", load_c=lambda: fake_fast, load=no_numba) is fake_fast
 
 
 def test_numpy_never_loads_the_c_kernel() -> None:

@@ -3,13 +3,15 @@ and the tile Lambda.
 
 Two compiled kernels exist. The C kernel (``ckernel``, built by ``make kernel`` and by
 ``make package``) loads in milliseconds and is the only one that fits in Lambda. numba's
-(``fastkernels``, the ``fast`` extra) takes about a second to load or compile in each
-process. ``TILEFAN_KERNEL`` is ``numpy``, ``compiled`` or ``auto``:
+(``fastkernels``, the ``fast`` extra) takes a few hundred milliseconds to load in each
+process but its float32 loop is faster, so it wins whole big runs (BENCHMARKS.md).
+``TILEFAN_KERNEL`` is ``numpy``, ``compiled`` or ``auto``:
 
 - ``numpy`` always runs the NumPy kernel;
-- ``auto`` takes the C kernel whenever it is built, else numba where it pays (a job of at
-  least COMPILED_KERNEL_MIN_PAIRS atom–point pairs, or any job on a spot worker), else NumPy;
-- ``compiled`` is a demand: the C kernel, else numba, else it fails loudly rather than
+- ``auto``, for a big job (at least COMPILED_KERNEL_MIN_PAIRS atom–point pairs) or on a
+  spot worker (no one job known): numba, else the C kernel, else NumPy; for a smaller job:
+  the C kernel, else NumPy (numba would spend longer loading than NumPy computing);
+- ``compiled`` is the same with NumPy ruled out: a demand that fails loudly rather than
   run many times slower than asked.
 """
 
@@ -45,21 +47,22 @@ def choose_atoms_kernel(
     >>> choose_atoms_kernel("compiled", load=lambda: None, load_c=lambda: None)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    tilefan.errors.InvalidSpecError: TILEFAN_KERNEL: compiled needs the C kernel (make kernel) or numba...
+    tilefan.errors.InvalidSpecError: TILEFAN_KERNEL: compiled needs numba or the C kernel...
     """
     if choice not in KERNEL_CHOICES:
         raise InvalidSpecError("TILEFAN_KERNEL", f"must be auto, numpy or compiled, got {choice!r}")
     if choice == "numpy":
         return kernels.atoms_potential
-    c_kernel = (load_c or ckernel.load)()
-    if c_kernel is not None:
-        return c_kernel
-    if choice == "auto" and pairs is not None and pairs < COMPILED_KERNEL_MIN_PAIRS:
-        return kernels.atoms_potential
-    fast = (load or fastkernels.load)()
-    if fast is not None:
-        return fast
+    big = pairs is None or pairs >= COMPILED_KERNEL_MIN_PAIRS
+    # Loaders are tried in order and only as far as needed: numba's costs a second.
+    loaders: list[Loader] = [load or fastkernels.load, load_c or ckernel.load] if big else [load_c or ckernel.load]
+    if not big and choice == "compiled":
+        loaders.append(load or fastkernels.load)
+    for loader in loaders:
+        kernel = loader()
+        if kernel is not None:
+            return kernel
     if choice == "compiled":
         raise InvalidSpecError("TILEFAN_KERNEL",
-                               "compiled needs the C kernel (make kernel) or numba: use auto or numpy")
+                               "compiled needs numba or the C kernel (make kernel): use auto or numpy")
     return kernels.atoms_potential
