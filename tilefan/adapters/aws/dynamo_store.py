@@ -43,7 +43,7 @@ from tilefan.adapters.aws.dynamo_items import (
 from tilefan.adapters.job_store import BaseJobStore, Completion
 from tilefan.adapters.records_codec import StoredJob, StoredTile, TileState
 from tilefan.domain.records import Status
-from tilefan.errors import StoreError
+from tilefan.errors import StoreError, StoreThrottledError
 
 GSI_NAME = "gsi1"
 _DAY_S = 86_400
@@ -163,6 +163,8 @@ class DynamoJobStore(BaseJobStore):
                 self._send("transact_write_items", TransactItems=items)
                 return
             except _Cancelled as exc:
+                if "ConditionalCheckFailed" not in exc.reasons and "ThrottlingError" in exc.reasons:
+                    raise StoreThrottledError(f"{what} was throttled: {exc}") from None
                 if "ConditionalCheckFailed" in exc.reasons or "TransactionConflict" not in exc.reasons:
                     raise
                 if attempt == _TX_ATTEMPTS - 1:
