@@ -9,7 +9,7 @@ RUN_VENV  := .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed-stamp
 export TILEFAN_HOME ?= $(CURDIR)/.tilefan
 
-.PHONY: install run test lint typecheck pytest bench package clean
+.PHONY: install run test lint typecheck pytest bench package kernel clean
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ pytest: $(STAMP)
 ## chalice package + the merge template into dist/, then cfn-lint on the result.
 package: $(STAMP)
 	bash stepfunctions/package.sh
+
+## The C atoms kernel (tilefan/domain/_atoms_kernel.so) for this checkout; needs gcc.
+kernel:
+	bash stepfunctions/build_kernel.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

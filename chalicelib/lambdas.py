@@ -18,6 +18,7 @@ Events and results (the contract with the state machine):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +27,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from tilefan import bootstrap
 from tilefan.domain.capacity import workers_to_launch
+from tilefan.domain.kernel_choice import AtomsKernel, choose_atoms_kernel
 from tilefan.domain.records import Status
 from tilefan.domain.routing import SPOT
 from tilefan.errors import CapacityError, JobNotFoundError
@@ -133,6 +135,13 @@ def capacity_handler(event: Any, context: Any) -> dict[str, Any]:
     return {"job_id": job_id, "spot_tiles": spot_tiles, "running": running, "launched": len(launched)}
 
 
+@functools.cache
+def _atoms_kernel() -> AtomsKernel:
+    """The C kernel the package ships (``make package`` builds it), else NumPy's: chosen
+    once per container, by the one rule every backend uses."""
+    return choose_atoms_kernel("auto")
+
+
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def tile_handler(event: Any, context: Any) -> dict[str, Any]:
@@ -143,6 +152,7 @@ def tile_handler(event: Any, context: Any) -> dict[str, Any]:
     run = run_tile(
         get_ports(), job_id, tile_id,
         worker=f"lambda:{getattr(context, 'aws_request_id', None) or 'unknown'}", route="lambda",
+        atoms_kernel=_atoms_kernel(),
     )
     _tile_metrics(run)
     return {"job_id": job_id, "tile_id": tile_id, "recorded": run.recorded}

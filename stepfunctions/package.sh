@@ -41,6 +41,8 @@ rm -rf "$OUT"
 # vendor/ to the top of the zip, so the tilefan wheel is built and unpacked there first.
 mkdir -p "$work/src"
 cp -R pyproject.toml README.md tilefan "$work/src/"
+# The C atoms kernel, compiled here for the Lambda runtime and the workers (ckernel.py).
+bash stepfunctions/build_kernel.sh "$work/src/tilefan/domain/_atoms_kernel.so" >/dev/null
 isolation=()  # reuse the venv's setuptools when it has one: no download
 if "$PYTHON" -c "import setuptools" 2>/dev/null; then isolation=(--no-build-isolation); fi
 "$PYTHON" -m pip wheel --quiet --no-deps "${isolation[@]}" --wheel-dir "$work/wheel" "$work/src"
@@ -58,7 +60,7 @@ with zipfile.ZipFile(sys.argv[1]) as z:
     names = set(z.namelist())
     unzipped = sum(i.file_size for i in z.infolist())
 zipped = __import__("os").path.getsize(sys.argv[1])
-for needed in ("app.py", "chalicelib/lambdas.py", "tilefan/pipeline/tile.py"):
+for needed in ("app.py", "chalicelib/lambdas.py", "tilefan/pipeline/tile.py", "tilefan/domain/_atoms_kernel.so"):
     assert needed in names, f"{needed} is missing from the deployment package"
 for prefix in ("numpy/_core/_multiarray_umath", "pydantic_core/_pydantic_core"):
     assert any(n.startswith(prefix) and n.endswith(".so") for n in names), f"no {prefix} extension"

@@ -93,6 +93,11 @@ class StoreError(TilefanError):
     code = "store_error"
 
 
+class StoreThrottledError(StoreError):
+    """The backend refused a request for its rate (DynamoDB or S3 throttling): retrying
+    later succeeds. Step Functions retries the Plan and Reduce steps on it by name."""
+
+
 class RunnerError(TilefanError):
     code = "runner_error"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tilefan.domain.kernel_choice import KERNEL_CHOICES
 from tilefan.domain.routing import RoutePolicy
+from tilefan.domain.sfn_limits import HISTORY_EVENT_CAP, max_inline_tiles
 from tilefan.domain.spec import Limits
 from tilefan.errors import InvalidSpecError
 
@@ -62,6 +63,16 @@ class AwsSettings:
     ttl_days: int = 30
     spot: SpotSettings = field(default_factory=SpotSettings)
     route_policy: RoutePolicy = field(default_factory=RoutePolicy)
+
+
+def inline_threshold(env: Env) -> int:
+    """TILEFAN_DISTRIBUTED_THRESHOLD, refused above what the history event cap allows."""
+    value = env_int(env, "TILEFAN_DISTRIBUTED_THRESHOLD", 256)
+    if value > max_inline_tiles():
+        raise InvalidSpecError("TILEFAN_DISTRIBUTED_THRESHOLD",
+                               f"must be at most {max_inline_tiles()} (an inline Map of more tiles would near the "
+                               f"execution's {HISTORY_EVENT_CAP:,}-event history cap), got {value}")
+    return value
 
 
 def env_int(env: Env, name: str, default: int) -> int:
@@ -161,7 +172,7 @@ def parse_aws_settings(env: Env) -> AwsSettings:
         table=env["TILEFAN_TABLE"],
         state_machine_arn=env.get("TILEFAN_STATE_MACHINE_ARN", ""),
         region=region,
-        distributed_threshold=env_int(env, "TILEFAN_DISTRIBUTED_THRESHOLD", 256),
+        distributed_threshold=inline_threshold(env),
         ttl_days=env_int(env, "TILEFAN_TTL_DAYS", 30),
         spot=spot_settings(env),
         route_policy=route_policy(env),

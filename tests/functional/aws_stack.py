@@ -195,6 +195,7 @@ def aws_stack(
             )
             definition = definition.replace("${" + placeholder + "}", fn["FunctionArn"])
             handlers[f"tilefan-dev-{name}"] = getattr(chalice_app, name)
+        definition = definition.replace("${JobsBucketName}", BUCKET)  # the stack's Ref JobsBucket
         sm_arn = stack.client("stepfunctions").create_state_machine(
             name="tilefan-e2e", definition=definition, roleArn=role,
         )["stateMachineArn"]

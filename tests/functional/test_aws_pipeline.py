@@ -202,6 +202,10 @@ def test_distributed_map_path_runs_and_succeeds(client: Client) -> None:
         got = s3_array(stack.client("s3"), doc["result"]["output"])
         a, b = random_pair(9, "float64", (60, 40), (40, 60))
         np.testing.assert_allclose(got, a @ b, rtol=1e-12, atol=1e-12)
+        # The map's results went to S3 (ResultWriter), not into the state.
+        listed = stack.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="map-results/")
+        keys = [o["Key"] for o in listed.get("Contents", [])]
+        assert len(keys) == 1 and keys[0].endswith("/manifest.json"), keys
 
 
 def test_reducer_catches_a_missing_tile_that_the_distributed_map_hides(client: Client) -> None:

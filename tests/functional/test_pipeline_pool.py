@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import run_job
 from tilefan.bootstrap import Config, build_embedded, embedded_ports
-from tilefan.domain import fastkernels, kernels
+from tilefan.domain.kernel_choice import choose_atoms_kernel
 from tilefan.domain.records import Status
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.report import tile_report
@@ -55,8 +55,8 @@ def test_pool_runner_atoms_matches_in_process_steps_bit_for_bit(tmp_path: Path, 
     final = runner.run(record.job_id)
     assert final.status is Status.SUCCEEDED, final.error
 
-    atoms_kernel = kernels.atoms_potential if kernel == "numpy" else fastkernels.load()
-    assert atoms_kernel is not None
+    # The kernel the pool chose for this job, by the one rule (kernel_choice).
+    atoms_kernel = choose_atoms_kernel(kernel, 12 * 10 * 8 * 50)
     local = embedded_ports(tmp_path / "local")
     expected = run_job(local, {**raw, "field_out": str(tmp_path / "local.npy")}, atoms_kernel=atoms_kernel)
     assert np.load(tmp_path / "pool.npy").tobytes() == np.load(tmp_path / "local.npy").tobytes()

@@ -326,6 +326,7 @@ ACTIONS_OF_CALL = {
     ("dynamodb", "put_item"): {"dynamodb:PutItem"},
     ("dynamodb", "update_item"): {"dynamodb:UpdateItem"},
     ("dynamodb", "query"): {"dynamodb:Query"},
+    ("dynamodb", "batch_get_item"): {"dynamodb:BatchGetItem"},
     ("dynamodb", "transact_write_items"): set(),  # needs the actions of the items inside (below)
     ("stepfunctions", "start_execution"): {"states:StartExecution"},
     ("stepfunctions", "describe_execution"): {"states:DescribeExecution"},
@@ -515,3 +516,40 @@ def test_every_aws_call_of_the_worker_is_granted_to_the_worker_role() -> None:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         needed |= {a for a in actions if a.startswith(("s3:", "dynamodb:"))}
     assert needed and needed <= granted, f"the worker role lacks: {sorted(needed - granted)}"
+
+
+# --------------------------------------------------------------------------- scale
+
+
+def test_the_distributed_map_writes_child_results_to_s3_under_the_job() -> None:
+    state = maps()["DistributedMap"]
+    writer = state["ResultWriter"]
+    assert writer["Resource"] == "arn:aws:states:::s3:putObject"
+    # Static names: moto evaluates paths here against the map's results, AWS against its
+    # input, so a path would mean different things in the two.
+    assert writer["Parameters"] == {"Bucket": "${JobsBucketName}", "Prefix": "map-results"}
+    substitutions = TEMPLATE["Resources"]["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert substitutions["JobsBucketName"] == {"Ref": "JobsBucket"}
+    # Only the writer's summary is left, and ResultPath null drops that too.
+    assert state["ResultPath"] is None
+    role = TEMPLATE["Resources"]["StateMachineRole"]["Properties"]["Policies"]
+    statements = [s for p in role for s in p["PolicyDocument"]["Statement"]]
+    [grant] = [s for s in statements if s.get("Sid") == "WriteMapResults"]
+    assert "s3:PutObject" in grant["Action"]
+    assert grant["Resource"] == {"Fn::Sub": "${JobsBucket.Arn}/map-results/*"}
+
+
+def test_plan_and_reduce_retry_store_throttling_by_its_error_name() -> None:
+    from tilefan.errors import StoreError, StoreThrottledError, error_types
+
+    assert error_types()["StoreThrottledError"] is StoreThrottledError and issubclass(StoreThrottledError, StoreError)
+    for name in ("Plan", "Reduce"):
+        retrier = retrier_for(ASL["States"][name], "StoreThrottledError")
+        assert retrier is not None and retrier["MaxAttempts"] >= 3 and retrier["JitterStrategy"] == "FULL", name
+        # A store error that is not throttling is not retried: it would fail the same way.
+        assert retrier_for(ASL["States"][name], "StoreError") is None, name
+
+
+def test_the_execution_has_a_timeout_longer_than_any_one_step() -> None:
+    timeout = ASL["TimeoutSeconds"]
+    assert isinstance(timeout, int) and 900 < timeout <= 86_400

@@ -44,8 +44,8 @@ def test_the_margins_are_configurable() -> None:
     assert choose_route(GiB, int(700 * 60e9), loose) == LAMBDA
 
 
-def test_atoms_tiles_are_timed_at_the_numpy_kernel_rate_not_gemm() -> None:
-    flops = int(300 * 60e9)  # five minutes of GEMM, two hours of NumPy atoms
+def test_atoms_tiles_are_timed_at_the_atoms_kernel_rate_not_gemm() -> None:
+    flops = int(300 * 60e9)  # five minutes of GEMM, 43 minutes of the C atoms kernel
     assert choose_route(GiB, flops, RoutePolicy()) == LAMBDA
     assert choose_route(GiB, flops, RoutePolicy(), atoms=True) == SPOT
 
@@ -97,7 +97,7 @@ def test_the_route_override_is_validated_stored_and_defaulted() -> None:
 
 
 def atoms(**changes: Any) -> AtomsSpec:
-    """One 64^3 tile of four million atoms: about 70 minutes of NumPy on a Lambda."""
+    """One 64^3 tile of four million atoms: about 25 minutes of the C kernel on a Lambda."""
     spec = parse_spec({**BIG_ATOMS, "tile": 64})
     assert isinstance(spec, AtomsSpec)
     return replace(spec, **changes)

@@ -197,13 +197,13 @@ def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
     spot plan's estimate and keep whichever is cheaper; a tie goes to Lambda, which has no
     boot time and no interruptions.
 
-    One tile of 2.6 TFLOP of atoms work: about 1,050 s on a Lambda (NumPy), so it routes
-    to spot, where the compiled kernel takes about 52 s plus the worker's boot and idle time.
-    At the default spot price that is cheaper than four 263 s Lambdas, so the tile stays;
-    at $5 an hour it is not, and the tiles shrink until they fit:
+    One tile of 10.5 TFLOP of atoms work: about 1,500 s on a Lambda (the C kernel), so it
+    routes to spot, where the compiled kernel takes about 210 s plus the worker's boot and
+    idle time. At the default spot price that is cheaper than four 378 s Lambdas, so the
+    tile stays; at $5 an hour it is not, and the tiles shrink until they fit:
 
     >>> from tilefan.domain.spec import RandomAtoms
-    >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", RandomAtoms(1_000_000, 1), None,
+    >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", RandomAtoms(4_000_000, 1), None,
     ...                 (64, 64, 64), False)
     >>> plan("j", big).tiles_per_route()
     {'lambda': 0, 'spot': 1}

@@ -33,9 +33,11 @@ class RoutePolicy:
     time_margin: float = 0.5
     # Sustained NumPy rates of a full-size Lambda (about six vCPUs). GEMM uses them all:
     # PyWren-era measurements put one vCPU at 14–20 GFLOP/s. The atoms kernel on Lambda is
-    # NumPy broadcasting on one core (about 0.25 G pairs/s, 10 flops a pair).
+    # the C kernel the package ships, on one core: its AVX2 build (the widest every Lambda
+    # x86 CPU runs) measured 0.73–1.14 G pairs/s in float64 (10 flops a pair; BENCHMARKS.md),
+    # planned at the lower, 0.7 G pairs/s; float32 is about five times faster, not counted.
     lambda_gflops: float = 60.0
-    lambda_atoms_gflops: float = 2.5
+    lambda_atoms_gflops: float = 7.0
     lambda_io_mb_s: float = 60.0  # S3 read/write per function: 30–100 MB/s measured
     lambda_overhead_s: float = 1.0  # start, import NumPy, one round trip per tile
     # A spot worker (the launch template's default c7i.4xlarge: 16 vCPUs, 32 GiB) runs the

@@ -14,6 +14,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tilefan.errors import StoreError, StoreThrottledError
+
+# Error codes that mean "too fast, try again later" (after botocore's own retries gave up).
+THROTTLED = frozenset({
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "SlowDown", "RequestThrottled", "Throttling",
+})
+
 # (error code, full error response) → the exception to raise instead, or None.
 Special = Callable[[str, Mapping[str, Any]], Exception | None]
 
@@ -30,6 +38,8 @@ def translated(failed: str, fallback: Callable[[str], Exception], special: Speci
         mapped = special(code, exc.response) if special is not None else None
         if mapped is not None:
             raise mapped from None
+        if code in THROTTLED and fallback is StoreError:
+            raise StoreThrottledError(f"{failed}: {code} {message}".rstrip()) from None
         raise fallback(f"{failed}: {code} {message}".rstrip()) from None
     except BotoCoreError as exc:
         raise fallback(f"{failed}: {exc}") from None

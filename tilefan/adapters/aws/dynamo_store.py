@@ -1,56 +1,62 @@
 """Job store on one DynamoDB table (the AWS backend): the same contract as ``sqlite_store``.
 
-Item design (one partition per job, so a job and its tiles are read with one Query):
-
-    pk            sk                  what
-    JOB#<id>      JOB                 the job record; gsi1pk="JOBS", gsi1sk="<created_at>#<id>"
-    JOB#<id>      TILE#<0000000007>   one tile's record (zero-padded, so sk order is tile order)
-
-The ``gsi1`` index lists jobs newest first. All jobs share its one partition, which is
-fine at job creation rates far below DynamoDB's 1,000 writes/s per partition; like every
-GSI it is eventually consistent, so a job created a moment ago may be missing from a
-list for a moment (get_job reads the table, strongly). Every item carries ``expires_at``
-(epoch seconds) for DynamoDB's TTL. spec, result, error, timings, links and stats are JSON
-strings (records_codec): nothing queries inside them.
+The item layout is ``dynamo_items``'s: the job item, and ``SHARDS`` partition keys per
+job, each holding the tiles its ids pick and one counter item. The ``gsi1`` index lists
+jobs newest first. All jobs share its one partition, which is fine at job creation rates
+far below DynamoDB's 1,000 writes/s per partition; like every GSI it is eventually
+consistent, so a job created a moment ago may be missing from a list for a moment
+(get_job reads the table, strongly). Every item carries ``expires_at`` (epoch seconds)
+for DynamoDB's TTL. spec, result, error, timings, links and stats are JSON strings.
 
 BaseJobStore makes every decision; this module holds its primitives as conditional
-writes. Exactly-once tile completion is a transaction: the tile item moves to done only
-if it is not done already, and the job's counters move in the same transaction.
+writes. Exactly-once tile completion is a transaction on the tile's shard only: the tile
+item moves to done only if it is not done already, and the shard's counter moves in the
+same transaction, only while the shard's copy of the job status says running. Every
+status change writes the job item and all its shards' copies in one transaction, so
+that copy is never stale. The scale arithmetic is in docs/aws-scale.md.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
 from tilefan.adapters.aws.aws_call import call, pages, translated
+from tilefan.adapters.aws.dynamo_items import (
+    COUNTER_SK,
+    SHARDS,
+    TILE_PREFIX,
+    counter_key,
+    counter_keys,
+    index_key,
+    item,
+    job_key,
+    plain,
+    shard_pk,
+    tile_key,
+    update,
+    with_counts,
+)
 from tilefan.adapters.job_store import BaseJobStore, Completion
 from tilefan.adapters.records_codec import StoredJob, StoredTile, TileState
 from tilefan.domain.records import Status
-from tilefan.errors import StoreError
+from tilefan.errors import StoreError, StoreThrottledError
 
 GSI_NAME = "gsi1"
-_JOBS = "JOBS"
-_TILE_PREFIX = "TILE#"
-_TILE_DIGITS = 10
-_CREATED_FORMAT = "{:020.9f}"  # fixed width, so string order is time order (until 2286)
 _DAY_S = 86_400
-_TX_ATTEMPTS = 6  # transactions cancelled by a concurrent one are retried this often
+_TX_ATTEMPTS = 8  # transactions cancelled by a concurrent one are retried this often
+_BATCH_KEYS = 100  # BatchGetItem's most keys per request
 
 # --------------------------------------------------------------------------- conditions
 #
 # Tile completion is exactly once. The tile item's status is the idempotency record:
 #
-#   absent  --record_tile_done-->  done    job counters += 1 (same transaction)
-#   running --record_tile_done-->  done    job counters += 1
-#   failed  --record_tile_done-->  done    job counters += 1
+#   absent  --record_tile_done-->  done    shard counters += 1 (same transaction)
+#   running --record_tile_done-->  done    shard counters += 1
+#   failed  --record_tile_done-->  done    shard counters += 1
 #   done    --record_tile_done-->  refused: the transaction is cancelled, counters unchanged
 #
 # record_tile_failed and tile_started use the same guard, so neither can demote a
@@ -61,7 +67,8 @@ _FIRST_COMPLETION = f"{_NEVER_RECORDED} OR {_NOT_DONE}"
 
 _JOB_EXISTS = "attribute_exists(pk)"
 # A tile counts only while its job runs: one finishing after a cancel is not counted.
-_JOB_RUNNING = "attribute_exists(pk) AND #status = :running"
+# The shard's copy of the status is the one checked, so the job item stays untouched.
+_SHARD_RUNNING = "attribute_exists(pk) AND #status = :running"
 _JOB_IS_NEW = "attribute_not_exists(pk)"
 # A transition writes only if the status is still the one it read (see BaseJobStore).
 _STATUS_UNCHANGED = "#status = :seen"
@@ -98,9 +105,8 @@ def create_table(client: Any, table_name: str) -> None:
             }],
         )
         client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1})
-        client.update_time_to_live(
-            TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-        )
+        client.update_time_to_live(TableName=table_name,
+                                   TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
 
 
 def _conditions(code: str, response: Mapping[str, Any]) -> Exception | None:
@@ -112,70 +118,11 @@ def _conditions(code: str, response: Mapping[str, Any]) -> Exception | None:
     return None
 
 
-# --------------------------------------------------------------------------- item codecs
-#
-# Items are BaseJobStore's stored dicts with the keys added, converted by boto3's own
-# serializers. DynamoDB numbers are Decimal both ways: a float goes in through its repr,
-# which round-trips exactly, and records_codec turns the Decimals it reads back into
-# ints and floats.
-
-_SERIALIZER = TypeSerializer()
-_DESERIALIZER = TypeDeserializer()
-
-
-def _attr(value: Any) -> dict[str, Any]:
-    if isinstance(value, float):
-        value = Decimal(repr(value))
-    attr: dict[str, Any] = _SERIALIZER.serialize(value)
-    return attr
-
-
-def _item(values: Mapping[str, Any]) -> dict[str, Any]:
-    """An item (or key, or expression values) from plain values; None means absent."""
-    return {name: _attr(value) for name, value in values.items() if value is not None}
-
-
-def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _DESERIALIZER.deserialize(attr) for name, attr in item.items()}
-
-
-def _job_key(job_id: str) -> dict[str, str]:
-    return {"pk": f"JOB#{job_id}", "sk": "JOB"}
-
-
-def _index_key(created_at: float, job_id: str) -> dict[str, str]:
-    return {"gsi1pk": _JOBS, "gsi1sk": _CREATED_FORMAT.format(created_at) + "#" + job_id}
-
-
-def _tile_key(job_id: str, tile_id: int) -> dict[str, str]:
-    return {"pk": f"JOB#{job_id}", "sk": f"{_TILE_PREFIX}{tile_id:0{_TILE_DIGITS}d}"}
-
-
-def _update(
-    fields: Mapping[str, Any], condition: str, *, clauses: Sequence[str] = (), values: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The parameters of an update that SETs each field (REMOVEs each None one) if
-    ``condition`` holds; ``clauses`` are more SET clauses over ``values``. Every field
-    goes by a #placeholder: several (status, error, result) are reserved words."""
-    sets = [f"#{name} = :{name}" for name, value in fields.items() if value is not None] + list(clauses)
-    removes = [f"#{name}" for name, value in fields.items() if value is None]
-    expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-    used = f"{expression} {condition}"
-    return {
-        "UpdateExpression": expression,
-        "ConditionExpression": condition,
-        # DynamoDB refuses a placeholder the expressions do not use.
-        "ExpressionAttributeNames": {f"#{name}": name for name in re.findall(r"#(\w+)", used)},
-        "ExpressionAttributeValues": _item({
-            **{f":{name}": value for name, value in fields.items() if value is not None}, **(values or {}),
-        }),
-    }
-
-
 class DynamoJobStore(BaseJobStore):
-    def __init__(
-        self, client: Any, table_name: str, ttl_days: int = 30, clock: Callable[[], float] = time.time
-    ) -> None:
+    """The JobStore port on one DynamoDB table, progress counted in shards."""
+
+    def __init__(self, client: Any, table_name: str, ttl_days: int = 30,
+                 clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.table_name = table_name
         self.ttl_days = ttl_days
@@ -194,7 +141,7 @@ class DynamoJobStore(BaseJobStore):
         replies = pages(self.client, "query", {"TableName": self.table_name, **params}, failed=self._failed("query"),
                         fallback=StoreError)
         for reply in replies:
-            yield from (_plain(item) for item in reply.get("Items", []))
+            yield from (plain(found) for found in reply.get("Items", []))
 
     def _expires_at(self) -> int:
         return int(self.clock()) + self.ttl_days * _DAY_S
@@ -202,45 +149,109 @@ class DynamoJobStore(BaseJobStore):
     def _update_item(self, key: Mapping[str, Any], params: dict[str, Any]) -> bool:
         """One conditional update_item; False when its condition refused it."""
         try:
-            self._send("update_item", TableName=self.table_name, Key=_item(key), **params)
+            self._send("update_item", TableName=self.table_name, Key=item(key), **params)
         except _ConditionFailed:
             return False
         return True
+
+    def _transact(self, items: list[dict[str, Any]], what: str) -> None:
+        """One write transaction, retried while another transaction on the same items
+        cancels it; any other cancellation reaches the caller as ``_Cancelled``."""
+        for attempt in range(_TX_ATTEMPTS):
+            try:
+                # botocore's ClientRequestToken makes its own retries of this call idempotent.
+                self._send("transact_write_items", TransactItems=items)
+                return
+            except _Cancelled as exc:
+                if "ConditionalCheckFailed" not in exc.reasons and "ThrottlingError" in exc.reasons:
+                    raise StoreThrottledError(f"{what} was throttled: {exc}") from None
+                if "ConditionalCheckFailed" in exc.reasons or "TransactionConflict" not in exc.reasons:
+                    raise
+                if attempt == _TX_ATTEMPTS - 1:
+                    raise StoreError(f"{what} was cancelled: {exc}") from None
+                # Another transaction held one of the items; back off with jitter.
+                time.sleep(random.uniform(0, 0.02 * 2**attempt))
+
+    def _batch_get(self, keys: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The items at ``keys`` that exist (strongly consistent), in any order."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), _BATCH_KEYS):
+            pending: dict[str, Any] = {self.table_name: {
+                "Keys": [item(k) for k in keys[start:start + _BATCH_KEYS]], "ConsistentRead": True,
+            }}
+            attempt = 0
+            while pending:
+                reply = self._send("batch_get_item", RequestItems=pending)
+                found += [plain(i) for i in reply.get("Responses", {}).get(self.table_name, [])]
+                pending = reply.get("UnprocessedKeys") or {}
+                if pending:  # throttled keys come back unprocessed: retry them after a pause
+                    time.sleep(random.uniform(0, 0.02 * 2**min(attempt, 6)))
+                    attempt += 1
+        return found
+
+    def _counted(self, jobs: list[dict[str, Any]]) -> list[StoredJob]:
+        """Each job with its progress summed over its shards' counters."""
+        counters = self._batch_get([k for job in jobs for k in counter_keys(job["job_id"])])
+        by_pk: dict[str, list[dict[str, Any]]] = {}
+        for counter in counters:
+            by_pk.setdefault(counter["pk"], []).append(counter)
+        return [with_counts(job, [c for s in range(SHARDS) for c in by_pk.get(shard_pk(job["job_id"], s), [])])
+                for job in jobs]
 
     # ------------------------------------------------------------------ jobs
 
     def _put_job_if_new(self, stored: StoredJob) -> bool:
-        item = {**stored, **_job_key(stored["job_id"]), **_index_key(stored["created_at"], stored["job_id"]),
-                "expires_at": self._expires_at()}
+        expires = self._expires_at()
+        job = {**stored, **job_key(stored["job_id"]), **index_key(stored["created_at"], stored["job_id"]),
+               "expires_at": expires}
+        put_job = {"Put": {"TableName": self.table_name, "Item": item(job), "ConditionExpression": _JOB_IS_NEW}}
+        put_counters = [{"Put": {"TableName": self.table_name, "Item": item({
+            **key, "job_id": stored["job_id"], "status": stored["status"], "tiles_done": 0, "units_done": 0,
+            "expires_at": expires,
+        })}} for key in counter_keys(stored["job_id"])]
         try:
-            self._send("put_item", TableName=self.table_name, Item=_item(item), ConditionExpression=_JOB_IS_NEW)
-        except _ConditionFailed:
-            return False
+            self._transact([put_job, *put_counters], f"creating job {stored['job_id']}")
+        except _Cancelled as exc:
+            if exc.reasons[:1] == ["ConditionalCheckFailed"]:
+                return False
+            raise StoreError(f"creating job {stored['job_id']} was cancelled: {exc}") from None
         return True
 
     def _get_stored_job(self, job_id: str) -> StoredJob | None:
-        reply = self._send("get_item", TableName=self.table_name, Key=_item(_job_key(job_id)), ConsistentRead=True)
-        return _plain(reply["Item"]) if "Item" in reply else None
+        found = self._batch_get([job_key(job_id), *counter_keys(job_id)])
+        jobs = [f for f in found if f["sk"] != COUNTER_SK]
+        return with_counts(jobs[0], [f for f in found if f["sk"] == COUNTER_SK]) if jobs else None
 
     def _stored_jobs_page(self, count: int, after: tuple[float, str] | None) -> list[StoredJob]:
         params: dict[str, Any] = {
             "IndexName": GSI_NAME,
             "KeyConditionExpression": "gsi1pk = :jobs",
-            "ExpressionAttributeValues": _item({":jobs": _JOBS}),
+            "ExpressionAttributeValues": item({":jobs": "JOBS"}),
             "ScanIndexForward": False,  # newest first
             "PaginationConfig": {"MaxItems": count, "PageSize": count},
         }
         if after is not None:
             # The index key of the job at ``after``: the query resumes just past it.
-            params["ExclusiveStartKey"] = _item({**_job_key(after[1]), **_index_key(*after)})
-        return list(itertools.islice(self._query(**params), count))
+            params["ExclusiveStartKey"] = item({**job_key(after[1]), **index_key(*after)})
+        return self._counted(list(itertools.islice(self._query(**params), count)))
 
     def _set_totals(self, job_id: str, tiles_total: int, units_total: int) -> bool:
         fields = {"tiles_total": tiles_total, "units_total": units_total}
-        return self._update_item(_job_key(job_id), _update(fields, _JOB_EXISTS))
+        return self._update_item(job_key(job_id), update(fields, _JOB_EXISTS))
 
     def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob) -> bool:
-        return self._update_item(_job_key(job_id), _update(changes, _STATUS_UNCHANGED, values={":seen": seen}))
+        # The job item and every shard's copy of its status move together, or none does.
+        set_job = {"Update": {"TableName": self.table_name, "Key": item(job_key(job_id)),
+                              **update(changes, _STATUS_UNCHANGED, values={":seen": seen})}}
+        copies = [{"Update": {"TableName": self.table_name, "Key": item(key),
+                              **update({"status": changes["status"]}, _JOB_EXISTS)}} for key in counter_keys(job_id)]
+        try:
+            self._transact([set_job, *copies], f"changing the status of job {job_id}")
+        except _Cancelled as exc:
+            if exc.reasons[:1] == ["ConditionalCheckFailed"]:
+                return False
+            raise StoreError(f"changing the status of job {job_id} was cancelled: {exc}") from None
+        return True
 
     # ------------------------------------------------------------------ tiles
 
@@ -250,48 +261,42 @@ class DynamoJobStore(BaseJobStore):
             "#attempts = if_not_exists(#attempts, :one)"
         values = {":done": TileState.DONE.value, ":one": 1, **({":zero": 0} if new_attempt else {})}
         fields = {**fields, "job_id": job_id, "tile_id": tile_id, "expires_at": self._expires_at()}
-        return _update(fields, _FIRST_COMPLETION, clauses=[attempts], values=values)
+        return update(fields, _FIRST_COMPLETION, clauses=[attempts], values=values)
 
     def _write_tile_unless_done(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> None:
         # Refused (False) for a done tile, which is the point: done stays done.
-        self._update_item(_tile_key(job_id, tile_id), self._tile_update(job_id, tile_id, fields,
-                                                                         new_attempt=new_attempt))
+        self._update_item(tile_key(job_id, tile_id), self._tile_update(job_id, tile_id, fields,
+                                                                        new_attempt=new_attempt))
 
     def _complete_tile_once(self, job_id: str, tile_id: int, fields: StoredTile, units: int) -> Completion:
         # Exactly once: one transaction moves the tile item to done (only if it is not
-        # done, _FIRST_COMPLETION) and adds to the job's counters (only while it runs).
+        # done, _FIRST_COMPLETION) and adds to its shard's counters (only while the job
+        # runs). Both items share the tile's shard key: the job item is not touched.
         mark_done = {"Update": {
-            "TableName": self.table_name, "Key": _item(_tile_key(job_id, tile_id)),
+            "TableName": self.table_name, "Key": item(tile_key(job_id, tile_id)),
             **self._tile_update(job_id, tile_id, fields, new_attempt=False),
         }}
         count_it = {"Update": {
-            "TableName": self.table_name, "Key": _item(_job_key(job_id)),
+            "TableName": self.table_name, "Key": item(counter_key(job_id, tile_id % SHARDS)),
             "UpdateExpression": "ADD tiles_done :one, units_done :units",
-            "ConditionExpression": _JOB_RUNNING,
+            "ConditionExpression": _SHARD_RUNNING,
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": _item({":one": 1, ":units": units, ":running": Status.RUNNING.value}),
+            "ExpressionAttributeValues": item({":one": 1, ":units": units, ":running": Status.RUNNING.value}),
         }}
-        for attempt in range(_TX_ATTEMPTS):
-            try:
-                # botocore fills in ClientRequestToken, so its own retries of this call
-                # are idempotent and cannot count the tile twice either.
-                self._send("transact_write_items", TransactItems=[mark_done, count_it])
-                return Completion.COUNTED
-            except _Cancelled as exc:
-                tile_reason, job_reason = [*exc.reasons, "None", "None"][:2]
-                if tile_reason == "ConditionalCheckFailed":
-                    return Completion.ALREADY_DONE  # a retry or a duplicate delivery
-                if job_reason == "ConditionalCheckFailed":
-                    return Completion.JOB_NOT_RUNNING if self._get_stored_job(job_id) else Completion.NO_JOB
-                if "TransactionConflict" not in exc.reasons or attempt == _TX_ATTEMPTS - 1:
-                    raise StoreError(f"recording tile {tile_id} of job {job_id} was cancelled: {exc}") from None
-                # Another tile's transaction held the job item; back off with jitter.
-                time.sleep(random.uniform(0, 0.05 * 2**attempt))
-        raise AssertionError("unreachable")
+        try:
+            self._transact([mark_done, count_it], f"recording tile {tile_id} of job {job_id}")
+        except _Cancelled as exc:
+            tile_reason, shard_reason = [*exc.reasons, "None", "None"][:2]
+            if tile_reason == "ConditionalCheckFailed":
+                return Completion.ALREADY_DONE  # a retry or a duplicate delivery
+            if shard_reason == "ConditionalCheckFailed":
+                return Completion.JOB_NOT_RUNNING if self._get_stored_job(job_id) else Completion.NO_JOB
+            raise StoreError(f"recording tile {tile_id} of job {job_id} was cancelled: {exc}") from None
+        return Completion.COUNTED
 
     def _stored_tiles(self, job_id: str) -> list[StoredTile]:
-        return list(self._query(
+        return [tile for shard in range(SHARDS) for tile in self._query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :tile)",
-            ExpressionAttributeValues=_item({":pk": f"JOB#{job_id}", ":tile": _TILE_PREFIX}),
+            ExpressionAttributeValues=item({":pk": shard_pk(job_id, shard), ":tile": TILE_PREFIX}),
             ConsistentRead=True,
-        ))
+        )]

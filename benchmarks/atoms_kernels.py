@@ -1,0 +1,118 @@
+"""The atoms kernels side by side on one thread: NumPy, the C kernel that ships in the
+Lambda package (at each build level this CPU runs) and numba's.
+
+Each contender computes the same tile in this process, interleaved round by round after
+a warm-up (numba's compile is excluded here; its load time is measured apart, in fresh
+processes, as is the C kernel's). Reports the median rate in G atom–point pairs/s and the
+ratio to NumPy. The library must be built first (``make kernel``).
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/atoms_kernels.py [--edge 64] [--rounds 5]
+
+``--whole`` instead times whole ``tilefan run atoms --grid 256 --atoms 1000`` processes on
+the embedded backend (the process pool, both cores): with the C kernel (this checkout),
+with numba's (a copy of the package without the C library) and with NumPy's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_time(statement: str, rounds: int) -> float:
+    """Median wall time of a fresh interpreter running ``statement`` minus an empty one."""
+    def run(code: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+        return time.perf_counter() - start
+
+    base = "import numpy"
+    return statistics.median(run(f"{base}; {statement}") - run(base) for _ in range(rounds))
+
+
+def whole(rounds: int) -> None:
+    pairs = 256**3 * 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        without_c = Path(tmp) / "src"
+        shutil.copytree(ROOT / "tilefan", without_c / "tilefan", ignore=shutil.ignore_patterns("*.so"))
+        trees = {"C kernel": ROOT, "numba kernel": without_c, "NumPy kernel": ROOT}
+        for precision in ("float32", "float64"):
+            cmd = [sys.executable, "-m", "tilefan.entrypoints.cli", "run", "atoms", "--grid", "256", "--atoms",
+                   "1000", "--seed", "3", "--precision", precision]
+            times: dict[str, list[float]] = {name: [] for name in trees}
+            for round_ in range(rounds + 1):  # the first round warms caches and is dropped
+                for name, tree in trees.items():
+                    env = {**os.environ, "PYTHONPATH": str(tree), "TILEFAN_HOME": str(Path(tmp) / "home"),
+                           "TILEFAN_KERNEL": "numpy" if name == "NumPy kernel" else "compiled"}
+                    start = time.perf_counter()
+                    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, cwd=tmp)
+                    if round_:
+                        times[name].append(time.perf_counter() - start)
+            for name, spent in times.items():
+                median = statistics.median(spent)
+                print(f"| {precision} | {name} | {median:.2f} s | {pairs / median / 1e9:.2f} G pairs/s |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edge", type=int, default=64)
+    parser.add_argument("--atoms", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--whole", action="store_true", help="whole tilefan runs on the embedded backend")
+    args = parser.parse_args()
+    if args.whole:
+        whole(args.rounds)
+        return
+
+    from tilefan.domain import ckernel, fastkernels, kernels
+
+    best = ckernel.level()
+    if best == 0:
+        raise SystemExit("build the C kernel first: make kernel")
+    rng = np.random.default_rng(3)
+    table = np.column_stack([rng.uniform(0.0, 10.0, (args.atoms, 3)), rng.normal(size=args.atoms)])
+    region = ((0, args.edge),) * 3
+    pairs = args.edge**3 * args.atoms
+    contenders: dict[str, Callable[..., np.ndarray]] = {"NumPy kernel": kernels.atoms_potential}
+    names = {1: "x86-64 baseline", 2: "AVX2+FMA", 3: "AVX-512"}
+    for level in range(1, best + 1):
+        fn = ckernel.load(use_level=level)
+        assert fn is not None
+        contenders[f"C kernel, {names[level]} build"] = fn
+    fast = fastkernels.load()
+    if fast is not None:
+        contenders["numba kernel"] = fast
+    print(f"tile {args.edge}³ × {args.atoms} atoms = {pairs / 1e6:.0f} M pairs; CPU runs C level {best}")
+    for precision in ("float32", "float64"):
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        for fn in contenders.values():  # warm-up (and numba's compile)
+            fn(table, (0.05, 0.05, 0.05), 0.1, 0.0, region, precision)
+        for _ in range(args.rounds):
+            for name, fn in contenders.items():
+                start = time.perf_counter()
+                fn(table, (0.05, 0.05, 0.05), 0.1, 0.0, region, precision)
+                times[name].append(time.perf_counter() - start)
+        numpy_s = statistics.median(times["NumPy kernel"])
+        for name, spent in times.items():
+            median = statistics.median(spent)
+            print(f"| {precision} | {name} | {median:.3f} s | {pairs / median / 1e9:.2f} G pairs/s "
+                  f"| {numpy_s / median:.1f}× |")
+    c_load = load_time("from tilefan.domain import ckernel; ckernel.load()", args.rounds)
+    numba_load = load_time("from tilefan.domain import fastkernels; fastkernels.load()", args.rounds)
+    print(f"load in a fresh process: C kernel {c_load * 1e3:.0f} ms, numba kernel {numba_load * 1e3:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The C atoms kernel (``atoms_kernel.c``), loaded with ctypes: what ships in Lambda.
+
+``make kernel`` (and ``make package``, for the deployment zip and the worker wheel)
+compiles ``atoms_kernel.c`` into ``_atoms_kernel.so`` beside this module. The library
+needs no libc symbol, so one build serves the Lambda runtime (glibc 2.26), the spot
+workers and this machine; it runs its AVX-512, AVX2 or baseline build, whichever the CPU supports. Loading
+takes milliseconds, unlike numba's compile-or-cache step, and nothing else is imported.
+``load()`` returns None when the library is absent (a checkout where it was never built,
+or a CPU it cannot run on), and ``kernel_choice`` decides what to fall back to.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from tilefan.domain.kernels import grid_axes
+from tilefan.domain.tiling import Region
+
+LIBRARY = Path(__file__).with_name("_atoms_kernel.so")
+AtomsFn = Callable[..., np.ndarray]
+
+_loaded: dict[Path, ctypes.CDLL | None] = {}
+
+
+def _library(path: Path) -> ctypes.CDLL | None:
+    if path not in _loaded:
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:  # absent, or built for another machine
+            lib = None
+        if lib is not None:
+            lib.tilefan_kernel_level.restype = ctypes.c_int
+            best = int(lib.tilefan_kernel_level())
+            for bits, real, at in ((b, r, a) for b, r in ((32, ctypes.c_float), (64, ctypes.c_double))
+                                   for a in range(1, best + 1)):
+                fn = getattr(lib, f"tilefan_phi_f{bits}_l{at}")
+                fn.restype = None
+                fn.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p,
+                               ctypes.c_ssize_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                               ctypes.c_ssize_t, real, ctypes.c_void_p]
+        _loaded[path] = lib
+    return _loaded[path]
+
+
+def level(path: Path = LIBRARY) -> int:
+    """The build the library runs on this CPU: 3 (AVX-512), 2 (AVX2 and FMA), 1 (baseline),
+    0 (no library)."""
+    lib = _library(path)
+    return int(lib.tilefan_kernel_level()) if lib is not None else 0
+
+
+def load(path: Path = LIBRARY, use_level: int | None = None) -> AtomsFn | None:
+    """The C kernel as an ``atoms_potential``-shaped function, or None without the library.
+
+    ``use_level`` runs a lower build than the CPU's best (benchmarks compare them). The
+    function is a module-level one (or a partial of one) so the process pool can pickle it.
+    """
+    if _library(path) is None:
+        return None
+    if path == LIBRARY and use_level is None:
+        return atoms_potential_c
+    return functools.partial(_run, path, use_level)
+
+
+def atoms_potential_c(
+    table: np.ndarray, origin: tuple[float, float, float], spacing: float, softening: float, region: Region,
+    precision: str,
+) -> np.ndarray:
+    """φ over ``region`` by the C kernel's best build for this CPU, in ``precision``."""
+    return _run(LIBRARY, None, table, origin, spacing, softening, region, precision)
+
+
+def _run(
+    path: Path, use_level: int | None, table: np.ndarray, origin: tuple[float, float, float], spacing: float,
+    softening: float, region: Region, precision: str,
+) -> np.ndarray:
+    library = _library(path)
+    if library is None:
+        raise RuntimeError(f"the C atoms kernel is not built ({path.name} is missing): run make kernel")
+    best = min(level(path), use_level or 3)
+    xs, ys, zs = grid_axes(origin, spacing, region, precision)
+    phi = np.zeros((len(xs), len(ys), len(zs)), dtype=precision)
+    fn = getattr(library, f"tilefan_phi_f{8 * phi.dtype.itemsize}_l{best}")
+    eps2 = float(np.asarray(softening * softening, dtype=precision))
+    ax, ay, az, ae = (np.ascontiguousarray(row) for row in table.T.astype(precision))
+    fn(xs.ctypes.data, len(xs), ys.ctypes.data, len(ys), zs.ctypes.data, len(zs), ax.ctypes.data,
+       ay.ctypes.data, az.ctypes.data, ae.ctypes.data, len(ae), eps2, phi.ctypes.data)
+    return phi
