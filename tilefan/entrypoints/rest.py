@@ -114,9 +114,38 @@ def create_upload() -> Response:
 
 @api.route("/uploads/{upload_id}/{name}", methods=["PUT"], content_types=["application/octet-stream"])
 def put_upload(upload_id: str, name: str) -> Response:
-    raw = api.current_request.raw_body or b""
+    request = api.current_request
+    raw = request.raw_body or b""
     data = raw.encode() if isinstance(raw, str) else raw
-    return _handle(lambda: get_service().receive_upload(upload_id, name, data), 201)
+    declared = _content_length(request.headers.get("content-length"))
+    return _handle(lambda: get_service().receive_upload(upload_id, name, data, declared=declared), 201)
+
+
+def _content_length(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def _download(job_id: str, which: str) -> Response:
+    """A job's output: streamed by the embedded server, a redirect to a presigned GET on AWS."""
+    try:
+        how, what = get_service().output(job_id, which)
+    except TilefanError as exc:
+        return _error(*http_error(exc))
+    if how == "redirect":
+        return Response(body="", status_code=307, headers={"Location": str(what)})
+    return Response(body=what, status_code=200, headers={
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": f'attachment; filename="{job_id}-{which}.npy"'})
+
+
+@api.route("/jobs/{job_id}/result", methods=["GET"])
+def job_result(job_id: str) -> Response:
+    return _download(job_id, "result")
+
+
+@api.route("/jobs/{job_id}/field", methods=["GET"])
+def job_field(job_id: str) -> Response:
+    return _download(job_id, "field")
 
 
 @api.route("/openapi.json", methods=["GET"])
