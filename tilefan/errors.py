@@ -74,7 +74,7 @@ class GoneError(TilefanError):
 class TooLargeError(TilefanError):
     """A request or upload over its size cap (the message names the cap)."""
 
-    code = "too_large"
+    code = "body_too_large"
 
 
 class IncompleteJobError(TilefanError):

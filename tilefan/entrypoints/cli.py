@@ -193,6 +193,7 @@ def tile_routes(total: int, routes: dict[str, int] | None) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from tilefan.bootstrap import build_embedded, load_config
     from tilefan.domain.plan import plan
+    from tilefan.entrypoints.cli_paths import PathError, refuse_output_over_input
     from tilefan.entrypoints.progress import ProgressBar
     from tilefan.errors import InvalidSpecError, TilefanError
     from tilefan.pipeline.error_codec import plain_message
@@ -201,6 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         raw = raw_spec(args)
+        refuse_output_over_input(raw, FLAG_OF)
         config = load_config()
         if args.workers is not None:
             if args.workers < 1:
@@ -214,7 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(json.dumps(plan("dry-run", spec, config.route_policy).manifest(), indent=2))
             return EXIT_OK
         record = submit_job(ports, raw, limits=config.limits, policy=config.route_policy)
-    except _FlagError as exc:
+    except (_FlagError, PathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except InvalidSpecError as exc:
@@ -255,6 +257,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from tilefan.bootstrap import build_service, load_config
     from tilefan.entrypoints import rest
+    from tilefan.entrypoints.rest_access import serve_access, set_access
     from tilefan.errors import InvalidSpecError
 
     try:
@@ -264,11 +267,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: {field_message(exc.field, exc.message)}", file=sys.stderr)
         return EXIT_INVALID
     rest.set_service_factory(lambda: service)
+    access = serve_access(config.home, args.host, args.port)
+    set_access(access)
     app = Chalice(app_name="tilefan")
     app.register_blueprint(rest.api)
     server = create_local_server(app, ChaliceConfig.create(chalice_stage="local", app_name="tilefan"),
                                  args.host, args.port)
     print(f"tilefan API ({config.backend} backend) on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    if access.token:
+        print(f"token (also in {config.home / 'token'}): {access.token}\n"
+              f"  send it as 'Authorization: Bearer <token>', or open http://{args.host}:{args.port}/openapi.json"
+              f"?token={access.token}", file=sys.stderr, flush=True)
     server.serve_forever()
     return EXIT_OK
 

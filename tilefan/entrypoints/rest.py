@@ -8,18 +8,19 @@ from configuration, in ``tilefan.bootstrap``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from chalice import Blueprint, Response
 
 from tilefan.entrypoints.openapi import openapi_document
-from tilefan.errors import InvalidSpecError, TilefanError
+from tilefan.entrypoints.rest_guard import guard, parse_json
+from tilefan.errors import TilefanError
 from tilefan.pipeline.error_codec import http_error
 from tilefan.service.jobs import MAX_BODY_BYTES, JobService
 
 api = Blueprint(__name__)
+api.middleware("http")(guard)
 
 _service: JobService | None = None
 _factory: Callable[[], JobService] | None = None
@@ -55,28 +56,10 @@ def _handle(fn: Callable[[], Any], status: int = 200) -> Response:
         return _error(*http_error(exc))
 
 
-def _json_body() -> Any:
-    request = api.current_request
-    raw = request.raw_body or b""
-    if len(raw) > MAX_BODY_BYTES:
-        raise _TooLarge()
-    try:
-        return json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidSpecError("body", "is not valid JSON") from None
-
-
-class _TooLarge(Exception):
-    pass
-
-
 def _with_body(fn: Callable[[Any], Any], status: int) -> Response:
     try:
-        body = _json_body()
-    except _TooLarge:
-        too_large = f"request bodies are capped at {MAX_BODY_BYTES} bytes"
-        return _error(413, {"code": "body_too_large", "message": too_large})
-    except InvalidSpecError as exc:
+        body = parse_json(api.current_request.raw_body or b"", MAX_BODY_BYTES)
+    except TilefanError as exc:
         return _error(*http_error(exc))
     return _handle(lambda: fn(body), status)
 

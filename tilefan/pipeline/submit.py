@@ -16,6 +16,7 @@ from tilefan.domain.records import JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import JobSpec, Limits, parse_spec
 from tilefan.pipeline.inputs import load_atoms_file
+from tilefan.pipeline.output_claims import claim_output
 from tilefan.pipeline.ports import Clock, Ports
 
 
@@ -46,8 +47,10 @@ def submit_job(
 ) -> JobRecord:
     """Validate and record a new job as QUEUED. Raises InvalidSpecError, writing nothing."""
     spec = admit(ports, raw, limits or Limits(), policy)
+    job_id = job_id or new_job_id()
+    claim_output(ports, job_id, spec)
     record = JobRecord(
-        job_id=job_id or new_job_id(),
+        job_id=job_id,
         kind=spec.kind.value,
         status=Status.QUEUED,
         spec=spec,

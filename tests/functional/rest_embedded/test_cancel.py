@@ -31,7 +31,7 @@ from tilefan.service.jobs import JobService
 
 def outputs(job_dir: Path, name: str) -> list[str]:
     """The output ``name`` in a job's directory, or its hidden partial file."""
-    return [f for f in files_under(job_dir) if f == name or f.startswith(f".{name}.")]
+    return [f for f in files_under(job_dir) if f == name or (f.startswith(f".{name}.") and f.endswith(".partial"))]
 
 
 # Eight tiles; the second is held at its start (see ``held``) until the test releases it.
@@ -87,7 +87,8 @@ def test_delete_cancels_a_running_job_and_leaves_no_output(held: Held, home: Pat
         assert doc["result"] is None
         assert doc["progress"]["tiles_done"] == 1
         assert "finished_at" in doc["timings"]
-        assert outputs(out_dir, "field.npy") == [], "no output and no partial file may be left"
+        left = [f for f in files_under(out_dir) if "field.npy" in f]
+        assert left == [], "no output, no partial file and no claim on the path may be left"
         again = client.http.delete(f"/jobs/{job_id}")
         assert again.status_code == 409
         assert again.json_body["error"]["code"] == "conflict"

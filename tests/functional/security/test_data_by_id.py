@@ -188,7 +188,7 @@ def test_an_upload_over_the_cap_is_refused(client: Client, service: JobService, 
     service.uploads = Uploads(service.ports.blobs, 900, 1000)
     target = upload(client, "A.npy")
     assert target["max_bytes"] == 1000
-    error = assert_refused(put(client, target["url"], npy_bytes(np.ones((20, 20)))), 413, "too_large")
+    error = assert_refused(put(client, target["url"], npy_bytes(np.ones((20, 20)))), 413, "body_too_large")
     assert "1000" in error["message"]
     assert not (home / "blobs" / target["key"]).exists()
 
