@@ -24,10 +24,19 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 _COMPONENTS: tuple[type[BaseModel], ...] = (
     JobRequest, Job, JobPage, Report, UploadRequest, UploadTarget, UploadStored, Error,
 )
-_ERRORS = {400: "invalid input", 404: "unknown job, upload or output", 405: "method not allowed",
+_ERRORS = {400: "invalid input", 401: "missing or wrong token", 403: "not allowed (Host, or IAM)",
+           404: "unknown job, upload or output", 405: "method not allowed",
            409: "not in a state that allows this", 410: "upload ID expired",
            413: "request body too large", 415: "unsupported content type", 500: "the backend failed"}
 _MAX_PAGE = 100  # as JobService.list enforces
+_SECURITY_SCHEMES = {
+    "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
+              "description": "AWS: a SigV4-signed request (API Gateway's IAM authorizer); the default"},
+    "cognito": {"type": "apiKey", "name": "Authorization", "in": "header",
+                "description": "AWS, on stages packaged with a Cognito user pool: the user's ID token"},
+    "serverToken": {"type": "http", "scheme": "bearer",
+                    "description": "tilefan serve bound off loopback: the token it prints at start"},
+}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -131,7 +140,10 @@ def _document() -> dict[str, Any]:
         "info": {"title": "tilefan", "version": "0.1.0",
                  "description": "Run big numeric jobs as a tiled fan-out: matmul, add and atoms."},
         "paths": _paths(),
-        "components": {"schemas": top["$defs"]},
+        "components": {"schemas": top["$defs"], "securitySchemes": _SECURITY_SCHEMES},
+        # Any one of these: SigV4 on AWS (or a Cognito token, as the stage chooses); the token
+        # of a ``tilefan serve`` bound off loopback; nothing for a loopback server.
+        "security": [{"sigv4": []}, {"cognito": []}, {"serverToken": []}, {}],
     }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
+from tilefan.bootstrap import api_authorizer
 from tilefan.entrypoints.openapi import openapi_document
 from tilefan.entrypoints.rest_guard import guard, parse_json
 from tilefan.errors import TilefanError
@@ -21,6 +22,8 @@ from tilefan.service.jobs import MAX_BODY_BYTES, JobService
 
 api = Blueprint(__name__)
 api.middleware("http")(guard)
+# Every route, on AWS, only for SigV4-signed callers (or a Cognito pool: see api_authorizer).
+AUTH = api_authorizer()
 
 _service: JobService | None = None
 _factory: Callable[[], JobService] | None = None
@@ -64,38 +67,39 @@ def _with_body(fn: Callable[[Any], Any], status: int) -> Response:
     return _handle(lambda: fn(body), status)
 
 
-@api.route("/jobs", methods=["POST"])
+@api.route("/jobs", methods=["POST"], authorizer=AUTH)
 def create_job() -> Response:
     return _with_body(get_service().submit, 202)
 
 
-@api.route("/jobs", methods=["GET"])
+@api.route("/jobs", methods=["GET"], authorizer=AUTH)
 def list_jobs() -> Response:
     params: Any = api.current_request.query_params or {}
     return _handle(lambda: get_service().list(params.get("limit"), params.get("cursor")))
 
 
-@api.route("/jobs/{job_id}", methods=["GET"])
+@api.route("/jobs/{job_id}", methods=["GET"], authorizer=AUTH)
 def get_job(job_id: str) -> Response:
     return _handle(lambda: get_service().get(job_id))
 
 
-@api.route("/jobs/{job_id}", methods=["DELETE"])
+@api.route("/jobs/{job_id}", methods=["DELETE"], authorizer=AUTH)
 def cancel_job(job_id: str) -> Response:
     return _handle(lambda: get_service().cancel(job_id))
 
 
-@api.route("/jobs/{job_id}/report", methods=["GET"])
+@api.route("/jobs/{job_id}/report", methods=["GET"], authorizer=AUTH)
 def job_report(job_id: str) -> Response:
     return _handle(lambda: get_service().report(job_id))
 
 
-@api.route("/uploads", methods=["POST"])
+@api.route("/uploads", methods=["POST"], authorizer=AUTH)
 def create_upload() -> Response:
     return _with_body(get_service().create_upload, 201)
 
 
-@api.route("/uploads/{upload_id}/{name}", methods=["PUT"], content_types=["application/octet-stream"])
+@api.route("/uploads/{upload_id}/{name}", methods=["PUT"], authorizer=AUTH,
+           content_types=["application/octet-stream"])
 def put_upload(upload_id: str, name: str) -> Response:
     request = api.current_request
     raw = request.raw_body or b""
@@ -121,16 +125,16 @@ def _download(job_id: str, which: str) -> Response:
         "Content-Disposition": f'attachment; filename="{job_id}-{which}.npy"'})
 
 
-@api.route("/jobs/{job_id}/result", methods=["GET"])
+@api.route("/jobs/{job_id}/result", methods=["GET"], authorizer=AUTH)
 def job_result(job_id: str) -> Response:
     return _download(job_id, "result")
 
 
-@api.route("/jobs/{job_id}/field", methods=["GET"])
+@api.route("/jobs/{job_id}/field", methods=["GET"], authorizer=AUTH)
 def job_field(job_id: str) -> Response:
     return _download(job_id, "field")
 
 
-@api.route("/openapi.json", methods=["GET"])
+@api.route("/openapi.json", methods=["GET"], authorizer=AUTH)
 def openapi() -> Response:
     return Response(body=openapi_document(), status_code=200, headers={"Content-Type": "application/json"})
