@@ -48,11 +48,12 @@ def _answers(port: int) -> bool:
 
 
 @contextmanager
-def serve(root: Path, *args: str, workers: int = 1) -> Iterator[Served]:
+def serve(root: Path, *args: str, workers: int = 1, env: dict[str, str] | None = None) -> Iterator[Served]:
     assert TILEFAN.exists(), f"the tilefan command is not installed next to {sys.executable}"
     port = free_port()
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
-    env.update({"TILEFAN_HOME": str(root / "home"), "TILEFAN_WORKERS": str(workers)})
+    env.update({"TILEFAN_HOME": str(root / "home"), "TILEFAN_WORKERS": str(workers), **extra})
     log = root / "server.log"
     with open(log, "wb") as log_fp:
         proc = subprocess.Popen([str(TILEFAN), "serve", "--port", str(port), *args], cwd=root, env=env,

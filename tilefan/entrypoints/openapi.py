@@ -84,7 +84,7 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "summary": "Submit a job",
                 "requestBody": _body("SubmitJob"),
-                "responses": _answers(202, Job, "accepted", 400, 413),
+                "responses": _answers(202, Job, "accepted", 400, 413, 415),
             },
             "get": {
                 "summary": "Recent jobs, newest first",
@@ -112,7 +112,7 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "summary": "Get an upload ID, and where to send the file",
                 "requestBody": _body(UploadRequest),
-                "responses": _answers(201, UploadTarget, "upload target", 400, 413),
+                "responses": _answers(201, UploadTarget, "upload target", 400, 413, 415),
             },
         },
         "/uploads/{upload_id}/{name}": {
@@ -121,7 +121,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": [_path_param("upload_id"), _path_param("name")],
                 "requestBody": {"required": True, "content": {"application/octet-stream": {
                     "schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
-                "responses": _answers(201, UploadStored, "stored", 400, 404, 409, 410, 413),
+                "responses": _answers(201, UploadStored, "stored", 400, 404, 409, 410, 413, 415),
             },
         },
         "/openapi.json": {

@@ -2,7 +2,8 @@
 
 The job models serve the CLI too, which names its own paths. Over REST, data is named by
 ID (``tilefan.service.rest_door``): ``file`` takes an upload's key or a job's output,
-``out`` and ``field_out`` are gone, and an atoms job asks for its field with ``field``.
+``out`` and ``field_out`` are gone, an atoms job asks for its field with ``field``, and
+its geometry is given as JSON numbers.
 This derives those ``Submit*`` schemas from the generated ones, so the two cannot drift.
 """
 
@@ -39,6 +40,17 @@ def add_submit_schemas(schemas: dict[str, Any], ref_template: str) -> None:
         if "file" in props:
             props["file"] = {"type": "string", "pattern": FILE_KEY, "description": _FILE_DOC}
         if old == "AtomsRequest":
+            _numbers_only(props)
             props["field"] = {"type": "boolean", "default": False,
                               "description": "keep the whole field; download it from GET /jobs/{job_id}/field"}
         schemas[new] = schema
+
+
+def _numbers_only(props: dict[str, Any]) -> None:
+    """Geometry as JSON numbers: the text forms ("0.5", "1,2,3") are for the command line,
+    and text cannot state a range ("0" and "1e-400" match a number pattern, yet are not > 0)."""
+    for name, bound in (("spacing", {"exclusiveMinimum": 0}), ("softening", {"minimum": 0})):
+        props[name] = {"type": "number", **bound, "default": props[name].get("default"),
+                       "description": props[name].get("description", "")}
+    props["origin"] = {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3,
+                       "default": [0.0, 0.0, 0.0], "description": props["origin"].get("description", "")}

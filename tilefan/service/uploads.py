@@ -17,13 +17,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tilefan.adapters.npy_header import read_header
+import numpy as np
+
 from tilefan.domain.atoms import parse_csv
 from tilefan.errors import (
     BlobNotFoundError,
     ConflictError,
     GoneError,
-    InvalidBlobError,
     InvalidSpecError,
     NotFoundError,
     TooLargeError,
@@ -117,12 +117,15 @@ def check_content(name: str, data: bytes) -> None:
             raise InvalidSpecError("upload", "a .csv upload must be UTF-8 text") from None
         parse_csv(text, "upload")
         return
+    fp = io.BytesIO(data)
     try:
-        header = read_header(io.BytesIO(data), "upload")
-    except InvalidBlobError:
+        version = np.lib.format.read_magic(fp)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fp)
+    except ValueError:
         raise InvalidSpecError("upload", "not a valid .npy file") from None
-    if len(header.shape) != 2 or header.dtype.kind != "f" or header.dtype.itemsize not in (4, 8):
+    if len(shape) != 2 or dtype.kind != "f" or dtype.itemsize not in (4, 8):
         raise InvalidSpecError("upload", "a .npy upload must hold a 2-D float32 or float64 array")
-    expected = header.offset + header.shape[0] * header.shape[1] * header.dtype.itemsize
+    expected = fp.tell() + shape[0] * shape[1] * dtype.itemsize
     if len(data) != expected:
         raise InvalidSpecError("upload", f"the .npy file is {len(data)} bytes; its header says {expected}")
