@@ -57,6 +57,12 @@ class Limits:
     max_grid_points: int = 1 << 30
     max_atoms: int = 10_000_000
     max_tile_edge: int = 1 << 16
+    # Guardrails on what one job may cost (checked on the planned job, see pipeline.guardrails).
+    max_tiles: int = 10_000
+    max_cost_usd: float = 10.0
+    # Request sizes the REST API reads at most.
+    max_body_bytes: int = 64 * 1024
+    max_upload_bytes: int = 1 << 30
 
 
 Inspector = Callable[[str], tuple[tuple[int, ...], str]]

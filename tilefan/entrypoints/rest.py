@@ -16,9 +16,9 @@ from chalice import Blueprint, Response
 from tilefan.bootstrap import api_authorizer
 from tilefan.entrypoints.openapi import openapi_document
 from tilefan.entrypoints.rest_guard import guard, parse_json
-from tilefan.errors import TilefanError
+from tilefan.errors import TilefanError, TooLargeError
 from tilefan.pipeline.error_codec import http_error
-from tilefan.service.jobs import MAX_BODY_BYTES, JobService
+from tilefan.service.jobs import JobService
 
 api = Blueprint(__name__)
 api.middleware("http")(guard)
@@ -61,7 +61,11 @@ def _handle(fn: Callable[[], Any], status: int = 200) -> Response:
 
 def _with_body(fn: Callable[[Any], Any], status: int) -> Response:
     try:
-        body = parse_json(api.current_request.raw_body or b"", MAX_BODY_BYTES)
+        request = api.current_request
+        cap = get_service().limits.max_body_bytes
+        if (_content_length(request.headers.get("content-length")) or 0) > cap:
+            raise TooLargeError(f"request bodies are capped at {cap} bytes (setting TILEFAN_MAX_BODY_BYTES)")
+        body = parse_json(request.raw_body or b"", cap)
     except TilefanError as exc:
         return _error(*http_error(exc))
     return _handle(lambda: fn(body), status)

@@ -75,7 +75,7 @@ def _reshaped(response: Response) -> Response:
 def parse_json(raw: bytes | str, max_bytes: int) -> Any:
     """A request body as JSON: at most ``max_bytes``, nested at most ``MAX_DEPTH`` deep."""
     if len(raw) > max_bytes:
-        raise TooLargeError(f"request bodies are capped at {max_bytes} bytes")
+        raise TooLargeError(f"request bodies are capped at {max_bytes} bytes (setting TILEFAN_MAX_BODY_BYTES)")
     if _nesting(raw) > MAX_DEPTH:
         raise InvalidSpecError("body", f"is nested more than {MAX_DEPTH} levels deep")
     try:

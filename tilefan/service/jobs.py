@@ -23,10 +23,8 @@ from tilefan.pipeline.submit import new_job_id, submit_job
 from tilefan.service.rest_door import field_key, restrict, result_key
 from tilefan.service.uploads import Uploads
 
-MAX_BODY_BYTES = 64 * 1024
 MAX_PAGE = 100
 UPLOAD_EXPIRES_S = 900
-UPLOAD_MAX_BYTES = 1 << 30
 DOWNLOAD_EXPIRES_S = 300
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -34,14 +32,14 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 class JobService:
     def __init__(
         self, ports: Ports, runner: JobRunner, limits: Limits, clock: Callable[[], float] = time.time,
-        policy: RoutePolicy | None = None, upload_max_bytes: int = UPLOAD_MAX_BYTES,
+        policy: RoutePolicy | None = None,
     ) -> None:
         self.ports = ports
         self.runner = runner
         self.limits = limits
         self.clock = clock
         self.policy = policy or RoutePolicy()
-        self.uploads = Uploads(ports.blobs, UPLOAD_EXPIRES_S, upload_max_bytes)
+        self.uploads = Uploads(ports.blobs, UPLOAD_EXPIRES_S, limits.max_upload_bytes)
         # On AWS the bytes go straight to S3, so "complete" is known only when a job reads them.
         self._receives = hasattr(ports.blobs, "put_bytes")
 
