@@ -61,3 +61,26 @@ def test_the_api_and_tile_functions_have_reserved_concurrency() -> None:
     assert api >= 10 and tile >= 100
     # Lambda keeps 100 of the default account limit (1,000) unreserved.
     assert api + tile <= 900
+
+
+def test_api_gateway_writes_access_logs_to_its_own_log_group() -> None:
+    resources = TEMPLATE["Resources"]
+    setting = resources["RestAPI"]["Properties"]["AccessLogSetting"]
+    assert setting["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    fields = json.loads(setting["Format"])
+    assert {"requestId", "userArn", "status", "path"} <= set(fields)
+    assert resources["ApiAccessLogGroup"]["Properties"]["RetentionInDays"] > 0
+    # API Gateway needs the account's CloudWatch role before a stage can log.
+    assert resources["RestAPI"]["DependsOn"] == ["ApiGatewayAccount"]
+
+
+def test_api_gateway_answers_its_own_errors_in_the_error_shape() -> None:
+    responses = {r["Properties"]["ResponseType"]: r["Properties"] for r in TEMPLATE["Resources"].values()
+                 if r.get("Type") == "AWS::ApiGateway::GatewayResponse"}
+    assert set(responses) == {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"}
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+    for props in responses.values():
+        template = props["ResponseTemplates"]["application/json"]
+        rendered = template.replace("$context.error.responseType", "X").replace(
+            "$context.error.messageString", '"a message"')
+        assert json.loads(rendered) == {"error": {"code": "X", "message": "a message"}}
