@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from tilefan.service.scheduler import Scheduler
     from tilefan.service.worker import Worker
 
-__all__ = ["AwsSettings", "Config", "SpotSettings", "aws_settings", "build_aws_ports", "build_aws_runner",
-           "build_capacity", "build_embedded", "build_scheduler", "build_service", "build_worker", "embedded_ports",
-           "load_config", "remote_settings"]
+__all__ = ["AwsSettings", "Config", "SpotSettings", "api_authorizer", "aws_settings", "build_aws_ports",
+           "build_aws_runner", "build_capacity", "build_embedded", "build_scheduler", "build_service", "build_worker",
+           "embedded_ports", "load_config", "remote_settings"]
 
 
 def load_config(env: Env | None = None) -> Config:
@@ -46,6 +46,18 @@ def remote_settings(env: Env | None = None) -> tuple[str | None, str | None]:
 def aws_settings(env: Env | None = None) -> AwsSettings:
     """The AWS backend's settings (from ``os.environ`` by default)."""
     return parse_aws_settings(os.environ if env is None else env)
+
+
+def api_authorizer(env: Env | None = None) -> Any:
+    """Who may call the REST API on AWS: IAM (SigV4) by default; a Cognito user pool when
+    ``TILEFAN_COGNITO_USER_POOL_ARN`` is set where the stage is packaged. ``tilefan serve``
+    ignores it (its own Host and token check applies)."""
+    from chalice import CognitoUserPoolAuthorizer, IAMAuthorizer
+
+    pool = (os.environ if env is None else env).get("TILEFAN_COGNITO_USER_POOL_ARN", "")
+    if pool:
+        return CognitoUserPoolAuthorizer("tilefan-users", provider_arns=[pool])
+    return IAMAuthorizer()
 
 
 # --------------------------------------------------------------------------- embedded

@@ -59,6 +59,24 @@ class ConflictError(TilefanError):
     code = "conflict"
 
 
+class NotFoundError(TilefanError):
+    """Something a caller named by ID (an upload, a job's output) that is not there for them."""
+
+    code = "not_found"
+
+
+class GoneError(TilefanError):
+    """An upload ID whose time to receive bytes has passed."""
+
+    code = "upload_expired"
+
+
+class TooLargeError(TilefanError):
+    """A request or upload over its size cap (the message names the cap)."""
+
+    code = "body_too_large"
+
+
 class IncompleteJobError(TilefanError):
     """The reducer was asked to finish a job whose tiles are not all recorded done."""
 

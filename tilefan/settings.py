@@ -111,6 +111,10 @@ def parse_config(env: Env) -> Config:
         max_dim=env_int(env, "TILEFAN_MAX_DIM", defaults.max_dim),
         max_grid_points=env_int(env, "TILEFAN_MAX_GRID_POINTS", defaults.max_grid_points),
         max_atoms=env_int(env, "TILEFAN_MAX_ATOMS", defaults.max_atoms),
+        max_tiles=env_int(env, "TILEFAN_MAX_TILES", defaults.max_tiles),
+        max_cost_usd=env_float(env, "TILEFAN_MAX_COST_USD", defaults.max_cost_usd),
+        max_body_bytes=env_int(env, "TILEFAN_MAX_BODY_BYTES", defaults.max_body_bytes),
+        max_upload_bytes=env_int(env, "TILEFAN_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),
     )
     kernel = env.get("TILEFAN_KERNEL", "auto")
     if kernel not in KERNEL_CHOICES:

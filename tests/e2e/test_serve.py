@@ -7,6 +7,7 @@ get the JSON error shape ({"error": {code, message, field}}); ``/openapi.json`` 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -123,7 +124,7 @@ def test_matmul_over_http_gives_numpys_answer(server: Server) -> None:
 def test_atoms_over_http_finds_the_brute_force_minimum(server: Server) -> None:
     grid = (8, 7, 6)
     spec = {"kind": "atoms", "grid": list(grid), "atoms": {"count": 30, "seed": 4}, "softening": 0.2, "tile": 4,
-            "verify": True, "field_out": str(server.root / "phi.npy")}
+            "verify": True, "field": True}
     status, accepted = server.request("POST", "/jobs", spec)
     assert status == 202, accepted
     doc = server.wait_job(accepted["job_id"])
@@ -133,7 +134,12 @@ def test_atoms_over_http_finds_the_brute_force_minimum(server: Server) -> None:
     ref, _ = brute_force_phi(table, grid, softening=0.2)
     assert doc["result"]["min_index"] == argmin_index(ref)
     assert doc["result"]["min_value"] == pytest.approx(float(ref.min()), rel=1e-12)
-    np.testing.assert_allclose(np.load(doc["result"]["field"]), ref, rtol=1e-10, atol=1e-12)
+    # The field is downloaded from the job (a REST caller never names a path).
+    req = urllib.request.Request(f"{server.base}/jobs/{doc['job_id']}/field",
+                                 headers={"Accept": "application/octet-stream"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        field = np.load(io.BytesIO(resp.read()))
+    np.testing.assert_allclose(field, ref, rtol=1e-10, atol=1e-12)
 
 
 def test_bad_request_gets_a_400_json_error_naming_the_field(server: Server) -> None:

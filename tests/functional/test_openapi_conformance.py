@@ -77,7 +77,7 @@ def test_a_jobs_life_matches_the_document(client: Client, document: dict[str, An
     assert done["progress"]["eta_s"] == 0.0
 
     atoms = submit(client, {"kind": "atoms", "grid": "6x5x4", "origin": "0.25,0.25,0.25", "atoms": 7,
-                            "tile": 3, "verify": True, "field_out": str(tmp_path / "phi.npy")})
+                            "tile": 3, "verify": True, "field": True})
     wait_job(client, atoms)
     record = check(document, "/jobs/{job_id}", "get", client.http.get(f"/jobs/{atoms}"))
     assert record["result"]["field"] and len(record["result"]["min_index"]) == 3

@@ -276,7 +276,7 @@ def test_deep_merged_entries_match_chalice_functions() -> None:
     from chalice.utils import to_cfn_resource_name
 
     partial = {name for name, res in TEMPLATE["Resources"].items() if "Type" not in res}
-    assert partial == {to_cfn_resource_name(f) for f in STEP_FUNCTIONS.values()} | {"APIHandler"}
+    assert partial == {to_cfn_resource_name(f) for f in STEP_FUNCTIONS.values()} | {"APIHandler", "RestAPI"}
 
 
 def test_the_state_machine_role_invokes_exactly_the_five_step_functions_and_queues_spot_tiles() -> None:

@@ -185,13 +185,16 @@ class StoredFile(_Fixed):
 
 
 class UploadTarget(_Fixed):
-    """Where to PUT the file's bytes; a job then names it as ``use_as``."""
+    """Where to send the file's bytes (embedded: PUT to ``url``; AWS: a form POST of ``fields``
+    and the file to S3's ``url``); a job then names it as ``use_as``."""
 
     upload_id: str
     key: str
-    method: Literal["PUT"]
+    method: Literal["PUT", "POST"]
     url: str
-    expires_in: int = Field(description="seconds the URL stays valid")
+    fields: dict[str, str] | SkipJsonSchema[None] = _absent("form fields to POST with the file (AWS)")
+    expires_in: int = Field(description="seconds the upload ID stays valid")
+    max_bytes: int = Field(description="the largest file accepted")
     use_as: StoredFile
 
 

@@ -57,6 +57,12 @@ class Limits:
     max_grid_points: int = 1 << 30
     max_atoms: int = 10_000_000
     max_tile_edge: int = 1 << 16
+    # Guardrails on what one job may cost (checked on the planned job, see pipeline.guardrails).
+    max_tiles: int = 10_000
+    max_cost_usd: float = 10.0
+    # Request sizes the REST API reads at most.
+    max_body_bytes: int = 64 * 1024
+    max_upload_bytes: int = 1 << 30
 
 
 Inspector = Callable[[str], tuple[tuple[int, ...], str]]
@@ -181,10 +187,30 @@ def _resolve_atoms(request: AtomsRequest, limits: Limits, load_atoms: AtomsLoade
         precision=request.precision, atoms=atoms, field_out=request.field_out, tile=tile, verify=request.verify,
         route=request.route,
     )
+    _check_geometry(spec, table)
     if table is not None:
         check_no_atom_on_grid(table, spec, "atoms.file")
     return spec
 
+
+# Coordinates whose squared differences stay finite in the working precision (with room
+# for the sum of three squares): beyond them the kernel's distances overflow and φ is 0.
+MAX_COORD = {"float64": 1e150, "float32": 1e18}
+
+
+def _check_geometry(spec: AtomsSpec, table: Any) -> None:
+    limit = MAX_COORD[spec.precision]
+    far = max(abs(o + (n - 1) * spec.spacing) for o, n in zip(spec.origin, spec.grid, strict=True))
+    far = max(far, *(abs(o) for o in spec.origin))
+    if not math.isfinite(far) or far > limit:
+        raise InvalidSpecError("spacing", f"the grid reaches {far:.3g}, which overflows {spec.precision} when "
+                                          f"squared; keep origin and extent within {limit:.0e}")
+    if spec.softening > limit:
+        raise InvalidSpecError("softening", f"{spec.softening:.3g} overflows {spec.precision} when squared; "
+                                            f"keep it within {limit:.0e}")
+    if table is not None and table.size and float(abs(table[:, :3]).max()) > limit:
+        raise InvalidSpecError("atoms.file", f"atom coordinates overflow {spec.precision} when squared; "
+                                             f"keep them within {limit:.0e}")
 
 def _read(fn: Callable[[str], Any], uri: str, field: str) -> Any:
     """Call a blob-store reader, turning its errors into ones that name the field."""

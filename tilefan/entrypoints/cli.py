@@ -112,6 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tilefan.bootstrap import build_service, load_config
     from tilefan.entrypoints import rest
     from tilefan.entrypoints.http_server import serve
+    from tilefan.entrypoints.rest_access import serve_access, set_access
     from tilefan.entrypoints.web import web
     from tilefan.errors import InvalidSpecError
 
@@ -122,6 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: {field_message(exc.field, exc.message)}", file=sys.stderr)
         return EXIT_INVALID
     rest.set_service_factory(lambda: service)
+    access = serve_access(config.home, args.host, args.port)
+    set_access(access)
     app = Chalice(app_name="tilefan")
     app.register_blueprint(rest.api)
     app.register_blueprint(web)
@@ -132,8 +135,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def ready() -> None:
         print(f"tilefan API ({config.backend} backend) on http://{args.host}:{args.port}", file=sys.stderr,
               flush=True)
+        if access.token:
+            print(f"token (also in {config.home / 'token'}): {access.token}\n"
+                  f"  send it as 'Authorization: Bearer <token>', or open http://{args.host}:{args.port}/"
+                  f"?token={access.token}", file=sys.stderr, flush=True)
 
     serve(app, args.host, args.port, threads=args.threads, client_timeout_s=args.client_timeout, on_ready=ready,
+          max_json_bytes=config.limits.max_body_bytes, max_upload_bytes=config.limits.max_upload_bytes,
           on_stop=getattr(service.runner, "stop", None))
     return EXIT_OK
 

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from tilefan.entrypoints.cli_common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, field_message, summary
+from tilefan.entrypoints.cli_common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, FLAG_OF, field_message, summary
 
 
 def _abs(path: str | None) -> str | None:
@@ -78,6 +78,7 @@ def _flag_error(flag: str, message: str) -> _FlagError:
 def cmd_run(args: argparse.Namespace) -> int:
     from tilefan.bootstrap import build_scheduler, embedded_ports, load_config
     from tilefan.domain.plan import plan
+    from tilefan.entrypoints.cli_paths import PathError, refuse_output_over_input
     from tilefan.entrypoints.progress import JobProgress, throughput_line
     from tilefan.errors import InvalidSpecError, TilefanError
     from tilefan.pipeline.error_codec import plain_message
@@ -86,6 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         raw = raw_spec(args)
+        refuse_output_over_input(raw, FLAG_OF)
         from tilefan.entrypoints.cli_common import endpoint_of
 
         endpoint, token = endpoint_of(args)
@@ -116,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # The home's scheduler runs it here, unless a server holds the home's lease: then
         # that server runs it (with the cores it already uses) and this just follows it.
         runner = build_scheduler(config, only={record.job_id})
-    except _FlagError as exc:
+    except (_FlagError, PathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except InvalidSpecError as exc:

@@ -30,7 +30,7 @@ from chalice import Chalice
 from chalice.config import Config as ChaliceConfig
 from chalice.local import LocalGateway, LocalGatewayException
 
-from tilefan.service.jobs import MAX_BODY_BYTES
+from tilefan.domain.spec import Limits
 
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 StartResponse = Callable[..., Any]
@@ -39,7 +39,7 @@ StartResponse = Callable[..., Any]
 class ChaliceWsgi:
     """A WSGI app over a Chalice app's routes."""
 
-    def __init__(self, app: Chalice, *, max_json_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: Chalice, *, max_json_bytes: int = Limits().max_body_bytes) -> None:
         self.gateway = LocalGateway(app, ChaliceConfig.create(chalice_stage="local", app_name=app.app_name))
         self.max_json_bytes = max_json_bytes
         self._lock = threading.Lock()
@@ -56,7 +56,7 @@ class ChaliceWsgi:
         # Only uploads may be big (waitress caps them); JSON bodies are refused by their
         # declared length, before a byte of the body is read.
         if length > self.max_json_bytes and not (method == "PUT" and path.startswith("/uploads/")):
-            cap = f"request bodies are capped at {self.max_json_bytes} bytes"
+            cap = f"request bodies are capped at {self.max_json_bytes} bytes (setting TILEFAN_MAX_BODY_BYTES)"
             too_large = {"code": "body_too_large", "message": cap}
             return _answer(start_response, 413, {"Content-Type": "application/json"},
                            json.dumps({"error": too_large}).encode())
@@ -83,14 +83,16 @@ def _answer(start_response: StartResponse, status: int, headers: dict[str, Any],
 
 def serve(
     app: Chalice, host: str, port: int, *, threads: int = 8, client_timeout_s: int = 30,
-    max_upload_bytes: int = MAX_UPLOAD_BYTES, on_ready: Callable[[], None] | None = None,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES, max_json_bytes: int = Limits().max_body_bytes,
+    on_ready: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully (``on_stop`` last)."""
     from waitress.server import create_server
 
     server = create_server(
-        ChaliceWsgi(app), host=host, port=port, threads=threads, backlog=1024, connection_limit=1000,
+        ChaliceWsgi(app, max_json_bytes=max_json_bytes), host=host, port=port, threads=threads, backlog=1024,
+        connection_limit=1000,
         max_request_body_size=max_upload_bytes, channel_timeout=client_timeout_s,
         cleanup_interval=max(1, client_timeout_s // 2), clear_untrusted_proxy_headers=True, ident="tilefan",
     )

@@ -17,15 +17,27 @@ from pydantic.json_schema import models_json_schema
 
 from tilefan.domain.models import JobRequest
 from tilefan.domain.models_api import Error, Job, JobPage, Report, UploadRequest, UploadStored, UploadTarget
+from tilefan.entrypoints.openapi_submit import add_submit_schemas
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # Every model a route names; the schemas they refer to come along.
 _COMPONENTS: tuple[type[BaseModel], ...] = (
     JobRequest, Job, JobPage, Report, UploadRequest, UploadTarget, UploadStored, Error,
 )
-_ERRORS = {400: "invalid input", 404: "unknown job", 409: "not in a state that allows this",
-           413: "request body too large", 500: "the backend failed", 501: "needs an optional extra"}
+_ERRORS = {400: "invalid input", 401: "missing or wrong token", 403: "not allowed (Host, or IAM)",
+           404: "unknown job, upload or output", 405: "method not allowed",
+           409: "not in a state that allows this", 410: "upload ID expired",
+           413: "request body too large", 415: "unsupported content type", 500: "the backend failed",
+           501: "needs an optional extra"}
 _MAX_PAGE = 100  # as JobService.list enforces
+_SECURITY_SCHEMES = {
+    "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
+              "description": "AWS: a SigV4-signed request (API Gateway's IAM authorizer); the default"},
+    "cognito": {"type": "apiKey", "name": "Authorization", "in": "header",
+                "description": "AWS, on stages packaged with a Cognito user pool: the user's ID token"},
+    "serverToken": {"type": "http", "scheme": "bearer",
+                    "description": "tilefan serve bound off loopback: the token it prints at start"},
+}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -47,8 +59,23 @@ def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
+def _body(model: type[BaseModel] | str) -> dict[str, Any]:
+    ref = {"$ref": REF_TEMPLATE.format(model=model)} if isinstance(model, str) else _ref(model)
+    return {"required": True, "content": {"application/json": {"schema": ref}}}
+
+
+def _download(what: str) -> dict[str, Any]:
+    return {"get": {
+        "summary": f"Download the job's {what} (.npy): the bytes locally, a redirect to a presigned URL on AWS",
+        "parameters": [_path_param("job_id")],
+        "responses": {
+            "200": {"description": "the .npy file", "content": {"application/octet-stream": {
+                "schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
+            "307": {"description": "a presigned URL to GET the file from", "headers": {
+                "Location": {"schema": {"type": "string"}}}},
+            "404": _json(Error, _ERRORS[404]), "500": _json(Error, _ERRORS[500]),
+        },
+    }}
 
 
 def _paths() -> dict[str, Any]:
@@ -57,8 +84,8 @@ def _paths() -> dict[str, Any]:
         "/jobs": {
             "post": {
                 "summary": "Submit a job",
-                "requestBody": _body(JobRequest),
-                "responses": _answers(202, Job, "accepted", 400, 413),
+                "requestBody": _body("SubmitJob"),
+                "responses": _answers(202, Job, "accepted", 400, 413, 415),
             },
             "get": {
                 "summary": "Recent jobs, newest first",
@@ -80,11 +107,13 @@ def _paths() -> dict[str, Any]:
             "get": {"summary": "Per-tile timings, routes and workers, with a summary", "parameters": [job_id],
                     "responses": _answers(200, Report, "the report", 404)},
         },
+        "/jobs/{job_id}/result": _download("result"),
+        "/jobs/{job_id}/field": _download("field"),
         "/uploads": {
             "post": {
-                "summary": "Get a URL to PUT an input file to",
+                "summary": "Get an upload ID, and where to send the file",
                 "requestBody": _body(UploadRequest),
-                "responses": _answers(201, UploadTarget, "upload target", 400, 413),
+                "responses": _answers(201, UploadTarget, "upload target", 400, 413, 415),
             },
         },
         "/uploads/{upload_id}/{name}": {
@@ -93,7 +122,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": [_path_param("upload_id"), _path_param("name")],
                 "requestBody": {"required": True, "content": {"application/octet-stream": {
                     "schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
-                "responses": _answers(201, UploadStored, "stored", 400),
+                "responses": _answers(201, UploadStored, "stored", 400, 404, 409, 410, 413, 415),
             },
         },
         **_web_paths(job_id),
@@ -137,12 +166,16 @@ def _web_paths(job_id: dict[str, Any]) -> dict[str, Any]:
 @functools.cache
 def _document() -> dict[str, Any]:
     _, top = models_json_schema([(model, "validation") for model in _COMPONENTS], ref_template=REF_TEMPLATE)
+    add_submit_schemas(top["$defs"], REF_TEMPLATE)
     return {
         "openapi": "3.1.0",
         "info": {"title": "tilefan", "version": "0.1.0",
                  "description": "Run big numeric jobs as a tiled fan-out: matmul, add and atoms."},
         "paths": _paths(),
-        "components": {"schemas": top["$defs"]},
+        "components": {"schemas": top["$defs"], "securitySchemes": _SECURITY_SCHEMES},
+        # Any one of these: SigV4 on AWS (or a Cognito token, as the stage chooses); the token
+        # of a ``tilefan serve`` bound off loopback; nothing for a loopback server.
+        "security": [{"sigv4": []}, {"cognito": []}, {"serverToken": []}, {}],
     }
 
 

@@ -8,18 +8,22 @@ from configuration, in ``tilefan.bootstrap``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from chalice import Blueprint, Response
 
+from tilefan.bootstrap import api_authorizer
 from tilefan.entrypoints.openapi import openapi_document
-from tilefan.errors import InvalidSpecError, TilefanError
+from tilefan.entrypoints.rest_guard import guard, parse_json
+from tilefan.errors import TilefanError, TooLargeError
 from tilefan.pipeline.error_codec import http_error
-from tilefan.service.jobs import MAX_BODY_BYTES, JobService
+from tilefan.service.jobs import JobService
 
 api = Blueprint(__name__)
+api.middleware("http")(guard)
+# Every route, on AWS, only for SigV4-signed callers (or a Cognito pool: see api_authorizer).
+AUTH = api_authorizer()
 
 _service: JobService | None = None
 _factory: Callable[[], JobService] | None = None
@@ -55,70 +59,86 @@ def _handle(fn: Callable[[], Any], status: int = 200) -> Response:
         return _error(*http_error(exc))
 
 
-def _json_body() -> Any:
-    request = api.current_request
-    raw = request.raw_body or b""
-    if len(raw) > MAX_BODY_BYTES:
-        raise _TooLarge()
-    try:
-        return json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidSpecError("body", "is not valid JSON") from None
-
-
-class _TooLarge(Exception):
-    pass
-
-
 def _with_body(fn: Callable[[Any], Any], status: int) -> Response:
     try:
-        body = _json_body()
-    except _TooLarge:
-        too_large = f"request bodies are capped at {MAX_BODY_BYTES} bytes"
-        return _error(413, {"code": "body_too_large", "message": too_large})
-    except InvalidSpecError as exc:
+        request = api.current_request
+        cap = get_service().limits.max_body_bytes
+        if (_content_length(request.headers.get("content-length")) or 0) > cap:
+            raise TooLargeError(f"request bodies are capped at {cap} bytes (setting TILEFAN_MAX_BODY_BYTES)")
+        body = parse_json(request.raw_body or b"", cap)
+    except TilefanError as exc:
         return _error(*http_error(exc))
     return _handle(lambda: fn(body), status)
 
 
-@api.route("/jobs", methods=["POST"])
+@api.route("/jobs", methods=["POST"], authorizer=AUTH)
 def create_job() -> Response:
     return _with_body(get_service().submit, 202)
 
 
-@api.route("/jobs", methods=["GET"])
+@api.route("/jobs", methods=["GET"], authorizer=AUTH)
 def list_jobs() -> Response:
     params: Any = api.current_request.query_params or {}
     return _handle(lambda: get_service().list(params.get("limit"), params.get("cursor")))
 
 
-@api.route("/jobs/{job_id}", methods=["GET"])
+@api.route("/jobs/{job_id}", methods=["GET"], authorizer=AUTH)
 def get_job(job_id: str) -> Response:
     return _handle(lambda: get_service().get(job_id))
 
 
-@api.route("/jobs/{job_id}", methods=["DELETE"])
+@api.route("/jobs/{job_id}", methods=["DELETE"], authorizer=AUTH)
 def cancel_job(job_id: str) -> Response:
     return _handle(lambda: get_service().cancel(job_id))
 
 
-@api.route("/jobs/{job_id}/report", methods=["GET"])
+@api.route("/jobs/{job_id}/report", methods=["GET"], authorizer=AUTH)
 def job_report(job_id: str) -> Response:
     return _handle(lambda: get_service().report(job_id))
 
 
-@api.route("/uploads", methods=["POST"])
+@api.route("/uploads", methods=["POST"], authorizer=AUTH)
 def create_upload() -> Response:
     return _with_body(get_service().create_upload, 201)
 
 
-@api.route("/uploads/{upload_id}/{name}", methods=["PUT"], content_types=["application/octet-stream"])
+@api.route("/uploads/{upload_id}/{name}", methods=["PUT"], authorizer=AUTH,
+           content_types=["application/octet-stream"])
 def put_upload(upload_id: str, name: str) -> Response:
-    raw = api.current_request.raw_body or b""
+    request = api.current_request
+    raw = request.raw_body or b""
     data = raw.encode() if isinstance(raw, str) else raw
-    return _handle(lambda: get_service().receive_upload(upload_id, name, data), 201)
+    declared = _content_length(request.headers.get("content-length"))
+    return _handle(lambda: get_service().receive_upload(upload_id, name, data, declared=declared), 201)
 
 
-@api.route("/openapi.json", methods=["GET"])
+def _content_length(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def _download(job_id: str, which: str) -> Response:
+    """A job's output: streamed by the embedded server, a redirect to a presigned GET on AWS."""
+    try:
+        how, what = get_service().output(job_id, which)
+    except TilefanError as exc:
+        return _error(*http_error(exc))
+    if how == "redirect":
+        return Response(body="", status_code=307, headers={"Location": str(what)})
+    return Response(body=what, status_code=200, headers={
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": f'attachment; filename="{job_id}-{which}.npy"'})
+
+
+@api.route("/jobs/{job_id}/result", methods=["GET"], authorizer=AUTH)
+def job_result(job_id: str) -> Response:
+    return _download(job_id, "result")
+
+
+@api.route("/jobs/{job_id}/field", methods=["GET"], authorizer=AUTH)
+def job_field(job_id: str) -> Response:
+    return _download(job_id, "field")
+
+
+@api.route("/openapi.json", methods=["GET"], authorizer=AUTH)
 def openapi() -> Response:
     return Response(body=openapi_document(), status_code=200, headers={"Content-Type": "application/json"})

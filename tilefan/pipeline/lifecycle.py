@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -10,9 +11,14 @@ from tilefan.domain.records import Status
 from tilefan.pipeline.inputs import output_key
 from tilefan.pipeline.ports import Clock, Ports
 
+log = logging.getLogger(__name__)
+
 
 def fail_job(ports: Ports, job_id: str, error: Mapping[str, Any], *, clock: Clock = time.time) -> bool:
-    """Mark the job FAILED with ``error`` and drop any uncommitted output."""
+    """Mark the job FAILED with ``error`` and drop any uncommitted output.
+
+    A cleanup that fails in turn is logged: the job still ends FAILED with its own cause.
+    """
     _discard_outputs(ports, job_id)
     return ports.jobs.transition(job_id, Status.FAILED, error=dict(error), timings={"finished_at": clock()})
 
@@ -31,7 +37,11 @@ def cancel_job(ports: Ports, job_id: str, *, clock: Clock = time.time) -> bool:
 
 
 def _discard_outputs(ports: Ports, job_id: str) -> None:
-    record = ports.jobs.get_job(job_id)
-    key = output_key(job_id, record.spec)
-    if key is not None:
-        ports.blobs.discard_array(key, job_id)
+    """Drop the job's uncommitted output; never raises (this runs on failure paths)."""
+    try:
+        record = ports.jobs.get_job(job_id)
+        key = output_key(job_id, record.spec)
+        if key is not None:
+            ports.blobs.discard_array(key, job_id)
+    except Exception:  # a leftover partial file must not hide why the job ended
+        log.exception("could not discard the partial output of job %s", job_id)

@@ -15,7 +15,9 @@ from tilefan.domain.plan import fit_to_lambda, tiles_total
 from tilefan.domain.records import JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import JobSpec, Limits, parse_spec
+from tilefan.pipeline.guardrails import check_guardrails
 from tilefan.pipeline.inputs import load_atoms_file
+from tilefan.pipeline.output_claims import claim_output
 from tilefan.pipeline.ports import Clock, Ports
 
 
@@ -45,9 +47,13 @@ def submit_job(
     job_id: str | None = None, links: Mapping[str, str] | None = None, policy: RoutePolicy | None = None,
 ) -> JobRecord:
     """Validate and record a new job as QUEUED. Raises InvalidSpecError, writing nothing."""
-    spec = admit(ports, raw, limits or Limits(), policy)
+    limits = limits or Limits()
+    spec = admit(ports, raw, limits, policy)
+    check_guardrails(spec, limits, policy)
+    job_id = job_id or new_job_id()
+    claim_output(ports, job_id, spec)
     record = JobRecord(
-        job_id=job_id or new_job_id(),
+        job_id=job_id,
         kind=spec.kind.value,
         status=Status.QUEUED,
         spec=spec,

@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from tilefan.domain.records import JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import Limits
-from tilefan.errors import ConflictError, InvalidSpecError
+from tilefan.errors import ConflictError, InvalidSpecError, NotFoundError
 from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import fail_job
 from tilefan.pipeline.ports import JobRunner, Ports
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import new_job_id, submit_job
+from tilefan.service.rest_door import field_key, restrict, result_key
+from tilefan.service.uploads import Uploads
 
-MAX_BODY_BYTES = 64 * 1024
 MAX_PAGE = 100
 UPLOAD_EXPIRES_S = 900
+DOWNLOAD_EXPIRES_S = 300
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -38,12 +39,16 @@ class JobService:
         self.limits = limits
         self.clock = clock
         self.policy = policy or RoutePolicy()
+        self.uploads = Uploads(ports.blobs, UPLOAD_EXPIRES_S, limits.max_upload_bytes)
+        # On AWS the bytes go straight to S3, so "complete" is known only when a job reads them.
+        self._receives = hasattr(ports.blobs, "put_bytes")
 
     # ------------------------------------------------------------------ jobs
 
-    def submit(self, body: Any) -> dict[str, Any]:
+    def submit(self, body: Any, owner: str = "") -> dict[str, Any]:
         """Validate and record the job, then start it. Bad input raises before any write."""
         job_id = new_job_id()
+        body = restrict(body, job_id, owner, self.uploads, self.ports.jobs, needs_receipt=self._receives)
         links = {"self": f"/jobs/{job_id}", "report": f"/jobs/{job_id}/report", **self.runner.links(job_id)}
         record = submit_job(self.ports, body, limits=self.limits, clock=self.clock, job_id=job_id, links=links,
                                   policy=self.policy)
@@ -92,8 +97,8 @@ class JobService:
 
     # ------------------------------------------------------------------ uploads
 
-    def create_upload(self, body: Any) -> dict[str, Any]:
-        """Where to PUT an input file; a job then names it as {"file": key}."""
+    def create_upload(self, body: Any, owner: str = "") -> dict[str, Any]:
+        """An upload ID and where to send the file; a job then names it as {"file": key}."""
         if not isinstance(body, dict):
             raise InvalidSpecError("body", "must be a JSON object like {\"filename\": \"A.npy\"}")
         name = body.get("filename")
@@ -101,24 +106,33 @@ class JobService:
             raise InvalidSpecError("filename", "must be a plain file name (letters, digits, . _ -), e.g. A.npy")
         if not name.lower().endswith((".npy", ".csv")):
             raise InvalidSpecError("filename", "must end in .npy or .csv")
-        upload_id = uuid.uuid4().hex[:16]
-        key = f"uploads/{upload_id}/{name}"
-        presign = getattr(self.ports.blobs, "presign_put", None)
-        url = presign(key, UPLOAD_EXPIRES_S) if presign else f"/uploads/{upload_id}/{name}"
-        return {"upload_id": upload_id, "key": key, "method": "PUT", "url": url, "expires_in": UPLOAD_EXPIRES_S,
-                "use_as": {"file": key}}
+        upload_id, key = self.uploads.issue(name, owner, self.clock())
+        target = {"upload_id": upload_id, "key": key, "method": "PUT", "url": f"/uploads/{upload_id}/{name}",
+                  "expires_in": UPLOAD_EXPIRES_S, "max_bytes": self.uploads.max_bytes, "use_as": {"file": key}}
+        presign = getattr(self.ports.blobs, "presign_post", None)
+        if presign is not None:
+            form = presign(key, UPLOAD_EXPIRES_S, self.uploads.max_bytes)
+            target.update(method="POST", url=form["url"], fields=form["fields"])
+        return target
 
-    def receive_upload(self, upload_id: str, name: str, data: bytes) -> dict[str, Any]:
-        """Embedded backend only: store a PUT upload (on AWS the client PUTs to S3)."""
-        if not re.fullmatch(r"[0-9a-f]{16}", upload_id) or not _SAFE_NAME.match(name):
-            raise InvalidSpecError("upload", "unknown upload address; ask POST /uploads for one")
-        put = getattr(self.ports.blobs, "put_bytes", None)
-        if put is None:
-            raise InvalidSpecError("upload", "this backend takes uploads through the presigned URL")
-        key = f"uploads/{upload_id}/{name}"
-        put(key, data)
-        return {"key": key, "bytes": len(data)}
+    def receive_upload(self, upload_id: str, name: str, data: bytes, owner: str = "",
+                       declared: int | None = None) -> dict[str, Any]:
+        """Embedded backend only: store an issued upload's bytes, once (on AWS the client posts to S3)."""
+        return self.uploads.receive(upload_id, name, owner, data, self.clock(), declared)
 
+    def output(self, job_id: str, which: str) -> tuple[str, str | bytes]:
+        """A finished job's output: ("redirect", presigned URL) on AWS, ("bytes", the .npy) locally."""
+        record = self.ports.jobs.get_job(job_id)
+        key = result_key(job_id) if which == "result" else field_key(job_id)
+        spec = record.spec
+        produced = getattr(spec, "out", None) if which == "result" else getattr(spec, "field_out", None)
+        if record.status is not Status.SUCCEEDED or produced != key:
+            # Outputs a caller placed elsewhere (the CLI's own paths) are not served.
+            raise NotFoundError(f"job {job_id} has no {which} to download")
+        presign = getattr(self.ports.blobs, "presign_get", None)
+        if presign is not None:
+            return "redirect", str(presign(key, DOWNLOAD_EXPIRES_S))
+        return "bytes", self.ports.blobs.read_bytes(key)
 
 def _page_size(raw: Any) -> int:
     try:

@@ -28,6 +28,12 @@ from tilefan.service.jobs import JobService
 
 # --------------------------------------------------------------------------- cancel
 
+
+def outputs(job_dir: Path, name: str) -> list[str]:
+    """The output ``name`` in a job's directory, or its hidden partial file."""
+    return [f for f in files_under(job_dir) if f == name or (f.startswith(f".{name}.") and f.endswith(".partial"))]
+
+
 # Eight tiles; the second is held at its start (see ``held``) until the test releases it.
 ATOMS = {"kind": "atoms", "grid": 16, "atoms": {"count": 50, "seed": 1}, "tile": 8}
 
@@ -59,15 +65,16 @@ def held(make_service: MakeService, monkeypatch: pytest.MonkeyPatch) -> Iterator
     held.release.set()  # before make_service's teardown waits for the runner
 
 
-def test_delete_cancels_a_running_job_and_leaves_no_output(held: Held, out_dir: Path) -> None:
+def test_delete_cancels_a_running_job_and_leaves_no_output(held: Held, home: Path) -> None:
     with Client(chalice_app.app) as client:
-        job_id = submit(client, {**ATOMS, "field_out": str(out_dir / "phi.npy")})
+        job_id = submit(client, {**ATOMS, "field": True})
         assert held.started.wait(30), "tile 1 never started"
+        out_dir = home / "blobs" / "jobs" / job_id
         running = client.http.get(f"/jobs/{job_id}").json_body
         assert running["status"] == "RUNNING"
         assert (running["progress"]["tiles_done"], running["progress"]["tiles_total"]) == (1, 8)
         # The field is being built in a hidden partial file next to the destination.
-        assert files_under(out_dir) == [f".phi.npy.{job_id}.partial"]
+        assert outputs(out_dir, "field.npy") == [f".field.npy.{job_id}.partial"]
         response = client.http.delete(f"/jobs/{job_id}")
         assert response.status_code == 200, response.json_body
         assert response.json_body["status"] == "CANCELLED"
@@ -80,7 +87,8 @@ def test_delete_cancels_a_running_job_and_leaves_no_output(held: Held, out_dir: 
         assert doc["result"] is None
         assert doc["progress"]["tiles_done"] == 1
         assert "finished_at" in doc["timings"]
-        assert files_under(out_dir) == [], "no output and no partial file may be left"
+        left = [f for f in files_under(out_dir) if "field.npy" in f]
+        assert left == [], "no output, no partial file and no claim on the path may be left"
         again = client.http.delete(f"/jobs/{job_id}")
         assert again.status_code == 409
         assert again.json_body["error"]["code"] == "conflict"
@@ -116,7 +124,7 @@ COMMIT_MOMENTS = ["before-rename", "after-rename", "after-succeeded"]
 
 @pytest.mark.parametrize("moment", COMMIT_MOMENTS)
 def test_delete_racing_the_reducers_commit_never_leaves_a_cancelled_job_with_output(
-    service: JobService, client: Client, out_dir: Path, monkeypatch: pytest.MonkeyPatch, moment: str
+    service: JobService, client: Client, home: Path, monkeypatch: pytest.MonkeyPatch, moment: str
 ) -> None:
     """A DELETE that lands while the reducer publishes the output. The reducer's own calls
     are wrapped to send it at one exact moment: just before the output file is renamed
@@ -132,7 +140,7 @@ def test_delete_racing_the_reducers_commit_never_leaves_a_cancelled_job_with_out
     def delete(job_id: str) -> None:
         # Wait for the POST to be answered: the test client serves one request at a time.
         assert posted.wait(30)
-        on_disk_at_delete.append(files_under(out_dir))
+        on_disk_at_delete.append(outputs(home / "blobs" / "jobs" / job_id, "out.npy"))
         deletes.append(client.http.delete(f"/jobs/{job_id}"))
 
     def commit_with_a_delete_arriving(key: str, job_id: str) -> str:
@@ -155,9 +163,9 @@ def test_delete_racing_the_reducers_commit_never_leaves_a_cancelled_job_with_out
     monkeypatch.setattr(blobs, "commit_array", commit_with_a_delete_arriving)
     if moment == "after-succeeded":
         monkeypatch.setattr(jobs, "transition", transition_with_a_delete_arriving)
-    spec = {"kind": "add", "a": {"shape": [40, 40]}, "b": {"shape": [40, 40]}, "tile": 20,
-            "out": str(out_dir / "C.npy")}
+    spec = {"kind": "add", "a": {"shape": [40, 40]}, "b": {"shape": [40, 40]}, "tile": 20}
     job_id = submit(client, spec)
+    out_dir = home / "blobs" / "jobs" / job_id
     posted.set()
     # The main thread sends no request until the runner is done, so the DELETE from
     # inside the reducer is the only request in flight.
@@ -168,21 +176,22 @@ def test_delete_racing_the_reducers_commit_never_leaves_a_cancelled_job_with_out
     # The moment was the one claimed: only the hidden partial file, or the output itself.
     [seen] = on_disk_at_delete
     if moment == "before-rename":
-        assert len(seen) == 1 and seen[0].startswith(".C.npy.") and seen[0].endswith(".partial"), seen
+        assert len(seen) == 1 and seen[0].startswith(".out.npy.") and seen[0].endswith(".partial"), seen
     else:
-        assert seen == ["C.npy"]
+        assert seen == ["out.npy"]
     if moment == "after-succeeded":
         assert response.status_code == 409, response.json_body
         assert response.json_body["error"]["code"] == "conflict"
         assert doc["status"] == "SUCCEEDED"
-        assert doc["result"]["output"] == str((out_dir / "C.npy").resolve())
-        assert files_under(out_dir) == ["C.npy"]
+        assert doc["result"]["output"] == str((out_dir / "out.npy").resolve())
+        assert outputs(out_dir, "out.npy") == ["out.npy"]
     else:
         assert response.status_code == 200, response.json_body
         assert response.json_body["status"] == "CANCELLED"
         assert doc["status"] == "CANCELLED"
         assert doc["result"] is None
-        assert files_under(out_dir) == [], f"job is CANCELLED but its output was published: {files_under(out_dir)}"
+        published = outputs(out_dir, "out.npy")
+        assert published == [], f"job is CANCELLED but its output was published: {published}"
 
 
 def test_delete_of_a_finished_job_is_a_conflict(client: Client) -> None:

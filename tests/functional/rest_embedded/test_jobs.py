@@ -26,24 +26,25 @@ from tilefan.domain.spec import RandomAtoms
 # --------------------------------------------------------------------------- jobs of each kind
 
 
-def test_matmul_job_is_accepted_runs_and_gives_numpys_answer(client: Client, out_dir: Path) -> None:
+def test_matmul_job_is_accepted_runs_and_gives_numpys_answer(client: Client, home: Path) -> None:
     spec = {"kind": "matmul", "a": {"shape": [150, 90]}, "b": {"shape": [90, 70]}, "seed": 5, "tile": 64,
-            "verify": True, "out": str(out_dir / "C.npy")}
+            "verify": True}
     accepted = assert_accepted(post_job(client, spec), "matmul")
     assert accepted["progress"]["units_total"] == 150 * 70
     doc = wait_job(client, accepted["job_id"])
     assert_finished(doc)
+    out_dir = home / "blobs" / "jobs" / doc["job_id"]
     assert doc["progress"]["tiles_total"] == 6
     assert doc["result"]["verification"]["method"] == "freivalds"
     assert doc["result"]["shape"] == [150, 70] and doc["result"]["dtype"] == "float64"
-    assert doc["result"]["output"] == str((out_dir / "C.npy").resolve())
+    assert doc["result"]["output"] == str((out_dir / "out.npy").resolve())
     got = np.load(doc["result"]["output"])
     a, b = random_pair(5, "float64", (150, 90), (90, 70))
     np.testing.assert_allclose(got, a @ b, rtol=1e-12, atol=1e-12)
     assert doc["result"]["checksums"]["sum"] == pytest.approx(float(got.sum()), rel=1e-12)
     assert doc["result"]["checksums"]["frobenius"] == pytest.approx(float(np.linalg.norm(got)), rel=1e-12)
-    # Only the committed output is in the output directory: no partial file survives.
-    assert files_under(out_dir) == ["C.npy"]
+    # Only the committed output is in the job's directory: no partial file survives.
+    assert [f for f in files_under(out_dir) if "out.npy" in f] == ["out.npy"]
 
 
 def test_add_job_in_float32_gives_numpys_answer_exactly(client: Client) -> None:
@@ -59,10 +60,10 @@ def test_add_job_in_float32_gives_numpys_answer_exactly(client: Client) -> None:
     np.testing.assert_array_equal(got, a + b)
 
 
-def test_atoms_job_finds_the_brute_force_minimum_and_writes_the_field(client: Client, out_dir: Path) -> None:
+def test_atoms_job_finds_the_brute_force_minimum_and_writes_the_field(client: Client, home: Path) -> None:
     grid = (10, 9, 8)
     spec = {"kind": "atoms", "grid": list(grid), "atoms": {"count": 40, "seed": 2}, "tile": 4, "verify": True,
-            "softening": 0.1, "field_out": str(out_dir / "phi.npy")}
+            "softening": 0.1, "field": True}
     accepted = assert_accepted(post_job(client, spec), "atoms")
     assert accepted["progress"]["units_total"] == 10 * 9 * 8
     doc = wait_job(client, accepted["job_id"])
@@ -74,11 +75,12 @@ def test_atoms_job_finds_the_brute_force_minimum_and_writes_the_field(client: Cl
     assert doc["result"]["min_index"] == expected_index
     assert doc["result"]["min_point"] == [float(v) for v in expected_index]
     assert doc["result"]["min_value"] == pytest.approx(float(ref.min()), rel=1e-12)
-    assert doc["result"]["field"] == str((out_dir / "phi.npy").resolve())
+    out_dir = home / "blobs" / "jobs" / doc["job_id"]
+    assert doc["result"]["field"] == str((out_dir / "field.npy").resolve())
     field = np.load(doc["result"]["field"])
     assert field.shape == grid and field.dtype == np.float64
     assert np.all(np.abs(field - ref) <= 1e-12 * scale)
-    assert files_under(out_dir) == ["phi.npy"]
+    assert [f for f in files_under(out_dir) if "field.npy" in f] == ["field.npy"]
 
 
 def test_report_has_one_row_per_tile_and_a_summary(client: Client) -> None:

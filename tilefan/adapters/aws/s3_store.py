@@ -145,6 +145,24 @@ class S3BlobStore(PartBuiltOutputs):
             )
         return url
 
+    def presign_get(self, key: str, expires_s: int) -> str:
+        """A URL a client can GET the object from without AWS credentials (a job's output)."""
+        obj = self._obj(key)
+        with translated(f"cannot presign a download of {key}", StoreError):
+            url: str = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": obj.bucket, "Key": obj.key}, ExpiresIn=expires_s, HttpMethod="GET"
+            )
+        return url
+
+    def presign_post(self, key: str, expires_s: int, max_bytes: int) -> dict[str, Any]:
+        """A form a client can POST the object with; S3 refuses a body over ``max_bytes``."""
+        obj = self._obj(key)
+        with translated(f"cannot presign an upload to {key}", StoreError):
+            form: dict[str, Any] = self.client.generate_presigned_post(
+                obj.bucket, obj.key, Conditions=[["content-length-range", 1, max_bytes]], ExpiresIn=expires_s
+            )
+        return form
+
     # ------------------------------------------------------------------ arrays
 
     def _header(self, obj: ObjectRef, label: str) -> NpyHeader:

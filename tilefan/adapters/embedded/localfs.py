@@ -156,14 +156,59 @@ class LocalBlobStore:
 
     def commit_array(self, key: str, job_id: str) -> str:
         final = self.path(key)
+        holder = self._holder(key)
+        if holder not in (None, job_id):
+            self.discard_array(key, job_id)
+            raise StoreError(f"output {key} was claimed by job {holder} while job {job_id} ran; "
+                             "it was not overwritten")
         try:
             os.replace(self._partial(key, job_id), final)
         except FileNotFoundError:
             raise StoreError(f"output {key} of job {job_id} was never created") from None
+        self._release(key, job_id)
         return str(final.resolve())
 
     def discard_array(self, key: str, job_id: str) -> None:
         self._partial(key, job_id).unlink(missing_ok=True)
+        self._release(key, job_id)
+
+    # ------------------------------------------------------------------ output claims
+
+    def _lock(self, key: str) -> Path:
+        final = self.path(key)
+        return final.with_name(f".{final.name}.writer")
+
+    def _holder(self, key: str) -> str | None:
+        try:
+            return self._lock(key).read_text() or None
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def claim_output(self, key: str, job_id: str) -> str | None:
+        """Claim ``key`` for ``job_id`` (atomically, across processes); the holder's id if taken."""
+        lock = self._lock(key)
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return self._holder(key) or job_id
+        except (OSError, ValueError) as exc:  # a name too long, a NUL, a file where a directory goes
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise InvalidBlobError(key, f"cannot be written: {reason}") from None
+        with os.fdopen(fd, "w") as fp:
+            fp.write(job_id)
+        return None
+
+    def take_output(self, key: str, job_id: str) -> None:
+        """Take over a claim whose holder has ended."""
+        lock = self._lock(key)
+        tmp = lock.with_name(f"{lock.name}.{job_id}")
+        tmp.write_text(job_id)
+        os.replace(tmp, lock)
+
+    def _release(self, key: str, job_id: str) -> None:
+        if self._holder(key) == job_id:
+            self._lock(key).unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)

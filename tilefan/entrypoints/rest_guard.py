@@ -1,0 +1,107 @@
+"""One error shape for every answer, no client input that ends in a 500, and the access check.
+
+``guard`` is a Chalice ``http`` middleware around every route of the blueprint, so it
+runs whatever serves the routes (API Gateway, ``tilefan serve``). It re-shapes the
+errors Chalice answers itself before a view runs (405, 415, a binary answer the client
+did not accept) into ``{"error": {code, message}}``, and turns an exception that escaped
+a view into a 500 of that shape that says nothing of its cause (which goes to the log).
+Before any route it applies the embedded server's access policy (``rest_access.check``).
+``parse_json`` reads a body with its size and nesting capped, so deep JSON is a 400.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Response
+
+from tilefan.entrypoints import rest_access
+from tilefan.errors import InvalidSpecError, TooLargeError
+
+log = logging.getLogger(__name__)
+
+MAX_DEPTH = 32
+# Chalice's own error codes, as ours.
+_CHALICE_CODES = {
+    "MethodNotAllowedError": "method_not_allowed", "UnsupportedMediaType": "unsupported_media_type",
+    "BadRequest": "not_acceptable", "BadRequestError": "invalid_input", "NotFoundError": "not_found",
+}
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return Response(body={"error": body}, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def guard(request: Any, get_response: Callable[[Any], Response]) -> Response:
+    """Refuse requests the server's access policy does not admit; answer in one error shape."""
+    try:
+        refused = rest_access.check(request.headers, request.query_params)
+        if refused is not None:
+            status, code, message = refused
+            response = error_response(status, code, message)
+            if status == 401:
+                response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        response = get_response(request)
+    except Exception:  # the last line of defence: log it, answer a plain 500
+        log.exception("unhandled error in a REST route")
+        return error_response(500, "internal_error", "the server failed to answer this request")
+    return _reshaped(response)
+
+
+def _reshaped(response: Response) -> Response:
+    if response.status_code < 400:
+        return response
+    body = response.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return response
+    chalice_code = body.get("Code") if isinstance(body, dict) else None
+    if response.status_code >= 500:
+        log.error("Chalice answered %s: %r", response.status_code, body)
+        return error_response(500, "internal_error", "the server failed to answer this request")
+    code = _CHALICE_CODES.get(str(chalice_code), "invalid_input")
+    message = str(body.get("Message", "")) if isinstance(body, dict) else ""
+    reshaped = error_response(response.status_code, code, message or "the request was refused")
+    reshaped.headers.update({k: v for k, v in response.headers.items() if k.lower() == "allow"})
+    return reshaped
+
+
+def parse_json(raw: bytes | str, max_bytes: int) -> Any:
+    """A request body as JSON: at most ``max_bytes``, nested at most ``MAX_DEPTH`` deep."""
+    if len(raw) > max_bytes:
+        raise TooLargeError(f"request bodies are capped at {max_bytes} bytes (setting TILEFAN_MAX_BODY_BYTES)")
+    if _nesting(raw) > MAX_DEPTH:
+        raise InvalidSpecError("body", f"is nested more than {MAX_DEPTH} levels deep")
+    try:
+        return json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidSpecError("body", "is not valid JSON") from None
+
+
+def _nesting(raw: bytes | str) -> int:
+    """How deeply brackets nest, outside strings (before parsing, so depth costs no recursion)."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest

@@ -1,0 +1,84 @@
+"""What a REST caller may name: data by ID, never a path or a bucket key of their choosing.
+
+A REST body names an input as seeded random data, an upload (``uploads/<upload_id>/<name>``
+from ``POST /uploads``), or a previous job's output (``jobs/<job_id>/out.npy`` or
+``.../field.npy``). Outputs belong to the job: ``out`` and ``field_out`` are refused, and
+an atoms job asks for its field with ``"field": true``. ``restrict`` rewrites a body into
+the spec the pipeline runs, raising ``InvalidSpecError`` naming the field otherwise;
+messages never say whether a path exists or what a file holds. The CLI does not come
+through here: it runs as its user, on that user's paths.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from tilefan.domain.records import Status
+from tilefan.errors import InvalidSpecError, JobNotFoundError
+from tilefan.pipeline.ports import JobStore
+from tilefan.service.uploads import UPLOAD_KEY, Uploads
+
+JOB_OUTPUT_KEY = re.compile(r"^jobs/([0-9a-f]{16})/(out|field)\.npy$")
+_OUTPUTS = {"out": "matmul and add", "field_out": "atoms"}
+
+
+def result_key(job_id: str) -> str:
+    return f"jobs/{job_id}/out.npy"
+
+
+def field_key(job_id: str) -> str:
+    return f"jobs/{job_id}/field.npy"
+
+
+def restrict(raw: Any, job_id: str, owner: str, uploads: Uploads, jobs: JobStore, *,
+             needs_receipt: bool) -> Any:
+    """The body a REST caller may submit, with its own outputs filled in."""
+    if not isinstance(raw, Mapping):
+        return raw  # the spec check says what is wrong with it
+    body = dict(raw)
+    for name in _OUTPUTS:
+        if body.get(name) is not None:
+            raise InvalidSpecError(name, "outputs belong to the job and cannot be placed; download them from "
+                                         f"GET /jobs/{{job_id}}/{'field' if name == 'field_out' else 'result'}")
+        body.pop(name, None)
+    if body.get("kind") == "atoms":
+        want_field = body.pop("field", False)
+        if not isinstance(want_field, bool):
+            raise InvalidSpecError("field", f"must be true or false, got {type(want_field).__name__}")
+        if want_field:
+            body["field_out"] = field_key(job_id)
+    else:
+        body["out"] = result_key(job_id)
+    for role in ("a", "b", "atoms"):
+        value = body.get(role)
+        if isinstance(value, Mapping) and "file" in value:
+            key = _input_key(value["file"], f"{role}.file", owner, uploads, jobs, needs_receipt)
+            body[role] = {**value, "file": key}
+    return body
+
+
+def _input_key(value: Any, field: str, owner: str, uploads: Uploads, jobs: JobStore, needs_receipt: bool) -> str:
+    if not isinstance(value, str):
+        raise InvalidSpecError(field, "must be a string naming an upload or a job's output")
+    if UPLOAD_KEY.match(value):
+        return uploads.resolve(value, owner, field, needs_receipt=needs_receipt)
+    match = JOB_OUTPUT_KEY.match(value)
+    if not match:
+        raise InvalidSpecError(field, "must name an upload (uploads/<upload_id>/<name>, from POST /uploads) "
+                                      "or a job's output (jobs/<job_id>/out.npy or field.npy)")
+    job_id, which = match.groups()
+    try:
+        record = jobs.get_job(job_id)
+    except JobNotFoundError:
+        raise InvalidSpecError(field, f"no job {job_id} has an output to use") from None
+    if record.status is not Status.SUCCEEDED:
+        raise InvalidSpecError(field, f"no job {job_id} has an output to use")
+    wanted = result_key(job_id) if which == "out" else field_key(job_id)
+    spec = record.spec
+    produced = getattr(spec, "out", None) if which == "out" else getattr(spec, "field_out", None)
+    if produced != wanted:
+        raise InvalidSpecError(field, f"no job {job_id} has an output to use")
+    return wanted
+
