@@ -20,7 +20,7 @@ import pytest
 from tests.e2e.serve_process import serving
 from tests.helpers import random_pair
 from tilefan.entrypoints import progress
-from tilefan.entrypoints.client import ApiError, Client
+from tilefan.entrypoints.client import Client
 from tilefan.errors import JobNotFoundError, ReportedError
 
 
@@ -63,9 +63,12 @@ def test_upload_then_refusals_name_what_went_wrong(base: str, tmp_path: Path) ->
     with pytest.raises(ReportedError) as bad:
         client.submit({"kind": "add", "a": {"shape": [2, 2]}, "b": {"shape": [3, 3]}})
     assert bad.value.code == "invalid_input" and bad.value.field == "b.shape"
-    # Until the server has GET /jobs/{id}/result, the client says so in one sentence.
-    with pytest.raises(ApiError, match="serves no result download"):
-        client.result(final["job_id"], tmp_path / "S.npy")
+    # The output comes back through GET /jobs/{id}/result, byte for byte.
+    got = client.result(final["job_id"], tmp_path / "S.npy")
+    np.testing.assert_array_equal(np.load(got), 2 * np.arange(12.0).reshape(3, 4))
+    with pytest.raises(JobNotFoundError):
+        client.result("0123456789abcdef", tmp_path / "none.npy")
+    assert not (tmp_path / "none.npy").exists()
 
 
 def test_cli_with_endpoint_runs_lists_and_reports(base: str, tmp_path: Path) -> None:

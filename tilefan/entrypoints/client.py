@@ -163,6 +163,8 @@ class Client:
             if not err:  # API Gateway and Chalice answer an unknown route with a bare 403
                 raise ApiError(status, None, f"{self.url} serves no result download for job {job_id} "
                                              f"(GET /jobs/{job_id}/result answered HTTP {status})")
+            if status == 404 and err.get("code") == "job_not_found":
+                raise JobNotFoundError(job_id)
             raise ReportedError(err.get("code", "api_error"), err.get("message", f"HTTP {status}"), err.get("field"))
         path = Path(out)
         path.write_bytes(raw)
