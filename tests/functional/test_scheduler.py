@@ -3,6 +3,7 @@ with another process, retries of transient errors, permanent errors, fairness.""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,12 @@ def test_a_tile_that_keeps_failing_fails_the_job_after_bounded_attempts(
 def test_bad_input_fails_the_job_at_once_without_retries(make: Callable[..., JobService], tmp_path: Path) -> None:
     bad = np.ones((8, 8))
     bad[5, 6] = np.nan
-    np.save(tmp_path / "bad.npy", bad)
+    buf = io.BytesIO()
+    np.save(buf, bad)
     service = make(workers=2)  # in the pool
-    spec = {**ADD, "a": {"file": str(tmp_path / "bad.npy")}}
+    ticket = service.create_upload({"filename": "bad.npy"})
+    service.receive_upload(ticket["upload_id"], "bad.npy", buf.getvalue())
+    spec = {**ADD, "a": ticket["use_as"]}
     job_id = service.submit(spec)["job_id"]
     doc = ended(service, job_id)
     assert doc["status"] == "FAILED" and doc["error"]["field"] == "a"

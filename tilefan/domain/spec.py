@@ -62,7 +62,8 @@ class Limits:
     max_cost_usd: float = 10.0
     # Request sizes the REST API reads at most.
     max_body_bytes: int = 64 * 1024
-    max_upload_bytes: int = 1 << 30
+    # The server's HTTP front end refuses a body over this before reading it.
+    max_upload_bytes: int = 256 << 20
 
 
 Inspector = Callable[[str], tuple[tuple[int, ...], str]]

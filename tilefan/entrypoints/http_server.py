@@ -32,7 +32,7 @@ from chalice.local import LocalGateway, LocalGatewayException
 
 from tilefan.domain.spec import Limits
 
-MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+MAX_UPLOAD_BYTES = Limits().max_upload_bytes
 StartResponse = Callable[..., Any]
 
 

@@ -60,22 +60,22 @@ def _guarded(fn: Callable[[], Response]) -> Response:
         return Response(body={"error": body}, status_code=status, headers={"Content-Type": "application/json"})
 
 
-@web.route("/", methods=["GET"])
+@web.route("/", methods=["GET"], authorizer=rest.AUTH)
 def form_page() -> Response:
     return _file(STATIC / "index.html")
 
 
-@web.route("/ui/jobs", methods=["GET"])
+@web.route("/ui/jobs", methods=["GET"], authorizer=rest.AUTH)
 def list_page() -> Response:
     return _file(STATIC / "jobs.html")
 
 
-@web.route("/ui/jobs/{job_id}", methods=["GET"])
+@web.route("/ui/jobs/{job_id}", methods=["GET"], authorizer=rest.AUTH)
 def job_page(job_id: str) -> Response:
     return _file(STATIC / "job.html")
 
 
-@web.route("/static/{name}", methods=["GET"])
+@web.route("/static/{name}", methods=["GET"], authorizer=rest.AUTH)
 def static(name: str) -> Response:
     allowed = {p.name for p in STATIC.iterdir() if p.suffix in (".css", ".js")}
     return _file(STATIC / name) if name in allowed else _not_found(f"/static/{name}")
@@ -89,14 +89,14 @@ def _swagger_dir() -> Path | None:
     return Path(swagger_ui_bundle.swagger_ui_path)
 
 
-@web.route("/docs", methods=["GET"])
+@web.route("/docs", methods=["GET"], authorizer=rest.AUTH)
 def docs() -> Response:
     if _swagger_dir() is None:
         return _needs_extra("serve", "Swagger UI (the schema itself is at /openapi.json)")
     return Response(body=SWAGGER_PAGE, status_code=200, headers={"Content-Type": TYPES[".html"]})
 
 
-@web.route("/docs/assets/{name}", methods=["GET"])
+@web.route("/docs/assets/{name}", methods=["GET"], authorizer=rest.AUTH)
 def docs_asset(name: str) -> Response:
     folder = _swagger_dir()
     if folder is None or name not in SWAGGER_FILES:
@@ -104,7 +104,7 @@ def docs_asset(name: str) -> Response:
     return _file(folder / name)
 
 
-@web.route("/jobs/{job_id}/slice", methods=["GET"])
+@web.route("/jobs/{job_id}/slice", methods=["GET"], authorizer=rest.AUTH)
 def job_slice(job_id: str) -> Response:
     from tilefan.pipeline.slices import atoms_slice
 
@@ -113,7 +113,7 @@ def job_slice(job_id: str) -> Response:
                                      headers={"Content-Type": "application/json"}))
 
 
-@web.route("/jobs/{job_id}/report/{name}", methods=["GET"])
+@web.route("/jobs/{job_id}/report/{name}", methods=["GET"], authorizer=rest.AUTH)
 def report_file(job_id: str, name: str) -> Response:
     from tilefan.entrypoints import report_files as rf
 
