@@ -22,13 +22,14 @@ import http.client
 import json
 import signal
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
 
 from chalice import Chalice
 from chalice.config import Config as ChaliceConfig
-from chalice.local import LocalGateway, LocalGatewayException
+from chalice.local import ForbiddenError, LocalGateway, LocalGatewayException
 
 from tilefan.domain.spec import Limits
 
@@ -46,7 +47,10 @@ class ChaliceWsgi:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
-        path = environ.get("PATH_INFO") or "/"
+        # Keep the path percent-encoded: decoded, a ";" would end it for the route matcher
+        # (urlparse reads it as parameters), and /jobs/;x would answer as /jobs. Our IDs and
+        # names are plain ASCII, so nothing that should match is changed.
+        path = urllib.parse.quote((environ.get("PATH_INFO") or "/").encode("latin-1"), safe="/")
         query = environ.get("QUERY_STRING")
         headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
         for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
@@ -64,6 +68,12 @@ class ChaliceWsgi:
         try:
             with self._lock:
                 response = self.gateway.handle_request(method, path + (f"?{query}" if query else ""), headers, body)
+        except ForbiddenError:
+            # Chalice's local gateway answers a path no route matches with API Gateway's bare
+            # 403 "Missing Authentication Token"; say what it is, in the API's error shape.
+            unknown = {"code": "not_found", "message": f"no route {method} {path}; see /openapi.json"}
+            return _answer(start_response, 404, {"Content-Type": "application/json"},
+                           json.dumps({"error": unknown}).encode())
         except LocalGatewayException as exc:
             return _answer(start_response, exc.CODE, dict(exc.headers), exc.body or b"")
         out = response.get("body") or b""

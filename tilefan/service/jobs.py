@@ -67,7 +67,10 @@ class JobService:
         doc["progress"]["eta_s"] = self._eta(record)
         place = getattr(self.runner, "queue_place", None)
         if record.status is Status.QUEUED and place is not None:
-            doc["progress"]["queue_place"] = place(record.job_id)
+            # The job may leave the queue between the two reads: then there is no place to say.
+            where = place(record.job_id)
+            if where is not None:
+                doc["progress"]["queue_place"] = where
         return doc
 
     def _eta(self, record: JobRecord) -> float | None:
