@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,6 @@ def add_job_commands(sub: Any) -> None:
 
 
 def run_job_command(args: argparse.Namespace) -> int:
-    from tilefan.entrypoints.cli_remote import remote_job_command
     from tilefan.errors import JobNotFoundError, TilefanError
 
     try:
@@ -54,10 +54,12 @@ def run_job_command(args: argparse.Namespace) -> int:
         if endpoint:
             from tilefan.entrypoints.client import Client
 
-            return remote_job_command(args, Client(endpoint, token=token))
+            client = Client(endpoint, token=token)
+            return job_command(args, client, lambda job_id, out: _remote_result(client, job_id, out))
         from tilefan.bootstrap import build_service, load_config
 
-        return _local(args, build_service(load_config()))
+        service = build_service(load_config())
+        return job_command(args, service, lambda job_id, out: _result(service, job_id, out))
     except JobNotFoundError:
         print(f"error: no job {args.job_id} here", file=sys.stderr)
         return EXIT_INVALID
@@ -66,16 +68,24 @@ def run_job_command(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
-def _local(args: argparse.Namespace, service: Any) -> int:
+def job_command(args: argparse.Namespace, jobs: Any, fetch_result: Callable[[str, Path], int]) -> int:
+    """One job command over ``jobs``: this machine's JobService or a remote Client, which
+    answer ``list``, ``get``, ``cancel`` and ``report`` alike; only fetching a result differs."""
     if args.command == "jobs":
-        return print_jobs(service.list(args.limit), args.json)
+        return print_jobs(jobs.list(args.limit), args.json)
     if args.command == "status":
-        return print_job(service.get(args.job_id), args.json)
+        return print_job(jobs.get(args.job_id), args.json)
     if args.command == "cancel":
-        return print_job(service.cancel(args.job_id), args.json)
+        return print_job(jobs.cancel(args.job_id), args.json)
     if args.command == "result":
-        return _result(service, args.job_id, Path(args.out))
-    return write_report_folder(service.report(args.job_id), Path(args.out))
+        return fetch_result(args.job_id, Path(args.out))
+    return write_report_folder(jobs.report(args.job_id), Path(args.out))
+
+
+def _remote_result(client: Any, job_id: str, out: Path) -> int:
+    path = client.result(job_id, out)
+    print(f"{path} ({Path(path).stat().st_size} bytes)")
+    return EXIT_OK
 
 
 def _result(service: Any, job_id: str, out: Path) -> int:

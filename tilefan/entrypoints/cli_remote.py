@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from tilefan.entrypoints.cli_common import (
@@ -18,10 +17,7 @@ from tilefan.entrypoints.cli_common import (
     EXIT_INVALID,
     EXIT_OK,
     field_message,
-    print_job,
-    print_jobs,
     summary,
-    write_report_folder,
 )
 from tilefan.entrypoints.client import Client
 
@@ -68,18 +64,3 @@ def remote_run(args: argparse.Namespace, raw: dict[str, Any], client: Client) ->
         if line:
             print(line)
     return EXIT_OK
-
-
-def remote_job_command(args: argparse.Namespace, client: Client) -> int:
-    """``jobs``, ``status``, ``cancel``, ``result`` and ``report`` over HTTP."""
-    if args.command == "jobs":
-        return print_jobs(client.list(args.limit), args.json)
-    if args.command == "status":
-        return print_job(client.get(args.job_id), args.json)
-    if args.command == "cancel":
-        return print_job(client.cancel(args.job_id), args.json)
-    if args.command == "result":
-        path = client.result(args.job_id, args.out)
-        print(f"{path} ({Path(path).stat().st_size} bytes)")
-        return EXIT_OK
-    return write_report_folder(client.report(args.job_id), Path(args.out))
