@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,10 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.e2e.test_serve import START_DEADLINE_S, TILEFAN, free_port
 from tests.helpers import wait_until
-
-TILEFAN = Path(sys.executable).with_name("tilefan")
-START_DEADLINE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -26,13 +23,6 @@ class Served:
 
     def log_text(self) -> str:
         return self.log.read_text()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _answers(port: int) -> bool:

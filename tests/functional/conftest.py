@@ -97,3 +97,23 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
 def ports(storage: Storage) -> Ports:
     """The pipeline's ports over ``storage``."""
     return storage.ports
+
+
+# The AWS stack in moto and a Chalice test client of the app over it, for the tests that go
+# through the REST API on AWS (a module that needs another ``client`` defines its own).
+@pytest.fixture
+def stack() -> Iterator[Any]:
+    from tests.functional.aws_stack import aws_stack
+
+    with aws_stack() as s:
+        yield s
+
+
+@pytest.fixture
+def client() -> Iterator[Any]:
+    from chalice.test import Client
+
+    import app as chalice_app
+
+    with Client(chalice_app.app) as c:
+        yield c

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from chalice.test import Client
 
-import app as chalice_app
 from tests.functional.aws_stack import ASL, BUCKET, Stack, aws_stack, with_short_retries
 from tests.functional.rest_client import JSON, post_job, wait_job
 from tests.helpers import argmin_index, brute_force_phi, normal_pair, npy_bytes, random_pair, s3_array, wait_until
@@ -25,22 +24,6 @@ from tilefan.pipeline.plan import plan_job
 from tilefan.pipeline.reduce import reduce_job
 from tilefan.pipeline.submit import submit_job
 from tilefan.pipeline.tile import run_tile
-
-
-@pytest.fixture
-def stack() -> Any:
-    with aws_stack() as s:
-        yield s
-
-
-@pytest.fixture
-def client() -> Any:
-    with Client(chalice_app.app) as c:
-        yield c
-
-
-
-
 
 
 def embedded_result(tmp_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
