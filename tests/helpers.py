@@ -147,3 +147,39 @@ def brute_force_phi(
 def argmin_index(field: np.ndarray) -> list[int]:
     """The (i, j, k) of the lowest value, first in C order on ties: how results name the minimum."""
     return [int(v) for v in np.unravel_index(int(np.argmin(field)), field.shape)]
+
+
+def report_tiles_concurrently(
+    jobs: Any, job_id: str, orders: Sequence[Sequence[int]], make_tile: Callable[[int, int], Any],
+    *, mark_started: bool = False,
+) -> list[int]:
+    """Report tiles done from one thread per order, all released at once; return the tile ids
+    whose report this store counted (each should appear once). ``make_tile(tile_id, thread)``
+    builds the TileResult. A thread's exception is re-raised here, never lost."""
+    import threading
+
+    wins: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    gate = threading.Barrier(len(orders))
+
+    def report(seed: int) -> None:
+        try:
+            gate.wait()
+            for tile_id in orders[seed]:
+                if mark_started:
+                    jobs.tile_started(job_id, tile_id, f"t{seed}", "lambda", 1.0)
+                if jobs.record_tile_done(job_id, make_tile(tile_id, seed)):
+                    with lock:
+                        wins.append(tile_id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=report, args=(s,)) for s in range(len(orders))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return wins

@@ -10,7 +10,6 @@ stops every shard at once, and a transaction cancelled by a concurrent one retri
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from tests.functional.conftest import TABLE
 from tests.functional.test_store_contract import OneRequestAtATime, job, tile
+from tests.helpers import report_tiles_concurrently
 from tilefan.adapters.aws.dynamo_items import SHARDS, counter_key, job_key, shard_of
 from tilefan.adapters.aws.dynamo_store import DynamoJobStore
 from tilefan.domain.records import Status
@@ -60,32 +60,16 @@ def test_many_threads_completing_one_jobs_tiles_count_each_tile_once(
     store.create_job(job("j1", tiles_total=96, units_total=96 * 97 // 2))
     assert store.transition("j1", Status.RUNNING)
     tiles, threads = 96, 24
-    wins: list[int] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    gate = threading.Barrier(threads)
-
-    def report(seed: int) -> None:
+    orders = []
+    for seed in range(threads):
         # Every tile is reported by three threads, in a different order in each.
         mine = [t for t in range(tiles) if t % (threads // 3) == seed % (threads // 3)]
         random.Random(seed).shuffle(mine)
-        try:
-            gate.wait()
-            for tile_id in mine:
-                store.tile_started("j1", tile_id, f"t{seed}", "lambda", 1.0)
-                if store.record_tile_done("j1", tile(tile_id, units=tile_id + 1, worker=f"t{seed}")):
-                    with lock:
-                        wins.append(tile_id)
-        except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
-            errors.append(exc)
-
+        orders.append(mine)
     written_keys.clear()
-    workers = [threading.Thread(target=report, args=(s,)) for s in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert not errors
+    wins = report_tiles_concurrently(
+        store, "j1", orders, lambda tile_id, seed: tile(tile_id, units=tile_id + 1, worker=f"t{seed}"),
+        mark_started=True)
     assert sorted(wins) == list(range(tiles))
     record = store.get_job("j1")
     assert (record.tiles_done, record.units_done) == (tiles, sum(t + 1 for t in range(tiles)))

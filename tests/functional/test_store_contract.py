@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from tests.functional.conftest import BUCKET, TABLE, USER_BUCKET
+from tests.helpers import report_tiles_concurrently
 from tilefan.adapters.embedded.localfs import LocalBlobStore
 from tilefan.adapters.embedded.sqlite_store import SqliteJobStore
 from tilefan.adapters.memory import MemoryBlobStore, MemoryJobStore
@@ -663,28 +664,9 @@ def test_tile_rows_report_every_state(be: Backend) -> None:
 def test_concurrent_reports_of_the_same_tiles_count_each_once(be: Backend) -> None:
     running(be)
     tiles, threads = 12, 6
-    wins: list[int] = []
-    lock = threading.Lock()
-    gate = threading.Barrier(threads)
-    errors: list[BaseException] = []
-
-    def report(seed: int) -> None:
-        order = random.Random(seed).sample(range(tiles), tiles)
-        try:
-            gate.wait()
-            for tile_id in order:
-                if be.jobs.record_tile_done("j1", tile(tile_id, units=tile_id + 1, worker=f"t{seed}")):
-                    with lock:
-                        wins.append(tile_id)
-        except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
-            errors.append(exc)
-
-    workers = [threading.Thread(target=report, args=(s,)) for s in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert not errors
+    orders = [random.Random(seed).sample(range(tiles), tiles) for seed in range(threads)]
+    wins = report_tiles_concurrently(
+        be.jobs, "j1", orders, lambda tile_id, seed: tile(tile_id, units=tile_id + 1, worker=f"t{seed}"))
     assert sorted(wins) == list(range(tiles))
     record = be.jobs.get_job("j1")
     assert (record.tiles_done, record.units_done) == (tiles, sum(t + 1 for t in range(tiles)))
