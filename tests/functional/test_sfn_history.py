@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from tests.functional.aws_stack import aws_stack
-from tests.functional.test_aws_pipeline import client, post_job, wait_job  # noqa: F401 (the client fixture)
+from tests.functional.rest_client import post_job, wait_job
 from tilefan.domain.sfn_limits import INLINE_EVENTS_PER_JOB, INLINE_EVENTS_PER_TILE
 
 
-def test_an_inline_run_writes_the_events_sfn_limits_assumes(client: Any) -> None:  # noqa: F811
+def test_an_inline_run_writes_the_events_sfn_limits_assumes(client: Any) -> None:
     counts: dict[int, int] = {}
     with aws_stack(distributed_threshold=100) as stack:
         for tiles in (1, 4, 9):
