@@ -117,13 +117,23 @@ def test_kill_9_of_one_pool_worker_retries_its_tile(
 ) -> None:
     server = start(servers, tmp_path)
     job_id = submit_and_catch_mid_run(server)
-    workers = wait_until(server.pool_workers, "the pool's workers to be found", 10.0)
-    signal_pid(workers[0], signal.SIGKILL)
+
+    def busy_worker() -> int | None:
+        # Kill a worker that holds a tile right now: an idle one would leave nothing to retry.
+        pool = set(server.pool_workers())
+        for row in server.request("GET", f"/jobs/{job_id}/report")[1]["tiles"]:
+            worker = row.get("worker") or ""
+            if row["status"] == "running" and worker.startswith("local-") and int(worker[6:]) in pool:
+                return int(worker[6:])
+        return None
+
+    victim = wait_until(busy_worker, "a pool worker running a tile", 10.0, interval=0.01)
+    signal_pid(victim, signal.SIGKILL)
     doc = server.wait_ended(job_id)
     assert_right_answer(doc, expected)
     report = server.request("GET", f"/jobs/{job_id}/report")[1]
     assert max(t["attempts"] for t in report["tiles"]) >= 2, "no tile shows a second attempt"
-    assert workers[0] not in server.pids()
+    assert victim not in server.pids()
 
 
 def test_sigterm_mid_job_leaves_it_resumable_and_a_restart_resumes_it(
