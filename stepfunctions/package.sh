@@ -37,6 +37,8 @@ template["Resources"]["StateMachine"]["Properties"]["Definition"] = definition
 with open(out_path, "w") as f:
     json.dump(template, f, indent=2)
 PY
+# The CloudWatch dashboard, from stepfunctions/dashboard.json (an Fn::Sub string in the template).
+"$PYTHON" stepfunctions/render_dashboard.py "$work/merge-template.json"
 
 rm -rf "$OUT"
 # The library itself: Chalice packages app.py, chalicelib/ and requirements.txt, and copies
@@ -76,6 +78,9 @@ print(f"deployment.zip: {zipped / 2**20:.1f} MiB zipped, {unzipped / 2**20:.1f} 
 PY
 # ... and it must still import, with only the runtime's boto3 family beside it.
 "$PYTHON" stepfunctions/smoke_package.py "$OUT/deployment.zip"
+# The alarms and the dashboard name real resources of the template that is deployed.
+TILEFAN_SAM_JSON="$OUT/sam.json" "$PYTHON" -m pytest -q -p no:cacheprovider --no-header \
+    tests/unit/test_observability.py
 # Informational checks too (I3011: stateful resources must say what happens on delete).
 "$CFN_LINT" --include-checks I -- "$OUT/sam.json"
 # The spot workers' package (docs/spot.md): upload it to s3://<JobsBucket>/worker/ after
