@@ -9,7 +9,6 @@ the template that is deployed, where each function is an ``AWS::Serverless::Func
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -18,17 +17,11 @@ from typing import Any
 
 import pytest
 
+from tests.stepfunctions_scripts import load
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
 PSEUDO = {"AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::StackName", "AWS::URLSuffix"}
-
-
-def _render_dashboard() -> Any:
-    spec = importlib.util.spec_from_file_location("render_dashboard", ROOT / "stepfunctions" / "render_dashboard.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _template() -> tuple[dict[str, Any], bool]:
@@ -37,7 +30,7 @@ def _template() -> tuple[dict[str, Any], bool]:
         return json.loads(Path(packaged).read_text()), True
     source = json.loads((ROOT / "stepfunctions" / "merge-template.json").read_text())
     dashboard = json.loads((ROOT / "stepfunctions" / "dashboard.json").read_text())
-    return _render_dashboard().with_dashboard(source, dashboard), False
+    return load("render_dashboard").with_dashboard(source, dashboard), False
 
 
 TEMPLATE, PACKAGED = _template()

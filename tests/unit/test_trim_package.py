@@ -6,19 +6,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.stepfunctions_scripts import load
 from tilefan.entrypoints.web import SWAGGER_FILES
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("trim_package", ROOT / "stepfunctions" / "trim_package.py")
-assert _spec is not None and _spec.loader is not None
-trim_package = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(trim_package)
+trim_package = load("trim_package")
 
 SWAGGER = "swagger_ui_bundle/vendor/swagger-ui-5.31.0/"
 
