@@ -85,7 +85,18 @@ def test_every_alarm_notifies_the_topic_on_one_bad_period() -> None:
     for name, alarm in ALARMS.items():
         assert alarm["AlarmActions"] == TOPIC and alarm["OKActions"] == TOPIC, name
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold"), name
-        assert alarm["EvaluationPeriods"] == 1 and alarm["TreatMissingData"] == "notBreaching", name
+        assert alarm["TreatMissingData"] == "notBreaching", name
+        assert alarm["EvaluationPeriods"] == (1 if name != "TileThrottlesAlarm" else 3), name
+
+
+def test_tile_throttles_alarm_only_when_sustained_since_the_map_may_outrun_the_reserved_concurrency() -> None:
+    asl = json.loads((ROOT / "stepfunctions" / "tilefan.asl.json").read_text())
+    map_concurrency = asl["States"]["DistributedMap"]["MaxConcurrency"]
+    reserved = CONFIG["lambda_functions"]["tile"]["reserved_concurrency"]
+    alarm = ALARMS["TileThrottlesAlarm"]
+    # A big job is throttled (and retried) by design while the map may run more tiles than are reserved.
+    sustained = alarm["EvaluationPeriods"] == alarm.get("DatapointsToAlarm") == 3
+    assert sustained == (map_concurrency > reserved)
 
 
 @pytest.mark.parametrize("metric", ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"])
