@@ -27,10 +27,12 @@ import sys
 import zipfile
 from pathlib import Path
 
-# Top-level names the Lambda Python runtime provides (its /var/runtime).
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
-# Their distributions' metadata folders (``python_dateutil-2.9.0.dist-info``, ...).
-_RUNTIME_DIST = re.compile(r"^(boto3|botocore|s3transfer|jmespath|python_dateutil|six|urllib3)-[^/]*\.dist-info/")
+# Top-level names the Lambda Python runtime provides (its /var/runtime) → their distributions.
+_RUNTIME_DISTRIBUTIONS = {"boto3": "boto3", "botocore": "botocore", "s3transfer": "s3transfer",
+                          "jmespath": "jmespath", "dateutil": "python_dateutil", "six": "six", "urllib3": "urllib3"}
+RUNTIME_PROVIDED = tuple(_RUNTIME_DISTRIBUTIONS)
+# Their metadata folders (``python_dateutil-2.9.0.post0.dist-info/``, ...).
+_RUNTIME_DIST = re.compile(rf"^({'|'.join(_RUNTIME_DISTRIBUTIONS.values())})-[^/]*\.dist-info/")
 _SWAGGER_UNUSED = re.compile(r"^swagger_ui_bundle/.*(\.map|/swagger-ui-es-bundle[^/]*\.js|/swagger-ui\.js)$")
 
 
