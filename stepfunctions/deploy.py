@@ -29,6 +29,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 FLEET_TAG = "tilefan:fleet"  # tilefan/adapters/aws/ec2_capacity.py tags each worker with it
@@ -65,16 +66,18 @@ def stack_name(args: argparse.Namespace) -> str:
     return str(args.stack_name or f"tilefan-{args.stage}")
 
 
-def stack_outputs(shell: Shell, args: argparse.Namespace, *keys: str) -> dict[str, str]:
-    """The stack's outputs named ``keys`` (a dry run answers ``<Key>`` for each)."""
+def stack_outputs(shell: Shell, args: argparse.Namespace, *keys: str, required: bool = True) -> dict[str, str]:
+    """The stack's outputs named ``keys`` (a dry run answers ``<Key>`` for each). A stack
+    whose creation failed has no outputs: only those ``required`` are an error then."""
     argv = aws(args, "cloudformation", "describe-stacks", "--stack-name", stack_name(args),
                "--query", "Stacks[0].Outputs", "--output", "json")
     dry = json.dumps([{"OutputKey": k, "OutputValue": f"<{k}>"} for k in keys])
-    found = {o["OutputKey"]: o["OutputValue"] for o in json.loads(shell.run(argv, placeholder=dry) or "[]")}
+    answer = json.loads(shell.run(argv, placeholder=dry) or "null") or []  # "null": no outputs at all
+    found = {o["OutputKey"]: o["OutputValue"] for o in answer}
     missing = [k for k in keys if k not in found]
-    if missing:
+    if missing and required:
         raise SystemExit(f"deploy: stack {stack_name(args)} has no output {', '.join(missing)}")
-    return {k: found[k] for k in keys}
+    return {k: found[k] for k in keys if k in found}
 
 
 def deploy(shell: Shell, args: argparse.Namespace) -> None:
@@ -108,8 +111,8 @@ def destroy(shell: Shell, args: argparse.Namespace, empty: Callable[[str], int])
     if args.bucket:  # the stack may be gone already, and its outputs with it
         bucket, table = args.bucket, None
     else:
-        named = stack_outputs(shell, args, "JobsBucketName", "JobsTableName")
-        bucket, table = named["JobsBucketName"], named["JobsTableName"]
+        named = stack_outputs(shell, args, "JobsBucketName", "JobsTableName", required=False)
+        bucket, table = named.get("JobsBucketName"), named.get("JobsTableName")
     # Spot workers are launched by the capacity function, not by CloudFormation: stop them first.
     ids = shell.run(aws(args, "ec2", "describe-instances", "--filters", f"Name=tag:{FLEET_TAG},Values={stack}",
                         "Name=instance-state-name,Values=pending,running,stopping,stopped",
@@ -119,7 +122,10 @@ def destroy(shell: Shell, args: argparse.Namespace, empty: Callable[[str], int])
         shell.run(aws(args, "ec2", "terminate-instances", "--instance-ids", *ids))
     shell.run(aws(args, "cloudformation", "delete-stack", "--stack-name", stack))
     shell.run(aws(args, "cloudformation", "wait", "stack-delete-complete", "--stack-name", stack))
-    if args.empty_bucket:
+    if bucket is None:
+        shell.note("the stack had no JobsBucketName output (its creation failed?): "
+                   "if a bucket was retained, `deploy.py destroy --empty-bucket --bucket NAME` removes it")
+    elif args.empty_bucket:
         if shell.dry_run:
             shell.note(f"# empty s3://{bucket}: every object version and delete marker, 1,000 keys a request")
         else:
@@ -155,6 +161,17 @@ def empty_bucket(s3: Any, bucket: str, page_size: int = 1000) -> int:
         deleted += len(keys[:1000])
 
 
+def usd(text: str) -> str:
+    """A budget as plain digits, and "0" for any zero: what the template's HasBudget compares with."""
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    if not amount.is_finite() or amount < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of USD, 0 or more")
+    return format(amount.normalize(), "f")
+
+
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="deploy.py", description=(__doc__ or "").split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,7 +184,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         if name == "deploy":
             p.add_argument("--artifact-bucket", required=True, help="an S3 bucket of yours for the package")
             p.add_argument("--alarm-email", help="subscribe this address to the alarm topic")
-            p.add_argument("--budget-usd", type=float, help="monthly cost budget in USD (0: none)")
+            p.add_argument("--budget-usd", type=usd, help="monthly cost budget in USD (0: none)")
             p.add_argument("--out", default="dist")
         else:
             p.add_argument("--empty-bucket", action="store_true", help="empty the retained jobs bucket, then delete it")
@@ -178,8 +195,6 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     for value in (args.stage, args.stack_name or "x"):
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,100}", value):
             parser.error(f"{value!r} is not a valid stage or stack name (letters, digits, hyphens)")
-    if getattr(args, "budget_usd", None) is not None:
-        args.budget_usd = f"{args.budget_usd:g}"  # "0" is what the template's HasBudget compares with
     return args
 
 

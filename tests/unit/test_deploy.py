@@ -49,7 +49,8 @@ def test_deploy_leaves_unset_parameters_to_the_stack(capsys: pytest.CaptureFixtu
     assert cfn_deploy[cfn_deploy.index("--stack-name") + 1] == "tilefan-dev"
 
 
-@pytest.mark.parametrize(("given", "passed"), [("0", "0"), ("0.0", "0"), ("12.50", "12.5")])
+@pytest.mark.parametrize(("given", "passed"), [("0", "0"), ("0.0", "0"), ("12.50", "12.5"), ("1234567", "1234567"),
+                                               ("1e3", "1000")])
 def test_a_zero_budget_reaches_the_template_as_the_zero_its_condition_compares_with(
     capsys: pytest.CaptureFixture[str], given: str, passed: str,
 ) -> None:
@@ -94,8 +95,28 @@ def test_destroy_of_a_stack_already_gone_takes_the_bucket_by_name(capsys: pytest
     ["deploy", "--artifact-bucket", ""],
     ["deploy", "--artifact-bucket", "a", "--stage", "dev; rm -rf /"],
     ["destroy", "--stack-name", "-x"],
+    ["deploy", "--artifact-bucket", "a", "--budget-usd=-1"],
+    ["deploy", "--artifact-bucket", "a", "--budget-usd", "nan"],
+    ["deploy", "--artifact-bucket", "a", "--budget-usd", "ten"],
 ])
 def test_bad_arguments_are_refused_before_any_command(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         deploy.main([*argv, "--dry-run"])
     assert "+ " not in capsys.readouterr().out
+
+
+def test_destroy_deletes_a_stack_whose_creation_failed_and_left_no_outputs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class FailedStack(deploy.DryRun):
+        def run(self, argv: list[str], *, placeholder: str = "") -> str:
+            super().run(argv, placeholder=placeholder)
+            return "null" if "describe-stacks" in argv else ""  # what the CLI prints for no outputs
+
+    deploy.destroy(FailedStack(), deploy.parse(["destroy", "--empty-bucket"]), empty=lambda bucket: 0)
+    lines = capsys.readouterr().out.splitlines()
+    ran = [shlex.split(line[2:]) for line in lines if line.startswith("+ ")]
+    assert [c[1:3] for c in ran] == [["cloudformation", "describe-stacks"], ["ec2", "describe-instances"],
+                                     ["cloudformation", "delete-stack"], ["cloudformation", "wait"]]
+    assert lines[-1] == ("the stack had no JobsBucketName output (its creation failed?): if a bucket was retained, "
+                         "`deploy.py destroy --empty-bucket --bucket NAME` removes it")
