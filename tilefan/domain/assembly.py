@@ -109,8 +109,9 @@ def plan_parts(
         tile = copyable[at] if at >= 0 and copyable[at][0][1] > pos else None
         if tile is not None and not head and (tile[0][1] - pos) * row_bytes >= limits.min_part_bytes:
             stop = tile[0][1]
+            # Even pieces when the rows exceed one part (S3 copies at most 5 GiB a part).
             pieces = -(-(stop - pos) * row_bytes // limits.max_part_bytes)
-            end = pos + -(-(stop - pos) // pieces)
+            end = pos + min(-(-(stop - pos) // pieces), limits.max_part_bytes // row_bytes)
             parts.append(CopyPart(tile, (pos, end), (end - pos) * row_bytes))
             pos = end
             continue
