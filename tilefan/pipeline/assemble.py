@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,17 +29,19 @@ from tilefan.domain.tiling import Region
 from tilefan.errors import IncompleteJobError, StoreError
 from tilefan.pipeline.ports import OutputLayout, PartAssembly
 
-# Parts in flight at once. S3 serves 3,500 writes and 5,500 reads a second per prefix;
-# this many requests of 30-100 ms each stay far below that, and built parts in memory stay
-# below threads x build_cap_bytes (docs/aws-scale.md).
-DEFAULT_THREADS = 16
+# Parts in flight at once (docs/aws-scale.md). A copy costs the reducer no memory and
+# waits on S3, so many go at once: 64 copies of about 0.1 s each stay under the 3,500
+# writes a second S3 serves per prefix. Built parts are held in memory until sent, so at
+# most BUILDS_IN_FLIGHT are built at a time: 16 x 64 MiB (twice, bytes and array) = 2 GiB.
+REQUESTS_IN_FLIGHT = 64
+BUILDS_IN_FLIGHT = 16
 
 T = TypeVar("T")
 
 
 def assemble_output(
     store: PartAssembly, key: str, job_id: str, tiles: Mapping[int, Region] | None = None,
-    *, threads: int = DEFAULT_THREADS,
+    *, threads: int = REQUESTS_IN_FLIGHT, builds: int = BUILDS_IN_FLIGHT,
 ) -> str:
     """Build the output at ``key`` from its stored blocks and return where it is.
 
@@ -52,6 +55,7 @@ def assemble_output(
     limits = store.part_limits()
     parts = plan_parts(layout.shape, layout.dtype.itemsize, len(layout.header), stored, limits)
     rows_index = _RowIndex(stored)
+    building = threading.BoundedSemaphore(builds)
     open_uploads: dict[int | None, str] = {}
 
     def upload(pool: ThreadPoolExecutor, group: int | None, send: Callable[[str, int, T], str],
@@ -69,7 +73,12 @@ def assemble_output(
                 group = None if len(runs) == 1 else g
 
                 def send_part(upload_id: str, n: int, part: Part, group: int | None = group) -> str:
-                    return _send_part(store, key, job_id, group, upload_id, n, part, layout, rows_index)
+                    if isinstance(part, CopyPart):
+                        return store.copy_block_part(key, job_id, group, upload_id, n, part.region, part.rows,
+                                                     layout.dtype)
+                    with building:  # held until sent: the part is in memory until then
+                        data = _build(store, key, job_id, part, layout, rows_index)
+                        return store.upload_part(key, job_id, group, upload_id, n, data)
 
                 upload(pool, group, send_part, run)
             if len(runs) > 1:
@@ -123,15 +132,6 @@ class _RowIndex:
                 break
             if span[1] > a:
                 yield from self.by_rows[span]
-
-
-def _send_part(
-    store: PartAssembly, key: str, job_id: str, group: int | None, upload: str, number: int, part: Part,
-    layout: OutputLayout, rows_index: _RowIndex,
-) -> str:
-    if isinstance(part, CopyPart):
-        return store.copy_block_part(key, job_id, group, upload, number, part.region, part.rows, layout.dtype)
-    return store.upload_part(key, job_id, group, upload, number, _build(store, key, job_id, part, layout, rows_index))
 
 
 def _build(store: PartAssembly, key: str, job_id: str, part: BuildPart, layout: OutputLayout,
