@@ -32,7 +32,8 @@ from tilefan.pipeline.ports import OutputLayout, PartAssembly
 # Parts in flight at once (docs/aws-scale.md). A copy costs the reducer no memory and
 # waits on S3, so many go at once: 64 copies of about 0.1 s each stay under the 3,500
 # writes a second S3 serves per prefix. Built parts are held in memory until sent, so at
-# most BUILDS_IN_FLIGHT are built at a time: 16 x 64 MiB (twice, bytes and array) = 2 GiB.
+# most BUILDS_IN_FLIGHT are built at a time: 16 x 128 MiB (PartLimits.build_cap_bytes),
+# held twice (the array and its bytes), is 4 GiB of the reduce Lambda's 10 GiB.
 REQUESTS_IN_FLIGHT = 64
 BUILDS_IN_FLIGHT = 16
 
