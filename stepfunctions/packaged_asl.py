@@ -41,6 +41,9 @@ def packaged_definition(asl: dict[str, Any], config: dict[str, Any]) -> dict[str
     states = dist["ItemProcessor"]["States"]
     tile, spot = states[TILE], states[SPOT]
     dist["MaxConcurrency"] = tile_concurrency(config)
+    # A batch's items are the item list's own ({job_id, tile_id, route}); what the
+    # ItemSelector added to each item comes once per batch in BatchInput instead.
+    dist.pop("ItemSelector", None)
     dist["ItemBatcher"] = {
         "MaxItemsPerBatchPath": "$.batch_items",
         # The same for every item of the batch; the tile Lambda merges it into each item.

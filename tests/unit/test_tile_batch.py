@@ -53,9 +53,13 @@ def test_the_packaged_distributed_map_batches_items_by_the_plan_steps_count() ->
     }
     # Everything else about the map is the definition the functional tests run under moto.
     source = ASL["States"]["DistributedMap"]
-    for field in ("ItemReader", "ItemSelector", "ResultWriter", "ResultPath", "ToleratedFailurePercentage",
-                  "Catch", "Next"):
+    for field in ("ItemReader", "ResultWriter", "ResultPath", "ToleratedFailurePercentage", "Catch", "Next"):
         assert dist[field] == source[field], field
+    # The items are the item list's own; what ItemSelector added per item comes per batch.
+    assert "ItemSelector" not in dist
+    per_item = {k.removesuffix(".$") for k in source["ItemSelector"]}
+    per_batch = {k.removesuffix(".$") for k in dist["ItemBatcher"]["BatchInput"]}
+    assert per_item == {"job_id", "tile_id", "route"} | per_batch
     # The repository's definition stays unbatched: moto's parser rejects ItemBatcher.
     assert "ItemBatcher" not in json.dumps(ASL)
 
@@ -140,6 +144,12 @@ def test_a_malformed_batch_names_the_field_before_touching_the_stores(event: dic
     with pytest.raises(InvalidSpecError) as caught:
         lambdas.tile_handler(event, Context())
     assert caught.value.field == field
+
+
+def test_the_item_list_holds_what_a_batch_item_needs(ports: Ports) -> None:
+    planned_job(ports)
+    items = ports.blobs.get_json("jobs/job1/items.json")
+    assert items and all(set(item) == {"job_id", "tile_id", "route"} for item in items)
 
 
 def test_a_batch_holds_as_many_of_the_slowest_lambda_tiles_as_fit_the_time_budget() -> None:
