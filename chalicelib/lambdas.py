@@ -11,7 +11,9 @@ Events and results (the contract with the state machine):
   spot_tiles, spot}``; each tile (inline, or in the S3 item list) is ``{job_id, tile_id, route}``
   and ``spot`` is ``{heartbeat_seconds, timeout_seconds}`` for the spot branch's task
 - capacity: ``{job_id, execution_id, spot_tiles}`` → ``{job_id, spot_tiles, running, launched}``
-- tile: ``{job_id, tile_id, execution_id}`` → ``{job_id, tile_id, recorded}``
+- tile: ``{job_id, tile_id, execution_id}`` → ``{job_id, tile_id, recorded}``; or a batch from the
+  packaged Distributed Map's ItemBatcher, ``{Items: [tile items], BatchInput: {execution_id, ...}}``
+  → ``{job_id, tiles: [{tile_id, recorded, outcome}], spot_items}`` (``tilefan.pipeline.tile_batch``)
 - reduce: ``{job_id, execution_id}`` → ``{job_id, status}``
 - mark_failed: ``{job_id, execution_id, error: {Error, Cause}}`` → ``{job_id, status}``
 """
@@ -39,6 +41,7 @@ from tilefan.pipeline.plan import plan_job, tile_items
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.reduce import reduce_job
 from tilefan.pipeline.tile import TileRun, run_tile
+from tilefan.pipeline.tile_batch import BatchItem, batch_items, batch_size, is_batch, run_batch
 
 if TYPE_CHECKING:
     from tilefan.adapters.aws.ec2_capacity import Ec2SpotCapacity
@@ -99,7 +102,8 @@ def plan_handler(event: Any, context: Any) -> dict[str, Any]:
     job_id, execution_id = _begin(event, context)
     settings = get_settings()
     the_plan = plan_job(get_ports(), job_id, policy=settings.route_policy)
-    out = plan_output(job_id, execution_id, tile_items(the_plan), settings)
+    out = plan_output(job_id, execution_id, tile_items(the_plan), settings,
+                      batch_items=batch_size(the_plan, settings.route_policy))
     metrics.add_metric(name="tiles_planned", unit=MetricUnit.Count, value=out["tiles_total"])
     metrics.add_metric(name="spot_tiles_planned", unit=MetricUnit.Count, value=out["spot_tiles"])
     logger.info("planned", extra={"tiles_total": out["tiles_total"], "mode": out["mode"],
@@ -145,6 +149,8 @@ def _atoms_kernel() -> AtomsKernel:
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def tile_handler(event: Any, context: Any) -> dict[str, Any]:
+    if isinstance(event, Mapping) and is_batch(event):
+        return _tile_batch(event, context)
     job_id, _ = _begin(event, context)
     tile_id = fields.integer(event, "tile_id")
     logger.append_keys(tile_id=tile_id)
@@ -156,6 +162,27 @@ def tile_handler(event: Any, context: Any) -> dict[str, Any]:
     )
     _tile_metrics(run)
     return {"job_id": job_id, "tile_id": tile_id, "recorded": run.recorded}
+
+
+def _tile_batch(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """A batch of tiles (the packaged Distributed Map batches its items): Lambda tiles run
+    here one by one, spot tiles go back to the child's spot branch."""
+    logger.clear_state()
+    items = batch_items(event)
+    logger.append_keys(job_id=items[0].job_id, request_id=getattr(context, "aws_request_id", None))
+    tracer.put_annotation("job_id", items[0].job_id)
+    worker = f"lambda:{getattr(context, 'aws_request_id', None) or 'unknown'}"
+
+    def one(item: BatchItem) -> TileRun:
+        logger.append_keys(tile_id=item.tile_id)
+        run = run_tile(get_ports(), item.job_id, item.tile_id, worker=worker, route="lambda",
+                       atoms_kernel=_atoms_kernel())
+        _tile_metrics(run)
+        return run
+
+    out = run_batch(items, one)
+    logger.info("tile batch done", extra={"tiles": len(out["tiles"]), "spot_items": len(out["spot_items"])})
+    return out
 
 
 @metrics.log_metrics
@@ -202,7 +229,8 @@ class PlanSettings(Protocol):
 
 
 def plan_output(
-    job_id: str, execution_id: str, items: Sequence[Mapping[str, Any]], settings: PlanSettings
+    job_id: str, execution_id: str, items: Sequence[Mapping[str, Any]], settings: PlanSettings,
+    *, batch_items: int = 1,
 ) -> dict[str, Any]:
     """What the plan step hands the state machine: the map mode, where the items are, how
     many tiles go to spot, and the spot task's heartbeat and timeout.
@@ -210,6 +238,8 @@ def plan_output(
     Up to ``distributed_threshold`` tiles travel in the state (inline Map); above it the
     Distributed Map reads them from S3, keeping the state far below its 256 KiB cap.
     ``items`` are ``tilefan.pipeline.plan.tile_items``: each carries its route, which picks its branch.
+    ``batch_items`` is how many items the packaged Distributed Map batches into one child
+    (its ItemBatcher reads it; the definition moto runs has no ItemBatcher and ignores it).
     """
     distributed = len(items) > settings.distributed_threshold
     return {
@@ -221,6 +251,7 @@ def plan_output(
         "items": {"bucket": settings.bucket, "key": items_key(job_id)},
         "spot_tiles": sum(1 for item in items if item.get("route") == SPOT),
         "spot": {"heartbeat_seconds": settings.spot.heartbeat_s, "timeout_seconds": settings.spot.timeout_s},
+        "batch_items": batch_items,
     }
 
 

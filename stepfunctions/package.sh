@@ -5,8 +5,9 @@
 #
 # chalice package merges stepfunctions/merge-template.json into its own template. The state
 # machine's definition lives in stepfunctions/tilefan.asl.json so that it can be read and
-# tested on its own; this script inlines it as StateMachine.Definition (an object, so
-# cfn-lint validates the ASL too) in a temporary copy of the merge template first.
+# tested on its own; this script inlines it (batched, see packaged_asl.py) as
+# StateMachine.Definition (an object, so cfn-lint validates the ASL too) in a temporary copy
+# of the merge template first.
 # The zip is then trimmed (stepfunctions/trim_package.py) and imported the way Lambda would
 # (stepfunctions/smoke_package.py). Works offline apart from fetching requirements.txt wheels
 # from PyPI; never calls AWS.
@@ -24,7 +25,11 @@ export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-"$PYTHON" - stepfunctions/merge-template.json stepfunctions/tilefan.asl.json "$work/merge-template.json" <<'PY'
+# The deployed definition batches the Distributed Map's items and sets its concurrency from
+# the tile function's reserved concurrency (stepfunctions/packaged_asl.py: moto, which the
+# tests run the repository's definition on, cannot parse ItemBatcher).
+"$PYTHON" stepfunctions/packaged_asl.py stepfunctions/tilefan.asl.json .chalice/config.json "$work/tilefan.asl.json"
+"$PYTHON" - stepfunctions/merge-template.json "$work/tilefan.asl.json" "$work/merge-template.json" <<'PY'
 import json
 import sys
 

@@ -133,16 +133,21 @@ def build_aws_ports(settings: AwsSettings | None = None, session: Any = None) ->
     """S3 and DynamoDB ports; boto3 clients are created here, on first use, never at import."""
     from botocore.config import Config as BotoConfig
 
+    from tilefan.adapters.aws.dynamo_items import SHARDS
     from tilefan.adapters.aws.dynamo_store import DynamoJobStore
     from tilefan.adapters.aws.s3_store import S3BlobStore
+    from tilefan.pipeline.assemble import REQUESTS_IN_FLIGHT
 
     settings = settings or aws_settings()
     session = _session(settings, session)
     # SigV4 and the regional endpoint: presigned upload URLs are otherwise signed with SigV2.
-    s3 = session.client("s3", config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+    # A connection for each request the reducer has in flight (botocore keeps 10 otherwise).
+    s3 = session.client("s3", config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "virtual"},
+                                                max_pool_connections=REQUESTS_IN_FLIGHT))
+    dynamodb = session.client("dynamodb", config=BotoConfig(max_pool_connections=SHARDS))
     return Ports(
         blobs=S3BlobStore(s3, settings.bucket),
-        jobs=DynamoJobStore(session.client("dynamodb"), settings.table, ttl_days=settings.ttl_days),
+        jobs=DynamoJobStore(dynamodb, settings.table, ttl_days=settings.ttl_days),
     )
 
 

@@ -82,13 +82,13 @@ class IncompleteJobError(TilefanError):
 
     code = "incomplete_job"
 
-    def __init__(self, job_id: str, missing: list[int]) -> None:
+    def __init__(self, job_id: str, missing: list[int], why: str = "not recorded done") -> None:
         shown = ", ".join(str(t) for t in missing[:10])
         more = "" if len(missing) <= 10 else f" and {len(missing) - 10} more"
         super().__init__(
-            f"job {job_id} cannot be reduced: {len(missing)} tile(s) not recorded done ({shown}{more})"
+            f"job {job_id} cannot be reduced: {len(missing)} tile(s) {why} ({shown}{more})"
         )
-        self._init_args = (job_id, missing)
+        self._init_args = (job_id, missing, why)
         self.job_id = job_id
         self.missing = missing
 

@@ -140,8 +140,8 @@ def _aws(request: pytest.FixtureRequest) -> Backend:
                 names |= {f"{bucket}/{o['Key']}" for o in page.get("Contents", [])}
         return names
 
-    # The smallest part S3 (and moto) accepts, so a modest output exercises multipart.
-    blobs = S3BlobStore(s3, BUCKET, prefix="store/", part_bytes=5 * 2**20)
+    # S3's own part limits (5 MiB at least, as moto enforces): BIG outputs take several parts.
+    blobs = S3BlobStore(s3, BUCKET, prefix="store/")
     jobs = DynamoJobStore(OneRequestAtATime(dynamodb), TABLE)
     return Backend("aws", blobs, jobs, user_key, put_user_file, stored,
                    raw={"s3": s3, "dynamodb": dynamodb})
@@ -743,20 +743,21 @@ def _s3_requests(s3: Any) -> Iterator[list[str]]:
         s3.meta.events.unregister("before-call.s3", note)
 
 
-def test_aws_a_large_commit_is_one_multipart_upload(aws: Backend) -> None:
-    from tilefan.adapters.aws.s3_store import MANAGED_UPLOAD_CALLS
+def test_aws_a_large_commit_is_one_multipart_upload_of_copied_rows(aws: Backend) -> None:
+    from tilefan.adapters.aws.s3_store import ASSEMBLY_CALLS
 
-    build_big_output(aws.blobs, BIG[0])
+    expected = build_big_output(aws.blobs, BIG[0])  # one full-width block of 11.2 MB
     with _s3_requests(aws.raw["s3"]) as made:
         aws.blobs.commit_array("jobs/j1/big.npy", "j1")
     head = aws.raw["s3"].head_object(Bucket=BUCKET, Key="store/jobs/j1/big.npy")
-    parts = -(-head["ContentLength"] // (5 * 2**20))
-    assert parts == 3
-    assert head["ETag"].strip('"').endswith(f"-{parts}")  # S3 tags a multipart object with its part count
-    assert made.count("upload_part") == parts and made.count("complete_multipart_upload") == 1
-    # Managed transfer makes only the requests the store names for the IAM grants.
-    assert set(made) <= {"get_object", "list_objects_v2", "delete_objects", *MANAGED_UPLOAD_CALLS}
+    assert head["ETag"].strip('"').endswith("-2")  # S3 tags a multipart object with its part count
+    # The header and the first 5 MiB of rows are sent; the rest is copied inside S3.
+    assert made.count("upload_part") == 1 and made.count("upload_part_copy") == 1
+    assert made.count("complete_multipart_upload") == 1
+    # Only the requests the store names for the IAM grants.
+    assert set(made) <= {"get_object", "list_objects_v2", "delete_objects", *ASSEMBLY_CALLS}
     assert aws.raw["s3"].list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    np.testing.assert_array_equal(aws.blobs.read_array("jobs/j1/big.npy"), expected, strict=True)
 
 
 def test_aws_a_commit_that_fails_midway_shows_nothing_and_can_be_retried(aws: Backend) -> None:
@@ -770,12 +771,13 @@ def test_aws_a_commit_that_fails_midway_shows_nothing_and_can_be_retried(aws: Ba
         if params["PartNumber"] == 2:
             raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "UploadPart")
 
-    aws.raw["s3"].meta.events.register("provide-client-params.s3.UploadPart", second_part_fails)
+    # Part 2 is a server-side copy (the second 700-row block is over 5 MiB).
+    aws.raw["s3"].meta.events.register("provide-client-params.s3.UploadPartCopy", second_part_fails)
     try:
         with pytest.raises(StoreError, match="InternalError"):
             aws.blobs.commit_array("jobs/j1/big.npy", "j1")
     finally:
-        aws.raw["s3"].meta.events.unregister("provide-client-params.s3.UploadPart", second_part_fails)
+        aws.raw["s3"].meta.events.unregister("provide-client-params.s3.UploadPartCopy", second_part_fails)
     assert 2 in sent
     # Nothing at the key, no multipart upload left open, and the parts are still there.
     with pytest.raises(BlobNotFoundError):

@@ -320,6 +320,7 @@ ACTIONS_OF_CALL = {
     ("s3", "delete_objects"): {"s3:DeleteObject"},
     ("s3", "create_multipart_upload"): {"s3:PutObject"},
     ("s3", "upload_part"): {"s3:PutObject"},
+    ("s3", "upload_part_copy"): {"s3:PutObject", "s3:GetObject"},  # writes the output, reads the tile's block
     ("s3", "complete_multipart_upload"): {"s3:PutObject"},
     ("s3", "abort_multipart_upload"): {"s3:AbortMultipartUpload"},
     ("dynamodb", "get_item"): {"dynamodb:GetItem"},

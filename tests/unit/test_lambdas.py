@@ -215,6 +215,7 @@ def test_plan_output_is_inline_up_to_the_threshold() -> None:
         "items": {"bucket": "tilefan-test-jobs", "key": "jobs/job1/items.json"},
         "spot_tiles": 1,
         "spot": {"heartbeat_seconds": 60, "timeout_seconds": 21_600},
+        "batch_items": 1,
     }
 
 

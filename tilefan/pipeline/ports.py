@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from tilefan.domain.assembly import PartLimits
 from tilefan.domain.records import JobRecord, Status, TileResult
+from tilefan.domain.tiling import Region
 
 # Seconds since the epoch; steps take one so tests can pin time.
 Clock = Callable[[], float]
@@ -64,6 +66,71 @@ class BlobStore(Protocol):
         ...
 
     def delete_prefix(self, prefix: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """An uncommitted output's shape and dtype, and the ``.npy`` header it will start with."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    header: bytes
+
+
+@runtime_checkable
+class PartAssembly(Protocol):
+    """A blob store that keeps each tile's block as its own object and builds the output
+    from them with one multipart upload (S3). ``tilefan.pipeline.assemble`` plans the parts
+    and drives these calls; stores that write tiles into the output in place (the embedded
+    file store, the memory store) do not implement this and commit with ``commit_array``.
+
+    ``group`` names the object an upload builds: None for the output at ``key``, a number
+    for one of the group objects a very large output is first built in.
+    """
+
+    def part_limits(self) -> PartLimits: ...
+
+    def output_layout(self, key: str, job_id: str) -> OutputLayout:
+        """StoreError if the output was never created."""
+        ...
+
+    def stored_blocks(self, key: str, job_id: str) -> list[Region]:
+        """The regions whose blocks are stored."""
+        ...
+
+    def read_block_rows(
+        self, key: str, job_id: str, region: Region, rows: tuple[int, int], dtype: np.dtype[Any]
+    ) -> np.ndarray:
+        """Output rows ``rows`` (within ``region``'s) of the block stored for ``region``, in one read."""
+        ...
+
+    def start_upload(self, key: str, job_id: str, group: int | None) -> str: ...
+
+    def upload_part(self, key: str, job_id: str, group: int | None, upload: str, number: int, data: bytes) -> str:
+        """Send part ``number``; returns its receipt (the ETag)."""
+        ...
+
+    def copy_block_part(
+        self, key: str, job_id: str, group: int | None, upload: str, number: int, region: Region,
+        rows: tuple[int, int], dtype: np.dtype[Any],
+    ) -> str:
+        """Part ``number`` is output rows ``rows`` of the full-width block of ``region``, copied by the store."""
+        ...
+
+    def copy_group_part(
+        self, key: str, job_id: str, upload: str, number: int, group: int, first: int, last: int
+    ) -> str:
+        """Part ``number`` of the output is bytes ``first``..``last`` of group object ``group``."""
+        ...
+
+    def complete_upload(self, key: str, job_id: str, group: int | None, upload: str, receipts: list[str]) -> None:
+        ...
+
+    def abort_upload(self, key: str, job_id: str, group: int | None, upload: str) -> None: ...
+
+    def finish_output(self, key: str, job_id: str) -> str:
+        """Drop the blocks once the output is complete at ``key``; returns where it is."""
+        ...
 
 
 class JobStore(Protocol):

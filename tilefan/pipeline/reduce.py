@@ -10,12 +10,15 @@ from typing import Any
 import numpy as np
 
 from tilefan.domain.combine import combine_all
+from tilefan.domain.plan import tile_of, tiles_total
 from tilefan.domain.records import JobRecord, Status
-from tilefan.domain.spec import AtomsSpec, MatrixSpec
+from tilefan.domain.spec import AtomsSpec, JobSpec, MatrixSpec
+from tilefan.domain.tiling import Region
 from tilefan.errors import ConflictError, IncompleteJobError, VerificationFailedError
 from tilefan.pipeline import verify
+from tilefan.pipeline.assemble import assemble_output
 from tilefan.pipeline.inputs import atoms_key, output_key
-from tilefan.pipeline.ports import Clock, Ports
+from tilefan.pipeline.ports import Clock, PartAssembly, Ports
 
 
 def reduce_job(
@@ -77,7 +80,7 @@ def _finish_matrix(
         if not check["passed"]:
             ports.blobs.discard_array(key, job_id)
             raise VerificationFailedError(check)
-    result["output"] = ports.blobs.commit_array(key, job_id)
+    result["output"] = _publish(ports, key, job_id, _tiles(spec))
     return result
 
 
@@ -103,5 +106,19 @@ def _finish_atoms(
                 ports.blobs.discard_array(spec.field_out, job_id)
             raise VerificationFailedError(check)
     if spec.field_out:
-        result["field"] = ports.blobs.commit_array(spec.field_out, job_id)
+        result["field"] = _publish(ports, spec.field_out, job_id, _tiles(spec))
     return result
+
+
+def _tiles(spec: JobSpec) -> dict[int, Region]:
+    """Every tile of the job and the region of the output it writes."""
+    return {t: tile_of(spec, t) for t in range(tiles_total(spec))}
+
+
+def _publish(ports: Ports, key: str, job_id: str, tiles: Mapping[int, Region]) -> str:
+    """Commit the output. A store that keeps tiles' blocks apart (S3) assembles it here,
+    refusing (IncompleteJobError) if any tile's block is missing; a store that wrote the
+    tiles in place (files, memory) has it whole already and only publishes it."""
+    if isinstance(ports.blobs, PartAssembly):
+        return assemble_output(ports.blobs, key, job_id, tiles)
+    return ports.blobs.commit_array(key, job_id)

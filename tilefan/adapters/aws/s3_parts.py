@@ -3,33 +3,42 @@
 S3 cannot write into the middle of an object, so an output is never written in place.
 Each tile's block becomes its own part object under ``jobs/<job>/parts/<output>/``, named
 after its region (so a retried tile overwrites its own part), next to a ``meta.json``
-holding the shape and dtype. ``commit_array`` streams the parts, band by band, into one
-upload that becomes visible at the key only when it completes, then deletes the parts.
+holding the shape and dtype. A part object is the block's ``.npy`` header and then its
+bytes in C order, so a run of rows of it is one byte range.
 
-``PartBuiltOutputs`` holds that logic; the store that inherits it supplies the object
-I/O (get, put, list, delete, upload and the ranged row reads).
+``commit_array`` (and the reduce step) build the output with ``tilefan.pipeline.assemble``:
+one multipart upload whose parts are server-side copies of full-width blocks' rows where
+they are big enough (UploadPartCopy), and rows built from ranged reads elsewhere. The
+output becomes visible at the key only when the upload completes; then the parts go.
+
+``PartBuiltOutputs`` holds that logic (it implements ``PartAssembly``); the store that
+inherits it supplies the object I/O (get, put, list, delete, the multipart requests and
+the ranged row reads).
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from tilefan.adapters.npy_header import npy_header, to_npy
-from tilefan.domain.regions import Spans, clip, fit_block, intersect, row_bands, sizes, slices_within
+from tilefan.adapters.npy_header import npy_header
+from tilefan.domain.assembly import PartLimits
+from tilefan.domain.regions import Spans, clip, fit_block, intersect, sizes, slices_within
 from tilefan.domain.tiling import Region
-from tilefan.errors import BlobNotFoundError, StoreError
+from tilefan.errors import BlobNotFoundError, InvalidBlobError, StoreError
+from tilefan.pipeline.assemble import assemble_output
+from tilefan.pipeline.ports import OutputLayout
 
 _PART_NAME = re.compile(r"^(\d+-\d+)(_\d+-\d+)*\.npy$")
 _META = "meta.json"
+_GROUP = "group-{:05d}.bin"  # an output of more than 10,000 parts is built in groups first
 
 
 class ObjectRef(NamedTuple):
@@ -42,6 +51,7 @@ class PartBuiltOutputs(ABC):
 
     bucket: str
     prefix: str
+    limits: PartLimits
 
     @abstractmethod
     def _obj(self, key: str) -> ObjectRef: ...
@@ -59,14 +69,25 @@ class PartBuiltOutputs(ABC):
     def _delete(self, bucket: str, keys: Sequence[str], label: str) -> None: ...
 
     @abstractmethod
-    def _upload(self, dest: ObjectRef, label: str, chunks: Iterable[bytes | memoryview], size: int) -> None:
-        """Put ``size`` bytes from ``chunks`` at ``dest``, visible only once complete."""
+    def _start_multipart(self, dest: ObjectRef, label: str) -> str: ...
+
+    @abstractmethod
+    def _send_part(self, dest: ObjectRef, label: str, upload: str, number: int, body: bytes) -> str: ...
+
+    @abstractmethod
+    def _copy_part(
+        self, dest: ObjectRef, label: str, upload: str, number: int, source: ObjectRef, first: int, last: int
+    ) -> str: ...
+
+    @abstractmethod
+    def _complete_multipart(self, dest: ObjectRef, label: str, upload: str, etags: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    def _abort_multipart(self, dest: ObjectRef, label: str, upload: str) -> None: ...
 
     @abstractmethod
     def _leading_rows(self, obj: ObjectRef, label: str, rows: tuple[int, int]) -> np.ndarray: ...
 
-    @abstractmethod
-    def _whole(self, obj: ObjectRef, label: str) -> np.ndarray: ...
 
     # ------------------------------------------------------------------ where parts live
 
@@ -110,8 +131,11 @@ class PartBuiltOutputs(ABC):
             raise BlobNotFoundError(key)
         shape, dtype = meta
         region = fit_block(region, shape, block.shape)
-        part = ObjectRef(self.bucket, self._parts_dir(key, job_id) + part_name(region))
-        self._put(part, key, to_npy(np.ascontiguousarray(block, dtype=dtype)), "application/octet-stream")
+        # The header, then the block in C order: the layout read_block_rows and
+        # copy_block_part count bytes in.
+        data = np.ascontiguousarray(block, dtype=dtype)
+        self._put(self._block_obj(key, job_id, region), key, npy_header(data.shape, dtype) + data.tobytes(),
+                  "application/octet-stream")
 
     def read_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray:
         meta = self._meta(key, job_id)
@@ -134,37 +158,82 @@ class PartBuiltOutputs(ABC):
         return out
 
     def commit_array(self, key: str, job_id: str) -> str:
+        return assemble_output(self, key, job_id)
+
+    # ------------------------------------------------------------------ PartAssembly
+
+    def _block_obj(self, key: str, job_id: str, region: Spans) -> ObjectRef:
+        return ObjectRef(self.bucket, self._parts_dir(key, job_id) + part_name(region))
+
+    def _group_obj(self, key: str, job_id: str, group: int | None) -> ObjectRef:
+        if group is None:
+            return self._obj(key)
+        return ObjectRef(self.bucket, self._parts_dir(key, job_id) + _GROUP.format(group))
+
+    def part_limits(self) -> PartLimits:
+        return self.limits
+
+    def output_layout(self, key: str, job_id: str) -> OutputLayout:
         meta = self._meta(key, job_id)
         if meta is None:
             raise StoreError(f"output {key} of job {job_id} was never created")
         shape, dtype = meta
-        header = npy_header(shape, dtype)
-        bands = (band.data.cast("B") for band in self._bands(key, shape, dtype, self._parts(key, job_id)))
-        dest = self._obj(key)
-        self._upload(dest, key, itertools.chain([header], bands), len(header) + math.prod(shape) * dtype.itemsize)
+        return OutputLayout(shape, dtype, npy_header(shape, dtype))
+
+    def stored_blocks(self, key: str, job_id: str) -> list[Region]:
+        return [region for region, _ in self._parts(key, job_id)]
+
+    def _block_bytes(self, region: Region, rows: tuple[int, int], dtype: np.dtype[Any]) -> tuple[int, int]:
+        """The first and last byte of output rows ``rows`` in the block object of ``region``."""
+        shape = sizes(region)
+        offset = len(npy_header(shape, dtype))
+        row_bytes = math.prod(shape[1:]) * dtype.itemsize
+        r0 = region[0][0]
+        return offset + (rows[0] - r0) * row_bytes, offset + (rows[1] - r0) * row_bytes - 1
+
+    def read_block_rows(
+        self, key: str, job_id: str, region: Region, rows: tuple[int, int], dtype: np.dtype[Any]
+    ) -> np.ndarray:
+        shape = (rows[1] - rows[0], *sizes(region)[1:])
+        if math.prod(shape) == 0:
+            return np.empty(shape, dtype=dtype)
+        first, last = self._block_bytes(region, rows, dtype)
+        data = self._get(self._block_obj(key, job_id, region), key, first, last)
+        if len(data) != last - first + 1:
+            raise InvalidBlobError(key, f"the block of {region} is shorter than its header says")
+        return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+    def start_upload(self, key: str, job_id: str, group: int | None) -> str:
+        return self._start_multipart(self._group_obj(key, job_id, group), key)
+
+    def upload_part(self, key: str, job_id: str, group: int | None, upload: str, number: int, data: bytes) -> str:
+        return self._send_part(self._group_obj(key, job_id, group), key, upload, number, data)
+
+    def copy_block_part(
+        self, key: str, job_id: str, group: int | None, upload: str, number: int, region: Region,
+        rows: tuple[int, int], dtype: np.dtype[Any],
+    ) -> str:
+        first, last = self._block_bytes(region, rows, dtype)
+        return self._copy_part(self._group_obj(key, job_id, group), key, upload, number,
+                               self._block_obj(key, job_id, region), first, last)
+
+    def copy_group_part(
+        self, key: str, job_id: str, upload: str, number: int, group: int, first: int, last: int
+    ) -> str:
+        return self._copy_part(self._obj(key), key, upload, number, self._group_obj(key, job_id, group), first, last)
+
+    def complete_upload(self, key: str, job_id: str, group: int | None, upload: str, receipts: list[str]) -> None:
+        self._complete_multipart(self._group_obj(key, job_id, group), key, upload, receipts)
+
+    def abort_upload(self, key: str, job_id: str, group: int | None, upload: str) -> None:
+        self._abort_multipart(self._group_obj(key, job_id, group), key, upload)
+
+    def finish_output(self, key: str, job_id: str) -> str:
         # The meta object goes first: once it is gone, readers use the committed object
         # even if deleting the parts is cut short.
         self._drop_parts(key, job_id)
+        dest = self._obj(key)
         return f"s3://{dest.bucket}/{dest.key}"
-
-    def _bands(
-        self, key: str, shape: tuple[int, ...], dtype: np.dtype[Any], parts: list[tuple[Region, ObjectRef]]
-    ) -> Iterator[np.ndarray]:
-        """The output in row bands cut at the tiles' row edges, so each part is fetched
-        once and only one band of rows is in memory at a time."""
-        if not shape:
-            band = np.zeros((), dtype=dtype)
-            for _, part in parts:
-                band = self._whole(part, key)
-            yield np.ascontiguousarray(band)
-            return
-        for band_region in row_bands(shape, (region for region, _ in parts)):
-            band = np.zeros(sizes(band_region), dtype=dtype)
-            for region, part in parts:
-                overlap = intersect(band_region, region)
-                if overlap is not None:
-                    band[slices_within(overlap, band_region)] = self._whole(part, key)[slices_within(overlap, region)]
-            yield band
 
     def _drop_parts(self, key: str, job_id: str) -> None:
         self._delete(self.bucket, [self._meta_obj(key, job_id).key], key)

@@ -3,7 +3,8 @@
 Keys of the form ``s3://bucket/key`` name a user's object; other keys live under
 ``prefix`` in the store's own bucket. Arrays are ``.npy`` objects, so a tile reads only
 its rows with one ranged GET and ``array_info`` reads only the header. Outputs are built
-from part objects (``s3_parts``) and committed with boto3's managed transfer.
+from part objects (``s3_parts``) and committed as one multipart upload whose parts are
+server-side copies of the tiles' blocks where S3 allows it (``tilefan.pipeline.assemble``).
 
 This module makes every S3 request of the store, each through ``aws_call``, so every
 botocore error is translated here into tilefan's own errors.
@@ -13,44 +14,39 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from boto3.s3.transfer import TransferConfig
 
 from tilefan.adapters.aws.aws_call import Special, call, pages, translated
 from tilefan.adapters.aws.s3_parts import ObjectRef, PartBuiltOutputs
 from tilefan.adapters.npy_header import NpyHeader, from_npy, header_length, parse_header, to_npy
+from tilefan.domain.assembly import PartLimits
 from tilefan.domain.regions import clip, row_byte_range, sizes
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, StoreError
 
 # Enough for the header of any array up to a few dozen dimensions; a longer header
 # costs a second GET rather than failing.
 HEADER_PROBE_BYTES = 4096
-# Each part of a committed output's multipart upload (S3 wants at least 5 MiB for every
-# part but the last, and allows 10,000 parts: 16 MiB parts reach 160 GiB; a larger
-# output gets larger parts).
-DEFAULT_PART_BYTES = 16 * 2**20
-_MAX_PARTS = 10_000
-# Parts in flight at once; each is held in memory until sent.
-_UPLOAD_THREADS = 4
-# The requests managed transfer (``upload_fileobj``) makes on the store's behalf, named
-# here so the IAM grants of every S3 call can be checked: an output under one part goes
-# up as one "put_object", a larger one as a multipart upload, aborted if anything fails.
-MANAGED_UPLOAD_CALLS = ("create_multipart_upload", "upload_part", "complete_multipart_upload",
-                        "abort_multipart_upload")
+# The multipart requests of a commit, named here so the IAM grants of every S3 call can
+# be checked: the parts are uploaded or copied server-side (UploadPartCopy), and an upload
+# that fails is aborted, so the key shows the complete output or nothing.
+ASSEMBLY_CALLS = ("create_multipart_upload", "upload_part", "upload_part_copy", "complete_multipart_upload",
+                  "abort_multipart_upload")
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 _NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
 _SSE = {"ServerSideEncryption": "AES256"}
 
 
 class S3BlobStore(PartBuiltOutputs):
-    def __init__(self, client: Any, bucket: str, prefix: str = "", *, part_bytes: int = DEFAULT_PART_BYTES) -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str = "", *, limits: PartLimits | None = None) -> None:
+        """``limits``: S3's own multipart rules unless a test needs smaller parts (moto
+        enforces the 5 MiB minimum too, so tests shrink the outputs' rows instead)."""
         self.client = client
         self.bucket = bucket
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-        self.part_bytes = part_bytes
+        self.limits = limits or PartLimits()
 
     def _obj(self, key: str) -> ObjectRef:
         if key.startswith("s3://"):
@@ -106,20 +102,31 @@ class S3BlobStore(PartBuiltOutputs):
                 first = reply["Errors"][0]
                 raise StoreError(f"S3 could not delete {first.get('Key')} under {label}: {first.get('Code')}")
 
-    def _upload(self, dest: ObjectRef, label: str, chunks: Iterable[bytes | memoryview], size: int) -> None:
-        # Parts of part_bytes, larger only when the output needs more than S3's 10,000.
-        part = max(self.part_bytes, -(-size // _MAX_PARTS))
-        config = TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=_UPLOAD_THREADS,
-                                preferred_transfer_client="classic")
-        # Parts read ahead of the uploads (boto3 takes this one only as an attribute).
-        config.max_in_memory_upload_chunks = _UPLOAD_THREADS
-        # Managed transfer aborts the multipart upload if any part or the stream fails,
-        # so the key shows the complete output or nothing.
-        with translated(f"S3 upload failed for {label}", StoreError, self._special(label)):
-            self.client.upload_fileobj(
-                _ExactReads(chunks), dest.bucket, dest.key, Config=config,
-                ExtraArgs={"ContentType": "application/octet-stream", **_SSE},
-            )
+    def _start_multipart(self, dest: ObjectRef, label: str) -> str:
+        reply = self._call(label, "create_multipart_upload", Bucket=dest.bucket, Key=dest.key,
+                           ContentType="application/octet-stream", **_SSE)
+        return str(reply["UploadId"])
+
+    def _send_part(self, dest: ObjectRef, label: str, upload: str, number: int, body: bytes) -> str:
+        reply = self._call(label, "upload_part", Bucket=dest.bucket, Key=dest.key, UploadId=upload,
+                           PartNumber=number, Body=body)
+        return str(reply["ETag"])
+
+    def _copy_part(
+        self, dest: ObjectRef, label: str, upload: str, number: int, source: ObjectRef, first: int, last: int
+    ) -> str:
+        reply = self._call(label, "upload_part_copy", Bucket=dest.bucket, Key=dest.key, UploadId=upload,
+                           PartNumber=number, CopySource={"Bucket": source.bucket, "Key": source.key},
+                           CopySourceRange=f"bytes={first}-{last}")
+        return str(reply["CopyPartResult"]["ETag"])
+
+    def _complete_multipart(self, dest: ObjectRef, label: str, upload: str, etags: Sequence[str]) -> None:
+        parts = [{"ETag": etag, "PartNumber": n} for n, etag in enumerate(etags, start=1)]
+        self._call(label, "complete_multipart_upload", Bucket=dest.bucket, Key=dest.key, UploadId=upload,
+                   MultipartUpload={"Parts": parts})
+
+    def _abort_multipart(self, dest: ObjectRef, label: str, upload: str) -> None:
+        self._call(label, "abort_multipart_upload", Bucket=dest.bucket, Key=dest.key, UploadId=upload)
 
     # ------------------------------------------------------------------ json and bytes
 
@@ -213,27 +220,3 @@ class S3BlobStore(PartBuiltOutputs):
         # Like removing a directory: "jobs/ab" must not take "jobs/abc" with it.
         obj = self._obj(prefix.rstrip("/") + "/")
         self._delete(obj.bucket, list(self._list(obj.bucket, obj.key, prefix)), prefix)
-
-
-class _ExactReads:
-    """A read-only stream over byte chunks whose ``read(n)`` returns exactly ``n`` bytes
-    until the end: managed transfer cuts a non-seekable stream into parts by read size,
-    and a short part before the last would be refused by S3."""
-
-    def __init__(self, chunks: Iterable[bytes | memoryview]) -> None:
-        self._chunks = iter(chunks)
-        self._view = memoryview(b"")
-
-    def read(self, size: int = -1) -> bytes:
-        out = bytearray()
-        while size < 0 or len(out) < size:
-            if not self._view:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self._view = memoryview(chunk).cast("B")
-                continue
-            take = len(self._view) if size < 0 else min(size - len(out), len(self._view))
-            out += self._view[:take]
-            self._view = self._view[take:]
-        return bytes(out)
