@@ -89,14 +89,16 @@ def test_every_alarm_notifies_the_topic_on_one_bad_period() -> None:
         assert alarm["EvaluationPeriods"] == (1 if name != "TileThrottlesAlarm" else 3), name
 
 
-def test_tile_throttles_alarm_only_when_sustained_since_the_map_may_outrun_the_reserved_concurrency() -> None:
+def test_tile_throttles_alarm_only_when_sustained_since_concurrent_jobs_share_the_reservation() -> None:
     asl = json.loads((ROOT / "stepfunctions" / "tilefan.asl.json").read_text())
     map_concurrency = asl["States"]["DistributedMap"]["MaxConcurrency"]
     reserved = CONFIG["lambda_functions"]["tile"]["reserved_concurrency"]
     alarm = ALARMS["TileThrottlesAlarm"]
-    # A big job is throttled (and retried) by design while the map may run more tiles than are reserved.
-    sustained = alarm["EvaluationPeriods"] == alarm.get("DatapointsToAlarm") == 3
-    assert sustained == (map_concurrency > reserved)
+    # One job's map stays within the reservation, but two jobs together ask for twice it:
+    # bursts of throttling are retried by design, so only 15 minutes of it alarms.
+    assert map_concurrency <= reserved
+    assert alarm["EvaluationPeriods"] == alarm.get("DatapointsToAlarm") == 3
+    assert alarm["Period"] == 300
 
 
 @pytest.mark.parametrize("metric", ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"])
