@@ -221,12 +221,14 @@ class DynamoJobStore(BaseJobStore):
             "expires_at": expires,
         })}} for key in counter_keys(stored["job_id"])]
         # Always counted, capped or not, so that the subtraction at the job's end balances it.
+        # The count expires with the owner's newest job: by then every job it counted has.
         capped = cap is not None
         below_cap = {"ConditionExpression": "attribute_not_exists(#active) OR #active < :cap"} if capped else {}
         take_slot = {"Update": {
             "TableName": self.table_name, "Key": item(owner_count_key(stored["owner"])),
-            "UpdateExpression": "ADD #active :one", **below_cap, "ExpressionAttributeNames": {"#active": "active"},
-            "ExpressionAttributeValues": item({":one": 1, **({":cap": cap} if capped else {})}),
+            "UpdateExpression": "ADD #active :one SET #expires_at = :expires", **below_cap,
+            "ExpressionAttributeNames": {"#active": "active", "#expires_at": "expires_at"},
+            "ExpressionAttributeValues": item({":one": 1, ":expires": expires, **({":cap": cap} if capped else {})}),
         }}
         try:
             self._transact([put_job, *put_counters, take_slot], f"creating job {stored['job_id']}")
