@@ -72,7 +72,7 @@ class TooManyJobsError(TilefanError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(
-            f"you already have {limit} jobs queued or running, the most allowed at once "
+            f"too many jobs at once: each caller may have at most {limit} queued or running "
             f"(setting TILEFAN_MAX_CONCURRENT_JOBS); wait for one to end or cancel one")
         self._init_args = (limit,)
         self.limit = limit

@@ -86,7 +86,7 @@ def test_the_cap_counts_only_the_owners_active_jobs_and_a_job_that_ends_frees_it
     be.jobs.create_job(job("a2", owner=ALICE), max_active=2)
     with pytest.raises(TooManyJobsError) as refused:
         be.jobs.create_job(job("a3", owner=ALICE), max_active=2)
-    assert "2 jobs queued or running" in str(refused.value) and "TILEFAN_MAX_CONCURRENT_JOBS" in str(refused.value)
+    assert "at most 2 queued or running" in str(refused.value) and "TILEFAN_MAX_CONCURRENT_JOBS" in str(refused.value)
     with pytest.raises(JobNotFoundError):
         be.jobs.get_job("a3")  # a refused job leaves no trace
     be.jobs.create_job(job("b1", owner=BOB), max_active=2)  # Bob's slots are his own

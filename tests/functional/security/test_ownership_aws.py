@@ -124,7 +124,7 @@ def test_the_cap_on_jobs_at_once_is_per_caller_and_frees_up_as_jobs_end(stack: S
         assert refused.status_code == 429
         error = refused.json_body["error"]
         assert error["code"] == "too_many_jobs"
-        assert "2 jobs queued or running" in error["message"] and "TILEFAN_MAX_CONCURRENT_JOBS" in error["message"]
+        assert "at most 2 queued or running" in error["message"] and "TILEFAN_MAX_CONCURRENT_JOBS" in error["message"]
         theirs = submit(bob, ADD)  # Bob's slots are his own
         assert bob.http.delete(f"/jobs/{first}").status_code == 404  # nor can he end Alice's jobs
         assert alice.http.get(f"/jobs/{first}").json_body["status"] in ("QUEUED", "RUNNING")
