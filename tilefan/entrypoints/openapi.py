@@ -89,7 +89,7 @@ def _paths() -> dict[str, Any]:
                 "responses": _answers(202, Job, "accepted", 400, 413, 415, 429),
             },
             "get": {
-                "summary": "Recent jobs, newest first",
+                "summary": "The caller's recent jobs, newest first",
                 "parameters": [
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": _MAX_PAGE,
                                                                 "default": 20}},
