@@ -112,9 +112,12 @@ def build_service(config: Config | None = None) -> JobService:
         return JobService(ports, runner, config.limits, policy=settings.route_policy)
     if config.backend != "embedded":
         raise InvalidSpecError("TILEFAN_BACKEND", f"must be embedded or aws, got {config.backend!r}")
-    # The caller starts the scheduler (``serve_in_thread``) and stops it on shutdown.
+    from tilefan.domain.records import LOCAL_OWNER
+
+    # The caller starts the scheduler (``serve_in_thread``) and stops it on shutdown. A home
+    # has one principal, so every job is LOCAL_OWNER's (as the CLI's and Python API's are).
     scheduler = build_scheduler(config, threaded=True)
-    return JobService(scheduler.ports, scheduler, config.limits, policy=config.route_policy)
+    return JobService(scheduler.ports, scheduler, config.limits, policy=config.route_policy, principal=LOCAL_OWNER)
 
 
 # --------------------------------------------------------------------------- AWS

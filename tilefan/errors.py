@@ -65,6 +65,25 @@ class NotFoundError(TilefanError):
     code = "not_found"
 
 
+class TooManyJobsError(TilefanError):
+    """A caller already has as many QUEUED or RUNNING jobs as the limit allows."""
+
+    code = "too_many_jobs"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"too many jobs at once: each caller may have at most {limit} queued or running "
+            f"(setting TILEFAN_MAX_CONCURRENT_JOBS); wait for one to end or cancel one")
+        self._init_args = (limit,)
+        self.limit = limit
+
+
+class UnauthenticatedError(TilefanError):
+    """A request that reached a route without an authenticated identity to own its jobs."""
+
+    code = "unauthorized"
+
+
 class GoneError(TilefanError):
     """An upload ID whose time to receive bytes has passed."""
 

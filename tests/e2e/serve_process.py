@@ -18,7 +18,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ class ServeProcess:
     log: Path
     workers: int = 2
     extra: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)  # more settings for the server
 
     def __post_init__(self) -> None:
         self.mark = uuid.uuid4().hex
@@ -68,7 +69,7 @@ class ServeProcess:
         self.base = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
         env.update({"TILEFAN_HOME": str(self.home), "TILEFAN_WORKERS": str(self.workers), "TILEFAN_KERNEL": "numpy",
-                    MARK: self.mark})
+                    MARK: self.mark, **self.env})
         with open(self.log, "ab") as log_fp:
             self.proc = subprocess.Popen([str(TILEFAN), "serve", "--port", str(self.port), *self.extra],
                                          cwd=self.home.parent, env=env, stdout=log_fp, stderr=subprocess.STDOUT)

@@ -111,9 +111,8 @@ def stack() -> Iterator[Any]:
 
 @pytest.fixture
 def client() -> Iterator[Any]:
-    from chalice.test import Client
-
     import app as chalice_app
+    from tests.functional.identity import ALICE, client_as
 
-    with Client(chalice_app.app) as c:
+    with client_as(chalice_app.app, ALICE) as c:  # as API Gateway passes on a SigV4-signed request
         yield c

@@ -101,7 +101,8 @@ def test_a_status_change_moves_every_shards_copy_in_one_transaction(
     assert store.record_tile_done("j1", tile(1))
     written_keys.clear()
     assert store.transition("j1", Status.CANCELLED)
-    assert len(written_keys) == 1 + SHARDS  # one request: the job item and every shard
+    # One request: the job item, every shard, and (the job ended) its owner's count of active jobs.
+    assert len(written_keys) == 1 + SHARDS + 1 and ("OWNER#local", "ACTIVE") in written_keys
     assert {_counter(dynamodb_client, "j1", s)["status"]["S"] for s in range(SHARDS)} == {"CANCELLED"}
     # No shard counts a tile after the cancel, whichever shard it falls in.
     assert not any(store.record_tile_done("j1", tile(t)) for t in range(2, 2 + SHARDS))

@@ -16,6 +16,7 @@ import pytest
 from chalice.test import Client
 
 import app as chalice_app
+from tests.functional.identity import ALICE, client_as
 from tests.functional.rest_client import submit, wait_job
 from tests.functional.spot_stack import DLQ_URL, FLEET, QUEUE_URL, FakeImds, SpotStack, spot_stack
 from tests.helpers import argmin_index, brute_force_phi, random_pair, s3_array, wait_until
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarni
 
 @pytest.fixture
 def client() -> Iterator[Client]:
-    with Client(chalice_app.app) as c:
+    with client_as(chalice_app.app, ALICE) as c:  # as API Gateway passes on a SigV4-signed request
         yield c
 
 

@@ -716,7 +716,8 @@ def test_aws_items_expire_and_committed_outputs_are_encrypted(aws: Backend) -> N
     jobs.transition("j1", Status.RUNNING)
     jobs.record_tile_done("j1", tile(0))
     items = aws.raw["dynamodb"].scan(TableName=TABLE)["Items"]
-    assert len(items) == 2 + SHARDS and all(i["expires_at"] == {"N": str(1_000 + 2 * 86_400)} for i in items)
+    # the job, its tile, its shards' counters and its owner's count of active jobs
+    assert len(items) == 3 + SHARDS and all(i["expires_at"] == {"N": str(1_000 + 2 * 86_400)} for i in items)
     ttl = aws.raw["dynamodb"].describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     aws.blobs.create_array("jobs/j1/out.npy", (2, 2), "float64", "j1")

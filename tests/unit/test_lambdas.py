@@ -80,11 +80,11 @@ class MemoryJobs:
         self.jobs: dict[str, JobRecord] = {}
         self.done: dict[tuple[str, int], TileResult] = {}
 
-    def create_job(self, record: JobRecord) -> None:
+    def create_job(self, record: JobRecord, max_active: int | None = None) -> None:
         self.jobs[record.job_id] = record
 
-    def get_job(self, job_id: str) -> JobRecord:
-        if job_id not in self.jobs:
+    def get_job(self, job_id: str, owner: str | None = None) -> JobRecord:
+        if job_id not in self.jobs or owner not in (None, self.jobs[job_id].owner):
             raise JobNotFoundError(job_id)
         return self.jobs[job_id]
 

@@ -3,9 +3,15 @@
 ``BaseJobStore`` implements the ``JobStore`` port: which status changes ALLOWED_FROM
 permits, how timings and links merge, how a page of jobs and its cursor work, and what
 each tile report writes. Its subclasses (SQLite, DynamoDB, in memory) implement a few
-primitives, each one atomic on its backend: insert a job if new, read one, update one if
-its status is still the one read, write a tile row unless it is done, and complete a tile
-exactly once. Records cross that boundary as plain stored dicts (``records_codec``).
+primitives, each one atomic on its backend: insert a job if new (and if its owner has
+room under a cap), read one, update one if its status is still the one read, write a tile
+row unless it is done, and complete a tile exactly once. Records cross that boundary as
+plain stored dicts (``records_codec``).
+
+Ownership: every job has an owner. ``get_job(id, owner=...)`` and ``list_jobs(...,
+owner=...)`` show a job only to its owner; anyone else finds no such job (never "not
+yours", which would say it exists). Without ``owner`` they see every job: that is the
+pipeline's own view, and the CLI's on its own home.
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ from tilefan.adapters.records_codec import (
     tile_row_from_stored,
 )
 from tilefan.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
-from tilefan.errors import ConflictError, InvalidSpecError, JobNotFoundError
+from tilefan.errors import ConflictError, InvalidSpecError, JobNotFoundError, TooManyJobsError
+
+# The statuses that hold one of their owner's slots under the concurrent-job cap.
+ACTIVE = (Status.QUEUED.value, Status.RUNNING.value)
 
 
 class Completion(Enum):
@@ -40,31 +49,45 @@ class Completion(Enum):
     NO_JOB = "no job"
 
 
+class Admission(Enum):
+    """What an attempt to insert a new job found."""
+
+    ADMITTED = "admitted"
+    EXISTS = "exists"  # a job with this id is already stored: nothing changed
+    OVER_CAP = "over cap"  # its owner already has ``cap`` active jobs: nothing changed
+
+
 class BaseJobStore(ABC):
     """The JobStore port over a backend's conditional reads and writes."""
 
     # ------------------------------------------------------------------ primitives
 
     @abstractmethod
-    def _put_job_if_new(self, stored: StoredJob) -> bool:
-        """Insert the job; False (and no change) if its id exists."""
+    def _put_job_if_new(self, stored: StoredJob, cap: int | None) -> Admission:
+        """Insert the job unless its id exists or (when ``cap`` is given) its owner
+        already has ``cap`` jobs in an ACTIVE status; the check and the insert are one
+        atomic step, so two submissions racing for the last slot cannot both win."""
 
     @abstractmethod
     def _get_stored_job(self, job_id: str) -> StoredJob | None:
         """The job as stored (strongly consistent), or None."""
 
     @abstractmethod
-    def _stored_jobs_page(self, count: int, after: tuple[float, str] | None) -> list[StoredJob]:
-        """Up to ``count`` jobs in descending ``(created_at, job_id)`` order, starting
-        strictly after ``after`` in that order."""
+    def _stored_jobs_page(self, count: int, after: tuple[float, str] | None,
+                          owner: str | None = None) -> list[StoredJob]:
+        """Up to ``count`` jobs (only ``owner``'s when given) in descending
+        ``(created_at, job_id)`` order, starting strictly after ``after`` in that order."""
 
     @abstractmethod
     def _set_totals(self, job_id: str, tiles_total: int, units_total: int) -> bool:
         """Set the plan's totals; False if the job does not exist."""
 
     @abstractmethod
-    def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob) -> bool:
-        """Write ``changes`` only if the job's status is still ``seen``; False if not."""
+    def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob,
+                              frees_slot_of: str | None = None) -> bool:
+        """Write ``changes`` only if the job's status is still ``seen``; False if not.
+        ``frees_slot_of`` names the owner whose active job this write ends: a store that
+        keeps a count of active jobs per owner lowers it in the same atomic write."""
 
     @abstractmethod
     def _write_tile_unless_done(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> None:
@@ -82,25 +105,35 @@ class BaseJobStore(ABC):
 
     # ------------------------------------------------------------------ jobs
 
-    def create_job(self, record: JobRecord) -> None:
-        if not self._put_job_if_new(job_to_stored(record)):
+    def create_job(self, record: JobRecord, max_active: int | None = None) -> None:
+        """Insert a new QUEUED job; with ``max_active``, only while its owner has fewer
+        active (QUEUED or RUNNING) jobs than that, else TooManyJobsError."""
+        if max_active is not None and max_active < 1:
+            raise InvalidSpecError("max_active", f"must be at least 1, got {max_active}")
+        outcome = self._put_job_if_new(job_to_stored(record), max_active)
+        if outcome is Admission.EXISTS:
             raise ConflictError(f"job {record.job_id} already exists")
+        if outcome is Admission.OVER_CAP:
+            assert max_active is not None
+            raise TooManyJobsError(max_active)
 
-    def _stored_job(self, job_id: str) -> StoredJob:
+    def _stored_job(self, job_id: str, owner: str | None = None) -> StoredJob:
         stored = self._get_stored_job(job_id)
-        if stored is None:
+        # Someone else's job is answered exactly as a missing one.
+        if stored is None or (owner is not None and (stored.get("owner") or "") != owner):
             raise JobNotFoundError(job_id)
         return stored
 
-    def get_job(self, job_id: str) -> JobRecord:
-        return job_from_stored(self._stored_job(job_id))
+    def get_job(self, job_id: str, owner: str | None = None) -> JobRecord:
+        return job_from_stored(self._stored_job(job_id, owner))
 
-    def list_jobs(self, limit: int, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:
+    def list_jobs(self, limit: int, cursor: str | None = None,
+                  owner: str | None = None) -> tuple[list[JobRecord], str | None]:
         if limit < 1:
             raise InvalidSpecError("limit", f"must be at least 1, got {limit}")
         after = decode_cursor(cursor) if cursor else None
         # One more than asked: a next cursor is given only when a next page exists.
-        stored = self._stored_jobs_page(limit + 1, after)
+        stored = self._stored_jobs_page(limit + 1, after, owner)
         records = [job_from_stored(s) for s in stored[:limit]]
         next_cursor = None
         if len(stored) > limit:
@@ -138,7 +171,10 @@ class BaseJobStore(ABC):
                 changes["result"] = json.dumps(result)
             if error is not None:
                 changes["error"] = json.dumps(error)
-            if self._update_job_if_status(job_id, seen, changes):
+            # Every terminal status is reached from an ACTIVE one, exactly once (the write
+            # below is conditional on ``seen``): the owner's slot is freed exactly once.
+            frees = (stored.get("owner") or None) if new.terminal and seen in ACTIVE else None
+            if self._update_job_if_status(job_id, seen, changes, frees):
                 return True
             # Another transition won; read again and judge from there. Each retry needs
             # the status to have moved on, and it moves at most twice (QUEUED, RUNNING,

@@ -24,7 +24,7 @@ StoredJob = dict[str, Any]
 StoredTile = dict[str, Any]
 
 JOB_COLUMNS = ("job_id", "kind", "status", "spec", "created_at", "tiles_total", "units_total", "tiles_done",
-               "units_done", "timings", "result", "error", "links")
+               "units_done", "timings", "result", "error", "links", "owner")
 # The columns of a tile row, which reports rely on; a field never written reads as None.
 TILE_COLUMNS = ("job_id", "tile_id", "status", "started_at", "finished_at", "worker", "route", "units",
                 "stats", "bytes_read", "bytes_written", "attempts", "error")
@@ -62,6 +62,7 @@ def job_to_stored(record: JobRecord) -> StoredJob:
         "result": _json_or_none(record.result),
         "error": _json_or_none(record.error),
         "links": json.dumps(record.links),
+        "owner": record.owner,
     }
 
 
@@ -80,6 +81,7 @@ def job_from_stored(stored: Mapping[str, Any]) -> JobRecord:
         result=_loads_or_none(stored.get("result")),
         error=_loads_or_none(stored.get("error")),
         links=json.loads(stored["links"]),
+        owner=str(stored.get("owner") or ""),  # a record older than ownership is nobody's
     )
 
 

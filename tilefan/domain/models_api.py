@@ -129,6 +129,8 @@ class Job(_Fixed):
     result: MatrixResult | AtomsResult | None
     error: JobError | None
     links: dict[str, str] = Field(description="self, report, and backend-specific links")
+    owner: str = Field(description="who submitted it: 'local' under tilefan serve; on AWS the caller's IAM ARN, "
+                                   "or cognito:<sub>. Only the owner sees a job")
 
 
 class JobPage(_Fixed):

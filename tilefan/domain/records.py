@@ -8,6 +8,10 @@ from typing import Any
 
 from tilefan.domain.spec import JobSpec, spec_to_dict
 
+# The owner of every job on the embedded backend: a home has one principal (whoever may
+# use it: the CLI, the Python API, and ``tilefan serve``'s loopback or token holders).
+LOCAL_OWNER = "local"
+
 
 class Status(StrEnum):
     QUEUED = "QUEUED"
@@ -61,6 +65,9 @@ class JobRecord:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     links: dict[str, str] = field(default_factory=dict)
+    # Who submitted it: LOCAL_OWNER on the embedded backend, the caller's authenticated
+    # identity on AWS ("" for a record older than ownership: nobody's).
+    owner: str = LOCAL_OWNER
 
     def to_dict(self) -> dict[str, Any]:
         """The public shape of a job, as the REST API and ``--json`` show it."""
@@ -81,4 +88,5 @@ class JobRecord:
             "result": self.result,
             "error": self.error,
             "links": self.links,
+            "owner": self.owner,
         }

@@ -64,6 +64,8 @@ class Limits:
     max_body_bytes: int = 64 * 1024
     # The server's HTTP front end refuses a body over this before reading it.
     max_upload_bytes: int = 256 << 20
+    # QUEUED + RUNNING jobs one owner may have at once (more are refused, 429 on the API).
+    max_concurrent_jobs: int = 20
 
 
 Inspector = Callable[[str], tuple[tuple[int, ...], str]]

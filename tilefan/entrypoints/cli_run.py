@@ -125,7 +125,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {field_message(exc.field, exc.message)}", file=sys.stderr)
         return EXIT_INVALID
     except TilefanError as exc:
-        if exc.code == "invalid_input":  # refused by a remote API
+        # Refused by a remote API, or over the owner's cap on jobs at once (local or remote):
+        # the user's to fix, as bad input is.
+        if exc.code in ("invalid_input", "too_many_jobs"):
             print(f"error: {field_message(getattr(exc, 'field', None), str(exc))}", file=sys.stderr)
             return EXIT_INVALID
         print(f"error: {exc}", file=sys.stderr)

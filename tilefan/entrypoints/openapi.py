@@ -27,7 +27,8 @@ _COMPONENTS: tuple[type[BaseModel], ...] = (
 _ERRORS = {400: "invalid input", 401: "missing or wrong token", 403: "not allowed (Host, or IAM)",
            404: "unknown job, upload or output", 405: "method not allowed",
            409: "not in a state that allows this", 410: "upload ID expired",
-           413: "request body too large", 415: "unsupported content type", 500: "the backend failed",
+           413: "request body too large", 415: "unsupported content type",
+           429: "the caller already has TILEFAN_MAX_CONCURRENT_JOBS jobs queued or running", 500: "the backend failed",
            501: "needs an optional extra"}
 _MAX_PAGE = 100  # as JobService.list enforces
 _SECURITY_SCHEMES = {
@@ -85,10 +86,10 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "summary": "Submit a job",
                 "requestBody": _body("SubmitJob"),
-                "responses": _answers(202, Job, "accepted", 400, 413, 415),
+                "responses": _answers(202, Job, "accepted", 400, 413, 415, 429),
             },
             "get": {
-                "summary": "Recent jobs, newest first",
+                "summary": "The caller's recent jobs, newest first",
                 "parameters": [
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": _MAX_PAGE,
                                                                 "default": 20}},

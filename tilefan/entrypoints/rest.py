@@ -3,7 +3,8 @@ thin doors over JobService.
 
 ``app.py`` registers this blueprint for AWS; ``tilefan serve`` registers it on a local
 Chalice app over the embedded backend. The service is built lazily on first request,
-from configuration, in ``tilefan.bootstrap``.
+from configuration, in ``tilefan.bootstrap``. Every route acts for the caller
+(``caller``): it sees and creates only that owner's jobs and uploads.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from chalice import Blueprint, Response
 from tilefan.bootstrap import api_authorizer
 from tilefan.entrypoints.openapi import openapi_document
 from tilefan.entrypoints.rest_guard import guard, parse_json
+from tilefan.entrypoints.rest_owner import identity
 from tilefan.errors import TilefanError, TooLargeError
 from tilefan.pipeline.error_codec import http_error
 from tilefan.service.jobs import JobService
@@ -47,6 +49,11 @@ def get_service() -> JobService:
     return _service
 
 
+def caller() -> str:
+    """The owner the current request acts for (UnauthenticatedError, a 401, if none)."""
+    return get_service().owner_of(identity(api.current_request.context))
+
+
 def _error(status: int, body: dict[str, Any]) -> Response:
     return Response(body={"error": body}, status_code=status, headers={"Content-Type": "application/json"})
 
@@ -73,33 +80,33 @@ def _with_body(fn: Callable[[Any], Any], status: int) -> Response:
 
 @api.route("/jobs", methods=["POST"], authorizer=AUTH)
 def create_job() -> Response:
-    return _with_body(get_service().submit, 202)
+    return _with_body(lambda body: get_service().submit(body, caller()), 202)
 
 
 @api.route("/jobs", methods=["GET"], authorizer=AUTH)
 def list_jobs() -> Response:
     params: Any = api.current_request.query_params or {}
-    return _handle(lambda: get_service().list(params.get("limit"), params.get("cursor")))
+    return _handle(lambda: get_service().list(params.get("limit"), params.get("cursor"), caller()))
 
 
 @api.route("/jobs/{job_id}", methods=["GET"], authorizer=AUTH)
 def get_job(job_id: str) -> Response:
-    return _handle(lambda: get_service().get(job_id))
+    return _handle(lambda: get_service().get(job_id, caller()))
 
 
 @api.route("/jobs/{job_id}", methods=["DELETE"], authorizer=AUTH)
 def cancel_job(job_id: str) -> Response:
-    return _handle(lambda: get_service().cancel(job_id))
+    return _handle(lambda: get_service().cancel(job_id, caller()))
 
 
 @api.route("/jobs/{job_id}/report", methods=["GET"], authorizer=AUTH)
 def job_report(job_id: str) -> Response:
-    return _handle(lambda: get_service().report(job_id))
+    return _handle(lambda: get_service().report(job_id, caller()))
 
 
 @api.route("/uploads", methods=["POST"], authorizer=AUTH)
 def create_upload() -> Response:
-    return _with_body(get_service().create_upload, 201)
+    return _with_body(lambda body: get_service().create_upload(body, caller()), 201)
 
 
 @api.route("/uploads/{upload_id}/{name}", methods=["PUT"], authorizer=AUTH,
@@ -109,7 +116,7 @@ def put_upload(upload_id: str, name: str) -> Response:
     raw = request.raw_body or b""
     data = raw.encode() if isinstance(raw, str) else raw
     declared = _content_length(request.headers.get("content-length"))
-    return _handle(lambda: get_service().receive_upload(upload_id, name, data, declared=declared), 201)
+    return _handle(lambda: get_service().receive_upload(upload_id, name, data, caller(), declared=declared), 201)
 
 
 def _content_length(value: str | None) -> int | None:
@@ -119,7 +126,7 @@ def _content_length(value: str | None) -> int | None:
 def _download(job_id: str, which: str) -> Response:
     """A job's output: streamed by the embedded server, a redirect to a presigned GET on AWS."""
     try:
-        how, what = get_service().output(job_id, which)
+        how, what = get_service().output(job_id, which, caller())
     except TilefanError as exc:
         return _error(*http_error(exc))
     if how == "redirect":

@@ -109,8 +109,13 @@ def job_slice(job_id: str) -> Response:
     from tilefan.pipeline.slices import atoms_slice
 
     service = rest.get_service()
-    return _guarded(lambda: Response(body=atoms_slice(service.ports, job_id), status_code=200,
-                                     headers={"Content-Type": "application/json"}))
+
+    def answer() -> Response:
+        service.ports.jobs.get_job(job_id, rest.caller())  # someone else's job: not found
+        return Response(body=atoms_slice(service.ports, job_id), status_code=200,
+                        headers={"Content-Type": "application/json"})
+
+    return _guarded(answer)
 
 
 @web.route("/jobs/{job_id}/report/{name}", methods=["GET"], authorizer=rest.AUTH)
@@ -118,7 +123,7 @@ def report_file(job_id: str, name: str) -> Response:
     from tilefan.entrypoints import report_files as rf
 
     def answer() -> Response:
-        report = rest.get_service().report(job_id)
+        report = rest.get_service().report(job_id, rest.caller())
         body: Any
         if name == "logs.csv":
             body = rf.csv_text(report["tiles"])

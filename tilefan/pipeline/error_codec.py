@@ -18,8 +18,8 @@ from tilefan.errors import InvalidSpecError, ReportedError, RunnerError, Tilefan
 
 MAX_ERROR_MESSAGE = 2000  # characters of a reported error kept on the job record
 
-_HTTP_STATUS = {"invalid_input": 400, "job_not_found": 404, "not_found": 404, "conflict": 409,
-                "upload_expired": 410, "body_too_large": 413}
+_HTTP_STATUS = {"invalid_input": 400, "unauthorized": 401, "job_not_found": 404, "not_found": 404,
+                "conflict": 409, "upload_expired": 410, "body_too_large": 413, "too_many_jobs": 429}
 _TILE_PREFIX = re.compile(r"^tile (\d+): ")
 # State errors raised by the services that run our code, not by our code.
 _RUNNER_PREFIXES = ("States.", "Lambda.", "Sandbox.")

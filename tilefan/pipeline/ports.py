@@ -134,15 +134,19 @@ class PartAssembly(Protocol):
 
 
 class JobStore(Protocol):
-    def create_job(self, record: JobRecord) -> None:
-        """Insert a new job; ConflictError if the id exists."""
+    def create_job(self, record: JobRecord, max_active: int | None = None) -> None:
+        """Insert a new job; ConflictError if the id exists; TooManyJobsError if its owner
+        already has ``max_active`` QUEUED or RUNNING jobs (checked and inserted atomically)."""
         ...
 
-    def get_job(self, job_id: str) -> JobRecord:
-        """Raises JobNotFoundError."""
+    def get_job(self, job_id: str, owner: str | None = None) -> JobRecord:
+        """Raises JobNotFoundError, also for a job that is not ``owner``'s when one is given."""
         ...
 
-    def list_jobs(self, limit: int, cursor: str | None = None) -> tuple[list[JobRecord], str | None]: ...
+    def list_jobs(self, limit: int, cursor: str | None = None,
+                  owner: str | None = None) -> tuple[list[JobRecord], str | None]:
+        """A page of jobs newest first (only ``owner``'s when given) and the next cursor."""
+        ...
 
     def set_plan(self, job_id: str, tiles_total: int, units_total: int) -> None: ...
 

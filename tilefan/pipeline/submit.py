@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tilefan.domain.plan import fit_to_lambda, tiles_total
-from tilefan.domain.records import JobRecord, Status
+from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import JobSpec, Limits, parse_spec
 from tilefan.pipeline.guardrails import check_guardrails
@@ -45,8 +45,11 @@ def admit(ports: Ports, raw: Any, limits: Limits, policy: RoutePolicy | None = N
 def submit_job(
     ports: Ports, raw: Any, *, limits: Limits | None = None, clock: Clock = time.time,
     job_id: str | None = None, links: Mapping[str, str] | None = None, policy: RoutePolicy | None = None,
+    owner: str = LOCAL_OWNER,
 ) -> JobRecord:
-    """Validate and record a new job as QUEUED. Raises InvalidSpecError, writing nothing."""
+    """Validate and record a new job of ``owner``'s as QUEUED. Raises InvalidSpecError,
+    writing nothing, and TooManyJobsError when the owner already has
+    ``limits.max_concurrent_jobs`` jobs queued or running."""
     limits = limits or Limits()
     spec = admit(ports, raw, limits, policy)
     check_guardrails(spec, limits, policy)
@@ -61,6 +64,7 @@ def submit_job(
         tiles_total=tiles_total(spec),
         units_total=spec.units_total,
         links=dict(links or {}),
+        owner=owner,
     )
-    ports.jobs.create_job(record)
+    ports.jobs.create_job(record, max_active=limits.max_concurrent_jobs)
     return record

@@ -2,6 +2,12 @@
 
 The Chalice routes (``rest.py``) turn requests into these calls and the results into
 responses, on AWS and under ``tilefan serve`` alike.
+
+Every job has an owner, and the routes pass the caller's (``owner_of``): on AWS the
+identity API Gateway authenticated, on the embedded backend the home's one principal
+(``principal``, LOCAL_OWNER). A job of anyone else's is answered as a missing one, 404,
+and so is its report, result or field; as an input of a new job it is an unknown job.
+Calls without ``owner`` act as the ``principal`` (the embedded backend's own callers).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 from tilefan.domain.records import JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import Limits
-from tilefan.errors import ConflictError, InvalidSpecError, NotFoundError
+from tilefan.errors import ConflictError, InvalidSpecError, NotFoundError, UnauthenticatedError
 from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import fail_job
 from tilefan.pipeline.ports import JobRunner, Ports
@@ -32,9 +38,12 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 class JobService:
     def __init__(
         self, ports: Ports, runner: JobRunner, limits: Limits, clock: Callable[[], float] = time.time,
-        policy: RoutePolicy | None = None,
+        policy: RoutePolicy | None = None, principal: str | None = None,
     ) -> None:
         self.ports = ports
+        # The one owner of every job on a single-principal backend (embedded); None where
+        # each request's authenticated identity owns its jobs (AWS).
+        self.principal = principal
         self.runner = runner
         self.limits = limits
         self.clock = clock
@@ -43,15 +52,30 @@ class JobService:
         # On AWS the bytes go straight to S3, so "complete" is known only when a job reads them.
         self._receives = hasattr(ports.blobs, "put_bytes")
 
+    # ------------------------------------------------------------------ owners
+
+    def owner_of(self, identity: str | None) -> str:
+        """Who owns what a request creates and may see: the backend's one principal, else
+        the authenticated identity of the request; UnauthenticatedError without either."""
+        if self.principal is not None:
+            return self.principal
+        if not identity:
+            raise UnauthenticatedError("this request carries no authenticated identity to own jobs")
+        return identity
+
+    def _owner(self, owner: str | None) -> str | None:
+        return owner if owner is not None else self.principal
+
     # ------------------------------------------------------------------ jobs
 
-    def submit(self, body: Any, owner: str = "") -> dict[str, Any]:
+    def submit(self, body: Any, owner: str | None = None) -> dict[str, Any]:
         """Validate and record the job, then start it. Bad input raises before any write."""
+        who = self.owner_of(self._owner(owner))
         job_id = new_job_id()
-        body = restrict(body, job_id, owner, self.uploads, self.ports.jobs, needs_receipt=self._receives)
+        body = restrict(body, job_id, who, self.uploads, self.ports.jobs, needs_receipt=self._receives)
         links = {"self": f"/jobs/{job_id}", "report": f"/jobs/{job_id}/report", **self.runner.links(job_id)}
         record = submit_job(self.ports, body, limits=self.limits, clock=self.clock, job_id=job_id, links=links,
-                                  policy=self.policy)
+                            policy=self.policy, owner=who)
         try:
             self.runner.start(job_id)
         except Exception as exc:
@@ -59,8 +83,8 @@ class JobService:
             raise
         return self.describe(self.ports.jobs.get_job(record.job_id))
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        return self.describe(self.ports.jobs.get_job(job_id))
+    def get(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
+        return self.describe(self.ports.jobs.get_job(job_id, self._owner(owner)))
 
     def describe(self, record: JobRecord) -> dict[str, Any]:
         doc = record.to_dict()
@@ -83,24 +107,25 @@ class JobService:
         rate = record.units_done / elapsed if elapsed > 0 else 0.0
         return round((record.units_total - record.units_done) / rate, 3) if rate > 0 else None
 
-    def list(self, limit: Any = None, cursor: str | None = None) -> dict[str, Any]:
+    def list(self, limit: Any = None, cursor: str | None = None, owner: str | None = None) -> dict[str, Any]:
         size = 20 if limit in (None, "") else _page_size(limit)
-        records, next_cursor = self.ports.jobs.list_jobs(size, cursor or None)
+        records, next_cursor = self.ports.jobs.list_jobs(size, cursor or None, self._owner(owner))
         return {"jobs": [self.describe(r) for r in records], "next_cursor": next_cursor}
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        record = self.ports.jobs.get_job(job_id)
+    def cancel(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
+        record = self.ports.jobs.get_job(job_id, self._owner(owner))  # someone else's: not found
         if record.status.terminal or not self.runner.cancel(job_id):
             status = self.ports.jobs.get_job(job_id).status.value
             raise ConflictError(f"job {job_id} is {status}; only QUEUED or RUNNING jobs can be cancelled")
-        return self.get(job_id)
+        return self.get(job_id, owner)
 
-    def report(self, job_id: str) -> dict[str, Any]:
+    def report(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
+        self.ports.jobs.get_job(job_id, self._owner(owner))  # someone else's: not found
         return tile_report(self.ports, job_id)
 
     # ------------------------------------------------------------------ uploads
 
-    def create_upload(self, body: Any, owner: str = "") -> dict[str, Any]:
+    def create_upload(self, body: Any, owner: str | None = None) -> dict[str, Any]:
         """An upload ID and where to send the file; a job then names it as {"file": key}."""
         if not isinstance(body, dict):
             raise InvalidSpecError("body", "must be a JSON object like {\"filename\": \"A.npy\"}")
@@ -109,7 +134,7 @@ class JobService:
             raise InvalidSpecError("filename", "must be a plain file name (letters, digits, . _ -), e.g. A.npy")
         if not name.lower().endswith((".npy", ".csv")):
             raise InvalidSpecError("filename", "must end in .npy or .csv")
-        upload_id, key = self.uploads.issue(name, owner, self.clock())
+        upload_id, key = self.uploads.issue(name, self.owner_of(self._owner(owner)), self.clock())
         target = {"upload_id": upload_id, "key": key, "method": "PUT", "url": f"/uploads/{upload_id}/{name}",
                   "expires_in": UPLOAD_EXPIRES_S, "max_bytes": self.uploads.max_bytes, "use_as": {"file": key}}
         presign = getattr(self.ports.blobs, "presign_post", None)
@@ -118,14 +143,14 @@ class JobService:
             target.update(method="POST", url=form["url"], fields=form["fields"])
         return target
 
-    def receive_upload(self, upload_id: str, name: str, data: bytes, owner: str = "",
+    def receive_upload(self, upload_id: str, name: str, data: bytes, owner: str | None = None,
                        declared: int | None = None) -> dict[str, Any]:
         """Embedded backend only: store an issued upload's bytes, once (on AWS the client posts to S3)."""
-        return self.uploads.receive(upload_id, name, owner, data, self.clock(), declared)
+        return self.uploads.receive(upload_id, name, self.owner_of(self._owner(owner)), data, self.clock(), declared)
 
-    def output(self, job_id: str, which: str) -> tuple[str, str | bytes]:
+    def output(self, job_id: str, which: str, owner: str | None = None) -> tuple[str, str | bytes]:
         """A finished job's output: ("redirect", presigned URL) on AWS, ("bytes", the .npy) locally."""
-        record = self.ports.jobs.get_job(job_id)
+        record = self.ports.jobs.get_job(job_id, self._owner(owner))
         key = result_key(job_id) if which == "result" else field_key(job_id)
         spec = record.spec
         produced = getattr(spec, "out", None) if which == "result" else getattr(spec, "field_out", None)

@@ -2,7 +2,8 @@
 
 A REST body names an input as seeded random data, an upload (``uploads/<upload_id>/<name>``
 from ``POST /uploads``), or a previous job's output (``jobs/<job_id>/out.npy`` or
-``.../field.npy``). Outputs belong to the job: ``out`` and ``field_out`` are refused, and
+``.../field.npy``), each only the caller's own: someone else's upload or job is unknown,
+exactly as a missing one is. Outputs belong to the job: ``out`` and ``field_out`` are refused, and
 an atoms job asks for its field with ``"field": true``. ``restrict`` rewrites a body into
 the spec the pipeline runs, raising ``InvalidSpecError`` naming the field otherwise;
 messages never say whether a path exists or what a file holds. The CLI does not come
@@ -70,7 +71,7 @@ def _input_key(value: Any, field: str, owner: str, uploads: Uploads, jobs: JobSt
                                       "or a job's output (jobs/<job_id>/out.npy or field.npy)")
     job_id, which = match.groups()
     try:
-        record = jobs.get_job(job_id)
+        record = jobs.get_job(job_id, owner)  # someone else's job: as if there were none
     except JobNotFoundError:
         raise InvalidSpecError(field, f"no job {job_id} has an output to use") from None
     if record.status is not Status.SUCCEEDED:

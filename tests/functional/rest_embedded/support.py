@@ -10,7 +10,7 @@ from typing import Any
 from tilefan.service.jobs import JobService
 from tilefan.service.scheduler import Scheduler
 
-RECORD_KEYS = {"job_id", "kind", "status", "spec", "progress", "timings", "result", "error", "links"}
+RECORD_KEYS = {"job_id", "kind", "status", "spec", "progress", "timings", "result", "error", "links", "owner"}
 
 MakeService = Callable[..., JobService]
 
@@ -21,6 +21,7 @@ def assert_accepted(response: Any, kind: str) -> dict[str, Any]:
     doc: dict[str, Any] = response.json_body
     assert set(doc) == RECORD_KEYS
     assert doc["kind"] == kind
+    assert doc["owner"] == "local"  # the embedded backend's one principal
     assert doc["status"] in ("QUEUED", "RUNNING")
     assert doc["result"] is None and doc["error"] is None
     assert doc["links"]["self"] == f"/jobs/{doc['job_id']}"

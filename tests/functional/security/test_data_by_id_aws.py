@@ -15,6 +15,7 @@ from chalice.test import Client
 
 import app as chalice_app
 from tests.functional.aws_stack import BUCKET, Stack, aws_stack
+from tests.functional.identity import ALICE, client_as
 from tests.functional.rest_client import JSON, post_job, wait_job
 from tests.helpers import npy_bytes, random_pair
 
@@ -27,7 +28,7 @@ def stack() -> Any:
 
 @pytest.fixture
 def client() -> Any:
-    with Client(chalice_app.app) as c:
+    with client_as(chalice_app.app, ALICE) as c:  # as API Gateway passes on a SigV4-signed request
         yield c
 
 

@@ -4,10 +4,15 @@ Layout (a job's tiles and its progress counters spread over ``SHARDS`` partition
 so no key takes more than its share of a big job's writes):
 
     pk               sk                  what
-    JOB#<id>         JOB                 the job record; gsi1pk="JOBS", gsi1sk="<created_at>#<id>"
+    JOB#<id>         JOB                 the job record; gsi1pk="JOBS", gsi1sk="<created_at>#<id>";
+                                         gsi2pk="OWNER#<owner>", gsi2sk="<created_at>#<id>"
     JOB#<id>#S<nn>   COUNT               shard nn's counters (tiles_done, units_done) and a
                                          copy of the job's status, moved with it
     JOB#<id>#S<nn>   TILE#<0000000007>   one tile's record, in the shard its id picks
+
+    OWNER#<owner>    ACTIVE              how many of the owner's jobs are QUEUED or RUNNING
+                                         (``active``): raised as a job is created, lowered
+                                         as it ends, each in that write's transaction
 
 A tile's id picks its shard (``tile_id % SHARDS``), so a tile's record and the counter
 its completion moves share one partition key, and the job item is written only when the
@@ -31,6 +36,7 @@ SHARDS = 16
 JOBS = "JOBS"
 TILE_PREFIX = "TILE#"
 COUNTER_SK = "COUNT"
+ACTIVE_SK = "ACTIVE"
 _TILE_DIGITS = 10
 _CREATED_FORMAT = "{:020.9f}"  # fixed width, so string order is time order (until 2286)
 
@@ -65,6 +71,15 @@ def job_key(job_id: str) -> dict[str, str]:
 
 def index_key(created_at: float, job_id: str) -> dict[str, str]:
     return {"gsi1pk": JOBS, "gsi1sk": _CREATED_FORMAT.format(created_at) + "#" + job_id}
+
+
+def owner_index_key(owner: str, created_at: float, job_id: str) -> dict[str, str]:
+    """The job's key in ``gsi2``: one partition per owner, newest last in sort order."""
+    return {"gsi2pk": f"OWNER#{owner}", "gsi2sk": _CREATED_FORMAT.format(created_at) + "#" + job_id}
+
+
+def owner_count_key(owner: str) -> dict[str, str]:
+    return {"pk": f"OWNER#{owner}", "sk": ACTIVE_SK}
 
 
 def shard_pk(job_id: str, shard: int) -> str:

@@ -3,9 +3,17 @@
 The item layout is ``dynamo_items``'s: the job item, and ``SHARDS`` partition keys per
 job, each holding the tiles its ids pick and one counter item. The ``gsi1`` index lists
 jobs newest first. All jobs share its one partition, which is fine at job creation rates
-far below DynamoDB's 1,000 writes/s per partition; like every GSI it is eventually
+far below DynamoDB's 1,000 writes/s per partition; ``gsi2`` lists one owner's jobs newest
+first (a Query on the owner's partition, never a Scan). Like every GSI they are eventually
 consistent, so a job created a moment ago may be missing from a list for a moment
-(get_job reads the table, strongly). Every item carries ``expires_at`` (epoch seconds)
+(get_job reads the table, strongly).
+
+The cap on an owner's active jobs cannot count them in a GSI (eventually consistent, and
+no transaction spans a read of it): a counter item per owner does it instead. Creating a
+job adds one to it in the creating transaction, on condition that it is below the cap; a
+transition to a terminal status subtracts one in the transition's transaction. Both are
+conditional writes that happen exactly once per job, so the count stays exact and two
+submissions racing for the last slot cannot both win. Every item carries ``expires_at`` (epoch seconds)
 for DynamoDB's TTL. spec, result, error, timings, links and stats are JSON strings.
 
 BaseJobStore makes every decision; this module holds its primitives as conditional
@@ -35,18 +43,21 @@ from tilefan.adapters.aws.dynamo_items import (
     index_key,
     item,
     job_key,
+    owner_count_key,
+    owner_index_key,
     plain,
     shard_pk,
     tile_key,
     update,
     with_counts,
 )
-from tilefan.adapters.job_store import BaseJobStore, Completion
+from tilefan.adapters.job_store import Admission, BaseJobStore, Completion
 from tilefan.adapters.records_codec import StoredJob, StoredTile, TileState
 from tilefan.domain.records import Status
 from tilefan.errors import StoreError, StoreThrottledError
 
 GSI_NAME = "gsi1"
+OWNER_GSI = "gsi2"
 _DAY_S = 86_400
 _TX_ATTEMPTS = 8  # transactions cancelled by a concurrent one are retried this often
 _BATCH_KEYS = 100  # BatchGetItem's most keys per request
@@ -89,9 +100,9 @@ class _Cancelled(Exception):
 
 def create_table(client: Any, table_name: str) -> None:
     """Create the table as the CloudFormation template declares it: pk/sk string keys,
-    the ``gsi1`` index (all attributes projected), on-demand billing, TTL on expires_at.
-    Used by tests; in AWS the stack owns the table."""
-    strings = ("pk", "sk", "gsi1pk", "gsi1sk")
+    the ``gsi1`` and ``gsi2`` indexes (all attributes projected), on-demand billing, TTL
+    on expires_at. Used by tests; in AWS the stack owns the table."""
+    strings = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
     with translated(f"cannot create table {table_name}", StoreError):
         client.create_table(
             TableName=table_name,
@@ -99,11 +110,11 @@ def create_table(client: Any, table_name: str) -> None:
             AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in strings],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
             GlobalSecondaryIndexes=[{
-                "IndexName": GSI_NAME,
-                "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                              {"AttributeName": "gsi1sk", "KeyType": "RANGE"}],
+                "IndexName": name,
+                "KeySchema": [{"AttributeName": f"{name}pk", "KeyType": "HASH"},
+                              {"AttributeName": f"{name}sk", "KeyType": "RANGE"}],
                 "Projection": {"ProjectionType": "ALL"},
-            }],
+            } for name in (GSI_NAME, OWNER_GSI)],
         )
         client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1})
         client.update_time_to_live(TableName=table_name,
@@ -201,53 +212,76 @@ class DynamoJobStore(BaseJobStore):
 
     # ------------------------------------------------------------------ jobs
 
-    def _put_job_if_new(self, stored: StoredJob) -> bool:
+    def _put_job_if_new(self, stored: StoredJob, cap: int | None) -> Admission:
         expires = self._expires_at()
         job = {**stored, **job_key(stored["job_id"]), **index_key(stored["created_at"], stored["job_id"]),
-               "expires_at": expires}
+               **owner_index_key(stored["owner"], stored["created_at"], stored["job_id"]), "expires_at": expires}
         put_job = {"Put": {"TableName": self.table_name, "Item": item(job), "ConditionExpression": _JOB_IS_NEW}}
         put_counters = [{"Put": {"TableName": self.table_name, "Item": item({
             **key, "job_id": stored["job_id"], "status": stored["status"], "tiles_done": 0, "units_done": 0,
             "expires_at": expires,
         })}} for key in counter_keys(stored["job_id"])]
+        # Always counted, capped or not, so that the subtraction at the job's end balances it.
+        # The count expires with the owner's newest job: by then every job it counted has.
+        capped = cap is not None
+        below_cap = {"ConditionExpression": "attribute_not_exists(#active) OR #active < :cap"} if capped else {}
+        take_slot = {"Update": {
+            "TableName": self.table_name, "Key": item(owner_count_key(stored["owner"])),
+            "UpdateExpression": "ADD #active :one SET #expires_at = :expires", **below_cap,
+            "ExpressionAttributeNames": {"#active": "active", "#expires_at": "expires_at"},
+            "ExpressionAttributeValues": item({":one": 1, ":expires": expires, **({":cap": cap} if capped else {})}),
+        }}
         try:
-            self._transact([put_job, *put_counters], f"creating job {stored['job_id']}")
+            self._transact([put_job, *put_counters, take_slot], f"creating job {stored['job_id']}")
         except _Cancelled as exc:
             if exc.reasons[:1] == ["ConditionalCheckFailed"]:
-                return False
+                return Admission.EXISTS
+            if exc.reasons[-1:] == ["ConditionalCheckFailed"]:
+                return Admission.OVER_CAP
             raise StoreError(f"creating job {stored['job_id']} was cancelled: {exc}") from None
-        return True
+        return Admission.ADMITTED
 
     def _get_stored_job(self, job_id: str) -> StoredJob | None:
         found = self._batch_get([job_key(job_id), *counter_keys(job_id)])
         jobs = [f for f in found if f["sk"] != COUNTER_SK]
         return with_counts(jobs[0], [f for f in found if f["sk"] == COUNTER_SK]) if jobs else None
 
-    def _stored_jobs_page(self, count: int, after: tuple[float, str] | None) -> list[StoredJob]:
+    def _stored_jobs_page(self, count: int, after: tuple[float, str] | None,
+                          owner: str | None = None) -> list[StoredJob]:
+        # Everyone's jobs from gsi1's one partition, or one owner's from theirs in gsi2.
+        index, partition = (GSI_NAME, "JOBS") if owner is None else (OWNER_GSI, f"OWNER#{owner}")
         params: dict[str, Any] = {
-            "IndexName": GSI_NAME,
-            "KeyConditionExpression": "gsi1pk = :jobs",
-            "ExpressionAttributeValues": item({":jobs": "JOBS"}),
+            "IndexName": index,
+            "KeyConditionExpression": f"{index}pk = :partition",
+            "ExpressionAttributeValues": item({":partition": partition}),
             "ScanIndexForward": False,  # newest first
             "PaginationConfig": {"MaxItems": count, "PageSize": count},
         }
         if after is not None:
             # The index key of the job at ``after``: the query resumes just past it.
-            params["ExclusiveStartKey"] = item({**job_key(after[1]), **index_key(*after)})
+            position = index_key(*after) if owner is None else owner_index_key(owner, *after)
+            params["ExclusiveStartKey"] = item({**job_key(after[1]), **position})
         return self._counted(list(itertools.islice(self._query(**params), count)))
 
     def _set_totals(self, job_id: str, tiles_total: int, units_total: int) -> bool:
         fields = {"tiles_total": tiles_total, "units_total": units_total}
         return self._update_item(job_key(job_id), update(fields, _JOB_EXISTS))
 
-    def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob) -> bool:
-        # The job item and every shard's copy of its status move together, or none does.
+    def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob,
+                              frees_slot_of: str | None = None) -> bool:
+        # The job item and every shard's copy of its status move together, or none does;
+        # so does the owner's active count when the job ends (once: the status condition).
         set_job = {"Update": {"TableName": self.table_name, "Key": item(job_key(job_id)),
                               **update(changes, _STATUS_UNCHANGED, values={":seen": seen})}}
         copies = [{"Update": {"TableName": self.table_name, "Key": item(key),
                               **update({"status": changes["status"]}, _JOB_EXISTS)}} for key in counter_keys(job_id)]
+        free_slot = [] if not frees_slot_of else [{"Update": {
+            "TableName": self.table_name, "Key": item(owner_count_key(frees_slot_of)),
+            "UpdateExpression": "ADD #active :minus_one", "ExpressionAttributeNames": {"#active": "active"},
+            "ExpressionAttributeValues": item({":minus_one": -1}),
+        }}]
         try:
-            self._transact([set_job, *copies], f"changing the status of job {job_id}")
+            self._transact([set_job, *copies, *free_slot], f"changing the status of job {job_id}")
         except _Cancelled as exc:
             if exc.reasons[:1] == ["ConditionalCheckFailed"]:
                 return False

@@ -3,6 +3,9 @@
 Each process opens its own connection (the pool's workers included). Writers take the
 lock up front with ``BEGIN IMMEDIATE`` so a read-then-write never loses a race; every
 conditional write says in its WHERE clause what it expects to find.
+
+A jobs.sqlite3 made before jobs had owners gains the ``owner`` column on first open, each
+existing job owned by ``LOCAL_OWNER`` (the home's one principal), as new ones are.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tilefan.adapters.job_store import BaseJobStore, Completion
+from tilefan.adapters.job_store import ACTIVE, Admission, BaseJobStore, Completion
 from tilefan.adapters.records_codec import JOB_COLUMNS, TILE_COLUMNS, StoredJob, StoredTile
-from tilefan.domain.records import Status
+from tilefan.domain.records import LOCAL_OWNER, Status
 from tilefan.errors import StoreError
 
 _SCHEMA = """
@@ -33,7 +36,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     timings     TEXT NOT NULL DEFAULT '{}',
     result      TEXT,
     error       TEXT,
-    links       TEXT NOT NULL DEFAULT '{}'
+    links       TEXT NOT NULL DEFAULT '{}',
+    owner       TEXT NOT NULL DEFAULT 'local'  -- LOCAL_OWNER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created_at DESC, job_id DESC);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at, job_id);
@@ -53,6 +57,11 @@ CREATE TABLE IF NOT EXISTS tiles (
     error         TEXT,
     PRIMARY KEY (job_id, tile_id)
 );
+"""
+# Created once the owner column surely exists (after _add_owner_column on an old file).
+_OWNER_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created_at DESC, job_id DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_owner_status ON jobs (owner, status);
 """
 
 
@@ -76,6 +85,8 @@ class SqliteJobStore(BaseJobStore):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(_SCHEMA)
+                _add_owner_column(conn)
+                conn.executescript(_OWNER_INDEXES)
             except (OSError, sqlite3.Error) as exc:
                 raise StoreError(f"cannot open job store {self.path}: {exc}") from None
             self._local.conn = conn
@@ -90,26 +101,36 @@ class SqliteJobStore(BaseJobStore):
 
     # ------------------------------------------------------------------ jobs
 
-    def _put_job_if_new(self, stored: StoredJob) -> bool:
+    def _put_job_if_new(self, stored: StoredJob, cap: int | None) -> Admission:
         try:
             with self._tx() as db:
+                # BEGIN IMMEDIATE holds the write lock from the count to the insert, so two
+                # submissions (threads or processes) cannot both take an owner's last slot.
+                if cap is not None:
+                    row = db.execute(f"SELECT COUNT(*) AS n FROM jobs WHERE owner = ? AND status IN ({_marks(ACTIVE)})",
+                                     (stored["owner"], *ACTIVE)).fetchone()
+                    if row["n"] >= cap:
+                        return Admission.OVER_CAP
                 db.execute(f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({_marks(JOB_COLUMNS)})",
                            tuple(stored[c] for c in JOB_COLUMNS))
         except sqlite3.IntegrityError:
-            return False
-        return True
+            return Admission.EXISTS
+        return Admission.ADMITTED
 
     def _get_stored_job(self, job_id: str) -> StoredJob | None:
         rows = self._select("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
         return rows[0] if rows else None
 
-    def _stored_jobs_page(self, count: int, after: tuple[float, str] | None) -> list[StoredJob]:
-        if after is None:
-            return self._select("SELECT * FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ?", (count,))
-        return self._select(
-            "SELECT * FROM jobs WHERE (created_at, job_id) < (?, ?) ORDER BY created_at DESC, job_id DESC LIMIT ?",
-            (*after, count),
-        )
+    def _stored_jobs_page(self, count: int, after: tuple[float, str] | None,
+                          owner: str | None = None) -> list[StoredJob]:
+        where = [] if owner is None else ["owner = ?"]
+        params: list[Any] = [] if owner is None else [owner]
+        if after is not None:
+            where.append("(created_at, job_id) < (?, ?)")
+            params += after
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        return self._select(f"SELECT * FROM jobs {clause}ORDER BY created_at DESC, job_id DESC LIMIT ?",
+                            (*params, count))
 
     def _set_totals(self, job_id: str, tiles_total: int, units_total: int) -> bool:
         with self._tx() as db:
@@ -117,7 +138,9 @@ class SqliteJobStore(BaseJobStore):
                              (tiles_total, units_total, job_id))
         return cur.rowcount == 1
 
-    def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob) -> bool:
+    def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob,
+                              frees_slot_of: str | None = None) -> bool:
+        # Active jobs are counted from their statuses: there is no count to lower.
         names = _known(changes, JOB_COLUMNS)
         with self._tx() as db:
             cur = db.execute(
@@ -170,6 +193,20 @@ class SqliteJobStore(BaseJobStore):
 
     def _stored_tiles(self, job_id: str) -> list[StoredTile]:
         return self._select("SELECT * FROM tiles WHERE job_id = ?", (job_id,))
+
+
+def _add_owner_column(conn: sqlite3.Connection) -> None:
+    """Give a jobs table made before ownership its owner column (existing jobs: LOCAL_OWNER).
+
+    Checked again under the write lock: processes opening the same old file at once add it once."""
+    def missing() -> bool:
+        return "owner" not in {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+
+    if not missing():
+        return
+    with _Transaction(conn) as db:
+        if missing():
+            db.execute(f"ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '{LOCAL_OWNER}'")
 
 
 def _marks(names: Sequence[str]) -> str:

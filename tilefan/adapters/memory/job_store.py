@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from tilefan.adapters.job_store import BaseJobStore, Completion
+from tilefan.adapters.job_store import ACTIVE, Admission, BaseJobStore, Completion
 from tilefan.adapters.records_codec import StoredJob, StoredTile, TileState
 from tilefan.domain.records import Status
 
@@ -22,21 +22,25 @@ class MemoryJobStore(BaseJobStore):
     # Stored dicts hold only immutable values, so a shallow copy in or out is enough to
     # keep callers from changing what is stored.
 
-    def _put_job_if_new(self, stored: StoredJob) -> bool:
-        with self._lock:
+    def _put_job_if_new(self, stored: StoredJob, cap: int | None) -> Admission:
+        with self._lock:  # the count and the insert under one lock: no two can take the last slot
             if stored["job_id"] in self._jobs:
-                return False
+                return Admission.EXISTS
+            if cap is not None and sum(1 for s in self._jobs.values()
+                                       if s["owner"] == stored["owner"] and s["status"] in ACTIVE) >= cap:
+                return Admission.OVER_CAP
             self._jobs[stored["job_id"]] = dict(stored)
-            return True
+            return Admission.ADMITTED
 
     def _get_stored_job(self, job_id: str) -> StoredJob | None:
         with self._lock:
             stored = self._jobs.get(job_id)
             return None if stored is None else dict(stored)
 
-    def _stored_jobs_page(self, count: int, after: tuple[float, str] | None) -> list[StoredJob]:
+    def _stored_jobs_page(self, count: int, after: tuple[float, str] | None,
+                          owner: str | None = None) -> list[StoredJob]:
         with self._lock:
-            jobs = [dict(s) for s in self._jobs.values()]
+            jobs = [dict(s) for s in self._jobs.values() if owner is None or s["owner"] == owner]
         jobs.sort(key=lambda s: (s["created_at"], s["job_id"]), reverse=True)
         if after is not None:
             jobs = [s for s in jobs if (s["created_at"], s["job_id"]) < after]
@@ -50,7 +54,9 @@ class MemoryJobStore(BaseJobStore):
             stored.update(tiles_total=tiles_total, units_total=units_total)
             return True
 
-    def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob) -> bool:
+    def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob,
+                              frees_slot_of: str | None = None) -> bool:
+        # Active jobs are counted from their statuses: there is no count to lower.
         with self._lock:
             stored = self._jobs.get(job_id)
             if stored is None or stored["status"] != seen:
