@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tilefan.domain import prices
+
 AUTO = "auto"
 LAMBDA = "lambda"
 SPOT = "spot"
@@ -48,10 +50,11 @@ class RoutePolicy:
     # Boot, package install, and the idle period before a worker stops itself.
     spot_overhead_s: float = 420.0
     spot_max_workers: int = 4
-    # Prices in USD (us-east-1 list prices). Spot prices move; this is a planning figure.
-    lambda_gb_s_price: float = 0.0000166667
-    transition_price: float = 0.000025
-    spot_hour_price: float = 0.25
+    # Prices in USD (us-east-1 list prices, tilefan.domain.prices). Spot prices move; that
+    # one is a planning figure.
+    lambda_gb_s_price: float = prices.LAMBDA_GB_S
+    transition_price: float = prices.SFN_TRANSITION
+    spot_hour_price: float = prices.SPOT_HOUR
 
     @property
     def lambda_memory_budget(self) -> float:
