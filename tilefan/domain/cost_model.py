@@ -35,24 +35,29 @@ from tilefan.domain import prices
 from tilefan.domain.routing import SPOT, TRANSITIONS_PER_JOB, TRANSITIONS_PER_TILE, RoutePolicy
 from tilefan.domain.sfn_limits import HISTORY_EVENT_CAP, INLINE_EVENTS_PER_JOB, INLINE_EVENTS_PER_TILE
 
-# DynamoDB, per tile (benchmarks/dynamo_capacity.py, docs/aws-scale.md): 1 write unit to
-# record the start, 2 + 2 for the completion transaction (tile item and shard counter);
-# one strongly consistent read of the job (its item and 16 counters, 1 unit each).
+# Requests counted on the moto stack (benchmarks/aws_requests.py) and priced with
+# DynamoDB's rules on the items' sizes (benchmarks/dynamo_capacity.py, docs/aws-scale.md).
+# DynamoDB, per tile: the start (UpdateItem, 1 write unit), the completion transaction
+# (tile item and shard counter, 2 + 2), and one strongly consistent BatchGetItem of the job
+# (its item and 16 counters, 1 read unit each).
 DYNAMO_SHARDS = 16
 WRITE_UNITS_PER_TILE = 5
 READ_UNITS_PER_TILE = 1 + DYNAMO_SHARDS
-# Per job: creating it (17 items in one transaction, 2 units each) and two status changes
-# (RUNNING, then SUCCEEDED: the job item and 16 status copies, transactionally).
-WRITE_UNITS_PER_JOB = 3 * 2 * (1 + DYNAMO_SHARDS)
+# Per job: three transactions of the job item and its 16 status copies (create, RUNNING,
+# SUCCEEDED; 2 units an item) and one update; six job reads. The reducer's 16 queries of
+# the tile items (about 0.1 unit a tile) are left out.
+WRITE_UNITS_PER_JOB = 3 * 2 * (1 + DYNAMO_SHARDS) + 1
+READ_UNITS_PER_JOB = 6 * (1 + DYNAMO_SHARDS)
 PARTITION_WRITE_UNITS_S = 1000
 PARTITION_READ_UNITS_S = 3000
-# S3 requests per tile: a header probe and a ranged read for each of two inputs, the
-# partial's upload (one part per 8 MiB above 8 MiB, plus create and complete), and the
-# reducer's copy of it. Per job: spec, manifest, items, map results, output.
-S3_GETS_PER_TILE = 4
+# S3, per tile: GETs measured 2 (random inputs), 3 (atoms) and 6 (two uploaded inputs: a
+# header probe and a ranged read each), charged at the most; the partial's upload (one PUT,
+# or a multipart upload of 8 MiB parts plus create and complete above 8 MiB); one more
+# PUT-class request for the reducer's copy of it. Per job: GETs 1 to 5, PUTs 4 or 5, 3 LISTs.
+S3_GETS_PER_TILE = 6
 S3_PART_BYTES = 8 << 20
-S3_GETS_PER_JOB = 10
-S3_PUTS_PER_JOB = 10
+S3_GETS_PER_JOB = 5
+S3_PUTS_PER_JOB = 8
 # A Distributed Map child execution's history: an inline iteration's events plus its own
 # start and end. The parent's: an inline job's events plus the map run's start and end.
 CHILD_EVENTS = INLINE_EVENTS_PER_TILE + 2
@@ -192,7 +197,7 @@ def predict(
         history = INLINE_EVENTS_PER_JOB + INLINE_EVENTS_PER_TILE * n
 
     write_units = WRITE_UNITS_PER_JOB + WRITE_UNITS_PER_TILE * n
-    read_units = READ_UNITS_PER_TILE * n
+    read_units = READ_UNITS_PER_JOB + READ_UNITS_PER_TILE * n
     mean_s = sum(tile_s) / len(tile_s) if tile_s else 0.0
     # Completions per second once every slot is busy: concurrency / mean tile time.
     rate = concurrency / (mean_s + dep.iteration_start_s) if tile_s else 0.0
