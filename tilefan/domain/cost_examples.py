@@ -78,7 +78,7 @@ def rows(w: Worked) -> dict[str, str]:
         "tiles (Lambda + spot)": f"{p.tiles:,} ({p.lambda_tiles:,} + {p.spot_tiles:,})",
         "work": f"{t['flops']:.3e} flop",
         "bytes in / out": f"{t['bytes_in']:.3e} / {t['bytes_out']:.3e}",
-        "map, concurrency, waves": f"{p.map_mode}, {p.concurrency}, {p.waves}",
+        "map, Lambda tiles at once, waves": f"{p.map_mode}, {p.concurrency}, {p.waves}",
         "tile time: Lambda mean / max, spot mean": f"{p.tile_s_mean:.2f} s / {p.tile_s_max:.2f} s, "
                                                    f"{p.spot_tile_s_mean:.2f} s",
         "wall: plan + tiles + reduce": f"{p.wall_s:,.0f} s = {p.plan_s:.0f} + {p.map_s:,.1f} + {p.reduce_s:.1f}",
