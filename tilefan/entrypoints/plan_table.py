@@ -85,7 +85,7 @@ def _aws_lines(p: dict[str, Any]) -> list[str]:
     runs, means = [], []
     if p.get("lambda_tiles"):
         runs.append(f"{p['lambda_tiles']} Lambda tiles, {p['concurrency']} at once ({p['map_mode']} map), "
-                    f"{p['waves']} waves")
+                    f"{p['waves']} wave{'' if p['waves'] == 1 else 's'}")
         means.append(f"mean Lambda tile {p['tile_s_mean']:.1f} s")
     if p.get("spot_tiles"):
         runs.append(f"{p['spot_tiles']} spot tiles on {p['spot_workers']} workers ({p['map_mode']} map)")
