@@ -36,7 +36,7 @@ class RoutePolicy:
     # Sustained NumPy rates of a full-size Lambda (about six vCPUs). GEMM uses them all:
     # PyWren-era measurements put one vCPU at 14–20 GFLOP/s. The atoms kernel on Lambda is
     # the C kernel the package ships, on one core: its AVX2 build (the widest every Lambda
-    # x86 CPU runs) measured 0.48–0.61 G pairs/s in float64 on a loaded machine and 1.90 on
+    # x86 CPU runs) measured 0.48–1.08 G pairs/s in float64 on a shared machine and 1.90 on
     # a nearly idle one (10 flops a pair; BENCHMARKS.md), planned at 0.7; float32 is about
     # four times faster, not counted (docs/cost-model.md).
     lambda_gflops: float = 60.0
