@@ -186,7 +186,7 @@ def predict(
 
     gb = dep.tile_memory_mb / 1024
     tile_gb_s = sum(tile_s) * gb
-    lambda_gb_s = (tile_gb_s + min(concurrency, len(on_lambda)) * dep.cold_start_s * gb
+    lambda_gb_s = (tile_gb_s + concurrency * dep.cold_start_s * gb
                    + dep.plan_s * dep.plan_memory_mb / 1024 + reduce_s * dep.reduce_memory_mb / 1024)
     lambda_requests = len(on_lambda) + 2 + (1 if on_spot else 0)  # tiles, plan, reduce, capacity
 
