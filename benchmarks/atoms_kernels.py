@@ -8,6 +8,9 @@ ratio to NumPy. The library must be built first (``make kernel``).
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/atoms_kernels.py [--edge 64] [--rounds 5]
 
+``--baseline LIB`` also times another build of the library (e.g. one compiled from an
+earlier revision's ``atoms_kernel.c``) at each level, in the same rounds.
+
 ``--whole`` instead times whole ``tilefan run atoms --grid 256 --atoms 1000`` processes on
 the embedded backend (the process pool, both cores): with the C kernel (this checkout),
 with numba's (a copy of the package without the C library) and with NumPy's.
@@ -71,6 +74,7 @@ def main() -> None:
     parser.add_argument("--atoms", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--whole", action="store_true", help="whole tilefan runs on the embedded backend")
+    parser.add_argument("--baseline", type=Path, help="another build of the C library to time alongside")
     args = parser.parse_args()
     if args.whole:
         whole(args.rounds)
@@ -91,6 +95,10 @@ def main() -> None:
         fn = ckernel.load(use_level=level)
         assert fn is not None
         contenders[f"C kernel, {names[level]} build"] = fn
+        if args.baseline is not None:
+            old = ckernel.load(args.baseline, use_level=level)
+            assert old is not None, f"{args.baseline} does not load"
+            contenders[f"baseline C kernel, {names[level]} build"] = old
     fast = fastkernels.load()
     if fast is not None:
         contenders["numba kernel"] = fast

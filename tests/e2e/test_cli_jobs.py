@@ -77,8 +77,10 @@ def test_dry_run_is_a_table_version_and_allowed_values(tmp_path: Path) -> None:
     r = tilefan(tmp_path, "run", "atoms", "--grid", "32", "--atoms", "10", "--tile", "16", "--dry-run")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["plan", "tiles", "work", "data", "memory", "time", "cost"]
+    assert [line[:9].strip() for line in lines] == ["plan", "tiles", "work", "data", "memory", "time", "cost",
+                                                     "aws run", "aws time", "aws cost", "aws load"]
     assert lines[1].startswith("tiles     8 (")
+    assert lines[7] == "aws run   8 Lambda tiles, 8 at once (inline map), 1 wave"
     assert tilefan(tmp_path, "--version").stdout.startswith("tilefan ")
     assert "{float32,float64}" in tilefan(tmp_path, "run", "atoms", "--help").stdout
 

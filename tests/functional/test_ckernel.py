@@ -71,3 +71,25 @@ def test_the_kernel_pickles_for_the_process_pool(library: Path) -> None:
     again = pickle.loads(pickle.dumps(fn))
     np.testing.assert_array_equal(again(table, (0.0, 0.0, 0.0), 0.5, 0.1, region, "float64"),
                                   fn(table, (0.0, 0.0, 0.0), 0.5, 0.1, region, "float64"))
+
+
+
+@pytest.mark.parametrize("table", [
+    [[1e20, 2.0, 3.0, 1.5], [2.0, -3e19, 1.0, -0.5]],  # every squared distance above 1e36
+    [[1e-20, -1e-20, 1e-20, 1.5]],  # one below 1e-36 at grid point 0 (a float32 subnormal)
+    [[1e-160, -1e-160, 1e-160, 1.5]],  # one below 1e-300 (a float64 subnormal)
+])
+def test_float64_distances_beyond_float32_range_stay_exact(library: Path, table: list[list[float]]) -> None:
+    # The AVX2 float64 build seeds 1/sqrt from float32, the AVX-512 one from vrsqrt14pd;
+    # rows whose squared distances leave the seed's range must take the exact path, not
+    # return 0, inf or NaN.
+    atoms = np.array(table)
+    origin, spacing, region = (0.0, 0.0, 0.0), 1.0, ((0, 3), (0, 4), (0, 9))
+    i, j, k = np.meshgrid(*(np.arange(a, b) for a, b in region), indexing="ij")
+    points = np.column_stack([origin[d] + spacing * g.ravel() for d, g in enumerate((i, j, k))])
+    reference, scale = kernels.potential_reference(atoms, points, 0.0)
+    for level in range(1, ckernel.level(library) + 1):
+        fn = ckernel.load(library, use_level=level)
+        assert fn is not None
+        got = fn(atoms, origin, spacing, 0.0, region, "float64").ravel()
+        assert np.all(np.abs(got - reference) <= atoms_rtol("float64", len(atoms)) * scale), level

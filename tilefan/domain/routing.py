@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tilefan.domain import prices
+
 AUTO = "auto"
 LAMBDA = "lambda"
 SPOT = "spot"
@@ -34,8 +36,9 @@ class RoutePolicy:
     # Sustained NumPy rates of a full-size Lambda (about six vCPUs). GEMM uses them all:
     # PyWren-era measurements put one vCPU at 14–20 GFLOP/s. The atoms kernel on Lambda is
     # the C kernel the package ships, on one core: its AVX2 build (the widest every Lambda
-    # x86 CPU runs) measured 0.73–1.14 G pairs/s in float64 (10 flops a pair; BENCHMARKS.md),
-    # planned at the lower, 0.7 G pairs/s; float32 is about five times faster, not counted.
+    # x86 CPU runs) measured 0.48–1.08 G pairs/s in float64 on a shared machine and 1.90 on
+    # a nearly idle one (10 flops a pair; BENCHMARKS.md), planned at 0.7; float32 is about
+    # four times faster, not counted (docs/cost-model.md).
     lambda_gflops: float = 60.0
     lambda_atoms_gflops: float = 7.0
     lambda_io_mb_s: float = 60.0  # S3 read/write per function: 30–100 MB/s measured
@@ -48,10 +51,11 @@ class RoutePolicy:
     # Boot, package install, and the idle period before a worker stops itself.
     spot_overhead_s: float = 420.0
     spot_max_workers: int = 4
-    # Prices in USD (us-east-1 list prices). Spot prices move; this is a planning figure.
-    lambda_gb_s_price: float = 0.0000166667
-    transition_price: float = 0.000025
-    spot_hour_price: float = 0.25
+    # Prices in USD (us-east-1 list prices, tilefan.domain.prices). Spot prices move; that
+    # one is a planning figure.
+    lambda_gb_s_price: float = prices.LAMBDA_GB_S
+    transition_price: float = prices.SFN_TRANSITION
+    spot_hour_price: float = prices.SPOT_HOUR
 
     @property
     def lambda_memory_budget(self) -> float:

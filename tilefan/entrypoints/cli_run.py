@@ -107,6 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.dry_run:
             spec = admit(ports, raw, config.limits, config.route_policy)
             manifest = plan("dry-run", spec, config.route_policy).manifest()
+            from tilefan.domain.cost_model import predict
+
+            manifest["aws_prediction"] = predict(manifest, config.route_policy).to_dict()
             if args.json:
                 print(json.dumps(manifest, indent=2))
             else:

@@ -49,6 +49,8 @@ def plan_table(manifest: dict[str, Any], workers: int) -> str:
         work = f"{human(totals['pairs'])} atom-point pairs"
     here = sum(t.get("est_spot_s", 0.0) for t in tiles) / max(workers, 1)
     aws = max((t.get(f"est_{t.get('route', 'lambda')}_s", 0.0) for t in tiles), default=0.0)
+    if "aws_prediction" in manifest:  # the cost model's wall time, with concurrency and start-ups
+        aws = manifest["aws_prediction"]["wall_s"]
     cost = manifest.get("cost_estimate", {})
     lines = [
         f"plan      {manifest.get('kind')}, output {shape}, tile {tile}",
@@ -61,4 +63,40 @@ def plan_table(manifest: dict[str, Any], workers: int) -> str:
     ]
     if cost:
         lines.append(f"cost      ~${cost.get('total_usd', 0):.2g} on AWS ({cost.get('lambda_gb_s', 0):g} Lambda GB-s)")
+    if "aws_prediction" in manifest:
+        lines.extend(_aws_lines(manifest["aws_prediction"]))
     return "\n".join(lines)
+
+
+def _aws_lines(p: dict[str, Any]) -> list[str]:
+    """The AWS time and cost model's prediction (``tilefan.domain.cost_model``), four lines.
+
+    >>> p = {"lambda_tiles": 1024, "spot_tiles": 0, "concurrency": 800, "map_mode": "distributed", "waves": 2,
+    ...      "wall_s": 350.2, "plan_s": 3.0, "map_s": 58.9, "tile_s_mean": 28.3, "reduce_s": 288.3,
+    ...      "total_usd": 5.26, "lambda_usd": 5.15, "lambda_gb_s": 309073.0, "steps_usd": 0.077,
+    ...      "transitions": 3080, "dynamo_usd": 0.0054, "s3_usd": 0.0273, "spot_usd": 0.0,
+    ...      "shard_write_units_s": 8.8, "history_events_max": 24}
+    >>> print("\\n".join(_aws_lines(p)))
+    aws run   1024 Lambda tiles, 800 at once (distributed map), 2 waves
+    aws time  ~350 s wall: plan 3 s, tiles 59 s (mean Lambda tile 28.3 s), reduce 288 s
+    aws cost  ~$5.26: Lambda $5.15 (309073 GB-s), SFN $0.077 (3080 transitions), DynamoDB $0.0054, S3 $0.027, spot $0
+    aws load  8.8 WCU/s per DynamoDB counter shard (of 1000), 24 history events in the largest execution (of 25000)
+    """
+    runs, means = [], []
+    if p.get("lambda_tiles"):
+        runs.append(f"{p['lambda_tiles']} Lambda tiles, {p['concurrency']} at once ({p['map_mode']} map), "
+                    f"{p['waves']} wave{'' if p['waves'] == 1 else 's'}")
+        means.append(f"mean Lambda tile {p['tile_s_mean']:.1f} s")
+    if p.get("spot_tiles"):
+        runs.append(f"{p['spot_tiles']} spot tiles on {p['spot_workers']} workers ({p['map_mode']} map)")
+        means.append(f"mean spot tile {p.get('spot_tile_s_mean', 0.0):.1f} s")
+    return [
+        f"aws run   {'; '.join(runs)}",
+        f"aws time  ~{p['wall_s']:.0f} s wall: plan {p['plan_s']:.0f} s, tiles {p['map_s']:.0f} s "
+        f"({', '.join(means)}), reduce {p['reduce_s']:.0f} s",
+        f"aws cost  ~${p['total_usd']:.3g}: Lambda ${p['lambda_usd']:.3g} ({p['lambda_gb_s']:.0f} GB-s), "
+        f"SFN ${p['steps_usd']:.2g} ({p['transitions']} transitions), DynamoDB ${p['dynamo_usd']:.2g}, "
+        f"S3 ${p['s3_usd']:.2g}, spot ${p['spot_usd']:.3g}",
+        f"aws load  {p['shard_write_units_s']:.1f} WCU/s per DynamoDB counter shard (of 1000), "
+        f"{p['history_events_max']} history events in the largest execution (of 25000)",
+    ]

@@ -81,6 +81,11 @@ def performance_text(report: dict[str, Any], memory_mb: int = RoutePolicy().lamb
     if cost:
         lines.append(f"cost estimate  ${cost.get('total_usd', 0):.4g} on AWS, {cost.get('lambda_gb_s', 0):g} "
                      f"Lambda GB-s planned; {_measured(done, memory_mb)}")
+    model = summary.get("aws_prediction")
+    if model:
+        lines.append(f"aws model      {model['tile_gb_s']:.4g} tile GB-s predicted ({model['lambda_gb_s']:.4g} with "
+                     f"start-ups, plan and reduce), ${model['total_usd']:.4g}, {model['wall_s']:.4g} s wall; "
+                     f"{_measured(done, memory_mb)}")
     return "\n".join(lines)
 
 

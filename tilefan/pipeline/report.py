@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tilefan.domain.cost_model import predict
 from tilefan.errors import BlobNotFoundError
 from tilefan.pipeline.inputs import manifest_key
 from tilefan.pipeline.ports import Ports
@@ -55,7 +56,8 @@ def tile_report(ports: Ports, job_id: str) -> dict[str, Any]:
 
 
 def _planned(ports: Ports, job_id: str) -> dict[str, Any]:
-    """The routes the planner chose for every tile (started or not) and its cost estimate."""
+    """The routes the planner chose for every tile (started or not), its cost estimate, and
+    the AWS time and cost model's prediction for the plan (``domain.cost_model``)."""
     try:
         manifest = ports.blobs.get_json(manifest_key(job_id))
     except BlobNotFoundError:  # not planned yet
@@ -63,4 +65,6 @@ def _planned(ports: Ports, job_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {"planned_routes": tally_routes(manifest.get("tiles", []))}
     if "cost_estimate" in manifest:
         out["cost_estimate"] = manifest["cost_estimate"]
+    if manifest.get("tiles"):
+        out["aws_prediction"] = predict(manifest).to_dict()
     return out
