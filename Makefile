@@ -9,7 +9,7 @@ RUN_VENV  := .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed-stamp
 export TILEFAN_HOME ?= $(CURDIR)/.tilefan
 
-.PHONY: install run test lint typecheck pytest bench package kernel clean
+.PHONY: install run test lint typecheck pytest bench package kernel clean wheelhouse worker-lock
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ pytest: $(STAMP)
 ## chalice package + the merge template into dist/, then cfn-lint on the result.
 package: $(STAMP)
 	bash stepfunctions/package.sh
+
+## The spot workers' wheelhouse in dist/worker/: tilefan and every locked dependency, for an
+## install with no package index (downloads from PyPI; part of deploying, not of `make test`).
+wheelhouse: package
+	bash stepfunctions/wheelhouse.sh
+
+## Re-resolve stepfunctions/worker-requirements.txt into stepfunctions/worker-lock.txt (hashes).
+worker-lock: $(STAMP)
+	bash stepfunctions/wheelhouse.sh lock
 
 ## The C atoms kernel (tilefan/domain/_atoms_kernel.so) for this checkout; needs gcc.
 kernel:
