@@ -44,6 +44,10 @@ __all__ = ["UPLOAD_ID", "UPLOAD_KEY", "Uploads", "check_content"]
 # How much of a .csv upload the completion step reads to check it looks like an atoms
 # table (the whole file is parsed when a job reads it, pinned to the same bytes).
 CSV_PROBE_BYTES = 64 * 1024
+# A file posted just before its form expired may still be arriving: the completion step
+# takes it for this long after. Nothing new can be written by then (S3 refuses an expired
+# form), so the grace cannot let unchecked bytes in.
+COMPLETE_GRACE_S = 300
 
 
 def _unknown() -> NotFoundError:
@@ -105,7 +109,7 @@ class Uploads:
         key = f"uploads/{upload_id}/{record['name']}"
         done = self._completion(upload_id, record)
         if done is None:
-            if now > record["expires_at"]:
+            if now > record["expires_at"] + COMPLETE_GRACE_S:
                 raise GoneError("this upload ID has expired; ask POST /uploads for a new one")
             stamp = getattr(self.blobs, "upload_stamp", None)
             if stamp is None:

@@ -5,6 +5,7 @@ job different data. The form is posted as ``tilefan.Client`` encodes it, to moto
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from tilefan.adapters.aws.s3_store import S3BlobStore
 from tilefan.entrypoints.client import Client as ApiClient
 from tilefan.entrypoints.client import form_body
 from tilefan.errors import InvalidBlobError
+from tilefan.service.uploads import COMPLETE_GRACE_S
 
 A = np.arange(12, dtype=np.float64).reshape(4, 3)
 
@@ -134,16 +136,29 @@ def test_an_overwrite_after_completion_is_refused_and_fails_reads(stack: Stack, 
         store.read_rows(target["key"], (0, 2))
 
 
-def test_completing_an_expired_upload_is_gone(stack: Stack, client: Client) -> None:
+@pytest.mark.parametrize("expired_s, status", [(60, 200), (COMPLETE_GRACE_S + 60, 410)])
+def test_completing_an_expired_upload_is_gone_after_the_grace(stack: Stack, client: Client, expired_s: int,
+                                                               status: int) -> None:
     target = issue(client, "A.npy")
     post_form(target, npy_bytes(A))
     s3 = stack.client("s3")
     record_key = f"uploads/{target['upload_id']}/.issued.json"
     record = json.loads(s3.get_object(Bucket=BUCKET, Key=record_key)["Body"].read())
-    s3.put_object(Bucket=BUCKET, Key=record_key, Body=json.dumps({**record, "expires_at": 0}).encode())
-    gone = complete(client, target)
-    assert gone.status_code == 410 and gone.json_body["error"]["code"] == "upload_expired"
-    assert ".complete.json" not in records(stack, target)
+    expired = {**record, "expires_at": time.time() - expired_s}
+    s3.put_object(Bucket=BUCKET, Key=record_key, Body=json.dumps(expired).encode())
+    answer = complete(client, target)
+    assert answer.status_code == status, answer.json_body
+    if status == 410:
+        assert answer.json_body["error"]["code"] == "upload_expired"
+        assert ".complete.json" not in records(stack, target)
+
+
+def test_the_completion_record_is_written_once(stack: Stack) -> None:
+    store = S3BlobStore(stack.client("s3"), BUCKET)
+    key = "uploads/0123456789abcdef/.complete.json"
+    assert store.put_json_once(key, {"etag": "first"}) is True
+    assert store.put_json_once(key, {"etag": "second"}) is False
+    assert store.get_json(key) == {"etag": "first"}
 
 
 def test_completing_an_unknown_upload_is_not_found(stack: Stack, client: Client) -> None:
