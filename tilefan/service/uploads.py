@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from tilefan.errors import (
     NotFoundError,
     TooLargeError,
 )
-from tilefan.pipeline.ports import BlobStore
+from tilefan.pipeline.ports import BlobStore, SentUploads
 
 __all__ = ["UPLOAD_ID", "UPLOAD_KEY", "Uploads", "check_content"]
 
@@ -111,14 +111,14 @@ class Uploads:
         if done is None:
             if now > record["expires_at"] + COMPLETE_GRACE_S:
                 raise GoneError("this upload ID has expired; ask POST /uploads for a new one")
-            stamp = getattr(self.blobs, "upload_stamp", None)
-            if stamp is None:
+            if not hasattr(self.blobs, "upload_stamp"):
                 raise ConflictError(f"no file has been received for this upload; PUT it to /uploads/{upload_id}/"
                                     f"{record['name']} first")
-            done = self._check_sent(key, record, stamp, now)
+            sent = cast(SentUploads, self.blobs)
+            done = _check_sent(sent, key, record, now)
             # Two completions racing both checked the object; the first record written
             # is the one every read is pinned to.
-            if not self.blobs.put_json_once(complete_key(upload_id), done):  # type: ignore[attr-defined]
+            if not sent.put_json_once(complete_key(upload_id), done):
                 done = self.blobs.get_json(complete_key(upload_id))
         return {"upload_id": upload_id, "key": key, "status": "COMPLETE", "bytes": done["bytes"],
                 **{k: done[k] for k in ("etag", "version_id") if done.get(k) is not None},
@@ -133,27 +133,6 @@ class Uploads:
         except BlobNotFoundError:
             return None
         return done
-
-    def _check_sent(self, key: str, record: dict[str, Any], stamp: Any, now: float) -> dict[str, Any]:
-        """The completion record of the object now at ``key``, after checking its content."""
-        try:
-            sent: dict[str, Any] = stamp(key)
-        except BlobNotFoundError:
-            raise ConflictError("no file has arrived for this upload yet; POST it with the form from "
-                                "POST /uploads, then complete it") from None
-        cap = int(record["max_bytes"])
-        if sent["bytes"] > cap:
-            raise TooLargeError(f"uploads are capped at {cap} bytes (setting TILEFAN_MAX_UPLOAD_BYTES)")
-        try:
-            if record["name"].lower().endswith(".csv"):
-                head = self.blobs.read_head(key, min(sent["bytes"], CSV_PROBE_BYTES), sent["etag"])  # type: ignore[attr-defined]
-                check_csv_start(head, whole=sent["bytes"] <= CSV_PROBE_BYTES)
-            else:
-                shape, dtype, offset = self.blobs.upload_header(key, sent["etag"])  # type: ignore[attr-defined]
-                check_npy(tuple(shape), np.dtype(dtype), offset, sent["bytes"])
-        except InvalidBlobError as exc:
-            raise InvalidSpecError("upload", exc.reason) from None
-        return {**sent, "completed_at": now}
 
     def resolve(self, key: str, owner: str, field: str) -> str:
         """The key of a complete upload, or a 400 naming ``field`` that says nothing of paths."""
@@ -172,6 +151,29 @@ class Uploads:
             raise InvalidSpecError(field, f"upload {upload_id} is not complete; send its file, then "
                                           f"POST /uploads/{upload_id}/complete")
         return key
+
+
+def _check_sent(store: SentUploads, key: str, record: dict[str, Any], now: float) -> dict[str, Any]:
+    """The completion record of the object now at ``key``, after checking its content."""
+    try:
+        sent = store.upload_stamp(key)
+    except BlobNotFoundError:
+        raise ConflictError("no file has arrived for this upload yet; POST it with the form from "
+                            "POST /uploads, then complete it") from None
+    size, etag, cap = sent["bytes"], sent["etag"], int(record["max_bytes"])
+    if size > cap:
+        raise TooLargeError(f"uploads are capped at {cap} bytes (setting TILEFAN_MAX_UPLOAD_BYTES)")
+    if size == 0:
+        raise InvalidSpecError("upload", "the file is empty")
+    try:
+        if record["name"].lower().endswith(".csv"):
+            check_csv_start(store.read_head(key, min(size, CSV_PROBE_BYTES), etag), whole=size <= CSV_PROBE_BYTES)
+        else:
+            shape, dtype, offset = store.upload_header(key, etag)
+            check_npy(tuple(shape), np.dtype(dtype), offset, size)
+    except InvalidBlobError as exc:
+        raise InvalidSpecError("upload", exc.reason) from None
+    return {**sent, "completed_at": now}
 
 
 def check_content(name: str, data: bytes) -> None:

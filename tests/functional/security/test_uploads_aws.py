@@ -18,6 +18,7 @@ from tests.functional.aws_stack import BUCKET, Stack
 from tests.functional.rest_client import JSON, post_job, submit, wait_job
 from tests.helpers import atoms_csv, npy_bytes, s3_array
 from tilefan.adapters.aws.s3_store import S3BlobStore
+from tilefan.domain.models_api import UploadComplete
 from tilefan.entrypoints.client import Client as ApiClient
 from tilefan.entrypoints.client import form_body
 from tilefan.errors import InvalidBlobError
@@ -71,6 +72,7 @@ def test_a_completed_upload_records_its_etag_once_and_a_job_reads_it(stack: Stac
     first = complete(client, target)  # again: the same answer, nothing rewritten
     assert first.status_code == 200 and first.json_body["etag"] == head["ETag"]
     assert first.json_body["bytes"] == head["ContentLength"]
+    UploadComplete.model_validate(first.json_body)  # the documented shape, nothing more
     assert records(stack, target) == [".complete.json", ".issued.json", "A.npy"]
     spec = {"kind": "add", "a": target["use_as"], "b": target["use_as"], "tile": 2}
     doc = wait_job(client, submit(client, spec))
