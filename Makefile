@@ -9,7 +9,7 @@ RUN_VENV  := .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed-stamp
 export TILEFAN_HOME ?= $(CURDIR)/.tilefan
 
-.PHONY: install run test lint typecheck pytest bench package kernel clean wheelhouse worker-lock
+.PHONY: install run test lint typecheck pytest bench package kernel clean deploy destroy wheelhouse worker-lock
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy tilefan chalicelib app.py
+	$(BIN)/mypy tilefan chalicelib app.py stepfunctions/*.py
 
 pytest: $(STAMP)
 	$(BIN)/pytest
@@ -45,6 +45,20 @@ pytest: $(STAMP)
 ## chalice package + the merge template into dist/, then cfn-lint on the result.
 package: $(STAMP)
 	bash stepfunctions/package.sh
+
+## Deploy STAGE (default dev) to AWS: package, then `aws cloudformation package/deploy` through
+## ARTIFACT_BUCKET (yours), then the spot workers' wheelhouse into the jobs bucket. Optional: REGION,
+## ALARM_EMAIL, BUDGET_USD (monthly, 0 = none), DRY_RUN=1 (print the commands, call nothing).
+deploy: $(STAMP)
+	$(BIN)/python stepfunctions/deploy.py deploy --stage "$(or $(STAGE),dev)" --artifact-bucket "$(ARTIFACT_BUCKET)" \
+	    $(if $(REGION),--region "$(REGION)") $(if $(ALARM_EMAIL),--alarm-email "$(ALARM_EMAIL)") \
+	    $(if $(BUDGET_USD),--budget-usd "$(BUDGET_USD)") $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+## Terminate STAGE's spot workers and delete its stack. The jobs bucket and table are retained;
+## EMPTY_BUCKET=1 deletes every object version in the bucket, then the bucket. REGION, DRY_RUN=1 as above.
+destroy: $(STAMP)
+	$(BIN)/python stepfunctions/deploy.py destroy --stage "$(or $(STAGE),dev)" $(if $(REGION),--region "$(REGION)") \
+	    $(if $(filter 1,$(EMPTY_BUCKET)),--empty-bucket) $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 ## The spot workers' wheelhouse in dist/worker/: tilefan and every locked dependency, for an
 ## install with no package index (downloads from PyPI; part of deploying, not of `make test`).

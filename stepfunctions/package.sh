@@ -7,7 +7,9 @@
 # machine's definition lives in stepfunctions/tilefan.asl.json so that it can be read and
 # tested on its own; this script inlines it as StateMachine.Definition (an object, so
 # cfn-lint validates the ASL too) in a temporary copy of the merge template first.
-# Works offline apart from fetching requirements.txt wheels from PyPI; never calls AWS.
+# The zip is then trimmed (stepfunctions/trim_package.py) and imported the way Lambda would
+# (stepfunctions/smoke_package.py). Works offline apart from fetching requirements.txt wheels
+# from PyPI; never calls AWS.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,6 +37,8 @@ template["Resources"]["StateMachine"]["Properties"]["Definition"] = definition
 with open(out_path, "w") as f:
     json.dump(template, f, indent=2)
 PY
+# The CloudWatch dashboard, from stepfunctions/dashboard.json (an Fn::Sub string in the template).
+"$PYTHON" stepfunctions/render_dashboard.py "$work/merge-template.json"
 
 rm -rf "$OUT"
 # The library itself: Chalice packages app.py, chalicelib/ and requirements.txt, and copies
@@ -50,8 +54,11 @@ rm -rf vendor
 "$PYTHON" -m pip install --quiet --no-deps --no-compile --target vendor "$work"/wheel/tilefan-*.whl
 trap 'rm -rf "$work" vendor' EXIT
 "$CHALICE" package --stage "$STAGE" --merge-template "$work/merge-template.json" "$OUT"
-# The functions import tilefan and its compiled dependencies: refuse a zip without them, or
-# one over Chalice's 50 MB / Lambda's 250 MB unzipped limits.
+# Drop what never runs in Lambda (the runtime's own boto3/botocore, NumPy's tests, stubs,
+# unused Swagger UI builds): see stepfunctions/trim_package.py.
+"$PYTHON" stepfunctions/trim_package.py "$OUT/deployment.zip"
+# The functions import tilefan and its compiled dependencies: refuse a zip without them, with
+# what trimming drops, or over Chalice's 50 MB / Lambda's 250 MB unzipped limits.
 "$PYTHON" - "$OUT/deployment.zip" <<'PY'
 import sys
 import zipfile
@@ -64,9 +71,16 @@ for needed in ("app.py", "chalicelib/lambdas.py", "tilefan/pipeline/tile.py", "t
     assert needed in names, f"{needed} is missing from the deployment package"
 for prefix in ("numpy/_core/_multiarray_umath", "pydantic_core/_pydantic_core"):
     assert any(n.startswith(prefix) and n.endswith(".so") for n in names), f"no {prefix} extension"
+for gone in ("botocore/", "boto3/", "numpy/_core/tests/"):
+    assert not any(n.startswith(gone) for n in names), f"{gone} should have been trimmed"
 assert zipped < 50 * 2**20 and unzipped < 250 * 2**20, (zipped, unzipped)
 print(f"deployment.zip: {zipped / 2**20:.1f} MiB zipped, {unzipped / 2**20:.1f} MiB unzipped")
 PY
+# ... and it must still import, with only the runtime's boto3 family beside it.
+"$PYTHON" stepfunctions/smoke_package.py "$OUT/deployment.zip"
+# The alarms and the dashboard name real resources of the template that is deployed.
+TILEFAN_SAM_JSON="$OUT/sam.json" "$PYTHON" -m pytest -q -p no:cacheprovider --no-header \
+    tests/unit/test_observability.py
 # Informational checks too (I3011: stateful resources must say what happens on delete).
 "$CFN_LINT" --include-checks I -- "$OUT/sam.json"
 # The spot workers' package (docs/spot.md): wheelhouse.sh (make wheelhouse) adds the locked
