@@ -9,7 +9,7 @@ RUN_VENV  := .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed-stamp
 export TILEFAN_HOME ?= $(CURDIR)/.tilefan
 
-.PHONY: install run test lint typecheck pytest bench package kernel clean deploy destroy
+.PHONY: install run test lint typecheck pytest bench package kernel clean deploy destroy wheelhouse worker-lock
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ package: $(STAMP)
 	bash stepfunctions/package.sh
 
 ## Deploy STAGE (default dev) to AWS: package, then `aws cloudformation package/deploy` through
-## ARTIFACT_BUCKET (yours), then the spot workers' wheel into the jobs bucket. Optional: REGION,
+## ARTIFACT_BUCKET (yours), then the spot workers' wheelhouse into the jobs bucket. Optional: REGION,
 ## ALARM_EMAIL, BUDGET_USD (monthly, 0 = none), DRY_RUN=1 (print the commands, call nothing).
 deploy: $(STAMP)
 	$(BIN)/python stepfunctions/deploy.py deploy --stage "$(or $(STAGE),dev)" --artifact-bucket "$(ARTIFACT_BUCKET)" \
@@ -59,6 +59,15 @@ deploy: $(STAMP)
 destroy: $(STAMP)
 	$(BIN)/python stepfunctions/deploy.py destroy --stage "$(or $(STAGE),dev)" $(if $(REGION),--region "$(REGION)") \
 	    $(if $(filter 1,$(EMPTY_BUCKET)),--empty-bucket) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+## The spot workers' wheelhouse in dist/worker/: tilefan and every locked dependency, for an
+## install with no package index (downloads from PyPI; part of deploying, not of `make test`).
+wheelhouse: package
+	bash stepfunctions/wheelhouse.sh
+
+## Re-resolve stepfunctions/worker-requirements.txt into stepfunctions/worker-lock.txt (hashes).
+worker-lock: $(STAMP)
+	bash stepfunctions/wheelhouse.sh lock
 
 ## The C atoms kernel (tilefan/domain/_atoms_kernel.so) for this checkout; needs gcc.
 kernel:

@@ -7,8 +7,9 @@
 **deploy** builds ``dist/`` with stepfunctions/package.sh, uploads the deployment zip and
 the template with ``aws cloudformation package``/``deploy`` (the template is over the
 51,200 bytes CloudFormation accepts inline, so it goes through the artifact bucket too),
-then uploads the spot workers' wheel to ``s3://<JobsBucketName>/worker/`` and prints the
-stack's outputs. The artifact bucket is one of yours, in the stack's region.
+then uploads the spot workers' wheelhouse (stepfunctions/wheelhouse.sh: the tilefan wheel,
+its locked dependencies and worker-lock.txt) to ``s3://<JobsBucketName>/worker/`` and
+prints the stack's outputs. The artifact bucket is one of yours, in the stack's region.
 
 **destroy** terminates the stage's spot workers (instances tagged ``tilefan:fleet=<stack>``),
 deletes the stack and waits for it. The jobs bucket and table are retained by their
@@ -83,6 +84,7 @@ def stack_outputs(shell: Shell, args: argparse.Namespace, *keys: str, required: 
 def deploy(shell: Shell, args: argparse.Namespace) -> None:
     stack, out = stack_name(args), args.out
     shell.run(["env", f"STAGE={args.stage}", f"OUT={out}", "bash", "stepfunctions/package.sh"])
+    shell.run(["env", f"OUT={out}", "bash", "stepfunctions/wheelhouse.sh"])
     prefix = ["--s3-bucket", args.artifact_bucket, "--s3-prefix", stack]
     shell.run(aws(args, "cloudformation", "package", "--template-file", f"{out}/sam.json", *prefix,
                   "--output-template-file", f"{out}/packaged.json", "--use-json"))
@@ -98,8 +100,11 @@ def deploy(shell: Shell, args: argparse.Namespace) -> None:
                   "--no-fail-on-empty-changeset",
                   *(["--parameter-overrides", *overrides] if overrides else [])))
     bucket = stack_outputs(shell, args, "JobsBucketName")["JobsBucketName"]
+    # The wheels first, the lock naming them last: a worker booting meanwhile finds either
+    # the previous lock or a complete wheelhouse.
     shell.run(aws(args, "s3", "cp", f"{out}/worker/", f"s3://{bucket}/worker/", "--recursive",
-                  "--exclude", "*", "--include", "tilefan-*.whl"))
+                  "--exclude", "worker-lock.txt"))
+    shell.run(aws(args, "s3", "cp", f"{out}/worker/worker-lock.txt", f"s3://{bucket}/worker/worker-lock.txt"))
     shell.run(aws(args, "cloudformation", "describe-stacks", "--stack-name", stack,
                   "--query", "Stacks[0].Outputs", "--output", "table"))
     if args.alarm_email:

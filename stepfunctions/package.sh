@@ -88,8 +88,9 @@ TILEFAN_SAM_JSON="$OUT/sam.json" "$PYTHON" -m pytest -q -p no:cacheprovider --no
     tests/unit/test_observability.py
 # Informational checks too (I3011: stateful resources must say what happens on delete).
 "$CFN_LINT" --include-checks I -- "$OUT/sam.json"
-# The spot workers' package (docs/spot.md): upload it to s3://<JobsBucket>/worker/ after
-# deploying. Built from a copy so that setuptools leaves no build/ in the checkout.
+# The spot workers' package (docs/spot.md): wheelhouse.sh (make wheelhouse) adds the locked
+# dependencies, and $OUT/worker/ goes to s3://<JobsBucket>/worker/ after deploying.
+# Built from a copy so that setuptools leaves no build/ in the checkout.
 mkdir -p "$OUT/worker"
 cp "$work"/wheel/tilefan-*.whl "$OUT/worker/"
-echo "packaged stage $STAGE: $OUT/sam.json, $OUT/deployment.zip (cfn-lint clean) and $OUT/worker/*.whl"
+echo "packaged stage $STAGE: $OUT/sam.json, $OUT/deployment.zip (cfn-lint clean) and $OUT/worker/*.whl (make wheelhouse adds its dependencies)"

@@ -72,8 +72,9 @@ def test_add_from_uploaded_files_on_aws(stack: Stack, client: Client, tmp_path: 
         assert up.status_code == 201
         target = up.json_body
         assert target["key"].startswith("uploads/") and target["url"].startswith("https://")
-        # The client would PUT to the presigned URL; here the bytes go to the same key.
+        # The client would POST the presigned form; here the bytes go to the same key.
         stack.client("s3").put_object(Bucket=BUCKET, Key=target["key"], Body=npy_bytes(arr))
+        assert client.http.post(target["complete"]).json_body["status"] == "COMPLETE"
         keys[name] = target["key"]
     spec = {"kind": "add", "a": {"file": keys["A.npy"]}, "b": {"file": keys["B.npy"]}, "tile": 32, "verify": True}
     doc = wait_job(client, post_job(client, spec).json_body["job_id"])

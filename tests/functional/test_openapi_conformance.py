@@ -98,6 +98,8 @@ def test_a_failed_job_and_error_bodies_match_the_document(client: Client, docume
     stored = check(document, "/uploads/{upload_id}/{name}", "put", client.http.put(
         target["url"], headers={"Content-Type": "application/octet-stream"}, body=npy_bytes(bad)))
     assert stored["key"] == target["key"]
+    done = check(document, "/uploads/{upload_id}/complete", "post", client.http.post(target["complete"]))
+    assert done["status"] == "COMPLETE" and done["use_as"] == target["use_as"]
     job = submit(client, {"kind": "add", "a": target["use_as"], "b": target["use_as"]})
     wait_job(client, job)
     failed = check(document, "/jobs/{job_id}", "get", client.http.get(f"/jobs/{job}"))

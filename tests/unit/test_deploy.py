@@ -20,12 +20,13 @@ def commands(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[list[list[
         line for line in lines if not line.startswith("+ ")]
 
 
-def test_deploy_packages_uploads_deploys_then_ships_the_worker_wheel(capsys: pytest.CaptureFixture[str]) -> None:
+def test_deploy_packages_uploads_deploys_then_ships_the_worker_wheelhouse(capsys: pytest.CaptureFixture[str]) -> None:
     ran, notes = commands(capsys, "deploy", "--stage", "prod", "--artifact-bucket", "my-artifacts",
                           "--region", "eu-west-1", "--alarm-email", "ops@example.com", "--budget-usd", "50")
     region = ["--region", "eu-west-1"]
     assert ran == [
         ["env", "STAGE=prod", "OUT=dist", "bash", "stepfunctions/package.sh"],
+        ["env", "OUT=dist", "bash", "stepfunctions/wheelhouse.sh"],
         ["aws", "cloudformation", "package", "--template-file", "dist/sam.json", "--s3-bucket", "my-artifacts",
          "--s3-prefix", "tilefan-prod", "--output-template-file", "dist/packaged.json", "--use-json", *region],
         ["aws", "cloudformation", "deploy", "--template-file", "dist/packaged.json", "--stack-name", "tilefan-prod",
@@ -35,7 +36,8 @@ def test_deploy_packages_uploads_deploys_then_ships_the_worker_wheel(capsys: pyt
         ["aws", "cloudformation", "describe-stacks", "--stack-name", "tilefan-prod",
          "--query", "Stacks[0].Outputs", "--output", "json", *region],
         ["aws", "s3", "cp", "dist/worker/", "s3://<JobsBucketName>/worker/", "--recursive",
-         "--exclude", "*", "--include", "tilefan-*.whl", *region],
+         "--exclude", "worker-lock.txt", *region],
+        ["aws", "s3", "cp", "dist/worker/worker-lock.txt", "s3://<JobsBucketName>/worker/worker-lock.txt", *region],
         ["aws", "cloudformation", "describe-stacks", "--stack-name", "tilefan-prod",
          "--query", "Stacks[0].Outputs", "--output", "table", *region],
     ]

@@ -198,8 +198,21 @@ class UploadTarget(_Fixed):
     expires_in: int = Field(description="seconds the upload ID stays valid")
     max_bytes: int = Field(description="the largest file accepted")
     use_as: StoredFile
+    complete: str = Field(description="where to POST once the file is sent; a job may name it only then")
 
 
 class UploadStored(_Fixed):
     key: str
     bytes: int
+
+
+class UploadComplete(_Fixed):
+    """A checked upload: what its file is, and (on AWS) the S3 object every read is pinned to."""
+
+    upload_id: str
+    key: str
+    status: Literal["COMPLETE"]
+    bytes: int
+    etag: str | SkipJsonSchema[None] = _absent("the S3 object's ETag that every read must match (AWS)")
+    version_id: str | SkipJsonSchema[None] = _absent("the S3 object's VersionId (AWS, versioned buckets)")
+    use_as: StoredFile

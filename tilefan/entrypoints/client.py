@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -171,11 +172,37 @@ class Client:
         return path
 
     def upload(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Upload a local .npy/.csv; returns what a spec names it by (the response's ``use_as``)."""
+        """Upload a local .npy/.csv and complete it; returns what a spec names it by (``use_as``).
+
+        The file goes where ``POST /uploads`` says: a PUT to the embedded server, or a form
+        POST straight to S3; then ``POST /uploads/{id}/complete`` has the server check it.
+        """
         name = Path(path).name
         ticket = self._json("POST", "/uploads", {"filename": name})
-        status, _, raw = self._send("PUT", ticket["url"], Path(path).read_bytes(),
-                                    {"Content-Type": "application/octet-stream"})
+        data = Path(path).read_bytes()
+        if ticket["method"] == "POST":
+            body, content_type = form_body(ticket.get("fields") or {}, name, data)
+            status, _, raw = self._send("POST", ticket["url"], body, {"Content-Type": content_type})
+        else:
+            status, _, raw = self._send("PUT", ticket["url"], data, {"Content-Type": "application/octet-stream"})
         if status >= 400:
             raise ApiError(status, None, f"upload of {name} failed: HTTP {status} {raw[:200]!r}")
-        return dict(ticket["use_as"])
+        done = self._json("POST", ticket.get("complete") or f"/uploads/{ticket['upload_id']}/complete")
+        return dict(done["use_as"])
+
+
+def form_body(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body for an S3 presigned POST: the policy's fields, then the
+    file (S3 ignores any field after it).
+
+    >>> body, kind = form_body({"key": "uploads/x/A.npy"}, "A.npy", b"\\x93NUMPY")
+    >>> kind.startswith("multipart/form-data; boundary=") and body.count(b'name="key"') == 1
+    True
+    """
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                 "Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"

@@ -16,13 +16,22 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from tilefan.domain.models import JobRequest
-from tilefan.domain.models_api import Error, Job, JobPage, Report, UploadRequest, UploadStored, UploadTarget
+from tilefan.domain.models_api import (
+    Error,
+    Job,
+    JobPage,
+    Report,
+    UploadComplete,
+    UploadRequest,
+    UploadStored,
+    UploadTarget,
+)
 from tilefan.entrypoints.openapi_submit import add_submit_schemas
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # Every model a route names; the schemas they refer to come along.
 _COMPONENTS: tuple[type[BaseModel], ...] = (
-    JobRequest, Job, JobPage, Report, UploadRequest, UploadTarget, UploadStored, Error,
+    JobRequest, Job, JobPage, Report, UploadRequest, UploadTarget, UploadStored, UploadComplete, Error,
 )
 _ERRORS = {400: "invalid input", 401: "missing or wrong token", 403: "not allowed (Host, or IAM)",
            404: "unknown job, upload or output", 405: "method not allowed",
@@ -124,6 +133,13 @@ def _paths() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/octet-stream": {
                     "schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
                 "responses": _answers(201, UploadStored, "stored", 400, 404, 409, 410, 413, 415),
+            },
+        },
+        "/uploads/{upload_id}/complete": {
+            "post": {
+                "summary": "Check the sent file and record the upload COMPLETE (once; the same answer after)",
+                "parameters": [_path_param("upload_id")],
+                "responses": _answers(200, UploadComplete, "complete", 400, 404, 409, 410, 413),
             },
         },
         **_web_paths(job_id),

@@ -119,6 +119,11 @@ def put_upload(upload_id: str, name: str) -> Response:
     return _handle(lambda: get_service().receive_upload(upload_id, name, data, caller(), declared=declared), 201)
 
 
+@api.route("/uploads/{upload_id}/complete", methods=["POST"], authorizer=AUTH)
+def complete_upload(upload_id: str) -> Response:
+    return _handle(lambda: get_service().complete_upload(upload_id, caller()))
+
+
 def _content_length(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 

@@ -133,6 +133,28 @@ class PartAssembly(Protocol):
         ...
 
 
+class SentUploads(Protocol):
+    """What a store whose uploads a client sends straight to it (S3) offers the completion
+    step: the object as stored now, its start read by that version only, and a record
+    written only if none exists (``tilefan.service.uploads``)."""
+
+    def upload_stamp(self, key: str) -> dict[str, Any]:
+        """``{"etag", "version_id", "bytes"}`` of the object now at ``key``. Raises BlobNotFoundError."""
+        ...
+
+    def upload_header(self, key: str, etag: str) -> tuple[tuple[int, ...], str, int]:
+        """Shape, dtype and data offset from the ``.npy`` header of the object with ``etag``."""
+        ...
+
+    def read_head(self, key: str, size: int, etag: str) -> bytes:
+        """The first ``size`` bytes of the object with ``etag``."""
+        ...
+
+    def put_json_once(self, key: str, value: Any) -> bool:
+        """Write ``value`` unless ``key`` exists; False if it did."""
+        ...
+
+
 class JobStore(Protocol):
     def create_job(self, record: JobRecord, max_active: int | None = None) -> None:
         """Insert a new job; ConflictError if the id exists; TooManyJobsError if its owner

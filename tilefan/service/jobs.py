@@ -49,8 +49,6 @@ class JobService:
         self.clock = clock
         self.policy = policy or RoutePolicy()
         self.uploads = Uploads(ports.blobs, UPLOAD_EXPIRES_S, limits.max_upload_bytes)
-        # On AWS the bytes go straight to S3, so "complete" is known only when a job reads them.
-        self._receives = hasattr(ports.blobs, "put_bytes")
 
     # ------------------------------------------------------------------ owners
 
@@ -72,7 +70,7 @@ class JobService:
         """Validate and record the job, then start it. Bad input raises before any write."""
         who = self.owner_of(self._owner(owner))
         job_id = new_job_id()
-        body = restrict(body, job_id, who, self.uploads, self.ports.jobs, needs_receipt=self._receives)
+        body = restrict(body, job_id, who, self.uploads, self.ports.jobs)
         links = {"self": f"/jobs/{job_id}", "report": f"/jobs/{job_id}/report", **self.runner.links(job_id)}
         record = submit_job(self.ports, body, limits=self.limits, clock=self.clock, job_id=job_id, links=links,
                             policy=self.policy, owner=who)
@@ -136,7 +134,8 @@ class JobService:
             raise InvalidSpecError("filename", "must end in .npy or .csv")
         upload_id, key = self.uploads.issue(name, self.owner_of(self._owner(owner)), self.clock())
         target = {"upload_id": upload_id, "key": key, "method": "PUT", "url": f"/uploads/{upload_id}/{name}",
-                  "expires_in": UPLOAD_EXPIRES_S, "max_bytes": self.uploads.max_bytes, "use_as": {"file": key}}
+                  "expires_in": UPLOAD_EXPIRES_S, "max_bytes": self.uploads.max_bytes, "use_as": {"file": key},
+                  "complete": f"/uploads/{upload_id}/complete"}
         presign = getattr(self.ports.blobs, "presign_post", None)
         if presign is not None:
             form = presign(key, UPLOAD_EXPIRES_S, self.uploads.max_bytes)
@@ -147,6 +146,10 @@ class JobService:
                        declared: int | None = None) -> dict[str, Any]:
         """Embedded backend only: store an issued upload's bytes, once (on AWS the client posts to S3)."""
         return self.uploads.receive(upload_id, name, self.owner_of(self._owner(owner)), data, self.clock(), declared)
+
+    def complete_upload(self, upload_id: str, owner: str | None = None) -> dict[str, Any]:
+        """POST /uploads/{id}/complete: check the sent file and record it COMPLETE (idempotent)."""
+        return self.uploads.complete(upload_id, self.owner_of(self._owner(owner)), self.clock())
 
     def output(self, job_id: str, which: str, owner: str | None = None) -> tuple[str, str | bytes]:
         """A finished job's output: ("redirect", presigned URL) on AWS, ("bytes", the .npy) locally."""

@@ -33,8 +33,7 @@ def field_key(job_id: str) -> str:
     return f"jobs/{job_id}/field.npy"
 
 
-def restrict(raw: Any, job_id: str, owner: str, uploads: Uploads, jobs: JobStore, *,
-             needs_receipt: bool) -> Any:
+def restrict(raw: Any, job_id: str, owner: str, uploads: Uploads, jobs: JobStore) -> Any:
     """The body a REST caller may submit, with its own outputs filled in."""
     if not isinstance(raw, Mapping):
         return raw  # the spec check says what is wrong with it
@@ -55,16 +54,16 @@ def restrict(raw: Any, job_id: str, owner: str, uploads: Uploads, jobs: JobStore
     for role in ("a", "b", "atoms"):
         value = body.get(role)
         if isinstance(value, Mapping) and "file" in value:
-            key = _input_key(value["file"], f"{role}.file", owner, uploads, jobs, needs_receipt)
+            key = _input_key(value["file"], f"{role}.file", owner, uploads, jobs)
             body[role] = {**value, "file": key}
     return body
 
 
-def _input_key(value: Any, field: str, owner: str, uploads: Uploads, jobs: JobStore, needs_receipt: bool) -> str:
+def _input_key(value: Any, field: str, owner: str, uploads: Uploads, jobs: JobStore) -> str:
     if not isinstance(value, str):
         raise InvalidSpecError(field, "must be a string naming an upload or a job's output")
     if UPLOAD_KEY.match(value):
-        return uploads.resolve(value, owner, field, needs_receipt=needs_receipt)
+        return uploads.resolve(value, owner, field)
     match = JOB_OUTPUT_KEY.match(value)
     if not match:
         raise InvalidSpecError(field, "must name an upload (uploads/<upload_id>/<name>, from POST /uploads) "

@@ -1,10 +1,18 @@
-"""Uploads addressed by ID: issued by ``POST /uploads``, filled once, then read-only.
+"""Uploads addressed by ID: issued by ``POST /uploads``, filled once, completed, then read-only.
 
 An upload is a record at ``uploads/<id>/.issued.json`` (its file name, owner and expiry)
 next to the file itself. The embedded server receives the bytes (``receive``): only for
 an issued ID, before it expires, at most ``max_bytes``, once, and only if they are a
-2-D float ``.npy`` or a UTF-8 CSV table. On AWS the client sends them to S3 with a
-presigned POST whose policy caps the length; the header is checked when a job reads it.
+2-D float ``.npy`` or a UTF-8 CSV table; receiving them completes the upload.
+
+On AWS the client sends the bytes to S3 with a presigned POST whose policy caps the
+length, then calls ``POST /uploads/{id}/complete`` (``complete``): before the ID expires,
+the object's header is read with ranged GETs of the exact object (its ETag) and checked
+as above, and the ETag and VersionId are written once to ``uploads/<id>/.complete.json``.
+The store then pins every read of the upload to that ETag, so bytes posted to the form
+after completion make a job fail with a clear message rather than read unchecked data.
+``complete`` answers the same for a completed upload on both backends (it is idempotent).
+
 A job names an upload by its key (``uploads/<id>/<name>``), which ``resolve`` checks is
 issued, to this caller, and complete.
 """
@@ -12,30 +20,34 @@ issued, to this caller, and complete.
 from __future__ import annotations
 
 import io
-import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from tilefan.domain.atoms import parse_csv
+from tilefan.domain.upload_keys import UPLOAD_ID, UPLOAD_KEY, complete_key, issued_key
 from tilefan.errors import (
     BlobNotFoundError,
     ConflictError,
     GoneError,
+    InvalidBlobError,
     InvalidSpecError,
     NotFoundError,
     TooLargeError,
 )
-from tilefan.pipeline.ports import BlobStore
+from tilefan.pipeline.ports import BlobStore, SentUploads
 
-UPLOAD_ID = re.compile(r"^[0-9a-f]{16}$")
-UPLOAD_KEY = re.compile(r"^uploads/([0-9a-f]{16})/([A-Za-z0-9][A-Za-z0-9._-]{0,127})$")
+__all__ = ["UPLOAD_ID", "UPLOAD_KEY", "Uploads", "check_content"]
 
-
-def _record_key(upload_id: str) -> str:
-    return f"uploads/{upload_id}/.issued.json"
+# How much of a .csv upload the completion step reads to check it looks like an atoms
+# table (the whole file is parsed when a job reads it, pinned to the same bytes).
+CSV_PROBE_BYTES = 64 * 1024
+# A file posted just before its form expired may still be arriving: the completion step
+# takes it for this long after. Nothing new can be written by then (S3 refuses an expired
+# form), so the grace cannot let unchecked bytes in.
+COMPLETE_GRACE_S = 300
 
 
 def _unknown() -> NotFoundError:
@@ -53,7 +65,7 @@ class Uploads:
         """A new upload ID for ``name``, and its key."""
         upload_id = uuid.uuid4().hex[:16]
         key = f"uploads/{upload_id}/{name}"
-        self.blobs.put_json(_record_key(upload_id), {
+        self.blobs.put_json(issued_key(upload_id), {
             "name": name, "owner": owner, "expires_at": now + self.expires_s, "complete": False,
             "max_bytes": self.max_bytes})
         return upload_id, key
@@ -62,7 +74,7 @@ class Uploads:
         if not UPLOAD_ID.match(upload_id):
             raise _unknown()
         try:
-            record: dict[str, Any] = self.blobs.get_json(_record_key(upload_id))
+            record: dict[str, Any] = self.blobs.get_json(issued_key(upload_id))
         except BlobNotFoundError:
             raise _unknown() from None
         if record.get("owner") != owner:
@@ -88,34 +100,86 @@ class Uploads:
             raise InvalidSpecError("upload", "this backend takes uploads through the presigned URL")
         key = f"uploads/{upload_id}/{name}"
         put(key, data)
-        self.blobs.put_json(_record_key(upload_id), {**record, "complete": True, "bytes": len(data)})
+        self.blobs.put_json(issued_key(upload_id), {**record, "complete": True, "bytes": len(data)})
         return {"key": key, "bytes": len(data)}
 
-    def resolve(self, key: str, owner: str, field: str, *, needs_receipt: bool) -> str:
-        """The key of a usable upload, or a 400 naming ``field`` that says nothing of paths."""
+    def complete(self, upload_id: str, owner: str, now: float) -> dict[str, Any]:
+        """Check a sent upload and record it COMPLETE, exactly once; the same answer after."""
+        record = self._record(upload_id, owner)
+        key = f"uploads/{upload_id}/{record['name']}"
+        done = self._completion(upload_id, record)
+        if done is None:
+            if now > record["expires_at"] + COMPLETE_GRACE_S:
+                raise GoneError("this upload ID has expired; ask POST /uploads for a new one")
+            if not hasattr(self.blobs, "upload_stamp"):
+                raise ConflictError(f"no file has been received for this upload; PUT it to /uploads/{upload_id}/"
+                                    f"{record['name']} first")
+            sent = cast(SentUploads, self.blobs)
+            done = _check_sent(sent, key, record, now)
+            # Two completions racing both checked the object; the first record written
+            # is the one every read is pinned to.
+            if not sent.put_json_once(complete_key(upload_id), done):
+                done = self.blobs.get_json(complete_key(upload_id))
+        return {"upload_id": upload_id, "key": key, "status": "COMPLETE", "bytes": done["bytes"],
+                **{k: done[k] for k in ("etag", "version_id") if done.get(k) is not None},
+                "use_as": {"file": key}}
+
+    def _completion(self, upload_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        """What completed the upload: the embedded receipt or the completion record."""
+        if record.get("complete"):
+            return {"bytes": record.get("bytes")}
+        try:
+            done: dict[str, Any] = self.blobs.get_json(complete_key(upload_id))
+        except BlobNotFoundError:
+            return None
+        return done
+
+    def resolve(self, key: str, owner: str, field: str) -> str:
+        """The key of a complete upload, or a 400 naming ``field`` that says nothing of paths."""
         match = UPLOAD_KEY.match(key)
         if not match:
             raise InvalidSpecError(field, "must name an upload (uploads/<upload_id>/<name>, from POST /uploads) "
                                           "or a job's output (jobs/<job_id>/out.npy)")
+        upload_id = match.group(1)
         try:
-            record = self._record(match.group(1), owner)
+            record = self._record(upload_id, owner)
         except NotFoundError:
             raise InvalidSpecError(field, "unknown upload; ask POST /uploads for one") from None
         if record["name"] != match.group(2):
             raise InvalidSpecError(field, "unknown upload; ask POST /uploads for one")
-        if needs_receipt and not record["complete"]:
-            raise InvalidSpecError(field, "this upload has not received its file yet")
+        if self._completion(upload_id, record) is None:
+            raise InvalidSpecError(field, f"upload {upload_id} is not complete; send its file, then "
+                                          f"POST /uploads/{upload_id}/complete")
         return key
+
+
+def _check_sent(store: SentUploads, key: str, record: dict[str, Any], now: float) -> dict[str, Any]:
+    """The completion record of the object now at ``key``, after checking its content."""
+    try:
+        sent = store.upload_stamp(key)
+    except BlobNotFoundError:
+        raise ConflictError("no file has arrived for this upload yet; POST it with the form from "
+                            "POST /uploads, then complete it") from None
+    size, etag, cap = sent["bytes"], sent["etag"], int(record["max_bytes"])
+    if size > cap:
+        raise TooLargeError(f"uploads are capped at {cap} bytes (setting TILEFAN_MAX_UPLOAD_BYTES)")
+    if size == 0:
+        raise InvalidSpecError("upload", "the file is empty")
+    try:
+        if record["name"].lower().endswith(".csv"):
+            check_csv_start(store.read_head(key, min(size, CSV_PROBE_BYTES), etag), whole=size <= CSV_PROBE_BYTES)
+        else:
+            shape, dtype, offset = store.upload_header(key, etag)
+            check_npy(tuple(shape), np.dtype(dtype), offset, size)
+    except InvalidBlobError as exc:
+        raise InvalidSpecError("upload", exc.reason) from None
+    return {**sent, "completed_at": now}
 
 
 def check_content(name: str, data: bytes) -> None:
     """A ``.npy`` must be a whole 2-D float32/float64 array; a ``.csv`` an atoms table."""
     if name.lower().endswith(".csv"):
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidSpecError("upload", "a .csv upload must be UTF-8 text") from None
-        parse_csv(text, "upload")
+        check_csv_start(data, whole=True)
         return
     fp = io.BytesIO(data)
     try:
@@ -124,8 +188,27 @@ def check_content(name: str, data: bytes) -> None:
         shape, _, dtype = read(fp)
     except ValueError:
         raise InvalidSpecError("upload", "not a valid .npy file") from None
+    check_npy(shape, dtype, fp.tell(), len(data))
+
+
+def check_npy(shape: tuple[int, ...], dtype: np.dtype[Any], offset: int, size: int) -> None:
+    """A ``.npy`` header fit for an input: 2-D float32/float64, and exactly ``size`` bytes long."""
     if len(shape) != 2 or dtype.kind != "f" or dtype.itemsize not in (4, 8):
         raise InvalidSpecError("upload", "a .npy upload must hold a 2-D float32 or float64 array")
-    expected = fp.tell() + shape[0] * shape[1] * dtype.itemsize
-    if len(data) != expected:
-        raise InvalidSpecError("upload", f"the .npy file is {len(data)} bytes; its header says {expected}")
+    expected = offset + shape[0] * shape[1] * dtype.itemsize
+    if size != expected:
+        raise InvalidSpecError("upload", f"the .npy file is {size} bytes; its header says {expected}")
+
+
+def check_csv_start(data: bytes, *, whole: bool) -> None:
+    """A UTF-8 atoms table; of a longer file, the whole lines among ``data``, its start."""
+    if not whole:
+        end = data.rfind(b"\n")
+        if end < 0:
+            raise InvalidSpecError("upload", f"a .csv upload's first line must be shorter than {len(data)} bytes")
+        data = data[: end + 1]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidSpecError("upload", "a .csv upload must be UTF-8 text") from None
+    parse_csv(text, "upload")

@@ -148,7 +148,8 @@ def test_an_issued_upload_is_used_by_its_key(client: Client) -> None:
 def test_only_issued_complete_uploads_and_finished_jobs_are_inputs(client: Client) -> None:
     target = upload(client, "A.npy")
     not_yet = post_job(client, {"kind": "add", "a": target["use_as"], "b": {"shape": [2, 2]}})
-    assert "not received" in assert_refused(not_yet, 400, "invalid_input", "a.file")["message"]
+    refused = assert_refused(not_yet, 400, "invalid_input", "a.file")
+    assert f"upload {target['upload_id']} is not complete; send its file, then POST /uploads/" in refused["message"]
     for key in ("uploads/0123456789abcdef/A.npy", "jobs/0123456789abcdef/out.npy", "worker/tilefan.whl",
                 f"uploads/{target['upload_id']}/B.npy", f"uploads/{target['upload_id']}/.issued.json"):
         response = post_job(client, {"kind": "add", "a": {"file": key}, "b": {"shape": [2, 2]}})
@@ -166,6 +167,21 @@ def test_a_put_to_an_id_never_issued_writes_nothing(client: Client, home: Path) 
     other_name = put(client, f"/uploads/{target['upload_id']}/B.npy", npy_bytes(np.ones((2, 2))))
     assert_refused(other_name, 404, "not_found")
     assert [f for f in files_under(home / "blobs") if f not in before and not f.endswith(".issued.json")] == []
+
+
+def test_the_completion_step_answers_for_a_received_upload(client: Client) -> None:
+    # One API on both backends: here the PUT completes the upload, and completing it
+    # again answers what it holds; before the PUT there is nothing to complete.
+    target = upload(client, "A.npy")
+    assert_refused(client.http.post(target["complete"]), 409, "conflict")
+    data = npy_bytes(np.ones((2, 2)))
+    assert put(client, target["url"], data).status_code == 201
+    for _ in range(2):
+        done = client.http.post(target["complete"])
+        assert done.status_code == 200, done.json_body
+        assert done.json_body == {"upload_id": target["upload_id"], "key": target["key"], "status": "COMPLETE",
+                                  "bytes": len(data), "use_as": target["use_as"]}
+    assert_refused(client.http.post("/uploads/0123456789abcdef/complete"), 404, "not_found")
 
 
 def test_a_complete_upload_cannot_be_replaced(client: Client, home: Path) -> None:

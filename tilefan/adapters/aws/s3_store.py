@@ -21,6 +21,7 @@ import numpy as np
 
 from tilefan.adapters.aws.aws_call import Special, call, pages, translated
 from tilefan.adapters.aws.s3_parts import ObjectRef, PartBuiltOutputs
+from tilefan.adapters.aws.s3_uploads import SealedUploads
 from tilefan.adapters.npy_header import NpyHeader, from_npy, header_length, parse_header, to_npy
 from tilefan.domain.assembly import PartLimits
 from tilefan.domain.regions import clip, row_byte_range, sizes
@@ -39,7 +40,7 @@ _NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
 _SSE = {"ServerSideEncryption": "AES256"}
 
 
-class S3BlobStore(PartBuiltOutputs):
+class S3BlobStore(PartBuiltOutputs, SealedUploads):
     def __init__(self, client: Any, bucket: str, prefix: str = "", *, limits: PartLimits | None = None) -> None:
         """``limits``: S3's own multipart rules unless a test needs smaller parts (moto
         enforces the 5 MiB minimum too, so tests shrink the outputs' rows instead)."""
@@ -47,6 +48,7 @@ class S3BlobStore(PartBuiltOutputs):
         self.bucket = bucket
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self.limits = limits or PartLimits()
+        self._pins: dict[str, str] = {}
 
     def _obj(self, key: str) -> ObjectRef:
         if key.startswith("s3://"):
@@ -56,11 +58,14 @@ class S3BlobStore(PartBuiltOutputs):
 
     # ------------------------------------------------------------------ S3 requests
 
-    @staticmethod
-    def _special(label: str) -> Special:
+    @classmethod
+    def _special(cls, label: str, writing: bool = False) -> Special:
         """Errors that mean something about ``label``, the key the caller asked about
         (which is what users need to see)."""
         def special(code: str, response: Mapping[str, Any]) -> Exception | None:
+            failed_condition = cls.condition_failed(code, label, writing)
+            if failed_condition is not None:
+                return failed_condition
             if code in _NOT_FOUND:
                 return BlobNotFoundError(label)
             if code == "InvalidRange":
@@ -71,13 +76,20 @@ class S3BlobStore(PartBuiltOutputs):
         return special
 
     def _call(self, label: str, op: str, **params: Any) -> dict[str, Any]:
+        writing = op == "put_object" and "IfNoneMatch" in params
         return call(self.client, op, params, failed=f"S3 {op} failed for {label}", fallback=StoreError,
-                    special=self._special(label))
+                    special=self._special(label, writing))
 
-    def _get(self, obj: ObjectRef, label: str, first: int | None = None, last: int | None = None) -> bytes:
+    def _get(self, obj: ObjectRef, label: str, first: int | None = None, last: int | None = None,
+             etag: str | None = None) -> bytes:
+        """The object's bytes (or a range); an upload's only while its ETag is still the
+        one its completion recorded (or ``etag``, when given)."""
         params: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
         if first is not None:
             params["Range"] = f"bytes={first}-{last}"
+        pin = etag if etag is not None else self._pin(obj)
+        if pin is not None:
+            params["IfMatch"] = pin
         body = self._call(label, "get_object", **params)["Body"]
         with translated(f"S3 read of {label} broke off", StoreError):
             data: bytes = body.read()
@@ -172,11 +184,11 @@ class S3BlobStore(PartBuiltOutputs):
 
     # ------------------------------------------------------------------ arrays
 
-    def _header(self, obj: ObjectRef, label: str) -> NpyHeader:
-        head = self._get(obj, label, 0, HEADER_PROBE_BYTES - 1)
+    def _header(self, obj: ObjectRef, label: str, etag: str | None = None) -> NpyHeader:
+        head = self._get(obj, label, 0, HEADER_PROBE_BYTES - 1, etag)
         needed = header_length(head, label)
         if needed > len(head):
-            head = self._get(obj, label, 0, needed - 1)
+            head = self._get(obj, label, 0, needed - 1, etag)
         return parse_header(head, label)
 
     def _leading_rows(self, obj: ObjectRef, label: str, rows: tuple[int, int]) -> np.ndarray:

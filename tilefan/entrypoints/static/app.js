@@ -16,12 +16,20 @@ const tilefan = (() => {
     return doc;
   }
 
+  // The file goes where POST /uploads says (a PUT here, or a form POST to S3), then the
+  // server checks it and records the upload complete; only then may a job name it.
   async function upload(file) {
     const ticket = await api("POST", "/uploads", { filename: file.name });
-    const resp = await fetch(ticket.url, { method: "PUT", body: file,
-                                           headers: { "Content-Type": "application/octet-stream" } });
+    let init = { method: "PUT", body: file, headers: { "Content-Type": "application/octet-stream" } };
+    if (ticket.method === "POST") {
+      const form = new FormData();
+      for (const [name, value] of Object.entries(ticket.fields || {})) form.append(name, value);
+      form.append("file", file);  // last: S3 ignores fields after the file
+      init = { method: "POST", body: form };
+    }
+    const resp = await fetch(ticket.url, init);
     if (!resp.ok) throw new Error(`upload of ${file.name} failed: HTTP ${resp.status}`);
-    return ticket.use_as;
+    return (await api("POST", ticket.complete)).use_as;
   }
 
   const numberOrText = (text) => (/^\d+$/.test(text.trim()) ? Number(text) : text.trim());
