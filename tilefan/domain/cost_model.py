@@ -71,7 +71,7 @@ class Deployment:
     calibrated in docs/cost-model.md."""
 
     inline_concurrency: int = 40  # InlineMap MaxConcurrency
-    distributed_concurrency: int = 1000  # DistributedMap MaxConcurrency
+    distributed_concurrency: int = 800  # DistributedMap MaxConcurrency (packaging sets it to the tile reservation)
     tile_reserved_concurrency: int = 800  # the tile function's reserved concurrency
     distributed_threshold: int = 256  # TILEFAN_DISTRIBUTED_THRESHOLD
     tile_memory_mb: int = 10_240

@@ -15,6 +15,7 @@ from chalice.test import Client
 
 import app as chalice_app
 from tests.functional.aws_stack import BUCKET, Stack
+from tests.functional.identity import ALICE, client_as
 from tests.functional.rest_client import JSON, post_job, submit, wait_job
 from tests.helpers import atoms_csv, npy_bytes, s3_array
 from tilefan.adapters.aws.s3_store import S3BlobStore
@@ -30,7 +31,7 @@ A = np.arange(12, dtype=np.float64).reshape(4, 3)
 @pytest.fixture
 def client() -> Any:
     """The app over the moto stack (this package's conftest serves the embedded one)."""
-    with Client(chalice_app.app) as c:
+    with client_as(chalice_app.app, ALICE) as c:  # as API Gateway passes on a SigV4-signed request
         yield c
 
 
