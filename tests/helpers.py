@@ -167,9 +167,8 @@ def report_tiles_concurrently(
         try:
             gate.wait()
             for tile_id in orders[seed]:
-                if mark_started:
-                    jobs.tile_started(job_id, tile_id, f"t{seed}", "lambda", 1.0)
-                if jobs.record_tile_done(job_id, make_tile(tile_id, seed)):
+                attempt = jobs.tile_started(job_id, tile_id, f"t{seed}", "lambda", 1.0) if mark_started else None
+                if jobs.record_tile_done(job_id, make_tile(tile_id, seed), attempt=attempt):
                     with lock:
                         wins.append(tile_id)
         except BaseException as exc:

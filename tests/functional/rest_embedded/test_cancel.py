@@ -54,11 +54,12 @@ def held(make_service: MakeService, monkeypatch: pytest.MonkeyPatch) -> Iterator
     jobs = held.service.ports.jobs
     real_tile_started = jobs.tile_started
 
-    def tile_started(job_id: str, tile_id: int, *rest: Any) -> None:
-        real_tile_started(job_id, tile_id, *rest)
+    def tile_started(job_id: str, tile_id: int, *rest: Any) -> int | None:
+        attempt = real_tile_started(job_id, tile_id, *rest)
         if tile_id == 1:
             held.started.set()
             assert held.release.wait(30)
+        return attempt
 
     monkeypatch.setattr(jobs, "tile_started", tile_started)
     yield held
