@@ -182,3 +182,14 @@ def report_tiles_concurrently(
     if errors:
         raise errors[0]
     return wins
+
+
+def scheduled(config: Any) -> tuple[Any, Callable[[str], Any]]:
+    """The ports of ``config``'s home and a function that runs one submitted job there to
+    its end on the home's scheduler, as ``tilefan run`` and the Python API do."""
+    from tilefan.bootstrap import build_scheduler, embedded_ports
+
+    def run(job_id: str) -> Any:
+        return build_scheduler(config, only={job_id}).run_until_done(job_id)
+
+    return embedded_ports(config.home), run

@@ -39,11 +39,10 @@ from tilefan.pipeline.lifecycle import cancel_job, fail_job
 from tilefan.pipeline.plan import plan_job
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.reduce import reduce_job
-from tilefan.service.local_runner import PoolSettings
 from tilefan.service.pool_worker import init_worker, tile_in_worker
-from tilefan.service.scheduler_parts import InlineExecutor, JobQueue, Lease, RetryPolicy, is_permanent
+from tilefan.service.scheduler_parts import InlineExecutor, JobQueue, Lease, PoolSettings, RetryPolicy, is_permanent
 
-__all__ = ["JobQueue", "Lease", "RetryPolicy", "Scheduler", "is_permanent"]
+__all__ = ["JobQueue", "Lease", "PoolSettings", "RetryPolicy", "Scheduler", "is_permanent"]
 
 
 @dataclass
