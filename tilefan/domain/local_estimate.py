@@ -20,17 +20,17 @@ from tilefan.domain.spec import AtomsSpec, JobSpec, Kind
 
 @dataclass(frozen=True)
 class LocalRates:
-    """Per worker (one core). Measured by ``benchmarks/time_here.py`` on the 2-core
-    development machine while other work kept its load average near 11 (BENCHMARKS.md):
-    an idle machine runs faster than this predicts, never slower."""
+    """Per worker (one core): the means of three runs of ``benchmarks/time_here.py`` on the
+    2-core development machine while other work kept its load average at 10–15
+    (BENCHMARKS.md). An idle machine runs faster than this predicts."""
 
-    pool_start_s: float = 0.18  # fork the workers, open their stores
-    tile_overhead_s: float = 0.024  # per tile, outside its own work: job read, store writes, dispatch
-    gemm_gflops: float = 4.9  # NumPy's BLAS on one thread
-    atoms_gflops: float = 0.33  # the NumPy atoms kernel (10 flops a pair)
-    atoms_compiled_gflops: float = 2.5  # the numba kernel (the ``fast`` extra)
-    data_mb_s: float = 61.0  # bytes a tile generates or reads, plus those it writes
-    verify_mb_s: float = 239.0  # bytes of A, B and C the check reads or regenerates
+    pool_start_s: float = 0.14  # fork the workers, open their stores
+    tile_overhead_s: float = 0.01  # per tile, outside its own work: job read, store writes, dispatch
+    gemm_gflops: float = 14.0  # NumPy's BLAS on one thread
+    atoms_gflops: float = 0.37  # the NumPy atoms kernel (10 flops a pair)
+    atoms_compiled_gflops: float = 2.4  # the numba kernel (the ``fast`` extra)
+    data_mb_s: float = 67.0  # bytes a tile generates or reads, plus those it writes
+    verify_mb_s: float = 300.0  # bytes of A, B and C the check reads or regenerates
 
     def tile_seconds(self, flops: int, io_bytes: int, *, kind: Kind, compiled: bool = False) -> float:
         """One tile: its fixed cost, its arithmetic, its data.
