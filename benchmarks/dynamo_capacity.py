@@ -83,8 +83,8 @@ def main() -> None:
         client.meta.events.register("provide-client-params.dynamodb.*", note)
         for tile_id in range(args.tiles):
             store.get_job(job_id)
-            store.tile_started(job_id, tile_id, "lambda-0123456789abcdef", "lambda", 1.7e9 + tile_id)
-            store.record_tile_done(job_id, TileResult(
+            attempt = store.tile_started(job_id, tile_id, "lambda-0123456789abcdef", "lambda", 1.7e9 + tile_id)
+            store.record_tile_done(job_id, attempt=attempt, result=TileResult(
                 tile_id=tile_id, units=4096 * 4096, stats={"sum": 12345.678901234567, "sumsq": 98765.43210987654},
                 started_at=1.7e9 + tile_id, finished_at=1.7e9 + tile_id + 1.2345678, worker="lambda-0123456789abcdef",
                 route="lambda", bytes_read=2 * 4096 * 65536 * 4, bytes_written=4096 * 4096 * 4))
@@ -108,8 +108,10 @@ def main() -> None:
     job_pk = f"JOB#{job_id}"
     tile_sizes = [s for (pk, sk), s in sizes.items() if sk.startswith("TILE#")]
     print(f"tiles: {args.tiles}; requests: {dict(ops)}")
+    attempt_sizes = [s for (pk, sk), s in sizes.items() if sk.startswith("TRY#")]
     print(f"item sizes (bytes): job {sizes[(job_pk, 'JOB')]}, done tile <= {max(tile_sizes)}, "
-          f"counter {max([s for (pk, sk), s in sizes.items() if sk == 'COUNT'], default='(none)')}")
+          f"counter {max([s for (pk, sk), s in sizes.items() if sk == 'COUNT'], default='(none)')}, "
+          f"attempt <= {max(attempt_sizes, default='(none)')}")
     per_tile_w = {pk: w / args.tiles for pk, w in wcu.items()}
     per_tile_r = {pk: r / args.tiles for pk, r in rcu.items()}
     shard_w = [w for pk, w in per_tile_w.items() if pk != job_pk] or [0.0]

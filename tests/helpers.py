@@ -167,9 +167,8 @@ def report_tiles_concurrently(
         try:
             gate.wait()
             for tile_id in orders[seed]:
-                if mark_started:
-                    jobs.tile_started(job_id, tile_id, f"t{seed}", "lambda", 1.0)
-                if jobs.record_tile_done(job_id, make_tile(tile_id, seed)):
+                attempt = jobs.tile_started(job_id, tile_id, f"t{seed}", "lambda", 1.0) if mark_started else None
+                if jobs.record_tile_done(job_id, make_tile(tile_id, seed), attempt=attempt):
                     with lock:
                         wins.append(tile_id)
         except BaseException as exc:
@@ -183,3 +182,14 @@ def report_tiles_concurrently(
     if errors:
         raise errors[0]
     return wins
+
+
+def scheduled(config: Any) -> tuple[Any, Callable[[str], Any]]:
+    """The ports of ``config``'s home and a function that runs one submitted job there to
+    its end on the home's scheduler, as ``tilefan run`` and the Python API do."""
+    from tilefan.bootstrap import build_scheduler, embedded_ports
+
+    def run(job_id: str) -> Any:
+        return build_scheduler(config, only={job_id}).run_until_done(job_id)
+
+    return embedded_ports(config.home), run

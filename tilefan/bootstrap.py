@@ -23,12 +23,11 @@ if TYPE_CHECKING:
     from tilefan.adapters.aws.ec2_capacity import Ec2SpotCapacity
     from tilefan.adapters.aws.sfn_runner import StepFunctionsRunner
     from tilefan.service.jobs import JobService
-    from tilefan.service.local_runner import LocalRunner
     from tilefan.service.scheduler import Scheduler
     from tilefan.service.worker import Worker
 
 __all__ = ["AwsSettings", "Config", "SpotSettings", "api_authorizer", "aws_settings", "build_aws_ports",
-           "build_aws_runner", "build_capacity", "build_embedded", "build_scheduler", "build_service", "build_worker",
+           "build_aws_runner", "build_capacity", "build_scheduler", "build_service", "build_worker",
            "embedded_ports", "load_config", "remote_settings"]
 
 
@@ -67,25 +66,11 @@ def embedded_ports(home: Path) -> Ports:
     return Ports(blobs=LocalBlobStore(home / "blobs"), jobs=SqliteJobStore(home / "jobs.sqlite3"))
 
 
-def build_embedded(config: Config, *, threaded: bool = False) -> tuple[Ports, LocalRunner]:
-    """Ports and runner for the embedded backend (``threaded`` when run from a server)."""
-    from tilefan.service.local_runner import LocalRunner, PoolSettings
-
-    ports = embedded_ports(config.home)
-    make_ports = functools.partial(embedded_ports, config.home)
-    settings = PoolSettings(
-        workers=config.workers, kernel=config.kernel, start_method="forkserver" if threaded else "fork",
-        policy=config.route_policy,
-    )
-    return ports, LocalRunner(ports, make_ports, settings)
-
-
 def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | None = None) -> Scheduler:
     """The home's scheduler: its SQLite queue, one pool of ``config.workers`` processes and
     the home's lease (``only``: run just these jobs, as the CLI does)."""
     from tilefan.adapters.embedded.lease import FileLease
-    from tilefan.service.local_runner import PoolSettings
-    from tilefan.service.scheduler import Scheduler
+    from tilefan.service.scheduler import PoolSettings, Scheduler
 
     ports = embedded_ports(config.home)
     assert isinstance(ports.jobs, SqliteJobStore)

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,14 @@ def test_kill_9_of_one_pool_worker_retries_its_tile(
     assert_right_answer(doc, expected)
     report = server.request("GET", f"/jobs/{job_id}/report")[1]
     assert max(t["attempts"] for t in report["tiles"]) >= 2, "no tile shows a second attempt"
+    # The killed worker's attempt is in the history, failed, and its tile ran again.
+    killed = [a for a in report["attempts"] if a["worker"] == f"local-{victim}" and a["status"] == "failed"]
+    assert killed and all(a["error"] == "its worker died" for a in killed)
+    retried = {a["tile_id"] for a in killed}
+    assert all(any(a["tile_id"] == t and a["status"] == "done" and a["attempt"] > 1 for a in report["attempts"])
+               for t in retried)
+    with urllib.request.urlopen(f"{server.base}/jobs/{job_id}/report/logs.csv", timeout=10) as resp:
+        assert len(resp.read().decode().splitlines()) == 1 + len(report["attempts"])  # a header, a row per attempt
     assert victim not in server.pids()
 
 

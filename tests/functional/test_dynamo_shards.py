@@ -82,7 +82,7 @@ def test_many_threads_completing_one_jobs_tiles_count_each_tile_once(
     assert written_keys and all(pk != job_pk for pk, _ in written_keys)
 
 
-def test_a_completion_writes_the_tile_and_its_shards_counter_only(
+def test_a_completion_writes_the_tile_its_attempt_and_its_shards_counter_only(
     store: DynamoJobStore, written_keys: list[tuple[str, str]]
 ) -> None:
     store.create_job(job("j1"))
@@ -90,7 +90,7 @@ def test_a_completion_writes_the_tile_and_its_shards_counter_only(
     written_keys.clear()
     assert store.record_tile_done("j1", tile(37))
     shard_pk = counter_key("j1", shard_of(37))["pk"]
-    assert written_keys == [(shard_pk, "TILE#0000000037"), (shard_pk, "COUNT")]
+    assert written_keys == [(shard_pk, "TILE#0000000037"), (shard_pk, "COUNT"), (shard_pk, "TRY#0000000037#0001")]
 
 
 def test_a_status_change_moves_every_shards_copy_in_one_transaction(

@@ -1,6 +1,6 @@
-"""The embedded backend's process-pool runner against the in-process steps.
+"""The embedded backend's process pool against the in-process steps.
 
-A job run by ``LocalRunner`` over a pool of worker processes must give the same bytes as
+A job run by the home's scheduler over a pool of worker processes must give the same bytes as
 the same job run tile by tile in this process (matmul, and atoms with each kernel), and a
 tile's bad-input error must come back from the worker process intact.
 """
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.helpers import run_job
-from tilefan.bootstrap import Config, build_embedded, embedded_ports
+from tests.helpers import run_job, scheduled
+from tilefan.bootstrap import Config, embedded_ports
 from tilefan.domain.kernel_choice import choose_atoms_kernel
 from tilefan.domain.records import Status
 from tilefan.pipeline.ports import Ports
@@ -24,14 +24,14 @@ from tilefan.pipeline.submit import submit_job
 
 
 def _pool(home: Path, kernel: str = "numpy") -> tuple[Ports, Any]:
-    return build_embedded(Config(home=home, workers=2, kernel=kernel))
+    return scheduled(Config(home=home, workers=2, kernel=kernel))
 
 
 def test_pool_runner_matches_in_process_steps_bit_for_bit(tmp_path: Path) -> None:
     raw = {"kind": "matmul", "a": {"shape": "70x50"}, "b": {"shape": "50x60"}, "seed": 11, "tile": 16}
     pool_ports, runner = _pool(tmp_path / "pool")
     record = submit_job(pool_ports, {**raw, "out": str(tmp_path / "pool.npy")})
-    final = runner.run(record.job_id)
+    final = runner(record.job_id)
     assert final.status is Status.SUCCEEDED, final.error
     assert final.tiles_done == final.tiles_total == 20
     workers = {row["worker"] for row in tile_report(pool_ports, record.job_id)["tiles"]}
@@ -52,7 +52,7 @@ def test_pool_runner_atoms_matches_in_process_steps_bit_for_bit(tmp_path: Path, 
            "precision": "float32"}
     pool_ports, runner = _pool(tmp_path / "pool", kernel)
     record = submit_job(pool_ports, {**raw, "field_out": str(tmp_path / "pool.npy")})
-    final = runner.run(record.job_id)
+    final = runner(record.job_id)
     assert final.status is Status.SUCCEEDED, final.error
 
     # The kernel the pool chose for this job, by the one rule (kernel_choice).
@@ -75,7 +75,7 @@ def test_pool_runner_reports_a_nan_input_as_invalid_input(tmp_path: Path) -> Non
     ports, runner = _pool(tmp_path / "pool")
     record = submit_job(ports, {"kind": "matmul", "a": {"file": str(data / "A.npy")},
                                 "b": {"file": str(data / "B.npy")}, "out": str(data / "C.npy"), "tile": 10})
-    final = runner.run(record.job_id)
+    final = runner(record.job_id)
     assert final.status is Status.FAILED
     assert sorted(p.name for p in data.iterdir()) == ["A.npy", "B.npy"]  # no output, no partial file
     # The tile's InvalidSpecError must survive the trip back from the worker process, so

@@ -76,3 +76,19 @@ def test_progress_bar_reaches_the_end(tmp_path: Path, monkeypatch: pytest.Monkey
     text = stream.getvalue()
     final = text.replace("\n", "\r").split("\r")[-2]
     assert final.startswith("atoms: 100%|") and "8/8 tiles" in final and "point/s" in final
+
+
+def test_an_interrupt_cancels_the_job_and_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tilefan.bootstrap import embedded_ports
+    from tilefan.entrypoints import progress
+
+    def interrupted(self: progress.JobProgress, record: object) -> None:
+        raise KeyboardInterrupt  # what Ctrl-C, or a notebook's stop button, raises in the caller
+
+    monkeypatch.setattr(progress.JobProgress, "update", interrupted)
+    out = tmp_path / "c.npy"
+    with pytest.raises(KeyboardInterrupt):
+        tilefan.matmul(np.ones((64, 64)), np.ones((64, 64)), tile=16, workers=2, out=out, home=tmp_path / "home")
+    [record], _ = embedded_ports(tmp_path / "home").jobs.list_jobs(5)
+    assert record.status.value == "CANCELLED"
+    assert [p.name for p in tmp_path.iterdir()] == ["home"]  # no output, and no hidden partial one

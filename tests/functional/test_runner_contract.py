@@ -68,10 +68,11 @@ def _local(tmp_path: Path) -> Iterator[RunnerCase]:
     def hold_tiles(started: threading.Event, release: threading.Event) -> None:
         real_tile_started = jobs.tile_started
 
-        def tile_started(job_id: str, tile_id: int, worker: str, route: str, at: float) -> None:
-            real_tile_started(job_id, tile_id, worker, route, at)
+        def tile_started(job_id: str, tile_id: int, worker: str, route: str, at: float) -> int | None:
+            attempt = real_tile_started(job_id, tile_id, worker, route, at)
             started.set()
             assert release.wait(30)
+            return attempt
 
         jobs.tile_started = tile_started  # type: ignore[method-assign]
 

@@ -3,6 +3,7 @@ with another process, retries of transient errors, permanent errors, fairness.""
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from tests.helpers import wait_until
 from tilefan import bootstrap
 from tilefan.adapters.embedded.lease import FileLease
 from tilefan.domain import kernels
+from tilefan.entrypoints.report_files import write_report
 from tilefan.service.jobs import JobService
 from tilefan.service.scheduler import Scheduler
 
@@ -65,7 +67,7 @@ def test_jobs_wait_in_the_queue_with_their_place_while_another_process_holds_the
 
 
 def test_a_transient_error_is_retried_with_its_attempts_in_the_report(
-    make: Callable[..., JobService], monkeypatch: pytest.MonkeyPatch
+    make: Callable[..., JobService], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     real, failures = kernels.add_block, []
 
@@ -80,6 +82,19 @@ def test_a_transient_error_is_retried_with_its_attempts_in_the_report(
     job_id = service.submit(ADD)["job_id"]
     assert ended(service, job_id)["status"] == "SUCCEEDED"
     assert sorted(attempts(service, job_id).values()) == [1, 1, 1, 2]
+    # The report folder has a row per attempt: the retried tile twice, its failure in error.csv.
+    write_report(service.report(job_id), tmp_path / "report")
+    with open(tmp_path / "report" / "logs.csv", newline="") as f:
+        logs = list(csv.DictReader(f))
+    retried = [r for r in logs if r["tile_id"] == str(next(t for t, n in attempts(service, job_id).items() if n == 2))]
+    assert len(logs) == 5
+    assert [(r["attempt"], r["status"], r["error"]) for r in retried] == [
+        ("1", "failed", "OSError: injected: a disk hiccup"), ("2", "done", "")]
+    assert all(float(r["started_at"]) <= float(r["finished_at"]) and r["worker"] for r in retried)
+    with open(tmp_path / "report" / "error.csv", newline="") as f:
+        assert [(r["tile_id"], r["attempt"]) for r in csv.DictReader(f)] == [(retried[0]["tile_id"], "1")]
+    performance = (tmp_path / "report" / "performance.txt").read_text()
+    assert "attempts       5 for 4 tiles: 1 retry, 1 failed or lost" in performance
 
 
 def test_a_tile_that_keeps_failing_fails_the_job_after_bounded_attempts(

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tilefan.bootstrap import Config, build_embedded
+from tests.helpers import scheduled
+from tilefan.bootstrap import Config
 from tilefan.domain.randgen import random_region
 from tilefan.domain.records import Status
 from tilefan.entrypoints.cli import main
@@ -22,10 +23,10 @@ RAW = {"kind": "matmul", "a": {"shape": [70, 50]}, "b": {"shape": [50, 60]}, "se
 
 @pytest.mark.parametrize("route", ["spot", "lambda", "auto"])
 def test_a_job_routed_anywhere_runs_in_the_local_pool_with_its_route_recorded(tmp_path: Path, route: str) -> None:
-    ports, runner = build_embedded(Config(home=tmp_path / "home", workers=2, kernel="numpy"))
+    ports, runner = scheduled(Config(home=tmp_path / "home", workers=2, kernel="numpy"))
     out = tmp_path / "C.npy"
     record = submit_job(ports, {**RAW, "route": route, "out": str(out)})
-    final = runner.run(record.job_id)
+    final = runner(record.job_id)
     assert final.status is Status.SUCCEEDED, final.error
     a = random_region(3, 0, "float64", (0, 70), (0, 50))
     b = random_region(3, 1, "float64", (0, 50), (0, 60))

@@ -673,6 +673,105 @@ def test_concurrent_reports_of_the_same_tiles_count_each_once(be: Backend) -> No
     assert [r.tile_id for r in be.jobs.tile_results("j1")] == list(range(tiles))
 
 
+# --------------------------------------------------------------------------- attempts
+
+
+def attempts(be: Backend, job_id: str = "j1", *keys: str) -> list[tuple[Any, ...]]:
+    pick = keys or ("tile_id", "attempt", "status")
+    return [tuple(a[k] for k in pick) for a in be.jobs.tile_attempts(job_id)]
+
+
+def test_every_start_is_an_attempt_with_its_own_outcome(be: Backend) -> None:
+    running(be)
+    assert be.jobs.tile_started("j1", 4, "w1", "lambda", 10.0) == 1
+    be.jobs.record_tile_failed("j1", 4, "worker lost", 11.0, attempt=1)
+    assert be.jobs.tile_started("j1", 4, "w2", "spot", 12.0) == 2
+    assert be.jobs.record_tile_done("j1", tile(4, worker="w2", started=12.0), attempt=2) is True
+    keys = ("tile_id", "attempt", "status", "started_at", "finished_at", "worker", "route", "bytes_read",
+            "bytes_written", "error")
+    assert attempts(be, "j1", *keys) == [
+        (4, 1, "failed", 10.0, 11.0, "w1", "lambda", None, None, "worker lost"),
+        (4, 2, "done", 12.0, 13.5, "w2", "lambda", 1024, 128, None),
+    ]
+    assert all(set(a) == set(keys) | {"job_id"} and a["job_id"] == "j1" for a in be.jobs.tile_attempts("j1"))
+    assert be.jobs.tile_rows("j1")[0]["attempts"] == 2  # the tile row keeps the count, and its last attempt
+
+
+def test_a_duplicate_delivery_adds_no_second_success(be: Backend) -> None:
+    running(be)
+    first = be.jobs.tile_started("j1", 2, "w1", "lambda", 10.0)
+    second = be.jobs.tile_started("j1", 2, "w2", "lambda", 10.5)  # delivered twice, both running
+    assert (first, second) == (1, 2)
+    assert be.jobs.record_tile_done("j1", tile(2, worker="w2", started=10.5), attempt=second) is True
+    assert be.jobs.record_tile_done("j1", tile(2, worker="w1", started=10.0), attempt=first) is False
+    assert be.jobs.record_tile_done("j1", tile(2, worker="w2", started=10.5), attempt=second) is False  # a repeat
+    assert be.jobs.tile_started("j1", 2, "w3", "lambda", 20.0) is None  # a start after done is no attempt
+    be.jobs.record_tile_failed("j1", 2, "late", 21.0)  # nor does a late failure touch the counted one
+    assert attempts(be) == [(2, 1, "duplicate"), (2, 2, "done")]
+    assert [a["worker"] for a in be.jobs.tile_attempts("j1")] == ["w1", "w2"]
+    assert be.jobs.get_job("j1").tiles_done == 1
+
+
+def test_attempts_end_cancelled_with_their_job_and_stay_so(be: Backend) -> None:
+    running(be)
+    be.jobs.tile_started("j1", 0, "w1", "lambda", 10.0)
+    be.jobs.tile_started("j1", 1, "w2", "lambda", 10.0)
+    assert be.jobs.transition("j1", Status.CANCELLED)
+    be.jobs.tile_cancelled("j1", 0, 11.0)  # the canceller names no attempt: the latest
+    assert be.jobs.record_tile_done("j1", tile(1, worker="w2", started=10.0), attempt=1) is False
+    be.jobs.tile_cancelled("j1", 1, 12.0, attempt=1)
+    be.jobs.record_tile_failed("j1", 0, "too late", 13.0, attempt=1)  # an outcome is written once
+    assert attempts(be, "j1", "tile_id", "status", "finished_at", "error") == [
+        (0, "cancelled", 11.0, None), (1, "cancelled", 11.5, None)]
+
+
+def test_a_tile_reported_without_a_start_has_one_attempt(be: Backend) -> None:
+    running(be)
+    assert be.jobs.record_tile_done("j1", tile(3)) is True
+    be.jobs.record_tile_failed("j1", 5, "kernel failed", 3.0)
+    assert attempts(be, "j1", "tile_id", "attempt", "status", "worker", "error") == [
+        (3, 1, "done", "w1", None), (5, 1, "failed", None, "kernel failed")]
+
+
+def test_concurrent_deliveries_leave_exactly_one_done_attempt_per_tile(be: Backend) -> None:
+    running(be)
+    tiles, threads = 6, 4
+    orders = [random.Random(seed).sample(range(tiles), tiles) for seed in range(threads)]
+    wins = report_tiles_concurrently(
+        be.jobs, "j1", orders, lambda tile_id, seed: tile(tile_id, worker=f"t{seed}"), mark_started=True)
+    assert sorted(wins) == list(range(tiles))
+    rows = be.jobs.tile_attempts("j1")
+    for tile_id in range(tiles):
+        mine = [a for a in rows if a["tile_id"] == tile_id]
+        assert [a["attempt"] for a in mine] == list(range(1, len(mine) + 1))
+        assert [a["status"] for a in mine].count("done") == 1
+        assert {a["status"] for a in mine} <= {"done", "duplicate"}
+        assert len(mine) == be.jobs.tile_rows("j1")[tile_id]["attempts"]
+
+
+def test_sqlite_migrates_a_database_made_before_attempts(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "jobs.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE tiles (job_id TEXT NOT NULL, tile_id INTEGER NOT NULL, status TEXT NOT NULL,"
+        " started_at REAL, finished_at REAL, worker TEXT, route TEXT, units INTEGER, stats TEXT,"
+        " bytes_read INTEGER, bytes_written INTEGER, attempts INTEGER NOT NULL DEFAULT 0, error TEXT,"
+        " PRIMARY KEY (job_id, tile_id));"
+        "INSERT INTO tiles VALUES ('j1', 0, 'done', 1.0, 2.0, 'w1', 'local', 4, '{}', 10, 20, 2, NULL);"
+        "INSERT INTO tiles VALUES ('j1', 1, 'failed', 1.5, 3.0, 'w2', 'local', NULL, NULL, NULL, NULL, 1, 'boom');")
+    old.commit()
+    old.close()
+    store = SqliteJobStore(path)
+    keys = ("tile_id", "attempt", "status", "started_at", "finished_at", "worker", "bytes_read", "error")
+    expected = [(0, 2, "done", 1.0, 2.0, "w1", 10, None), (1, 1, "failed", 1.5, 3.0, "w2", None, "boom")]
+    assert [tuple(a[k] for k in keys) for a in store.tile_attempts("j1")] == expected
+    # Opening it again (another process, another thread) migrates nothing twice.
+    again = SqliteJobStore(path)
+    assert len(again.tile_attempts("j1")) == 2 and again.tile_started("j1", 1, "w3", "local", 5.0) == 2
+
+
 # =========================================================================== AWS only
 
 
@@ -716,8 +815,8 @@ def test_aws_items_expire_and_committed_outputs_are_encrypted(aws: Backend) -> N
     jobs.transition("j1", Status.RUNNING)
     jobs.record_tile_done("j1", tile(0))
     items = aws.raw["dynamodb"].scan(TableName=TABLE)["Items"]
-    # the job, its tile, its shards' counters and its owner's count of active jobs
-    assert len(items) == 3 + SHARDS and all(i["expires_at"] == {"N": str(1_000 + 2 * 86_400)} for i in items)
+    # the job, its tile and the tile's one attempt, its shards' counters and its owner's count of active jobs
+    assert len(items) == 4 + SHARDS and all(i["expires_at"] == {"N": str(1_000 + 2 * 86_400)} for i in items)
     ttl = aws.raw["dynamodb"].describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     aws.blobs.create_array("jobs/j1/out.npy", (2, 2), "float64", "j1")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import scheduled
 from tilefan import bootstrap
 from tilefan.domain import ckernel, fastkernels, kernels
 from tilefan.domain.kernel_choice import COMPILED_KERNEL_MIN_PAIRS, choose_atoms_kernel
@@ -77,9 +78,9 @@ def test_the_pool_fails_an_atoms_job_when_compiled_is_demanded_without_numba(
 ) -> None:
     monkeypatch.setattr(fastkernels, "load", no_numba)
     monkeypatch.setattr(ckernel, "load", no_c)
-    ports, runner = bootstrap.build_embedded(Config(home=tmp_path, workers=1, kernel="compiled"))
+    ports, runner = scheduled(Config(home=tmp_path, workers=1, kernel="compiled"))
     record = submit_job(ports, {"kind": "atoms", "grid": 4, "atoms": {"count": 3, "seed": 1}})
-    final = runner.run(record.job_id)
+    final = runner(record.job_id)
     assert final.status is Status.FAILED
     assert final.error is not None
     assert (final.error["code"], final.error["field"]) == ("invalid_input", "TILEFAN_KERNEL")

@@ -98,10 +98,10 @@ class MemoryJobs:
     def set_plan(self, job_id: str, tiles_total: int, units_total: int) -> None:
         self.jobs[job_id] = replace(self.get_job(job_id), tiles_total=tiles_total, units_total=units_total)
 
-    def tile_started(self, job_id: str, tile_id: int, worker: str, route: str, at: float) -> None:
-        pass
+    def tile_started(self, job_id: str, tile_id: int, worker: str, route: str, at: float) -> int | None:
+        return None
 
-    def record_tile_done(self, job_id: str, result: TileResult) -> bool:
+    def record_tile_done(self, job_id: str, result: TileResult, attempt: int | None = None) -> bool:
         if (job_id, result.tile_id) in self.done:
             return False
         self.done[(job_id, result.tile_id)] = result

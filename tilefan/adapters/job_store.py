@@ -5,13 +5,19 @@ permits, how timings and links merge, how a page of jobs and its cursor work, an
 each tile report writes. Its subclasses (SQLite, DynamoDB, in memory) implement a few
 primitives, each one atomic on its backend: insert a job if new (and if its owner has
 room under a cap), read one, update one if its status is still the one read, write a tile
-row unless it is done, and complete a tile exactly once. Records cross that boundary as
-plain stored dicts (``records_codec``).
+row unless it is done, write an attempt row unless it has an outcome, and complete a tile
+exactly once (its counted attempt's row in the same transaction). Records cross that
+boundary as plain stored dicts (``records_codec``).
 
 Ownership: every job has an owner. ``get_job(id, owner=...)`` and ``list_jobs(...,
 owner=...)`` show a job only to its owner; anyone else finds no such job (never "not
 yours", which would say it exists). Without ``owner`` they see every job: that is the
 pipeline's own view, and the CLI's on its own home.
+
+Every accepted start of a tile is an attempt, numbered by the tile row's ``attempts``
+count, with a row of its own: the tile row keeps the last attempt, the attempt rows the
+history. Exactly one attempt row of a done tile says "done"; a run that finished after
+another had counted says "duplicate", so a repeat never adds a second success.
 """
 
 from __future__ import annotations
@@ -22,9 +28,13 @@ from enum import Enum
 from typing import Any
 
 from tilefan.adapters.records_codec import (
+    AttemptState,
+    StoredAttempt,
     StoredJob,
     StoredTile,
     TileState,
+    attempt_done_fields,
+    attempt_row_from_stored,
     decode_cursor,
     encode_cursor,
     job_from_stored,
@@ -90,14 +100,30 @@ class BaseJobStore(ABC):
         keeps a count of active jobs per owner lowers it in the same atomic write."""
 
     @abstractmethod
-    def _write_tile_unless_done(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> None:
+    def _write_tile_unless_done(
+        self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool
+    ) -> int | None:
         """Create or update the tile row with ``fields`` (None clears a field) unless it
-        is done; a new row has one attempt, an existing one gains one if ``new_attempt``."""
+        is done; a new row has one attempt, an existing one gains one if ``new_attempt``.
+        Returns the row's attempt count after the write, None if it was refused."""
 
     @abstractmethod
-    def _complete_tile_once(self, job_id: str, tile_id: int, fields: StoredTile, units: int) -> Completion:
+    def _complete_tile_once(
+        self, job_id: str, tile_id: int, fields: StoredTile, units: int, attempt: int | None, tried: StoredAttempt
+    ) -> Completion:
         """Move the tile row to done with ``fields`` and add one tile and ``units`` to the
-        job's counters, both or neither, only while the job runs and the tile is not done."""
+        job's counters, both or neither, only while the job runs and the tile is not done.
+        In the same transaction, attempt row ``attempt`` (None: the tile's attempt count,
+        at least 1) takes ``tried``, created if absent."""
+
+    @abstractmethod
+    def _write_attempt(self, job_id: str, tile_id: int, attempt: int, fields: StoredAttempt) -> bool:
+        """Create attempt row ``attempt`` with ``fields``, or update it only while it is
+        running (an outcome is written once); False if refused."""
+
+    @abstractmethod
+    def _stored_attempts(self, job_id: str) -> list[StoredAttempt]:
+        """Every attempt row of the job as stored, in any order."""
 
     @abstractmethod
     def _stored_tiles(self, job_id: str) -> list[StoredTile]:
@@ -182,27 +208,45 @@ class BaseJobStore(ABC):
 
     # ------------------------------------------------------------------ tiles
 
-    def tile_started(self, job_id: str, tile_id: int, worker: str, route: str, at: float) -> None:
+    def tile_started(self, job_id: str, tile_id: int, worker: str, route: str, at: float) -> int | None:
         # Refused for a done tile: a late duplicate must not rewrite the report of the
-        # run that counted (its start, worker and route).
+        # run that counted (its start, worker and route), nor add an attempt.
         fields = {"status": TileState.RUNNING.value, "started_at": float(at), "worker": worker, "route": route}
-        self._write_tile_unless_done(job_id, int(tile_id), fields, new_attempt=True)
+        attempt = self._write_tile_unless_done(job_id, int(tile_id), fields, new_attempt=True)
+        if attempt is not None:
+            self._write_attempt(job_id, int(tile_id), attempt, {**fields, "status": AttemptState.RUNNING.value})
+        return attempt
 
-    def record_tile_done(self, job_id: str, result: TileResult) -> bool:
-        outcome = self._complete_tile_once(job_id, int(result.tile_id), tile_done_fields(result), int(result.units))
+    def record_tile_done(self, job_id: str, result: TileResult, attempt: int | None = None) -> bool:
+        outcome = self._complete_tile_once(job_id, int(result.tile_id), tile_done_fields(result), int(result.units),
+                                           attempt, attempt_done_fields(result))
         if outcome is Completion.NO_JOB:
             raise JobNotFoundError(job_id)
+        if attempt is not None and outcome is not Completion.COUNTED:
+            # Computed but not counted: say why on this attempt's row (never the counted one).
+            state = AttemptState.DUPLICATE if outcome is Completion.ALREADY_DONE else AttemptState.CANCELLED
+            self._write_attempt(job_id, int(result.tile_id), attempt, attempt_done_fields(result, state))
         return outcome is Completion.COUNTED
 
-    def record_tile_failed(self, job_id: str, tile_id: int, message: str, at: float) -> None:
+    def record_tile_failed(
+        self, job_id: str, tile_id: int, message: str, at: float, attempt: int | None = None
+    ) -> None:
         # A refused write is the point: a tile recorded done stays done.
         fields = {"status": TileState.FAILED.value, "finished_at": float(at), "error": message}
-        self._write_tile_unless_done(job_id, int(tile_id), fields, new_attempt=False)
+        self._end_attempt(job_id, int(tile_id), fields, attempt)
 
-    def tile_cancelled(self, job_id: str, tile_id: int, at: float) -> None:
+    def tile_cancelled(self, job_id: str, tile_id: int, at: float, attempt: int | None = None) -> None:
         """Mark a tile that was running when its job ended (never a done one)."""
         fields = {"status": TileState.CANCELLED.value, "finished_at": float(at)}
-        self._write_tile_unless_done(job_id, int(tile_id), fields, new_attempt=False)
+        self._end_attempt(job_id, int(tile_id), fields, attempt)
+
+    def _end_attempt(self, job_id: str, tile_id: int, fields: StoredTile, attempt: int | None) -> None:
+        """The tile row (unless done) and the attempt's row (unless it has an outcome):
+        ``attempt``, or without one the tile's latest, which a done tile has closed."""
+        latest = self._write_tile_unless_done(job_id, tile_id, fields, new_attempt=False)
+        number = attempt if attempt is not None else latest
+        if number is not None:
+            self._write_attempt(job_id, tile_id, number, dict(fields))
 
     def tile_results(self, job_id: str) -> list[TileResult]:
         done = [t for t in self._stored_tiles(job_id) if t.get("status") == TileState.DONE.value]
@@ -210,3 +254,7 @@ class BaseJobStore(ABC):
 
     def tile_rows(self, job_id: str) -> list[dict[str, Any]]:
         return sorted((tile_row_from_stored(t) for t in self._stored_tiles(job_id)), key=lambda r: r["tile_id"])
+
+    def tile_attempts(self, job_id: str) -> list[dict[str, Any]]:
+        rows = (attempt_row_from_stored(a) for a in self._stored_attempts(job_id))
+        return sorted(rows, key=lambda r: (r["tile_id"], r["attempt"]))

@@ -39,6 +39,23 @@ class TileState(StrEnum):
     CANCELLED = "cancelled"  # its job ended (cancelled or failed) while it ran
 
 
+# One row per attempt at a tile (each accepted start), numbered 1, 2... by the tile
+# row's ``attempts`` count. Its outcome is written once: only a running row changes.
+ATTEMPT_COLUMNS = ("job_id", "tile_id", "attempt", "status", "started_at", "finished_at", "worker", "route",
+                   "bytes_read", "bytes_written", "error")
+_ATTEMPT_NUMBERS = {"tile_id": int, "attempt": int, "started_at": float, "finished_at": float,
+                    "bytes_read": int, "bytes_written": int}
+StoredAttempt = dict[str, Any]
+
+
+class AttemptState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"  # the one attempt that counted
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DUPLICATE = "duplicate"  # finished after another attempt had counted: not counted again
+
+
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -99,6 +116,24 @@ def tile_done_fields(result: TileResult) -> StoredTile:
         "bytes_written": int(result.bytes_written),
         "error": None,
     }
+
+
+def attempt_done_fields(result: TileResult, status: AttemptState = AttemptState.DONE) -> StoredAttempt:
+    """The fields an attempt row takes when its run finished computing (counted or not)."""
+    return {
+        "status": status.value, "started_at": float(result.started_at), "finished_at": float(result.finished_at),
+        "worker": result.worker, "route": result.route, "bytes_read": int(result.bytes_read),
+        "bytes_written": int(result.bytes_written),
+    }
+
+
+def attempt_row_from_stored(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """An attempt row for reports: every column of ATTEMPT_COLUMNS, numbers exact."""
+    row: dict[str, Any] = {name: stored.get(name) for name in ATTEMPT_COLUMNS}
+    for name, kind in _ATTEMPT_NUMBERS.items():
+        if row[name] is not None:
+            row[name] = kind(row[name])
+    return row
 
 
 def tile_row_from_stored(stored: Mapping[str, Any]) -> dict[str, Any]:

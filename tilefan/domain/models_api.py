@@ -155,6 +155,24 @@ class TileRow(_Open):
     error: str | dict[str, Any] | None
 
 
+class AttemptRow(_Fixed):
+    """One attempt at a tile: every accepted start is one. Exactly one attempt of a done
+    tile is "done"; "duplicate" finished after another had counted (not counted again);
+    "lost" never reported back (its worker died or timed out)."""
+
+    tile_id: int
+    attempt: int = Field(description="1 for the first attempt at the tile, 2 for its first retry...")
+    status: Literal["running", "done", "failed", "cancelled", "duplicate", "lost"]
+    started_at: float | None
+    finished_at: float | None
+    duration_s: float | None
+    route: str | None
+    worker: str | None
+    bytes_read: int | None
+    bytes_written: int | None
+    error: str | None
+
+
 class ReportSummary(_Open):
     status: Status
     tiles_total: int
@@ -165,14 +183,18 @@ class ReportSummary(_Open):
     tile_seconds_mean: float
     routes: list[str]
     route_counts: dict[str, int]
+    attempts_total: int = Field(description="attempts at all tiles (one row each in ``attempts``)")
+    retries: int = Field(description="attempts beyond the first at each tile")
+    attempts_failed: int = Field(description="attempts that failed or were lost")
 
 
 class Report(_Fixed):
-    """Per-tile timings, routes and workers, with a summary."""
+    """Per-tile timings, routes and workers, every attempt at each tile, and a summary."""
 
     job_id: str
     summary: ReportSummary
     tiles: list[TileRow]
+    attempts: list[AttemptRow]
 
 
 # --------------------------------------------------------------------------- uploads

@@ -93,18 +93,25 @@ def _open_run(home: str | os.PathLike[str] | None, use_config: bool) -> _Run:
 
 
 def _execute(run: _Run, raw: dict[str, Any], workers: int | None, progress: bool) -> dict[str, Any]:
-    """Submit and run ``raw`` to the end; the final record, or JobFailedError."""
-    from tilefan.bootstrap import build_embedded, load_config
+    """Submit ``raw`` and run it to the end on the home's scheduler, as ``tilefan run``
+    does (if a server holds the home, it runs the job and this follows it); the final
+    record, or JobFailedError. Interrupted (Ctrl-C, a notebook's stop), the job is
+    cancelled and its partial output removed."""
+    from tilefan.bootstrap import build_scheduler, embedded_ports, load_config
     from tilefan.entrypoints.progress import JobProgress
     from tilefan.pipeline.submit import submit_job
 
     config = replace(load_config(), home=run.home)
     if workers is not None:
         config = replace(config, workers=workers)
-    ports, runner = build_embedded(config)
-    record = submit_job(ports, raw, limits=config.limits, policy=config.route_policy)
+    record = submit_job(embedded_ports(config.home), raw, limits=config.limits, policy=config.route_policy)
+    runner = build_scheduler(config, only={record.job_id})
     with JobProgress(record.kind, disable=not progress) as bar:
-        final = runner.run(record.job_id, on_progress=bar.update).to_dict()
+        try:
+            final = runner.run_until_done(record.job_id, on_progress=bar.update).to_dict()
+        except KeyboardInterrupt:
+            runner.cancel(record.job_id)
+            raise
     if final["status"] != "SUCCEEDED":
         err = final.get("error") or {}
         if err.get("code") == "invalid_input":

@@ -106,16 +106,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         ports = embedded_ports(config.home)
         if args.dry_run:
             spec = admit(ports, raw, config.limits, config.route_policy)
-            manifest = plan("dry-run", spec, config.route_policy).manifest()
+            the_plan = plan("dry-run", spec, config.route_policy)
+            manifest = the_plan.manifest()
             from tilefan.domain.cost_model import predict
 
             manifest["aws_prediction"] = predict(manifest, config.route_policy).to_dict()
             if args.json:
                 print(json.dumps(manifest, indent=2))
             else:
-                from tilefan.entrypoints.plan_table import plan_table
+                from tilefan.entrypoints.plan_table import plan_table, time_here
 
-                print(plan_table(manifest, config.workers))
+                print(plan_table(manifest, time_here(the_plan, spec, config.workers, config.kernel)))
             return EXIT_OK
         record = submit_job(ports, raw, limits=config.limits, policy=config.route_policy)
         # The home's scheduler runs it here, unless a server holds the home's lease: then

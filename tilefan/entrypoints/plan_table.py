@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from typing import Any
 
+from tilefan.domain import kernels
+from tilefan.domain.kernel_choice import AtomsKernel, choose_atoms_kernel
+from tilefan.domain.local_estimate import LocalEstimate, LocalRates, estimate_here
+from tilefan.domain.plan import Plan
+from tilefan.domain.spec import AtomsSpec, JobSpec
 from tilefan.entrypoints.progress import human
+from tilefan.errors import InvalidSpecError
 
 
 def _bytes(n: float) -> str:
@@ -17,12 +24,12 @@ def _bytes(n: float) -> str:
     return f"{human(n)}B".replace("k", " k").replace("M", " M").replace("G", " G").replace("T", " T")
 
 
-def plan_table(manifest: dict[str, Any], workers: int) -> str:
-    """Tiles, routes, memory, the planner's time estimates and the AWS cost, one fact a line.
+def plan_table(manifest: dict[str, Any], here: LocalEstimate | None = None) -> str:
+    """Tiles, routes, memory, the time estimates and the AWS cost, one fact a line.
 
-    Time here is the planner's per-tile estimate for one EC2 core (``est_spot_s``) spread
-    over this machine's ``workers``; on AWS the tiles run side by side, so the estimate is
-    the slowest tile on its route.
+    Time here is ``here`` (``local_estimate``: the pool's start, the tiles on this
+    machine's workers, the merge with its verification); on AWS the tiles run side by
+    side, so the estimate is the slowest tile on its route.
 
     >>> m = {"kind": "matmul", "shape": [300, 100], "tile": [64, 64],
     ...      "totals": {"tiles": 2, "flops": 6e6, "bytes_in": 2e5, "bytes_out": 2.4e5,
@@ -30,13 +37,13 @@ def plan_table(manifest: dict[str, Any], workers: int) -> str:
     ...      "tiles": [{"route": "lambda", "est_lambda_s": 0.5, "est_spot_s": 0.1},
     ...                {"route": "lambda", "est_lambda_s": 0.4, "est_spot_s": 0.1}],
     ...      "cost_estimate": {"total_usd": 0.0012, "lambda_gb_s": 3.5}}
-    >>> print(plan_table(m, 2))
+    >>> print(plan_table(m, LocalEstimate(pool_s=0.18, tiles_s=0.3, merge_s=0.02, workers=2)))
     plan      matmul, output 300x100, tile 64x64
     tiles     2 (2 lambda, 0 spot)
     work      6.0M FLOP
     data      200.0 kB in, 240.0 kB out
     memory    100.0 kB per tile at most
-    time      ~0.10 s here (2 workers), ~0.50 s on AWS
+    time      ~0.50 s here (2 workers: 0.18 s start, 0.30 s tiles, 0.02 s merge), ~0.50 s on AWS
     cost      ~$0.0012 on AWS (3.5 Lambda GB-s)
     """
     totals = manifest.get("totals", {})
@@ -47,7 +54,6 @@ def plan_table(manifest: dict[str, Any], workers: int) -> str:
     work = f"{human(totals['flops'])} FLOP" if "flops" in totals else f"{human(totals.get('units', 0))} units"
     if manifest.get("kind") == "atoms" and "pairs" in totals:
         work = f"{human(totals['pairs'])} atom-point pairs"
-    here = sum(t.get("est_spot_s", 0.0) for t in tiles) / max(workers, 1)
     aws = max((t.get(f"est_{t.get('route', 'lambda')}_s", 0.0) for t in tiles), default=0.0)
     if "aws_prediction" in manifest:  # the cost model's wall time, with concurrency and start-ups
         aws = manifest["aws_prediction"]["wall_s"]
@@ -59,7 +65,7 @@ def plan_table(manifest: dict[str, Any], workers: int) -> str:
         f"work      {work}",
         f"data      {_bytes(totals.get('bytes_in', 0))} in, {_bytes(totals.get('bytes_out', 0))} out",
         f"memory    {_bytes(totals.get('max_tile_mem_bytes', 0))} per tile at most",
-        f"time      ~{here:.2f} s here ({workers} workers), ~{aws:.2f} s on AWS",
+        f"time      {_here(here)}~{aws:.2f} s on AWS",
     ]
     if cost:
         lines.append(f"cost      ~${cost.get('total_usd', 0):.2g} on AWS ({cost.get('lambda_gb_s', 0):g} Lambda GB-s)")
@@ -100,3 +106,32 @@ def _aws_lines(p: dict[str, Any]) -> list[str]:
         f"aws load  {p['shard_write_units_s']:.1f} WCU/s per DynamoDB counter shard (of 1000), "
         f"{p['history_events_max']} history events in the largest execution (of 25000)",
     ]
+
+
+def _here(here: LocalEstimate | None) -> str:
+    if here is None:
+        return ""
+    workers = f"{here.workers} worker{'s' if here.workers != 1 else ''}"
+    return (f"~{here.total_s:.2f} s here ({workers}: {here.pool_s:.2f} s start, {here.tiles_s:.2f} s tiles, "
+            f"{here.merge_s:.2f} s merge), ")
+
+
+def _numba_kernel(*args: Any) -> Any:
+    """Stands for numba's kernel when only whether it would be chosen matters."""
+    raise NotImplementedError
+
+
+def time_here(the_plan: Plan, spec: JobSpec, workers: int, kernel: str) -> LocalEstimate:
+    """The plan's time on this machine with the atoms kernel a run here would choose
+    (numba counted if installed, without importing it: that alone takes a second)."""
+    compiled = False
+    if isinstance(spec, AtomsSpec):
+        def numba() -> AtomsKernel | None:
+            return _numba_kernel if find_spec("numba") else None
+
+        try:
+            chosen = choose_atoms_kernel(kernel, spec.units_total * spec.atoms.count, load=numba)
+        except InvalidSpecError:  # "compiled" with no compiled kernel: the run would say so
+            chosen = kernels.atoms_potential
+        compiled = chosen is not kernels.atoms_potential
+    return estimate_here(the_plan, spec, workers, LocalRates(), compiled=compiled)

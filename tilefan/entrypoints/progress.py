@@ -1,10 +1,11 @@
 """Live job progress (tqdm) and the final throughput line.
 
 The bar comes from ``tqdm.auto``: a text bar on a terminal (rate, ETA, redrawn to the
-terminal's width), a widget in a notebook. It takes job records as dicts (the REST shape)
-or ``JobRecord`` objects, so a local run and a remote job polled over HTTP draw the same
-bar. Once every tile is in, the job is still merging (and verifying, when asked): the bar
-says so instead of sitting silently at 100 %.
+terminal's width), a widget in a notebook. The widget needs ipywidgets (the ``notebook``
+extra); without it a notebook gets the text bar, not tqdm.auto's warning about it. It
+takes job records as dicts (the REST shape) or ``JobRecord`` objects, so a local run and
+a remote job polled over HTTP draw the same bar. Once every tile is in, the job is still
+merging (and verifying, when asked): the bar says so instead of sitting silently at 100 %.
 """
 
 from __future__ import annotations
@@ -43,6 +44,39 @@ def _columns(file: TextIO | None) -> int:
         return 0
 
 
+def _bar_class() -> Any:
+    """tqdm.auto's bar (a widget in a notebook) when ipywidgets is there, else the text bar.
+
+    Without ipywidgets, importing tqdm.auto in a notebook warns "IProgress not found" and
+    falls back to the text bar anyway; asking first keeps the warning out of the output.
+    """
+    try:
+        import ipywidgets  # noqa: F401  (only whether it imports)
+    except ImportError:
+        from tqdm.std import tqdm as text_bar
+
+        return text_bar
+    from tqdm.auto import tqdm as auto_bar
+
+    return auto_bar
+
+
+def _widget_total(bar: Any, total: int) -> None:
+    """Give a notebook bar's widget the total learnt after it was drawn.
+
+    tqdm.notebook sizes its progress widget once, when created: made without a total it
+    is a full "info" bar of maximum 1, which would clamp every value to 1 (full from the
+    start). Its ``reset(total)`` would fix the widget but also zero the count and the clock.
+    """
+    container = getattr(bar, "container", None)
+    if container is None:  # a text bar
+        return
+    _, widget, _ = container.children
+    widget.max = total
+    widget.bar_style = ""
+    widget.layout.width = None  # the unknown-total layout no longer applies
+
+
 def _doc(record: JobRecord | dict[str, Any]) -> dict[str, Any]:
     return record.to_dict() if isinstance(record, JobRecord) else record
 
@@ -51,8 +85,7 @@ class JobProgress:
     """A tqdm bar fed with job records; ``disable=True`` makes every call a no-op."""
 
     def __init__(self, kind: str, *, file: TextIO | None = None, disable: bool = False) -> None:
-        from tqdm.auto import tqdm
-
+        tqdm = _bar_class()
         self.kind = kind
         self.disable = disable
         # Follow the terminal's width as it changes; a terminal that reports no width at all
@@ -74,6 +107,7 @@ class JobProgress:
         prog = doc["progress"]
         if prog["units_total"] and self._bar.total != prog["units_total"]:
             self._bar.total = prog["units_total"]
+            _widget_total(self._bar, prog["units_total"])
             self._bar.refresh()
         step = prog["units_done"] - self._bar.n
         if step > 0:

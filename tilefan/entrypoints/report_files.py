@@ -1,7 +1,8 @@
 """A job's performance report as a results folder: logs.csv, error.csv, performance.txt, runtime.png.
 
-Everything is computed from the per-tile report (``tile_report`` / ``GET /jobs/{id}/report``),
-so a local job and a remote one give the same files. ``runtime.png`` (a Gantt chart of
+Everything is computed from the report (``tile_report`` / ``GET /jobs/{id}/report``), so a
+local job and a remote one give the same files. logs.csv and error.csv have a row per
+attempt at a tile, so a retried tile shows each of its runs. ``runtime.png`` (a Gantt chart of
 the tiles on each worker) needs matplotlib, from the ``report`` extra; without it the
 other three files are written and the caller is told how to get the chart.
 """
@@ -16,8 +17,17 @@ from typing import Any
 
 from tilefan.domain.routing import RoutePolicy
 
-LOG_FIELDS = ("tile_id", "status", "attempts", "started_at", "finished_at", "duration_s", "route", "worker",
+LOG_FIELDS = ("tile_id", "attempt", "status", "started_at", "finished_at", "duration_s", "route", "worker",
               "bytes_read", "bytes_written", "error")
+FAILED_ATTEMPTS = ("failed", "lost")
+
+
+def attempts_of(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's attempt rows; a report without them (an older server) has its tiles
+    stand in, each as its last attempt."""
+    if "attempts" in report:
+        return list(report["attempts"])
+    return [{**t, "attempt": t.get("attempts")} for t in report["tiles"]]
 
 
 def _measured(done: list[dict[str, Any]], memory_mb: int) -> str:
@@ -51,6 +61,9 @@ def performance_text(report: dict[str, Any], memory_mb: int = RoutePolicy().lamb
     speedup        1.25 (sum of tile times / wall time)
     efficiency     w1 50%, w2 75% (busy time / wall time)
     bytes          200 read, 100 written
+    >>> rep["summary"].update(attempts_total=3, retries=1, attempts_failed=1)
+    >>> print(performance_text(rep).splitlines()[2])
+    attempts       3 for 2 tiles: 1 retry, 1 failed or lost
     """
     summary, tiles = report["summary"], report["tiles"]
     done = [t for t in tiles if t["status"] == "done" and t.get("duration_s") is not None]
@@ -62,6 +75,10 @@ def performance_text(report: dict[str, Any], memory_mb: int = RoutePolicy().lamb
     lines = [f"job            {report['job_id']} ({summary.get('status')})",
              f"tiles          {len(done)} done of {summary.get('tiles_total', len(tiles))}, "
              f"{sum(1 for t in tiles if t['status'] == 'failed')} failed"]
+    if "attempts_total" in summary:
+        retries = summary.get("retries", 0)
+        lines.append(f"attempts       {summary['attempts_total']} for {len(tiles)} tiles: {retries} "
+                     f"{'retry' if retries == 1 else 'retries'}, {summary.get('attempts_failed', 0)} failed or lost")
     if durations:
         lines.append(f"tile time      min {min(durations):.3f} s, median {statistics.median(durations):.3f} s, "
                      f"max {max(durations):.3f} s, sum {sum(durations):.3f} s")
@@ -90,7 +107,7 @@ def performance_text(report: dict[str, Any], memory_mb: int = RoutePolicy().lamb
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
-    """One CSV row per tile (its last attempt; ``attempts`` counts them)."""
+    """One CSV row per attempt at a tile."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, LOG_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -99,7 +116,8 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 
 
 def error_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [t for t in report["tiles"] if t.get("error") or t["status"] == "failed"]
+    """The attempts that failed or were lost, whether or not their tile later succeeded."""
+    return [a for a in attempts_of(report) if a.get("error") or a["status"] in FAILED_ATTEMPTS]
 
 
 def runtime_png(report: dict[str, Any]) -> bytes | None:
@@ -116,7 +134,7 @@ def runtime_png(report: dict[str, Any]) -> bytes | None:
 def write_report(report: dict[str, Any], out: Path) -> list[Path]:
     """Write the folder; returns the files written (runtime.png only with matplotlib)."""
     out.mkdir(parents=True, exist_ok=True)
-    files = {"logs.csv": csv_text(report["tiles"]), "error.csv": csv_text(error_rows(report)),
+    files = {"logs.csv": csv_text(attempts_of(report)), "error.csv": csv_text(error_rows(report)),
              "performance.txt": performance_text(report) + "\n"}
     for name, text in files.items():
         (out / name).write_text(text)

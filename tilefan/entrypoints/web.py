@@ -126,7 +126,7 @@ def report_file(job_id: str, name: str) -> Response:
         report = rest.get_service().report(job_id, rest.caller())
         body: Any
         if name == "logs.csv":
-            body = rf.csv_text(report["tiles"])
+            body = rf.csv_text(rf.attempts_of(report))
         elif name == "error.csv":
             body = rf.csv_text(rf.error_rows(report))
         elif name == "performance.txt":

@@ -180,17 +180,22 @@ class JobStore(Protocol):
         """Move to ``new`` if ALLOWED_FROM permits it from the current status; False if not."""
         ...
 
-    def tile_started(self, job_id: str, tile_id: int, worker: str, route: str, at: float) -> None: ...
-
-    def record_tile_done(self, job_id: str, result: TileResult) -> bool:
-        """Record completion exactly once and bump the job's counters in the same
-        transaction. True the first time while the job is RUNNING; False for any repeat,
-        and for a tile finishing after its job was cancelled or failed (not counted)."""
+    def tile_started(self, job_id: str, tile_id: int, worker: str, route: str, at: float) -> int | None:
+        """Start a new attempt at the tile; its number (1, 2...), or None if the tile is done."""
         ...
 
-    def record_tile_failed(self, job_id: str, tile_id: int, message: str, at: float) -> None: ...
+    def record_tile_done(self, job_id: str, result: TileResult, attempt: int | None = None) -> bool:
+        """Record completion exactly once and bump the job's counters in the same
+        transaction. True the first time while the job is RUNNING; False for any repeat,
+        and for a tile finishing after its job was cancelled or failed (not counted).
+        ``attempt`` (from ``tile_started``; None: the latest) gets the outcome."""
+        ...
 
-    def tile_cancelled(self, job_id: str, tile_id: int, at: float) -> None:
+    def record_tile_failed(
+        self, job_id: str, tile_id: int, message: str, at: float, attempt: int | None = None
+    ) -> None: ...
+
+    def tile_cancelled(self, job_id: str, tile_id: int, at: float, attempt: int | None = None) -> None:
         """Mark a tile that was running when its job ended cancelled (a done tile stays done)."""
         ...
 
@@ -200,6 +205,10 @@ class JobStore(Protocol):
 
     def tile_rows(self, job_id: str) -> list[dict[str, Any]]:
         """Every tile row (running, done or failed), for reports."""
+        ...
+
+    def tile_attempts(self, job_id: str) -> list[dict[str, Any]]:
+        """Every attempt at every tile, in (tile, attempt) order, for reports."""
         ...
 
 

@@ -1,4 +1,10 @@
-"""The per-tile report of a job: when and where each tile ran, and a summary with routes."""
+"""The report of a job: when and where each tile and each attempt at it ran, and a summary.
+
+``tiles`` has a row per tile (its last attempt; ``attempts`` counts them), ``attempts`` a
+row per attempt. An attempt still marked running once a later attempt at its tile began,
+or once the job ended, never reported back (its worker died or timed out): it shows as
+"lost", with no end.
+"""
 
 from __future__ import annotations
 
@@ -50,9 +56,41 @@ def tile_report(ports: Ports, job_id: str) -> dict[str, Any]:
         "routes": sorted({t["route"] for t in tiles if t["route"]}),
         "route_counts": tally_routes(tiles),
     }
+    attempts = attempt_rows(ports.jobs.tile_attempts(job_id), ended=record.status.terminal)
+    summary["attempts_total"] = len(attempts)
+    summary["retries"] = len(attempts) - len({a["tile_id"] for a in attempts})
+    summary["attempts_failed"] = sum(1 for a in attempts if a["status"] in ("failed", "lost"))
     summary["timings"] = dict(record.timings)
     summary.update(_planned(ports, job_id))
-    return {"job_id": job_id, "summary": summary, "tiles": tiles}
+    return {"job_id": job_id, "summary": summary, "tiles": tiles, "attempts": attempts}
+
+
+def attempt_rows(stored: list[dict[str, Any]], *, ended: bool) -> list[dict[str, Any]]:
+    """The attempts in (tile, attempt) order with durations, lost ones named.
+
+    >>> rows = attempt_rows([{"tile_id": 3, "attempt": 1, "status": "running", "started_at": 1.0},
+    ...                      {"tile_id": 3, "attempt": 2, "status": "done", "started_at": 4.0,
+    ...                       "finished_at": 5.5}], ended=False)
+    >>> [(r["attempt"], r["status"], r["duration_s"]) for r in rows]
+    [(1, 'lost', None), (2, 'done', 1.5)]
+    """
+    ordered = sorted(stored, key=lambda a: (a["tile_id"], a["attempt"]))
+    last = {a["tile_id"]: a["attempt"] for a in ordered}
+    rows = []
+    for a in ordered:
+        status = a["status"]
+        if status == "running" and (ended or a["attempt"] < last[a["tile_id"]]):
+            status = "lost"
+        duration = None
+        if a.get("started_at") is not None and a.get("finished_at") is not None:
+            duration = a["finished_at"] - a["started_at"]
+        rows.append({
+            "tile_id": a["tile_id"], "attempt": a["attempt"], "status": status, "started_at": a.get("started_at"),
+            "finished_at": a.get("finished_at"), "duration_s": duration, "route": a.get("route"),
+            "worker": a.get("worker"), "bytes_read": a.get("bytes_read"), "bytes_written": a.get("bytes_written"),
+            "error": a.get("error"),
+        })
+    return rows
 
 
 def _planned(ports: Ports, job_id: str) -> dict[str, Any]:

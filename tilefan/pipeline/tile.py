@@ -69,25 +69,26 @@ def run_tile(
     spec = record.spec
     region = tile_of(spec, tile_id)
     started = clock()
-    ports.jobs.tile_started(job_id, tile_id, worker, route, started)
+    # None for a tile already done (a duplicate delivery): it is computed, not recorded.
+    attempt = ports.jobs.tile_started(job_id, tile_id, worker, route, started)
     try:
         if isinstance(spec, MatrixSpec):
             stats, nread, nwritten = _compute_matrix_tile(ports, job_id, spec, tile_id, region)
         else:
             stats, nread, nwritten = _compute_atoms_tile(ports, job_id, spec, tile_id, region, atoms_kernel)
     except TilefanError as exc:
-        ports.jobs.record_tile_failed(job_id, tile_id, str(exc), clock())
+        ports.jobs.record_tile_failed(job_id, tile_id, str(exc), clock(), attempt=attempt)
         raise
     result = TileResult(
         tile_id=tile_id, units=region_size(region), stats=stats, started_at=started,
         finished_at=clock(), worker=worker, route=route, bytes_read=nread, bytes_written=nwritten,
     )
-    if ports.jobs.record_tile_done(job_id, result):
+    if ports.jobs.record_tile_done(job_id, result, attempt=attempt):
         return TileRun(TileOutcome.RECORDED, result)
     # The store refuses repeats and tiles of an ended job alike; the status tells them apart.
     running = ports.jobs.get_job(job_id).status is Status.RUNNING
     if not running:
-        ports.jobs.tile_cancelled(job_id, tile_id, clock())  # it outlived its job's cancel
+        ports.jobs.tile_cancelled(job_id, tile_id, clock(), attempt=attempt)  # it outlived its job's cancel
     return TileRun(TileOutcome.ALREADY_RECORDED if running else TileOutcome.JOB_NOT_RUNNING, result)
 
 

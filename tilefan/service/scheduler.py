@@ -33,16 +33,16 @@ from tilefan.domain.kernel_choice import choose_atoms_kernel
 from tilefan.domain.plan import plan
 from tilefan.domain.records import JobRecord, Status
 from tilefan.domain.spec import AtomsSpec
+from tilefan.errors import TilefanError
 from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import cancel_job, fail_job
 from tilefan.pipeline.plan import plan_job
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.reduce import reduce_job
-from tilefan.service.local_runner import PoolSettings
 from tilefan.service.pool_worker import init_worker, tile_in_worker
-from tilefan.service.scheduler_parts import InlineExecutor, JobQueue, Lease, RetryPolicy, is_permanent
+from tilefan.service.scheduler_parts import InlineExecutor, JobQueue, Lease, PoolSettings, RetryPolicy, is_permanent
 
-__all__ = ["JobQueue", "Lease", "RetryPolicy", "Scheduler", "is_permanent"]
+__all__ = ["JobQueue", "Lease", "PoolSettings", "RetryPolicy", "Scheduler", "is_permanent"]
 
 
 @dataclass
@@ -276,6 +276,9 @@ class Scheduler:
         try:
             fut.result()
         except Exception as exc:
+            if not isinstance(exc, TilefanError):
+                # run_tile records its own errors; a dead worker cannot, so its attempt ends here.
+                self.ports.jobs.record_tile_failed(job_id, tile_id, _why(exc), time.time())
             if is_permanent(exc):
                 fail_job(self.ports, job_id, error_body(exc))
                 self._forget(job_id)
@@ -288,7 +291,7 @@ class Scheduler:
     def _retry(self, job: _Job, tile_id: int, exc: BaseException) -> bool:
         attempts = job.attempts.get(tile_id, 1)
         if attempts >= self.retry.max_attempts:
-            why = "its worker died" if isinstance(exc, BrokenProcessPool) else f"{type(exc).__name__}: {exc}"
+            why = _why(exc)
             fail_job(self.ports, job.job_id, {
                 "code": "tile_failed", "message": f"tile {tile_id} failed {attempts} times; last: {why}"})
             self._forget(job.job_id)
@@ -322,3 +325,7 @@ class Scheduler:
             if proc.is_alive():
                 proc.kill()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _why(exc: BaseException) -> str:
+    return "its worker died" if isinstance(exc, BrokenProcessPool) else f"{type(exc).__name__}: {exc}"

@@ -1,16 +1,29 @@
 """The scheduler's ports and policies: the queue and the lease it needs from the home,
-how often a tile is retried, which errors are permanent, and the in-thread executor."""
+its pool's settings, how often a tile is retried, which errors are permanent, and the
+in-thread executor."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tilefan.domain.routing import RoutePolicy
 from tilefan.errors import StoreError, TilefanError
 from tilefan.pipeline.ports import Ports
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    workers: int
+    kernel: str  # "auto", "numpy" or "compiled"
+    # "fork" starts workers in milliseconds with everything warm, but is only safe from a
+    # single-threaded parent (the CLI). A threaded server uses "forkserver".
+    start_method: str = "fork"
+    # Routes are recorded on each tile (and shown in reports) but every tile runs here.
+    policy: RoutePolicy = field(default_factory=RoutePolicy)
 
 
 class JobQueue(Protocol):

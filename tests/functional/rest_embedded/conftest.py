@@ -9,7 +9,7 @@ import pytest
 from chalice.test import Client
 
 import app as chalice_app
-from tests.functional.rest_embedded.support import MakeService, local_runner
+from tests.functional.rest_embedded.support import MakeService, scheduler_of
 from tilefan import bootstrap
 from tilefan.bootstrap import Config
 from tilefan.entrypoints import rest
@@ -38,8 +38,8 @@ def make_service(tmp_path: Path) -> Iterator[MakeService]:
         for record in records:
             if not record.status.terminal:
                 service.runner.cancel(record.job_id)
-            local_runner(service).wait(record.job_id, 60)
-        local_runner(service).stop()
+            scheduler_of(service).wait(record.job_id, 60)
+        scheduler_of(service).stop()
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def assert_finished(doc: dict[str, Any]) -> None:
     assert doc["timings"]["wall_s"] > 0
 
 
-def local_runner(service: JobService) -> Scheduler:
+def scheduler_of(service: JobService) -> Scheduler:
     """The embedded backend's runner (its ``wait`` returns once a job has ended and left it)."""
     assert isinstance(service.runner, Scheduler), type(service.runner)
     return service.runner

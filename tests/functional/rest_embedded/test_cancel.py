@@ -21,7 +21,7 @@ from tests.functional.rest_embedded.support import (
     MakeService,
     files_under,
     job_threads,
-    local_runner,
+    scheduler_of,
 )
 from tilefan.domain.records import Status
 from tilefan.service.jobs import JobService
@@ -54,11 +54,12 @@ def held(make_service: MakeService, monkeypatch: pytest.MonkeyPatch) -> Iterator
     jobs = held.service.ports.jobs
     real_tile_started = jobs.tile_started
 
-    def tile_started(job_id: str, tile_id: int, *rest: Any) -> None:
-        real_tile_started(job_id, tile_id, *rest)
+    def tile_started(job_id: str, tile_id: int, *rest: Any) -> int | None:
+        attempt = real_tile_started(job_id, tile_id, *rest)
         if tile_id == 1:
             held.started.set()
             assert held.release.wait(30)
+        return attempt
 
     monkeypatch.setattr(jobs, "tile_started", tile_started)
     yield held
@@ -80,7 +81,7 @@ def test_delete_cancels_a_running_job_and_leaves_no_output(held: Held, home: Pat
         assert response.json_body["status"] == "CANCELLED"
         assert response.json_body["progress"]["tiles_done"] == 1
         held.release.set()
-        local_runner(held.service).wait(job_id, 60)
+        scheduler_of(held.service).wait(job_id, 60)
         assert job_threads(job_id) == [], "the runner thread did not stop"
         doc = client.http.get(f"/jobs/{job_id}").json_body
         assert doc["status"] == "CANCELLED"
@@ -95,7 +96,7 @@ def test_delete_cancels_a_running_job_and_leaves_no_output(held: Held, home: Pat
 
 
 def test_tiles_in_flight_at_cancel_are_not_counted(held: Held) -> None:
-    # LocalRunner.cancel: "tiles already computing finish but are not counted".
+    # Scheduler.cancel: tiles already computing finish but are not counted.
     with Client(chalice_app.app) as client:
         job_id = submit(client, ATOMS)
         assert held.started.wait(30), "tile 1 never started"
@@ -104,7 +105,7 @@ def test_tiles_in_flight_at_cancel_are_not_counted(held: Held) -> None:
         at_cancel = response.json_body["progress"]
         assert at_cancel["tiles_done"] == 1
         held.release.set()  # tile 1, in flight at the DELETE, now computes to its end
-        local_runner(held.service).wait(job_id, 60)
+        scheduler_of(held.service).wait(job_id, 60)
         assert job_threads(job_id) == [], "the runner thread did not stop"
         doc = client.http.get(f"/jobs/{job_id}").json_body
         assert doc["status"] == "CANCELLED"
@@ -169,7 +170,7 @@ def test_delete_racing_the_reducers_commit_never_leaves_a_cancelled_job_with_out
     posted.set()
     # The main thread sends no request until the runner is done, so the DELETE from
     # inside the reducer is the only request in flight.
-    local_runner(service).wait(job_id, 60)
+    scheduler_of(service).wait(job_id, 60)
     assert job_threads(job_id) == []
     [response] = deletes
     doc = client.http.get(f"/jobs/{job_id}").json_body

@@ -9,6 +9,7 @@ so no key takes more than its share of a big job's writes):
     JOB#<id>#S<nn>   COUNT               shard nn's counters (tiles_done, units_done) and a
                                          copy of the job's status, moved with it
     JOB#<id>#S<nn>   TILE#<0000000007>   one tile's record, in the shard its id picks
+    JOB#<id>#S<nn>   TRY#<0000000007>#<0002>  one attempt at that tile, in the same shard
 
     OWNER#<owner>    ACTIVE              how many of the owner's jobs are QUEUED or RUNNING
                                          (``active``): raised as a job is created, lowered
@@ -35,6 +36,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 SHARDS = 16
 JOBS = "JOBS"
 TILE_PREFIX = "TILE#"
+ATTEMPT_PREFIX = "TRY#"  # not "TILE#...": a query for a shard's tiles must not return attempts
+_ATTEMPT_DIGITS = 4
 COUNTER_SK = "COUNT"
 ACTIVE_SK = "ACTIVE"
 _TILE_DIGITS = 10
@@ -96,6 +99,12 @@ def counter_keys(job_id: str) -> list[dict[str, str]]:
 
 def tile_key(job_id: str, tile_id: int) -> dict[str, str]:
     return {"pk": shard_pk(job_id, shard_of(tile_id)), "sk": f"{TILE_PREFIX}{tile_id:0{_TILE_DIGITS}d}"}
+
+
+def attempt_key(job_id: str, tile_id: int, attempt: int) -> dict[str, str]:
+    """An attempt's item sits beside its tile's, so the completion transaction stays in one shard."""
+    return {"pk": shard_pk(job_id, shard_of(tile_id)),
+            "sk": f"{ATTEMPT_PREFIX}{tile_id:0{_TILE_DIGITS}d}#{attempt:0{_ATTEMPT_DIGITS}d}"}
 
 
 def with_counts(job: dict[str, Any], counters: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

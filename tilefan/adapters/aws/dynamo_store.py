@@ -35,9 +35,11 @@ from typing import Any
 
 from tilefan.adapters.aws.aws_call import call, pages, translated
 from tilefan.adapters.aws.dynamo_items import (
+    ATTEMPT_PREFIX,
     COUNTER_SK,
     SHARDS,
     TILE_PREFIX,
+    attempt_key,
     counter_key,
     counter_keys,
     index_key,
@@ -52,7 +54,7 @@ from tilefan.adapters.aws.dynamo_items import (
     with_counts,
 )
 from tilefan.adapters.job_store import Admission, BaseJobStore, Completion
-from tilefan.adapters.records_codec import StoredJob, StoredTile, TileState
+from tilefan.adapters.records_codec import AttemptState, StoredAttempt, StoredJob, StoredTile, TileState
 from tilefan.domain.records import Status
 from tilefan.errors import StoreError, StoreThrottledError
 
@@ -72,10 +74,13 @@ _BATCH_KEYS = 100  # BatchGetItem's most keys per request
 #   done    --record_tile_done-->  refused: the transaction is cancelled, counters unchanged
 #
 # record_tile_failed and tile_started use the same guard, so neither can demote a
-# done tile (a late failure report or a duplicate delivery leaves it done).
+# done tile (a late failure report or a duplicate delivery leaves it done). The counted
+# attempt's item is written done in that same transaction; any other attempt's outcome
+# is written once, while its item still says running.
 _NEVER_RECORDED = "attribute_not_exists(#status)"
 _NOT_DONE = "#status <> :done"
 _FIRST_COMPLETION = f"{_NEVER_RECORDED} OR {_NOT_DONE}"
+_NO_OUTCOME_YET = f"{_NEVER_RECORDED} OR #status = :running"
 
 _JOB_EXISTS = "attribute_exists(pk)"
 # A tile counts only while its job runs: one finishing after a cancel is not counted.
@@ -160,11 +165,16 @@ class DynamoJobStore(BaseJobStore):
 
     def _update_item(self, key: Mapping[str, Any], params: dict[str, Any]) -> bool:
         """One conditional update_item; False when its condition refused it."""
+        return self._updated(key, params) is not None
+
+    def _updated(self, key: Mapping[str, Any], params: dict[str, Any]) -> dict[str, Any] | None:
+        """One conditional update_item; the item after it, or None when its condition refused it."""
         try:
-            self._send("update_item", TableName=self.table_name, Key=item(key), **params)
+            reply = self._send("update_item", TableName=self.table_name, Key=item(key),
+                               ReturnValues="ALL_NEW", **params)
         except _ConditionFailed:
-            return False
-        return True
+            return None
+        return plain(reply.get("Attributes", {}))
 
     def _transact(self, items: list[dict[str, Any]], what: str) -> None:
         """One write transaction, retried while another transaction on the same items
@@ -298,12 +308,33 @@ class DynamoJobStore(BaseJobStore):
         fields = {**fields, "job_id": job_id, "tile_id": tile_id, "expires_at": self._expires_at()}
         return update(fields, _FIRST_COMPLETION, clauses=[attempts], values=values)
 
-    def _write_tile_unless_done(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> None:
-        # Refused (False) for a done tile, which is the point: done stays done.
-        self._update_item(tile_key(job_id, tile_id), self._tile_update(job_id, tile_id, fields,
-                                                                        new_attempt=new_attempt))
+    def _write_tile_unless_done(
+        self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool
+    ) -> int | None:
+        # Refused (None) for a done tile, which is the point: done stays done.
+        written = self._updated(tile_key(job_id, tile_id), self._tile_update(job_id, tile_id, fields,
+                                                                              new_attempt=new_attempt))
+        return None if written is None else int(written["attempts"])
 
-    def _complete_tile_once(self, job_id: str, tile_id: int, fields: StoredTile, units: int) -> Completion:
+    def _attempt_update(self, job_id: str, tile_id: int, attempt: int, fields: StoredAttempt,
+                        condition: str, values: dict[str, Any]) -> dict[str, Any]:
+        fields = {**fields, "job_id": job_id, "tile_id": tile_id, "attempt": attempt, "expires_at": self._expires_at()}
+        return update(fields, condition, values=values)
+
+    def _write_attempt(self, job_id: str, tile_id: int, attempt: int, fields: StoredAttempt) -> bool:
+        params = self._attempt_update(job_id, tile_id, attempt, fields, _NO_OUTCOME_YET,
+                                      {":running": AttemptState.RUNNING.value})
+        return self._update_item(attempt_key(job_id, tile_id, attempt), params)
+
+    def _attempt_count(self, job_id: str, tile_id: int) -> int:
+        """The tile's attempt count (1 for a tile never started), read strongly."""
+        reply = self._send("get_item", TableName=self.table_name, Key=item(tile_key(job_id, tile_id)),
+                           ConsistentRead=True, ProjectionExpression="attempts")
+        return int(plain(reply.get("Item", {})).get("attempts", 1))
+
+    def _complete_tile_once(
+        self, job_id: str, tile_id: int, fields: StoredTile, units: int, attempt: int | None, tried: StoredAttempt
+    ) -> Completion:
         # Exactly once: one transaction moves the tile item to done (only if it is not
         # done, _FIRST_COMPLETION) and adds to its shard's counters (only while the job
         # runs). Both items share the tile's shard key: the job item is not touched.
@@ -318,8 +349,16 @@ class DynamoJobStore(BaseJobStore):
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": item({":one": 1, ":units": units, ":running": Status.RUNNING.value}),
         }}
+        # The counted attempt's item, in the same transaction: a tile not yet done has no
+        # done attempt, and _FIRST_COMPLETION's guard says so once more here.
+        number = attempt if attempt is not None else self._attempt_count(job_id, tile_id)
+        note_attempt = {"Update": {
+            "TableName": self.table_name, "Key": item(attempt_key(job_id, tile_id, number)),
+            **self._attempt_update(job_id, tile_id, number, tried, _FIRST_COMPLETION,
+                                   {":done": AttemptState.DONE.value}),
+        }}
         try:
-            self._transact([mark_done, count_it], f"recording tile {tile_id} of job {job_id}")
+            self._transact([mark_done, count_it, note_attempt], f"recording tile {tile_id} of job {job_id}")
         except _Cancelled as exc:
             tile_reason, shard_reason = [*exc.reasons, "None", "None"][:2]
             if tile_reason == "ConditionalCheckFailed":
@@ -330,13 +369,19 @@ class DynamoJobStore(BaseJobStore):
         return Completion.COUNTED
 
     def _stored_tiles(self, job_id: str) -> list[StoredTile]:
+        return self._shard_items(job_id, TILE_PREFIX)
+
+    def _stored_attempts(self, job_id: str) -> list[StoredAttempt]:
+        return self._shard_items(job_id, ATTEMPT_PREFIX)
+
+    def _shard_items(self, job_id: str, prefix: str) -> list[dict[str, Any]]:
         # All shards at once: 100,000 tiles' items (the reducer's summaries) are ~32 pages of 1 MB.
-        def shard_tiles(shard: int) -> list[StoredTile]:
+        def shard(number: int) -> list[dict[str, Any]]:
             return list(self._query(
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :tile)",
-                ExpressionAttributeValues=item({":pk": shard_pk(job_id, shard), ":tile": TILE_PREFIX}),
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues=item({":pk": shard_pk(job_id, number), ":prefix": prefix}),
                 ConsistentRead=True,
             ))
 
         with ThreadPoolExecutor(max_workers=SHARDS) as pool:
-            return [tile for tiles in pool.map(shard_tiles, range(SHARDS)) for tile in tiles]
+            return [found for items in pool.map(shard, range(SHARDS)) for found in items]

@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tilefan.adapters.embedded.sqlite_attempts import ensure_attempts_table, write_attempt
 from tilefan.adapters.job_store import ACTIVE, Admission, BaseJobStore, Completion
-from tilefan.adapters.records_codec import JOB_COLUMNS, TILE_COLUMNS, StoredJob, StoredTile
+from tilefan.adapters.records_codec import JOB_COLUMNS, TILE_COLUMNS, StoredAttempt, StoredJob, StoredTile
 from tilefan.domain.records import LOCAL_OWNER, Status
 from tilefan.errors import StoreError
 
@@ -87,6 +88,7 @@ class SqliteJobStore(BaseJobStore):
                 conn.executescript(_SCHEMA)
                 _add_owner_column(conn)
                 conn.executescript(_OWNER_INDEXES)
+                ensure_attempts_table(conn)
             except (OSError, sqlite3.Error) as exc:
                 raise StoreError(f"cannot open job store {self.path}: {exc}") from None
             self._local.conn = conn
@@ -172,11 +174,19 @@ class SqliteJobStore(BaseJobStore):
 
     # ------------------------------------------------------------------ tiles
 
-    def _write_tile_unless_done(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> None:
+    def _write_tile_unless_done(
+        self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool
+    ) -> int | None:
         with self._tx() as db:
-            _upsert_tile_unless_done(db, job_id, tile_id, fields, new_attempt=new_attempt)
+            return _upsert_tile_unless_done(db, job_id, tile_id, fields, new_attempt=new_attempt)
 
-    def _complete_tile_once(self, job_id: str, tile_id: int, fields: StoredTile, units: int) -> Completion:
+    def _write_attempt(self, job_id: str, tile_id: int, attempt: int, fields: StoredAttempt) -> bool:
+        with self._tx() as db:
+            return write_attempt(db, job_id, tile_id, attempt, fields)
+
+    def _complete_tile_once(
+        self, job_id: str, tile_id: int, fields: StoredTile, units: int, attempt: int | None, tried: StoredAttempt
+    ) -> Completion:
         with self._tx() as db:
             # BEGIN IMMEDIATE holds the write lock from here: the status read, the tile
             # write and the counters move together or not at all.
@@ -185,14 +195,21 @@ class SqliteJobStore(BaseJobStore):
                 return Completion.NO_JOB
             if job["status"] != Status.RUNNING.value:
                 return Completion.JOB_NOT_RUNNING  # finished after a cancel or failure
-            if not _upsert_tile_unless_done(db, job_id, tile_id, fields, new_attempt=False):
+            count = _upsert_tile_unless_done(db, job_id, tile_id, fields, new_attempt=False)
+            if count is None:
                 return Completion.ALREADY_DONE
+            # The tile was not done, so no attempt of it is: this row may take "done".
+            write_attempt(db, job_id, tile_id, attempt if attempt is not None else count, tried,
+                          only_if_running=False)
             db.execute("UPDATE jobs SET tiles_done = tiles_done + 1, units_done = units_done + ? WHERE job_id = ?",
                        (units, job_id))
         return Completion.COUNTED
 
     def _stored_tiles(self, job_id: str) -> list[StoredTile]:
         return self._select("SELECT * FROM tiles WHERE job_id = ?", (job_id,))
+
+    def _stored_attempts(self, job_id: str) -> list[StoredAttempt]:
+        return self._select("SELECT * FROM tile_attempts WHERE job_id = ?", (job_id,))
 
 
 def _add_owner_column(conn: sqlite3.Connection) -> None:
@@ -222,7 +239,7 @@ def _known(fields: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
 
 
 # Exactly-once tile completion, and the guard of every other tile write: a row moves
-# only while it is not done, and the caller learns (rowcount) whether it moved.
+# only while it is not done, and the caller learns (a returned count) whether it moved.
 #   absent/running/failed --(this write)--> fields written   (done: counters += 1)
 #   done                  --(this write)--> unchanged        (done: counters unchanged)
 _UNLESS_DONE = "WHERE tiles.status != 'done'"
@@ -230,17 +247,19 @@ _UNLESS_DONE = "WHERE tiles.status != 'done'"
 
 def _upsert_tile_unless_done(
     db: sqlite3.Connection, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool
-) -> bool:
+) -> int | None:
+    """The row's attempt count after the write; None when refused (the tile is done)."""
     names = _known(fields, TILE_COLUMNS)
     sets = [f"{n} = excluded.{n}" for n in names]
     if new_attempt:
         sets.append("attempts = attempts + 1")
-    cur = db.execute(
+    # fetchall, not fetchone: a RETURNING statement must run to its end before COMMIT.
+    written = db.execute(
         f"INSERT INTO tiles (job_id, tile_id, attempts, {', '.join(names)}) VALUES (?, ?, 1, {_marks(names)})"
-        f" ON CONFLICT (job_id, tile_id) DO UPDATE SET {', '.join(sets)} {_UNLESS_DONE}",
+        f" ON CONFLICT (job_id, tile_id) DO UPDATE SET {', '.join(sets)} {_UNLESS_DONE} RETURNING attempts",
         (job_id, tile_id, *(fields[n] for n in names)),
-    )
-    return cur.rowcount == 1
+    ).fetchall()
+    return int(written[0]["attempts"]) if written else None
 
 
 class _Transaction:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from tilefan.adapters.job_store import ACTIVE, Admission, BaseJobStore, Completion
-from tilefan.adapters.records_codec import StoredJob, StoredTile, TileState
+from tilefan.adapters.records_codec import AttemptState, StoredAttempt, StoredJob, StoredTile, TileState
 from tilefan.domain.records import Status
 
 
@@ -18,6 +18,7 @@ class MemoryJobStore(BaseJobStore):
         self._lock = threading.Lock()
         self._jobs: dict[str, StoredJob] = {}
         self._tiles: dict[tuple[str, int], StoredTile] = {}
+        self._attempts: dict[tuple[str, int, int], StoredAttempt] = {}
 
     # Stored dicts hold only immutable values, so a shallow copy in or out is enough to
     # keep callers from changing what is stored.
@@ -64,25 +65,44 @@ class MemoryJobStore(BaseJobStore):
             stored.update(changes)
             return True
 
-    def _write_tile_locked(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> bool:
+    def _write_tile_locked(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> int | None:
         """The tile write shared by both tile primitives; the caller holds the lock.
-        Refused (False) when the tile is done."""
+        Refused (None) when the tile is done; else the row's attempt count."""
         row = self._tiles.get((job_id, tile_id))
         if row is None:
             self._tiles[(job_id, tile_id)] = {"job_id": job_id, "tile_id": tile_id, "attempts": 1, **fields}
-            return True
+            return 1
         if row["status"] == TileState.DONE.value:
-            return False
+            return None
         row.update(fields)
         if new_attempt:
             row["attempts"] += 1
+        return int(row["attempts"])
+
+    def _write_tile_unless_done(
+        self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool
+    ) -> int | None:
+        with self._lock:
+            return self._write_tile_locked(job_id, tile_id, fields, new_attempt=new_attempt)
+
+    def _write_attempt_locked(self, job_id: str, tile_id: int, attempt: int, fields: StoredAttempt) -> bool:
+        row = self._attempts.get((job_id, tile_id, attempt))
+        if row is None:
+            self._attempts[(job_id, tile_id, attempt)] = {
+                "job_id": job_id, "tile_id": tile_id, "attempt": attempt, **fields}
+            return True
+        if row["status"] != AttemptState.RUNNING.value:
+            return False  # its outcome is already written
+        row.update(fields)
         return True
 
-    def _write_tile_unless_done(self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool) -> None:
+    def _write_attempt(self, job_id: str, tile_id: int, attempt: int, fields: StoredAttempt) -> bool:
         with self._lock:
-            self._write_tile_locked(job_id, tile_id, fields, new_attempt=new_attempt)
+            return self._write_attempt_locked(job_id, tile_id, attempt, fields)
 
-    def _complete_tile_once(self, job_id: str, tile_id: int, fields: StoredTile, units: int) -> Completion:
+    def _complete_tile_once(
+        self, job_id: str, tile_id: int, fields: StoredTile, units: int, attempt: int | None, tried: StoredAttempt
+    ) -> Completion:
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None:
@@ -93,8 +113,13 @@ class MemoryJobStore(BaseJobStore):
             # is not done (absent, running or failed), and the counters move only when it did.
             #   absent/running/failed --(this write)--> done       counters += 1
             #   done                  --(this write)--> unchanged  counters unchanged
-            if not self._write_tile_locked(job_id, tile_id, fields, new_attempt=False):
+            count = self._write_tile_locked(job_id, tile_id, fields, new_attempt=False)
+            if count is None:
                 return Completion.ALREADY_DONE
+            # The tile was not done, so no attempt of it is: this row may take "done".
+            number = attempt if attempt is not None else count
+            self._attempts.setdefault((job_id, tile_id, number), {
+                "job_id": job_id, "tile_id": tile_id, "attempt": number}).update(tried)
             job["tiles_done"] += 1
             job["units_done"] += units
             return Completion.COUNTED
@@ -102,3 +127,7 @@ class MemoryJobStore(BaseJobStore):
     def _stored_tiles(self, job_id: str) -> list[StoredTile]:
         with self._lock:
             return [dict(row) for (job, _), row in self._tiles.items() if job == job_id]
+
+    def _stored_attempts(self, job_id: str) -> list[StoredAttempt]:
+        with self._lock:
+            return [dict(row) for (job, _, _), row in self._attempts.items() if job == job_id]
