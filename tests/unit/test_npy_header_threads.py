@@ -111,7 +111,10 @@ def hammer_fresh(which: str) -> list[str]:
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11) or sys.version_info >= (3, 11, 8),
                     reason="the AST recursion-depth race is in CPython 3.11 before 3.11.8 only")
 def test_numpys_header_reader_fails_under_threads() -> None:
-    errors = hammer_fresh("numpy")
+    # A race: one interpreter shows it about four times in five, so up to three are tried.
+    errors: list[str] = []
+    for _ in range(3):
+        errors = errors or hammer_fresh("numpy")
     assert errors and "AST constructor recursion depth mismatch" in errors[0]
 
 
