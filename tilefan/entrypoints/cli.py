@@ -107,11 +107,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     The embedded scheduler starts first, so RUNNING and QUEUED jobs left by a previous
     server resume before any request is answered; SIGTERM stops it gracefully."""
-    from chalice import Chalice
-
     from tilefan.bootstrap import build_service, load_config
     from tilefan.entrypoints import rest
-    from tilefan.entrypoints.http_server import serve
+    from tilefan.entrypoints.http_server import LocalApp, serve
     from tilefan.entrypoints.rest_access import serve_access, set_access
     from tilefan.entrypoints.web import web
     from tilefan.errors import InvalidSpecError
@@ -125,7 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     rest.set_service_factory(lambda: service)
     access = serve_access(config.home, args.host, args.port)
     set_access(access)
-    app = Chalice(app_name="tilefan")
+    app = LocalApp(app_name="tilefan")  # its routes dispatch concurrently: no lock around requests
     app.register_blueprint(rest.api)
     app.register_blueprint(web)
     serve_in_thread = getattr(service.runner, "serve_in_thread", None)

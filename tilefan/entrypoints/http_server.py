@@ -6,10 +6,10 @@ backlog and a worker-thread pool (no resets under load), a cap on request bodies
 while reading (a larger Content-Length is refused before the body is read; a chunked body
 is cut off when it passes the cap), and a timeout for idle or stalled clients.
 
-Chalice keeps the request being served on the app object, so two threads must never be
-inside it at once: the dispatch is serialized by a lock. It is short (routes validate,
-write a record and return; jobs run in the scheduler), while reading and writing the
-sockets stays parallel.
+Chalice keeps the request being served on the app object (``app.current_request``, read
+by the routes through their blueprint). ``LocalApp`` keeps it per thread instead, so the
+worker threads dispatch concurrently: no lock is shared by the requests (everything else
+Chalice builds per request). A plain ``Chalice`` app still works, serialized by a lock.
 
 SIGTERM (and Ctrl-C) stop accepting, finish the requests in hand, then run ``on_stop``
 (the scheduler's graceful stop: unfinished jobs stay resumable).
@@ -18,6 +18,7 @@ SIGTERM (and Ctrl-C) stop accepting, finish the requests in hand, then run ``on_
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import signal
@@ -28,6 +29,7 @@ from types import FrameType
 from typing import Any
 
 from chalice import Chalice
+from chalice.app import Request
 from chalice.config import Config as ChaliceConfig
 from chalice.local import ForbiddenError, LocalGateway, LocalGatewayException
 
@@ -37,13 +39,42 @@ MAX_UPLOAD_BYTES = Limits().max_upload_bytes
 StartResponse = Callable[..., Any]
 
 
+class LocalApp(Chalice):
+    """A Chalice app whose current request (and Lambda context) belong to the calling thread.
+
+    ``Chalice.__call__`` assigns both on the app before it builds a fresh per-request
+    handler; with these properties each waitress thread sees only its own request."""
+
+    def __init__(self, app_name: str) -> None:
+        self._per_thread = threading.local()
+        super().__init__(app_name=app_name)
+
+    @property
+    def current_request(self) -> Request | None:
+        return getattr(self._per_thread, "request", None)
+
+    @current_request.setter
+    def current_request(self, request: Request | None) -> None:
+        self._per_thread.request = request
+
+    @property
+    def lambda_context(self) -> Any:
+        return getattr(self._per_thread, "context", None)
+
+    @lambda_context.setter
+    def lambda_context(self, context: Any) -> None:
+        self._per_thread.context = context
+
+
 class ChaliceWsgi:
     """A WSGI app over a Chalice app's routes."""
 
     def __init__(self, app: Chalice, *, max_json_bytes: int = Limits().max_body_bytes) -> None:
         self.gateway = LocalGateway(app, ChaliceConfig.create(chalice_stage="local", app_name=app.app_name))
         self.max_json_bytes = max_json_bytes
-        self._lock = threading.Lock()
+        # Only an app that keeps its current request per thread may be entered by two at once.
+        self._lock: threading.Lock | contextlib.nullcontext[None] = (
+            contextlib.nullcontext() if isinstance(app, LocalApp) else threading.Lock())
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]

@@ -171,7 +171,11 @@ class Scheduler:
                 self._wake = cf.Future()
             wake = self._wake
         waiting: set[cf.Future[Any]] = {*self._futures, wake}
-        ready = min((j.not_before for j in self._active.values() if j.todo), default=None)
+        # A tile waiting for its retry time bounds the wait, but only if a worker is free to
+        # take it: with every worker busy only a finished tile (or a wake) can change
+        # anything, and a zero timeout here would spin, taking the GIL from the HTTP threads.
+        free = len(self._futures) < self.settings.workers
+        ready = min((j.not_before for j in self._active.values() if j.todo), default=None) if free else None
         timeout = 0.5 if ready is None else max(0.0, min(0.5, ready - time.monotonic()))
         done, _ = cf.wait(waiting, timeout=timeout, return_when=cf.FIRST_COMPLETED)
         for fut in done:
