@@ -11,6 +11,13 @@ CLI while ``tilefan serve`` runs, or a second server) waits for the lease while 
 stay queued, and the CLI then just follows its job's record. So the cores are never
 oversubscribed by two pools.
 
+Planning a job and reducing it (staging inputs, creating and committing outputs) run off
+the dispatcher: in the pool's processes when a server shares the pool between jobs, so a
+big plan or reduce neither delays other jobs' tiles nor takes the server's CPU from its
+HTTP threads; in a helper thread otherwise (the CLI, one worker). Each runs once per job:
+the dispatcher hands it out once, and a retry (its worker died) re-reads the job's record
+first, exactly as a restarted scheduler resumes it.
+
 A tile whose worker died (``BrokenProcessPool``) or that raised a transient error is
 retried with exponential backoff, up to ``RetryPolicy.max_attempts`` in all; a permanent
 error (bad input: any ``TilefanError`` but a store error) fails the job at once.
@@ -35,12 +42,19 @@ from tilefan.domain.records import JobRecord, Status
 from tilefan.domain.spec import AtomsSpec
 from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import cancel_job, fail_job
-from tilefan.pipeline.plan import plan_job
 from tilefan.pipeline.ports import Ports
-from tilefan.pipeline.reduce import reduce_job
 from tilefan.service.local_runner import PoolSettings
 from tilefan.service.pool_worker import init_worker, tile_in_worker
-from tilefan.service.scheduler_parts import InlineExecutor, JobQueue, Lease, RetryPolicy, is_permanent
+from tilefan.service.scheduler_parts import (
+    InlineExecutor,
+    JobQueue,
+    Lease,
+    RetryPolicy,
+    StepExecutor,
+    is_permanent,
+    plan_step,
+    reduce_step,
+)
 
 __all__ = ["JobQueue", "Lease", "RetryPolicy", "Scheduler", "is_permanent"]
 
@@ -55,6 +69,7 @@ class _Job:
     routes: dict[int, str] = field(default_factory=dict)
     not_before: float = 0.0
     inline: bool = False  # run its tiles in this thread (no pool to start for them)
+    reducing: bool = False  # handed to the reduce step: never twice
 
 
 class Scheduler:
@@ -76,6 +91,14 @@ class Scheduler:
         self._futures: dict[cf.Future[Any], tuple[str, int]] = {}
         self._pool: cf.ProcessPoolExecutor | None = None
         self._inline = InlineExecutor(ports)
+        # Plans and reduces: (step, job_id) by future, those waiting for a worker, and the
+        # admitted jobs whose plan has not ended yet. Only a server shares its pool with them.
+        self._steps: dict[cf.Future[Any], tuple[str, str]] = {}
+        self._step_queue: deque[tuple[str, str]] = deque()
+        self._opening: set[str] = set()
+        self._step_attempts: dict[tuple[str, str], int] = {}
+        self._steps_in_pool = only is None and settings.workers > 1
+        self._step_thread = StepExecutor(ports)
         self._lock = threading.Lock()
         self._wake: cf.Future[None] = cf.Future()
         self._stopping = threading.Event()
@@ -95,7 +118,9 @@ class Scheduler:
         """Until the job has ended and none of its tiles is still in this scheduler's hands."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while deadline is None or time.monotonic() < deadline:
-            busy = job_id in self._active or job_id in {j for j, _ in list(self._futures.values())}
+            busy = (job_id in self._active or job_id in self._opening
+                    or job_id in {j for j, _ in list(self._futures.values())}
+                    or job_id in {j for _, j in list(self._steps.values())})
             if not busy and self.ports.jobs.get_job(job_id).status.terminal:
                 return
             self._stopping.wait(0.01)
@@ -170,42 +195,48 @@ class Scheduler:
             if self._wake.done():
                 self._wake = cf.Future()
             wake = self._wake
-        waiting: set[cf.Future[Any]] = {*self._futures, wake}
+        waiting: set[cf.Future[Any]] = {*self._futures, *self._steps, wake}
         # A tile waiting for its retry time bounds the wait, but only if a worker is free to
         # take it: with every worker busy only a finished tile (or a wake) can change
         # anything, and a zero timeout here would spin, taking the GIL from the HTTP threads.
-        free = len(self._futures) < self.settings.workers
+        free = self._used_slots() < self.settings.workers
         ready = min((j.not_before for j in self._active.values() if j.todo), default=None) if free else None
         timeout = 0.5 if ready is None else max(0.0, min(0.5, ready - time.monotonic()))
         done, _ = cf.wait(waiting, timeout=timeout, return_when=cf.FIRST_COMPLETED)
         for fut in done:
-            if fut is not wake:
+            if fut in self._steps:
+                self._step_done(fut)
+            elif fut is not wake:
                 self._collect(fut)
         if self._pool is not None and getattr(self._pool, "_broken", False):
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None  # a new one is made at the next submit
 
     def _admit(self) -> None:
-        if len(self._active) >= self.max_jobs:
+        admitted = len(self._active) + len(self._opening)
+        if admitted >= self.max_jobs:
             return
-        for job_id in self.queue.unfinished_jobs(self.max_jobs + len(self._active)):
-            if len(self._active) >= self.max_jobs:
+        for job_id in self.queue.unfinished_jobs(self.max_jobs + admitted):
+            if len(self._active) + len(self._opening) >= self.max_jobs:
                 return
-            if job_id in self._active or (self.only is not None and job_id not in self.only):
+            if job_id in self._active or job_id in self._opening or (self.only is not None and job_id not in self.only):
                 continue
             self._open(job_id)
 
     def _open(self, job_id: str) -> None:
-        """Plan a QUEUED job, or resume a RUNNING one from the tiles recorded done."""
+        """Hand a QUEUED job to the plan step, or resume a RUNNING one from the tiles recorded done."""
         ports = self.ports
         try:
             record = ports.jobs.get_job(job_id)
             if record.status is Status.QUEUED:
-                the_plan = plan_job(ports, job_id, policy=self.settings.policy)
-            else:
-                # Planning is pure: the same spec cuts into the same tiles, and the output
-                # and staged inputs were written before the job became RUNNING.
-                the_plan = plan(job_id, record.spec, self.settings.policy)
+                self._opening.add(job_id)
+                self._step_queue.append(("plan", job_id))
+                return
+            if record.status.terminal:
+                return  # ended (cancelled) since the queue was read
+            # Planning is pure: the same spec cuts into the same tiles, and the output
+            # and staged inputs were written before the job became RUNNING.
+            the_plan = plan(job_id, record.spec, self.settings.policy)
             done = {r.tile_id for r in ports.jobs.tile_results(job_id)}
             todo = deque((t.tile_id, t.route) for t in the_plan.tiles if t.tile_id not in done)
             # The CLI runs a one-tile job right here: starting a pool would cost more than the tile.
@@ -229,7 +260,7 @@ class Scheduler:
     def _drop_ended(self) -> None:
         statuses = self.queue.job_statuses(list(self._active)) if self._active else {}
         for job_id, status in statuses.items():
-            if Status(status).terminal:
+            if Status(status).terminal and not self._active[job_id].reducing:
                 self._forget(job_id)  # cancelled or failed elsewhere; late tiles are ignored
 
     def _forget(self, job_id: str) -> None:
@@ -237,9 +268,18 @@ class Scheduler:
         if job_id in self._turns:
             self._turns.remove(job_id)
 
+    def _used_slots(self) -> int:
+        return len(self._futures) + (len(self._steps) if self._steps_in_pool else 0)
+
     def _fill(self) -> None:
-        """Submit tiles round-robin over the admitted jobs until every worker has one."""
-        while len(self._futures) < self.settings.workers and self._turns:
+        """Hand out waiting plans and reduces first (each starts or ends a whole job), then
+        tiles round-robin over the admitted jobs, until every worker has one."""
+        while self._step_queue and (not self._steps_in_pool or self._used_slots() < self.settings.workers):
+            step, job_id = self._step_queue.popleft()
+            fn = plan_step if step == "plan" else reduce_step
+            executor = self._get_pool() if self._steps_in_pool else self._step_thread
+            self._steps[executor.submit(fn, job_id, self.settings.policy)] = (step, job_id)
+        while self._used_slots() < self.settings.workers and self._turns:
             now = time.monotonic()
             for _ in range(len(self._turns)):
                 job = self._active[self._turns[0]]
@@ -303,19 +343,48 @@ class Scheduler:
         return True
 
     def _finish(self, job: _Job) -> None:
-        try:
-            reduce_job(self.ports, job.job_id)
-        except Exception as exc:
-            fail_job(self.ports, job.job_id, error_body(exc))
-        finally:
-            self._forget(job.job_id)  # only now: ``wait`` means "the reduce is over" too
+        if not job.reducing:
+            job.reducing = True
+            self._step_queue.append(("reduce", job.job_id))
+
+    def _step_done(self, fut: cf.Future[Any]) -> None:
+        """A plan or a reduce ended: start the planned job's tiles, or retry, or record why not."""
+        step, job_id = self._steps.pop(fut)
+        exc = fut.exception()
+        if exc is None:
+            self._step_attempts.pop((step, job_id), None)
+            if step == "plan":
+                self._opening.discard(job_id)
+                self._open(job_id)  # now RUNNING: its tiles start as a resumed job's would
+            else:
+                self._forget(job_id)  # only now: ``wait`` means "the reduce is over" too
+            return
+        attempts = self._step_attempts.get((step, job_id), 1)
+        status = self.ports.jobs.get_job(job_id).status
+        if not status.terminal and not is_permanent(exc) and attempts < self.retry.max_attempts:
+            # Its worker died (or the store was busy): the next attempt re-reads the record,
+            # so a plan that got as far as RUNNING is resumed, not planned again.
+            self._step_attempts[(step, job_id)] = attempts + 1
+            if step == "plan":
+                self._opening.discard(job_id)  # readmitted by the next _admit
+            else:
+                self._step_queue.append((step, job_id))
+            return
+        self._step_attempts.pop((step, job_id), None)
+        if not status.terminal:
+            fail_job(self.ports, job_id, error_body(exc))
+        self._opening.discard(job_id)
+        self._forget(job_id)
 
     def _drain(self) -> None:
         """Let in-flight tiles record (up to ``grace_s``), then stop the pool's processes."""
         pool, self._pool = self._pool, None
-        if self._futures:
-            cf.wait(list(self._futures), timeout=self.grace_s)
+        if self._futures or self._steps:
+            cf.wait([*self._futures, *self._steps], timeout=self.grace_s)
         self._futures.clear()
+        self._steps.clear()
+        self._step_queue.clear()
+        self._opening.clear()
         self._active.clear()
         self._turns.clear()
         if pool is None:
