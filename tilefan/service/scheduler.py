@@ -11,12 +11,8 @@ CLI while ``tilefan serve`` runs, or a second server) waits for the lease while 
 stay queued, and the CLI then just follows its job's record. So the cores are never
 oversubscribed by two pools.
 
-Planning a job and reducing it (staging inputs, creating and committing outputs) run off
-the dispatcher: in the pool's processes when a server shares the pool between jobs, so a
-big plan or reduce neither delays other jobs' tiles nor takes the server's CPU from its
-HTTP threads; in a helper thread otherwise (the CLI, one worker). Each runs once per job:
-the dispatcher hands it out once, and a retry (its worker died) re-reads the job's record
-first, exactly as a restarted scheduler resumes it.
+A job's plan and reduce run off the dispatcher (``scheduler_steps``), so a big one does
+not hold up other jobs' tiles.
 
 A tile whose worker died (``BrokenProcessPool``) or that raised a transient error is
 retried with exponential backoff, up to ``RetryPolicy.max_attempts`` in all; a permanent
@@ -45,16 +41,8 @@ from tilefan.pipeline.lifecycle import cancel_job, fail_job
 from tilefan.pipeline.ports import Ports
 from tilefan.service.local_runner import PoolSettings
 from tilefan.service.pool_worker import init_worker, tile_in_worker
-from tilefan.service.scheduler_parts import (
-    InlineExecutor,
-    JobQueue,
-    Lease,
-    RetryPolicy,
-    StepExecutor,
-    is_permanent,
-    plan_step,
-    reduce_step,
-)
+from tilefan.service.scheduler_parts import InlineExecutor, JobQueue, Lease, RetryPolicy, is_permanent
+from tilefan.service.scheduler_steps import PLAN, REDUCE, JobSteps
 
 __all__ = ["JobQueue", "Lease", "RetryPolicy", "Scheduler", "is_permanent"]
 
@@ -91,14 +79,9 @@ class Scheduler:
         self._futures: dict[cf.Future[Any], tuple[str, int]] = {}
         self._pool: cf.ProcessPoolExecutor | None = None
         self._inline = InlineExecutor(ports)
-        # Plans and reduces: (step, job_id) by future, those waiting for a worker, and the
-        # admitted jobs whose plan has not ended yet. Only a server shares its pool with them.
-        self._steps: dict[cf.Future[Any], tuple[str, str]] = {}
-        self._step_queue: deque[tuple[str, str]] = deque()
-        self._opening: set[str] = set()
-        self._step_attempts: dict[tuple[str, str], int] = {}
-        self._steps_in_pool = only is None and settings.workers > 1
-        self._step_thread = StepExecutor(ports)
+        # Only a server shares its pool with plans and reduces (the CLI runs one job).
+        self._steps = JobSteps(ports, settings.policy, self.retry, in_pool=only is None and settings.workers > 1,
+                               max_jobs=self.max_jobs)
         self._lock = threading.Lock()
         self._wake: cf.Future[None] = cf.Future()
         self._stopping = threading.Event()
@@ -118,9 +101,8 @@ class Scheduler:
         """Until the job has ended and none of its tiles is still in this scheduler's hands."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while deadline is None or time.monotonic() < deadline:
-            busy = (job_id in self._active or job_id in self._opening
-                    or job_id in {j for j, _ in list(self._futures.values())}
-                    or job_id in {j for _, j in list(self._steps.values())})
+            busy = (job_id in self._active or job_id in self._steps.jobs()
+                    or job_id in {j for j, _ in list(self._futures.values())})
             if not busy and self.ports.jobs.get_job(job_id).status.terminal:
                 return
             self._stopping.wait(0.01)
@@ -195,7 +177,7 @@ class Scheduler:
             if self._wake.done():
                 self._wake = cf.Future()
             wake = self._wake
-        waiting: set[cf.Future[Any]] = {*self._futures, *self._steps, wake}
+        waiting: set[cf.Future[Any]] = {*self._futures, *self._steps.running, wake}
         # A tile waiting for its retry time bounds the wait, but only if a worker is free to
         # take it: with every worker busy only a finished tile (or a wake) can change
         # anything, and a zero timeout here would spin, taking the GIL from the HTTP threads.
@@ -204,7 +186,7 @@ class Scheduler:
         timeout = 0.5 if ready is None else max(0.0, min(0.5, ready - time.monotonic()))
         done, _ = cf.wait(waiting, timeout=timeout, return_when=cf.FIRST_COMPLETED)
         for fut in done:
-            if fut in self._steps:
+            if fut in self._steps.running:
                 self._step_done(fut)
             elif fut is not wake:
                 self._collect(fut)
@@ -213,13 +195,13 @@ class Scheduler:
             self._pool = None  # a new one is made at the next submit
 
     def _admit(self) -> None:
-        admitted = len(self._active) + len(self._opening)
-        if admitted >= self.max_jobs:
+        planning = self._steps.planning
+        if len(self._active) + len(planning) >= self.max_jobs:
             return
-        for job_id in self.queue.unfinished_jobs(self.max_jobs + admitted):
-            if len(self._active) + len(self._opening) >= self.max_jobs:
+        for job_id in self.queue.unfinished_jobs(self.max_jobs + len(self._active) + len(planning)):
+            if len(self._active) + len(planning) >= self.max_jobs:
                 return
-            if job_id in self._active or job_id in self._opening or (self.only is not None and job_id not in self.only):
+            if job_id in self._active or job_id in planning or (self.only is not None and job_id not in self.only):
                 continue
             self._open(job_id)
 
@@ -229,8 +211,7 @@ class Scheduler:
         try:
             record = ports.jobs.get_job(job_id)
             if record.status is Status.QUEUED:
-                self._opening.add(job_id)
-                self._step_queue.append(("plan", job_id))
+                self._steps.add(PLAN, job_id)
                 return
             if record.status.terminal:
                 return  # ended (cancelled) since the queue was read
@@ -269,16 +250,12 @@ class Scheduler:
             self._turns.remove(job_id)
 
     def _used_slots(self) -> int:
-        return len(self._futures) + (len(self._steps) if self._steps_in_pool else 0)
+        return len(self._futures) + self._steps.slots()
 
     def _fill(self) -> None:
         """Hand out waiting plans and reduces first (each starts or ends a whole job), then
         tiles round-robin over the admitted jobs, until every worker has one."""
-        while self._step_queue and (not self._steps_in_pool or self._used_slots() < self.settings.workers):
-            step, job_id = self._step_queue.popleft()
-            fn = plan_step if step == "plan" else reduce_step
-            executor = self._get_pool() if self._steps_in_pool else self._step_thread
-            self._steps[executor.submit(fn, job_id, self.settings.policy)] = (step, job_id)
+        self._steps.hand_out(lambda: self.settings.workers - self._used_slots(), self._get_pool)
         while self._used_slots() < self.settings.workers and self._turns:
             now = time.monotonic()
             for _ in range(len(self._turns)):
@@ -345,46 +322,27 @@ class Scheduler:
     def _finish(self, job: _Job) -> None:
         if not job.reducing:
             job.reducing = True
-            self._step_queue.append(("reduce", job.job_id))
+            self._steps.add(REDUCE, job.job_id)
 
     def _step_done(self, fut: cf.Future[Any]) -> None:
         """A plan or a reduce ended: start the planned job's tiles, or retry, or record why not."""
-        step, job_id = self._steps.pop(fut)
-        exc = fut.exception()
-        if exc is None:
-            self._step_attempts.pop((step, job_id), None)
-            if step == "plan":
-                self._opening.discard(job_id)
-                self._open(job_id)  # now RUNNING: its tiles start as a resumed job's would
-            else:
-                self._forget(job_id)  # only now: ``wait`` means "the reduce is over" too
+        out = self._steps.outcome(fut, lambda job_id: self.ports.jobs.get_job(job_id).status.terminal)
+        if out.error is None and out.step == PLAN:
+            self._open(out.job_id)  # now RUNNING: its tiles start as a resumed job's would
             return
-        attempts = self._step_attempts.get((step, job_id), 1)
-        status = self.ports.jobs.get_job(job_id).status
-        if not status.terminal and not is_permanent(exc) and attempts < self.retry.max_attempts:
-            # Its worker died (or the store was busy): the next attempt re-reads the record,
-            # so a plan that got as far as RUNNING is resumed, not planned again.
-            self._step_attempts[(step, job_id)] = attempts + 1
-            if step == "plan":
-                self._opening.discard(job_id)  # readmitted by the next _admit
-            else:
-                self._step_queue.append((step, job_id))
+        if out.retry:
             return
-        self._step_attempts.pop((step, job_id), None)
-        if not status.terminal:
-            fail_job(self.ports, job_id, error_body(exc))
-        self._opening.discard(job_id)
-        self._forget(job_id)
+        if out.error is not None:
+            fail_job(self.ports, out.job_id, error_body(out.error))  # refused if the job already ended
+        self._forget(out.job_id)  # only now: ``wait`` means "the reduce is over" too
 
     def _drain(self) -> None:
         """Let in-flight tiles record (up to ``grace_s``), then stop the pool's processes."""
         pool, self._pool = self._pool, None
-        if self._futures or self._steps:
-            cf.wait([*self._futures, *self._steps], timeout=self.grace_s)
+        if self._futures or self._steps.running:
+            cf.wait([*self._futures, *self._steps.running], timeout=self.grace_s)
         self._futures.clear()
         self._steps.clear()
-        self._step_queue.clear()
-        self._opening.clear()
         self._active.clear()
         self._turns.clear()
         if pool is None:

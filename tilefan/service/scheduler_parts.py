@@ -1,6 +1,5 @@
 """The scheduler's ports and policies: the queue and the lease it needs from the home,
-how often a tile is retried, which errors are permanent, the in-thread executor, and the
-plan and reduce steps (run in the pool's processes, or in a helper thread)."""
+how often a tile is retried, which errors are permanent, and the in-thread executor."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tilefan.domain.routing import RoutePolicy
 from tilefan.errors import StoreError, TilefanError
 from tilefan.pipeline.ports import Ports
 
@@ -73,35 +71,3 @@ class InlineExecutor(cf.Executor):
         except Exception as exc:
             fut.set_exception(exc)
         return fut
-
-
-def plan_step(job_id: str, policy: RoutePolicy, ports: Ports | None = None) -> None:
-    """Plan a QUEUED job (in a pool worker, through its ports, unless ``ports`` is given)."""
-    from tilefan.pipeline.plan import plan_job
-
-    plan_job(ports or _pool_ports(), job_id, policy=policy)
-
-
-def reduce_step(job_id: str, policy: RoutePolicy, ports: Ports | None = None) -> None:
-    """Reduce a RUNNING job whose tiles are all recorded done."""
-    from tilefan.pipeline.reduce import reduce_job
-
-    reduce_job(ports or _pool_ports(), job_id)
-
-
-def _pool_ports() -> Ports:
-    from tilefan.service import pool_worker
-
-    assert pool_worker._worker_ports is not None, "init_worker did not run"
-    return pool_worker._worker_ports
-
-
-class StepExecutor(cf.ThreadPoolExecutor):
-    """One helper thread for plans and reduces, through the scheduler's own ports."""
-
-    def __init__(self, ports: Ports) -> None:
-        super().__init__(max_workers=1, thread_name_prefix="job-steps")
-        self.ports = ports
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
-        return super().submit(fn, *args, ports=self.ports, **kwargs)
