@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--threads", type=int, default=8, help="HTTP worker threads (default 8)")
     serve.add_argument("--client-timeout", type=int, default=30,
-                       help="close a connection idle or stalled this many seconds (default 30)")
+                       help="close a connection idle this many seconds, or a request (headers and JSON body) "
+                            "not fully arrived this many seconds after its first byte (default 30)")
+    serve.add_argument("--upload-timeout", type=int, default=600,
+                       help="seconds an upload's whole request may take to arrive (default 600)")
 
     resume = sub.add_parser("resume", help="finish a QUEUED or RUNNING job left by a stopped server or run")
     resume.add_argument("job_id")
@@ -139,6 +142,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   f"?token={access.token}", file=sys.stderr, flush=True)
 
     serve(app, args.host, args.port, threads=args.threads, client_timeout_s=args.client_timeout, on_ready=ready,
+          upload_timeout_s=args.upload_timeout,
           max_json_bytes=config.limits.max_body_bytes, max_upload_bytes=config.limits.max_upload_bytes,
           on_stop=getattr(service.runner, "stop", None))
     return EXIT_OK

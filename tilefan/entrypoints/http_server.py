@@ -2,9 +2,10 @@
 
 A small WSGI adapter hands each request to Chalice's ``LocalGateway`` (the same routes,
 the same Lambda-shaped events as on AWS). waitress does the HTTP: a 1024-deep listen
-backlog and a worker-thread pool (no resets under load), a cap on request bodies applied
-while reading (a larger Content-Length is refused before the body is read; a chunked body
-is cut off when it passes the cap), and a timeout for idle or stalled clients.
+backlog and a worker-thread pool (no resets under load), a timeout for idle clients, and
+(``http_limits``) per-route body caps applied while reading (a larger Content-Length is
+refused before the body is read; a chunked body is cut off when it passes the cap) and a
+deadline for each whole request, so a client trickling bytes cannot hold a connection.
 
 Chalice keeps the request being served on the app object (``app.current_request``, read
 by the routes through their blueprint). ``LocalApp`` keeps it per thread instead, so the
@@ -36,6 +37,7 @@ from chalice.local import ForbiddenError, LocalGateway, LocalGatewayException
 from tilefan.domain.spec import Limits
 
 MAX_UPLOAD_BYTES = Limits().max_upload_bytes
+UPLOAD_TIMEOUT_S = 600  # a 256 MiB upload at about 0.5 MB/s
 StartResponse = Callable[..., Any]
 
 
@@ -124,12 +126,18 @@ def _answer(start_response: StartResponse, status: int, headers: dict[str, Any],
 
 def serve(
     app: Chalice, host: str, port: int, *, threads: int = 8, client_timeout_s: int = 30,
+    upload_timeout_s: int = UPLOAD_TIMEOUT_S,
     max_upload_bytes: int = MAX_UPLOAD_BYTES, max_json_bytes: int = Limits().max_body_bytes,
     on_ready: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then stop gracefully (``on_stop`` last)."""
-    from waitress.server import create_server
+    """Serve until SIGTERM or SIGINT, then stop gracefully (``on_stop`` last).
+
+    A request's headers and JSON body must arrive within ``client_timeout_s`` of its first
+    byte, an upload's within ``upload_timeout_s``; a connection idle that long is closed."""
+    from waitress.server import BaseWSGIServer, create_server
+
+    from tilefan.entrypoints.http_limits import FrontLimits, limited_channel
 
     server = create_server(
         ChaliceWsgi(app, max_json_bytes=max_json_bytes), host=host, port=port, threads=threads, backlog=1024,
@@ -137,6 +145,10 @@ def serve(
         max_request_body_size=max_upload_bytes, channel_timeout=client_timeout_s,
         cleanup_interval=max(1, client_timeout_s // 2), clear_untrusted_proxy_headers=True, ident="tilefan",
     )
+    channel = limited_channel(FrontLimits(max_json_bytes, max_upload_bytes, client_timeout_s, upload_timeout_s))
+    for listener in list((getattr(server, "map", None) or getattr(server, "_map", {})).values()):
+        if isinstance(listener, BaseWSGIServer):  # one per bound address ("localhost" may bind two)
+            listener.channel_class = channel
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)  # waitress's loop catches it and shuts its task threads down
