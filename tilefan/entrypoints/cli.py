@@ -110,6 +110,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     The embedded scheduler starts first, so RUNNING and QUEUED jobs left by a previous
     server resume before any request is answered; SIGTERM stops it gracefully."""
+    import chalice  # noqa: F401  (the serve extra: when it is missing, this is what fails, first)
+
     from tilefan.bootstrap import build_service, load_config
     from tilefan.entrypoints import rest
     from tilefan.entrypoints.http_server import LocalApp, serve
