@@ -22,8 +22,6 @@ error (bad input: any ``TilefanError`` but a store error) fails the job at once.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
-import os
 import threading
 import time
 from collections import deque
@@ -32,16 +30,23 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from tilefan.domain.kernel_choice import choose_atoms_kernel
 from tilefan.domain.plan import plan
 from tilefan.domain.records import JobRecord, Status
-from tilefan.domain.spec import AtomsSpec
 from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import cancel_job, fail_job
 from tilefan.pipeline.ports import Ports
 from tilefan.service.local_runner import PoolSettings
-from tilefan.service.pool_worker import init_worker, tile_in_worker
-from tilefan.service.scheduler_parts import InlineExecutor, JobQueue, Lease, RetryPolicy, is_permanent
+from tilefan.service.pool_worker import tile_in_worker
+from tilefan.service.scheduler_parts import (
+    InlineExecutor,
+    JobQueue,
+    Lease,
+    RetryPolicy,
+    is_permanent,
+    job_kernel,
+    kill_pool,
+    make_pool,
+)
 from tilefan.service.scheduler_steps import PLAN, REDUCE, JobSteps
 
 __all__ = ["JobQueue", "Lease", "RetryPolicy", "Scheduler", "is_permanent"]
@@ -221,7 +226,8 @@ class Scheduler:
             done = {r.tile_id for r in ports.jobs.tile_results(job_id)}
             todo = deque((t.tile_id, t.route) for t in the_plan.tiles if t.tile_id not in done)
             # The CLI runs a one-tile job right here: starting a pool would cost more than the tile.
-            job = _Job(job_id, self._kernel(record), todo, inline=self.only is not None and len(the_plan.tiles) == 1)
+            inline = self.only is not None and len(the_plan.tiles) == 1
+            job = _Job(job_id, job_kernel(record, self.settings.kernel), todo, inline=inline)
         except Exception as exc:  # the job's failure is recorded, not raised
             fail_job(ports, job_id, error_body(exc))
             return
@@ -229,14 +235,6 @@ class Scheduler:
         self._turns.append(job_id)
         if not todo:
             self._finish(job)
-
-    def _kernel(self, record: JobRecord) -> Callable[..., Any]:
-        spec = record.spec
-        if not isinstance(spec, AtomsSpec):
-            from tilefan.domain import kernels
-
-            return kernels.atoms_potential  # unused: matrix tiles take no kernel
-        return choose_atoms_kernel(self.settings.kernel, spec.units_total * spec.atoms.count)
 
     def _drop_ended(self) -> None:
         statuses = self.queue.job_statuses(list(self._active)) if self._active else {}
@@ -278,12 +276,7 @@ class Scheduler:
             # stores, with no process to start or to lose.
             return self._inline
         if self._pool is None:
-            ctx = multiprocessing.get_context(self.settings.start_method)
-            if self.settings.start_method == "forkserver":
-                # Workers forked from a server that already imported the tile code start warm.
-                ctx.set_forkserver_preload(["tilefan.service.pool_worker", "tilefan.bootstrap"])
-            self._pool = cf.ProcessPoolExecutor(self.settings.workers, mp_context=ctx, initializer=init_worker,
-                                                initargs=(self.make_ports, os.getpid()))
+            self._pool = make_pool(self.settings.workers, self.settings.start_method, self.make_ports)
         return self._pool
 
     # ------------------------------------------------------------------ outcomes
@@ -332,8 +325,8 @@ class Scheduler:
             return
         if out.retry:
             return
-        if out.error is not None:
-            fail_job(self.ports, out.job_id, error_body(out.error))  # refused if the job already ended
+        if out.error is not None and not self.ports.jobs.get_job(out.job_id).status.terminal:
+            fail_job(self.ports, out.job_id, error_body(out.error))
         self._forget(out.job_id)  # only now: ``wait`` means "the reduce is over" too
 
     def _drain(self) -> None:
@@ -341,15 +334,13 @@ class Scheduler:
         pool, self._pool = self._pool, None
         if self._futures or self._steps.running:
             cf.wait([*self._futures, *self._steps.running], timeout=self.grace_s)
+        if not self._steps.in_pool:
+            # A plan or reduce in a helper thread cannot be killed: it ends before the lease
+            # is released, so no other scheduler starts the same step meanwhile.
+            cf.wait(list(self._steps.running))
         self._futures.clear()
         self._steps.clear()
         self._active.clear()
         self._turns.clear()
-        if pool is None:
-            return
-        # Workers still computing after the grace are killed: their tiles are not recorded
-        # done, so the next scheduler runs them again.
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            if proc.is_alive():
-                proc.kill()
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            kill_pool(pool)
