@@ -52,7 +52,8 @@ class SpotSettings:
     wait_s: int = 20
     interruption_poll_s: float = 5.0
     # A tile still computing after this long is abandoned and the worker exits (a thread
-    # cannot be killed); below timeout_s, so the task's own timeout is never what ends it.
+    # cannot be killed). When set, it must be below timeout_s: a limit the task's own
+    # timeout always beats would never act.
     tile_limit_s: float = 3600.0
 
 
@@ -154,7 +155,7 @@ def spot_settings(env: Env) -> SpotSettings:
     if wait > 20:
         raise InvalidSpecError("TILEFAN_WORKER_WAIT_S", f"SQS long-polls for at most 20 s, got {wait}")
     tile_limit = env_float(env, "TILEFAN_WORKER_TILE_LIMIT_S", d.tile_limit_s)
-    if tile_limit >= timeout:
+    if env.get("TILEFAN_WORKER_TILE_LIMIT_S") and tile_limit >= timeout:
         raise InvalidSpecError("TILEFAN_WORKER_TILE_LIMIT_S",
                                f"must be less than TILEFAN_SPOT_TIMEOUT_S ({timeout}), got {tile_limit:g}")
     return SpotSettings(

@@ -15,6 +15,10 @@ def test_the_tile_limit_defaults_to_an_hour_and_reaches_the_worker_options() -> 
     assert bootstrap.spot_worker_options(spot, "w").tile_limit_s == 3600.0
 
 
+def test_the_default_tile_limit_is_kept_whatever_the_task_timeout() -> None:
+    assert settings.spot_settings({"TILEFAN_SPOT_TIMEOUT_S": "600"}).tile_limit_s == 3600.0
+
+
 def test_the_tile_limit_comes_from_the_environment() -> None:
     spot = settings.spot_settings({"TILEFAN_WORKER_TILE_LIMIT_S": "90.5", "TILEFAN_WORKER_IDLE_S": "30"})
     options = bootstrap.spot_worker_options(spot, "spot:i-123")
