@@ -38,6 +38,9 @@ from tilefan.domain.spec import Limits
 
 MAX_UPLOAD_BYTES = Limits().max_upload_bytes
 UPLOAD_TIMEOUT_S = 600  # a 256 MiB upload at about 0.5 MB/s
+# Request threads share one GIL and one SQLite write lock: past a few, more threads only
+# queue on those (measured: 4 gave a lower POST tail than 8 or 2; BENCHMARKS.md).
+HTTP_THREADS = 4
 StartResponse = Callable[..., Any]
 
 
@@ -125,7 +128,7 @@ def _answer(start_response: StartResponse, status: int, headers: dict[str, Any],
 
 
 def serve(
-    app: Chalice, host: str, port: int, *, threads: int = 8, client_timeout_s: int = 30,
+    app: Chalice, host: str, port: int, *, threads: int = HTTP_THREADS, client_timeout_s: int = 30,
     upload_timeout_s: int = UPLOAD_TIMEOUT_S,
     max_upload_bytes: int = MAX_UPLOAD_BYTES, max_json_bytes: int = Limits().max_body_bytes,
     on_ready: Callable[[], None] | None = None,
