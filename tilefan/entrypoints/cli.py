@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the REST API on the embedded backend")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--threads", type=int, default=4, help="HTTP worker threads (default 4; BENCHMARKS.md)")
+    serve.add_argument("--threads", type=int, default=4, help="HTTP worker threads (default 4)")
     serve.add_argument("--client-timeout", type=int, default=30,
                        help="close a connection idle this many seconds, or a request (headers and JSON body) "
                             "not fully arrived this many seconds after its first byte (default 30)")
