@@ -10,7 +10,12 @@ Starts a real ``tilefan serve`` (waitress, 2 pool workers) on a fresh home, then
    client sees SUCCEEDED (polling every 2 ms), against ``tilefan run`` of the same job
    measured by its own record (wall_s: plan start to finish; a fresh process each time).
 
-Usage: ``.venv/bin/python benchmarks/service.py [--jobs 200] [--sequential 20]``
+With ``--baseline DIR`` (another checkout of tilefan, e.g. ``git worktree add /tmp/old
+main``), each of ``--rounds`` rounds measures a server from DIR and one from this checkout,
+back to back in alternating order, so both see the same machine load; the summary gives
+the new/old ratio of each round's medians.
+
+Usage: ``.venv/bin/python benchmarks/service.py [--jobs 200] [--sequential 20] [--baseline DIR --rounds 3]``
 """
 
 from __future__ import annotations
@@ -36,9 +41,9 @@ SMALL = {"kind": "add", "a": {"shape": [64, 64]}, "b": {"shape": [64, 64]}, "til
 CLIENTS = 25
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, root: Path = ROOT) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
-    env.update({"TILEFAN_HOME": str(home), "TILEFAN_WORKERS": "2", "PYTHONPATH": str(ROOT)})
+    env.update({"TILEFAN_HOME": str(home), "TILEFAN_WORKERS": "2", "PYTHONPATH": str(root)})
     return env
 
 
@@ -106,37 +111,80 @@ def cli_runs(home: Path, count: int, workers: int) -> list[float]:
     return out
 
 
+def serve_and_measure(root: Path, home: Path, jobs: int, count: int) -> tuple[dict[str, float], list[float]]:
+    """Start ``tilefan serve`` from the checkout ``root`` and measure it (load, then one at a time)."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([*TILEFAN, "serve", "--port", str(port)], env=_env(home, root), cwd=root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _call(base, "GET", "/openapi.json")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "tilefan serve did not start"
+                time.sleep(0.1)
+        sequential(base, 3)  # warm the pool
+        before = _cpu_s(server.pid)
+        result = load(base, jobs)
+        # The server process's own CPU (HTTP threads and dispatcher; not its pool's workers):
+        # what competes with the HTTP threads for the GIL, and less sensitive to machine load.
+        result["server_cpu_ms_per_job"] = (_cpu_s(server.pid) - before) * 1000 / jobs
+        return result, sequential(base, count)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load_line(result: dict[str, float]) -> str:
+    return (f"{result['jobs']} jobs from {CLIENTS} clients in {result['seconds']:.2f} s = "
+            f"{result['jobs_per_s']:.1f} jobs/s; POST latency p50 {result['post_p50_ms']:.1f} ms, "
+            f"p99 {result['post_p99_ms']:.1f} ms, max {result['post_max_ms']:.1f} ms; "
+            f"server CPU {result['server_cpu_ms_per_job']:.1f} ms per job")
+
+
+def side_by_side(baseline: Path, rounds: int, jobs: int, count: int, tmp: Path) -> None:
+    """Old and new servers alternately, ``rounds`` times; ratios new/old per round."""
+    print(f"machine: {platform.platform()}, {os.cpu_count()} cores; small job: {json.dumps(SMALL)}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for r in range(rounds):
+        order = [("old", baseline), ("new", ROOT)] if r % 2 == 0 else [("new", ROOT), ("old", baseline)]
+        got: dict[str, tuple[dict[str, float], list[float]]] = {}
+        for name, root in order:
+            got[name] = serve_and_measure(root, tmp / f"home-{r}-{name}", jobs, count)
+            print(f"round {r + 1} {name}: {_load_line(got[name][0])}; one job at a time median "
+                  f"{statistics.median(got[name][1]):.1f} ms (load average {os.getloadavg()[0]:.2f})")
+        (old, old_seq), (new, new_seq) = got["old"], got["new"]
+        print(f"round {r + 1} new/old: p50 {new['post_p50_ms'] / old['post_p50_ms']:.2f}, "
+              f"p99 {new['post_p99_ms'] / old['post_p99_ms']:.2f}, jobs/s {new['jobs_per_s'] / old['jobs_per_s']:.2f}, "
+              f"one job {statistics.median(new_seq) / statistics.median(old_seq):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--sequential", type=int, default=20)
+    parser.add_argument("--baseline", type=Path, help="another tilefan checkout to measure side by side")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        home, port = Path(tmp) / "home", _free_port()
-        base = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([*TILEFAN, "serve", "--port", str(port)], env=_env(home), cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    _call(base, "GET", "/openapi.json")
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "tilefan serve did not start"
-                    time.sleep(0.1)
-            sequential(base, 3)  # warm the pool
-            result = load(base, args.jobs)
-            served = sequential(base, args.sequential)
-        finally:
-            server.terminate()
-            server.wait(30)
+        if args.baseline:
+            side_by_side(args.baseline.resolve(), args.rounds, args.jobs, args.sequential, Path(tmp))
+            return
+        print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        result, served = serve_and_measure(ROOT, Path(tmp) / "home", args.jobs, args.sequential)
         runs = max(5, args.sequential // 4)
         cli = {w: cli_runs(Path(tmp) / f"cli-home-{w}", runs, w) for w in (2, 1)}
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores; small job: {json.dumps(SMALL)}")
-    print(f"load: {result['jobs']} jobs from {CLIENTS} clients in {result['seconds']:.2f} s = "
-          f"{result['jobs_per_s']:.1f} jobs/s; POST latency p50 {result['post_p50_ms']:.1f} ms, "
-          f"p99 {result['post_p99_ms']:.1f} ms, max {result['post_max_ms']:.1f} ms")
+    print(f"load: {_load_line(result)}")
     s_med = statistics.median(served)
     print(f"one job at a time: service POST->SUCCEEDED median {s_med:.1f} ms (p90 {_pct(served, 0.9):.1f} ms)")
     for workers, times in cli.items():

@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     from tilefan.adapters.aws.sfn_runner import StepFunctionsRunner
     from tilefan.service.jobs import JobService
     from tilefan.service.scheduler import Scheduler
-    from tilefan.service.worker import Worker
+    from tilefan.service.worker import Worker, WorkerOptions
 
 __all__ = ["AwsSettings", "Config", "SpotSettings", "api_authorizer", "aws_settings", "build_aws_ports",
            "build_aws_runner", "build_capacity", "build_scheduler", "build_service", "build_worker",
-           "embedded_ports", "load_config", "remote_settings"]
+           "embedded_ports", "load_config", "remote_settings", "spot_worker_options"]
 
 
 def load_config(env: Env | None = None) -> Config:
@@ -159,6 +159,14 @@ def build_capacity(settings: AwsSettings | None = None, session: Any = None) -> 
                            settings.spot.subnets)
 
 
+def spot_worker_options(spot: SpotSettings, name: str) -> WorkerOptions:
+    """The worker loop's options from the spot settings (``TILEFAN_WORKER_*``)."""
+    from tilefan.service.worker import WorkerOptions
+
+    return WorkerOptions(name=name, wait_s=spot.wait_s, visibility_s=spot.visibility_s, idle_s=spot.idle_s,
+                         interruption_poll_s=spot.interruption_poll_s, tile_limit_s=spot.tile_limit_s)
+
+
 def build_worker(
     settings: AwsSettings | None = None, session: Any = None, *, kernel: str = "auto", name: str | None = None,
 ) -> Worker:
@@ -172,7 +180,7 @@ def build_worker(
     from tilefan.domain.kernel_choice import choose_atoms_kernel
     from tilefan.errors import MetadataError
     from tilefan.pipeline.tile import run_tile
-    from tilefan.service.worker import Worker, WorkerOptions
+    from tilefan.service.worker import Worker
 
     settings = settings or aws_settings()
     spot = settings.spot
@@ -195,8 +203,7 @@ def build_worker(
     def tile_fn(job_id: str, tile_id: int) -> bool:
         return run_tile(ports, job_id, tile_id, worker=worker_name, route="spot", atoms_kernel=atoms_kernel).recorded
 
-    options = WorkerOptions(name=name, wait_s=spot.wait_s, visibility_s=spot.visibility_s, idle_s=spot.idle_s,
-                            interruption_poll_s=spot.interruption_poll_s)
+    options = spot_worker_options(spot, name)
     return Worker(
         queue=SqsTileQueue(session.client("sqs"), spot.queue_url, spot.dlq_url),
         tokens=TaskTokens(session.client("stepfunctions")), jobs=ports.jobs, tile_fn=tile_fn, notices=imds,

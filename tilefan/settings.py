@@ -51,6 +51,10 @@ class SpotSettings:
     visibility_s: int = 120
     wait_s: int = 20
     interruption_poll_s: float = 5.0
+    # A tile still computing after this long is abandoned and the worker exits (a thread
+    # cannot be killed). When set, it must be below timeout_s: a limit the task's own
+    # timeout always beats would never act.
+    tile_limit_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,10 @@ def spot_settings(env: Env) -> SpotSettings:
     wait = env_int(env, "TILEFAN_WORKER_WAIT_S", d.wait_s)
     if wait > 20:
         raise InvalidSpecError("TILEFAN_WORKER_WAIT_S", f"SQS long-polls for at most 20 s, got {wait}")
+    tile_limit = env_float(env, "TILEFAN_WORKER_TILE_LIMIT_S", d.tile_limit_s)
+    if env.get("TILEFAN_WORKER_TILE_LIMIT_S") and tile_limit >= timeout:
+        raise InvalidSpecError("TILEFAN_WORKER_TILE_LIMIT_S",
+                               f"must be less than TILEFAN_SPOT_TIMEOUT_S ({timeout}), got {tile_limit:g}")
     return SpotSettings(
         queue_url=env.get("TILEFAN_SPOT_QUEUE_URL", ""),
         dlq_url=env.get("TILEFAN_SPOT_DLQ_URL", ""),
@@ -164,6 +172,7 @@ def spot_settings(env: Env) -> SpotSettings:
         visibility_s=env_int(env, "TILEFAN_WORKER_VISIBILITY_S", d.visibility_s),
         wait_s=wait,
         interruption_poll_s=env_float(env, "TILEFAN_WORKER_INTERRUPTION_POLL_S", d.interruption_poll_s),
+        tile_limit_s=tile_limit,
     )
 
 

@@ -133,5 +133,7 @@ def test_a_small_job_is_not_starved_by_a_big_one_ahead_of_it(make: Callable[...,
     small = service.submit(ADD)["job_id"]
     assert ended(service, small)["status"] == "SUCCEEDED"
     big_doc = service.get(big)
-    assert big_doc["status"] == "RUNNING", "the small job waited for the big one"
+    # Still being planned (plans run beside the dispatcher, so a busy machine may not have
+    # finished the big one's yet) or running its tiles: either way, not finished first.
+    assert big_doc["status"] in ("QUEUED", "RUNNING"), "the small job waited for the big one"
     assert ended(service, big)["status"] == "SUCCEEDED"

@@ -73,9 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the REST API on the embedded backend")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--threads", type=int, default=8, help="HTTP worker threads (default 8)")
+    serve.add_argument("--threads", type=int, default=4, help="HTTP worker threads (default 4)")
     serve.add_argument("--client-timeout", type=int, default=30,
-                       help="close a connection idle or stalled this many seconds (default 30)")
+                       help="close a connection idle this many seconds, or a request (headers and JSON body) "
+                            "not fully arrived this many seconds after its first byte (default 30)")
+    serve.add_argument("--upload-timeout", type=int, default=600,
+                       help="seconds an upload's whole request may take to arrive (default 600)")
 
     resume = sub.add_parser("resume", help="finish a QUEUED or RUNNING job left by a stopped server or run")
     resume.add_argument("job_id")
@@ -107,11 +110,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     The embedded scheduler starts first, so RUNNING and QUEUED jobs left by a previous
     server resume before any request is answered; SIGTERM stops it gracefully."""
-    from chalice import Chalice
+    import chalice  # noqa: F401  (the serve extra: when it is missing, this is what fails, first)
 
     from tilefan.bootstrap import build_service, load_config
     from tilefan.entrypoints import rest
-    from tilefan.entrypoints.http_server import serve
+    from tilefan.entrypoints.http_server import LocalApp, serve
     from tilefan.entrypoints.rest_access import serve_access, set_access
     from tilefan.entrypoints.web import web
     from tilefan.errors import InvalidSpecError
@@ -125,7 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     rest.set_service_factory(lambda: service)
     access = serve_access(config.home, args.host, args.port)
     set_access(access)
-    app = Chalice(app_name="tilefan")
+    app = LocalApp(app_name="tilefan")  # its routes dispatch concurrently: no lock around requests
     app.register_blueprint(rest.api)
     app.register_blueprint(web)
     serve_in_thread = getattr(service.runner, "serve_in_thread", None)
@@ -141,6 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   f"?token={access.token}", file=sys.stderr, flush=True)
 
     serve(app, args.host, args.port, threads=args.threads, client_timeout_s=args.client_timeout, on_ready=ready,
+          upload_timeout_s=args.upload_timeout,
           max_json_bytes=config.limits.max_body_bytes, max_upload_bytes=config.limits.max_upload_bytes,
           on_stop=getattr(service.runner, "stop", None))
     return EXIT_OK

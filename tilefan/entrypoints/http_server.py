@@ -2,14 +2,15 @@
 
 A small WSGI adapter hands each request to Chalice's ``LocalGateway`` (the same routes,
 the same Lambda-shaped events as on AWS). waitress does the HTTP: a 1024-deep listen
-backlog and a worker-thread pool (no resets under load), a cap on request bodies applied
-while reading (a larger Content-Length is refused before the body is read; a chunked body
-is cut off when it passes the cap), and a timeout for idle or stalled clients.
+backlog and a worker-thread pool (no resets under load), a timeout for idle clients, and
+(``http_limits``) per-route body caps applied while reading (a larger Content-Length is
+refused before the body is read; a chunked body is cut off when it passes the cap) and a
+deadline for each whole request, so a client trickling bytes cannot hold a connection.
 
-Chalice keeps the request being served on the app object, so two threads must never be
-inside it at once: the dispatch is serialized by a lock. It is short (routes validate,
-write a record and return; jobs run in the scheduler), while reading and writing the
-sockets stays parallel.
+Chalice keeps the request being served on the app object (``app.current_request``, read
+by the routes through their blueprint). ``LocalApp`` keeps it per thread instead, so the
+worker threads dispatch concurrently: no lock is shared by the requests (everything else
+Chalice builds per request). A plain ``Chalice`` app still works, serialized by a lock.
 
 SIGTERM (and Ctrl-C) stop accepting, finish the requests in hand, then run ``on_stop``
 (the scheduler's graceful stop: unfinished jobs stay resumable).
@@ -18,6 +19,7 @@ SIGTERM (and Ctrl-C) stop accepting, finish the requests in hand, then run ``on_
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import signal
@@ -28,13 +30,45 @@ from types import FrameType
 from typing import Any
 
 from chalice import Chalice
+from chalice.app import Request
 from chalice.config import Config as ChaliceConfig
 from chalice.local import ForbiddenError, LocalGateway, LocalGatewayException
 
 from tilefan.domain.spec import Limits
 
 MAX_UPLOAD_BYTES = Limits().max_upload_bytes
+UPLOAD_TIMEOUT_S = 600  # a 256 MiB upload at about 0.5 MB/s
+# Request threads share one GIL and one SQLite write lock: past a few, more threads only
+# queue on those (measured: 4 gave a lower POST tail than 8 or 2; BENCHMARKS.md).
+HTTP_THREADS = 4
 StartResponse = Callable[..., Any]
+
+
+class LocalApp(Chalice):
+    """A Chalice app whose current request (and Lambda context) belong to the calling thread.
+
+    ``Chalice.__call__`` assigns both on the app before it builds a fresh per-request
+    handler; with these properties each waitress thread sees only its own request."""
+
+    def __init__(self, app_name: str) -> None:
+        self._per_thread = threading.local()
+        super().__init__(app_name=app_name)
+
+    @property
+    def current_request(self) -> Request | None:
+        return getattr(self._per_thread, "request", None)
+
+    @current_request.setter
+    def current_request(self, request: Request | None) -> None:
+        self._per_thread.request = request
+
+    @property
+    def lambda_context(self) -> Any:
+        return getattr(self._per_thread, "context", None)
+
+    @lambda_context.setter
+    def lambda_context(self, context: Any) -> None:
+        self._per_thread.context = context
 
 
 class ChaliceWsgi:
@@ -43,7 +77,9 @@ class ChaliceWsgi:
     def __init__(self, app: Chalice, *, max_json_bytes: int = Limits().max_body_bytes) -> None:
         self.gateway = LocalGateway(app, ChaliceConfig.create(chalice_stage="local", app_name=app.app_name))
         self.max_json_bytes = max_json_bytes
-        self._lock = threading.Lock()
+        # Only an app that keeps its current request per thread may be entered by two at once.
+        self._lock: threading.Lock | contextlib.nullcontext[None] = (
+            contextlib.nullcontext() if isinstance(app, LocalApp) else threading.Lock())
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -92,13 +128,19 @@ def _answer(start_response: StartResponse, status: int, headers: dict[str, Any],
 
 
 def serve(
-    app: Chalice, host: str, port: int, *, threads: int = 8, client_timeout_s: int = 30,
+    app: Chalice, host: str, port: int, *, threads: int = HTTP_THREADS, client_timeout_s: int = 30,
+    upload_timeout_s: int = UPLOAD_TIMEOUT_S,
     max_upload_bytes: int = MAX_UPLOAD_BYTES, max_json_bytes: int = Limits().max_body_bytes,
     on_ready: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then stop gracefully (``on_stop`` last)."""
-    from waitress.server import create_server
+    """Serve until SIGTERM or SIGINT, then stop gracefully (``on_stop`` last).
+
+    A request's headers and JSON body must arrive within ``client_timeout_s`` of its first
+    byte, an upload's within ``upload_timeout_s``; a connection idle that long is closed."""
+    from waitress.server import BaseWSGIServer, create_server
+
+    from tilefan.entrypoints.http_limits import FrontLimits, limited_channel
 
     server = create_server(
         ChaliceWsgi(app, max_json_bytes=max_json_bytes), host=host, port=port, threads=threads, backlog=1024,
@@ -106,6 +148,10 @@ def serve(
         max_request_body_size=max_upload_bytes, channel_timeout=client_timeout_s,
         cleanup_interval=max(1, client_timeout_s // 2), clear_untrusted_proxy_headers=True, ident="tilefan",
     )
+    channel = limited_channel(FrontLimits(max_json_bytes, max_upload_bytes, client_timeout_s, upload_timeout_s))
+    for listener in list((getattr(server, "map", None) or getattr(server, "_map", {})).values()):
+        if isinstance(listener, BaseWSGIServer):  # one per bound address ("localhost" may bind two)
+            listener.channel_class = channel
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)  # waitress's loop catches it and shuts its task threads down

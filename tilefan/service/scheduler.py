@@ -11,6 +11,9 @@ CLI while ``tilefan serve`` runs, or a second server) waits for the lease while 
 stay queued, and the CLI then just follows its job's record. So the cores are never
 oversubscribed by two pools.
 
+A job's plan and reduce run off the dispatcher (``scheduler_steps``), so a big one does
+not hold up other jobs' tiles.
+
 A tile whose worker died (``BrokenProcessPool``) or that raised a transient error is
 retried with exponential backoff, up to ``RetryPolicy.max_attempts`` in all; a permanent
 error (bad input: any ``TilefanError`` but a store error) fails the job at once.
@@ -19,8 +22,6 @@ error (bad input: any ``TilefanError`` but a store error) fails the job at once.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
-import os
 import threading
 import time
 from collections import deque
@@ -29,18 +30,25 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from tilefan.domain.kernel_choice import choose_atoms_kernel
 from tilefan.domain.plan import plan
 from tilefan.domain.records import JobRecord, Status
-from tilefan.domain.spec import AtomsSpec
 from tilefan.errors import TilefanError
 from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import cancel_job, fail_job
-from tilefan.pipeline.plan import plan_job
 from tilefan.pipeline.ports import Ports
-from tilefan.pipeline.reduce import reduce_job
-from tilefan.service.pool_worker import init_worker, tile_in_worker
-from tilefan.service.scheduler_parts import InlineExecutor, JobQueue, Lease, PoolSettings, RetryPolicy, is_permanent
+from tilefan.service.pool_worker import tile_in_worker
+from tilefan.service.scheduler_parts import (
+    InlineExecutor,
+    JobQueue,
+    Lease,
+    PoolSettings,
+    RetryPolicy,
+    is_permanent,
+    job_kernel,
+    kill_pool,
+    make_pool,
+)
+from tilefan.service.scheduler_steps import PLAN, REDUCE, JobSteps
 
 __all__ = ["JobQueue", "Lease", "PoolSettings", "RetryPolicy", "Scheduler", "is_permanent"]
 
@@ -55,6 +63,7 @@ class _Job:
     routes: dict[int, str] = field(default_factory=dict)
     not_before: float = 0.0
     inline: bool = False  # run its tiles in this thread (no pool to start for them)
+    reducing: bool = False  # handed to the reduce step: never twice
 
 
 class Scheduler:
@@ -76,6 +85,9 @@ class Scheduler:
         self._futures: dict[cf.Future[Any], tuple[str, int]] = {}
         self._pool: cf.ProcessPoolExecutor | None = None
         self._inline = InlineExecutor(ports)
+        # Only a server shares its pool with plans and reduces (the CLI runs one job).
+        self._steps = JobSteps(ports, settings.policy, self.retry, in_pool=only is None and settings.workers > 1,
+                               max_jobs=self.max_jobs)
         self._lock = threading.Lock()
         self._wake: cf.Future[None] = cf.Future()
         self._stopping = threading.Event()
@@ -95,7 +107,8 @@ class Scheduler:
         """Until the job has ended and none of its tiles is still in this scheduler's hands."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while deadline is None or time.monotonic() < deadline:
-            busy = job_id in self._active or job_id in {j for j, _ in list(self._futures.values())}
+            busy = (job_id in self._active or job_id in self._steps.jobs()
+                    or job_id in {j for j, _ in list(self._futures.values())})
             if not busy and self.ports.jobs.get_job(job_id).status.terminal:
                 return
             self._stopping.wait(0.01)
@@ -170,42 +183,52 @@ class Scheduler:
             if self._wake.done():
                 self._wake = cf.Future()
             wake = self._wake
-        waiting: set[cf.Future[Any]] = {*self._futures, wake}
-        ready = min((j.not_before for j in self._active.values() if j.todo), default=None)
+        waiting: set[cf.Future[Any]] = {*self._futures, *self._steps.running, wake}
+        # A tile waiting for its retry time bounds the wait, but only if a worker is free to
+        # take it: with every worker busy only a finished tile (or a wake) can change
+        # anything, and a zero timeout here would spin, taking the GIL from the HTTP threads.
+        free = self._used_slots() < self.settings.workers
+        ready = min((j.not_before for j in self._active.values() if j.todo), default=None) if free else None
         timeout = 0.5 if ready is None else max(0.0, min(0.5, ready - time.monotonic()))
         done, _ = cf.wait(waiting, timeout=timeout, return_when=cf.FIRST_COMPLETED)
         for fut in done:
-            if fut is not wake:
+            if fut in self._steps.running:
+                self._step_done(fut)
+            elif fut is not wake:
                 self._collect(fut)
         if self._pool is not None and getattr(self._pool, "_broken", False):
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None  # a new one is made at the next submit
 
     def _admit(self) -> None:
-        if len(self._active) >= self.max_jobs:
+        planning = self._steps.planning
+        if len(self._active) + len(planning) >= self.max_jobs:
             return
-        for job_id in self.queue.unfinished_jobs(self.max_jobs + len(self._active)):
-            if len(self._active) >= self.max_jobs:
+        for job_id in self.queue.unfinished_jobs(self.max_jobs + len(self._active) + len(planning)):
+            if len(self._active) + len(planning) >= self.max_jobs:
                 return
-            if job_id in self._active or (self.only is not None and job_id not in self.only):
+            if job_id in self._active or job_id in planning or (self.only is not None and job_id not in self.only):
                 continue
             self._open(job_id)
 
     def _open(self, job_id: str) -> None:
-        """Plan a QUEUED job, or resume a RUNNING one from the tiles recorded done."""
+        """Hand a QUEUED job to the plan step, or resume a RUNNING one from the tiles recorded done."""
         ports = self.ports
         try:
             record = ports.jobs.get_job(job_id)
             if record.status is Status.QUEUED:
-                the_plan = plan_job(ports, job_id, policy=self.settings.policy)
-            else:
-                # Planning is pure: the same spec cuts into the same tiles, and the output
-                # and staged inputs were written before the job became RUNNING.
-                the_plan = plan(job_id, record.spec, self.settings.policy)
+                self._steps.add(PLAN, job_id)
+                return
+            if record.status.terminal:
+                return  # ended (cancelled) since the queue was read
+            # Planning is pure: the same spec cuts into the same tiles, and the output
+            # and staged inputs were written before the job became RUNNING.
+            the_plan = plan(job_id, record.spec, self.settings.policy)
             done = {r.tile_id for r in ports.jobs.tile_results(job_id)}
             todo = deque((t.tile_id, t.route) for t in the_plan.tiles if t.tile_id not in done)
             # The CLI runs a one-tile job right here: starting a pool would cost more than the tile.
-            job = _Job(job_id, self._kernel(record), todo, inline=self.only is not None and len(the_plan.tiles) == 1)
+            inline = self.only is not None and len(the_plan.tiles) == 1
+            job = _Job(job_id, job_kernel(record, self.settings.kernel), todo, inline=inline)
         except Exception as exc:  # the job's failure is recorded, not raised
             fail_job(ports, job_id, error_body(exc))
             return
@@ -214,18 +237,10 @@ class Scheduler:
         if not todo:
             self._finish(job)
 
-    def _kernel(self, record: JobRecord) -> Callable[..., Any]:
-        spec = record.spec
-        if not isinstance(spec, AtomsSpec):
-            from tilefan.domain import kernels
-
-            return kernels.atoms_potential  # unused: matrix tiles take no kernel
-        return choose_atoms_kernel(self.settings.kernel, spec.units_total * spec.atoms.count)
-
     def _drop_ended(self) -> None:
         statuses = self.queue.job_statuses(list(self._active)) if self._active else {}
         for job_id, status in statuses.items():
-            if Status(status).terminal:
+            if Status(status).terminal and not self._active[job_id].reducing:
                 self._forget(job_id)  # cancelled or failed elsewhere; late tiles are ignored
 
     def _forget(self, job_id: str) -> None:
@@ -233,9 +248,14 @@ class Scheduler:
         if job_id in self._turns:
             self._turns.remove(job_id)
 
+    def _used_slots(self) -> int:
+        return len(self._futures) + self._steps.slots()
+
     def _fill(self) -> None:
-        """Submit tiles round-robin over the admitted jobs until every worker has one."""
-        while len(self._futures) < self.settings.workers and self._turns:
+        """Hand out waiting plans and reduces first (each starts or ends a whole job), then
+        tiles round-robin over the admitted jobs, until every worker has one."""
+        self._steps.hand_out(lambda: self.settings.workers - self._used_slots(), self._get_pool)
+        while self._used_slots() < self.settings.workers and self._turns:
             now = time.monotonic()
             for _ in range(len(self._turns)):
                 job = self._active[self._turns[0]]
@@ -257,12 +277,7 @@ class Scheduler:
             # stores, with no process to start or to lose.
             return self._inline
         if self._pool is None:
-            ctx = multiprocessing.get_context(self.settings.start_method)
-            if self.settings.start_method == "forkserver":
-                # Workers forked from a server that already imported the tile code start warm.
-                ctx.set_forkserver_preload(["tilefan.service.pool_worker", "tilefan.bootstrap"])
-            self._pool = cf.ProcessPoolExecutor(self.settings.workers, mp_context=ctx, initializer=init_worker,
-                                                initargs=(self.make_ports, os.getpid()))
+            self._pool = make_pool(self.settings.workers, self.settings.start_method, self.make_ports)
         return self._pool
 
     # ------------------------------------------------------------------ outcomes
@@ -302,29 +317,37 @@ class Scheduler:
         return True
 
     def _finish(self, job: _Job) -> None:
-        try:
-            reduce_job(self.ports, job.job_id)
-        except Exception as exc:
-            fail_job(self.ports, job.job_id, error_body(exc))
-        finally:
-            self._forget(job.job_id)  # only now: ``wait`` means "the reduce is over" too
+        if not job.reducing:
+            job.reducing = True
+            self._steps.add(REDUCE, job.job_id)
+
+    def _step_done(self, fut: cf.Future[Any]) -> None:
+        """A plan or a reduce ended: start the planned job's tiles, or retry, or record why not."""
+        out = self._steps.outcome(fut, lambda job_id: self.ports.jobs.get_job(job_id).status.terminal)
+        if out.error is None and out.step == PLAN:
+            self._open(out.job_id)  # now RUNNING: its tiles start as a resumed job's would
+            return
+        if out.retry:
+            return
+        if out.error is not None and not self.ports.jobs.get_job(out.job_id).status.terminal:
+            fail_job(self.ports, out.job_id, error_body(out.error))
+        self._forget(out.job_id)  # only now: ``wait`` means "the reduce is over" too
 
     def _drain(self) -> None:
         """Let in-flight tiles record (up to ``grace_s``), then stop the pool's processes."""
         pool, self._pool = self._pool, None
-        if self._futures:
-            cf.wait(list(self._futures), timeout=self.grace_s)
+        if self._futures or self._steps.running:
+            cf.wait([*self._futures, *self._steps.running], timeout=self.grace_s)
+        if not self._steps.in_pool:
+            # A plan or reduce in a helper thread cannot be killed: it ends before the lease
+            # is released, so no other scheduler starts the same step meanwhile.
+            cf.wait(list(self._steps.running))
         self._futures.clear()
+        self._steps.clear()
         self._active.clear()
         self._turns.clear()
-        if pool is None:
-            return
-        # Workers still computing after the grace are killed: their tiles are not recorded
-        # done, so the next scheduler runs them again.
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            if proc.is_alive():
-                proc.kill()
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            kill_pool(pool)
 
 
 def _why(exc: BaseException) -> str:

@@ -125,13 +125,16 @@ COMMIT_MOMENTS = ["before-rename", "after-rename", "after-succeeded"]
 
 @pytest.mark.parametrize("moment", COMMIT_MOMENTS)
 def test_delete_racing_the_reducers_commit_never_leaves_a_cancelled_job_with_output(
-    service: JobService, client: Client, home: Path, monkeypatch: pytest.MonkeyPatch, moment: str
+    make_service: MakeService, client: Client, home: Path, monkeypatch: pytest.MonkeyPatch, moment: str
 ) -> None:
     """A DELETE that lands while the reducer publishes the output. The reducer's own calls
     are wrapped to send it at one exact moment: just before the output file is renamed
     into place, just after, or just after the job is recorded SUCCEEDED. Until the job
     is SUCCEEDED the DELETE wins, and the output, renamed or not, is gone (CANCELLED,
     nothing on disk); once it is, the DELETE loses (409, SUCCEEDED with its output)."""
+    # One worker: with a pool the reduce runs in a pool process, over stores of its own;
+    # here it runs in this process, through the stores patched below.
+    service = make_service(workers=1)
     blobs, jobs = service.ports.blobs, service.ports.jobs
     real_commit, real_transition = blobs.commit_array, jobs.transition
     deletes: list[Any] = []
@@ -159,8 +162,8 @@ def test_delete_racing_the_reducers_commit_never_leaves_a_cancelled_job_with_out
             delete(job_id)
         return changed
 
-    # The runner reduces through these same store objects (tiles run in pool processes,
-    # over stores of their own, and are not affected).
+    # The runner reduces through these same store objects (the tiles write regions, and
+    # record no SUCCEEDED, so they are not affected).
     monkeypatch.setattr(blobs, "commit_array", commit_with_a_delete_arriving)
     if moment == "after-succeeded":
         monkeypatch.setattr(jobs, "transition", transition_with_a_delete_arriving)
