@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from service import TILEFAN, _call, _env, _free_port  # type: ignore[import-not-found]
+from service import start_server  # type: ignore[import-not-found]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,18 +32,8 @@ def _status_kib(pid: int, field: str) -> int:
 
 
 def one(root: Path, home: Path, mib: int) -> str:
-    port = _free_port()
-    server = subprocess.Popen([*TILEFAN, "serve", "--port", str(port)], env=_env(home, root), cwd=root,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, port = start_server(root, home)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _call(f"http://127.0.0.1:{port}", "GET", "/openapi.json")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "tilefan serve did not start"
-                time.sleep(0.1)
         rss_before = _status_kib(server.pid, "VmRSS")
         total, sent, block = mib * 2**20, 0, b" " * 2**20
         with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:

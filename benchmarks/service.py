@@ -113,21 +113,28 @@ def cli_runs(home: Path, count: int, workers: int) -> list[float]:
     return out
 
 
-def serve_and_measure(root: Path, home: Path, jobs: int, count: int) -> tuple[dict[str, float], list[float]]:
-    """Start ``tilefan serve`` from the checkout ``root`` and measure it (load, then one at a time)."""
+def start_server(root: Path, home: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``tilefan serve`` from the checkout ``root`` on a free port, once it answers."""
     port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([*TILEFAN, "serve", "--port", str(port)], env=_env(home, root), cwd=root,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _call(f"http://127.0.0.1:{port}", "GET", "/openapi.json")
+            return server, port
+        except OSError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError("tilefan serve did not start") from None
+            time.sleep(0.1)
+
+
+def serve_and_measure(root: Path, home: Path, jobs: int, count: int) -> tuple[dict[str, float], list[float]]:
+    """Start ``tilefan serve`` from the checkout ``root`` and measure it (load, then one at a time)."""
+    server, port = start_server(root, home)
+    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _call(base, "GET", "/openapi.json")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "tilefan serve did not start"
-                time.sleep(0.1)
         sequential(base, 3)  # warm the pool
         before = _cpu_s(server.pid)
         result = load(base, jobs)
