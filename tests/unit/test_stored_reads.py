@@ -57,3 +57,15 @@ def test_a_tile_as_wide_as_the_matrix_reads_only_its_rows() -> None:
     # Four column blocks a row band: each reads the band's whole rows of both inputs.
     assert {t.bytes_in for t in plan("n", narrow).tiles} == {2 * stored_read_bytes(64, 128, 512, 8)}
     assert stored_read_bytes(64, 128, 512, 8) == 4 * 64 * 128 * 8
+
+
+def test_the_time_here_estimate_charges_the_blocks_a_local_read_touches() -> None:
+    from tilefan.domain.local_estimate import LocalRates, estimate_here
+
+    files = parse_spec({"kind": "matmul", "a": {"file": "A.npy"}, "b": {"file": "B.npy"}, "tile": 256},
+                       inspect=stored((1024, 1024), "float64"))
+    generated = parse_spec({"kind": "matmul", "a": {"shape": [1024, 1024]}, "b": {"shape": [1024, 1024]},
+                            "tile": 256})
+    assert plan("f", files).tiles[0].bytes_in > plan("g", generated).tiles[0].bytes_in  # on S3: whole rows
+    here = [estimate_here(plan(n, s), s, 2, LocalRates()) for n, s in (("f", files), ("g", generated))]
+    assert here[0].tiles_s == pytest.approx(here[1].tiles_s)  # here: memory-mapped panels

@@ -160,6 +160,20 @@ def _plan_matrix_tile(spec: MatrixSpec, tile_id: int, region: Region, policy: Ro
     return _tile(spec, tile_id, region, units, flops, bytes_in, bytes_out, mem, policy)
 
 
+def block_bytes_in(spec: JobSpec, tile: TilePlan) -> int:
+    """The input bytes a tile's blocks hold: what a memory-mapped local read touches. On S3
+    a stored input's block narrower than its matrix costs its whole rows (``bytes_in``)."""
+    if isinstance(spec, AtomsSpec):
+        return tile.bytes_in
+    item = np.dtype(spec.dtype).itemsize
+    (r0, r1), (c0, c1) = tile.region
+    rows, cols = r1 - r0, c1 - c0
+    if spec.kind is Kind.MATMUL:
+        k = spec.a.shape[1]
+        return (rows * k + k * cols) * item
+    return 2 * rows * cols * item
+
+
 def _plan_atoms_tile(spec: AtomsSpec, tile_id: int, region: Region, policy: RoutePolicy) -> TilePlan:
     item = np.dtype(spec.precision).itemsize
     units = region_size(region)
