@@ -1,4 +1,4 @@
-"""The cost model's worked examples: two big jobs planned as ``tilefan run --dry-run``
+"""The cost model's worked examples: big jobs planned as ``tilefan run --dry-run``
 would plan them, with what the model predicts and which limits they pass.
 
 docs/cost-model.md prints this table and checks it by hand; tests/unit/test_cost_model.py

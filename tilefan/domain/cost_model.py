@@ -19,8 +19,8 @@ and a description of the deployed stack, and predicts what running it on AWS tak
   write units per second on each DynamoDB counter shard at the peak completion rate
   against the 1,000 a partition serves.
 
-docs/cost-model.md says where each figure comes from and how uncertain it is, and works
-two big jobs through by hand.
+docs/cost-model.md says where each figure comes from and how uncertain it is, and checks
+the worked examples by hand.
 """
 
 from __future__ import annotations

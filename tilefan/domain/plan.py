@@ -233,9 +233,9 @@ def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
     spot plan's estimate and keep whichever is cheaper; a tie goes to Lambda, which has no
     boot time and no interruptions.
 
-    One tile of 10.5 TFLOP of atoms work: about 1,500 s on a Lambda (the C kernel), so it
+    One tile of 10.5 TFLOP of atoms work: about 1,100 s on a Lambda (the C kernel), so it
     routes to spot, where the compiled kernel takes about 210 s plus the worker's boot and
-    idle time. At the default spot price that is cheaper than four 378 s Lambdas, so the
+    idle time. At the default spot price that is cheaper than four 279 s Lambdas, so the
     tile stays; at $5 an hour it is not, and the tiles shrink until they fit:
 
     >>> from tilefan.domain.spec import RandomAtoms
