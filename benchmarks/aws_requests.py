@@ -38,10 +38,10 @@ def run(spec: dict[str, Any], tile: int) -> tuple[int, Counter[tuple[str, str]]]
     """Run ``spec`` with ``tile`` on a fresh stack; its tile count and the calls made."""
     import botocore.client
     import numpy as np
-    from chalice.test import Client
 
     import app as chalice_app
     from tests.functional.aws_stack import BUCKET, aws_stack
+    from tests.functional.identity import ALICE, client_as
     from tests.functional.rest_client import JSON, submit
     from tests.helpers import npy_bytes
 
@@ -50,16 +50,22 @@ def run(spec: dict[str, Any], tile: int) -> tuple[int, Counter[tuple[str, str]]]
 
     def counted(client: Any, operation: str, params: Any) -> Any:
         calls[(client.meta.service_model.service_name, operation)] += 1
+        # Items written in transactions and keys read in batches: what DynamoDB's units follow.
+        if operation == "TransactWriteItems":
+            calls[("dynamodb", "TransactWriteItems: items")] += len(params["TransactItems"])
+        if operation == "BatchGetItem":
+            calls[("dynamodb", "BatchGetItem: keys")] += sum(len(r["Keys"]) for r in params["RequestItems"].values())
         return real(client, operation, params)
 
     tiled = {**spec, "tile": tile}
     quiet = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
-    with aws_stack(env=quiet) as stack, Client(chalice_app.app) as client:
+    with aws_stack(env=quiet) as stack, client_as(chalice_app.app, ALICE) as client:  # a signed caller
         if spec.get("a") == "A":  # upload two files the way a client does, before counting
             for name in ("a", "b"):
                 target = client.http.post("/uploads", headers=JSON, body=json.dumps({"filename": f"{name}.npy"}))
                 key = target.json_body["key"]
                 stack.client("s3").put_object(Bucket=BUCKET, Key=key, Body=npy_bytes(np.ones((64, 64))))
+                client.http.post(target.json_body["complete"])
                 tiled[name] = {"file": key}
         with mock.patch.object(botocore.client.BaseClient, "_make_api_call", counted):
             job_id = submit(client, tiled)

@@ -82,8 +82,10 @@ def test_a_big_partial_is_uploaded_in_parts() -> None:
 def test_short_tiles_at_full_concurrency_overload_a_counter_shard() -> None:
     slow = predict({"tiles": tiles(2000, seconds=10.0)}, deployment=BARE)
     fast = predict({"tiles": tiles(2000, seconds=0.1)}, deployment=BARE)
-    assert slow.shard_write_units_s == pytest.approx(800 / 10.0 * 5 / 16) and slow.dynamo_fits
-    assert fast.shard_write_units_s == pytest.approx(800 / 0.1 * 5 / 16) and not fast.dynamo_fits
+    # 8 write units a tile (docs/aws-scale.md): start and attempt, and the completion of three items.
+    assert WRITE_UNITS_PER_TILE == 8
+    assert slow.shard_write_units_s == pytest.approx(800 / 10.0 * 8 / 16) and slow.dynamo_fits
+    assert fast.shard_write_units_s == pytest.approx(800 / 0.1 * 8 / 16) and not fast.dynamo_fits
 
 
 def test_the_history_cap_applies_to_inline_jobs_only() -> None:
@@ -119,15 +121,21 @@ def test_the_defaults_are_the_deployment_files() -> None:
 
 def test_the_worked_examples_are_the_docs_table() -> None:
     worked = worked_examples()
-    matmul, atoms, atoms_lambda = (w.prediction for w in worked)
+    matmul, atoms, atoms_lambda, atoms_f32, uploaded = (w.prediction for w in worked)
     # Pinned here as well as in the doc, so a change to the model shows in both.
     assert (matmul.tiles, matmul.map_mode, matmul.concurrency, matmul.waves) == (1024, "distributed", 800, 2)
     assert (round(matmul.wall_s), round(matmul.tile_gb_s), round(matmul.total_usd, 2)) == (350, 290181, 5.26)
+    assert (matmul.dynamo_write_units, matmul.dynamo_read_units) == (107 + 8 * 1024, 102 + 17 * 1024)
     assert (atoms.tiles, atoms.spot_tiles, atoms.spot_workers) == (16, 16, 4)
     assert (round(atoms.wall_s), round(atoms.total_usd, 2)) == (6897, 1.98)
-    assert (atoms_lambda.tiles, atoms_lambda.waves, round(atoms_lambda.total_usd, 2)) == (512, 1, 32.31)
-    assert [w.fits_max_tiles for w in worked] == [True, True, True]
-    assert [w.fits_max_cost for w in worked] == [True, True, False]
+    assert (atoms_lambda.tiles, atoms_lambda.waves, round(atoms_lambda.total_usd, 2)) == (512, 1, 23.90)
+    # float32 at 28 GFLOP/s, float64 at 9.5: the same tiles, 2.9 times shorter.
+    assert (round(atoms_lambda.tile_s_mean, 2), round(atoms_f32.tile_s_mean, 2)) == (277.47, 95.16)
+    assert round(atoms_f32.total_usd, 2) == 8.34
+    # B read by whole rows: 17.2 GB a tile more than the generated job's panels.
+    assert (round(uploaded.tile_s_mean, 2), round(uploaded.total_usd, 2)) == (305.72, 52.60)
+    assert [w.fits_max_tiles for w in worked] == [True] * 5
+    assert [w.fits_max_cost for w in worked] == [True, True, False, True, False]
     assert worked[0].size_refusal is not None and worked[1].size_refusal is None
     doc = (ROOT / "docs" / "cost-model.md").read_text()
     assert table(worked) in doc, "docs/cost-model.md's table is stale: python -m tilefan.domain.cost_examples"

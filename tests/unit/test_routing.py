@@ -12,7 +12,7 @@ import pytest
 from chalicelib import lambdas
 from tilefan import settings
 from tilefan.domain.plan import FIT_MAX_TILES, fit_to_lambda, plan
-from tilefan.domain.routing import LAMBDA, SPOT, RoutePolicy, TileCost, choose_route, estimate_cost
+from tilefan.domain.routing import LAMBDA, SPOT, RoutePolicy, TileCost, choose_route, estimate_cost, lambda_seconds
 from tilefan.domain.spec import AtomsSpec, RandomAtoms, parse_spec, spec_from_stored, spec_to_dict
 from tilefan.errors import CapacityError, InvalidSpecError
 from tilefan.pipeline.plan import tile_items
@@ -45,9 +45,21 @@ def test_the_margins_are_configurable() -> None:
 
 
 def test_atoms_tiles_are_timed_at_the_atoms_kernel_rate_not_gemm() -> None:
-    flops = int(300 * 60e9)  # five minutes of GEMM, 43 minutes of the C atoms kernel
+    flops = int(300 * 60e9)  # five minutes of GEMM, 32 minutes of the C atoms kernel in float64
     assert choose_route(GiB, flops, RoutePolicy()) == LAMBDA
     assert choose_route(GiB, flops, RoutePolicy(), atoms=True) == SPOT
+
+
+def test_float32_atoms_tiles_are_timed_at_the_float32_rate() -> None:
+    flops = int(400 * 9.5e9)  # 400 s of the float64 kernel
+    policy = RoutePolicy()
+    f64 = lambda_seconds(flops, 0, policy, atoms=True)
+    f32 = lambda_seconds(flops, 0, policy, atoms=True, precision="float32")
+    assert f64 == pytest.approx(1.0 + 400.0)
+    assert f32 == pytest.approx(1.0 + 400.0 * 9.5 / 28.0)
+    heavy = int(600 * 9.5e9)  # 600 s in float64: over the 450 s budget; 204 s in float32: under it
+    assert choose_route(GiB, heavy, policy, atoms=True) == SPOT
+    assert choose_route(GiB, heavy, policy, atoms=True, precision="float32") == LAMBDA
 
 
 def test_cost_counts_lambda_gb_seconds_spot_instance_time_and_transitions() -> None:
@@ -255,3 +267,13 @@ def test_the_spot_worker_cap_is_one_setting_for_the_planner_and_the_capacity_ste
     finally:
         lambdas.set_ports(None)
     assert out["launched"] == 7
+
+
+def test_the_plan_times_an_atoms_tile_in_the_job_s_precision() -> None:
+    raw = {"kind": "atoms", "grid": 64, "atoms": {"count": 2_000_000, "seed": 1}, "tile": 64}
+    f64 = plan("d", parse_spec(raw)).tiles[0]
+    f32 = plan("s", parse_spec({**raw, "precision": "float32"})).tiles[0]
+    # 64³ × 2,000,000 pairs = 5.2e12 flop: 552 s in float64 (spot), 187 s in float32 (Lambda).
+    assert (f64.route, f32.route) == (SPOT, LAMBDA)
+    assert f64.lambda_s == pytest.approx(1.0 + f64.flops / 9.5e9 + f64.bytes_in / 60e6)
+    assert f32.lambda_s == pytest.approx(1.0 + f32.flops / 28e9 + f32.bytes_in / 60e6)

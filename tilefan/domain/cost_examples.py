@@ -1,4 +1,4 @@
-"""The cost model's worked examples: two big jobs planned as ``tilefan run --dry-run``
+"""The cost model's worked examples: big jobs planned as ``tilefan run --dry-run``
 would plan them, with what the model predicts and which limits they pass.
 
 docs/cost-model.md prints this table and checks it by hand; tests/unit/test_cost_model.py
@@ -24,7 +24,19 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "atoms 512³ × 1,000,000": {"kind": "atoms", "grid": 512, "atoms": {"count": 1_000_000, "seed": 1}},
     "atoms 512³ × 1,000,000, Lambda only": {"kind": "atoms", "grid": 512, "atoms": {"count": 1_000_000, "seed": 1},
                                             "tile": 64, "route": "lambda"},
+    "the same in float32": {"kind": "atoms", "grid": 512, "atoms": {"count": 1_000_000, "seed": 1},
+                            "tile": 64, "route": "lambda", "precision": "float32"},
+    "matmul 65,536² float32, uploaded files": {"kind": "matmul", "a": {"file": "uploads/A.npy"},
+                                               "b": {"file": "uploads/B.npy"}},
 }
+# The uploaded files the examples name, as their .npy headers would describe them.
+FILES: dict[str, tuple[tuple[int, ...], str]] = {
+    "uploads/A.npy": ((65536, 65536), "float32"), "uploads/B.npy": ((65536, 65536), "float32"),
+}
+
+
+def _inspect(uri: str) -> tuple[tuple[int, ...], str]:
+    return FILES[uri]
 
 
 @dataclass(frozen=True)
@@ -53,11 +65,11 @@ def work(name: str, raw: dict[str, Any], policy: RoutePolicy | None = None,
     limits = limits or Limits()
     refusal = None
     try:
-        parse_spec(raw, limits=limits)
+        parse_spec(raw, limits=limits, inspect=_inspect)
     except InvalidSpecError as exc:
         refusal = f"{exc.field}: {exc.message}"
     lifted = replace(limits, max_matrix_elements=1 << 40, max_grid_points=1 << 40)
-    spec = parse_spec(raw, limits=lifted)
+    spec = parse_spec(raw, limits=lifted, inspect=_inspect)
     if raw.get("tile") is None:
         spec = fit_to_lambda(spec, policy)
     planned = plan("worked", spec, policy)

@@ -19,8 +19,8 @@ and a description of the deployed stack, and predicts what running it on AWS tak
   write units per second on each DynamoDB counter shard at the peak completion rate
   against the 1,000 a partition serves.
 
-docs/cost-model.md says where each figure comes from and how uncertain it is, and works
-two big jobs through by hand.
+docs/cost-model.md says where each figure comes from and how uncertain it is, and checks
+the worked examples by hand.
 """
 
 from __future__ import annotations
@@ -37,27 +37,29 @@ from tilefan.domain.sfn_limits import HISTORY_EVENT_CAP, INLINE_EVENTS_PER_JOB, 
 
 # Requests counted on the moto stack (benchmarks/aws_requests.py) and priced with
 # DynamoDB's rules on the items' sizes (benchmarks/dynamo_capacity.py, docs/aws-scale.md).
-# DynamoDB, per tile: the start (UpdateItem, 1 write unit), the completion transaction
-# (tile item and shard counter, 2 + 2), and one strongly consistent BatchGetItem of the job
-# (its item and 16 counters, 1 read unit each).
+# DynamoDB, per tile: the start (two UpdateItems: the tile and its new attempt, 1 write
+# unit each), the completion transaction (tile, shard counter and attempt, 2 + 2 + 2), and
+# one strongly consistent BatchGetItem of the job (its item and 16 counters, 1 read unit each).
 DYNAMO_SHARDS = 16
-WRITE_UNITS_PER_TILE = 5
+WRITE_UNITS_PER_TILE = 2 * 1 + 2 * 3
 READ_UNITS_PER_TILE = 1 + DYNAMO_SHARDS
-# Per job: three transactions of the job item and its 16 status copies (create, RUNNING,
-# SUCCEEDED; 2 units an item) and one update; six job reads. The reducer's 16 queries of
-# the tile items (about 0.1 unit a tile) are left out.
-WRITE_UNITS_PER_JOB = 3 * 2 * (1 + DYNAMO_SHARDS) + 1
+# Per job: three transactions of the job item and its 16 status copies, 53 items in all
+# (create and the end also write the owner's count of active jobs; 2 units an item), and
+# one update; six job reads. The reducer's 16 queries of the tile and attempt items
+# (about 0.1 unit a tile) are left out.
+WRITE_UNITS_PER_JOB = 2 * ((2 + DYNAMO_SHARDS) + (1 + DYNAMO_SHARDS) + (2 + DYNAMO_SHARDS)) + 1
 READ_UNITS_PER_JOB = 6 * (1 + DYNAMO_SHARDS)
 PARTITION_WRITE_UNITS_S = 1000
 PARTITION_READ_UNITS_S = 3000
 # S3, per tile: GETs measured 2 (random inputs), 3 (atoms) and 6 (two uploaded inputs: a
 # header probe and a ranged read each), charged at the most; the partial's upload (one PUT,
 # or a multipart upload of 8 MiB parts plus create and complete above 8 MiB); one more
-# PUT-class request for the reducer's copy of it. Per job: GETs 1 to 5, PUTs 4 or 5, 3 LISTs.
+# PUT-class request for the reducer's copy of it. Per job: GETs 1 to 11 (11 with uploaded
+# inputs), PUT-class 9 or 10 (PUTs 3 or 4, the output's create, part and complete, 3 LISTs).
 S3_GETS_PER_TILE = 6
 S3_PART_BYTES = 8 << 20
-S3_GETS_PER_JOB = 5
-S3_PUTS_PER_JOB = 8
+S3_GETS_PER_JOB = 11
+S3_PUTS_PER_JOB = 10
 # A Distributed Map child execution's history: an inline iteration's events plus its own
 # start and end. The parent's: an inline job's events plus the map run's start and end.
 CHILD_EVENTS = INLINE_EVENTS_PER_TILE + 2

@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from tilefan.domain.plan import Plan
+from tilefan.domain.plan import Plan, block_bytes_in
 from tilefan.domain.spec import AtomsSpec, JobSpec, Kind
 
 
@@ -96,8 +96,9 @@ def estimate_here(plan: Plan, spec: JobSpec, workers: int, rates: LocalRates, *,
     """The job's time on ``workers`` local processes. ``inline`` (default: one tile, or one
     worker) means the tiles run in the calling process, with no pool to start."""
     kind = spec.kind
-    durations = sorted((rates.tile_seconds(t.flops, t.bytes_in + t.bytes_out, kind=kind, compiled=compiled)
-                        for t in plan.tiles), reverse=True)
+    # Local reads are memory-mapped slices: a tile touches its blocks, not whole rows.
+    durations = sorted((rates.tile_seconds(t.flops, block_bytes_in(spec, t) + t.bytes_out, kind=kind,
+                                           compiled=compiled) for t in plan.tiles), reverse=True)
     if inline is None:
         inline = workers <= 1 or len(durations) <= 1
     merge = rates.tile_overhead_s + verify_bytes(spec) / (rates.verify_mb_s * 1e6)

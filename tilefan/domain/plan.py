@@ -16,6 +16,7 @@ import numpy as np
 from tilefan.domain.routing import (
     AUTO,
     LAMBDA,
+    PANEL_READ_CHUNK_BYTES,
     SPOT,
     CostEstimate,
     RoutePolicy,
@@ -24,8 +25,9 @@ from tilefan.domain.routing import (
     estimate_cost,
     lambda_seconds,
     spot_seconds,
+    stored_read_bytes,
 )
-from tilefan.domain.spec import AtomsSpec, JobSpec, Kind, MatrixSpec
+from tilefan.domain.spec import AtomsSpec, JobSpec, Kind, MatrixInput, MatrixSpec, StoredMatrix
 from tilefan.domain.tiling import Region, num_tiles, region_size, tile_region
 
 # Flops charged per atom–point pair: two subtractions, three multiply-adds, a reciprocal
@@ -121,6 +123,20 @@ def tiles_total(spec: JobSpec) -> int:
     return num_tiles(output_shape(spec), spec.tile)
 
 
+def _input_read(m: MatrixInput, rows: int, cols: int, item: int) -> tuple[int, int]:
+    """Bytes a tile reads for a ``rows × cols`` block of input ``m``, and the memory that
+    reading adds beyond the block itself. A stored matrix is read by whole rows (in chunks
+    of PANEL_READ_CHUNK_BYTES when the block is narrower than the matrix); a generated one
+    reads nothing, but its block is charged as if read, as it always was."""
+    if not isinstance(m, StoredMatrix):
+        return rows * cols * item, 0
+    size = np.dtype(m.dtype).itemsize
+    width = m.shape[1]
+    read = stored_read_bytes(rows, cols, width, size)
+    chunk = min(read, max(PANEL_READ_CHUNK_BYTES, width * size)) if cols < width else 0
+    return read, chunk
+
+
 def _plan_matrix_tile(spec: MatrixSpec, tile_id: int, region: Region, policy: RoutePolicy) -> TilePlan:
     item = np.dtype(spec.dtype).itemsize
     (r0, r1), (c0, c1) = region
@@ -129,15 +145,33 @@ def _plan_matrix_tile(spec: MatrixSpec, tile_id: int, region: Region, policy: Ro
     if spec.kind is Kind.MATMUL:
         k = spec.a.shape[1]
         flops = 2 * rows * cols * k
-        bytes_in = (rows * k + k * cols) * item
-        # Inputs, the output block, and a contiguous copy of the B panel BLAS may take.
-        mem = bytes_in + units * item + k * cols * item
+        (a_read, a_chunk), (b_read, b_chunk) = _input_read(spec.a, rows, k, item), _input_read(spec.b, k, cols, item)
+        bytes_in = a_read + b_read
+        # The input panels, the output block, a contiguous copy of the B panel BLAS may
+        # take, and one chunk of whole rows while a stored panel is read.
+        mem = (rows * k + k * cols) * item + units * item + k * cols * item + max(a_chunk, b_chunk)
     else:
         flops = units
-        bytes_in = 2 * units * item
-        mem = 3 * units * item
+        (a_read, a_chunk) = _input_read(spec.a, rows, cols, item)
+        (b_read, b_chunk) = _input_read(spec.b, rows, cols, item)
+        bytes_in = a_read + b_read
+        mem = 3 * units * item + max(a_chunk, b_chunk)
     bytes_out = units * item
     return _tile(spec, tile_id, region, units, flops, bytes_in, bytes_out, mem, policy)
+
+
+def block_bytes_in(spec: JobSpec, tile: TilePlan) -> int:
+    """The input bytes a tile's blocks hold: what a memory-mapped local read touches. On S3
+    a stored input's block narrower than its matrix costs its whole rows (``bytes_in``)."""
+    if isinstance(spec, AtomsSpec):
+        return tile.bytes_in
+    item = np.dtype(spec.dtype).itemsize
+    (r0, r1), (c0, c1) = tile.region
+    rows, cols = r1 - r0, c1 - c0
+    if spec.kind is Kind.MATMUL:
+        k = spec.a.shape[1]
+        return (rows * k + k * cols) * item
+    return 2 * rows * cols * item
 
 
 def _plan_atoms_tile(spec: AtomsSpec, tile_id: int, region: Region, policy: RoutePolicy) -> TilePlan:
@@ -155,11 +189,13 @@ def _tile(
     policy: RoutePolicy,
 ) -> TilePlan:
     atoms = isinstance(spec, AtomsSpec)
+    precision = spec.precision if isinstance(spec, AtomsSpec) else "float64"
     io = bytes_in + bytes_out
-    route = choose_route(mem, flops, policy, io_bytes=io, atoms=atoms, force=spec.route)
+    route = choose_route(mem, flops, policy, io_bytes=io, atoms=atoms, precision=precision, force=spec.route)
     return TilePlan(
         tile_id, region, units, flops, bytes_in, bytes_out, mem, route,
-        lambda_s=lambda_seconds(flops, io, policy, atoms=atoms), spot_s=spot_seconds(flops, io, policy, atoms=atoms),
+        lambda_s=lambda_seconds(flops, io, policy, atoms=atoms, precision=precision),
+        spot_s=spot_seconds(flops, io, policy, atoms=atoms),
     )
 
 
@@ -197,9 +233,9 @@ def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
     spot plan's estimate and keep whichever is cheaper; a tie goes to Lambda, which has no
     boot time and no interruptions.
 
-    One tile of 10.5 TFLOP of atoms work: about 1,500 s on a Lambda (the C kernel), so it
+    One tile of 10.5 TFLOP of atoms work: about 1,100 s on a Lambda (the C kernel), so it
     routes to spot, where the compiled kernel takes about 210 s plus the worker's boot and
-    idle time. At the default spot price that is cheaper than four 378 s Lambdas, so the
+    idle time. At the default spot price that is cheaper than four 279 s Lambdas, so the
     tile stays; at $5 an hour it is not, and the tiles shrink until they fit:
 
     >>> from tilefan.domain.spec import RandomAtoms

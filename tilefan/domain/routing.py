@@ -25,6 +25,24 @@ ROUTES = (AUTO, LAMBDA, SPOT)
 TRANSITIONS_PER_TILE = 3
 TRANSITIONS_PER_JOB = 8
 
+# A stored matrix's column panel lies scattered along whole rows of its .npy object, so the
+# S3 blob store reads whole rows, in chunks of about this many bytes, and keeps only the
+# panel's columns: a tile's memory holds the panel and one chunk, and its reads cost every
+# byte of the rows (what the planner charges, ``stored_read_bytes``).
+PANEL_READ_CHUNK_BYTES = 64 << 20
+
+
+def stored_read_bytes(rows: int, cols: int, width: int, itemsize: int) -> int:
+    """Bytes read from a stored ``? × width`` matrix for a ``rows × cols`` block: whole rows
+    unless the block spans the full width.
+
+    >>> stored_read_bytes(65_536, 2_048, 65_536, 4) / 1e9  # a B column panel of a 65,536² matmul
+    17.179869184
+    >>> stored_read_bytes(10, 100, 100, 8)
+    8000
+    """
+    return rows * width * itemsize if cols < width else rows * cols * itemsize
+
 
 @dataclass(frozen=True)
 class RoutePolicy:
@@ -35,12 +53,14 @@ class RoutePolicy:
     time_margin: float = 0.5
     # Sustained NumPy rates of a full-size Lambda (about six vCPUs). GEMM uses them all:
     # PyWren-era measurements put one vCPU at 14–20 GFLOP/s. The atoms kernel on Lambda is
-    # the C kernel the package ships, on one core: its AVX2 build (the widest every Lambda
-    # x86 CPU runs) measured 0.48–1.08 G pairs/s in float64 on a shared machine and 1.90 on
-    # a nearly idle one (10 flops a pair; BENCHMARKS.md), planned at 0.7; float32 is about
-    # four times faster, not counted (docs/cost-model.md).
+    # the C kernel the package ships, on one thread, in its AVX2 build (assumed: every
+    # Lambda x86 CPU runs AVX2, not every one AVX-512). That build measured 1.89–1.90 G
+    # pairs/s in float64 and 5.6–8.3 in float32 on one Zen 5 thread here (10 flops a pair;
+    # docs/cost-model.md); a Lambda vCPU is a hyperthread of an older, lower-clocked server
+    # core, so the plan takes half the slower measurement: 0.95 and 2.8 G pairs/s.
     lambda_gflops: float = 60.0
-    lambda_atoms_gflops: float = 7.0
+    lambda_atoms_gflops: float = 9.5  # float64
+    lambda_atoms_f32_gflops: float = 28.0
     lambda_io_mb_s: float = 60.0  # S3 read/write per function: 30–100 MB/s measured
     lambda_overhead_s: float = 1.0  # start, import NumPy, one round trip per tile
     # A spot worker (the launch template's default c7i.4xlarge: 16 vCPUs, 32 GiB) runs the
@@ -77,8 +97,20 @@ def seconds(flops: int, io_bytes: int, gflops: float, io_mb_s: float) -> float:
     return flops / (gflops * 1e9) + io_bytes / (io_mb_s * 1e6)
 
 
-def lambda_seconds(flops: int, io_bytes: int, policy: RoutePolicy, *, atoms: bool = False) -> float:
-    gflops = policy.lambda_atoms_gflops if atoms else policy.lambda_gflops
+def lambda_seconds(
+    flops: int, io_bytes: int, policy: RoutePolicy, *, atoms: bool = False, precision: str = "float64",
+) -> float:
+    """Estimated run time of a Lambda tile: atoms work at the kernel's rate in ``precision``
+    (float64 unless the plan says float32), other work at the GEMM rate.
+
+    >>> p = RoutePolicy()
+    >>> lambda_seconds(10**11, 0, p, atoms=True) > lambda_seconds(10**11, 0, p, atoms=True, precision="float32")
+    True
+    """
+    if atoms:
+        gflops = policy.lambda_atoms_f32_gflops if precision == "float32" else policy.lambda_atoms_gflops
+    else:
+        gflops = policy.lambda_gflops
     return policy.lambda_overhead_s + seconds(flops, io_bytes, gflops, policy.lambda_io_mb_s)
 
 
@@ -93,7 +125,7 @@ def fits_lambda(mem_bytes: int, est_seconds: float, policy: RoutePolicy) -> bool
 
 def choose_route(
     mem_bytes: int, flops: int, policy: RoutePolicy, *, io_bytes: int = 0, atoms: bool = False,
-    force: str = AUTO,
+    precision: str = "float64", force: str = AUTO,
 ) -> str:
     """``lambda`` when the tile fits a Lambda with the margins kept, else ``spot``;
     ``force`` (a job's route override) wins whatever the estimates say.
@@ -109,7 +141,8 @@ def choose_route(
     """
     if force in (LAMBDA, SPOT):
         return force
-    return LAMBDA if fits_lambda(mem_bytes, lambda_seconds(flops, io_bytes, policy, atoms=atoms), policy) else SPOT
+    est = lambda_seconds(flops, io_bytes, policy, atoms=atoms, precision=precision)
+    return LAMBDA if fits_lambda(mem_bytes, est, policy) else SPOT
 
 
 # --------------------------------------------------------------------------- cost

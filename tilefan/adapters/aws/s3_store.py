@@ -25,6 +25,7 @@ from tilefan.adapters.aws.s3_uploads import SealedUploads
 from tilefan.adapters.npy_header import NpyHeader, from_npy, header_length, parse_header, to_npy
 from tilefan.domain.assembly import PartLimits
 from tilefan.domain.regions import clip, row_byte_range, sizes
+from tilefan.domain.routing import PANEL_READ_CHUNK_BYTES
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, StoreError
 
 # Enough for the header of any array up to a few dozen dimensions; a longer header
@@ -191,9 +192,11 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
             head = self._get(obj, label, 0, needed - 1, etag)
         return parse_header(head, label)
 
-    def _leading_rows(self, obj: ObjectRef, label: str, rows: tuple[int, int]) -> np.ndarray:
+    def _leading_rows(
+        self, obj: ObjectRef, label: str, rows: tuple[int, int], h: NpyHeader | None = None,
+    ) -> np.ndarray:
         """Rows ``rows`` along the first axis, by one ranged GET when the layout allows."""
-        h = self._header(obj, label)
+        h = h or self._header(obj, label)
         if not h.rows_readable:
             # Rows of a Fortran-ordered array are scattered through the object.
             return self._whole(obj, label)[rows[0] : rows[1]]
@@ -215,8 +218,24 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
         return h.shape, h.dtype.name
 
     def read_rows(self, key: str, rows: tuple[int, int], cols: tuple[int, int] | None = None) -> np.ndarray:
-        block = self._leading_rows(self._obj(key), key, rows)
-        return block if cols is None else block[:, cols[0] : cols[1]]
+        obj = self._obj(key)
+        if cols is None:
+            return self._leading_rows(obj, key, rows)
+        h = self._header(obj, key)
+        if not h.rows_readable or len(h.shape) != 2:
+            return self._leading_rows(obj, key, rows, h)[:, cols[0] : cols[1]]
+        # A column panel's cells are scattered along whole rows, so whole rows are read (the
+        # planner charges every byte of them), in chunks of about PANEL_READ_CHUNK_BYTES
+        # copied into the panel: memory holds the panel and one chunk, not every full row.
+        [span] = clip([rows], h.shape[:1])
+        [width] = clip([cols], h.shape[1:])
+        panel = np.empty((span[1] - span[0], width[1] - width[0]), dtype=h.dtype)
+        step = max(1, PANEL_READ_CHUNK_BYTES // max(1, h.row_bytes))
+        for start in range(span[0], span[1], step):
+            stop = min(start + step, span[1])
+            chunk = self._leading_rows(obj, key, (start, stop), h)
+            panel[start - span[0] : stop - span[0]] = chunk[:, width[0] : width[1]]
+        return panel
 
     def read_array(self, key: str) -> np.ndarray:
         return self._whole(self._obj(key), key)
