@@ -15,7 +15,8 @@ Events and results (the contract with the state machine):
   packaged Distributed Map's ItemBatcher, ``{Items: [tile items], BatchInput: {execution_id, ...}}``
   → ``{job_id, tiles: [{tile_id, recorded, outcome}], spot_items}`` (``tilefan.pipeline.tile_batch``)
 - reduce: ``{job_id, execution_id}`` → ``{job_id, status}``
-- mark_failed: ``{job_id, execution_id, error: {Error, Cause}}`` → ``{job_id, status}``
+- mark_failed: ``{job_id, execution_id, error: {Error, Cause}}`` → ``{job_id, status}``; or an
+  execution's end from EventBridge → ``{job_id, status, changed}`` (``pipeline.execution_end``)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from tilefan.domain.records import Status
 from tilefan.domain.routing import SPOT
 from tilefan.errors import CapacityError, JobNotFoundError
 from tilefan.pipeline import event_fields as fields
+from tilefan.pipeline import execution_end
 from tilefan.pipeline.error_codec import error_body, error_from_state
 from tilefan.pipeline.inputs import items_key
 from tilefan.pipeline.lifecycle import fail_job
@@ -198,6 +200,8 @@ def reduce_handler(event: Any, context: Any) -> dict[str, Any]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def mark_failed_handler(event: Any, context: Any) -> dict[str, Any]:
+    if execution_end.is_execution_event(event):
+        return _execution_ended(event)
     job_id, _ = _begin(event, context)
     error = error_body(error_from_state(fields.state_error(event)))
     ports = get_ports()
@@ -212,6 +216,17 @@ def mark_failed_handler(event: Any, context: Any) -> dict[str, Any]:
         metrics.add_metric(name="jobs_failed", unit=MetricUnit.Count, value=1)
     logger.info("job failed", extra={"error": error, "status": status})
     return {"job_id": job_id, "status": status}
+
+
+def _execution_ended(event: Mapping[str, Any]) -> dict[str, Any]:
+    """An execution ended without marking its job (timed out, aborted, ...): end the job, once."""
+    ended = execution_end.parse(event)
+    status, changed = execution_end.settle(get_ports(), ended)
+    if changed and status == Status.FAILED.value:
+        metrics.add_metric(name="jobs_failed", unit=MetricUnit.Count, value=1)
+    logger.info("execution ended", extra={"job_id": ended.job_id, "execution_status": ended.status,
+                                          "status": status, "changed": changed})
+    return {"job_id": ended.job_id, "status": status, "changed": changed}
 
 
 # --------------------------------------------------------------------------- pure helpers

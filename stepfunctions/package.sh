@@ -85,7 +85,7 @@ PY
 "$PYTHON" stepfunctions/smoke_package.py "$OUT/deployment.zip"
 # The alarms and the dashboard name real resources of the template that is deployed.
 TILEFAN_SAM_JSON="$OUT/sam.json" "$PYTHON" -m pytest -q -p no:cacheprovider --no-header \
-    tests/unit/test_observability.py
+    tests/unit/test_observability.py tests/unit/test_execution_end_rule.py
 # Informational checks too (I3011: stateful resources must say what happens on delete).
 "$CFN_LINT" --include-checks I -- "$OUT/sam.json"
 # The spot workers' package (docs/spot.md): wheelhouse.sh (make wheelhouse) adds the locked

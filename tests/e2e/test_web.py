@@ -1,8 +1,10 @@
 """The web page in a real headless browser: Debian's chromium driven by Playwright.
 
 The form submits an atoms job with its grid size and atom count; the job page shows the
-progress bar and the Gantt chart while tiles run, then the minimum (compared with the API's
-answer) and the heat map; a matmul run from uploaded files shows its checksums; the job
+progress bar and the Gantt chart while tiles run (one bar per attempt at a tile), then the
+minimum (compared with the API's answer) and the heat map; failed and lost attempts,
+injected into a real report on its way to the page, are drawn apart and in the legend;
+a matmul run from uploaded files shows its checksums; the job
 list and Swagger UI load with no request leaving the server. Screenshots go to
 ``TILEFAN_SCREENSHOTS`` when that is set (the README's images come from here).
 """
@@ -22,6 +24,7 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from tests.e2e.serve_process import serving
+from tests.helpers import wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -60,6 +63,16 @@ GANTT_PAINT = ("() => { const c = document.getElementById('gantt');"
                " return n; }")
 
 
+# What the page says it drew (data attributes the chart sets on its canvas).
+DRAWN = "c => ({bars: +c.dataset.bars, tiles: +c.dataset.tiles, failed: +c.dataset.failed})"
+# How many pixels of the Gantt chart are painted in the failed attempts' red (#c44e52).
+RED_PAINT = ("() => { const c = document.getElementById('gantt');"
+             " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+             " let n = 0; for (let i = 0; i < d.length; i += 4)"
+             " if (Math.abs(d[i] - 196) < 12 && Math.abs(d[i+1] - 78) < 12 && Math.abs(d[i+2] - 82) < 12) n++;"
+             " return n; }")
+
+
 def shot(pg: Any, name: str) -> None:
     if SHOTS is not None:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -95,9 +108,63 @@ def test_atoms_from_the_form_live_page_and_result(base: str, page: Any) -> None:
     assert f"({', '.join(str(i) for i in result['min_index'])})" in facts
     assert f"{result['min_value']:.10g}"[:8] in facts
     assert page.eval_on_selector("#heatmap", "c => c.width") > 100
-    # The Gantt chart has a row per worker and coloured bars.
+    # The Gantt chart has a row per worker and coloured bars: one per attempt at a tile.
     assert page.evaluate(GANTT_PAINT) > 500
+    drawn = page.eval_on_selector("#gantt", DRAWN)
+    report = api(base, f"/jobs/{job_id}/report")
+    started = [a for a in report["attempts"] if a["started_at"] is not None]
+    assert drawn["bars"] == len(started) >= drawn["tiles"] == report["summary"]["tiles_total"] > 1
+    assert drawn["failed"] == sum(a["status"] in ("failed", "lost") for a in started)
     shot(page, "web-result.png")
+
+
+def post(base: str, path: str, body: Any) -> Any:
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_failed_and_lost_attempts_are_drawn_apart_with_a_legend(base: str, page: Any) -> None:
+    job_id = post(base, "/jobs", {"kind": "add", "a": {"shape": "64x64"}, "b": {"shape": "64x64"},
+                                  "tile": 32})["job_id"]
+    wait_until(lambda: api(base, f"/jobs/{job_id}")["status"] == "SUCCEEDED", f"job {job_id} to succeed", 30.0)
+    report = api(base, f"/jobs/{job_id}/report")
+    first = min(report["attempts"], key=lambda a: a["started_at"])
+    t = first["started_at"]
+    # Before the tile's counted attempt: one that failed on the same worker, and one whose
+    # worker died (no end: its bar ends where the next attempt began).
+    extra = [{**first, "attempt": 0, "status": "failed", "started_at": t - 0.6, "finished_at": t - 0.3,
+              "error": "boom"},
+             {**first, "attempt": 0, "status": "lost", "worker": "local-dead", "started_at": t - 0.3,
+              "finished_at": None, "duration_s": None, "error": "its worker died"}]
+    page.route(f"**/jobs/{job_id}/report", lambda route: route.fulfill(
+        response=route.fetch(), json={**report, "attempts": extra + report["attempts"]}))
+    try:
+        page.goto(f"{base}/ui/jobs/{job_id}")
+        page.wait_for_function("() => document.getElementById('gantt').dataset.failed === '2'", timeout=30_000)
+    finally:
+        page.unroute(f"**/jobs/{job_id}/report")
+    drawn = page.eval_on_selector("#gantt", DRAWN)
+    assert drawn == {"bars": len(report["attempts"]) + 2, "tiles": 4, "failed": 2}
+    assert page.evaluate(RED_PAINT) > 100  # the failed bar's fill, the lost one's outline and hatch
+    legend = page.locator("#gantt-legend .key").evaluate_all("keys => keys.map(k => k.dataset.label)")
+    assert legend == ["lambda", "failed", "lost (worker died)"], legend
+
+
+def test_the_charts_bars_map_attempts_as_runtime_png_does(base: str, page: Any) -> None:
+    page.goto(base + "/ui/jobs")
+    bars = page.evaluate("""() => tilefan.ganttBars({attempts: [
+        {tile_id: 0, attempt: 1, status: "lost", started_at: 1, finished_at: null, worker: "w1", route: "lambda"},
+        {tile_id: 0, attempt: 2, status: "done", started_at: 4, finished_at: 6, worker: "w2", route: "lambda"},
+        {tile_id: 1, attempt: 1, status: "failed", started_at: 2, finished_at: 3, worker: "w1", route: "lambda"},
+        {tile_id: 1, attempt: 2, status: "running", started_at: 5, finished_at: null, worker: "w1", route: "lambda"},
+        {tile_id: 2, attempt: 1, status: "lost", started_at: 2, finished_at: null, worker: "w3", route: "lambda"},
+        {tile_id: 3, attempt: 1, status: "running", started_at: null, finished_at: null, worker: null, route: null},
+      ]}).map(b => [b.tile_id, b.status, b.started_at, b.end])""")
+    # A lost attempt ends where its tile's next began (one with no next is not drawn), a
+    # running one at the latest moment the report knows, one not yet started not at all.
+    assert bars == [[0, "lost", 1, 4], [0, "done", 4, 6], [1, "failed", 2, 3], [1, "running", 5, 6]]
 
 
 def test_matmul_from_uploaded_files_shows_checksums(base: str, page: Any, tmp_path: Path) -> None:

@@ -33,12 +33,24 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 _COMPONENTS: tuple[type[BaseModel], ...] = (
     JobRequest, Job, JobPage, Report, UploadRequest, UploadTarget, UploadStored, UploadComplete, Error,
 )
-_ERRORS = {400: "invalid input", 401: "missing or wrong token", 403: "not allowed (Host, or IAM)",
+_ERRORS = {400: "invalid input, or a malformed request", 401: (
+               "no or a wrong token (tilefan serve off loopback); no authenticated identity (AWS)"),
+           403: "not allowed (Host, or IAM)",
            404: "unknown job, upload or output", 405: "method not allowed",
+           408: "the request did not arrive within its deadline (tilefan serve)",
            409: "not in a state that allows this", 410: "upload ID expired",
            413: "request body too large", 415: "unsupported content type",
-           429: "the caller already has TILEFAN_MAX_CONCURRENT_JOBS jobs queued or running", 500: "the backend failed",
-           501: "needs an optional extra"}
+           429: "too many requests (AWS: API Gateway's throttling)",
+           431: "request headers too large (tilefan serve)", 500: "the backend failed",
+           501: "needs an optional extra, or a transfer encoding tilefan serve does not take"}
+# What any operation may answer before (or whatever) its route does: the HTTP front end
+# refuses a malformed request (400), a late one (408), a body over its cap (413),
+# oversized headers (431) or an unknown transfer encoding (501); Chalice a body type the
+# route does not take (415, on every route); the access check a request without the token
+# (401) or for another Host (403); API Gateway an unsigned request (403), one without an
+# identity (401) or too many at once (429).
+FRONT_ERRORS = (400, 401, 403, 408, 413, 415, 429, 431, 500, 501)
+_JOB_CAP = "the caller already has TILEFAN_MAX_CONCURRENT_JOBS jobs queued or running, or API Gateway's throttling"
 _MAX_PAGE = 100  # as JobService.list enforces
 _SECURITY_SCHEMES = {
     "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
@@ -60,9 +72,12 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 
 def _answers(status: int, model: type[BaseModel], description: str, *errors: int) -> dict[str, Any]:
     """An operation's responses: its success, the listed errors, and 500."""
-    out = {str(status): _json(model, description)}
-    out.update({str(code): _json(Error, _ERRORS[code]) for code in (*errors, 500)})
-    return out
+    return {str(status): _json(model, description), **_errors(*errors)}
+
+
+def _errors(*errors: int) -> dict[str, Any]:
+    """The listed errors and the front end's, in the error shape, by status."""
+    return {str(code): _json(Error, _ERRORS[code]) for code in sorted({*errors, *FRONT_ERRORS})}
 
 
 def _path_param(name: str) -> dict[str, Any]:
@@ -83,7 +98,7 @@ def _download(what: str) -> dict[str, Any]:
                 "schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
             "307": {"description": "a presigned URL to GET the file from", "headers": {
                 "Location": {"schema": {"type": "string"}}}},
-            "404": _json(Error, _ERRORS[404]), "500": _json(Error, _ERRORS[500]),
+            **_errors(404),
         },
     }}
 
@@ -95,7 +110,7 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "summary": "Submit a job",
                 "requestBody": _body("SubmitJob"),
-                "responses": _answers(202, Job, "accepted", 400, 413, 415, 429),
+                "responses": {**_answers(202, Job, "accepted", 400, 413, 415), "429": _json(Error, _JOB_CAP)},
             },
             "get": {
                 "summary": "The caller's recent jobs, newest first",
@@ -145,7 +160,8 @@ def _paths() -> dict[str, Any]:
         **_web_paths(job_id),
         "/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": {
-                "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}},
+                "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}},
+                **_errors()}},
         },
     }
 
@@ -155,7 +171,7 @@ def _web_paths(job_id: dict[str, Any]) -> dict[str, Any]:
 
     def get(summary: str, types: tuple[str, ...], *errors: int, params: tuple[str, ...] = ()) -> dict[str, Any]:
         ok = {"description": summary, "content": {t: {"schema": {"type": "string"}} for t in types}}
-        out = {"200": ok, **{str(code): _json(Error, _ERRORS[code]) for code in (*errors, 500)}}
+        out = {"200": ok, **_errors(*errors)}
         return {"get": {"summary": summary, "parameters": [_path_param(p) for p in params], "responses": out}}
 
     html = ("text/html",)
@@ -173,7 +189,7 @@ def _web_paths(job_id: dict[str, Any]) -> dict[str, Any]:
         "/jobs/{job_id}/slice": {"get": {
             "summary": "An atoms job's potential on the plane through its minimum (for the heat map)",
             "parameters": [job_id],
-            "responses": {"200": slice_ok, **{str(c): _json(Error, _ERRORS[c]) for c in (400, 404, 409, 500)}}}},
+            "responses": {"200": slice_ok, **_errors(404, 409)}}},
         "/jobs/{job_id}/report/{name}": get(
             "The report as a file: logs.csv, error.csv, performance.txt or runtime.png",
             ("text/csv", "text/plain", "image/png"), 404, 501, params=("job_id", "name")),

@@ -76,31 +76,106 @@ const tilefan = (() => {
     });
   }
 
+  // As runtime.png (gantt.py): counted attempts in their route's colour, a failed attempt
+  // red and hatched, a lost one (its worker died) a dashed hatched outline, one that
+  // computed without counting (a duplicate, or cancelled with its job) grey.
   const COLOURS = { lambda: "#4c72b0", spot: "#dd8452", local: "#55a868" };
+  const FAILED = "#c44e52", UNCOUNTED = "#b0b0b0";
+  const MARKED = { failed: "failed", lost: "lost (worker died)", duplicate: "duplicate", cancelled: "cancelled",
+                   running: "running" };
+  const known = (x) => x !== null && x !== undefined;
 
-  function drawGantt(canvas, tiles) {
-    const done = tiles.filter((t) => t.started_at !== null && t.finished_at !== null);
-    const workers = [...new Set(done.map((t) => t.worker || "?"))].sort();
+  // One bar per attempt at a tile with a start: a lost attempt ends where its tile's next
+  // began, a running one at the report's latest moment (its bar grows as the job runs).
+  function ganttBars(report) {
+    const attempts = report.attempts || report.tiles;  // an older server's report: one per tile
+    const stamps = attempts.flatMap((a) => [a.started_at, a.finished_at]).filter(known);
+    const latest = stamps.length ? Math.max(...stamps) : 0;
+    const bars = [];
+    for (const a of attempts) {
+      if (!known(a.started_at)) continue;
+      let end = a.finished_at;
+      if (!known(end) && a.status === "lost") {
+        const later = attempts.filter((b) => b.tile_id === a.tile_id && known(b.started_at) && b.started_at > a.started_at);
+        end = later.length ? Math.min(...later.map((b) => b.started_at)) : null;
+      }
+      if (!known(end) && a.status === "running") end = latest;
+      if (known(end)) bars.push({ ...a, end });
+    }
+    return bars;
+  }
+
+  function barStyle(bar) {
+    if (bar.status === "failed") return { fill: FAILED, hatch: "#ffffff" };
+    if (bar.status === "lost") return { fill: null, hatch: FAILED, outline: FAILED };
+    if (bar.status === "duplicate" || bar.status === "cancelled") return { fill: UNCOUNTED };
+    return { fill: COLOURS[bar.route] || "#8172b2", alpha: bar.status === "running" ? 0.45 : 1 };
+  }
+
+  function paintBar(g, style, x, y, w, h) {
+    g.save();
+    g.globalAlpha = style.alpha || 1;
+    if (style.fill) { g.fillStyle = style.fill; g.fillRect(x, y, w, h); }
+    if (style.hatch) {
+      g.beginPath(); g.rect(x, y, w, h); g.clip();
+      g.strokeStyle = style.hatch; g.lineWidth = 1.5;
+      g.beginPath();
+      for (let d = -h; d < w; d += 6) { g.moveTo(x + d, y + h); g.lineTo(x + d + h, y); }
+      g.stroke();
+    }
+    if (style.outline) {
+      g.setLineDash([4, 3]); g.strokeStyle = style.outline; g.lineWidth = 1.5;
+      g.strokeRect(x + 0.75, y + 0.75, w - 1.5, h - 1.5);
+    }
+    g.restore();
+  }
+
+  function ganttLegend(box, bars) {
+    const keys = Object.entries(COLOURS).filter(([route]) => bars.some(
+      (b) => b.route === route && (b.status === "done" || b.status === "running"))).map(([route, fill]) => [route, { fill }]);
+    for (const [status, label] of Object.entries(MARKED)) {
+      const first = bars.find((b) => b.status === status);  // a running bar keeps its route's colour
+      if (first) keys.push([label, barStyle(first)]);
+    }
+    box.innerHTML = "";
+    for (const [label, style] of keys) {
+      const key = document.createElement("span"), swatch = document.createElement("canvas");
+      key.className = "key"; key.dataset.label = label;
+      swatch.width = 18; swatch.height = 12;
+      paintBar(swatch.getContext("2d"), style, 0, 0, 18, 12);
+      key.append(swatch, label);
+      box.append(key);
+    }
+  }
+
+  function drawGantt(canvas, report) {
+    const bars = ganttBars(report);
+    const workers = [...new Set(bars.map((b) => b.worker || "?"))].sort();
+    const tiles = new Set(bars.map((b) => b.tile_id)).size;
+    // What is drawn, for tests and tools: bars, tiles, failed or lost attempts.
+    Object.assign(canvas.dataset, { bars: bars.length, tiles,
+                                    failed: bars.filter((b) => b.status === "failed" || b.status === "lost").length });
+    if (canvas.nextElementSibling && canvas.nextElementSibling.id === "gantt-legend") ganttLegend(canvas.nextElementSibling, bars);
     const rowH = 26, left = 120, top = 8;
     canvas.height = Math.max(60, top * 2 + rowH * workers.length + 20);
     const g = canvas.getContext("2d");
     g.clearRect(0, 0, canvas.width, canvas.height);
-    if (!done.length) { g.fillText("no tile has finished yet", 10, 30); return; }
-    const t0 = Math.min(...done.map((t) => t.started_at));
-    const span = Math.max(...done.map((t) => t.finished_at)) - t0 || 1;
+    if (!bars.length) { g.fillText("no tile has started yet", 10, 30); return; }
+    const t0 = Math.min(...bars.map((b) => b.started_at));
+    const span = Math.max(...bars.map((b) => b.end)) - t0 || 1;
     const scale = (canvas.width - left - 10) / span;
     g.font = "12px system-ui, sans-serif";
     workers.forEach((w, row) => {
       g.fillStyle = "#1d2430";
       g.fillText(w, 6, top + row * rowH + 17);
-      for (const t of done.filter((t) => (t.worker || "?") === w)) {
-        g.fillStyle = t.status === "failed" ? "#c44e52" : COLOURS[t.route] || "#8172b2";
-        g.fillRect(left + (t.started_at - t0) * scale, top + row * rowH + 3,
-                   Math.max(1.5, (t.finished_at - t.started_at) * scale - 1), rowH - 6);
-      }
+      for (const b of bars.filter((b) => (b.worker || "?") === w))
+        paintBar(g, barStyle(b), left + (b.started_at - t0) * scale, top + row * rowH + 3,
+                 Math.max(1.5, (b.end - b.started_at) * scale - 1), rowH - 6);
     });
     g.fillStyle = "#5b6675";
-    g.fillText(`0 – ${span.toFixed(2)} s after the first tile started`, left, canvas.height - 6);
+    const retries = bars.length - tiles;
+    g.fillText(`0 – ${span.toFixed(2)} s after the first tile started` + (retries ? `; ${retries} more attempts` : ""),
+               left, canvas.height - 6);
   }
 
   // A perceptual ramp (dark blue → green → yellow), enough to read a potential's valleys.
@@ -182,7 +257,7 @@ const tilefan = (() => {
         const ended = ["SUCCEEDED", "FAILED", "CANCELLED"].includes(job.status);
         if (ended || Date.now() - lastReport > 700) {
           lastReport = Date.now();
-          drawGantt($("gantt"), (await api("GET", `/jobs/${id}/report`)).tiles);
+          drawGantt($("gantt"), await api("GET", `/jobs/${id}/report`));
         }
         if (job.status === "SUCCEEDED") return showResult(job);
         if (ended) { $("error").textContent = job.error ? job.error.message : job.status; return; }
@@ -213,5 +288,5 @@ const tilefan = (() => {
     }
   }
 
-  return { formPage, jobPage, listPage };
+  return { formPage, jobPage, listPage, ganttBars };
 })();
