@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -22,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_serve import answers, free_port
+from tests.e2e.served import TILEFAN, answers, free_port
 from tests.helpers import wait_until
 
-TILEFAN = Path(sys.executable).with_name("tilefan")
 MARK = "TILEFAN_E2E_MARK"
 
 

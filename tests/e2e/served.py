@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.test_serve import START_DEADLINE_S, TILEFAN, free_port
 from tests.helpers import wait_until
+
+TILEFAN = Path(sys.executable).with_name("tilefan")
+START_DEADLINE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,22 @@ class Served:
 
     def log_text(self) -> str:
         return self.log.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def answers(base: str) -> bool:
+    """Whether the server at ``base`` serves its OpenAPI document (200)."""
+    try:
+        with urllib.request.urlopen(base + "/openapi.json", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
 
 
 def _answers(port: int) -> bool:

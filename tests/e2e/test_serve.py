@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,12 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.e2e.served import serve
 from tests.helpers import argmin_index, brute_force_phi, random_pair, wait_until
 from tilefan.domain.randgen import random_atoms
 from tilefan.domain.spec import RandomAtoms
-
-TILEFAN = Path(sys.executable).with_name("tilefan")
-START_DEADLINE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -61,48 +55,11 @@ class Server:
         return wait_until(ended, f"job {job_id} to end (server log: {self.log})", timeout, interval=0.05)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def answers(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(base + "/openapi.json", timeout=1) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    assert TILEFAN.exists(), f"the tilefan command is not installed next to {sys.executable}"
     root = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
-    env.update({"TILEFAN_HOME": str(root / "home"), "TILEFAN_WORKERS": "2"})
-    log = root / "server.log"
-    with open(log, "wb") as log_fp:
-        proc = subprocess.Popen([str(TILEFAN), "serve", "--port", str(port)], cwd=root, env=env,
-                                stdout=log_fp, stderr=subprocess.STDOUT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            assert proc.poll() is None, f"tilefan serve exited with {proc.returncode}: {log.read_text()}"
-            return answers(base)
-
-        wait_until(up, "tilefan serve to answer", START_DEADLINE_S, interval=0.1)
-        yield Server(base, root, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    with serve(root, workers=2) as served:
+        yield Server(f"http://127.0.0.1:{served.port}", root, served.log)
 
 
 def test_matmul_over_http_gives_numpys_answer(server: Server) -> None:
