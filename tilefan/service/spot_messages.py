@@ -128,18 +128,25 @@ class Mailbox:
         notice = notice or SpotNotice("unknown", "")
         cause = state_cause(INTERRUPTED_ERROR, f"{self.worker} got a spot interruption notice "
                             f"({notice.action} at {notice.time or 'unknown time'}); tile {task.tile_id} handed back")
+        if self._fail_token(message, task, INTERRUPTED_ERROR, cause, log):
+            logger.warning("tile handed back", extra=log)
+        return HANDED_BACK
+
+    def _fail_token(self, message: QueueMessage, task: TileTask, error: str, cause: str, log: dict[str, Any]) -> bool:
+        """Fail the tile's task token and drop its message; if the token cannot be failed,
+        release the message instead (Step Functions still waits on that token: let another
+        worker pick it up now) and return False."""
         try:
-            self.tokens.fail(task.token, INTERRUPTED_ERROR, cause)
+            self.tokens.fail(task.token, error, cause)
         except TilefanError as exc:
-            # Step Functions still waits on this token: let another worker pick it up now.
-            logger.warning("could not hand the tile back; releasing the message", extra={**log, "error": str(exc)})
+            logger.warning("could not fail the tile's token; releasing the message",
+                           extra={**log, "error": str(exc), "state_error": error})
             self.release(message)
-            return HANDED_BACK
+            return False
         # The token is closed and the state machine's retry sends a fresh message; the old
         # one would only hand out a dead token.
         self.delete(message)
-        logger.warning("tile handed back", extra=log)
-        return HANDED_BACK
+        return True
 
     def dead_letter(
         self, message: QueueMessage, reason: str, live_token: str | None, exc: BaseException | None
@@ -170,14 +177,8 @@ class Mailbox:
     def abandon(self, message: QueueMessage, task: TileTask, limit_s: float, log: dict[str, Any]) -> str:
         """Give up on a tile past its wall-clock limit: fail its token, drop its message."""
         cause = state_cause(TIMED_OUT_ERROR, f"{self.worker} abandoned tile {task.tile_id} after {limit_s:g} s")
-        try:
-            self.tokens.fail(task.token, TIMED_OUT_ERROR, cause)
-        except TilefanError as exc:
-            logger.warning("could not fail the abandoned tile's token", extra={**log, "error": str(exc)})
-            self.release(message)
-            return ABANDONED
-        self.delete(message)
-        logger.error("tile abandoned past its time limit", extra={**log, "limit_s": limit_s})
+        if self._fail_token(message, task, TIMED_OUT_ERROR, cause, log):
+            logger.error("tile abandoned past its time limit", extra={**log, "limit_s": limit_s})
         return ABANDONED
 
     def release(self, message: QueueMessage) -> None:
