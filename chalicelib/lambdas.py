@@ -157,13 +157,16 @@ def tile_handler(event: Any, context: Any) -> dict[str, Any]:
     tile_id = fields.integer(event, "tile_id")
     logger.append_keys(tile_id=tile_id)
     tracer.put_annotation("tile_id", str(tile_id))
-    run = run_tile(
-        get_ports(), job_id, tile_id,
-        worker=f"lambda:{getattr(context, 'aws_request_id', None) or 'unknown'}", route="lambda",
-        atoms_kernel=_atoms_kernel(),
-    )
-    _tile_metrics(run)
+    run = _lambda_tile(job_id, tile_id, context)
     return {"job_id": job_id, "tile_id": tile_id, "recorded": run.recorded}
+
+
+def _lambda_tile(job_id: str, tile_id: int, context: Any) -> TileRun:
+    """Run one tile on this Lambda (alone or in a batch) and count it in the metrics."""
+    worker = f"lambda:{getattr(context, 'aws_request_id', None) or 'unknown'}"
+    run = run_tile(get_ports(), job_id, tile_id, worker=worker, route="lambda", atoms_kernel=_atoms_kernel())
+    _tile_metrics(run)
+    return run
 
 
 def _tile_batch(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -173,14 +176,10 @@ def _tile_batch(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     items = batch_items(event)
     logger.append_keys(job_id=items[0].job_id, request_id=getattr(context, "aws_request_id", None))
     tracer.put_annotation("job_id", items[0].job_id)
-    worker = f"lambda:{getattr(context, 'aws_request_id', None) or 'unknown'}"
 
     def one(item: BatchItem) -> TileRun:
         logger.append_keys(tile_id=item.tile_id)
-        run = run_tile(get_ports(), item.job_id, item.tile_id, worker=worker, route="lambda",
-                       atoms_kernel=_atoms_kernel())
-        _tile_metrics(run)
-        return run
+        return _lambda_tile(item.job_id, item.tile_id, context)
 
     out = run_batch(items, one)
     logger.info("tile batch done", extra={"tiles": len(out["tiles"]), "spot_items": len(out["spot_items"])})

@@ -27,6 +27,7 @@ from tilefan.domain.models_api import (
     UploadTarget,
 )
 from tilefan.entrypoints.openapi_submit import add_submit_schemas
+from tilefan.service.jobs import MAX_PAGE  # what JobService.list enforces
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # Every model a route names; the schemas they refer to come along.
@@ -51,7 +52,6 @@ _ERRORS = {400: "invalid input, or a malformed request", 401: (
 # identity (401) or too many at once (429).
 FRONT_ERRORS = (400, 401, 403, 408, 413, 415, 429, 431, 500, 501)
 _JOB_CAP = "the caller already has TILEFAN_MAX_CONCURRENT_JOBS jobs queued or running, or API Gateway's throttling"
-_MAX_PAGE = 100  # as JobService.list enforces
 _SECURITY_SCHEMES = {
     "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
               "description": "AWS: a SigV4-signed request (API Gateway's IAM authorizer); the default"},
@@ -115,7 +115,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "The caller's recent jobs, newest first",
                 "parameters": [
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": _MAX_PAGE,
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
                                                                 "default": 20}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 ],

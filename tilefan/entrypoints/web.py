@@ -42,22 +42,19 @@ def _file(path: Path) -> Response:
 
 
 def _not_found(what: str) -> Response:
-    return Response(body={"error": {"code": "not_found", "message": f"no such page: {what}"}}, status_code=404,
-                    headers={"Content-Type": "application/json"})
+    return rest._error(404, {"code": "not_found", "message": f"no such page: {what}"})
 
 
 def _needs_extra(extra: str, what: str) -> Response:
     message = f"{what} needs the {extra} extra: pip install 'tilefan[{extra}]'"
-    return Response(body={"error": {"code": "extra_missing", "message": message}}, status_code=501,
-                    headers={"Content-Type": "application/json"})
+    return rest._error(501, {"code": "extra_missing", "message": message})
 
 
 def _guarded(fn: Callable[[], Response]) -> Response:
     try:
         return fn()
     except TilefanError as exc:
-        status, body = http_error(exc)
-        return Response(body={"error": body}, status_code=status, headers={"Content-Type": "application/json"})
+        return rest._error(*http_error(exc))
 
 
 @web.route("/", methods=["GET"], authorizer=rest.AUTH)
@@ -110,12 +107,11 @@ def job_slice(job_id: str) -> Response:
 
     service = rest.get_service()
 
-    def answer() -> Response:
+    def answer() -> dict[str, Any]:
         service.ports.jobs.get_job(job_id, rest.caller())  # someone else's job: not found
-        return Response(body=atoms_slice(service.ports, job_id), status_code=200,
-                        headers={"Content-Type": "application/json"})
+        return atoms_slice(service.ports, job_id)
 
-    return _guarded(answer)
+    return rest._handle(answer)
 
 
 @web.route("/jobs/{job_id}/report/{name}", methods=["GET"], authorizer=rest.AUTH)

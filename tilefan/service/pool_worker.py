@@ -64,7 +64,9 @@ def init_worker(make_ports: Callable[[], Ports], owner_pid: int) -> None:
     _worker_ports = make_ports()
 
 
-def tile_in_worker(job_id: str, tile_id: int, route: str, kernel: Callable[..., Any]) -> TileRun:
-    assert _worker_ports is not None, "init_worker did not run"
-    return run_tile(_worker_ports, job_id, tile_id, worker=f"local-{os.getpid()}", route=route,
-                    atoms_kernel=kernel)
+def tile_in_worker(job_id: str, tile_id: int, route: str, kernel: Callable[..., Any],
+                   ports: Ports | None = None) -> TileRun:
+    """One tile, through this pool worker's ports (or ``ports``, when run inline by the scheduler)."""
+    ports = ports or _worker_ports
+    assert ports is not None, "init_worker did not run"
+    return run_tile(ports, job_id, tile_id, worker=f"local-{os.getpid()}", route=route, atoms_kernel=kernel)

@@ -73,19 +73,16 @@ def is_permanent(exc: BaseException) -> bool:
 
 
 class InlineExecutor(cf.Executor):
-    """Runs each tile in the calling thread and hands back a finished future."""
+    """Runs each tile in the calling thread, through the scheduler's own ports, and hands
+    back a finished future."""
 
     def __init__(self, ports: Ports) -> None:
         self.ports = ports
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
-        from tilefan.pipeline.tile import run_tile
-
         fut: cf.Future[Any] = cf.Future()
-        job_id, tile_id, route, kernel = args
         try:
-            fut.set_result(run_tile(self.ports, job_id, tile_id, worker=f"local-{os.getpid()}", route=route,
-                                    atoms_kernel=kernel))
+            fut.set_result(fn(*args, ports=self.ports, **kwargs))
         except Exception as exc:
             fut.set_exception(exc)
         return fut
