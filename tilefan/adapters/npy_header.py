@@ -194,10 +194,7 @@ def from_npy(data: bytes, label: str) -> np.ndarray:
     """The array in a whole ``.npy`` file, with the header's errors for anything else
     (``np.load`` alone would open a zip archive, and parse the header with ``ast``)."""
     header = parse_header(data, label)
-    _check_plain(header, label)
-    count = math.prod(header.shape)
-    if len(data) < header.offset + count * header.dtype.itemsize:
-        raise InvalidBlobError(label, "not a valid .npy file (shorter than its header says)")
+    count = _element_count(header, len(data), label)
     flat = np.frombuffer(data, dtype=header.dtype, count=count, offset=header.offset)
     return flat.reshape(header.shape, order="F" if header.fortran else "C").copy()
 
@@ -207,11 +204,8 @@ def load_npy(path: str | os.PathLike[str], label: str, *, mmap: bool = False) ->
     this module's header parser rather than ``np.load``'s."""
     with open(path, "rb") as fp:
         header = read_header(fp, label)
-        _check_plain(header, label)
+        count = _element_count(header, os.fstat(fp.fileno()).st_size, label)
         order: Literal["C", "F"] = "F" if header.fortran else "C"
-        count = math.prod(header.shape)
-        if os.fstat(fp.fileno()).st_size < header.offset + count * header.dtype.itemsize:
-            raise InvalidBlobError(label, "not a valid .npy file (shorter than its header says)")
         if mmap and count:
             return np.memmap(fp, dtype=header.dtype, mode="r", offset=header.offset, shape=header.shape,
                              order=order)
@@ -219,6 +213,12 @@ def load_npy(path: str | os.PathLike[str], label: str, *, mmap: bool = False) ->
         return flat.reshape(header.shape, order=order)
 
 
-def _check_plain(header: NpyHeader, label: str) -> None:
+def _element_count(header: NpyHeader, size: int, label: str) -> int:
+    """The number of elements a file of ``size`` bytes holds under ``header``, refusing
+    object arrays and a file shorter than its header says."""
     if header.dtype.hasobject:
         raise InvalidBlobError(label, "not a valid .npy file (object arrays are not accepted)")
+    count = math.prod(header.shape)
+    if size < header.offset + count * header.dtype.itemsize:
+        raise InvalidBlobError(label, "not a valid .npy file (shorter than its header says)")
+    return count

@@ -93,6 +93,8 @@ def makespan(durations: Sequence[float], slots: int, first_extra: float = 0.0) -
 
     >>> makespan([10.0] * 5, 2)
     30.0
+    >>> makespan([3.0, 1.0, 1.0, 1.0], 2), makespan([1.0] * 5, 2)
+    (3.0, 3.0)
     >>> makespan([10.0, 1.0, 1.0, 1.0], 2, first_extra=2.0)
     12.0
     >>> makespan([], 4)

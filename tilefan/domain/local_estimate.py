@@ -11,9 +11,10 @@ has the figures, and predicted against measured times).
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
+# One list scheduler for both estimates: here each worker is a slot, with no cold start.
+from tilefan.domain.cost_model import makespan
 from tilefan.domain.plan import Plan, block_bytes_in
 from tilefan.domain.spec import AtomsSpec, JobSpec, Kind
 
@@ -58,20 +59,6 @@ class LocalEstimate:
     @property
     def total_s(self) -> float:
         return self.pool_s + self.tiles_s + self.merge_s
-
-
-def makespan(durations: list[float], workers: int) -> float:
-    """The time ``workers`` take for the tiles, each taking the next tile when free.
-
-    >>> makespan([3.0, 1.0, 1.0, 1.0], 2)
-    3.0
-    >>> makespan([1.0] * 5, 2)
-    3.0
-    """
-    free = [0.0] * max(1, min(workers, len(durations)))
-    for d in durations:
-        heapq.heappush(free, heapq.heappop(free) + d)
-    return max(free, default=0.0)
 
 
 def verify_bytes(spec: JobSpec) -> int:

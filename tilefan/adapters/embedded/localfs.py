@@ -35,6 +35,17 @@ def _read_header(path: Path) -> NpyHeader:
         raise InvalidBlobError(str(path), "is a directory, not a .npy file") from None
 
 
+def _load(path: Path, *, mmap: bool = False) -> np.ndarray:
+    """The array at ``path`` in one open (a tile's hot path), with ``_read_header``'s
+    errors for a missing or malformed file."""
+    try:
+        return load_npy(path, str(path), mmap=mmap)
+    except FileNotFoundError:
+        raise BlobNotFoundError(str(path)) from None
+    except IsADirectoryError:
+        raise InvalidBlobError(str(path), "is a directory, not a .npy file") from None
+
+
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     # pwrite may write less than asked (Linux caps one call near 2 GiB).
     while len(data):
@@ -94,10 +105,8 @@ class LocalBlobStore:
         return header.shape, header.dtype.name
 
     def _mmap(self, key: str) -> np.ndarray:
-        path = self.path(key)
-        _read_header(path)  # uniform errors for missing or malformed files
         try:
-            return load_npy(path, key, mmap=True)
+            return _load(self.path(key), mmap=True)
         except ValueError as exc:
             raise InvalidBlobError(key, f"cannot be memory-mapped ({exc})") from None
 
@@ -108,9 +117,7 @@ class LocalBlobStore:
         return arr[rows[0] : rows[1], cols[0] : cols[1]]
 
     def read_array(self, key: str) -> np.ndarray:
-        path = self.path(key)
-        _read_header(path)
-        return load_npy(path, key)
+        return _load(self.path(key))
 
     def write_array(self, key: str, array: np.ndarray) -> None:
         path = self.path(key)
@@ -150,8 +157,7 @@ class LocalBlobStore:
     def read_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray:
         partial = self._partial(key, job_id)
         path = partial if partial.exists() else self.path(key)
-        _read_header(path)  # BlobNotFoundError when neither exists
-        arr = load_npy(path, key, mmap=True)
+        arr = _load(path, mmap=True)  # BlobNotFoundError when neither exists
         return arr[region_slices(tuple(region))]
 
     def commit_array(self, key: str, job_id: str) -> str:

@@ -9,6 +9,8 @@ processes opening the same old database migrate it once.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from tilefan.adapters.records_codec import ATTEMPT_COLUMNS, AttemptState, StoredAttempt
 
@@ -58,8 +60,9 @@ def _has_table(conn: sqlite3.Connection) -> bool:
     return found is not None
 
 
-def _checked(fields: StoredAttempt) -> list[str]:
-    unknown = set(fields) - set(ATTEMPT_COLUMNS)
+def known_columns(fields: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
+    """The field names, checked against the table's columns before they go into SQL."""
+    unknown = set(fields) - set(columns)
     if unknown:
         raise ValueError(f"not a column: {sorted(unknown)}")
     return list(fields)
@@ -68,7 +71,7 @@ def _checked(fields: StoredAttempt) -> list[str]:
 def write_attempt(db: sqlite3.Connection, job_id: str, tile_id: int, attempt: int, fields: StoredAttempt,
                   *, only_if_running: bool = True) -> bool:
     """Insert the attempt row, or update it (while running, unless told otherwise)."""
-    names = _checked(fields)
+    names = known_columns(fields, ATTEMPT_COLUMNS)
     guard = f" WHERE tile_attempts.status = '{AttemptState.RUNNING.value}'" if only_if_running else ""
     cur = db.execute(
         f"INSERT INTO tile_attempts (job_id, tile_id, attempt, {', '.join(names)})"

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tilefan.adapters.embedded.sqlite_attempts import ensure_attempts_table, write_attempt
+from tilefan.adapters.embedded.sqlite_attempts import ensure_attempts_table, known_columns, write_attempt
 from tilefan.adapters.job_store import ACTIVE, Admission, BaseJobStore, Completion
 from tilefan.adapters.records_codec import JOB_COLUMNS, TILE_COLUMNS, StoredAttempt, StoredJob, StoredTile
 from tilefan.domain.records import LOCAL_OWNER, Status
@@ -143,7 +143,7 @@ class SqliteJobStore(BaseJobStore):
     def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob,
                               frees_slot_of: str | None = None) -> bool:
         # Active jobs are counted from their statuses: there is no count to lower.
-        names = _known(changes, JOB_COLUMNS)
+        names = known_columns(changes, JOB_COLUMNS)
         with self._tx() as db:
             cur = db.execute(
                 f"UPDATE jobs SET {', '.join(f'{n} = ?' for n in names)} WHERE job_id = ? AND status = ?",
@@ -230,14 +230,6 @@ def _marks(names: Sequence[str]) -> str:
     return ", ".join("?" for _ in names)
 
 
-def _known(fields: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
-    """The field names, checked against the table's columns before they go into SQL."""
-    unknown = set(fields) - set(columns)
-    if unknown:
-        raise ValueError(f"not a column: {sorted(unknown)}")
-    return list(fields)
-
-
 # Exactly-once tile completion, and the guard of every other tile write: a row moves
 # only while it is not done, and the caller learns (a returned count) whether it moved.
 #   absent/running/failed --(this write)--> fields written   (done: counters += 1)
@@ -249,7 +241,7 @@ def _upsert_tile_unless_done(
     db: sqlite3.Connection, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool
 ) -> int | None:
     """The row's attempt count after the write; None when refused (the tile is done)."""
-    names = _known(fields, TILE_COLUMNS)
+    names = known_columns(fields, TILE_COLUMNS)
     sets = [f"{n} = excluded.{n}" for n in names]
     if new_attempt:
         sets.append("attempts = attempts + 1")
