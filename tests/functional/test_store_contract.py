@@ -885,11 +885,3 @@ def test_aws_a_commit_that_fails_midway_shows_nothing_and_can_be_retried(aws: Ba
     assert aws.raw["s3"].list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     aws.blobs.commit_array("jobs/j1/big.npy", "j1")
     np.testing.assert_array_equal(aws.blobs.read_array("jobs/j1/big.npy"), expected, strict=True)
-
-
-def test_aws_presign_put_names_the_object(aws: Backend) -> None:
-    from tilefan.adapters.aws.s3_store import S3BlobStore
-
-    assert isinstance(aws.blobs, S3BlobStore)
-    url = aws.blobs.presign_put("uploads/abc/A.npy", 900)
-    assert url.startswith("https://") and f"{BUCKET}" in url and "store/uploads/abc/A.npy" in url

@@ -152,19 +152,6 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
     def read_bytes(self, key: str) -> bytes:
         return self._get(self._obj(key), key)
 
-    def presign_put(self, key: str, expires_s: int) -> str:
-        """A URL a client can PUT the object to without AWS credentials.
-
-        No ServerSideEncryption parameter: it would become a header every uploader must
-        send; the bucket's default encryption covers these objects instead.
-        """
-        obj = self._obj(key)
-        with translated(f"cannot presign an upload to {key}", StoreError):
-            url: str = self.client.generate_presigned_url(
-                "put_object", Params={"Bucket": obj.bucket, "Key": obj.key}, ExpiresIn=expires_s, HttpMethod="PUT"
-            )
-        return url
-
     def presign_get(self, key: str, expires_s: int) -> str:
         """A URL a client can GET the object from without AWS credentials (a job's output)."""
         obj = self._obj(key)
