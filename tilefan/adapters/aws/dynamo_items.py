@@ -33,7 +33,9 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-SHARDS = 16
+from tilefan.domain.cost_model import DYNAMO_SHARDS
+
+SHARDS = DYNAMO_SHARDS  # the cost model counts the same shards
 JOBS = "JOBS"
 TILE_PREFIX = "TILE#"
 ATTEMPT_PREFIX = "TRY#"  # not "TILE#...": a query for a shard's tiles must not return attempts
