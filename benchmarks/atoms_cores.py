@@ -7,10 +7,11 @@
   the handler's tile call, in the process that runs it.
 - **spot**: a spot worker (``tilefan.service.worker.Worker`` over SQS and a task token, in
   moto) taking a tile the planner routed to spot; measured around the worker's tile call.
-- **pool**: ``tilefan run`` as a whole process with one pool worker (``TILEFAN_WORKERS=1``)
-  and two tiles, so each tile runs in a pool process sharing the core budget; the process's
-  and its children's CPU time over its wall time (start-up and merge included, so this is
-  a lower bound for the tile itself).
+- **pool**: the embedded scheduler's process pool (one worker per core, sharing one token
+  per core), running a one-tile job: the tile alone gets every core; measured inside the
+  worker around the scheduler's own tile function.
+- **pool-2-tiles**: the same pool running a two-tile job, both tiles at once: each should
+  use one core, so the pool never oversubscribes the machine (the larger of the two shown).
 
 Lambda and spot threads are sized by ``os.sched_getaffinity``; on a real 10,240 MB Lambda
 that is 6 vCPUs, here it is this machine's cores.
@@ -93,24 +94,54 @@ def spot_door(args: argparse.Namespace) -> tuple[float, float]:
     return measured
 
 
+def _tile_in_pool(job_id: str, tile_id: int) -> tuple[float, float]:
+    """Runs in a pool worker: the scheduler's own tile function, timed from inside."""
+    from tilefan.domain import ckernel
+    from tilefan.service.pool_worker import tile_in_worker
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    tile_in_worker(job_id, tile_id, "lambda", ckernel.atoms_potential_c)
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def _pool_tiles(args: argparse.Namespace, tiles: int) -> list[tuple[float, float]]:
+    """A job of ``tiles`` equal tiles, all submitted at once to the scheduler's pool (one
+    worker per core, sharing the core tokens), each tile timed in its worker."""
+    import functools
+
+    from tilefan.bootstrap import embedded_ports
+    from tilefan.compute.threads import usable_cpus
+    from tilefan.pipeline.plan import plan_job
+    from tilefan.pipeline.submit import submit_job
+    from tilefan.service.scheduler_parts import kill_pool, make_pool
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        ports = embedded_ports(home)
+        tile = [args.grid // tiles, args.grid, args.grid]
+        record = submit_job(ports, {**_spec(args), "tile": tile})
+        assert len(plan_job(ports, record.job_id).tiles) == tiles
+        pool = make_pool(usable_cpus(), "fork", functools.partial(embedded_ports, home))
+        try:
+            pool.submit(time.sleep, 0.5).result()  # workers started before the clock runs
+            futures = [pool.submit(_tile_in_pool, record.job_id, t) for t in range(tiles)]
+            return [f.result() for f in futures]
+        finally:
+            kill_pool(pool)
+
+
 def pool_door(args: argparse.Namespace) -> tuple[float, float]:
-    tilefan = Path(sys.executable).with_name("tilefan")
-    half = args.grid // 2
-    with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "TILEFAN_HOME": home, "TILEFAN_WORKERS": "1"}
-        cmd = [str(tilefan), "run", "atoms", "--grid", str(args.grid), "--atoms", str(args.atoms), "--seed", "3",
-               "--tile", str(half) if half * 2 == args.grid else str(args.grid), "--precision", args.precision]
-        # --tile N cuts N×N×N blocks: a grid of 2N gives 8 tiles; one worker runs them in turn.
-        before = os.times()
-        wall = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - wall
-        after = os.times()
-    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    return cpu, wall
+    [measured] = _pool_tiles(args, 1)
+    return measured
 
 
-DOORS = {"lambda": lambda_door, "spot": spot_door, "pool": pool_door}
+def pool_shared(args: argparse.Namespace) -> tuple[float, float]:
+    """Two tiles at once on the two workers: each should get one core, not oversubscribe."""
+    measured = _pool_tiles(args, 2)
+    return max(c for c, _ in measured), max(w for _, w in measured)
+
+
+DOORS = {"lambda": lambda_door, "spot": spot_door, "pool": pool_door, "pool-2-tiles": pool_shared}
 
 
 def main() -> None:
@@ -118,7 +149,7 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=96)
     parser.add_argument("--atoms", type=int, default=2000)
     parser.add_argument("--precision", default="float64", choices=["float32", "float64"])
-    parser.add_argument("--doors", default="lambda,spot,pool")
+    parser.add_argument("--doors", default="lambda,spot,pool,pool-2-tiles")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     print(f"{cores} usable cores; atoms {args.grid}³ × {args.atoms}, {args.precision}; load "
