@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -113,7 +112,7 @@ def _pool_tiles(args: argparse.Namespace, tiles: int) -> list[tuple[float, float
     from tilefan.compute.threads import usable_cpus
     from tilefan.pipeline.plan import plan_job
     from tilefan.pipeline.submit import submit_job
-    from tilefan.service.scheduler_parts import kill_pool, make_pool
+    from tilefan.service.worker_pool import WorkerPool
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -121,13 +120,13 @@ def _pool_tiles(args: argparse.Namespace, tiles: int) -> list[tuple[float, float
         tile = [args.grid // tiles, args.grid, args.grid]
         record = submit_job(ports, {**_spec(args), "tile": tile})
         assert len(plan_job(ports, record.job_id).tiles) == tiles
-        pool = make_pool(usable_cpus(), "fork", functools.partial(embedded_ports, home))
+        pool = WorkerPool(usable_cpus(), "fork", functools.partial(embedded_ports, home))
         try:
             pool.submit(time.sleep, 0.5).result()  # workers started before the clock runs
             futures = [pool.submit(_tile_in_pool, record.job_id, t) for t in range(tiles)]
             return [f.result() for f in futures]
         finally:
-            kill_pool(pool)
+            pool.kill()
 
 
 def pool_door(args: argparse.Namespace) -> tuple[float, float]:

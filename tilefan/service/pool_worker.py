@@ -53,10 +53,12 @@ def _watch(owner_pid: int) -> None:
     os._exit(1)  # no cleanup: the owner is gone and nothing here is worth finishing
 
 
-def init_worker(make_ports: Callable[[], Ports], owner_pid: int, tokens: CoreTokens | None = None) -> None:
+def init_worker(make_ports: Callable[[], Ports], owner_pid: int, tokens: CoreTokens | None = None,
+                pids: Any = None) -> None:
     """Pool initializer: die with the owner, open this process's ports, and share the cores.
 
-    Atoms tiles run on every core through ``tokens`` (one per core, shared by all workers);
+    ``pids`` (a queue) learns this worker's pid, so the pool can kill it. Atoms tiles run
+    on every core through ``tokens`` (one per core, shared by all workers);
     BLAS keeps one thread per worker, since its threads cannot take turns on a token and
     the workers' own tiles already keep every core busy.
     """
@@ -69,6 +71,8 @@ def init_worker(make_ports: Callable[[], Ports], owner_pid: int, tokens: CoreTok
     threading.Thread(target=_watch, args=(owner_pid,), name="owner-watchdog", daemon=True).start()
     threadpool_limits(1)
     threads.configure(ComputeBudget(usable_cpus(), tokens))
+    if pids is not None:
+        pids.put(os.getpid())
     _worker_ports = make_ports()
 
 
