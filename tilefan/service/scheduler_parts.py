@@ -13,7 +13,7 @@ from tilefan.domain.kernel_choice import choose_atoms_kernel
 from tilefan.domain.records import JobRecord
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import AtomsSpec
-from tilefan.errors import StoreError, TilefanError
+from tilefan.errors import TilefanError
 from tilefan.pipeline.ports import Ports
 
 
@@ -65,8 +65,9 @@ class RetryPolicy:
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """Bad input fails at once; a dead worker, a busy store or an OS error may pass."""
-    return isinstance(exc, TilefanError) and not isinstance(exc, StoreError)
+    """Bad input fails at once; a dead worker, a busy store or an OS error may pass
+    (``TilefanError.retryable`` says which of our errors may)."""
+    return isinstance(exc, TilefanError) and not exc.retryable
 
 
 class InlineExecutor(cf.Executor):
