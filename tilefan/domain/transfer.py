@@ -53,6 +53,21 @@ def function_io_mb_s(streams: int) -> float:
     return min(max(1, streams) * STREAM_MB_S, FUNCTION_MB_S)
 
 
+def read_part_bytes(nbytes: int, streams: int, smallest: int = PART_BYTES) -> int:
+    """The part size for reading ``nbytes`` over ``streams``: an even share per stream, kept
+    within S3's advised 8–16 MB (``smallest`` to twice it), so a read takes as few waves
+    of requests, each paying the first-byte latency, as that range allows.
+
+    >>> MIB = 1 << 20
+    >>> [read_part_bytes(128 * MIB, n) // MIB for n in (2, 8, 16)]
+    [16, 16, 8]
+    >>> read_part_bytes(20 * MIB, 16) // MIB, read_part_bytes(100, 4, smallest=8)
+    (8, 16)
+    """
+    share = -(-nbytes // max(1, streams))
+    return min(2 * smallest, max(smallest, share))
+
+
 def byte_parts(first: int, last: int, part_bytes: int = PART_BYTES) -> Iterator[tuple[int, int]]:
     """The inclusive byte ranges of at most ``part_bytes`` that cover ``first``..``last``.
 

@@ -114,7 +114,7 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
             data: bytes = reply["Body"].read()
         return data, str(reply.get("ETag", ""))
 
-    def _get_range(self, obj: ObjectRef, label: str, first: int, last: int) -> bytes | bytearray:
+    def _get_range(self, obj: ObjectRef, label: str, first: int, last: int) -> bytes | memoryview:
         """Bytes ``first``..``last`` (fewer if the object ends sooner), by concurrent
         ranged GETs of a part each when there is more than one part."""
         if last - first < self.transfers.part_bytes or self.transfers.streams == 1:

@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-from tilefan.domain.transfer import PART_BYTES, byte_parts
+import numpy as np
+
+from tilefan.domain.transfer import PART_BYTES, byte_parts, read_part_bytes
 from tilefan.errors import StoreError
 
 T = TypeVar("T")
@@ -77,26 +79,29 @@ class TransferPool:
             raise
         return results  # type: ignore[return-value]  # every slot was filled, or map raised
 
-    def read(self, fetch: Fetch, first: int, last: int, label: str) -> bytearray:
+    def read(self, fetch: Fetch, first: int, last: int, label: str) -> memoryview:
         """Bytes ``first``..``last`` (fewer if the object ends sooner) by concurrent
         ``fetch(a, b)`` of a part each; ``fetch`` returns the bytes and the object's ETag."""
-        out = bytearray(last - first + 1)
+        # Not zeroed (a bytearray would be): the pages are touched by the threads that fill
+        # them while other parts are in flight, not one by one before the first request.
+        out = np.empty(last - first + 1, dtype=np.uint8)
         short: list[int] = []  # where parts the object ended inside stopped
         etags: set[str] = set()
 
         def one(part: tuple[int, int]) -> None:
             data, etag = fetch(*part)
             # Disjoint slices of a buffer that never resizes: safe from many threads.
-            out[part[0] - first : part[0] - first + len(data)] = data
+            out[part[0] - first : part[0] - first + len(data)] = np.frombuffer(data, dtype=np.uint8)
             if len(data) < part[1] - part[0] + 1:
                 short.append(part[0] + len(data))
             etags.add(etag)
 
-        self.map(one, list(byte_parts(first, last, self.part_bytes)))
+        part = read_part_bytes(last - first + 1, self.streams, self.part_bytes)
+        self.map(one, list(byte_parts(first, last, part)))
         if len(etags) > 1:
             # Parts of two versions would be a block nobody wrote; the tile's retry reads again.
             raise StoreError(f"{label} was replaced while it was being read")
-        return out[: min(short) - first] if short else out
+        return (out[: min(short) - first] if short else out).data
 
     def upload(self, send: Callable[[int, bytes], str], body: bytes) -> list[str]:
         """``send(number, part)`` for each part of ``body``, concurrently; the receipts in order."""
