@@ -2,12 +2,13 @@
 
 Real S3 cannot be reached from here, and moto answers in microseconds from memory, so
 neither shows what concurrent requests buy. This server speaks just enough of S3's REST
-API for a boto3 client (path-style addressing) to GET objects, whole or by ``Range``, and
-to PUT them, and it holds every response back the way one S3 connection does:
+API for a boto3 client (path-style addressing) to GET objects, whole or by ``Range``, to
+PUT them, and to upload them in parts (create, UploadPart, complete, abort), and it holds
+every request back the way one S3 connection does:
 
 * ``latency_s`` before the first byte of every response (S3's first-byte latency);
-* then the body at no more than ``stream_mb_s`` on that connection (one stream's
-  bandwidth), paced in small chunks.
+* then the body, sent or received, at no more than ``stream_mb_s`` on that connection
+  (one stream's bandwidth), paced in small chunks.
 
 Connections are independent, as S3's are: N streams get N times the bandwidth, until this
 machine's CPUs (which run the server and the client) become the limit. That is modelled,
@@ -20,17 +21,20 @@ PUT over HTTP (one request, paced like a GET).
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 _CHUNK = 256 << 10  # bytes written between pacing checks
@@ -43,15 +47,22 @@ class ObjectServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.latency_s = latency_s
         self.stream_bytes_s = stream_mb_s * 1e6
-        self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.objects: dict[tuple[str, str], tuple[bytes | bytearray, str]] = {}
+        self.uploads: dict[str, dict[int, bytes | bytearray]] = {}
         self.lock = threading.Lock()
         self.requests = 0
 
-    def put(self, bucket: str, key: str, body: bytes) -> str:
-        etag = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
+    def put(self, bucket: str, key: str, body: bytes | bytearray) -> str:
+        etag = tag(body)
         with self.lock:
             self.objects[(bucket, key)] = (body, etag)
         return etag
+
+
+def tag(body: bytes | bytearray) -> str:
+    """An ETag for ``body``: a checksum the stand-in computes fast (S3's is an MD5), so
+    the server's own work stays small next to the latency and bandwidth it models."""
+    return f'"{zlib.crc32(body):08x}-{len(body)}"'
 
 
 @dataclass(frozen=True)
@@ -133,43 +144,99 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(ahead)
             self.wfile.write(chunk)
 
-    def do_PUT(self) -> None:
+    def _query(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
+
+    def _body(self) -> bytearray:
+        """The request body, taken in at one stream's rate after the first-byte latency."""
         with self.server.lock:
             self.server.requests += 1
-        length = int(self.headers.get("Content-Length", "0"))
-        received = bytearray()
-        started = time.perf_counter()
+        received = bytearray(int(self.headers.get("Content-Length", "0")))
+        view = memoryview(received)
         time.sleep(self.server.latency_s)
-        while len(received) < length:
-            received += self.rfile.read(min(_CHUNK, length - len(received)))
-            ahead = started + len(received) / self.server.stream_bytes_s - time.perf_counter()
+        started, got = time.perf_counter(), 0
+        while got < len(received):
+            n = self.rfile.readinto(view[got : got + _CHUNK])
+            if not n:
+                break
+            got += n
+            ahead = started + got / self.server.stream_bytes_s - time.perf_counter()
             if ahead > 0:
                 time.sleep(ahead)
-        bucket, key = self._target()
-        etag = self.server.put(bucket, key, bytes(received))
-        self.send_response(200)
-        self.send_header("ETag", etag)
-        self.send_header("Content-Length", "0")
+        return received if got == len(received) else received[:got]
+
+    def _reply(self, status: int, body: bytes = b"", etag: str | None = None) -> None:
+        self.send_response(status)
+        if etag is not None:
+            self.send_header("ETag", etag)
+        if body:
+            self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.wfile.write(body)
 
+    def do_PUT(self) -> None:
+        query, body = self._query(), self._body()
+        if "uploadId" in query:
+            with self.server.lock:
+                parts = self.server.uploads.get(query["uploadId"])
+                if parts is not None:
+                    parts[int(query["partNumber"])] = body
+            if parts is None:
+                self._error(404, "NoSuchUpload")
+                return
+            self._reply(200, etag=tag(body))
+            return
+        bucket, key = self._target()
+        self._reply(200, etag=self.server.put(bucket, key, body))
 
-def _serve(latency_s: float, stream_mb_s: float, port: Connection) -> None:
-    server = ObjectServer(latency_s, stream_mb_s)
-    port.send(server.server_address[1])
-    server.serve_forever()
+    def do_POST(self) -> None:
+        query, body = self._query(), self._body()
+        bucket, key = self._target()
+        if "uploads" in query:
+            upload = hashlib.md5(f"{bucket}/{key}/{time.perf_counter_ns()}".encode(),
+                                 usedforsecurity=False).hexdigest()
+            with self.server.lock:
+                self.server.uploads[upload] = {}
+            self._reply(200, (f"<InitiateMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
+                              f"<UploadId>{upload}</UploadId></InitiateMultipartUploadResult>").encode())
+            return
+        with self.server.lock:
+            parts = self.server.uploads.pop(query.get("uploadId", ""), None)
+        if parts is None:
+            self._error(404, "NoSuchUpload")
+            return
+        numbers = [int(n) for n in re.findall(rb"<PartNumber>(\d+)</PartNumber>", body)]
+        etag = self.server.put(bucket, key, b"".join(parts[n] for n in numbers))
+        self._reply(200, (f"<CompleteMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
+                          f"<ETag>{etag}</ETag></CompleteMultipartUploadResult>").encode())
+
+    def do_DELETE(self) -> None:
+        self._body()
+        with self.server.lock:
+            self.server.uploads.pop(self._query().get("uploadId", ""), None)
+        self._reply(204)
 
 
 @contextmanager
 def serving(latency_s: float = 0.030, stream_mb_s: float = 80.0) -> Iterator[StandIn]:
     """A stand-in answering on a loopback port, in its own process, for the duration of the block."""
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_serve, args=(latency_s, stream_mb_s, send), name="s3-standin", daemon=True)
-    process.start()
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.s3_standin", str(latency_s), str(stream_mb_s)], cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, text=True)
     try:
-        if not receive.poll(60):
+        assert process.stdout is not None
+        port = process.stdout.readline().strip()
+        if not port.isdigit():
             raise RuntimeError("the S3 stand-in did not start")
-        yield StandIn(f"http://127.0.0.1:{receive.recv()}")
+        yield StandIn(f"http://127.0.0.1:{port}")
     finally:
         process.terminate()
-        process.join()
+        process.wait()
+
+
+if __name__ == "__main__":
+    standin = ObjectServer(float(sys.argv[1]), float(sys.argv[2]))
+    print(standin.server_address[1], flush=True)
+    standin.serve_forever()

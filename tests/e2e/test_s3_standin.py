@@ -1,6 +1,7 @@
 """The S3 stand-in the stream benchmark reads from (``benchmarks/s3_standin.py``): a real
 boto3 client over HTTP, through the S3 store, gets back exactly the bytes it put, by one
-GET or by concurrent ranged GETs, and the stand-in holds each response back as configured."""
+GET or by concurrent ranged GETs, writes a big one in concurrent parts, and the stand-in
+holds each response back as configured."""
 
 from __future__ import annotations
 
@@ -35,6 +36,13 @@ def test_the_store_reads_the_stand_in_s_objects_byte_for_byte(standin: StandIn) 
     np.testing.assert_array_equal(panel, matrix[:, 3:9])
     with pytest.raises(BlobNotFoundError):
         S3BlobStore(client, "bench").read_rows("missing.npy", (0, 1))
+
+
+def test_the_store_writes_a_big_object_to_the_stand_in_in_concurrent_parts(standin: StandIn) -> None:
+    block = np.random.default_rng(4).standard_normal((300, 1000))  # 2.4 MB: 19 parts of 128 KiB
+    client = standin.client(max_pool_connections=4)
+    S3BlobStore(client, "bench", streams=4, part_bytes=128 << 10).write_array("jobs/j/out.npy", block)
+    np.testing.assert_array_equal(S3BlobStore(client, "bench").read_array("jobs/j/out.npy"), block, strict=True)
 
 
 def test_the_stand_in_holds_a_response_back_by_its_latency_and_stream_rate(standin: StandIn) -> None:
