@@ -17,7 +17,7 @@ from tests.functional.conftest import BUCKET, USER_BUCKET
 from tests.helpers import npy_bytes
 from tilefan.adapters.aws.s3_store import S3BlobStore
 from tilefan.domain.transfer import read_part_bytes
-from tilefan.errors import StoreError
+from tilefan.errors import InvalidBlobError, StoreError
 
 PART = 64 << 10  # 64 KiB parts, so a 2 MB matrix splits into many
 
@@ -156,3 +156,12 @@ def test_a_read_that_meets_two_versions_of_its_object_refuses_them(s3_client: An
     with pytest.raises(StoreError, match="replaced while it was being read"):
         S3BlobStore(client, "unused", streams=1 + 1, part_bytes=PART).read_rows(f"s3://{USER_BUCKET}/M.npy",
                                                                                 (0, 300))
+
+
+def test_an_object_shorter_than_its_header_says_is_refused_by_a_concurrent_read(
+    s3_client: Any, matrix: np.ndarray,
+) -> None:
+    whole = npy_bytes(matrix)
+    s3_client.put_object(Bucket=USER_BUCKET, Key="M.npy", Body=whole[: len(whole) - 5 * PART])
+    with pytest.raises(InvalidBlobError, match="shorter than"):
+        S3BlobStore(s3_client, "unused", streams=8, part_bytes=PART).read_rows(f"s3://{USER_BUCKET}/M.npy", (0, 300))

@@ -47,6 +47,7 @@ ASSEMBLY_CALLS = ("create_multipart_upload", "upload_part", "upload_part_copy", 
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 _NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
 _SSE = {"ServerSideEncryption": "AES256"}
+_READ_SLICE = 1 << 20
 
 
 class S3BlobStore(PartBuiltOutputs, SealedUploads):
@@ -83,8 +84,9 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
             if code in _NOT_FOUND:
                 return BlobNotFoundError(label)
             if code == "InvalidRange":
-                # Only ranged reads get here: the object is shorter than any .npy header.
-                return InvalidBlobError(label, "is too short to be a .npy file")
+                # Only ranged reads get here: the object ends before the range starts (shorter
+                # than any .npy header, or than its header says when a part starts past its end).
+                return InvalidBlobError(label, "is shorter than a .npy file or its header says")
             return None
 
         return special
@@ -98,21 +100,37 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
              etag: str | None = None) -> bytes:
         """The object's bytes (or a range); an upload's only while its ETag is still the
         one its completion recorded (or ``etag``, when given)."""
-        return self._get_reply(obj, label, first, last, etag)[0]
+        reply = self._get_object(obj, label, first, last, etag)
+        with translated(f"S3 read of {label} broke off", StoreError):
+            data: bytes = reply["Body"].read()
+        return data
 
-    def _get_reply(self, obj: ObjectRef, label: str, first: int | None = None, last: int | None = None,
-                   etag: str | None = None) -> tuple[bytes, str]:
-        """``_get``'s bytes, and the ETag of the object they came from."""
+    def _get_object(self, obj: ObjectRef, label: str, first: int | None, last: int | None,
+                    etag: str | None) -> dict[str, Any]:
         params: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
         if first is not None:
             params["Range"] = f"bytes={first}-{last}"
         pin = etag if etag is not None else self._pin(obj)
         if pin is not None:
             params["IfMatch"] = pin
-        reply = self._call(label, "get_object", **params)
+        return self._call(label, "get_object", **params)
+
+    def _get_into(self, obj: ObjectRef, label: str, first: int, into: memoryview, pin: str | None) -> tuple[int, str]:
+        """Fill ``into`` from byte ``first`` on (one ranged GET): the bytes it got (fewer if
+        the object ends sooner) and the ETag of the object they came from."""
+        reply = self._get_object(obj, label, first, first + len(into) - 1, pin)
+        body, got = reply["Body"], 0
         with translated(f"S3 read of {label} broke off", StoreError):
-            data: bytes = reply["Body"].read()
-        return data, str(reply.get("ETag", ""))
+            # In slices the allocator reuses, not one fresh buffer a part: every fresh page
+            # costs a fault, and a part's worth of them is slower than the copy.
+            while got < len(into):
+                chunk = body.read(min(_READ_SLICE, len(into) - got))
+                if not chunk:
+                    break
+                into[got : got + len(chunk)] = chunk
+                got += len(chunk)
+            body.read(1)  # the end of the body: botocore checks its length, urllib3 frees the connection
+        return got, str(reply.get("ETag", ""))
 
     def _get_range(self, obj: ObjectRef, label: str, first: int, last: int) -> bytes | memoryview:
         """Bytes ``first``..``last`` (fewer if the object ends sooner), by concurrent
@@ -120,7 +138,7 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
         if last - first < self.transfers.part_bytes or self.transfers.streams == 1:
             return self._get(obj, label, first, last)
         pin = self._pin(obj)
-        return self.transfers.read(lambda a, b: self._get_reply(obj, label, a, b, pin), first, last, label)
+        return self.transfers.read(lambda a, into: self._get_into(obj, label, a, into, pin), first, last, label)
 
     def _put(self, obj: ObjectRef, label: str, body: bytes, content_type: str) -> None:
         if len(body) <= self.transfers.part_bytes:

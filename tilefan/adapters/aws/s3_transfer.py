@@ -21,8 +21,8 @@ from tilefan.errors import StoreError
 
 T = TypeVar("T")
 R = TypeVar("R")
-# Reads bytes a..b of one object: (the bytes, the object's ETag).
-Fetch = Callable[[int, int], tuple[bytes, str]]
+# Fills the buffer with one object's bytes from a on: (bytes it got, the object's ETag).
+Fetch = Callable[[int, memoryview], tuple[int, str]]
 
 
 class TransferPool:
@@ -81,7 +81,7 @@ class TransferPool:
 
     def read(self, fetch: Fetch, first: int, last: int, label: str) -> memoryview:
         """Bytes ``first``..``last`` (fewer if the object ends sooner) by concurrent
-        ``fetch(a, b)`` of a part each; ``fetch`` returns the bytes and the object's ETag."""
+        ``fetch(a, into)`` of a part each, straight into the result."""
         # Not zeroed (a bytearray would be): the pages are touched by the threads that fill
         # them while other parts are in flight, not one by one before the first request.
         out = np.empty(last - first + 1, dtype=np.uint8)
@@ -89,11 +89,10 @@ class TransferPool:
         etags: set[str] = set()
 
         def one(part: tuple[int, int]) -> None:
-            data, etag = fetch(*part)
             # Disjoint slices of a buffer that never resizes: safe from many threads.
-            out[part[0] - first : part[0] - first + len(data)] = np.frombuffer(data, dtype=np.uint8)
-            if len(data) < part[1] - part[0] + 1:
-                short.append(part[0] + len(data))
+            got, etag = fetch(part[0], out[part[0] - first : part[1] - first + 1].data)
+            if got < part[1] - part[0] + 1:
+                short.append(part[0] + got)
             etags.add(etag)
 
         part = read_part_bytes(last - first + 1, self.streams, self.part_bytes)
