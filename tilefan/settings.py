@@ -71,8 +71,8 @@ class AwsSettings:
     s3_streams: int = field(default_factory=lambda: io_streams(RoutePolicy().lambda_memory_mb))
 
 
-# Each S3 stream holds a connection; botocore's pool is sized for the reducer's requests
-# plus these, so more would only queue.
+# S3 advises 8–16 concurrent requests a function; each is a thread and a connection, and
+# far more than that would only queue on the function's own network.
 MAX_S3_STREAMS = 64
 
 

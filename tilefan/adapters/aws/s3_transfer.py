@@ -21,7 +21,8 @@ from tilefan.errors import StoreError
 
 T = TypeVar("T")
 R = TypeVar("R")
-# Fills the buffer with one object's bytes from a on: (bytes it got, the object's ETag).
+# fetch(offset, buffer) fills the buffer with an object's bytes from ``offset`` on (one
+# ranged GET) and returns how many it got and the object's ETag.
 Fetch = Callable[[int, memoryview], tuple[int, str]]
 
 
@@ -106,12 +107,6 @@ class TransferPool:
         """``send(number, part)`` for each part of ``body``, concurrently; the receipts in order."""
         parts = list(enumerate(byte_parts(0, len(body) - 1, self.part_bytes), start=1))
         return self.map(lambda p: send(p[0], body[p[1][0] : p[1][1] + 1]), parts)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
 
 
 class _PoolThread(threading.local):
