@@ -48,3 +48,11 @@ def test_the_store_gets_the_streams_and_the_client_a_connection_for_each() -> No
 
     assert isinstance(ports.blobs, S3BlobStore) and ports.blobs.io_streams() == 12
     assert ports.blobs.client.meta.config.max_pool_connections == REQUESTS_IN_FLIGHT + 12
+
+
+def test_the_cost_model_counts_the_parts_the_store_uploads() -> None:
+    from tilefan.domain.cost_model import S3_PART_BYTES
+    from tilefan.domain.transfer import PART_BYTES
+
+    # A partial over one part is a multipart upload of PART_BYTES parts, as the model charges.
+    assert S3_PART_BYTES == PART_BYTES
