@@ -90,6 +90,11 @@ class PartAssembly(Protocol):
 
     def part_limits(self) -> PartLimits: ...
 
+    def io_streams(self) -> int:
+        """Requests the store keeps in flight for one read or write: the parts the reducer
+        builds at once, too."""
+        ...
+
     def output_layout(self, key: str, job_id: str) -> OutputLayout:
         """StoreError if the output was never created."""
         ...
