@@ -26,7 +26,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -351,4 +350,6 @@ class Scheduler:
 
 
 def _why(exc: BaseException) -> str:
-    return "its worker died" if isinstance(exc, BrokenProcessPool) else f"{type(exc).__name__}: {exc}"
+    # BrokenExecutor, not concurrent.futures.process's BrokenProcessPool: naming that would
+    # import the process pool's machinery into every run, even one whose tile runs inline.
+    return "its worker died" if isinstance(exc, cf.BrokenExecutor) else f"{type(exc).__name__}: {exc}"

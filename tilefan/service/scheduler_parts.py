@@ -6,7 +6,6 @@ tiles use."""
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +98,8 @@ def job_kernel(record: JobRecord, choice: str) -> Callable[..., Any]:
 
 
 def make_pool(workers: int, start_method: str, make_ports: Callable[[], Ports]) -> cf.ProcessPoolExecutor:
+    import multiprocessing  # here: a run whose tiles all run inline never starts a process
+
     from tilefan.service.pool_worker import init_worker
 
     ctx = multiprocessing.get_context(start_method)
