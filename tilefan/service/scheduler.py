@@ -46,6 +46,7 @@ from tilefan.service.scheduler_parts import (
     job_kernel,
     kill_pool,
     make_pool,
+    runs_inline,
 )
 from tilefan.service.scheduler_steps import PLAN, REDUCE, JobSteps
 
@@ -225,8 +226,8 @@ class Scheduler:
             the_plan = plan(job_id, record.spec, self.settings.policy)
             done = {r.tile_id for r in ports.jobs.tile_results(job_id)}
             todo = deque((t.tile_id, t.route) for t in the_plan.tiles if t.tile_id not in done)
-            # The CLI runs a one-tile job right here: starting a pool would cost more than the tile.
-            inline = self.only is not None and len(the_plan.tiles) == 1
+            # The CLI and the Python API run a one-tile job, or a small matmul, right here.
+            inline = self.only is not None and runs_inline(record.spec, len(the_plan.tiles))
             job = _Job(job_id, job_kernel(record, self.settings.kernel), todo, inline=inline)
         except Exception as exc:  # the job's failure is recorded, not raised
             fail_job(ports, job_id, error_body(exc))
