@@ -13,7 +13,7 @@ alike, medians reported:
 the same in-memory arrays. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are dropped from the
 environment when set (they slow current NumPy); the BLAS in use is printed. Usage:
 
-    .venv/bin/python benchmarks/matmul_e2e.py [--sizes 4096 8192] [--rounds N] [--api]
+    .venv/bin/python benchmarks/matmul_e2e.py [--sizes 4096 8192] [--rounds N] [--api] [--no-warmup]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _gemm(a: np.ndarray, b: np.ndarray) -> float:
         return time.perf_counter() - start
 
 
-def whole_process(n: int, rounds: int, data: Path, env: dict[str, str]) -> None:
+def whole_process(n: int, rounds: int, data: Path, env: dict[str, str], warmup: bool = True) -> None:
     a_path, b_path, c_path = data / f"A{n}.npy", data / f"B{n}.npy", data / f"C{n}.npy"
     rng = np.random.default_rng(0)
     for path in (a_path, b_path):
@@ -65,7 +65,7 @@ def whole_process(n: int, rounds: int, data: Path, env: dict[str, str]) -> None:
                                    "--out", str(c_path)], env),
         "gemm": lambda: _gemm(a, b),
     }
-    for run in contenders.values():  # warm-up: page cache, .pyc files
+    for run in contenders.values() if warmup else ():  # warm-up: page cache, .pyc files
         run()
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[4096, 8192])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--api", action="store_true")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up round (inputs just written are "
+                                                                  "in the page cache already)")
     parser.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data")
     args = parser.parse_args()
     blas = [(i["internal_api"], i["version"], i["num_threads"], i.get("architecture")) for i in threadpool_info()]
@@ -116,7 +118,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "TILEFAN_HOME": home}
         for n in args.sizes:
-            whole_process(n, args.rounds, args.data, env)
+            whole_process(n, args.rounds, args.data, env, warmup=not args.no_warmup)
     if args.api:
         api(args.rounds)
 
