@@ -98,9 +98,10 @@ def job_kernel(record: JobRecord, choice: str) -> Callable[..., Any]:
 
 
 # A matmul of at most this many flops runs its tiles in the calling process, one after
-# another, with BLAS on every core: starting a pool and handing the tiles to one-thread
-# workers costs more than it saves (about 0.1 s of forks, pipes and copies against ~0.1 s
-# of arithmetic on two cores at 2·10¹⁰ flops; benchmarks/matmul_e2e.py --api).
+# another, with BLAS on every core: starting and stopping a pool of one-thread workers
+# (forks, its manager thread, the kill) took about 0.1 s in a profile of a second
+# ``tilefan.matmul`` at 2000×1500·1500×1000, and 2·10¹⁰ flops is about 0.2 s of GEMM on two
+# cores at ~100 GFLOP/s. A bigger matmul keeps the pool (benchmarks/matmul_e2e.py --api).
 INLINE_MATMUL_FLOP = 2e10
 
 
