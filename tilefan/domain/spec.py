@@ -1,7 +1,8 @@
 """Job specs: validated once at the door, then resolved into frozen, complete objects.
 
 ``parse_spec`` checks a JSON-like dict (REST body, or what the CLI builds from its flags)
-against the request models (``tilefan.domain.models``), then resolves it: file inputs
+against the request models (``tilefan.domain.models``, read quickly by
+``tilefan.domain.requests`` when well formed), then resolves it: file inputs
 through an injected ``inspect`` function (shape and dtype from the file header), atoms
 tables through ``load_atoms``, default tiles, configured limits, and shapes that must
 chain. So a spec that exists is one whose shapes are known and compatible. Every problem
@@ -17,14 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tilefan.domain.atoms import check_no_atom_on_grid
-from tilefan.domain.models import (
-    AtomsRequest,
-    RandomMatrixRequest,
-    StoredAtomsRequest,
-    StoredMatrixRequest,
-    validate_request,
-)
-from tilefan.domain.models_fields import FLOAT_DTYPES
+from tilefan.domain.field_values import FLOAT_DTYPES
 from tilefan.domain.models_resolved import (
     AtomsInput,
     AtomsSpec,
@@ -38,6 +32,13 @@ from tilefan.domain.models_resolved import (
     StoredMatrix,
     spec_from_stored,
     spec_to_dict,
+)
+from tilefan.domain.requests import (
+    AtomsJobForm,
+    RandomMatrixForm,
+    StoredAtomsForm,
+    StoredMatrixForm,
+    read_request,
 )
 from tilefan.domain.tiling import default_grid_tile, default_matrix_tile
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, InvalidSpecError
@@ -86,8 +87,8 @@ def parse_spec(
 ) -> JobSpec:
     """Validate ``raw`` into a resolved JobSpec, or raise InvalidSpecError naming the field."""
     limits = limits or Limits()
-    request = validate_request(raw)
-    if isinstance(request, AtomsRequest):
+    request = read_request(raw)
+    if isinstance(request, AtomsJobForm):
         return _resolve_atoms(request, limits, load_atoms)
     kind = Kind(request.kind)
     a = _resolve_matrix(request.a, "a", 0, request.seed, request.dtype, limits, inspect)
@@ -116,10 +117,10 @@ def parse_spec(
 
 
 def _resolve_matrix(
-    m: RandomMatrixRequest | StoredMatrixRequest, role: str, stream: int, seed: int | None, dtype: str,
+    m: RandomMatrixForm | StoredMatrixForm, role: str, stream: int, seed: int | None, dtype: str,
     limits: Limits, inspect: Inspector | None,
 ) -> MatrixInput:
-    if isinstance(m, RandomMatrixRequest):
+    if isinstance(m, RandomMatrixForm):
         shape = _at_most(m.shape, limits.max_dim, f"{role}.shape")
         _check_size(shape, f"{role}.shape", limits)
         return RandomMatrix(
@@ -161,7 +162,7 @@ def _check_size(shape: tuple[int, ...], field: str, limits: Limits) -> None:
         )
 
 
-def _resolve_atoms(request: AtomsRequest, limits: Limits, load_atoms: AtomsLoader | None) -> AtomsSpec:
+def _resolve_atoms(request: AtomsJobForm, limits: Limits, load_atoms: AtomsLoader | None) -> AtomsSpec:
     g = _at_most(request.grid, limits.max_dim, "grid")
     grid = (g[0], g[1], g[2])
     if math.prod(grid) > limits.max_grid_points:
@@ -170,7 +171,7 @@ def _resolve_atoms(request: AtomsRequest, limits: Limits, load_atoms: AtomsLoade
         )
     atoms: AtomsInput
     table = None
-    if isinstance(request.atoms, StoredAtomsRequest):
+    if isinstance(request.atoms, StoredAtomsForm):
         if load_atoms is None:
             raise InvalidSpecError("atoms.file", "file inputs are not available here")
         table = _read(load_atoms, request.atoms.file, "atoms.file")

@@ -138,6 +138,19 @@ class PartAssembly(Protocol):
         ...
 
 
+@runtime_checkable
+class InPlaceOutputs(Protocol):
+    """A blob store whose uncommitted outputs can be mapped into memory (the embedded file
+    store): a matmul tile then has BLAS write its block straight into the output, with no
+    block to allocate and copy over. Other stores take ``write_region``."""
+
+    def output_region(self, key: str, job_id: str, region: Region) -> np.ndarray:
+        """A writable view of ``region`` of job ``job_id``'s uncommitted output at ``key``
+        (clipped to the output): what is written into it is the region's content, as
+        ``write_region`` of the same values would leave it. StoreError if never created."""
+        ...
+
+
 class SentUploads(Protocol):
     """What a store whose uploads a client sends straight to it (S3) offers the completion
     step: the object as stored now, its start read by that version only, and a record
