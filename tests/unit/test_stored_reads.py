@@ -62,10 +62,12 @@ def test_a_tile_as_wide_as_the_matrix_reads_only_its_rows() -> None:
 def test_the_time_here_estimate_charges_the_blocks_a_local_read_touches() -> None:
     from tilefan.domain.local_estimate import LocalRates, estimate_here
 
-    files = parse_spec({"kind": "matmul", "a": {"file": "A.npy"}, "b": {"file": "B.npy"}, "tile": 256},
+    # One tile row of two tiles: B is not staged as panels (it would not pay), so on S3
+    # each tile reads whole rows of B.
+    files = parse_spec({"kind": "matmul", "a": {"file": "A.npy"}, "b": {"file": "B.npy"}, "tile": [1024, 512]},
                        inspect=stored((1024, 1024), "float64"))
     generated = parse_spec({"kind": "matmul", "a": {"shape": [1024, 1024]}, "b": {"shape": [1024, 1024]},
-                            "tile": 256})
+                            "tile": [1024, 512]})
     assert plan("f", files).tiles[0].bytes_in > plan("g", generated).tiles[0].bytes_in  # on S3: whole rows
     here = [estimate_here(plan(n, s), s, 2, LocalRates()) for n, s in (("f", files), ("g", generated))]
     assert here[0].tiles_s == pytest.approx(here[1].tiles_s)  # here: memory-mapped panels

@@ -63,6 +63,7 @@ class RoutePolicy:
     lambda_atoms_f32_gflops: float = 28.0
     lambda_io_mb_s: float = 60.0  # S3 read/write per function: 30–100 MB/s measured
     lambda_overhead_s: float = 1.0  # start, import NumPy, one round trip per tile
+    plan_memory_mb: int = 3008  # the plan function as deployed; it stages a stored B's panels
     # A spot worker (the launch template's default c7i.4xlarge: 16 vCPUs, 32 GiB) runs the
     # compiled atoms kernel on every core.
     spot_gflops: float = 250.0
@@ -183,8 +184,9 @@ class CostEstimate:
         }
 
 
-def estimate_cost(tiles: Iterable[TileCost], policy: RoutePolicy) -> CostEstimate:
-    """The AWS bill of a plan, roughly: Lambda GB-seconds at the tile function's memory,
+def estimate_cost(tiles: Iterable[TileCost], policy: RoutePolicy, plan_s: float = 0.0) -> CostEstimate:
+    """The AWS bill of a plan, roughly: Lambda GB-seconds at the tile function's memory
+    (and ``plan_s`` of work in the plan function, staging B's panels, at its memory),
     spot instance time (tile time on the workers, plus boot and idle time per worker),
     and Step Functions transitions.
 
@@ -204,7 +206,7 @@ def estimate_cost(tiles: Iterable[TileCost], policy: RoutePolicy) -> CostEstimat
         else:
             n_lambda += 1
             lambda_s += tile.lambda_s
-    gb_s = lambda_s * policy.lambda_memory_mb / 1024
+    gb_s = lambda_s * policy.lambda_memory_mb / 1024 + plan_s * policy.plan_memory_mb / 1024
     workers = min(n_spot, policy.spot_max_workers)
     instance_s = spot_s + workers * policy.spot_overhead_s
     transitions = TRANSITIONS_PER_JOB + TRANSITIONS_PER_TILE * (n_lambda + n_spot)
