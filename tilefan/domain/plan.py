@@ -186,7 +186,7 @@ def _tile(
     return TilePlan(
         tile_id, region, units, flops, bytes_in, bytes_out, mem, route,
         lambda_s=lambda_seconds(flops, io, policy, atoms=atoms, precision=precision),
-        spot_s=spot_seconds(flops, io, policy, atoms=atoms),
+        spot_s=spot_seconds(flops, io, policy, atoms=atoms, precision=precision),
     )
 
 
@@ -230,20 +230,20 @@ def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
     spot plan's estimate and keep whichever is cheaper; a tie goes to Lambda, which has no
     boot time and no interruptions.
 
-    One tile of 10.5 TFLOP of atoms work: about 1,100 s on a Lambda (the C kernel), so it
-    routes to spot, where the compiled kernel takes about 210 s plus the worker's boot and
-    idle time. At the default spot price that is cheaper than four 279 s Lambdas, so the
-    tile stays; at $5 an hour it is not, and the tiles shrink until they fit:
+    One tile of 42 TFLOP of atoms work: about 840 s on a Lambda (the C kernel on its six
+    vCPUs), so it routes to spot, where the kernel on 16 vCPUs takes about 307 s plus the
+    worker's boot and idle time. At the default spot price that is cheaper than two 425 s
+    Lambdas, so the tile stays; at $5 an hour it is not, and the tiles shrink until they fit:
 
     >>> from tilefan.domain.spec import RandomAtoms
-    >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", RandomAtoms(4_000_000, 1), None,
+    >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", RandomAtoms(16_000_000, 1), None,
     ...                 (64, 64, 64), False)
     >>> plan("j", big).tiles_per_route()
     {'lambda': 0, 'spot': 1}
     >>> fit_to_lambda(big).tile
     (64, 64, 64)
     >>> fit_to_lambda(big, RoutePolicy(spot_hour_price=5.0)).tile
-    (32, 32, 64)
+    (32, 64, 64)
     >>> fit_to_lambda(replace(big, route="spot"), RoutePolicy(spot_hour_price=5.0)).tile
     (64, 64, 64)
     """
