@@ -71,3 +71,33 @@ def test_the_time_here_estimate_charges_the_blocks_a_local_read_touches() -> Non
     assert plan("f", files).tiles[0].bytes_in > plan("g", generated).tiles[0].bytes_in  # on S3: whole rows
     here = [estimate_here(plan(n, s), s, 2, LocalRates()) for n, s in (("f", files), ("g", generated))]
     assert here[0].tiles_s == pytest.approx(here[1].tiles_s)  # here: memory-mapped panels
+
+
+def test_a_staged_b_is_charged_its_panel_and_the_pass_is_charged_to_the_plan_step() -> None:
+    n = 32_768
+    spec = parse_spec({"kind": "matmul", "a": {"file": "A.npy"}, "b": {"file": "B.npy"}, "tile": 2048},
+                      limits=BIG, inspect=stored((n, n)))
+    staged = plan("s", spec)
+    b = staged.b_panels
+    assert b is not None and b.staged and (len(b.layout.panels), len(b.layout.bands)) == (16, 16)
+    tile = staged.tiles[0]
+    assert tile.bytes_in == 2048 * n * 4 + n * 2048 * 4  # A's row panel and B's column panel
+    assert tile.mem_bytes < plan("g", matmul(files=False)).tiles[0].mem_bytes  # one 16.8 MB piece, no 64 MiB chunk
+    # The pass, B read and written once at 60 MB/s, is the plan function's: in its GB-s.
+    assert b.est_s == pytest.approx(2 * n * n * 4 / 60e6)
+    assert staged.cost is not None
+    tiles_gb_s = sum(t.lambda_s for t in staged.tiles) * 10
+    assert staged.cost.lambda_gb_s == pytest.approx(tiles_gb_s + b.est_s * 3008 / 1024)
+    manifest = staged.manifest()["b_panels"]
+    assert manifest["tile_b_bytes"] == {"unstaged": n * n * 4, "staged": n * 2048 * 4}
+    assert manifest["job_bytes_in"]["unstaged"] == sum(2048 * n * 4 + n * n * 4 for _ in staged.tiles)
+    assert manifest["job_bytes_in"]["staged"] == sum(t.bytes_in for t in staged.tiles) + n * n * 4
+
+
+def test_a_b_whose_pass_would_overrun_the_plan_step_is_not_staged_but_the_plan_says_what_it_would_save() -> None:
+    the_plan = plan("u", matmul(files=True))  # 65,536²: 34.4 GB through one function, 573 s
+    b = the_plan.b_panels
+    assert b is not None and not b.staged and b.est_s == 0.0
+    assert the_plan.tiles[0].bytes_in == 2048 * N * 4 + N * N * 4  # whole rows, as before
+    assert b.job_unstaged == sum(t.bytes_in for t in the_plan.tiles)
+    assert b.job_unstaged / b.job_staged == pytest.approx(16.2, abs=0.1)
