@@ -171,6 +171,7 @@ class StagingReport:
     layout: PanelLayout
     staged: bool
     est_s: float  # the staging pass, in the plan step (0 when not staged)
+    pass_s: float  # what the pass would take, staged or not
     tiles: int
     tile_b_unstaged: int  # B bytes one full-width tile reads: whole rows of B
     tile_b_staged: int  # its panel
@@ -195,7 +196,8 @@ class StagingReport:
             "pieces": self.layout.pieces, "band_rows": self.layout.band_rows, "panel_cols": self.layout.panel_cols,
             "stage_bytes_read": self.layout.nbytes if self.staged else 0,
             "stage_bytes_written": self.layout.nbytes if self.staged else 0,
-            "est_stage_s": round(self.est_s, 3),
+            "est_stage_s": round(self.est_s, 3), "stage_pass_s": round(self.pass_s, 3),
+            "stage_budget_s": STAGE_TIME_BUDGET_S,
             "tile_b_bytes": {"unstaged": self.tile_b_unstaged, "staged": self.tile_b_staged},
             "job_bytes_in": {"unstaged": self.job_unstaged, "staged": self.job_staged},
         }
@@ -217,8 +219,9 @@ def staging_report(spec: JobSpec, a_read: int, io_mb_s: float) -> StagingReport 
         return None
     assert isinstance(spec, MatrixSpec)
     staged = panel_layout(spec) is not None
+    pass_s = stage_seconds(layout.nbytes, io_mb_s)
     return StagingReport(
-        layout=layout, staged=staged, est_s=stage_seconds(layout.nbytes, io_mb_s) if staged else 0.0,
+        layout=layout, staged=staged, est_s=pass_s if staged else 0.0, pass_s=pass_s,
         tiles=num_tiles(spec.out_shape, spec.tile), tile_b_unstaged=layout.nbytes,
         tile_b_staged=layout.k * layout.panel_cols * layout.itemsize, a_bytes=a_read,
     )

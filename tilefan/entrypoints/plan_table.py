@@ -94,7 +94,8 @@ def _panel_lines(b: dict[str, Any]) -> list[str]:
         reads = (f"b reads   {_bytes(tile['staged'])} of B a tile ({_bytes(tile['unstaged'])} unstaged); "
                  f"{_bytes(job['staged'])} in a job ({_bytes(job['unstaged'])} unstaged)")
     else:
-        head = "b panels  not staged: the pass would not fit the plan step's time budget"
+        head = (f"b panels  not staged: the pass ({_bytes(2 * tile['unstaged'])} moved) would take "
+                f"~{b.get('stage_pass_s', 0.0):.0f} s, over the plan step's {b.get('stage_budget_s', 0.0):.0f} s")
         reads = (f"b reads   {_bytes(tile['unstaged'])} of B a tile ({_bytes(tile['staged'])} if staged); "
                  f"{_bytes(job['unstaged'])} in a job ({_bytes(job['staged'])} if staged)")
     return [head, reads]
