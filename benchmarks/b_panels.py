@@ -31,12 +31,12 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")  # moto only: fake credent
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-from tilefan.domain import bpanels  # noqa: E402
-from tilefan.pipeline.plan import plan_job  # noqa: E402
-from tilefan.pipeline.ports import Ports  # noqa: E402
-from tilefan.pipeline.reduce import reduce_job  # noqa: E402
-from tilefan.pipeline.submit import submit_job  # noqa: E402
-from tilefan.pipeline.tile import run_tile  # noqa: E402
+from tilefan.domain import bpanels
+from tilefan.pipeline.plan import plan_job
+from tilefan.pipeline.ports import Ports
+from tilefan.pipeline.reduce import reduce_job
+from tilefan.pipeline.submit import submit_job
+from tilefan.pipeline.tile import run_tile
 
 BUDGET = bpanels.STAGE_TIME_BUDGET_S
 
@@ -87,7 +87,8 @@ def on_s3(a: np.ndarray, b: np.ndarray, tile: int) -> None:
         inputs = {"a": {"file": "s3://user/A.npy"}, "b": {"file": "s3://user/B.npy"}}
         tiles_total = (a.shape[0] // tile) * (b.shape[1] // tile)
         outs = []
-        print(f"S3 (moto): A {a.shape} · B {b.shape} {b.dtype}, {tiles_total} tiles of {tile}², B = {b.nbytes / 1e6:.1f} MB")
+        print(f"S3 (moto): A {a.shape} · B {b.shape} {b.dtype}, {tiles_total} tiles of {tile}², "
+              f"B = {b.nbytes / 1e6:.1f} MB")
         print("| | GET bytes, plan step | GET bytes a tile | GET bytes, tiles | GETs, plan + tiles |")
         print("|---|---|---|---|---|")
         for staged in (False, True):
