@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tilefan.compute.threads import usable_cpus
 from tilefan.domain.kernel_choice import choose_atoms_kernel
 from tilefan.domain.records import JobRecord
 from tilefan.domain.routing import RoutePolicy
@@ -95,7 +96,7 @@ def job_kernel(record: JobRecord, choice: str) -> Callable[..., Any]:
         from tilefan.domain import kernels
 
         return kernels.atoms_potential  # unused: matrix tiles take no kernel
-    return choose_atoms_kernel(choice, spec.units_total * spec.atoms.count)
+    return choose_atoms_kernel(choice)
 
 
 def make_pool(workers: int, start_method: str, make_ports: Callable[[], Ports]) -> cf.ProcessPoolExecutor:
@@ -105,7 +106,11 @@ def make_pool(workers: int, start_method: str, make_ports: Callable[[], Ports]) 
     if start_method == "forkserver":
         # Workers forked from a server that already imported the tile code start warm.
         ctx.set_forkserver_preload(["tilefan.service.pool_worker", "tilefan.bootstrap"])
-    return cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(make_ports, os.getpid()))
+    # One token per core, shared by every worker: a tile's threads compute only while they
+    # hold one, so busy workers split the cores and a job's last tile gets them all.
+    tokens = ctx.Semaphore(usable_cpus())
+    return cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
+                                  initargs=(make_ports, os.getpid(), tokens))
 
 
 def kill_pool(pool: cf.ProcessPoolExecutor) -> None:
