@@ -17,11 +17,13 @@ import numpy as np
 
 from tilefan.domain import kernels
 from tilefan.domain.atoms import find_atom_on_grid
+from tilefan.domain.bpanels import panel_layout
 from tilefan.domain.plan import tile_of
 from tilefan.domain.records import Status, TileResult
 from tilefan.domain.spec import AtomsSpec, Kind, MatrixSpec
 from tilefan.domain.tiling import Region, region_size
 from tilefan.errors import InvalidSpecError, TileFailedError, TilefanError
+from tilefan.pipeline.bpanels import read_panel
 from tilefan.pipeline.inputs import atoms_key, matrix_block, output_key
 from tilefan.pipeline.ports import Clock, InPlaceOutputs, Ports
 
@@ -101,7 +103,11 @@ def _compute_matrix_tile(
     written = False
     if spec.kind is Kind.MATMUL:
         a = matrix_block(ports.blobs, spec.a, (r0, r1), (0, spec.a.shape[1]))
-        b = matrix_block(ports.blobs, spec.b, (0, spec.b.shape[0]), (c0, c1))
+        staged = panel_layout(spec)  # the plan step staged B's panels: read this tile's alone
+        if staged is not None:
+            b = read_panel(ports.blobs, job_id, staged, (c0, c1))
+        else:
+            b = matrix_block(ports.blobs, spec.b, (0, spec.b.shape[0]), (c0, c1))
         if isinstance(ports.blobs, InPlaceOutputs):
             # BLAS writes the block straight into the mapped output: no block to allocate,
             # copy over and write (a rerun of the tile overwrites the same region alike).
