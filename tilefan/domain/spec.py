@@ -24,7 +24,7 @@ from tilefan.domain.models import (
     StoredMatrixRequest,
     validate_request,
 )
-from tilefan.domain.models_fields import FLOAT_DTYPES
+from tilefan.domain.models_fields import file_dtype_refusal
 from tilefan.domain.models_resolved import (
     AtomsInput,
     AtomsSpec,
@@ -136,8 +136,9 @@ def _resolve_matrix(
         raise InvalidSpecError(
             role, f"{uri} must hold a 2-D array, it has {len(found)} dimension(s) {tuple(found)}"
         )
-    if file_dtype not in FLOAT_DTYPES:
-        raise InvalidSpecError(role, f"{uri} has unsupported dtype {file_dtype}; use float32 or float64")
+    refusal = file_dtype_refusal(uri, file_dtype)
+    if refusal:
+        raise InvalidSpecError(role, refusal)
     if 0 in found:
         raise InvalidSpecError(role, f"{uri} is empty (shape {tuple(found)})")
     _check_size(found, role, limits)
@@ -199,9 +200,18 @@ def _resolve_atoms(request: AtomsRequest, limits: Limits, load_atoms: AtomsLoade
 # Coordinates whose squared differences stay finite in the working precision (with room
 # for the sum of three squares): beyond them the kernel's distances overflow and φ is 0.
 MAX_COORD = {"float64": 1e150, "float32": 1e18}
+# The smallest spacing (and softening length above 0) whose square is still a normal number
+# in the working precision: below it the squares underflow (to subnormals, then 0), a
+# distance rounds to zero and φ becomes inf, so such a grid is refused at the door.
+MIN_LENGTH = {"float64": 1e-150, "float32": 1e-18}
 
 
 def _check_geometry(spec: AtomsSpec, table: Any) -> None:
+    smallest = MIN_LENGTH[spec.precision]
+    for name, value in (("spacing", spec.spacing), ("softening", spec.softening)):
+        if 0 < value < smallest:
+            raise InvalidSpecError(name, f"{value:.3g} underflows {spec.precision} when squared; use at least "
+                                         f"{smallest:.0e} (or change the unit of length)")
     limit = MAX_COORD[spec.precision]
     far = max(abs(o + (n - 1) * spec.spacing) for o, n in zip(spec.origin, spec.grid, strict=True))
     far = max(far, *(abs(o) for o in spec.origin))
