@@ -64,8 +64,13 @@ class Limits:
     max_body_bytes: int = 64 * 1024
     # The server's HTTP front end refuses a body over this before reading it.
     max_upload_bytes: int = 256 << 20
-    # QUEUED + RUNNING jobs one owner may have at once (more are refused, 429 on the API).
+    # Jobs one owner may have at once (more are refused, 429 on the API): on AWS, QUEUED +
+    # RUNNING (each running execution costs); on the embedded backend, RUNNING, since
+    # its scheduler starts no more than this at once and the rest wait in its queue.
     max_concurrent_jobs: int = 20
+    # The embedded backend's persistent queue is a table row per job, so it takes a
+    # generous number: QUEUED + RUNNING jobs one owner may have there.
+    max_queued_jobs: int = 10_000
 
 
 Inspector = Callable[[str], tuple[tuple[int, ...], str]]

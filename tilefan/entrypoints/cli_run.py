@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 print(plan_table(manifest, time_here(the_plan, spec, config.workers, config.kernel)))
             return EXIT_OK
-        record = submit_job(ports, raw, limits=config.limits, policy=config.route_policy)
+        record = submit_job(ports, raw, limits=config.limits, policy=config.route_policy, queue=True)
         # The home's scheduler runs it here, unless a server holds the home's lease: then
         # that server runs it (with the cores it already uses) and this just follows it.
         runner = build_scheduler(config, only={record.job_id})

@@ -27,6 +27,15 @@ from tilefan.errors import InvalidSpecError, TooLargeError
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 32
+# How long a client told "too many" (429) or "unavailable" (503) waits before it tries
+# again (Retry-After, RFC 9110 10.2.3). Jobs take seconds to minutes, so a few seconds
+# frees a slot often enough without a burst of clients spinning on the server.
+RETRY_AFTER_S = 5
+
+
+def retry_headers(status: int) -> dict[str, str]:
+    """The Retry-After header every 429 and 503 carries (none for any other status)."""
+    return {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else {}
 # Chalice's own error codes, as ours, each with our message (theirs name Chalice's internals).
 _CHALICE_CODES = {
     "MethodNotAllowedError": ("method_not_allowed", "this method is not allowed on this path"),
@@ -42,7 +51,8 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     body: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
-    return Response(body={"error": body}, status_code=status, headers={"Content-Type": "application/json"})
+    return Response(body={"error": body}, status_code=status,
+                    headers={"Content-Type": "application/json", **retry_headers(status)})
 
 
 def guard(request: Any, get_response: Callable[[Any], Response]) -> Response:
