@@ -44,7 +44,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    assert Path(CHROMIUM).exists(), "chromium is installed by .ci/run (apt-get install chromium)"
+    assert Path(CHROMIUM).exists(), "make test installs chromium first (make system-deps)"
     with playwright_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("profile")), executable_path=CHROMIUM, headless=True, args=FLAGS,
