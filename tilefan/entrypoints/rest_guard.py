@@ -36,6 +36,8 @@ RETRY_AFTER_S = 5
 def retry_headers(status: int) -> dict[str, str]:
     """The Retry-After header every 429 and 503 carries (none for any other status)."""
     return {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else {}
+
+
 # Chalice's own error codes, as ours, each with our message (theirs name Chalice's internals).
 _CHALICE_CODES = {
     "MethodNotAllowedError": ("method_not_allowed", "this method is not allowed on this path"),
