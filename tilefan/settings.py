@@ -127,6 +127,7 @@ def parse_config(env: Env) -> Config:
         max_body_bytes=env_int(env, "TILEFAN_MAX_BODY_BYTES", defaults.max_body_bytes),
         max_upload_bytes=env_int(env, "TILEFAN_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),
         max_concurrent_jobs=env_int(env, "TILEFAN_MAX_CONCURRENT_JOBS", defaults.max_concurrent_jobs),
+        max_queued_jobs=env_int(env, "TILEFAN_MAX_QUEUED_JOBS", defaults.max_queued_jobs),
     )
     kernel = env.get("TILEFAN_KERNEL", "auto")
     if kernel not in KERNEL_CHOICES:

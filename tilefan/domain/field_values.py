@@ -17,6 +17,17 @@ from typing import Any, NoReturn
 from tilefan.domain.routing import ROUTES
 
 FLOAT_DTYPES = ("float32", "float64")
+
+
+def file_dtype_refusal(uri: str, dtype: str) -> str | None:
+    """Why an array read from a file cannot be used, or None: one rule for matrices and atoms
+    tables alike. Only float32 and float64 are read; integers are refused, not converted,
+    because a silent conversion would change a matrix job's output type and can round
+    integers above 2**53."""
+    if dtype in FLOAT_DTYPES:
+        return None
+    return f"{uri} has unsupported dtype {dtype}; use float32 or float64"
+
 MAX_SEED = 2**63 - 1
 
 # Text forms, as JSON-schema patterns; the converters accept text only in these forms.

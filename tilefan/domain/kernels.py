@@ -63,8 +63,11 @@ def atoms_potential(
             np.add(dx2[:, None, None], dy2[None, :, None], out=tmp)
             tmp += dz2[None, None, :]
             np.sqrt(tmp, out=tmp)
-            np.divide(e, tmp, out=tmp)
-            out += tmp
+            # A distance of 0 gives inf (or nan with opposite charges): the tile step checks
+            # the field and reports it in words, so NumPy's warnings would only add noise.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                np.divide(e, tmp, out=tmp)
+                out += tmp
     return phi
 
 

@@ -104,7 +104,8 @@ class JobRecord:
                 "units_total": self.units_total,
                 "percent": round(percent, 2),
             },
-            "timings": self.timings,
+            # When it was submitted, with the times its steps recorded.
+            "timings": {"submitted_at": self.created_at, **self.timings},
             "result": self.result,
             "error": self.error,
             "links": self.links,

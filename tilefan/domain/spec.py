@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tilefan.domain.atoms import check_no_atom_on_grid
-from tilefan.domain.field_values import FLOAT_DTYPES
+from tilefan.domain.field_values import file_dtype_refusal
 from tilefan.domain.models_resolved import (
     AtomsInput,
     AtomsSpec,
@@ -65,8 +65,13 @@ class Limits:
     max_body_bytes: int = 64 * 1024
     # The server's HTTP front end refuses a body over this before reading it.
     max_upload_bytes: int = 256 << 20
-    # QUEUED + RUNNING jobs one owner may have at once (more are refused, 429 on the API).
+    # Jobs one owner may have at once (more are refused, 429 on the API): on AWS, QUEUED +
+    # RUNNING (each running execution costs); on the embedded backend, RUNNING, since
+    # its scheduler starts no more than this at once and the rest wait in its queue.
     max_concurrent_jobs: int = 20
+    # The embedded backend's persistent queue is a table row per job, so it takes a
+    # generous number: QUEUED + RUNNING jobs one owner may have there.
+    max_queued_jobs: int = 10_000
 
 
 Inspector = Callable[[str], tuple[tuple[int, ...], str]]
@@ -137,8 +142,9 @@ def _resolve_matrix(
         raise InvalidSpecError(
             role, f"{uri} must hold a 2-D array, it has {len(found)} dimension(s) {tuple(found)}"
         )
-    if file_dtype not in FLOAT_DTYPES:
-        raise InvalidSpecError(role, f"{uri} has unsupported dtype {file_dtype}; use float32 or float64")
+    refusal = file_dtype_refusal(uri, file_dtype)
+    if refusal:
+        raise InvalidSpecError(role, refusal)
     if 0 in found:
         raise InvalidSpecError(role, f"{uri} is empty (shape {tuple(found)})")
     _check_size(found, role, limits)
@@ -200,9 +206,18 @@ def _resolve_atoms(request: AtomsJobForm, limits: Limits, load_atoms: AtomsLoade
 # Coordinates whose squared differences stay finite in the working precision (with room
 # for the sum of three squares): beyond them the kernel's distances overflow and φ is 0.
 MAX_COORD = {"float64": 1e150, "float32": 1e18}
+# The smallest spacing (and softening length above 0) whose square is still a normal number
+# in the working precision: below it the squares underflow (to subnormals, then 0), a
+# distance rounds to zero and φ becomes inf, so such a grid is refused at the door.
+MIN_LENGTH = {"float64": 1e-150, "float32": 1e-18}
 
 
 def _check_geometry(spec: AtomsSpec, table: Any) -> None:
+    smallest = MIN_LENGTH[spec.precision]
+    for name, value in (("spacing", spec.spacing), ("softening", spec.softening)):
+        if 0 < value < smallest:
+            raise InvalidSpecError(name, f"{value:.3g} underflows {spec.precision} when squared; use at least "
+                                         f"{smallest:.0e} (or change the unit of length)")
     limit = MAX_COORD[spec.precision]
     far = max(abs(o + (n - 1) * spec.spacing) for o, n in zip(spec.origin, spec.grid, strict=True))
     far = max(far, *(abs(o) for o in spec.origin))
