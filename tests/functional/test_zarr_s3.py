@@ -65,12 +65,12 @@ def put_tree(s3: Any, local: Path, prefix: str) -> None:
             s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{path.relative_to(local).as_posix()}", Body=path.read_bytes())
 
 
-def get_tree(s3: Any, prefix: str, local: Path) -> Path:
+def get_tree(s3: Any, prefix: str, local: Path, bucket: str = BUCKET) -> Path:
     """The objects under ``prefix`` as a local directory zarr can open."""
-    for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/").get("Contents", []):
+    for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", []):
         dest = local / item["Key"][len(prefix) + 1 :]
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
+        dest.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
     return local
 
 
