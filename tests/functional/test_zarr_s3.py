@@ -202,3 +202,16 @@ def test_the_s3_store_reads_and_writes_zarr_without_the_zarr_package() -> None:
             "print(sorted(m for m in ('zarr', 'numcodecs', 'h5py') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_tile_fetches_only_the_input_chunks_its_block_crosses(ports: Ports, s3_client: Any, tmp_path: Path) -> None:
+    a = zarr_in_bucket(s3_client, tmp_path, "data/A.zarr", A, (10, 40), compressors=None)  # 9 row chunks
+    b = zarr_in_bucket(s3_client, tmp_path, "data/B.zarr", B, (40, 10), compressors=None)  # 7 column chunks
+    submit_job(ports, {"kind": "matmul", "a": {"file": a}, "b": {"file": b}, "tile": 32,
+                       "out": "jobs/job1/out.zarr"}, job_id="job1")
+    plan_job(ports, "job1")
+    with s3_requests(s3_client) as made:
+        run_tile(ports, "job1", 4)  # rows 32..64, columns 32..64
+    fetched = sorted(key for op, key in made if op == "GetObject" and "/c/" in key)
+    want = [f"data/A.zarr/c/{i}/0" for i in range(3, 7)] + [f"data/B.zarr/c/0/{j}" for j in range(3, 7)]
+    assert fetched == sorted(want)

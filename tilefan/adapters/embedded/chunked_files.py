@@ -62,17 +62,18 @@ def _opened(ref: ChunkedRef, path: Path, label: str) -> Iterator[Any]:
 
 
 def _dataset(file: Any, member: str, label: str, h5py: Any) -> Any:
+    node = file.get(member) if member else None
+    if isinstance(node, h5py.Dataset):
+        return node
+    # Only an error walks the file (every tile opens the dataset; a file may hold thousands).
     names: list[str] = []
-    file.visititems(lambda name, node: names.append(name) if isinstance(node, h5py.Dataset) else None)
+    file.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
     listing = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "") if names else "none"
     if not member:
         raise InvalidBlobError(label, f"name the dataset as FILE.h5:DATASET (its datasets: {listing})")
-    node = file.get(member)
     if node is None:
         raise InvalidBlobError(label, f"has no dataset {member!r} (its datasets: {listing})")
-    if not isinstance(node, h5py.Dataset):
-        raise InvalidBlobError(label, f"{member!r} is a group, not a dataset (its datasets: {listing})")
-    return node
+    raise InvalidBlobError(label, f"{member!r} is a group, not a dataset (its datasets: {listing})")
 
 
 def open_zarr(path: Path, member: str, label: str, mode: str = "r") -> Any:
