@@ -57,14 +57,14 @@ def s3_round(edge: int, tile: int, suffix: str) -> dict[str, Any]:
 
         def before(model: Any, params: Any, **_: Any) -> None:
             ops[model.name] += 1
-            body = params.get("body")
+            body = params.get("Body")  # the caller's own parameters: the bytes it sends
             sent[0] += len(body) if isinstance(body, bytes | bytearray) else 0
 
         def after(model: Any, parsed: Any, **_: Any) -> None:
             if model.name == "GetObject":
                 read[0] += int(parsed.get("ContentLength") or 0)
 
-        s3.meta.events.register("before-call.s3", before)
+        s3.meta.events.register("provide-client-params.s3", before)
         s3.meta.events.register("after-call.s3", after)
         start = time.perf_counter()
         reduce_job(ports, "job1")
@@ -106,7 +106,7 @@ def main() -> None:
         first = runs[0]
         secs = statistics.median(r["seconds"] for r in runs)
         print(f"  out.{suffix:4}: requests {sum(first['ops'].values())} {first['ops']}; "
-              f"sent {first['sent'] / 1e6:.2f} MB, read {first['read'] / 1e6:.2f} MB; median {secs:.3f} s")
+              f"sent {first['sent']:,} B, read {first['read']:,} B; median {secs:.3f} s")
     ratio = statistics.median(r["seconds"] for r in s3["npy"]) / statistics.median(r["seconds"] for r in s3["zarr"])
     print(f"  reduce time, npy / zarr: {ratio:.1f}x")
     print("\nthis machine (files, 2 pool workers), median of the rounds")
