@@ -57,8 +57,7 @@ def test_an_atoms_field_can_be_written_as_zarr(ws: Workspace) -> None:
     assert r.rc == 0, r.stderr
     phi = zarr.open_array(store=str(ws.root / "phi.zarr"), mode="r")
     assert phi.shape == (12, 10, 8) and phi.chunks == (4, 4, 4)
-    ref = np.load(ws.root / "phi.npy") if (ws.root / "phi.npy").exists() else None
-    assert ref is None  # only the Zarr was written
+    # The same job with a .npy field gives the same values.
     r2 = ws.run("atoms", "--grid", "12x10x8", "--atoms", "20", "--seed", "2", "--softening", "0.1",
                 "--field-out", "phi.npy")
     assert r2.rc == 0, r2.stderr
