@@ -181,6 +181,10 @@ def test_a_jobs_zarr_output_is_the_next_jobs_input(ports: Ports, s3_client: Any)
     (lambda p: zarr.create_array(store=p, shape=(4, 4), chunks=(2, 2), dtype="float64"), "b.file", "zstd"),
     # A group where an array should be.
     (lambda p: zarr.open_group(p, mode="w"), "b.file", "is a Zarr group"),
+    # Metadata that is not JSON, and metadata missing its shape.
+    (lambda p: _metadata(p, b"{not json"), "b.file", "not JSON"),
+    (lambda p: _metadata(p, b'{"zarr_format": 3, "node_type": "array", "chunk_grid": {"name": "regular"}}'),
+     "b.file", "Zarr metadata tilefan cannot read"),
 ])
 def test_bad_zarr_inputs_in_the_bucket_are_refused_naming_the_field_and_write_nothing(
     ports: Ports, s3_client: Any, tmp_path: Path, make: Any, field: str, words: str
@@ -194,6 +198,11 @@ def test_bad_zarr_inputs_in_the_bucket_are_refused_naming_the_field_and_write_no
     assert caught.value.field == field and words in caught.value.message
     assert ports.jobs.list_jobs(10)[0] == []
     assert s3_client.list_objects_v2(Bucket=BUCKET, Prefix="jobs/").get("KeyCount", 0) == 0
+
+
+def _metadata(path: str, doc: bytes) -> None:
+    Path(path).mkdir()
+    (Path(path) / "zarr.json").write_bytes(doc)
 
 
 def test_the_s3_store_reads_and_writes_zarr_without_the_zarr_package() -> None:

@@ -78,11 +78,15 @@ class ZarrOutputs(PartBuiltOutputs):
                 pass  # committed already, or an input
         root = self._zarr_root(key)
         try:
-            doc = self._get(ObjectRef(root.bucket, root.key + V3_METADATA), key)
-            return parse_v3(_json(doc, key), key)
+            doc, parse = self._get(ObjectRef(root.bucket, root.key + V3_METADATA), key), parse_v3
         except BlobNotFoundError:
-            doc = self._get(ObjectRef(root.bucket, root.key + V2_METADATA), key)  # BlobNotFoundError: no array
-            return parse_v2(_json(doc, key), key)
+            doc, parse = self._get(ObjectRef(root.bucket, root.key + V2_METADATA), key), parse_v2  # or: no array
+        try:
+            return parse(_json(doc, key), key)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # Metadata a user wrote is input: what cannot be read is their error, never a 500.
+            raise InvalidBlobError(key, f"has Zarr metadata tilefan cannot read ({type(exc).__name__}: {exc})") \
+                from None
 
     # ------------------------------------------------------------------ reading
 
