@@ -6,8 +6,8 @@ to the output; each tile PUTs its one chunk object straight to ``<key>/c/i/j``; 
 commit (the reducer) lists ``<key>/c/``, refuses if any tile's chunk is missing, and only
 then PUTs ``<key>/zarr.json``. Until that PUT the prefix holds no array a reader can open,
 so a failed job never shows a half-written one, and no byte of a tile passes through the
-reducer: its requests are one GET of the pending metadata, the listing, one PUT and one
-DELETE, whatever the output's size.
+reducer: its requests are one GET of the pending metadata, the listing (one request per
+1,000 chunks), one PUT and one DELETE.
 
 Inputs: a Zarr v3 or v2 array under a key (or ``s3://bucket/key``) is read chunk by chunk,
 each tile fetching only the chunks its block crosses (``tilefan.adapters.zarr_format``
