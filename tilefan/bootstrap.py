@@ -172,7 +172,9 @@ def build_worker(
 ) -> Worker:
     """A spot worker over the AWS ports, the spot queue, Step Functions and IMDSv2.
 
-    ``kernel`` is ``TILEFAN_KERNEL``: ``compiled`` without numba refuses to start.
+    ``kernel`` is ``TILEFAN_KERNEL``: ``compiled`` without the C kernel refuses to start. The
+    worker runs one tile at a time, so each tile computes on every CPU of the instance
+    (``tilefan.compute.threads``, whose default budget is all of them).
     """
     from tilefan.adapters.aws.imds import Imds
     from tilefan.adapters.aws.sqs_queue import SqsTileQueue

@@ -46,17 +46,22 @@ def test_pool_runner_matches_in_process_steps_bit_for_bit(tmp_path: Path) -> Non
     assert final.result["checksums"] == expected.result["checksums"]
 
 
-@pytest.mark.parametrize("kernel", ["numpy", "compiled"])
-def test_pool_runner_atoms_matches_in_process_steps_bit_for_bit(tmp_path: Path, kernel: str) -> None:
-    raw = {"kind": "atoms", "grid": [12, 10, 8], "atoms": {"count": 50, "seed": 5}, "tile": [4, 5, 8],
-           "precision": "float32"}
+@pytest.mark.parametrize("kernel,raw", [
+    ("numpy", {"grid": [12, 10, 8], "atoms": {"count": 50, "seed": 5}, "tile": [4, 5, 8]}),
+    ("compiled", {"grid": [12, 10, 8], "atoms": {"count": 50, "seed": 5}, "tile": [4, 5, 8]}),
+    # Big enough tiles that the pool's workers compute them on threads sharing the cores.
+    ("compiled", {"grid": [40, 24, 64], "atoms": {"count": 400, "seed": 5}, "tile": [20, 24, 64]}),
+])
+def test_pool_runner_atoms_matches_in_process_steps_bit_for_bit(tmp_path: Path, kernel: str,
+                                                                raw: dict[str, Any]) -> None:
+    raw = {"kind": "atoms", **raw, "precision": "float32"}
     pool_ports, runner = _pool(tmp_path / "pool", kernel)
     record = submit_job(pool_ports, {**raw, "field_out": str(tmp_path / "pool.npy")})
     final = runner(record.job_id)
     assert final.status is Status.SUCCEEDED, final.error
 
     # The kernel the pool chose for this job, by the one rule (kernel_choice).
-    atoms_kernel = choose_atoms_kernel(kernel, 12 * 10 * 8 * 50)
+    atoms_kernel = choose_atoms_kernel(kernel)
     local = embedded_ports(tmp_path / "local")
     expected = run_job(local, {**raw, "field_out": str(tmp_path / "local.npy")}, atoms_kernel=atoms_kernel)
     assert np.load(tmp_path / "pool.npy").tobytes() == np.load(tmp_path / "local.npy").tobytes()

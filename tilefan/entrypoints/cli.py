@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -173,8 +174,15 @@ def _glue_signed_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+              line: str | None = None) -> str:
+    """A warning as a command-line tool says it: one line, no source location."""
+    return f"tilefan: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(_glue_signed_values(sys.argv[1:] if argv is None else argv))
+    warnings.formatwarning = _one_line  # e.g. the NumPy-kernel notice, said once
     try:
         if args.command == "run":
             return cmd_run(args)

@@ -45,10 +45,9 @@ from tilefan.service.scheduler_parts import (
     RetryPolicy,
     is_permanent,
     job_kernel,
-    kill_pool,
-    make_pool,
 )
 from tilefan.service.scheduler_steps import PLAN, REDUCE, JobSteps
+from tilefan.service.worker_pool import WorkerPool
 
 __all__ = ["JobQueue", "Lease", "PoolSettings", "RetryPolicy", "Scheduler", "is_permanent"]
 
@@ -83,7 +82,7 @@ class Scheduler:
         self._active: dict[str, _Job] = {}
         self._turns: deque[str] = deque()
         self._futures: dict[cf.Future[Any], tuple[str, int]] = {}
-        self._pool: cf.ProcessPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
         self._inline = InlineExecutor(ports)
         # Only a server shares its pool with plans and reduces (the CLI runs one job).
         self._steps = JobSteps(ports, settings.policy, self.retry, in_pool=only is None and settings.workers > 1,
@@ -196,7 +195,7 @@ class Scheduler:
                 self._step_done(fut)
             elif fut is not wake:
                 self._collect(fut)
-        if self._pool is not None and getattr(self._pool, "_broken", False):
+        if self._pool is not None and self._pool.broken:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None  # a new one is made at the next submit
 
@@ -277,7 +276,7 @@ class Scheduler:
             # stores, with no process to start or to lose.
             return self._inline
         if self._pool is None:
-            self._pool = make_pool(self.settings.workers, self.settings.start_method, self.make_ports)
+            self._pool = WorkerPool(self.settings.workers, self.settings.start_method, self.make_ports)
         return self._pool
 
     # ------------------------------------------------------------------ outcomes
@@ -347,7 +346,7 @@ class Scheduler:
         self._active.clear()
         self._turns.clear()
         if pool is not None:
-            kill_pool(pool)
+            pool.kill()
 
 
 def _why(exc: BaseException) -> str:

@@ -1,13 +1,10 @@
 """The scheduler's ports and policies: the queue and the lease it needs from the home,
 its pool's settings, how often a tile is retried, which errors are permanent, the
-in-thread executor, the process pool's making and killing, and the atoms kernel a job's
-tiles use."""
+in-thread executor and the atoms kernel a job's tiles use."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,7 +13,7 @@ from tilefan.domain.kernel_choice import choose_atoms_kernel
 from tilefan.domain.records import JobRecord
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import AtomsSpec
-from tilefan.errors import StoreError, TilefanError
+from tilefan.errors import TilefanError
 from tilefan.pipeline.ports import Ports
 
 
@@ -68,8 +65,9 @@ class RetryPolicy:
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """Bad input fails at once; a dead worker, a busy store or an OS error may pass."""
-    return isinstance(exc, TilefanError) and not isinstance(exc, StoreError)
+    """Bad input fails at once; a dead worker, a busy store or an OS error may pass
+    (``TilefanError.retryable`` says which of our errors may)."""
+    return isinstance(exc, TilefanError) and not exc.retryable
 
 
 class InlineExecutor(cf.Executor):
@@ -95,23 +93,4 @@ def job_kernel(record: JobRecord, choice: str) -> Callable[..., Any]:
         from tilefan.domain import kernels
 
         return kernels.atoms_potential  # unused: matrix tiles take no kernel
-    return choose_atoms_kernel(choice, spec.units_total * spec.atoms.count)
-
-
-def make_pool(workers: int, start_method: str, make_ports: Callable[[], Ports]) -> cf.ProcessPoolExecutor:
-    from tilefan.service.pool_worker import init_worker
-
-    ctx = multiprocessing.get_context(start_method)
-    if start_method == "forkserver":
-        # Workers forked from a server that already imported the tile code start warm.
-        ctx.set_forkserver_preload(["tilefan.service.pool_worker", "tilefan.bootstrap"])
-    return cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(make_ports, os.getpid()))
-
-
-def kill_pool(pool: cf.ProcessPoolExecutor) -> None:
-    """Workers still computing after the grace are killed: their tiles are not recorded
-    done, so the next scheduler runs them again."""
-    for proc in list(getattr(pool, "_processes", {}).values()):
-        if proc.is_alive():
-            proc.kill()
-    pool.shutdown(wait=True, cancel_futures=True)
+    return choose_atoms_kernel(choice)
