@@ -34,6 +34,7 @@ def ws(tmp_path: Path) -> Workspace:
     v3 = zarr.create_array(store=str(root / "B3.zarr"), shape=B.shape, chunks=(64, 64), dtype=B.dtype)
     v3[:] = B
     zarr.create_array(store=str(root / "strings.zarr"), shape=(90, 4), chunks=(45, 4), dtype=str, zarr_format=2)
+    zarr.open_group(str(root / "g.zarr"), mode="w").create_array("B", shape=B.shape, chunks=(45, 35), dtype=B.dtype)
     return Workspace(root=root, home=tmp_path / "work" / "home")
 
 
@@ -73,6 +74,8 @@ def test_an_atoms_field_can_be_written_as_zarr(ws: Workspace) -> None:
     (["--a", "inputs.h5:/matrices/A", "--b", "strings.zarr"], "--b", "unsupported dtype"),
     (["--a", "inputs.h5:/matrices/A", "--b", "nothing.zarr"], "--b", "no such file"),
     (["--a", "inputs.h5:/matrices/A", "--b", "B2.zarr", "--out", "C.h5"], "--out", "HDF5 is read, not written"),
+    # Writing over the Zarr group an input is read from would replace the group.
+    (["--a", "inputs.h5:/matrices/A", "--b", "g.zarr:B", "--out", "g.zarr"], "--out", "is the job's input (--b)"),
 ])
 def test_bad_chunked_inputs_exit_2_naming_the_flag_and_write_nothing(
     ws: Workspace, args: list[str], flag: str, words: str

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from tilefan.domain.chunks import chunked_ref
+
 
 class PathError(Exception):
     """A flag whose path cannot be used; the CLI prints it and exits 2."""
@@ -28,10 +30,16 @@ def refuse_output_over_input(raw: dict[str, Any], flag_of: dict[str, str]) -> No
         for role in ("a", "b", "atoms"):
             source = raw.get(role)
             path = source.get("file") if isinstance(source, dict) else None
-            if path and _same_file(out, path):
+            if path and _same_file(out, _container(path)):
                 flag = flag_of[out_field]
                 raise PathError(flag, f"{out} is the job's input ({flag_of.get(role + '.file', role)}); "
                                         "choose another path")
+
+
+def _container(path: str) -> str:
+    """The file or directory an input lives in: a Zarr group's, or an HDF5 file's, for a member."""
+    ref = chunked_ref(path)
+    return ref.path if ref is not None else path
 
 
 def _same_file(a: str, b: str) -> bool:
