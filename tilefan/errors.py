@@ -74,11 +74,11 @@ class TooManyJobsError(TilefanError):
 
     code = "too_many_jobs"
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, setting: str = "TILEFAN_MAX_CONCURRENT_JOBS") -> None:
         super().__init__(
             f"too many jobs at once: each caller may have at most {limit} queued or running "
-            f"(setting TILEFAN_MAX_CONCURRENT_JOBS); wait for one to end or cancel one")
-        self._init_args = (limit,)
+            f"(setting {setting}); wait for one to end or cancel one")
+        self._init_args = (limit, setting)
         self.limit = limit
 
 

@@ -26,9 +26,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INVALID, f"error: {message} (see {self.prog} --help)\n")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, read from the installed metadata only when asked: reading it imports
+    ``importlib.metadata`` and the email parser (~0.1 s), which every command would pay."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog} {_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tilefan", description="Run big numeric jobs as a tiled fan-out.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run a job on this machine and wait for it")
     kinds = run.add_subparsers(dest="kind", required=True, parser_class=_Parser)

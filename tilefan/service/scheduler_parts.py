@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from tilefan.domain.kernel_choice import choose_atoms_kernel
 from tilefan.domain.records import JobRecord
 from tilefan.domain.routing import RoutePolicy
-from tilefan.domain.spec import AtomsSpec
+from tilefan.domain.spec import AtomsSpec, JobSpec, Kind, MatrixSpec
 from tilefan.errors import TilefanError
 from tilefan.pipeline.ports import Ports
 
@@ -94,3 +94,29 @@ def job_kernel(record: JobRecord, choice: str) -> Callable[..., Any]:
 
         return kernels.atoms_potential  # unused: matrix tiles take no kernel
     return choose_atoms_kernel(choice)
+
+
+# A matmul of at most this many flops runs its tiles in the calling process, one after
+# another, with BLAS on every core: starting and stopping a pool of one-thread workers
+# (forks, its manager thread, the kill) took about 0.1 s in a profile of a second
+# ``tilefan.matmul`` at 2000×1500·1500×1000, and 2·10¹⁰ flops is about 0.2 s of GEMM on two
+# cores at ~100 GFLOP/s. A bigger matmul keeps the pool (benchmarks/matmul_e2e.py --api).
+INLINE_MATMUL_FLOP = 2e10
+
+
+def runs_inline(spec: JobSpec, tiles: int) -> bool:
+    """Whether a job run on its own (the CLI, the Python API) computes its tiles right here.
+
+    >>> from dataclasses import replace
+    >>> from tilefan.domain.spec import RandomMatrix
+    >>> small = MatrixSpec(Kind.MATMUL, RandomMatrix((2000, 1500), "float64", 0, 0),
+    ...                    RandomMatrix((1500, 1000), "float64", 0, 1), None, (1024, 1024), False)
+    >>> runs_inline(small, 2), runs_inline(replace(small, kind=Kind.ADD), 2)
+    (True, False)
+    """
+    if tiles == 1:
+        return True  # starting a pool would cost more than the tile
+    if isinstance(spec, MatrixSpec) and spec.kind is Kind.MATMUL:
+        (m, k), n = spec.a.shape, spec.b.shape[1]
+        return 2.0 * m * k * n <= INLINE_MATMUL_FLOP
+    return False
