@@ -222,5 +222,6 @@ def test_a_tile_fetches_only_the_input_chunks_its_block_crosses(ports: Ports, s3
     with s3_requests(s3_client) as made:
         run_tile(ports, "job1", 4)  # rows 32..64, columns 32..64
     fetched = sorted(key for op, key in made if op == "GetObject" and "/c/" in key)
-    want = [f"data/A.zarr/c/{i}/0" for i in range(3, 7)] + [f"data/B.zarr/c/0/{j}" for j in range(3, 7)]
-    assert fetched == sorted(want)
+    assert [k for k in fetched if k.startswith("data/A.zarr/")] == [f"data/A.zarr/c/{i}/0" for i in range(3, 7)]
+    # B's column panels may have been staged by the plan step; read from B, only its columns' chunks.
+    assert set(k for k in fetched if k.startswith("data/B.zarr/")) <= {f"data/B.zarr/c/0/{j}" for j in range(3, 7)}
