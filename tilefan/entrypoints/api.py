@@ -3,9 +3,12 @@
 Each call runs one job on the embedded backend, in ``home`` when given (or
 ``TILEFAN_HOME`` with ``use_config=True``) and otherwise in a temporary directory that is
 removed afterwards. Arrays are written to the job store as ``.npy`` files; a path (str or
-``Path``) is used as it is. An output larger than ``in_memory_limit`` bytes comes back as
-a read-only ``np.memmap``: give ``out=`` to keep its file; without it the file is removed
-from the directory at once and the mapping stays valid while the array lives (POSIX).
+``Path``, also ``X.zarr`` and ``file.h5:dataset``) is used as it is, and so is a zarr array
+on local storage or an h5py dataset (tiles read only their blocks of it). With
+``out="C.zarr"`` the result is written as Zarr, one chunk per tile, and returned as a zarr
+array. An output larger than ``in_memory_limit`` bytes comes back as a read-only
+``np.memmap``: give ``out=`` to keep its file; without it the file is removed from the
+directory at once and the mapping stays valid while the array lives (POSIX).
 
 >>> import numpy as np, tilefan
 >>> a = np.arange(6.0).reshape(2, 3); b = np.ones((3, 2))
@@ -31,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from tilefan.domain.chunks import is_zarr
+from tilefan.entrypoints.api_arrays import chunked_source
 from tilefan.errors import InvalidSpecError, ReportedError, TilefanError
 
 ArrayLike = np.ndarray | str | os.PathLike[str]
@@ -71,6 +76,9 @@ class _Run:
     def input(self, name: str, value: ArrayLike) -> str:
         if isinstance(value, str | os.PathLike):
             return os.path.abspath(os.fspath(value))
+        stored = chunked_source(value, self.home / "inputs", f"{os.getpid()}-{id(value):x}-{name}")
+        if stored is not None:
+            return stored
         array = np.ascontiguousarray(value)
         path = self.home / "inputs" / f"{os.getpid()}-{id(value):x}-{name}.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +132,11 @@ def _execute(run: _Run, raw: dict[str, Any], workers: int | None, progress: bool
 
 
 def _load(path: str, limit: int, keep: bool) -> np.ndarray:
+    if is_zarr(path):
+        from tilefan.adapters.embedded.chunked_files import open_zarr
+
+        arr: np.ndarray = open_zarr(Path(path), "", path)  # a zarr array: sliced, it reads its chunks
+        return arr
     mapped = np.load(path, mmap_mode="r")
     if mapped.nbytes <= limit:
         return np.array(mapped)

@@ -57,14 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     for kind in ("matmul", "add"):
         p = kinds.add_parser(kind, help="C = A·B" if kind == "matmul" else "C = A + B")
-        p.add_argument("--a", help="A as a .npy file")
-        p.add_argument("--b", help="B as a .npy file")
+        p.add_argument("--a", help="A as a .npy file, a Zarr array (A.zarr) or an HDF5 dataset (data.h5:/A)")
+        p.add_argument("--b", help="B as a .npy file, a Zarr array or an HDF5 dataset")
         p.add_argument("--shape-a", help="random A of this shape, e.g. 3000x2000")
         p.add_argument("--shape-b", help="random B of this shape")
         p.add_argument("--seed", help="seed of the random inputs (default 0)")
         p.add_argument("--dtype", metavar="{float32,float64}",
                        help="float32 or float64 for random inputs (default float64)")
-        p.add_argument("--out", help="write C here (.npy)")
+        p.add_argument("--out", help="write C here (.npy, or .zarr: one chunk per tile)")
         common(p)
     p = kinds.add_parser("atoms", help="potential Σ e/|p − r| on a 3-D grid, and its minimum")
     p.add_argument("--grid", help="N (N×N×N) or NXxNYxNZ")

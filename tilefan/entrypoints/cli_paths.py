@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from tilefan.domain.chunks import chunked_ref, is_zarr
+
 
 class PathError(Exception):
     """A flag whose path cannot be used; the CLI prints it and exits 2."""
@@ -30,12 +32,16 @@ def refuse_output_over_input(raw: dict[str, Any], flag_of: dict[str, str]) -> No
         for role in ("a", "b", "atoms"):
             source = raw.get(role)
             path = source.get("file") if isinstance(source, dict) else None
-            if path and _same_file(out, path):
+            if path and _same_file(out, _container(path)):
                 flag = flag_of[out_field]
                 raise PathError(flag, f"{out} is the job's input ({flag_of.get(role + '.file', role)}); "
                                         "choose another path")
 
 
+def _container(path: str) -> str:
+    """The file or directory an input lives in: a Zarr group's, or an HDF5 file's, for a member."""
+    ref = chunked_ref(path)
+    return ref.path if ref is not None else path
 def refuse_unwritable_output(raw: dict[str, Any], flag_of: dict[str, str]) -> None:
     """Each output path must name a file (not a folder) in a folder the user can write to
     (folders still missing are created when the job writes, so the nearest existing one counts)."""
@@ -44,7 +50,7 @@ def refuse_unwritable_output(raw: dict[str, Any], flag_of: dict[str, str]) -> No
         if not out:
             continue
         flag = flag_of[out_field]
-        if os.path.isdir(out):
+        if os.path.isdir(out) and not is_zarr(out):  # a Zarr output is a folder, replaced whole
             raise PathError(flag, f"{out} is a folder; name the file to write, e.g. {os.path.join(out, 'out.npy')}")
         parent = os.path.dirname(os.path.abspath(out))
         while not os.path.lexists(parent):

@@ -15,13 +15,14 @@ from typing import Any
 
 # An upload's key (as POST /uploads returns it in use_as) or a previous job's output.
 FILE_KEY = (r"^(uploads/[0-9a-f]{16}/[A-Za-z0-9][A-Za-z0-9._-]{0,123}\.([nN][pP][yY]|[cC][sS][vV])"
-            r"|jobs/[0-9a-f]{16}/(out|field)\.npy)$")
+            r"|jobs/[0-9a-f]{16}/(out\.npy|out\.zarr|field\.npy))$")
 _RENAMED = {
     "JobRequest": "SubmitJob", "MatmulRequest": "SubmitMatmul", "AddRequest": "SubmitAdd",
     "AtomsRequest": "SubmitAtoms", "StoredMatrixRequest": "SubmitStoredMatrix",
     "StoredAtomsRequest": "SubmitStoredAtoms",
 }
-_FILE_DOC = "an upload's key (use_as from POST /uploads) or a finished job's output, jobs/<job_id>/out.npy"
+_FILE_DOC = ("an upload's key (use_as from POST /uploads) or a finished job's output, jobs/<job_id>/out.npy "
+             "(or out.zarr, field.npy)")
 
 
 def add_submit_schemas(schemas: dict[str, Any], ref_template: str) -> None:
@@ -43,6 +44,10 @@ def add_submit_schemas(schemas: dict[str, Any], ref_template: str) -> None:
             _numbers_only(props)
             props["field"] = {"type": "boolean", "default": False,
                               "description": "keep the whole field; download it from GET /jobs/{job_id}/field"}
+        elif old in ("MatmulRequest", "AddRequest"):
+            props["out_format"] = {"type": "string", "enum": ["npy", "zarr"], "default": "npy",
+                                   "description": "zarr: the result is a Zarr array whose chunks are the tiles, "
+                                                  "written in place with nothing assembled (docs/formats.md)"}
         schemas[new] = schema
 
 

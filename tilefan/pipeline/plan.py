@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from tilefan.domain.atoms import check_no_atom_on_grid
+from tilefan.domain.chunks import is_zarr
 from tilefan.domain.plan import Plan, plan
 from tilefan.domain.randgen import random_atoms
 from tilefan.domain.records import Status
@@ -35,7 +36,12 @@ def plan_job(ports: Ports, job_id: str, *, clock: Clock = time.time, policy: Rou
     ports.blobs.put_json(items_key(job_id), tile_items(the_plan))
     out = output_key(job_id, spec)
     if out is not None:
-        ports.blobs.create_array(out, tuple(the_plan.shape), spec.dtype, job_id)
+        if is_zarr(out):
+            # Its chunks are the tiles: each tile writes one chunk, and nothing is assembled.
+            chunks = tuple(min(t, n) for t, n in zip(the_plan.tile, the_plan.shape, strict=True))
+            ports.blobs.create_array(out, tuple(the_plan.shape), spec.dtype, job_id, chunks=chunks)
+        else:
+            ports.blobs.create_array(out, tuple(the_plan.shape), spec.dtype, job_id)
     ports.jobs.set_plan(job_id, len(the_plan.tiles), the_plan.units_total)
     ports.jobs.transition(job_id, Status.RUNNING, timings={"started_at": started, "plan_s": clock() - started})
     return the_plan

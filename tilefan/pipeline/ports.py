@@ -40,9 +40,11 @@ class BlobStore(Protocol):
 
     def write_array(self, key: str, array: np.ndarray) -> None: ...
 
-    def create_array(self, key: str, shape: tuple[int, ...], dtype: str, job_id: str) -> None:
+    def create_array(self, key: str, shape: tuple[int, ...], dtype: str, job_id: str,
+                     chunks: tuple[int, ...] | None = None) -> None:
         """Start job ``job_id``'s output at ``key``, which tiles fill region by region; it
-        stays invisible at ``key`` until committed."""
+        stays invisible at ``key`` until committed. ``chunks`` (the tile shape) is the
+        chunk shape of a chunked (Zarr) output, so each tile writes its own chunk."""
         ...
 
     def write_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]], block: np.ndarray) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from tilefan.domain.bpanels import panel_layout
+from tilefan.domain.chunks import is_zarr
 from tilefan.domain.combine import combine_all
 from tilefan.domain.plan import tile_of, tiles_total
 from tilefan.domain.records import JobRecord, Status
@@ -122,7 +123,8 @@ def _tiles(spec: JobSpec) -> dict[int, Region]:
 def _publish(ports: Ports, key: str, job_id: str, tiles: Mapping[int, Region]) -> str:
     """Commit the output. A store that keeps tiles' blocks apart (S3) assembles it here,
     refusing (IncompleteJobError) if any tile's block is missing; a store that wrote the
-    tiles in place (files, memory) has it whole already and only publishes it."""
-    if isinstance(ports.blobs, PartAssembly):
+    tiles in place (files, memory) has it whole already and only publishes it. A Zarr
+    output's chunks are the tiles, so every store only checks them and publishes it."""
+    if isinstance(ports.blobs, PartAssembly) and not is_zarr(key):
         return assemble_output(ports.blobs, key, job_id, tiles)
     return ports.blobs.commit_array(key, job_id)

@@ -18,6 +18,7 @@ import numpy as np
 from tilefan.domain import kernels
 from tilefan.domain.atoms import find_atom_on_grid
 from tilefan.domain.bpanels import panel_layout
+from tilefan.domain.chunks import is_zarr
 from tilefan.domain.plan import tile_of
 from tilefan.domain.records import Status, TileResult
 from tilefan.domain.spec import AtomsSpec, Kind, MatrixSpec
@@ -108,7 +109,7 @@ def _compute_matrix_tile(
             b = read_panel(ports.blobs, job_id, staged, (c0, c1))
         else:
             b = matrix_block(ports.blobs, spec.b, (0, spec.b.shape[0]), (c0, c1))
-        if isinstance(ports.blobs, InPlaceOutputs):
+        if isinstance(ports.blobs, InPlaceOutputs) and not is_zarr(key):
             # BLAS writes the block straight into the mapped output: no block to allocate,
             # copy over and write (a rerun of the tile overwrites the same region alike).
             block = ports.blobs.output_region(key, job_id, region)

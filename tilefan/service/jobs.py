@@ -160,6 +160,9 @@ class JobService:
         key = result_key(job_id) if which == "result" else field_key(job_id)
         spec = record.spec
         produced = getattr(spec, "out", None) if which == "result" else getattr(spec, "field_out", None)
+        if which == "result" and produced == result_key(job_id, "zarr") and record.status is Status.SUCCEEDED:
+            raise NotFoundError(f"job {job_id}'s result is a Zarr array (one object per chunk), not one file: read it "
+                                f"where result.output says, or name jobs/{job_id}/out.zarr as a job's input")
         if record.status is not Status.SUCCEEDED or produced != key:
             # Outputs a caller placed elsewhere (the CLI's own paths) are not served.
             raise NotFoundError(f"job {job_id} has no {which} to download")

@@ -1,10 +1,12 @@
 """What a REST caller may name: data by ID, never a path or a bucket key of their choosing.
 
 A REST body names an input as seeded random data, an upload (``uploads/<upload_id>/<name>``
-from ``POST /uploads``), or a previous job's output (``jobs/<job_id>/out.npy`` or
-``.../field.npy``), each only the caller's own: someone else's upload or job is unknown,
-exactly as a missing one is. Outputs belong to the job: ``out`` and ``field_out`` are refused, and
-an atoms job asks for its field with ``"field": true``. ``restrict`` rewrites a body into
+from ``POST /uploads``), or a previous job's output (``jobs/<job_id>/out.npy``,
+``.../out.zarr`` or ``.../field.npy``), each only the caller's own: someone else's upload or
+job is unknown, exactly as a missing one is. Outputs belong to the job: ``out`` and
+``field_out`` are refused, a matrix job may ask for a Zarr result with ``"out_format": "zarr"``
+(written one chunk per tile, never assembled), and an atoms job asks for its field with
+``"field": true``. ``restrict`` rewrites a body into
 the spec the pipeline runs, raising ``InvalidSpecError`` naming the field otherwise;
 messages never say whether a path exists or what a file holds. The CLI does not come
 through here: it runs as its user, on that user's paths.
@@ -21,12 +23,13 @@ from tilefan.errors import InvalidSpecError, JobNotFoundError
 from tilefan.pipeline.ports import JobStore
 from tilefan.service.uploads import UPLOAD_KEY, Uploads
 
-JOB_OUTPUT_KEY = re.compile(r"^jobs/([0-9a-f]{16})/(out|field)\.npy$")
+JOB_OUTPUT_KEY = re.compile(r"^jobs/([0-9a-f]{16})/(out\.npy|out\.zarr|field\.npy)$")
 _OUTPUTS = {"out": "matmul and add", "field_out": "atoms"}
+OUT_FORMATS = ("npy", "zarr")
 
 
-def result_key(job_id: str) -> str:
-    return f"jobs/{job_id}/out.npy"
+def result_key(job_id: str, out_format: str = "npy") -> str:
+    return f"jobs/{job_id}/out.{out_format}"
 
 
 def field_key(job_id: str) -> str:
@@ -50,7 +53,10 @@ def restrict(raw: Any, job_id: str, owner: str, uploads: Uploads, jobs: JobStore
         if want_field:
             body["field_out"] = field_key(job_id)
     else:
-        body["out"] = result_key(job_id)
+        out_format = body.pop("out_format", "npy")
+        if out_format not in OUT_FORMATS:
+            raise InvalidSpecError("out_format", f"must be one of {', '.join(OUT_FORMATS)}, got {out_format!r}")
+        body["out"] = result_key(job_id, out_format)
     for role in ("a", "b", "atoms"):
         value = body.get(role)
         if isinstance(value, Mapping) and "file" in value:
@@ -67,7 +73,7 @@ def _input_key(value: Any, field: str, owner: str, uploads: Uploads, jobs: JobSt
     match = JOB_OUTPUT_KEY.match(value)
     if not match:
         raise InvalidSpecError(field, "must name an upload (uploads/<upload_id>/<name>, from POST /uploads) "
-                                      "or a job's output (jobs/<job_id>/out.npy or field.npy)")
+                                      "or a job's output (jobs/<job_id>/out.npy, out.zarr or field.npy)")
     job_id, which = match.groups()
     try:
         record = jobs.get_job(job_id, owner)  # someone else's job: as if there were none
@@ -75,9 +81,9 @@ def _input_key(value: Any, field: str, owner: str, uploads: Uploads, jobs: JobSt
         raise InvalidSpecError(field, f"no job {job_id} has an output to use") from None
     if record.status is not Status.SUCCEEDED:
         raise InvalidSpecError(field, f"no job {job_id} has an output to use")
-    wanted = result_key(job_id) if which == "out" else field_key(job_id)
+    wanted = f"jobs/{job_id}/{which}"
     spec = record.spec
-    produced = getattr(spec, "out", None) if which == "out" else getattr(spec, "field_out", None)
+    produced = getattr(spec, "out", None) if which.startswith("out") else getattr(spec, "field_out", None)
     if produced != wanted:
         raise InvalidSpecError(field, f"no job {job_id} has an output to use")
     return wanted

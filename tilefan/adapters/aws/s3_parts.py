@@ -125,7 +125,8 @@ class PartBuiltOutputs(ABC):
 
     # ------------------------------------------------------------------ the BlobStore port
 
-    def create_array(self, key: str, shape: tuple[int, ...], dtype: str, job_id: str) -> None:
+    def create_array(self, key: str, shape: tuple[int, ...], dtype: str, job_id: str,
+                     chunks: tuple[int, ...] | None = None) -> None:
         # Starting again (a retried plan) starts from nothing, as localfs truncates.
         self.discard_array(key, job_id)
         meta = {"key": key, "shape": [int(n) for n in shape], "dtype": np.dtype(dtype).str}

@@ -5,6 +5,8 @@ Keys of the form ``s3://bucket/key`` name a user's object; other keys live under
 its rows with ranged GETs and ``array_info`` reads only the header. Outputs are built
 from part objects (``s3_parts``) and committed as one multipart upload whose parts are
 server-side copies of the tiles' blocks where S3 allows it (``tilefan.pipeline.assemble``).
+Keys ending in ``.zarr`` are Zarr arrays (``s3_zarr``): read chunk by chunk, and written
+one chunk per tile with nothing assembled.
 
 One request stream cannot fill a function's network, so a read of more than one part
 (``tilefan.domain.transfer.PART_BYTES``) is split into ranged GETs run concurrently, and an
@@ -26,11 +28,13 @@ from typing import Any
 import numpy as np
 
 from tilefan.adapters.aws.aws_call import Special, call, pages, translated
-from tilefan.adapters.aws.s3_parts import ObjectRef, PartBuiltOutputs
+from tilefan.adapters.aws.s3_parts import ObjectRef
 from tilefan.adapters.aws.s3_transfer import TransferPool
 from tilefan.adapters.aws.s3_uploads import SealedUploads
+from tilefan.adapters.aws.s3_zarr import ZarrOutputs
 from tilefan.adapters.npy_header import NpyHeader, from_npy, header_length, parse_header, to_npy
 from tilefan.domain.assembly import PartLimits
+from tilefan.domain.chunks import is_zarr
 from tilefan.domain.regions import clip, row_byte_range, sizes
 from tilefan.domain.routing import PANEL_READ_CHUNK_BYTES
 from tilefan.domain.transfer import MAX_STREAMS, PART_BYTES, row_chunks
@@ -50,7 +54,7 @@ _SSE = {"ServerSideEncryption": "AES256"}
 _READ_SLICE = 1 << 20
 
 
-class S3BlobStore(PartBuiltOutputs, SealedUploads):
+class S3BlobStore(ZarrOutputs, SealedUploads):
     def __init__(self, client: Any, bucket: str, prefix: str = "", *, limits: PartLimits | None = None,
                  streams: int = MAX_STREAMS, part_bytes: int = PART_BYTES) -> None:
         """``limits``: S3's own multipart rules unless a test needs smaller parts (moto
@@ -262,10 +266,14 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
         return from_npy(self._get(obj, label), label)
 
     def array_info(self, key: str) -> tuple[tuple[int, ...], str]:
+        if is_zarr(key):
+            return self.zarr_info(key)
         h = self._header(self._obj(key), key)
         return h.shape, h.dtype.name
 
     def read_rows(self, key: str, rows: tuple[int, int], cols: tuple[int, int] | None = None) -> np.ndarray:
+        if is_zarr(key):
+            return self.zarr_rows(key, rows, cols)
         obj = self._obj(key)
         if cols is None:
             return self._leading_rows(obj, key, rows)
@@ -298,6 +306,9 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
         self._put(self._obj(key), key, to_npy(array), "application/octet-stream")
 
     def delete(self, key: str) -> None:
+        if is_zarr(key):
+            self._drop_zarr(key)
+            return
         obj = self._obj(key)
         self._delete(obj.bucket, [obj.key], key)
 

@@ -6,6 +6,10 @@ tiles write their regions into it with ``pwrite`` (no whole-array copies between
 processes), or compute straight into a shared memory map of it (``output_region``, the
 ``InPlaceOutputs`` port), and ``commit_array`` renames it into place, so a reader never sees a
 half-written output and a failed job leaves nothing behind.
+
+Keys naming a Zarr array or an HDF5 dataset (``tilefan.domain.chunks``) go to
+``chunked_files`` instead: the same contract, with a Zarr output built as a hidden
+directory whose chunks are the tiles.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from tilefan.adapters.embedded import chunked_files
 from tilefan.adapters.npy_header import NpyHeader, load_npy, npy_header, read_header
+from tilefan.domain.chunks import chunked_ref, is_zarr
 from tilefan.domain.regions import clip, fit_block, run_axis, run_offsets
 from tilefan.domain.tiling import region_slices
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, StoreError
@@ -102,6 +108,9 @@ class LocalBlobStore:
     # ------------------------------------------------------------------ arrays
 
     def array_info(self, key: str) -> tuple[tuple[int, ...], str]:
+        ref = chunked_ref(key)
+        if ref is not None:
+            return chunked_files.array_info(ref, self.path(ref.path), key)
         header = _read_header(self.path(key))
         return header.shape, header.dtype.name
 
@@ -112,6 +121,9 @@ class LocalBlobStore:
             raise InvalidBlobError(key, f"cannot be memory-mapped ({exc})") from None
 
     def read_rows(self, key: str, rows: tuple[int, int], cols: tuple[int, int] | None = None) -> np.ndarray:
+        ref = chunked_ref(key)
+        if ref is not None:
+            return chunked_files.read_block(ref, self.path(ref.path), key, rows, cols)
         arr = self._mmap(key)
         if cols is None:
             return arr[rows[0] : rows[1]]
@@ -128,8 +140,12 @@ class LocalBlobStore:
             np.save(fp, array)
         os.replace(tmp, path)
 
-    def create_array(self, key: str, shape: tuple[int, ...], dtype: str, job_id: str) -> None:
+    def create_array(self, key: str, shape: tuple[int, ...], dtype: str, job_id: str,
+                     chunks: tuple[int, ...] | None = None) -> None:
         partial = self._partial(key, job_id)
+        if chunked_ref(key) is not None:
+            chunked_files.create(partial, shape, dtype, chunks, key)
+            return
         try:
             partial.parent.mkdir(parents=True, exist_ok=True)
             with open(partial, "wb") as fp:
@@ -141,6 +157,9 @@ class LocalBlobStore:
 
     def write_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]], block: np.ndarray) -> None:
         partial = self._partial(key, job_id)
+        if chunked_ref(key) is not None:
+            chunked_files.write(partial, key, region, block)
+            return
         header = _read_header(partial)
         region = fit_block(region, header.shape, block.shape)
         data = np.ascontiguousarray(block, dtype=header.dtype)
@@ -169,6 +188,8 @@ class LocalBlobStore:
     def read_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray:
         partial = self._partial(key, job_id)
         path = partial if partial.exists() else self.path(key)
+        if chunked_ref(key) is not None:
+            return chunked_files.read(path, key, region)
         arr = _load(path, mmap=True)  # BlobNotFoundError when neither exists
         return arr[region_slices(tuple(region))]
 
@@ -179,6 +200,10 @@ class LocalBlobStore:
             self.discard_array(key, job_id)
             raise StoreError(f"output {key} was claimed by job {holder} while job {job_id} ran; "
                              "it was not overwritten")
+        if chunked_ref(key) is not None:
+            where = chunked_files.commit(self._partial(key, job_id), final, key, job_id)
+            self._release(key, job_id)
+            return where
         try:
             os.replace(self._partial(key, job_id), final)
         except FileNotFoundError:
@@ -187,7 +212,7 @@ class LocalBlobStore:
         return str(final.resolve())
 
     def discard_array(self, key: str, job_id: str) -> None:
-        self._partial(key, job_id).unlink(missing_ok=True)
+        chunked_files.remove(self._partial(key, job_id))
         self._release(key, job_id)
 
     # ------------------------------------------------------------------ output claims
@@ -204,6 +229,9 @@ class LocalBlobStore:
 
     def claim_output(self, key: str, job_id: str) -> str | None:
         """Claim ``key`` for ``job_id`` (atomically, across processes); the holder's id if taken."""
+        ref = chunked_ref(key)
+        if ref is not None:
+            chunked_files.check_output(key, ref)
         lock = self._lock(key)
         try:
             lock.parent.mkdir(parents=True, exist_ok=True)
@@ -229,6 +257,9 @@ class LocalBlobStore:
             self._lock(key).unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
+        if is_zarr(key):
+            chunked_files.remove(self.path(key))  # a committed Zarr output is a directory
+            return
         self.path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> None:

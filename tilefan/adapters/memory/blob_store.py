@@ -71,7 +71,8 @@ class MemoryBlobStore:
 
     # ------------------------------------------------------------------ outputs
 
-    def create_array(self, key: str, shape: tuple[int, ...], dtype: str, job_id: str) -> None:
+    def create_array(self, key: str, shape: tuple[int, ...], dtype: str, job_id: str,
+                     chunks: tuple[int, ...] | None = None) -> None:
         # Starting again (a retried plan) starts from nothing; unwritten cells are zero.
         with self._lock:
             self._outputs[(key, job_id)] = np.zeros(tuple(shape), dtype=np.dtype(dtype))
