@@ -21,6 +21,7 @@ from pydantic import Field, PlainValidator
 from pydantic_core import PydanticCustomError
 
 from tilefan.domain.routing import ROUTES
+from tilefan.domain.units import UNITS
 
 FLOAT_DTYPES = ("float32", "float64")
 MAX_SEED = 2**63 - 1
@@ -139,6 +140,12 @@ def _route(value: Any) -> str:
     return str(value)
 
 
+def _units(value: Any) -> str:
+    if value not in UNITS:
+        _fail(f"must be one of {', '.join(UNITS)}; got {value!r}")
+    return str(value)
+
+
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
         _fail(f"must be true or false, got {value!r}")
@@ -195,5 +202,7 @@ Spacing = Annotated[float, _field(lambda v: _number(v, positive=True), Annotated
 Softening = Annotated[float, _field(lambda v: _number(v, nonneg=True), Annotated[float, Field(ge=0)], NumberText)]
 Dtype = Annotated[str, _field(_dtype, Literal["float32", "float64"])]
 Route = Annotated[str, _field(_route, Literal["auto", "lambda", "spot"])]
+Margin = Annotated[float, _field(lambda v: _number(v, nonneg=True), Annotated[float, Field(ge=0)], NumberText)]
+UnitsField = Annotated[str, _field(_units, Literal["e/A", "kcal/mol/e", "kT/e"])]
 Flag = Annotated[bool, _field(_flag, bool)]
 Path = Annotated[str, _field(_path, Annotated[str, Field(pattern=PATH_TEXT)])]

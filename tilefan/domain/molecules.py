@@ -59,8 +59,7 @@ def _number(token: tuple[int, str], lineno: int, what: str) -> float:
 
 
 def _lines(text: str) -> Iterator[tuple[int, str]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        yield lineno, line
+    yield from enumerate(text.splitlines(), start=1)
 
 
 def _finish(rows: list[list[float]], field: str, what: str) -> np.ndarray:
@@ -208,7 +207,7 @@ def grid_around(positions: np.ndarray, spacing: float, margin: float) -> tuple[t
     lo, hi = positions.min(axis=0), positions.max(axis=0)
     extent = hi - lo + 2 * margin
     # The 1e-9 keeps a span that is a whole number of spacings from gaining a point to rounding.
-    counts = [int(math.ceil(e / spacing - 1e-9)) + 1 for e in extent]
+    counts = [math.ceil(float(e) / spacing - 1e-9) + 1 for e in extent]
     centre = (lo + hi) / 2
     origin = [float(c - spacing * (n - 1) / 2) for c, n in zip(centre, counts, strict=True)]
     return (counts[0], counts[1], counts[2]), (origin[0], origin[1], origin[2])
