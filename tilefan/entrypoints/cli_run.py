@@ -68,10 +68,9 @@ def _around(args: argparse.Namespace, raw: dict[str, Any]) -> None:
         return
     if args.margin is None:
         raise _flag_error("--margin", "is required with --around: the Å kept beyond the atoms, e.g. --margin 8")
-    raw["around"] = {"margin": args.margin}
-    if "atoms" in raw:
-        raw["around"]["file"] = _abs(args.around)
-    else:
+    # Named as around.file even when it is the atoms too, so an error in it names --around.
+    raw["around"] = {"margin": args.margin, "file": _abs(args.around)}
+    if "atoms" not in raw:
         raw["atoms"] = {"file": _abs(args.around)}
 
 
