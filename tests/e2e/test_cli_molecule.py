@@ -81,3 +81,29 @@ def test_a_dx_map_too_big_is_refused_before_the_job_runs(tmp_path: Path) -> None
     assert "write .mrc instead" in proc.stderr
     assert outside_home(tmp_path) == set()
     assert tilefan(tmp_path, "jobs").stdout.startswith("no jobs yet")
+
+
+def test_around_with_endpoint_uploads_the_molecule_and_result_converts_the_field(tmp_path: Path) -> None:
+    from tests.e2e.serve_process import serving
+
+    with serving(tmp_path / "server") as url:
+        proc = tilefan(tmp_path, "run", "atoms", "--around", str(adk_path()), "--spacing", "1", "--margin", "8",
+                       "--endpoint", url, "--json")
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["spec"]["atoms"]["file"].startswith("uploads/")  # sent once, named by its upload
+        assert doc["spec"]["grid"] == [55, 73, 73]
+        assert doc["result"].get("field") is None  # the REST door keeps the field only when asked for
+        # A job that keeps it: tilefan result converts the streamed .npy to the map --out names.
+        from tilefan.entrypoints.client import Client
+
+        client = Client(url)
+        spec = {**doc["spec"], "field": True}
+        for key in ("grid", "origin", "field_out", "tile", "route"):
+            spec.pop(key, None)
+        kept = client.wait(client.submit({**spec, "around": {"margin": 8}})["job_id"], progress=False)
+        assert kept["status"] == "SUCCEEDED", kept["error"]
+        got = tilefan(tmp_path, "result", kept["job_id"], "--out", "remote.dx", "--endpoint", url)
+        assert got.returncode == 0, got.stderr
+        assert_adk_map(tmp_path / "remote.dx", kept["result"])
+        assert outside_home(tmp_path) == {"server", "remote.dx"}

@@ -179,7 +179,7 @@ class Client:
         return path
 
     def upload(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Upload a local .npy/.csv and complete it; returns what a spec names it by (``use_as``).
+        """Upload a local .npy, .csv, .pqr or .xyz and complete it; returns what a spec names it by (``use_as``).
 
         The file goes where ``POST /uploads`` says: a PUT to the embedded server, or a form
         POST straight to S3; then ``POST /uploads/{id}/complete`` has the server check it.
