@@ -12,9 +12,9 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from gridData import Grid  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from gridData import Grid
 
 
 def main(source: str, target: str) -> None:
