@@ -124,6 +124,10 @@ def _result(service: Any, job_id: str, out: Path) -> int:
             else f"is {doc['status']}"
         print(f"error: job {job_id} {what}", file=sys.stderr)
         return EXIT_FAILED
+    if not Path(service.ports.blobs.path(source)).exists():
+        # A field asked for as a map was staged, turned into the map and removed.
+        print(f"error: job {job_id}'s array is no longer at {source}", file=sys.stderr)
+        return EXIT_FAILED
     if doc["kind"] == "atoms" and map_format(out) is not None:
         _write_map(doc, service.ports.blobs.path(source), out)
     else:
