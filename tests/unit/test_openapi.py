@@ -237,7 +237,7 @@ def minimal_body(name: str) -> dict[str, Any]:
     schema = _deref(SCHEMAS[name])
     body = {}
     # A choice of required fields (atoms: grid, or around): the first one.
-    for field in [*schema.get("required", []), *schema.get("anyOf", [{}])[0].get("required", [])]:
+    for field in [*schema.get("required", []), *schema.get("oneOf", [{}])[0].get("required", [])]:
         prop = schema["properties"][field]
         if "const" in prop:
             body[field] = prop["const"]

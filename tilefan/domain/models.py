@@ -165,9 +165,13 @@ class AddRequest(_MatrixJob):
 class AtomsRequest(_Body):
     """The potential φ(p) = Σ e / sqrt(|p − r|² + ε²) on a regular 3-D grid, and its minimum."""
 
-    # The grid is given (grid, origin) or placed around a molecule (around): one of them is required.
-    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["grid"]}, {"required": ["around"]}],
-                                                 "examples": [
+    # The grid is given (grid, and an origin) or placed around a molecule (around, then
+    # neither): exactly one of the two forms.
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["grid"], "properties": {"grid": {"not": {"type": "null"}}, "around": {"type": "null"}}},
+        {"required": ["around"], "properties": {"around": {"type": "object"}, "grid": {"type": "null"}},
+         "not": {"required": ["origin"]}},
+    ], "examples": [
         {"kind": "atoms", "grid": 64, "atoms": {"count": 1000, "seed": 1}, "softening": 0.1},
         {"kind": "atoms", "grid": "32x48x64", "origin": "-8,-12,-16", "spacing": 0.5,
          "atoms": {"file": "uploads/0a1b/atoms.csv"}, "precision": "float32", "tile": [16, 16, 32]},

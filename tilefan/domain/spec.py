@@ -201,8 +201,9 @@ def _placement(request: AtomsRequest, load_atoms: AtomsLoader | None) -> tuple[t
         if request.grid is None:
             raise InvalidSpecError("grid", "is required (e.g. 64 or [32, 48, 64]), or place the grid with around")
         return request.grid, request.origin
-    for name in ("grid", "origin"):
-        if name in request.model_fields_set:
+    given = {"grid": request.grid is not None, "origin": "origin" in request.model_fields_set}
+    for name, present in given.items():
+        if present:
             raise InvalidSpecError(name, "give either around (which sets grid and origin) or grid and origin")
     uri, field = around.file, "around.file"
     if uri is None:
