@@ -79,3 +79,15 @@ def test_the_python_api_places_the_grid_around_adk_and_writes_the_map_in_kcal(tm
     assert r.record["spec"]["units"] == "kcal/mol/e"
     assert_adk_map(out, r.record["result"], units_factor=332.0637)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adk.mrc", "home"]
+
+
+def test_without_the_formats_extra_an_mrc_map_is_refused_with_the_one_line_hint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mrcfile", None)  # as if it were not installed
+    with pytest.raises(InvalidSpecError) as info:
+        write_map(tmp_path / "phi.mrc", np.zeros((2, 2, 2)), (0, 0, 0), 1.0)
+    assert str(info.value) == "field_out: MRC maps need the formats extra: pip install 'tilefan[formats]'"
+    assert os.listdir(tmp_path) == []
+    write_map(tmp_path / "phi.dx", np.zeros((2, 2, 2)), (0, 0, 0), 1.0)  # DX needs nothing extra
