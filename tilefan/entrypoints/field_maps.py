@@ -8,7 +8,6 @@ its extra), so a refused map costs no run and writes nothing.
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,5 +58,4 @@ def finish_map(target: MapTarget, record: dict[str, Any]) -> dict[str, Any]:
 
 def discard(target: MapTarget) -> None:
     """Remove the staged field (the job failed, was refused, or the map is written)."""
-    with_suffix = os.fspath(target.staged)
-    Path(with_suffix).unlink(missing_ok=True)
+    target.staged.unlink(missing_ok=True)
