@@ -26,7 +26,6 @@ from tilefan.pipeline.lifecycle import fail_job
 from tilefan.pipeline.ports import JobRunner, Ports
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import new_job_id, submit_job
-from tilefan.service.field_download import map_of
 from tilefan.service.rest_door import field_key, restrict, result_key
 from tilefan.service.uploads import UPLOAD_SUFFIXES, Uploads
 
@@ -166,11 +165,12 @@ class JobService:
             return "redirect", str(presign(key, DOWNLOAD_EXPIRES_S))
         return "bytes", self.ports.blobs.read_bytes(key)
 
-    def field_map(self, job_id: str, fmt: str, owner: str | None = None) -> bytes:
-        """A finished atoms job's field as a ``dx`` or ``mrc`` map (see ``field_download``)."""
+    def field_source(self, job_id: str, owner: str | None = None) -> tuple[Any, Callable[[], Any], bool]:
+        """A finished atoms job's spec, a reader of its field, and whether the field is remote
+        (downloaded by redirect): what a map conversion needs (``entrypoints.field_download``)."""
         how, _ = self.output(job_id, "field", owner)  # the same checks: the caller's, finished, with a field
         spec = self.ports.jobs.get_job(job_id).spec
-        return map_of(spec, fmt, lambda: self.ports.blobs.read_array(field_key(job_id)), remote=how == "redirect")
+        return spec, lambda: self.ports.blobs.read_array(field_key(job_id)), how == "redirect"
 
 def _page_size(raw: Any) -> int:
     try:

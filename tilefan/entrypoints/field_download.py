@@ -9,6 +9,7 @@ Bigger ones are converted by the client from the streamed ``.npy`` (``tilefan re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tilefan.domain.spec import AtomsSpec
@@ -31,7 +32,7 @@ def check_format(fmt: str | None) -> str:
     return fmt
 
 
-def map_of(spec: Any, fmt: str, read: Any, remote: bool) -> bytes:
+def map_of(spec: Any, fmt: str, read: Callable[[], Any], remote: bool) -> bytes:
     """The field of ``spec``'s job as ``fmt`` bytes; ``read()`` gives the field array."""
     from tilefan.adapters.maps import map_bytes
 
