@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# `make run` needs only the package (NumPy kernels): a lighter venv of its own, so a
+# `make run` needs only the package (pip builds its C atoms kernel): a lighter venv of its own, so a
 # first `make run` does not install the development toolchain.
 RUN_VENV  := .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed-stamp
@@ -11,7 +11,7 @@ export TILEFAN_HOME ?= $(CURDIR)/.tilefan
 
 .PHONY: install run test lint typecheck pytest bench package kernel clean deploy destroy wheelhouse worker-lock
 
-$(STAMP): pyproject.toml requirements.txt
+$(STAMP): pyproject.toml setup.py requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements.txt
 
 install: $(STAMP)
 
-$(RUN_STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(RUN_VENV)
 	$(RUN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $(RUN_STAMP)
@@ -39,7 +39,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy tilefan chalicelib app.py stepfunctions/*.py
 
-pytest: $(STAMP)
+# The tests run the C atoms kernel: rebuilt whenever its source changes (pip install built
+# the first one).
+KERNEL_SO := tilefan/domain/_atoms_kernel.so
+$(KERNEL_SO): tilefan/domain/atoms_kernel.c
+	bash stepfunctions/build_kernel.sh
+
+pytest: $(STAMP) $(KERNEL_SO)
 	$(BIN)/pytest
 
 ## chalice package + the merge template into dist/, then cfn-lint on the result.

@@ -129,12 +129,13 @@ def build_aws_ports(settings: AwsSettings | None = None, session: Any = None) ->
     settings = settings or aws_settings()
     session = _session(settings, session)
     # SigV4 and the regional endpoint: presigned upload URLs are otherwise signed with SigV2.
-    # A connection for each request the reducer has in flight (botocore keeps 10 otherwise).
+    # A connection for each request the reducer has in flight and each of the store's
+    # streams (botocore keeps 10 otherwise).
     s3 = session.client("s3", config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "virtual"},
-                                                max_pool_connections=REQUESTS_IN_FLIGHT))
+                                                max_pool_connections=REQUESTS_IN_FLIGHT + settings.s3_streams))
     dynamodb = session.client("dynamodb", config=BotoConfig(max_pool_connections=SHARDS))
     return Ports(
-        blobs=S3BlobStore(s3, settings.bucket),
+        blobs=S3BlobStore(s3, settings.bucket, streams=settings.s3_streams),
         jobs=DynamoJobStore(dynamodb, settings.table, ttl_days=settings.ttl_days),
     )
 
@@ -172,7 +173,9 @@ def build_worker(
 ) -> Worker:
     """A spot worker over the AWS ports, the spot queue, Step Functions and IMDSv2.
 
-    ``kernel`` is ``TILEFAN_KERNEL``: ``compiled`` without numba refuses to start.
+    ``kernel`` is ``TILEFAN_KERNEL``: ``compiled`` without the C kernel refuses to start. The
+    worker runs one tile at a time, so each tile computes on every CPU of the instance
+    (``tilefan.compute.threads``, whose default budget is all of them).
     """
     from tilefan.adapters.aws.imds import Imds
     from tilefan.adapters.aws.sqs_queue import SqsTileQueue

@@ -17,6 +17,10 @@ class TilefanError(Exception):
     """
 
     code = "internal_error"
+    # Whether trying again later may succeed. The one answer for every runner: the embedded
+    # scheduler retries a tile only on a retryable error, and the state machine's tile
+    # states never retry the others (a test checks its Retry lists against this).
+    retryable = False
     _init_args: tuple[object, ...] = ()
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -128,6 +132,7 @@ class StoreError(TilefanError):
     """A storage backend failed in a way the caller cannot fix by changing input."""
 
     code = "store_error"
+    retryable = True
 
 
 class StoreThrottledError(StoreError):

@@ -33,8 +33,10 @@ def test_a_tile_goes_to_spot_when_it_would_break_a_margin() -> None:
     # 449 s of GEMM at 60 GFLOP/s (plus a second of overhead) fits; 451 s does not.
     assert choose_route(GiB, int(448 * 60e9), policy) == LAMBDA
     assert choose_route(GiB, int(450 * 60e9), policy) == SPOT
-    # Bytes moved count too: 30 GB at 60 MB/s is 500 s.
-    assert choose_route(GiB, 0, policy, io_bytes=30 * 10**9) == SPOT
+    # Bytes moved count too: 150 GB at the function's 300 MB/s is 500 s.
+    assert policy.lambda_io_mb_s == 300.0
+    assert choose_route(GiB, 0, policy, io_bytes=130 * 10**9) == LAMBDA
+    assert choose_route(GiB, 0, policy, io_bytes=150 * 10**9) == SPOT
 
 
 def test_the_margins_are_configurable() -> None:
@@ -275,5 +277,6 @@ def test_the_plan_times_an_atoms_tile_in_the_job_s_precision() -> None:
     f32 = plan("s", parse_spec({**raw, "precision": "float32"})).tiles[0]
     # 64³ × 2,000,000 pairs = 5.2e12 flop: 552 s in float64 (spot), 187 s in float32 (Lambda).
     assert (f64.route, f32.route) == (SPOT, LAMBDA)
-    assert f64.lambda_s == pytest.approx(1.0 + f64.flops / 9.5e9 + f64.bytes_in / 60e6)
-    assert f32.lambda_s == pytest.approx(1.0 + f32.flops / 28e9 + f32.bytes_in / 60e6)
+    io_rate = RoutePolicy().lambda_io_mb_s * 1e6
+    assert f64.lambda_s == pytest.approx(1.0 + f64.flops / 9.5e9 + f64.bytes_in / io_rate)
+    assert f32.lambda_s == pytest.approx(1.0 + f32.flops / 28e9 + f32.bytes_in / io_rate)

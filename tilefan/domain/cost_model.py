@@ -34,6 +34,7 @@ from typing import Any
 from tilefan.domain import prices
 from tilefan.domain.routing import SPOT, TRANSITIONS_PER_JOB, TRANSITIONS_PER_TILE, RoutePolicy
 from tilefan.domain.sfn_limits import HISTORY_EVENT_CAP, INLINE_EVENTS_PER_JOB, INLINE_EVENTS_PER_TILE
+from tilefan.domain.transfer import function_io_mb_s, io_streams
 
 # Requests counted on the moto stack (benchmarks/aws_requests.py) and priced with
 # DynamoDB's rules on the items' sizes (benchmarks/dynamo_capacity.py, docs/aws-scale.md).
@@ -83,7 +84,8 @@ class Deployment:
     cold_start_s: float = 2.0  # a fresh tile Lambda's init (runtime, NumPy, boto3), once per slot
     iteration_start_s: float = 0.1  # Step Functions starting one Map iteration or child execution
     reduce_fixed_s: float = 2.0  # the reduce Lambda's own work: check every tile, write the result
-    reduce_mb_s: float = 60.0  # output bytes the reducer moves per second (one function's S3 rate)
+    # Output bytes the reducer moves per second: one function's S3 rate at its streams.
+    reduce_mb_s: float = function_io_mb_s(io_streams(10_240))
     spot_boot_s: float = 180.0  # launch to the first tile: boot, install, first poll
 
 

@@ -15,8 +15,10 @@ from tilefan.domain.tiling import Region
 _CHUNK_POINTS = 1 << 15
 
 
-def matmul_block(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray:
-    return np.matmul(a.astype(dtype, copy=False), b.astype(dtype, copy=False))
+def matmul_block(a: np.ndarray, b: np.ndarray, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
+    """A·B in ``dtype``, into ``out`` when given (a view with unit column stride stays
+    BLAS's own output, with no temporary)."""
+    return np.matmul(a.astype(dtype, copy=False), b.astype(dtype, copy=False), out=out)
 
 
 def add_block(a: np.ndarray, b: np.ndarray, dtype: str, out: np.ndarray | None = None) -> np.ndarray:

@@ -186,7 +186,8 @@ class AtomsRequest(_Body):
                                      examples=[{"count": 1000, "seed": 1}])
     around: AroundRequest | None = Field(None, description="set origin and grid from a molecule's bounding box "
                                                            "plus a margin", examples=[{"margin": 8}])
-    origin: Origin = Field((0.0, 0.0, 0.0), description="the grid's first point", examples=["1,2,3", [1, 2, 3]])
+    origin: Origin | None = Field(None, description="the grid's first point; default 0,0,0 (around sets it)",
+                                  examples=["1,2,3", [1, 2, 3]])
     spacing: Spacing = Field(1.0, description="distance between neighbouring grid points")
     softening: Softening = Field(0.0, description="softening length ε; 0 refuses atoms on grid points")
     precision: Dtype = Field("float64", description="working precision of the kernel")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tilefan.domain import prices
+from tilefan.domain.transfer import function_io_mb_s, io_streams
 
 AUTO = "auto"
 LAMBDA = "lambda"
@@ -61,7 +62,9 @@ class RoutePolicy:
     lambda_gflops: float = 60.0
     lambda_atoms_gflops: float = 9.5  # float64
     lambda_atoms_f32_gflops: float = 28.0
-    lambda_io_mb_s: float = 60.0  # S3 read/write per function: 30–100 MB/s measured
+    # S3 read/write per function: its concurrent ranged requests (tilefan.domain.transfer),
+    # 16 at 10,240 MB, at a modelled 60 MB/s a stream up to 300 MB/s a function.
+    lambda_io_mb_s: float = function_io_mb_s(io_streams(10_240))
     lambda_overhead_s: float = 1.0  # start, import NumPy, one round trip per tile
     # A spot worker (the launch template's default c7i.4xlarge: 16 vCPUs, 32 GiB) runs the
     # compiled atoms kernel on every core.

@@ -1,7 +1,8 @@
 """Job specs: validated once at the door, then resolved into frozen, complete objects.
 
 ``parse_spec`` checks a JSON-like dict (REST body, or what the CLI builds from its flags)
-against the request models (``tilefan.domain.models``), then resolves it: file inputs
+against the request models (``tilefan.domain.models``, read quickly by
+``tilefan.domain.requests`` when well formed), then resolves it: file inputs
 through an injected ``inspect`` function (shape and dtype from the file header), atoms
 tables through ``load_atoms``, default tiles, configured limits, and shapes that must
 chain. So a spec that exists is one whose shapes are known and compatible. Every problem
@@ -17,14 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tilefan.domain.atoms import check_no_atom_on_grid
-from tilefan.domain.models import (
-    AtomsRequest,
-    RandomMatrixRequest,
-    StoredAtomsRequest,
-    StoredMatrixRequest,
-    validate_request,
-)
-from tilefan.domain.models_fields import FLOAT_DTYPES
+from tilefan.domain.field_values import FLOAT_DTYPES
 from tilefan.domain.models_resolved import (
     AtomsInput,
     AtomsSpec,
@@ -40,6 +34,13 @@ from tilefan.domain.models_resolved import (
     spec_to_dict,
 )
 from tilefan.domain.molecules import grid_around
+from tilefan.domain.requests import (
+    AtomsJobForm,
+    RandomMatrixForm,
+    StoredAtomsForm,
+    StoredMatrixForm,
+    read_request,
+)
 from tilefan.domain.tiling import default_grid_tile, default_matrix_tile
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, InvalidSpecError
 
@@ -87,8 +88,8 @@ def parse_spec(
 ) -> JobSpec:
     """Validate ``raw`` into a resolved JobSpec, or raise InvalidSpecError naming the field."""
     limits = limits or Limits()
-    request = validate_request(raw)
-    if isinstance(request, AtomsRequest):
+    request = read_request(raw)
+    if isinstance(request, AtomsJobForm):
         return _resolve_atoms(request, limits, load_atoms)
     kind = Kind(request.kind)
     a = _resolve_matrix(request.a, "a", 0, request.seed, request.dtype, limits, inspect)
@@ -117,10 +118,10 @@ def parse_spec(
 
 
 def _resolve_matrix(
-    m: RandomMatrixRequest | StoredMatrixRequest, role: str, stream: int, seed: int | None, dtype: str,
+    m: RandomMatrixForm | StoredMatrixForm, role: str, stream: int, seed: int | None, dtype: str,
     limits: Limits, inspect: Inspector | None,
 ) -> MatrixInput:
-    if isinstance(m, RandomMatrixRequest):
+    if isinstance(m, RandomMatrixForm):
         shape = _at_most(m.shape, limits.max_dim, f"{role}.shape")
         _check_size(shape, f"{role}.shape", limits)
         return RandomMatrix(
@@ -162,12 +163,12 @@ def _check_size(shape: tuple[int, ...], field: str, limits: Limits) -> None:
         )
 
 
-def _resolve_atoms(request: AtomsRequest, limits: Limits, load_atoms: AtomsLoader | None) -> AtomsSpec:
+def _resolve_atoms(request: AtomsJobForm, limits: Limits, load_atoms: AtomsLoader | None) -> AtomsSpec:
     grid, origin = _placement(request, load_atoms)
     grid = _grid_within(grid, limits, "grid" if request.around is None else "around")
     atoms: AtomsInput
     table = None
-    if isinstance(request.atoms, StoredAtomsRequest):
+    if isinstance(request.atoms, StoredAtomsForm):
         if load_atoms is None:
             raise InvalidSpecError("atoms.file", "file inputs are not available here")
         table = _read(load_atoms, request.atoms.file, "atoms.file")
@@ -193,21 +194,21 @@ def _resolve_atoms(request: AtomsRequest, limits: Limits, load_atoms: AtomsLoade
     return spec
 
 
-def _placement(request: AtomsRequest, load_atoms: AtomsLoader | None) -> tuple[tuple[int, ...],
+def _placement(request: AtomsJobForm, load_atoms: AtomsLoader | None) -> tuple[tuple[int, ...],
                                                                               tuple[float, float, float]]:
     """The grid's size and origin: as given, or around a molecule (its box plus the margin)."""
     around = request.around
     if around is None:
         if request.grid is None:
             raise InvalidSpecError("grid", "is required (e.g. 64 or [32, 48, 64]), or place the grid with around")
-        return request.grid, request.origin
-    given = {"grid": request.grid is not None, "origin": "origin" in request.model_fields_set}
+        return request.grid, request.origin or (0.0, 0.0, 0.0)
+    given = {"grid": request.grid is not None, "origin": request.origin is not None}
     for name, present in given.items():
         if present:
             raise InvalidSpecError(name, "give either around (which sets grid and origin) or grid and origin")
     uri, field = around.file, "around.file"
     if uri is None:
-        if not isinstance(request.atoms, StoredAtomsRequest):
+        if not isinstance(request.atoms, StoredAtomsForm):
             raise InvalidSpecError("around.file", "is required when the atoms are random: name the molecule")
         uri, field = request.atoms.file, "atoms.file"
     if load_atoms is None:

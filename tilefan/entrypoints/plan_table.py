@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from importlib.util import find_spec
+import warnings
 from typing import Any
 
 from tilefan.domain import kernels
-from tilefan.domain.kernel_choice import AtomsKernel, choose_atoms_kernel
+from tilefan.domain.kernel_choice import SlowKernelWarning, choose_atoms_kernel
 from tilefan.domain.local_estimate import LocalEstimate, LocalRates, estimate_here
 from tilefan.domain.plan import Plan
 from tilefan.domain.spec import AtomsSpec, JobSpec
@@ -116,21 +116,14 @@ def _here(here: LocalEstimate | None) -> str:
             f"{here.merge_s:.2f} s merge), ")
 
 
-def _numba_kernel(*args: Any) -> Any:
-    """Stands for numba's kernel when only whether it would be chosen matters."""
-    raise NotImplementedError
-
-
 def time_here(the_plan: Plan, spec: JobSpec, workers: int, kernel: str) -> LocalEstimate:
-    """The plan's time on this machine with the atoms kernel a run here would choose
-    (numba counted if installed, without importing it: that alone takes a second)."""
+    """The plan's time on this machine with the atoms kernel a run here would choose."""
     compiled = False
     if isinstance(spec, AtomsSpec):
-        def numba() -> AtomsKernel | None:
-            return _numba_kernel if find_spec("numba") else None
-
         try:
-            chosen = choose_atoms_kernel(kernel, spec.units_total * spec.atoms.count, load=numba)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SlowKernelWarning)  # the run itself says it
+                chosen = choose_atoms_kernel(kernel)
         except InvalidSpecError:  # "compiled" with no compiled kernel: the run would say so
             chosen = kernels.atoms_potential
         compiled = chosen is not kernels.atoms_potential
