@@ -193,6 +193,33 @@ def test_matmul_from_uploaded_files_shows_checksums(base: str, page: Any, tmp_pa
     assert page.get_attribute("#download", "href").endswith("/result")
 
 
+def test_a_pqr_upload_around_the_molecule_offers_its_map(base: str, page: Any, tmp_path: Path) -> None:
+    from tests.molecule_maps import adk_path, assert_adk_map
+
+    page.goto(base + "/")
+    page.set_input_files("input[name=atoms_file]", str(adk_path()))
+    page.check("input[name=around]")
+    page.fill("input[name=margin]", "8")
+    page.fill("input[name=spacing]", "1")
+    page.uncheck("input[name=verify]")
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])", timeout=300_000)
+    job_id = page.url.rsplit("/", 1)[1]
+    doc = api(base, f"/jobs/{job_id}")
+    assert doc["status"] == "SUCCEEDED" and doc["spec"]["atoms"]["count"] == 3341
+    assert "e/Å" in page.inner_text("#facts")
+    shot(page, "web-molecule.png")
+    for fmt in ("mrc", "dx"):
+        link = f"#download-{fmt}"
+        assert page.get_attribute(link, "href") == f"/jobs/{job_id}/field?format={fmt}"
+        assert page.get_attribute(link, "download") == f"{job_id}-phi.{fmt}"
+        # The link's bytes, fetched by the page itself (the browser's own request and headers).
+        data = page.eval_on_selector(link, "a => fetch(a.href).then(r => r.ok ? r.arrayBuffer() : Promise.reject("
+                                           "r.status)).then(b => Array.from(new Uint8Array(b)))")
+        (tmp_path / f"adk.{fmt}").write_bytes(bytes(data))
+        assert_adk_map(tmp_path / f"adk.{fmt}", doc["result"])
+
+
 def test_bad_input_is_shown_on_the_form(base: str, page: Any) -> None:
     page.goto(base + "/")
     page.check("input[value=add]")

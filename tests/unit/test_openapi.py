@@ -206,7 +206,8 @@ def test_whatever_parse_spec_accepts_the_schema_accepts(body: dict[str, Any], da
 EXAMPLE_FILES = {"uploads/0a1b/A.npy": ((300, 300), "float64"), "uploads/0a1b/B.npy": ((300, 300), "float32")}
 # Off every grid point of the examples (spacings 1 and 0.5).
 EXAMPLE_TABLE = np.array([[0.3, 1.1, 2.7, 1.0], [3.3, 0.1, 0.7, -0.5]])
-EXAMPLE_ATOMS = atoms_loader({"uploads/0a1b/atoms.csv": EXAMPLE_TABLE})
+EXAMPLE_ATOMS = atoms_loader({name: EXAMPLE_TABLE for name in
+                              ("uploads/0a1b/atoms.csv", "uploads/0a1b/adk_open.pqr", "uploads/0a1b/ligand.pqr")})
 
 
 def example_inspect(uri: str) -> tuple[tuple[int, ...], str]:
@@ -235,7 +236,8 @@ def minimal_body(name: str) -> dict[str, Any]:
     """Only the required fields, each set to its first example (or the smallest body of its model)."""
     schema = _deref(SCHEMAS[name])
     body = {}
-    for field in schema.get("required", []):
+    # A choice of required fields (atoms: grid, or around): the first one.
+    for field in [*schema.get("required", []), *schema.get("oneOf", [{}])[0].get("required", [])]:
         prop = schema["properties"][field]
         if "const" in prop:
             body[field] = prop["const"]
@@ -252,10 +254,17 @@ def example_bodies(name: str) -> Iterator[dict[str, Any]]:
     yield base
     for field, prop in _deref(SCHEMAS[name])["properties"].items():
         for example in prop.get("examples", []):
-            yield {**base, field: example}
+            yield _placed({**base, field: example})
         for model in _models_in(prop):
             for inner in example_bodies(model):
-                yield {**base, field: inner}
+                yield _placed({**base, field: inner})
+
+
+def _placed(body: dict[str, Any]) -> dict[str, Any]:
+    """A body with ``around`` places its grid there: no grid of its own, and atoms from a molecule."""
+    if "around" not in body:
+        return body
+    return {**{k: v for k, v in body.items() if k != "grid"}, "atoms": {"file": "uploads/0a1b/adk_open.pqr"}}
 
 
 @pytest.mark.parametrize("kind", ["MatmulRequest", "AddRequest", "AtomsRequest"])

@@ -73,7 +73,7 @@ def test_one_input_forms_fields_are_refused_on_the_other(raw: dict[str, Any], fi
         (with_(ATOMS, spacing="0"), "spacing", "must be greater than 0, got '0'"),
         (with_(ATOMS, softening="nan"), "softening", "must be finite, got 'nan'"),
         (with_(ATOMS, atoms={"count": 5, "seed": 2**63}), "atoms.seed", f"must be at most {2**63 - 1}, got {2**63}"),
-        ({"kind": "atoms", "atoms": 5}, "grid", "is required (e.g. 64 or [32, 48, 64])"),
+        ({"kind": "atoms", "atoms": 5}, "grid", "is required (e.g. 64 or [32, 48, 64]), or place the grid with around"),
         ({"kind": "matmul", "b": {"shape": "4x5"}}, "a", "is required"),
         ({"kind": "fft"}, "kind", "must be one of matmul, add, atoms; got 'fft'"),
         ({"kind": "add", "a": 3, "b": {"shape": "3x4"}}, "a",

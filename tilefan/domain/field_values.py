@@ -15,6 +15,7 @@ import re
 from typing import Any, NoReturn
 
 from tilefan.domain.routing import ROUTES
+from tilefan.domain.units import UNITS
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -171,6 +172,16 @@ def spacing(value: Any) -> float:
 
 def softening(value: Any) -> float:
     return number(value, nonneg=True)
+
+
+def margin(value: Any) -> float:
+    return number(value, nonneg=True)
+
+
+def units(value: Any) -> str:
+    if value not in UNITS:
+        _fail(f"must be one of {', '.join(UNITS)}; got {value!r}")
+    return str(value)
 
 
 def dtype(value: Any) -> str:

@@ -23,6 +23,7 @@ from tilefan.domain.models_fields import (
     Flag,
     Grid,
     GridTile,
+    Margin,
     MatrixTile,
     Origin,
     Path,
@@ -33,6 +34,7 @@ from tilefan.domain.models_fields import (
     Softening,
     Spacing,
     Stream,
+    UnitsField,
 )
 from tilefan.domain.routing import AUTO
 from tilefan.errors import InvalidSpecError
@@ -70,10 +72,20 @@ class RandomAtomsRequest(_Body):
 
 
 class StoredAtomsRequest(_Body):
-    """An N×4 table (x, y, z, energy) as ``.npy`` or ``.csv`` in the blob store."""
+    """Atoms in the blob store: an N×4 table (x, y, z, energy) as ``.npy`` or ``.csv``, or a molecule
+    as PQR or extended XYZ (``.pqr``, ``.xyz``), whose charges (e) are the energies."""
 
-    file: Path = Field(examples=["uploads/0a1b/atoms.csv"])
+    file: Path = Field(examples=["uploads/0a1b/atoms.csv", "uploads/0a1b/adk_open.pqr"])
     count: Count | None = Field(None, description="recorded by the server; the file is what counts")
+
+
+class AroundRequest(_Body):
+    """Place the grid around a molecule: its atoms' bounding box plus ``margin`` on every side,
+    centred, with points ``spacing`` apart (origin and grid size follow)."""
+
+    margin: Margin = Field(description="distance (Å) kept beyond the outermost atoms on every side", examples=[8])
+    file: Path | None = Field(None, description="the molecule to surround; default: the job's atoms file",
+                              examples=["uploads/0a1b/ligand.pqr"])
 
 
 def _matrix_form(value: Any) -> str | None:
@@ -153,20 +165,34 @@ class AddRequest(_MatrixJob):
 class AtomsRequest(_Body):
     """The potential φ(p) = Σ e / sqrt(|p − r|² + ε²) on a regular 3-D grid, and its minimum."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
+    # The grid is given (grid, and an origin) or placed around a molecule (around, then
+    # neither): exactly one of the two forms.
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["grid"], "properties": {"grid": {"not": {"type": "null"}}, "around": {"type": "null"}}},
+        {"required": ["around"], "properties": {"around": {"type": "object"}, "grid": {"type": "null"}},
+         "not": {"required": ["origin"]}},
+    ], "examples": [
         {"kind": "atoms", "grid": 64, "atoms": {"count": 1000, "seed": 1}, "softening": 0.1},
         {"kind": "atoms", "grid": "32x48x64", "origin": "-8,-12,-16", "spacing": 0.5,
          "atoms": {"file": "uploads/0a1b/atoms.csv"}, "precision": "float32", "tile": [16, 16, 32]},
+        {"kind": "atoms", "atoms": {"file": "uploads/0a1b/adk_open.pqr"}, "around": {"margin": 8}, "spacing": 1,
+         "units": "kT/e"},
     ]})
     kind: Literal["atoms"]
-    grid: Grid = Field(description="points per axis: N (N×N×N), NXxNYxNZ, or [NX, NY, NZ]",
-                       examples=[64, "32x48x64", [32, 48, 64]])
+    grid: Grid | None = Field(None, description="points per axis: N (N×N×N), NXxNYxNZ, or [NX, NY, NZ]; "
+                                                "required unless around places the grid",
+                              examples=[64, "32x48x64", [32, 48, 64]])
     atoms: AtomsInputRequest = Field(description="a count of random atoms, {count, seed}, or {file}",
                                      examples=[{"count": 1000, "seed": 1}])
-    origin: Origin = Field((0.0, 0.0, 0.0), description="the grid's first point", examples=["1,2,3", [1, 2, 3]])
+    around: AroundRequest | None = Field(None, description="set origin and grid from a molecule's bounding box "
+                                                           "plus a margin", examples=[{"margin": 8}])
+    origin: Origin | None = Field(None, description="the grid's first point; default 0,0,0 (around sets it)",
+                                  examples=["1,2,3", [1, 2, 3]])
     spacing: Spacing = Field(1.0, description="distance between neighbouring grid points")
     softening: Softening = Field(0.0, description="softening length ε; 0 refuses atoms on grid points")
     precision: Dtype = Field("float64", description="working precision of the kernel")
+    units: UnitsField = Field("e/A", description="unit of φ: e/Å (Σq/r, positions in Å, charges in e), "
+                                                 "kcal/mol/e (×332.0637) or kT/e at 298 K (×332.0637/0.5925)")
     field_out: Path | None = Field(None, description="write the whole field here (.npy)")
     tile: GridTile | None = Field(None, description="tile edge N (N×N×N) or [NX, NY, NZ]; clipped to the grid")
     verify: Flag = Field(False, description="check the minimum and sampled points against float64")

@@ -83,5 +83,7 @@ Spacing = Annotated[float, _field(fv.spacing, Annotated[float, Field(gt=0)], Num
 Softening = Annotated[float, _field(fv.softening, Annotated[float, Field(ge=0)], NumberText)]
 Dtype = Annotated[str, _field(fv.dtype, Literal["float32", "float64"])]
 Route = Annotated[str, _field(fv.route, Literal["auto", "lambda", "spot"])]
+Margin = Annotated[float, _field(fv.margin, Annotated[float, Field(ge=0)], NumberText)]
+UnitsField = Annotated[str, _field(fv.units, Literal["e/A", "kcal/mol/e", "kT/e"])]
 Flag = Annotated[bool, _field(fv.flag, bool)]
 Path = Annotated[str, _field(fv.path, Annotated[str, Field(pattern=PATH_TEXT)])]

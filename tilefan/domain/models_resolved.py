@@ -60,7 +60,7 @@ class RandomAtoms:
 
 @dataclass(frozen=True)
 class StoredAtoms:
-    """An N×4 table (x, y, z, energy) in ``.npy`` or ``.csv`` form."""
+    """An N×4 table (x, y, z, energy) as ``.npy`` or ``.csv``, or a ``.pqr`` / ``.xyz`` molecule."""
 
     uri: str
     count: int
@@ -112,6 +112,8 @@ class AtomsSpec:
     tile: tuple[int, int, int]
     verify: bool
     route: str = AUTO
+    # The unit of φ (tilefan.domain.units); the planner scales the staged energies to it.
+    units: str = "e/A"
 
     kind = Kind.ATOMS
 
@@ -159,9 +161,10 @@ def spec_from_stored(raw: Mapping[str, Any]) -> JobSpec:
             else RandomAtoms(count=a.count, seed=a.seed or 0)
         )
         return AtomsSpec(
-            grid=request.grid, origin=request.origin, spacing=request.spacing, softening=request.softening,
+            grid=_recorded(request.grid), origin=_recorded(request.origin), spacing=request.spacing,
+            softening=request.softening,
             precision=request.precision, atoms=atoms, field_out=request.field_out,
-            tile=_recorded(request.tile), verify=request.verify, route=request.route,
+            tile=_recorded(request.tile), verify=request.verify, route=request.route, units=request.units,
         )
     return MatrixSpec(
         kind=Kind(request.kind), a=_stored_matrix(request.a), b=_stored_matrix(request.b), out=request.out,

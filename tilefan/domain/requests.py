@@ -68,12 +68,25 @@ class MatrixJobForm:
 
 
 @dataclass(frozen=True)
-class AtomsJobForm:
-    """An atoms job, as requested (defaults as in ``tilefan.domain.models``)."""
+class AroundForm:
+    """The grid placed around a molecule: its bounding box plus ``margin``."""
 
-    grid: tuple[int, int, int]
+    margin: float
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class AtomsJobForm:
+    """An atoms job, as requested (defaults as in ``tilefan.domain.models``).
+
+    ``grid`` is None when ``around`` places the grid, and ``origin`` None when not given
+    (the origin 0, 0, 0 then, unless ``around`` sets it)."""
+
     atoms: AtomsInputForm
-    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    grid: tuple[int, int, int] | None = None
+    origin: tuple[float, float, float] | None = None
+    around: AroundForm | None = None
+    units: str = "e/A"
     spacing: float = 1.0
     softening: float = 0.0
     precision: str = "float64"
@@ -106,11 +119,13 @@ _STORED_ATOMS: dict[str, tuple[Reader, bool]] = {"file": (fv.path, True), "count
 _MATRIX_JOB: dict[str, tuple[Reader, bool]] = {
     "seed": (fv.seed, False), "dtype": (fv.dtype, False), "out": (fv.path, False),
     "tile": (fv.matrix_tile, False), "verify": (fv.flag, False), "route": (fv.route, False)}
+# A request with ``around`` is left to the models (the quick reader has no nested form for it).
 _ATOMS_JOB: dict[str, tuple[Reader, bool]] = {
-    "grid": (fv.grid, True), "origin": (fv.origin, False), "spacing": (fv.spacing, False),
+    "grid": (fv.grid, False), "origin": (fv.origin, False), "units": (fv.units, False),
+    "spacing": (fv.spacing, False),
     "softening": (fv.softening, False), "precision": (fv.dtype, False), "field_out": (fv.path, False),
     "tile": (fv.grid_tile, False), "verify": (fv.flag, False), "route": (fv.route, False)}
-_NOT_NONE = {"dtype", "origin", "spacing", "softening", "precision", "verify", "route"}
+_NOT_NONE = {"dtype", "spacing", "softening", "precision", "verify", "route", "units"}
 
 
 def _fields(raw: Any, table: dict[str, tuple[Reader, bool]], job_level: bool = False) -> dict[str, Any]:
@@ -192,10 +207,11 @@ def form_of(request: Any) -> JobForm:
         a = request.atoms
         atoms: AtomsInputForm = (StoredAtomsForm(a.file, a.count) if isinstance(a, StoredAtomsRequest)
                                  else RandomAtomsForm(a.count, a.seed))
+        around = None if request.around is None else AroundForm(request.around.margin, request.around.file)
         return AtomsJobForm(
-            grid=request.grid, atoms=atoms, origin=request.origin, spacing=request.spacing,
-            softening=request.softening, precision=request.precision, field_out=request.field_out,
-            tile=request.tile, verify=request.verify, route=request.route)
+            grid=request.grid, atoms=atoms, origin=request.origin, around=around, units=request.units,
+            spacing=request.spacing, softening=request.softening, precision=request.precision,
+            field_out=request.field_out, tile=request.tile, verify=request.verify, route=request.route)
     return MatrixJobForm(
         kind=request.kind, a=matrix(request.a), b=matrix(request.b), seed=request.seed,
         dtype=request.dtype, out=request.out, tile=request.tile, verify=request.verify, route=request.route)

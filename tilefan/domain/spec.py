@@ -33,6 +33,7 @@ from tilefan.domain.models_resolved import (
     spec_from_stored,
     spec_to_dict,
 )
+from tilefan.domain.molecules import grid_around
 from tilefan.domain.requests import (
     AtomsJobForm,
     RandomMatrixForm,
@@ -169,12 +170,8 @@ def _check_size(shape: tuple[int, ...], field: str, limits: Limits) -> None:
 
 
 def _resolve_atoms(request: AtomsJobForm, limits: Limits, load_atoms: AtomsLoader | None) -> AtomsSpec:
-    g = _at_most(request.grid, limits.max_dim, "grid")
-    grid = (g[0], g[1], g[2])
-    if math.prod(grid) > limits.max_grid_points:
-        raise InvalidSpecError(
-            "grid", f"{math.prod(grid)} points is over the configured limit of {limits.max_grid_points}"
-        )
+    grid, origin = _placement(request, load_atoms)
+    grid = _grid_within(grid, limits, "grid" if request.around is None else "around")
     atoms: AtomsInput
     table = None
     if isinstance(request.atoms, StoredAtomsForm):
@@ -193,14 +190,49 @@ def _resolve_atoms(request: AtomsJobForm, limits: Limits, load_atoms: AtomsLoade
         t = _at_most(request.tile, limits.max_tile_edge, "tile")
         tile = (min(t[0], grid[0]), min(t[1], grid[1]), min(t[2], grid[2]))
     spec = AtomsSpec(
-        grid=grid, origin=request.origin, spacing=request.spacing, softening=request.softening,
+        grid=grid, origin=origin, spacing=request.spacing, softening=request.softening,
         precision=request.precision, atoms=atoms, field_out=request.field_out, tile=tile, verify=request.verify,
-        route=request.route,
+        route=request.route, units=request.units,
     )
     _check_geometry(spec, table)
     if table is not None:
         check_no_atom_on_grid(table, spec, "atoms.file")
     return spec
+
+
+def _placement(request: AtomsJobForm, load_atoms: AtomsLoader | None) -> tuple[tuple[int, ...],
+                                                                              tuple[float, float, float]]:
+    """The grid's size and origin: as given, or around a molecule (its box plus the margin)."""
+    around = request.around
+    if around is None:
+        if request.grid is None:
+            raise InvalidSpecError("grid", "is required (e.g. 64 or [32, 48, 64]), or place the grid with around")
+        return request.grid, request.origin or (0.0, 0.0, 0.0)
+    given = {"grid": request.grid is not None, "origin": request.origin is not None}
+    for name, present in given.items():
+        if present:
+            raise InvalidSpecError(name, "give either around (which sets grid and origin) or grid and origin")
+    uri, field = around.file, "around.file"
+    if uri is None:
+        if not isinstance(request.atoms, StoredAtomsForm):
+            raise InvalidSpecError("around.file", "is required when the atoms are random: name the molecule")
+        uri, field = request.atoms.file, "atoms.file"
+    if load_atoms is None:
+        raise InvalidSpecError(field, "file inputs are not available here")
+    try:
+        table = _read(load_atoms, uri, field)
+    except InvalidSpecError as exc:
+        raise InvalidSpecError(field, exc.message) from None
+    return grid_around(table[:, :3], request.spacing, around.margin)
+
+
+def _grid_within(g: tuple[int, ...], limits: Limits, field: str) -> tuple[int, int, int]:
+    _at_most(g, limits.max_dim, field)
+    if math.prod(g) > limits.max_grid_points:
+        raise InvalidSpecError(
+            field, f"{math.prod(g)} points is over the configured limit of {limits.max_grid_points}"
+        )
+    return (g[0], g[1], g[2])
 
 
 # Coordinates whose squared differences stay finite in the working precision (with room

@@ -191,43 +191,80 @@ def add(a: ArrayLike, b: ArrayLike, *, tile: int | tuple[int, int] | None = None
     return _matrix("add", a, b, tile, verify, out, home, use_config, workers, progress, in_memory_limit)
 
 
-def atoms(grid: int | tuple[int, int, int], atoms: ArrayLike | int, *, seed: int = 0, spacing: float = 1.0,
-          origin: tuple[float, float, float] = (0.0, 0.0, 0.0), softening: float = 0.0,
+def atoms(grid: int | tuple[int, int, int] | None = None, atoms: ArrayLike | int | None = None, *, seed: int = 0,
+          spacing: float = 1.0, origin: tuple[float, float, float] = (0.0, 0.0, 0.0), softening: float = 0.0,
           precision: str = "float64", field: bool = False, tile: int | tuple[int, int, int] | None = None,
-          verify: bool = False, home: str | os.PathLike[str] | None = None, use_config: bool = False,
-          workers: int | None = None, progress: bool = False,
-          in_memory_limit: int = IN_MEMORY_LIMIT) -> AtomsResult:
+          verify: bool = False, around: ArrayLike | bool = False, margin: float | None = None,
+          units: str = "e/A", field_out: str | os.PathLike[str] | None = None,
+          home: str | os.PathLike[str] | None = None, use_config: bool = False, workers: int | None = None,
+          progress: bool = False, in_memory_limit: int = IN_MEMORY_LIMIT) -> AtomsResult:
     """φ(p) = Σ e / sqrt(|p − r|² + ε²) on a grid: its minimum, where it is, and the field if asked.
 
-    ``atoms`` is an N×4 array (x, y, z, energy), a .npy/.csv path, or a count of seeded
-    random atoms.
+    ``atoms`` is an N×4 array (x, y, z, energy), a .npy/.csv path, a molecule (.pqr or
+    extended .xyz, whose charges are the energies), or a count of seeded random atoms.
+    ``around`` places the grid around a molecule (``True``: the atoms) with ``margin`` Å
+    beyond its bounding box, instead of ``grid`` and ``origin``. ``units`` is e/A (Σq/r),
+    kcal/mol/e or kT/e. ``field_out`` writes the field to a file: ``.npy``, or a map by its
+    suffix (``.dx``, ``.mrc``, ``.ccp4``).
 
     >>> r = atoms((6, 6, 6), atoms=50, seed=3, field=True, verify=True)
     >>> r.field.shape, bool(r.field.min() == r.min_value), r.verification["passed"]
     ((6, 6, 6), True, True)
     """
+    from tilefan.entrypoints.field_maps import check_target, discard, finish_map, stage_map
+
+    if atoms is None:
+        raise InvalidSpecError("atoms", "is required: an N×4 array, a file, or a count")
     run = _open_run(home, use_config)
+    target = None
     try:
         raw: dict[str, Any] = {
-            "kind": "atoms", "grid": list(grid) if isinstance(grid, tuple) else grid, "spacing": spacing,
-            "origin": list(origin), "softening": softening, "precision": precision, "verify": verify,
+            "kind": "atoms", "spacing": spacing, "softening": softening, "precision": precision,
+            "verify": verify, "units": units,
         }
-        if isinstance(atoms, np.ndarray | str | os.PathLike):
-            raw["atoms"] = {"file": run.input("atoms", atoms)}
+        raw["atoms"] = ({"file": run.input("atoms", atoms)} if isinstance(atoms, np.ndarray | str | os.PathLike)
+                        else {"count": int(atoms), "seed": seed})
+        if around is not False:
+            raw["around"] = {"margin": margin}
+            if around is not True:
+                raw["around"]["file"] = run.input("around", around)
         else:
-            raw["atoms"] = {"count": int(atoms), "seed": seed}
+            raw["grid"] = list(grid) if isinstance(grid, tuple) else grid
+            raw["origin"] = list(origin)
         if tile is not None:
             raw["tile"] = list(tile) if isinstance(tile, tuple) else tile
-        if field:
+        if field_out is not None:
+            raw["field_out"] = os.path.abspath(os.fspath(field_out))
+        elif field:
             raw["field_out"] = str(run.home / "fields" / f"{os.getpid()}-{id(raw):x}.npy")
             (run.home / "fields").mkdir(parents=True, exist_ok=True)
+        target = stage_map(raw)
+        if target is not None:
+            from tilefan.bootstrap import embedded_ports, load_config
+            from tilefan.domain.spec import AtomsSpec, parse_spec
+            from tilefan.pipeline.inputs import load_atoms_file
+
+            blobs = embedded_ports(run.home).blobs
+            spec = parse_spec(dict(raw), limits=load_config().limits,
+                              load_atoms=lambda uri: load_atoms_file(blobs, uri))
+            if isinstance(spec, AtomsSpec):
+                check_target(target, spec.grid)
         final = _execute(run, raw, workers, progress)
         res = final["result"]
-        phi = _load(res["field"], in_memory_limit, keep=not run.temporary) if field else None
+        phi = None
+        if field and target is not None:
+            phi = np.load(target.staged)
+        elif field:
+            phi = _load(res["field"], in_memory_limit, keep=field_out is not None or not run.temporary)
+        if target is not None:
+            final = finish_map(target, final)
+            res = final["result"]
         i, j, k = res["min_index"]
         x, y, z = res["min_point"]
         return AtomsResult(min_value=float(res["min_value"]), min_index=(int(i), int(j), int(k)),
                            min_point=(float(x), float(y), float(z)), field=phi, job_id=final["job_id"],
                            verification=res.get("verification"), record=final)
     finally:
+        if target is not None:
+            discard(target)
         run.close()

@@ -70,12 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", help="N (N×N×N) or NXxNYxNZ")
     p.add_argument("--atoms", help="number of random atoms")
     p.add_argument("--seed", help="seed of the random atoms (default 0)")
-    p.add_argument("--atoms-file", help="atoms as N×4 .npy or .csv (x, y, z, energy)")
+    p.add_argument("--atoms-file", help="atoms as N×4 .npy or .csv (x, y, z, energy), or a molecule as .pqr or "
+                                        "extended .xyz (positions in Å, charges in e as the energies)")
+    p.add_argument("--around", metavar="FILE", help="place the grid around this molecule (.pqr, .xyz...): its "
+                                                    "bounding box plus --margin, points --spacing apart; also "
+                                                    "the atoms unless --atoms or --atoms-file says otherwise")
+    p.add_argument("--margin", help="with --around: Å kept beyond the outermost atoms on every side")
+    p.add_argument("--units", metavar="{e/A,kcal/mol/e,kT/e}",
+                   help="unit of φ: e/A (Σq/r, default), kcal/mol/e (×332.0637) or kT/e at 298 K (÷0.5925 more)")
     p.add_argument("--spacing", help="grid spacing (default 1)")
     p.add_argument("--origin", help="grid origin X,Y,Z (default 0,0,0)")
     p.add_argument("--softening", help="softening length ε (default 0)")
     p.add_argument("--precision", metavar="{float32,float64}", help="float32 or float64 (default float64)")
-    p.add_argument("--field-out", help="write the whole field here (.npy)")
+    p.add_argument("--field-out", help="write the whole field here: .npy, or a map viewers open: .mrc/.ccp4 "
+                                       "(CCP4/MRC, the formats extra) or .dx (OpenDX, up to 128³ points)")
     common(p)
 
     from tilefan.entrypoints.cli_jobs import add_job_commands
@@ -103,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Optional dependencies and the extra that installs each (pyproject.toml).
 EXTRA_OF = {"chalice": "serve", "swagger_ui_bundle": "serve", "boto3": "aws", "botocore": "aws",
-            "matplotlib": "report"}
+            "matplotlib": "report", "mrcfile": "formats"}
 
 
 def _version() -> str:

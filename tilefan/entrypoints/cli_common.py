@@ -21,6 +21,7 @@ FLAG_OF = {
     "atoms": "--atoms", "atoms.count": "--atoms", "atoms.seed": "--seed", "atoms.file": "--atoms-file",
     "origin": "--origin", "spacing": "--spacing", "softening": "--softening",
     "precision": "--precision", "field_out": "--field-out", "route": "--route",
+    "around": "--around", "around.file": "--around", "around.margin": "--margin", "units": "--units",
 }
 
 

@@ -38,7 +38,8 @@ def add_job_commands(sub: Any) -> None:
         p.add_argument("--json", action="store_true", help="print the job record as JSON")
     result = sub.add_parser("result", help="copy a job's array result (C, or the atoms field) to a file")
     result.add_argument("job_id")
-    result.add_argument("--out", required=True, help="where to write it (.npy)")
+    result.add_argument("--out", required=True, help="where to write it (.npy; an atoms field also as a map: "
+                                                     ".dx, .mrc or .ccp4)")
     report = sub.add_parser("report", help="write logs.csv, error.csv, performance.txt and runtime.png")
     report.add_argument("job_id")
     report.add_argument("--out", required=True, help="the folder to write into")
@@ -83,12 +84,38 @@ def job_command(args: argparse.Namespace, jobs: Any, fetch_result: Callable[[str
 
 
 def _remote_result(client: Any, job_id: str, out: Path) -> int:
-    path = client.result(job_id, out)
+    from tilefan.adapters.maps import map_format
+
+    doc = client.get(job_id)
+    if doc["kind"] != "atoms":
+        path = client.result(job_id, out)
+    elif map_format(out) is None:
+        path = client.field(job_id, out)
+    else:
+        # Converted here, from the .npy the API streams (a presigned GET on AWS): any size.
+        staged = out.with_name(f".{out.name}.{doc['job_id']}.npy")
+        try:
+            client.field(job_id, staged)
+            path = _write_map(doc, staged, out)
+        finally:
+            staged.unlink(missing_ok=True)
     print(f"{path} ({Path(path).stat().st_size} bytes)")
     return EXIT_OK
 
 
+def _write_map(doc: dict[str, Any], source: Path, out: Path) -> Path:
+    """The atoms field ``source`` (.npy) as the map ``out`` names (.dx, .mrc, .ccp4)."""
+    import numpy as np
+
+    from tilefan.adapters.maps import write_map
+
+    spec = doc["spec"]
+    return write_map(out, np.load(source, mmap_mode="r"), tuple(spec["origin"]), float(spec["spacing"]))
+
+
 def _result(service: Any, job_id: str, out: Path) -> int:
+    from tilefan.adapters.maps import map_format
+
     doc = service.get(job_id)
     result = doc.get("result") or {}
     source = result.get("output") or result.get("field")
@@ -97,6 +124,13 @@ def _result(service: Any, job_id: str, out: Path) -> int:
             else f"is {doc['status']}"
         print(f"error: job {job_id} {what}", file=sys.stderr)
         return EXIT_FAILED
-    shutil.copyfile(service.ports.blobs.path(source), out)
+    if not Path(service.ports.blobs.path(source)).exists():
+        # A field asked for as a map was staged, turned into the map and removed.
+        print(f"error: job {job_id}'s array is no longer at {source}", file=sys.stderr)
+        return EXIT_FAILED
+    if doc["kind"] == "atoms" and map_format(out) is not None:
+        _write_map(doc, service.ports.blobs.path(source), out)
+    else:
+        shutil.copyfile(service.ports.blobs.path(source), out)
     print(f"{out} ({out.stat().st_size} bytes)")
     return EXIT_OK

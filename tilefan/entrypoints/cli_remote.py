@@ -23,10 +23,14 @@ from tilefan.entrypoints.client import Client
 
 
 def _upload_inputs(client: Client, raw: dict[str, Any]) -> dict[str, Any]:
-    for role in ("a", "b", "atoms"):
+    uploaded: dict[str, dict[str, Any]] = {}  # a molecule that is both the atoms and --around goes once
+    for role in ("a", "b", "atoms", "around"):
         value = raw.get(role)
-        if isinstance(value, dict) and "file" in value:
-            raw[role] = client.upload(value["file"])
+        if isinstance(value, dict) and value.get("file") is not None:
+            path = value["file"]
+            if path not in uploaded:
+                uploaded[path] = client.upload(path)
+            raw[role] = {**value, **uploaded[path]} if role == "around" else uploaded[path]
     return raw
 
 

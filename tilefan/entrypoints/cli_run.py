@@ -51,12 +51,27 @@ def raw_spec(args: argparse.Namespace) -> dict[str, Any]:
         raw["atoms"] = {"file": _abs(args.atoms_file)}
     elif args.atoms is not None:
         raw["atoms"] = {"count": _maybe_int(args.atoms), "seed": _maybe_int(args.seed or "0")}
-    for name in ("spacing", "origin", "softening", "precision"):
+    _around(args, raw)
+    for name in ("spacing", "origin", "softening", "precision", "units"):
         if getattr(args, name) is not None:
             raw[name] = getattr(args, name)
     if args.field_out is not None:
         raw["field_out"] = _abs(args.field_out)
     return raw
+
+
+def _around(args: argparse.Namespace, raw: dict[str, Any]) -> None:
+    """``--around FILE --margin M``: the grid placed around FILE, which is also the atoms unless others are given."""
+    if args.around is None:
+        if args.margin is not None:
+            raise _flag_error("--margin", "only places a grid with --around FILE")
+        return
+    if args.margin is None:
+        raise _flag_error("--margin", "is required with --around: the Å kept beyond the atoms, e.g. --margin 8")
+    # Named as around.file even when it is the atoms too, so an error in it names --around.
+    raw["around"] = {"margin": args.margin, "file": _abs(args.around)}
+    if "atoms" not in raw:
+        raw["atoms"] = {"file": _abs(args.around)}
 
 
 def _maybe_int(text: str) -> Any:
@@ -78,7 +93,9 @@ def _flag_error(flag: str, message: str) -> _FlagError:
 def cmd_run(args: argparse.Namespace) -> int:
     from tilefan.bootstrap import build_scheduler, embedded_ports, load_config
     from tilefan.domain.plan import plan
+    from tilefan.domain.spec import AtomsSpec
     from tilefan.entrypoints.cli_paths import PathError, refuse_output_over_input, refuse_unwritable_output
+    from tilefan.entrypoints.field_maps import check_target, discard, finish_map, stage_map
     from tilefan.entrypoints.progress import JobProgress, throughput_line
     from tilefan.errors import InvalidSpecError, TilefanError
     from tilefan.pipeline.error_codec import plain_message
@@ -105,6 +122,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             config = replace(config, workers=args.workers)
         ports = embedded_ports(config.home)
+        target = None if args.dry_run else stage_map(raw)
+        if target is not None:
+            spec = admit(ports, raw, config.limits, config.route_policy)
+            if isinstance(spec, AtomsSpec):
+                check_target(target, spec.grid)
         if args.dry_run:
             spec = admit(ports, raw, config.limits, config.route_policy)
             the_plan = plan("dry-run", spec, config.route_policy)
@@ -144,11 +166,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         # Cancel so the record says so and the partial output is removed.
         runner.cancel(record.job_id)
+        if target is not None:
+            discard(target)
         print(f"\ninterrupted: job {record.job_id} cancelled, nothing written", file=sys.stderr)
         return 130
     finally:
         bar.close()
     doc = final.to_dict()
+    if target is not None:
+        doc = finish_map(target, doc)
     if args.json:
         print(json.dumps(doc))
     if final.error:

@@ -196,8 +196,15 @@ class Client:
 
     def result(self, job_id: str, out: str | os.PathLike[str]) -> Path:
         """GET /jobs/{id}/result into ``out``: the .npy bytes, or a redirect to them."""
+        return self._download(job_id, "result", out)
+
+    def field(self, job_id: str, out: str | os.PathLike[str], fmt: str | None = None) -> Path:
+        """GET /jobs/{id}/field into ``out``: the .npy, or with ``fmt`` (dx, mrc) a map the server converts."""
+        return self._download(job_id, "field" + (f"?format={fmt}" if fmt else ""), out)
+
+    def _download(self, job_id: str, which: str, out: str | os.PathLike[str]) -> Path:
         # API Gateway and Chalice send binary bodies only to a request that accepts them.
-        status, headers, raw = self._send("GET", f"/jobs/{job_id}/result",
+        status, headers, raw = self._send("GET", f"/jobs/{job_id}/{which}",
                                           headers={"Accept": "application/octet-stream, */*"})
         location = {k.lower(): v for k, v in headers.items()}.get("location")
         if status in (301, 302, 303, 307, 308) and location:
@@ -209,8 +216,8 @@ class Client:
             except (ValueError, AttributeError):
                 err = {}
             if not err:  # API Gateway and Chalice answer an unknown route with a bare 403
-                raise ApiError(status, None, f"{self.url} serves no result download for job {job_id} "
-                                             f"(GET /jobs/{job_id}/result answered HTTP {status})")
+                raise ApiError(status, None, f"{self.url} serves no {which} download for job {job_id} "
+                                             f"(GET /jobs/{job_id}/{which} answered HTTP {status})")
             if status == 404 and err.get("code") == "job_not_found":
                 raise JobNotFoundError(job_id)
             raise ReportedError(err.get("code", "api_error"), err.get("message", f"HTTP {status}"), err.get("field"))
@@ -219,7 +226,7 @@ class Client:
         return path
 
     def upload(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Upload a local .npy/.csv and complete it; returns what a spec names it by (``use_as``).
+        """Upload a local .npy, .csv, .pqr or .xyz and complete it; returns what a spec names it by (``use_as``).
 
         The file goes where ``POST /uploads`` says: a PUT to the embedded server, or a form
         POST straight to S3; then ``POST /uploads/{id}/complete`` has the server check it.

@@ -111,6 +111,19 @@ def _download(what: str) -> dict[str, Any]:
     }}
 
 
+def _field_download() -> dict[str, Any]:
+    """The field's download, which also converts it to a map viewers open (``format``)."""
+    route = _download("field")
+    get = route["get"]
+    get["summary"] += "; with format=dx or mrc, a map (origin and spacing in it), converted on the server"
+    get["parameters"] = [*get["parameters"], {
+        "name": "format", "in": "query", "required": False,
+        "description": "npy (default), dx (OpenDX text, up to 128³ points) or mrc (CCP4/MRC float32; ccp4 too)",
+        "schema": {"type": "string", "enum": ["npy", "dx", "mrc", "ccp4"]}}]
+    get["responses"].update(_errors(400, 404, 413))
+    return route
+
+
 def _paths() -> dict[str, Any]:
     job_id = _path_param("job_id")
     return {
@@ -141,7 +154,7 @@ def _paths() -> dict[str, Any]:
                     "responses": _answers(200, Report, "the report", 404)},
         },
         "/jobs/{job_id}/result": _download("result"),
-        "/jobs/{job_id}/field": _download("field"),
+        "/jobs/{job_id}/field": _field_download(),
         "/uploads": {
             "post": {
                 "summary": "Get an upload ID, and where to send the file",

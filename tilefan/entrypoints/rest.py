@@ -149,7 +149,21 @@ def job_result(job_id: str) -> Response:
 
 @api.route("/jobs/{job_id}/field", methods=["GET"], authorizer=AUTH)
 def job_field(job_id: str) -> Response:
-    return _download(job_id, "field")
+    """The field as .npy, or with ``?format=dx|mrc`` as a map viewers open (origin and spacing in it)."""
+    from tilefan.entrypoints.field_download import check_format, map_of
+
+    params: Any = api.current_request.query_params or {}
+    try:
+        fmt = check_format(params.get("format"))
+        if fmt == "npy":
+            return _download(job_id, "field")
+        spec, read, remote = get_service().field_source(job_id, caller())
+        body = map_of(spec, fmt, read, remote)
+    except TilefanError as exc:
+        return _error(*http_error(exc))
+    return Response(body=body, status_code=200, headers={
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": f'attachment; filename="{job_id}-field.{fmt}"'})
 
 
 @api.route("/openapi.json", methods=["GET"], authorizer=AUTH)

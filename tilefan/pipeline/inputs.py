@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tilefan.domain.atoms import parse_csv, validate_table
+from tilefan.domain.molecules import parse_pqr, parse_xyz
 from tilefan.domain.randgen import random_region
 from tilefan.domain.spec import AtomsSpec, JobSpec, MatrixInput, RandomMatrix
 from tilefan.errors import InvalidBlobError, InvalidSpecError
@@ -41,16 +42,22 @@ def matrix_block(
     return blobs.read_rows(m.uri, rows, None if whole_width else cols)
 
 
-def load_atoms_file(blobs: BlobStore, uri: str) -> np.ndarray:
-    """An atoms table from ``.npy`` or ``.csv``, validated (N×4, finite)."""
-    field = "atoms.file"
-    if uri.lower().endswith(".csv"):
+# Text formats of an atoms table, by extension: each parser names the line (and column) at fault.
+TEXT_ATOMS = {".csv": parse_csv, ".pqr": parse_pqr, ".xyz": parse_xyz, ".extxyz": parse_xyz}
+ATOMS_SUFFIXES = (".npy", *TEXT_ATOMS)
+
+
+def load_atoms_file(blobs: BlobStore, uri: str, field: str = "atoms.file") -> np.ndarray:
+    """An atoms table from ``.npy``, ``.csv``, ``.pqr`` or extended ``.xyz``, validated (N×4, finite)."""
+    suffix = "." + uri.rsplit(".", 1)[-1].lower() if "." in uri else ""
+    parse = TEXT_ATOMS.get(suffix)
+    if parse is not None:
         raw = blobs.read_bytes(uri)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidSpecError(field, f"{uri} is not UTF-8 text") from None
-        return parse_csv(text, field)
-    if not uri.lower().endswith(".npy"):
-        raise InvalidBlobError(uri, "atoms files must end in .npy or .csv")
+        return validate_table(parse(text, field), field, uri)
+    if suffix != ".npy":
+        raise InvalidBlobError(uri, f"atoms files must end in {', '.join(ATOMS_SUFFIXES)}")
     return validate_table(blobs.read_array(uri), field, uri)

@@ -15,6 +15,7 @@ from tilefan.domain.records import Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import AtomsSpec, RandomAtoms
 from tilefan.pipeline.bpanels import stage_panels
+from tilefan.domain.units import factor
 from tilefan.pipeline.inputs import atoms_key, items_key, load_atoms_file, manifest_key, output_key
 from tilefan.pipeline.ports import Clock, Ports
 
@@ -54,5 +55,12 @@ def tile_items(the_plan: Plan) -> list[dict[str, Any]]:
 
 def _atoms_table(ports: Ports, spec: AtomsSpec) -> np.ndarray:
     if isinstance(spec.atoms, RandomAtoms):
-        return random_atoms(spec.atoms, spec.grid, spec.origin, spec.spacing)
-    return load_atoms_file(ports.blobs, spec.atoms.uri)
+        table = random_atoms(spec.atoms, spec.grid, spec.origin, spec.spacing)
+    else:
+        table = load_atoms_file(ports.blobs, spec.atoms.uri)
+    if spec.units != "e/A":
+        # φ is linear in the energies: scaled once here, every tile, the minimum and the
+        # verification come out in the job's unit.
+        table = table.copy()
+        table[:, 3] *= factor(spec.units)
+    return table

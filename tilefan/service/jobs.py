@@ -27,7 +27,7 @@ from tilefan.pipeline.ports import JobRunner, Ports
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import new_job_id, submit_job
 from tilefan.service.rest_door import field_key, restrict, result_key
-from tilefan.service.uploads import Uploads
+from tilefan.service.uploads import UPLOAD_SUFFIXES, Uploads
 
 MAX_PAGE = 100
 UPLOAD_EXPIRES_S = 900
@@ -133,8 +133,8 @@ class JobService:
         name = body.get("filename")
         if not isinstance(name, str) or not _SAFE_NAME.match(name):
             raise InvalidSpecError("filename", "must be a plain file name (letters, digits, . _ -), e.g. A.npy")
-        if not name.lower().endswith((".npy", ".csv")):
-            raise InvalidSpecError("filename", "must end in .npy or .csv")
+        if not name.lower().endswith(UPLOAD_SUFFIXES):
+            raise InvalidSpecError("filename", f"must end in {', '.join(UPLOAD_SUFFIXES)}")
         upload_id, key = self.uploads.issue(name, self.owner_of(self._owner(owner)), self.clock())
         target = {"upload_id": upload_id, "key": key, "method": "PUT", "url": f"/uploads/{upload_id}/{name}",
                   "expires_in": UPLOAD_EXPIRES_S, "max_bytes": self.uploads.max_bytes, "use_as": {"file": key},
@@ -170,6 +170,13 @@ class JobService:
         if presign is not None:
             return "redirect", str(presign(key, DOWNLOAD_EXPIRES_S))
         return "bytes", self.ports.blobs.read_bytes(key)
+
+    def field_source(self, job_id: str, owner: str | None = None) -> tuple[Any, Callable[[], Any], bool]:
+        """A finished atoms job's spec, a reader of its field, and whether the field is remote
+        (downloaded by redirect): what a map conversion needs (``entrypoints.field_download``)."""
+        how, _ = self.output(job_id, "field", owner)  # the same checks: the caller's, finished, with a field
+        spec = self.ports.jobs.get_job(job_id).spec
+        return spec, lambda: self.ports.blobs.read_array(field_key(job_id)), how == "redirect"
 
 def _page_size(raw: Any) -> int:
     try:

@@ -62,6 +62,9 @@ def restrict(raw: Any, job_id: str, owner: str, uploads: Uploads, jobs: JobStore
         if isinstance(value, Mapping) and "file" in value:
             key = _input_key(value["file"], f"{role}.file", owner, uploads, jobs)
             body[role] = {**value, "file": key}
+    around = body.get("around")
+    if isinstance(around, Mapping) and around.get("file") is not None:
+        body["around"] = {**around, "file": _input_key(around["file"], "around.file", owner, uploads, jobs)}
     return body
 
 

@@ -27,6 +27,7 @@ from typing import Any, cast
 import numpy as np
 
 from tilefan.domain.atoms import parse_csv
+from tilefan.domain.molecules import parse_pqr, parse_xyz
 from tilefan.domain.upload_keys import UPLOAD_ID, UPLOAD_KEY, complete_key, issued_key
 from tilefan.errors import (
     BlobNotFoundError,
@@ -40,6 +41,15 @@ from tilefan.errors import (
 from tilefan.pipeline.ports import BlobStore, SentUploads
 
 __all__ = ["UPLOAD_ID", "UPLOAD_KEY", "Uploads", "check_content"]
+
+# Text uploads (atoms tables and molecules) and the parser that checks each.
+TEXT_UPLOADS = {".csv": parse_csv, ".pqr": parse_pqr, ".xyz": parse_xyz, ".extxyz": parse_xyz}
+UPLOAD_SUFFIXES = (".npy", *TEXT_UPLOADS)
+
+
+def _text_parser(name: str) -> Any:
+    return next((parse for suffix, parse in TEXT_UPLOADS.items() if name.lower().endswith(suffix)), None)
+
 
 # How much of a .csv upload the completion step reads to check it looks like an atoms
 # table (the whole file is parsed when a job reads it, pinned to the same bytes).
@@ -166,8 +176,10 @@ def _check_sent(store: SentUploads, key: str, record: dict[str, Any], now: float
     if size == 0:
         raise InvalidSpecError("upload", "the file is empty")
     try:
-        if record["name"].lower().endswith(".csv"):
-            check_csv_start(store.read_head(key, min(size, CSV_PROBE_BYTES), etag), whole=size <= CSV_PROBE_BYTES)
+        parse = _text_parser(record["name"])
+        if parse is not None:
+            head = store.read_head(key, min(size, CSV_PROBE_BYTES), etag)
+            check_text_start(record["name"], head, whole=size <= CSV_PROBE_BYTES)
         else:
             shape, dtype, offset = store.upload_header(key, etag)
             check_npy(tuple(shape), np.dtype(dtype), offset, size)
@@ -177,9 +189,10 @@ def _check_sent(store: SentUploads, key: str, record: dict[str, Any], now: float
 
 
 def check_content(name: str, data: bytes) -> None:
-    """A ``.npy`` must be a whole 2-D float32/float64 array; a ``.csv`` an atoms table."""
-    if name.lower().endswith(".csv"):
-        check_csv_start(data, whole=True)
+    """A ``.npy`` must be a whole 2-D float32/float64 array; a ``.csv`` an atoms table, a ``.pqr``
+    or ``.xyz`` a molecule."""
+    if _text_parser(name) is not None:
+        check_text_start(name, data, whole=True)
         return
     fp = io.BytesIO(data)
     try:
@@ -198,6 +211,23 @@ def check_npy(shape: tuple[int, ...], dtype: np.dtype[Any], offset: int, size: i
     expected = offset + shape[0] * shape[1] * dtype.itemsize
     if size != expected:
         raise InvalidSpecError("upload", f"the .npy file is {size} bytes; its header says {expected}")
+
+
+def check_text_start(name: str, data: bytes, *, whole: bool) -> None:
+    """A text upload: a whole file must parse; of a longer one, a CSV's first lines must, and a
+    molecule's start must be UTF-8 (the job parses it all, strictly, when it is submitted)."""
+    parse = _text_parser(name)
+    if parse is parse_csv:
+        check_csv_start(data, whole=whole)
+        return
+    if not whole:
+        data = data[: data.rfind(b"\n") + 1]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidSpecError("upload", f"a {name.rsplit('.', 1)[-1]} upload must be UTF-8 text") from None
+    if whole:
+        parse(text, "upload")
 
 
 def check_csv_start(data: bytes, *, whole: bool) -> None:

@@ -39,13 +39,16 @@ const tilefan = (() => {
     const spec = { kind, verify: f.verify.checked };
     if (f.tile.value.trim()) spec.tile = numberOrText(f.tile.value);
     if (kind === "atoms") {
-      spec.grid = numberOrText(f.grid.value);
       spec.atoms = f.atoms_file.files.length ? await upload(f.atoms_file.files[0])
                                              : { count: Number(f.count.value), seed: Number(f.seed.value) };
+      // Around a molecule, its bounding box and the margin place the grid; otherwise the size does.
+      if (f.around.checked) spec.around = { margin: Number(f.margin.value) };
+      else spec.grid = numberOrText(f.grid.value);
       spec.spacing = Number(f.spacing.value);
       spec.softening = Number(f.softening.value);
       spec.precision = f.precision.value;
-      if (f.field.checked) spec.field = true;
+      spec.units = f.units.value;
+      spec.field = f.field.checked;
     } else {
       spec.a = f.a_file.files.length ? await upload(f.a_file.files[0]) : { shape: f.shape_a.value.trim() };
       spec.b = f.b_file.files.length ? await upload(f.b_file.files[0]) : { shape: f.shape_b.value.trim() };
@@ -222,7 +225,8 @@ const tilefan = (() => {
     $("result").hidden = false;
     const rows = [];
     if (job.kind === "atoms") {
-      rows.push(["minimum φ", r.min_value.toPrecision(10)], ["at grid index", `(${r.min_index.join(", ")})`],
+      const units = { "e/A": "e/Å", "kcal/mol/e": "kcal/(mol·e)", "kT/e": "kT/e" }[job.spec.units || "e/A"];
+      rows.push(["minimum φ", `${r.min_value.toPrecision(10)} ${units}`], ["at grid index", `(${r.min_index.join(", ")})`],
                 ["at point", `(${r.min_point.map((x) => +x.toFixed(6)).join(", ")})`]);
     } else {
       rows.push(["C", `${r.shape.join("×")} ${r.dtype}`], ["checksum: sum", r.checksums.sum.toPrecision(10)],
@@ -236,7 +240,12 @@ const tilefan = (() => {
                    `<a href="/jobs/${id}/report/runtime.png">runtime.png</a>`];
     if (job.kind !== "atoms") links.unshift(`<a id="download" href="/jobs/${id}/result" download="C.npy">download C.npy</a>`);
     if (job.kind === "atoms" && r.field) {
-      links.unshift(`<a id="download-field" href="/jobs/${id}/field" download="phi.npy">download the field φ (phi.npy)</a>`);
+      // A map viewers open (VMD, ChimeraX, PyMOL); DX is text, offered up to 128³ points.
+      const maps = [`<a id="download-mrc" href="/jobs/${id}/field?format=mrc" download="${id}-phi.mrc">φ as .mrc</a>`];
+      if (job.spec.grid.reduce((a, b) => a * b, 1) <= 128 ** 3)
+        maps.push(`<a id="download-dx" href="/jobs/${id}/field?format=dx" download="${id}-phi.dx">.dx</a>`);
+      maps.push(`<a id="download-field" href="/jobs/${id}/field" download="${id}-phi.npy">.npy</a>`);
+      links.unshift(maps.join(" "));
     }
     $("files").innerHTML = links.join(" · ");
     if (job.kind === "atoms") {
