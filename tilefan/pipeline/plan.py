@@ -14,8 +14,8 @@ from tilefan.domain.randgen import random_atoms
 from tilefan.domain.records import Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import AtomsSpec, RandomAtoms
-from tilefan.pipeline.bpanels import stage_panels
 from tilefan.domain.units import factor
+from tilefan.pipeline.bpanels import stage_panels
 from tilefan.pipeline.inputs import atoms_key, items_key, load_atoms_file, manifest_key, output_key
 from tilefan.pipeline.ports import Clock, Ports
 
