@@ -76,9 +76,10 @@ $(CHECKOV_STAMP): stepfunctions/checkov-requirements.txt
 checkov: package $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/checkov --file dist/sam.json --framework cloudformation --compact --quiet --skip-download
 
-## Deploy STAGE (default dev) to AWS: package, then `aws cloudformation package/deploy` through
-## ARTIFACT_BUCKET (yours), then the spot workers' wheelhouse into the jobs bucket. Optional: REGION,
-## ALARM_EMAIL, BUDGET_USD (monthly, 0 = none), DRY_RUN=1 (print the commands, call nothing).
+## Deploy STAGE (default dev) to AWS through boto3 (no AWS CLI): check for credentials and a region,
+## package, upload through ARTIFACT_BUCKET (yours), a CloudFormation change set, then the spot workers'
+## wheelhouse into the jobs bucket. Optional: REGION, ALARM_EMAIL, BUDGET_USD (monthly, 0 = none),
+## DRY_RUN=1 (print the commands and calls, call nothing; needs no account).
 deploy: $(STAMP) $(PKG_STAMP)
 	$(BIN)/python stepfunctions/deploy.py deploy --stage "$(or $(STAGE),dev)" --artifact-bucket "$(ARTIFACT_BUCKET)" \
 	    $(if $(REGION),--region "$(REGION)") $(if $(ALARM_EMAIL),--alarm-email "$(ALARM_EMAIL)") \

@@ -180,7 +180,8 @@ def test_the_topic_is_encrypted_with_a_key_that_only_this_accounts_alarms_and_bu
     key = RESOURCES["AlarmTopicKey"]["Properties"]
     assert key["EnableKeyRotation"] is True
     services = [s for s in key["KeyPolicy"]["Statement"] if "Service" in s["Principal"]]
-    assert [sorted(s["Principal"]["Service"]) for s in services] == [["budgets.amazonaws.com", "cloudwatch.amazonaws.com"]]
+    assert [sorted(s["Principal"]["Service"]) for s in services] == [
+        ["budgets.amazonaws.com", "cloudwatch.amazonaws.com"]]
     # Enough to publish to an encrypted topic, nothing to manage the key with.
     assert services[0]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
     assert "AWS::AccountId" in json.dumps(services[0]["Condition"])
