@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 FLEET_TAG = "tilefan:fleet"  # tilefan/adapters/aws/ec2_capacity.py tags each worker with it
 # CAPABILITY_IAM: the stack creates roles, none with a fixed name. CAPABILITY_AUTO_EXPAND:
@@ -25,6 +25,21 @@ _STACK_WAIT = {"Delay": 10, "MaxAttempts": 360}  # an hour: the stack creates ~8
 
 class DeployError(Exception):
     """An AWS call of the deployment failed; the message says which and why."""
+
+
+class DeployCalls(Protocol):
+    """What deploy.py asks of AWS: ``Boto3Aws`` makes the calls, ``DryRunAws`` prints them."""
+
+    region: str
+
+    def upload_file(self, path: Path, bucket: str, key: str) -> None: ...
+    def template_url(self, bucket: str, key: str) -> str: ...
+    def deploy_stack(self, stack: str, template_url: str, overrides: dict[str, str]) -> bool: ...
+    def outputs(self, stack: str) -> dict[str, str]: ...
+    def fleet(self, stack: str) -> list[str]: ...
+    def terminate(self, ids: list[str]) -> None: ...
+    def delete_stack(self, stack: str) -> None: ...
+    def delete_bucket(self, bucket: str) -> None: ...
 
 
 def missing_setup(session: Any, region: str | None) -> str | None:

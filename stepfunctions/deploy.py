@@ -36,7 +36,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from aws_deploy import Boto3Aws, DeployError, DryRunAws, missing_setup  # a sibling: Python puts its folder on the path
+# A sibling module: Python puts this script's folder on the path.
+from aws_deploy import Boto3Aws, DeployCalls, DeployError, DryRunAws, missing_setup
 
 
 class Shell:
@@ -67,7 +68,7 @@ def _digest(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def package_template(aws: Any, template: Path, bucket: str, prefix: str) -> dict[str, Any]:
+def package_template(aws: DeployCalls, template: Path, bucket: str, prefix: str) -> dict[str, Any]:
     """The template with each function's local ``CodeUri`` uploaded to the artifact bucket
     and replaced by its ``s3://`` URI. Keys are the content's digest: a redeploy of the same
     code names the same object, so CloudFormation sees no change to the functions."""
@@ -87,7 +88,7 @@ def package_template(aws: Any, template: Path, bucket: str, prefix: str) -> dict
     return body
 
 
-def deploy(shell: Shell, aws: Any, args: argparse.Namespace) -> None:
+def deploy(shell: Shell, aws: DeployCalls, args: argparse.Namespace) -> None:
     stack, out = stack_name(args), Path(args.out)
     shell.run(["env", f"STAGE={args.stage}", f"OUT={out}", "bash", "stepfunctions/package.sh"])
     shell.run(["env", f"OUT={out}", "bash", "stepfunctions/wheelhouse.sh"])
@@ -123,7 +124,7 @@ def deploy(shell: Shell, aws: Any, args: argparse.Namespace) -> None:
         shell.note(f"{args.alarm_email} receives a confirmation email from SNS: alarms reach it once confirmed.")
 
 
-def destroy(shell: Shell, aws: Any, args: argparse.Namespace, empty: Callable[[str], int]) -> None:
+def destroy(shell: Shell, aws: DeployCalls, args: argparse.Namespace, empty: Callable[[str], int]) -> None:
     stack = stack_name(args)
     if args.bucket:  # the stack may be gone already, and its outputs with it
         bucket, table = args.bucket, None
@@ -217,20 +218,22 @@ def main(argv: Sequence[str]) -> None:
 
     session = boto3.Session()
     problem = missing_setup(session, args.region)
+    shell: Shell
+    aws: DeployCalls
     if args.dry_run:
-        shell: Shell = DryRun()
-        aws: Any = DryRunAws(args.region or session.region_name)
+        shell, aws = DryRun(), DryRunAws(args.region or session.region_name)
         if problem:
             shell.note(f"# {problem}: a real run would stop here")
     elif problem:
         raise SystemExit(problem)  # before packaging anything
     else:
-        shell, aws = Shell(), Boto3Aws(session, args.region)
+        real = Boto3Aws(session, args.region)
+        shell, aws = Shell(), real
     try:
         if args.command == "deploy":
             deploy(shell, aws, args)
         else:
-            destroy(shell, aws, args, lambda bucket: empty_bucket(aws.s3(), bucket))
+            destroy(shell, aws, args, lambda bucket: empty_bucket(real.s3(), bucket))
     except DeployError as exc:
         raise SystemExit(f"deploy: {exc}") from None
 
