@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# `make run` needs only the package (NumPy kernels): a lighter venv of its own, so a
+# `make run` needs only the package (pip builds its C atoms kernel): a lighter venv of its own, so a
 # first `make run` does not install the development toolchain.
 RUN_VENV  := .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed-stamp
@@ -22,12 +22,27 @@ PKG_STAMP := $(PKG_VENV)/.installed-stamp
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck pytest bench package checkov kernel clean deploy destroy wheelhouse worker-lock
+# `make test-newest`: the newest Python here (pyenv's, else python3) with the newest NumPy and
+# pydantic that pyproject.toml's ranges allow (no constraints file).
+NEWEST_PYTHON ?= $(or $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.1[2-9].*/bin/python3))),python3)
+NEWEST_VENV   := .venv-newest
+FLOORS_VENV   := .venv-floors
+# What test-newest and test-floors run: the unit suite and the embedded backend's functional
+# suites. The AWS ones run under moto, whose pins constraints-dev.txt keeps, and the worker
+# lock's test compares the lock with the installed (pinned) distributions: both in `make test`.
+NEWEST_TESTS  := tests/unit tests/functional/rest_embedded tests/functional/test_scheduler.py \
+                 tests/functional/test_scheduler_steps.py tests/functional/test_pipeline_pool.py \
+                 tests/functional/test_python_api.py tests/functional/test_cli_job_cap.py \
+                 --ignore=tests/unit/test_worker_lock.py
 
-$(STAMP): pyproject.toml requirements.txt
+.PHONY: install run test lint typecheck pytest bench package checkov kernel clean deploy destroy wheelhouse \
+        worker-lock system-deps test-newest test-floors
+
+# The development environment, pinned exactly by constraints-dev.txt (pyproject.toml has ranges).
+$(STAMP): pyproject.toml setup.py requirements.txt constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints-dev.txt -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,7 +54,7 @@ $(PKG_STAMP): stepfunctions/package-requirements.txt requirements.txt
 	$(PKG_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r stepfunctions/package-requirements.txt
 	touch $(PKG_STAMP)
 
-$(RUN_STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(RUN_VENV)
 	$(RUN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $(RUN_STAMP)
@@ -51,7 +66,43 @@ run: $(RUN_STAMP)
 	$(RUN_VENV)/bin/tilefan run add --shape-a 4096x4096 --shape-b 4096x4096 --seed 7 --verify --out demo/S.npy
 	$(RUN_VENV)/bin/tilefan run atoms --grid 128 --atoms 1000 --seed 3 --verify --field-out demo/phi.npy
 
-test: lint typecheck pytest package checkov
+test: system-deps lint typecheck pytest package checkov
+
+## The Debian packages the tests need (chromium, gcc, binutils): installed when root with apt,
+## else a one-line message with the command to run.
+system-deps:
+	@bash .ci/system-deps.sh
+
+## The unit and embedded suites on the newest Python here, with the newest NumPy and pydantic
+## the ranges allow, installed as a user would: `pip install .` into a venv that already has
+## them must keep them (checked), then the suites run.
+$(NEWEST_VENV)/bin/python:
+	$(NEWEST_PYTHON) -m venv $(NEWEST_VENV)
+
+# The venv is kept between runs (make clean drops it); what is in it is upgraded every run.
+test-newest: $(NEWEST_VENV)/bin/python
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade pip numpy pydantic
+	$(NEWEST_VENV)/bin/python -c "import numpy, pydantic; print(numpy.__version__, pydantic.VERSION)" > $(NEWEST_VENV)/before
+	$(NEWEST_VENV)/bin/python -m pip install --quiet ".[serve,report,fast]" "aws-lambda-powertools[tracer]" boto3 \
+	    pytest hypothesis jsonschema
+	$(NEWEST_VENV)/bin/python -c "import numpy, pydantic; print(numpy.__version__, pydantic.VERSION)" > $(NEWEST_VENV)/after
+	@cmp -s $(NEWEST_VENV)/before $(NEWEST_VENV)/after || { echo "pip install . changed NumPy or pydantic:" \
+	    "$$(cat $(NEWEST_VENV)/before) -> $$(cat $(NEWEST_VENV)/after)" >&2; exit 1; }
+	@echo "test-newest: $$($(NEWEST_VENV)/bin/python -V), numpy and pydantic $$(cat $(NEWEST_VENV)/after)"
+	$(NEWEST_VENV)/bin/python -m pytest -x -p no:cacheprovider $(NEWEST_TESTS)
+
+## The same suites on the oldest Python tilefan supports with the floor of every range
+## (constraints-floors.txt): the lower bounds in pyproject.toml are ones that work.
+$(FLOORS_VENV)/bin/python:
+	$(PYTHON) -m venv $(FLOORS_VENV)
+
+# No pip upgrade here: chalice's floor (1.31) requires pip < 23.4.
+test-floors: $(FLOORS_VENV)/bin/python
+	$(FLOORS_VENV)/bin/python -m pip install --quiet -c constraints-floors.txt ".[serve,report,fast]" \
+	    "aws-lambda-powertools[tracer]" boto3 pytest hypothesis jsonschema
+	@echo "test-floors: $$($(FLOORS_VENV)/bin/python -V), $$($(FLOORS_VENV)/bin/python -c \
+	    'import numpy, pydantic, tqdm; print("numpy", numpy.__version__, "pydantic", pydantic.VERSION, "tqdm", tqdm.__version__)')"
+	$(FLOORS_VENV)/bin/python -m pytest -x -p no:cacheprovider $(NEWEST_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -59,7 +110,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy tilefan chalicelib app.py stepfunctions/*.py
 
-pytest: $(STAMP)
+# The tests run the C atoms kernel: rebuilt whenever its source changes (pip install built
+# the first one).
+KERNEL_SO := tilefan/domain/_atoms_kernel.so
+$(KERNEL_SO): tilefan/domain/atoms_kernel.c
+	bash stepfunctions/build_kernel.sh
+
+pytest: $(STAMP) $(KERNEL_SO)
 	$(BIN)/pytest
 
 ## chalice package + the merge template into dist/ (on the Lambda runtime's Python), then cfn-lint on the result.
@@ -108,4 +165,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(RUN_VENV) $(PKG_VENV) $(CHECKOV_VENV) demo .tilefan dist .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(RUN_VENV) $(PKG_VENV) $(CHECKOV_VENV) $(NEWEST_VENV) $(FLOORS_VENV) demo .tilefan dist .mypy_cache .pytest_cache .ruff_cache

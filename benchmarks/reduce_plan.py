@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from tilefan.domain.assembly import BuildPart, CopyPart, PartLimits, group_copies, groups, plan_parts
 from tilefan.domain.tiling import Region, num_tiles, tile_region
-from tilefan.pipeline.assemble import BUILDS_IN_FLIGHT, REQUESTS_IN_FLIGHT
+from tilefan.domain.transfer import io_streams
+from tilefan.pipeline.assemble import REQUESTS_IN_FLIGHT
 
 LAMBDA_S = 900
 # S3's documented request rates per prefix (a job's blocks share one prefix).
@@ -88,7 +89,7 @@ def main() -> None:
     limits = PartLimits()
     print(f"S3 part limits: min {limits.min_part_bytes >> 20} MiB, max {limits.max_part_bytes >> 30} GiB, "
           f"{limits.max_parts:,} parts per upload; built parts {limits.build_bytes >> 20}-"
-          f"{limits.build_cap_bytes >> 20} MiB; {REQUESTS_IN_FLIGHT} requests, {BUILDS_IN_FLIGHT} builds in flight")
+          f"{limits.build_cap_bytes >> 20} MiB; {REQUESTS_IN_FLIGHT} requests, {io_streams(10_240)} builds in flight")
     rows = [(s.name, measure(s, limits)) for s in SCENARIOS]
     keys = ["tiles", "output_gb", "parts", "copy_parts", "built_parts", "uploads", "final_copies", "gets", "lists",
             "built_gb", "copied_gb", "plan_s", "floor_s", "copy_mb_s_per_request", "lambda_mb_s_each_way"]

@@ -43,9 +43,11 @@ CLIENTS = 25
 
 def _env(home: Path, root: Path = ROOT) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
-    env.update({"TILEFAN_HOME": str(home), "TILEFAN_WORKERS": "2", "PYTHONPATH": str(root),
-                # every job here has the home's one owner: let all of them queue
-                "TILEFAN_MAX_CONCURRENT_JOBS": "100000"})
+    env.update({"TILEFAN_HOME": str(home), "TILEFAN_WORKERS": "2", "PYTHONPATH": str(root)})
+    if root != ROOT:
+        # Every job here has the home's one owner. This checkout's default server queues them
+        # all (TILEFAN_MAX_QUEUED_JOBS); an older one (--baseline) capped QUEUED jobs by this.
+        env["TILEFAN_MAX_CONCURRENT_JOBS"] = "100000"
     return env
 
 

@@ -79,8 +79,12 @@ def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | 
         policy=config.route_policy,
     )
     # A CLI interrupted with Ctrl-C should not wait long for its tiles in flight.
+    # Every job here is the home's one owner's: the owner's cap on jobs at once bounds how
+    # many run, and the rest wait in the queue.
+    max_jobs = min(max(2, config.workers), config.limits.max_concurrent_jobs)
     return Scheduler(ports, functools.partial(embedded_ports, config.home), settings, ports.jobs,
-                     FileLease(config.home / "scheduler.lock"), only=only, grace_s=10.0 if only is None else 2.0)
+                     FileLease(config.home / "scheduler.lock"), only=only, grace_s=10.0 if only is None else 2.0,
+                     max_jobs=max_jobs)
 
 
 def build_service(config: Config | None = None) -> JobService:
@@ -102,7 +106,8 @@ def build_service(config: Config | None = None) -> JobService:
     # The caller starts the scheduler (``serve_in_thread``) and stops it on shutdown. A home
     # has one principal, so every job is LOCAL_OWNER's (as the CLI's and Python API's are).
     scheduler = build_scheduler(config, threaded=True)
-    return JobService(scheduler.ports, scheduler, config.limits, policy=config.route_policy, principal=LOCAL_OWNER)
+    return JobService(scheduler.ports, scheduler, config.limits, policy=config.route_policy, principal=LOCAL_OWNER,
+                      queue=True)
 
 
 # --------------------------------------------------------------------------- AWS
@@ -129,12 +134,13 @@ def build_aws_ports(settings: AwsSettings | None = None, session: Any = None) ->
     settings = settings or aws_settings()
     session = _session(settings, session)
     # SigV4 and the regional endpoint: presigned upload URLs are otherwise signed with SigV2.
-    # A connection for each request the reducer has in flight (botocore keeps 10 otherwise).
+    # A connection for each request the reducer has in flight and each of the store's
+    # streams (botocore keeps 10 otherwise).
     s3 = session.client("s3", config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "virtual"},
-                                                max_pool_connections=REQUESTS_IN_FLIGHT))
+                                                max_pool_connections=REQUESTS_IN_FLIGHT + settings.s3_streams))
     dynamodb = session.client("dynamodb", config=BotoConfig(max_pool_connections=SHARDS))
     return Ports(
-        blobs=S3BlobStore(s3, settings.bucket),
+        blobs=S3BlobStore(s3, settings.bucket, streams=settings.s3_streams),
         jobs=DynamoJobStore(dynamodb, settings.table, ttl_days=settings.ttl_days),
     )
 
@@ -172,7 +178,9 @@ def build_worker(
 ) -> Worker:
     """A spot worker over the AWS ports, the spot queue, Step Functions and IMDSv2.
 
-    ``kernel`` is ``TILEFAN_KERNEL``: ``compiled`` without numba refuses to start.
+    ``kernel`` is ``TILEFAN_KERNEL``: ``compiled`` without the C kernel refuses to start. The
+    worker runs one tile at a time, so each tile computes on every CPU of the instance
+    (``tilefan.compute.threads``, whose default budget is all of them).
     """
     from tilefan.adapters.aws.imds import Imds
     from tilefan.adapters.aws.sqs_queue import SqsTileQueue

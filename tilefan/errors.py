@@ -17,6 +17,10 @@ class TilefanError(Exception):
     """
 
     code = "internal_error"
+    # Whether trying again later may succeed. The one answer for every runner: the embedded
+    # scheduler retries a tile only on a retryable error, and the state machine's tile
+    # states never retry the others (a test checks its Retry lists against this).
+    retryable = False
     _init_args: tuple[object, ...] = ()
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -70,11 +74,11 @@ class TooManyJobsError(TilefanError):
 
     code = "too_many_jobs"
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, setting: str = "TILEFAN_MAX_CONCURRENT_JOBS") -> None:
         super().__init__(
             f"too many jobs at once: each caller may have at most {limit} queued or running "
-            f"(setting TILEFAN_MAX_CONCURRENT_JOBS); wait for one to end or cancel one")
-        self._init_args = (limit,)
+            f"(setting {setting}); wait for one to end or cancel one")
+        self._init_args = (limit, setting)
         self.limit = limit
 
 
@@ -128,6 +132,7 @@ class StoreError(TilefanError):
     """A storage backend failed in a way the caller cannot fix by changing input."""
 
     code = "store_error"
+    retryable = True
 
 
 class StoreThrottledError(StoreError):

@@ -16,6 +16,7 @@ from tilefan.domain.kernel_choice import KERNEL_CHOICES
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.sfn_limits import HISTORY_EVENT_CAP, max_inline_tiles
 from tilefan.domain.spec import Limits
+from tilefan.domain.transfer import function_io_mb_s, io_streams
 from tilefan.errors import InvalidSpecError
 
 Env = Mapping[str, str]
@@ -67,6 +68,12 @@ class AwsSettings:
     ttl_days: int = 30
     spot: SpotSettings = field(default_factory=SpotSettings)
     route_policy: RoutePolicy = field(default_factory=RoutePolicy)
+    s3_streams: int = field(default_factory=lambda: io_streams(RoutePolicy().lambda_memory_mb))
+
+
+# S3 advises 8–16 concurrent requests a function; each is a thread and a connection, and
+# far more than that would only queue on the function's own network.
+MAX_S3_STREAMS = 64
 
 
 def inline_threshold(env: Env) -> int:
@@ -120,6 +127,7 @@ def parse_config(env: Env) -> Config:
         max_body_bytes=env_int(env, "TILEFAN_MAX_BODY_BYTES", defaults.max_body_bytes),
         max_upload_bytes=env_int(env, "TILEFAN_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),
         max_concurrent_jobs=env_int(env, "TILEFAN_MAX_CONCURRENT_JOBS", defaults.max_concurrent_jobs),
+        max_queued_jobs=env_int(env, "TILEFAN_MAX_QUEUED_JOBS", defaults.max_queued_jobs),
     )
     kernel = env.get("TILEFAN_KERNEL", "auto")
     if kernel not in KERNEL_CHOICES:
@@ -135,10 +143,24 @@ def parse_config(env: Env) -> Config:
     )
 
 
+def s3_streams(env: Env, memory_mb: int | None = None) -> int:
+    """S3 requests a store keeps in flight: ``TILEFAN_S3_STREAMS``, or what the function's
+    memory affords (``memory_mb``, else Lambda's ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``; off
+    Lambda, as on a spot worker, what the tile function's would)."""
+    if memory_mb is None:
+        memory_mb = env_int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", RoutePolicy().lambda_memory_mb)
+    streams = env_int(env, "TILEFAN_S3_STREAMS", io_streams(memory_mb))
+    if streams > MAX_S3_STREAMS:
+        raise InvalidSpecError("TILEFAN_S3_STREAMS", f"must be at most {MAX_S3_STREAMS}, got {streams}")
+    return streams
+
+
 def route_policy(env: Env) -> RoutePolicy:
-    """Where tiles go: the Lambda safety margins, the spot price and the spot worker cap."""
+    """Where tiles go: the Lambda safety margins, the spot price and the spot worker cap,
+    and the tile function's S3 rate, which follows its streams (not the planner's own)."""
     d = RoutePolicy()
     return RoutePolicy(
+        lambda_io_mb_s=function_io_mb_s(s3_streams(env, d.lambda_memory_mb)),
         memory_margin=env_float(env, "TILEFAN_LAMBDA_MEMORY_MARGIN", d.memory_margin, maximum=1.0),
         time_margin=env_float(env, "TILEFAN_LAMBDA_TIME_MARGIN", d.time_margin, maximum=1.0),
         spot_hour_price=env_float(env, "TILEFAN_SPOT_HOUR_PRICE", d.spot_hour_price),
@@ -190,4 +212,5 @@ def parse_aws_settings(env: Env) -> AwsSettings:
         ttl_days=env_int(env, "TILEFAN_TTL_DAYS", 30),
         spot=spot_settings(env),
         route_policy=route_policy(env),
+        s3_streams=s3_streams(env),
     )

@@ -4,18 +4,21 @@ The form submits an atoms job with its grid size and atom count; the job page sh
 progress bar and the Gantt chart while tiles run (one bar per attempt at a tile), then the
 minimum (compared with the API's answer) and the heat map; failed and lost attempts,
 injected into a real report on its way to the page, are drawn apart and in the legend;
-a matmul run from uploaded files shows its checksums; the job
-list and Swagger UI load with no request leaving the server. Screenshots go to
+a matmul run from uploaded files shows its checksums; an atoms job that kept its field
+links the field's download; the job list shows when each job was submitted and cancels a
+running one; the job list and Swagger UI load with no request leaving the server. Screenshots go to
 ``TILEFAN_SCREENSHOTS`` when that is set (the README's images come from here).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    assert Path(CHROMIUM).exists(), "chromium is installed by .ci/run (apt-get install chromium)"
+    assert Path(CHROMIUM).exists(), "make test installs chromium first (make system-deps)"
     with playwright_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("profile")), executable_path=CHROMIUM, headless=True, args=FLAGS,
@@ -91,6 +94,7 @@ def test_atoms_from_the_form_live_page_and_result(base: str, page: Any) -> None:
     page.fill("input[name=grid]", "80")
     page.fill("input[name=count]", "2000")
     page.fill("input[name=tile]", "16")
+    page.check("input[name=field]")
     shot(page, "web-form.png")
     page.click("#submit")
     page.wait_for_url("**/ui/jobs/*")
@@ -116,6 +120,13 @@ def test_atoms_from_the_form_live_page_and_result(base: str, page: Any) -> None:
     assert drawn["bars"] == len(started) >= drawn["tiles"] == report["summary"]["tiles_total"] > 1
     assert drawn["failed"] == sum(a["status"] in ("failed", "lost") for a in started)
     shot(page, "web-result.png")
+    # The field it kept: linked on the result, and the link (fetched with no Accept header,
+    # as a plain download is) gives the field whose minimum the page shows.
+    href = page.get_attribute("#download-field", "href")
+    assert href == f"/jobs/{job_id}/field"
+    with urllib.request.urlopen(base + href, timeout=30) as resp:
+        phi = np.load(io.BytesIO(resp.read()))
+    assert phi.shape == (80, 80, 80) and float(phi.min()) == result["min_value"]
 
 
 def post(base: str, path: str, body: Any) -> Any:
@@ -199,3 +210,28 @@ def test_job_list_and_swagger_ui_load_from_the_server(base: str, page: Any) -> N
     page.wait_for_selector(".opblock-summary-path", timeout=20_000)
     assert "/jobs" in page.inner_text("#swagger-ui")
     assert page.outside == []  # no CDN, nothing fetched from elsewhere
+
+
+def test_job_list_shows_when_each_job_was_submitted_and_cancels_a_running_one(base: str, page: Any) -> None:
+    # Big enough to be still running when the button is pressed (minutes of work).
+    job_id = post(base, "/jobs", {"kind": "atoms", "grid": 160, "atoms": {"count": 20000, "seed": 1},
+                                  "tile": 16})["job_id"]
+    done = post(base, "/jobs", {"kind": "add", "a": {"shape": "8x8"}, "b": {"shape": "8x8"}})["job_id"]
+    wait_until(lambda: api(base, f"/jobs/{done}")["status"] == "SUCCEEDED", f"job {done} to succeed", 30.0)
+    page.goto(base + "/ui/jobs")
+    row = page.locator(f"#jobs tr[data-job='{job_id}']")
+    row.wait_for()
+    headers = page.locator("thead th").all_inner_texts()
+    assert "submitted" in headers
+    submitted_at = api(base, f"/jobs/{job_id}")["timings"]["submitted_at"]
+    shown = row.locator("time").get_attribute("datetime")
+    shown_s = datetime.fromisoformat(shown.replace("Z", "+00:00")).timestamp()
+    assert abs(shown_s - submitted_at) < 1.0 and row.locator("time").inner_text().strip()
+    # Only a job still queued or running has a cancel button.
+    assert page.locator(f"#jobs tr[data-job='{done}'] button.cancel").count() == 0
+    assert row.get_attribute("data-status") in ("QUEUED", "RUNNING")
+    shot(page, "web-jobs.png")
+    row.locator("button.cancel").click()
+    page.wait_for_selector(f"#jobs tr[data-job='{job_id}'][data-status=CANCELLED]", timeout=10_000)
+    assert row.locator("button.cancel").count() == 0
+    assert api(base, f"/jobs/{job_id}")["status"] == "CANCELLED"

@@ -1,9 +1,10 @@
 """The cap on jobs at once from the command line: ``tilefan run`` exits 2 with the API's message.
 
-A home whose one owner (``local``) already has TILEFAN_MAX_CONCURRENT_JOBS (1 here) jobs
+A home whose one owner (``local``) already has TILEFAN_MAX_QUEUED_JOBS (1 here) jobs
 queued refuses the next one, run on this machine or through ``--endpoint`` against the
 REST app over that home (served in-process by the HTTP front of ``tilefan serve``, with
-its scheduler not started, so the queued job stays queued).
+its scheduler not started, so the queued job stays queued); remotely, only after the
+client's bounded retries, each waiting as the 429's Retry-After asks.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import pytest
 import app as chalice_app
 from tests.functional.test_store_contract import job
 from tilefan import bootstrap
-from tilefan.entrypoints import cli, rest
+from tilefan.entrypoints import cli, client, rest
 from tilefan.entrypoints.http_server import ChaliceWsgi
+from tilefan.entrypoints.rest_guard import RETRY_AFTER_S
 
 MESSAGE = ("too many jobs at once: each caller may have at most 1 queued or running (setting "
-           "TILEFAN_MAX_CONCURRENT_JOBS); wait for one to end or cancel one")
+           "TILEFAN_MAX_QUEUED_JOBS); wait for one to end or cancel one")
 RUN = ["run", "add", "--shape-a", "8x8", "--shape-b", "8x8", "--seed", "1"]
 
 
@@ -35,7 +37,7 @@ class _Quiet(WSGIRequestHandler):
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("TILEFAN_HOME", str(home))
-    monkeypatch.setenv("TILEFAN_MAX_CONCURRENT_JOBS", "1")
+    monkeypatch.setenv("TILEFAN_MAX_QUEUED_JOBS", "1")
     for name in ("TILEFAN_ENDPOINT", "TILEFAN_TOKEN", "TILEFAN_BACKEND"):
         monkeypatch.delenv(name, raising=False)
     bootstrap.embedded_ports(home).jobs.create_job(job("0123456789abcdef"))  # QUEUED, the local owner's
@@ -66,7 +68,10 @@ def test_a_local_run_over_the_cap_exits_2_naming_the_setting(home: Path, capsys:
 
 
 def test_a_remote_run_over_the_cap_exits_2_with_the_apis_message(
-    endpoint: str, capsys: pytest.CaptureFixture[str]
+    endpoint: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(client, "_sleep", waits.append)
     assert cli.main([*RUN, "--endpoint", endpoint]) == 2
     assert capsys.readouterr().err == f"error: {MESSAGE}\n"
+    assert len(waits) == client.Client(endpoint).retries and min(waits) >= RETRY_AFTER_S

@@ -64,7 +64,7 @@ def _stop(service: JobService) -> None:
 def service(tmp_path: Path) -> Iterator[JobService]:
     config = Config(home=tmp_path / "home", workers=1)
     built = bootstrap.build_service(dataclasses.replace(
-        config, limits=dataclasses.replace(config.limits, max_concurrent_jobs=1)))
+        config, limits=dataclasses.replace(config.limits, max_queued_jobs=1)))
     rest.set_service_factory(lambda: built)
     try:
         yield built

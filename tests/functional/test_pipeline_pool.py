@@ -21,13 +21,26 @@ from tilefan.domain.records import Status
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import submit_job
+from tilefan.service import scheduler_parts
 
 
 def _pool(home: Path, kernel: str = "numpy") -> tuple[Ports, Any]:
     return scheduled(Config(home=home, workers=2, kernel=kernel))
 
 
-def test_pool_runner_matches_in_process_steps_bit_for_bit(tmp_path: Path) -> None:
+def test_a_small_matmul_run_on_its_own_computes_its_tiles_in_this_process(tmp_path: Path) -> None:
+    raw = {"kind": "matmul", "a": {"shape": "70x50"}, "b": {"shape": "50x60"}, "seed": 11, "tile": 16}
+    ports, runner = _pool(tmp_path)
+    record = submit_job(ports, raw)
+    final = runner(record.job_id)
+    assert final.status is Status.SUCCEEDED and final.tiles_done == 20
+    workers = {row["worker"] for row in tile_report(ports, record.job_id)["tiles"]}
+    assert workers == {f"local-{os.getpid()}"}  # no pool was started for 420 kflop
+
+
+def test_pool_runner_matches_in_process_steps_bit_for_bit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Through the pool even though a matmul this small would run inline.
+    monkeypatch.setattr(scheduler_parts, "INLINE_MATMUL_FLOP", 0.0)
     raw = {"kind": "matmul", "a": {"shape": "70x50"}, "b": {"shape": "50x60"}, "seed": 11, "tile": 16}
     pool_ports, runner = _pool(tmp_path / "pool")
     record = submit_job(pool_ports, {**raw, "out": str(tmp_path / "pool.npy")})
@@ -46,17 +59,22 @@ def test_pool_runner_matches_in_process_steps_bit_for_bit(tmp_path: Path) -> Non
     assert final.result["checksums"] == expected.result["checksums"]
 
 
-@pytest.mark.parametrize("kernel", ["numpy", "compiled"])
-def test_pool_runner_atoms_matches_in_process_steps_bit_for_bit(tmp_path: Path, kernel: str) -> None:
-    raw = {"kind": "atoms", "grid": [12, 10, 8], "atoms": {"count": 50, "seed": 5}, "tile": [4, 5, 8],
-           "precision": "float32"}
+@pytest.mark.parametrize("kernel,raw", [
+    ("numpy", {"grid": [12, 10, 8], "atoms": {"count": 50, "seed": 5}, "tile": [4, 5, 8]}),
+    ("compiled", {"grid": [12, 10, 8], "atoms": {"count": 50, "seed": 5}, "tile": [4, 5, 8]}),
+    # Big enough tiles that the pool's workers compute them on threads sharing the cores.
+    ("compiled", {"grid": [40, 24, 64], "atoms": {"count": 400, "seed": 5}, "tile": [20, 24, 64]}),
+])
+def test_pool_runner_atoms_matches_in_process_steps_bit_for_bit(tmp_path: Path, kernel: str,
+                                                                raw: dict[str, Any]) -> None:
+    raw = {"kind": "atoms", **raw, "precision": "float32"}
     pool_ports, runner = _pool(tmp_path / "pool", kernel)
     record = submit_job(pool_ports, {**raw, "field_out": str(tmp_path / "pool.npy")})
     final = runner(record.job_id)
     assert final.status is Status.SUCCEEDED, final.error
 
     # The kernel the pool chose for this job, by the one rule (kernel_choice).
-    atoms_kernel = choose_atoms_kernel(kernel, 12 * 10 * 8 * 50)
+    atoms_kernel = choose_atoms_kernel(kernel)
     local = embedded_ports(tmp_path / "local")
     expected = run_job(local, {**raw, "field_out": str(tmp_path / "local.npy")}, atoms_kernel=atoms_kernel)
     assert np.load(tmp_path / "pool.npy").tobytes() == np.load(tmp_path / "local.npy").tobytes()

@@ -1,5 +1,5 @@
 """The package's shape, read from the source with ``ast``: imports point one way
-(domain <- pipeline <- service <- entrypoints; adapters implement pipeline ports; bootstrap
+(compute <- domain <- pipeline <- service <- entrypoints; adapters implement pipeline ports; bootstrap
 wires), no import cycle between tilefan modules (counting imports inside functions and
 under ``TYPE_CHECKING``), one reader of the environment, and no module too long to read."""
 
@@ -15,6 +15,8 @@ MAX_LINES = 400
 
 # Layer -> layers it must never import.
 FORBIDDEN = {
+    # How a tile uses the hardware (threads, the core budget): below even the domain.
+    "compute": {"domain", "pipeline", "service", "adapters", "entrypoints", "bootstrap"},
     "domain": {"pipeline", "service", "adapters", "entrypoints", "bootstrap"},
     "pipeline": {"adapters", "service", "entrypoints", "bootstrap"},
     "adapters": {"service", "entrypoints", "bootstrap"},

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from chalicelib import lambdas
+from tilefan.errors import error_types
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = json.loads((ROOT / "stepfunctions" / "tilefan.asl.json").read_text())
@@ -218,13 +219,20 @@ def test_tile_tasks_retry_transient_failures_a_few_times() -> None:
             assert retrier["JitterStrategy"] == "FULL"
 
 
-@pytest.mark.parametrize(
-    "error", ["InvalidSpecError", "InvalidBlobError", "BlobNotFoundError", "JobNotFoundError", "TileFailedError"]
-)
+@pytest.mark.parametrize("error", sorted(n for n, cls in error_types().items() if not cls.retryable))
 def test_tile_tasks_never_retry_errors_a_retry_cannot_fix(error: str) -> None:
-    for name, task in tile_tasks():
+    # The list is ours to keep in step with the error classes' ``retryable``: this test is
+    # what fails when a new permanent error class is added and the ASL is not.
+    for name, task in [*tile_tasks(), *spot_tasks()]:
         retrier = retrier_for(task, error)
         assert retrier is not None and retrier["MaxAttempts"] == 0, (name, error)
+
+
+@pytest.mark.parametrize("error", sorted(n for n, cls in error_types().items() if cls.retryable))
+def test_tile_tasks_retry_every_retryable_error_of_ours(error: str) -> None:
+    for name, task in [*tile_tasks(), *spot_tasks()]:
+        retrier = retrier_for(task, error)
+        assert retrier is not None and retrier["MaxAttempts"] >= 1, (name, error)
 
 
 def test_only_tile_tasks_retry_task_failures() -> None:

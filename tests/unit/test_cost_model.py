@@ -121,21 +121,34 @@ def test_the_defaults_are_the_deployment_files() -> None:
 
 def test_the_worked_examples_are_the_docs_table() -> None:
     worked = worked_examples()
-    matmul, atoms, atoms_lambda, atoms_f32, uploaded = (w.prediction for w in worked)
+    matmul, atoms, atoms_lambda, atoms_f32, uploaded, uploaded_32k = (w.prediction for w in worked)
     # Pinned here as well as in the doc, so a change to the model shows in both.
     assert (matmul.tiles, matmul.map_mode, matmul.concurrency, matmul.waves) == (1024, "distributed", 800, 2)
-    assert (round(matmul.wall_s), round(matmul.tile_gb_s), round(matmul.total_usd, 2)) == (350, 290181, 5.26)
+    assert (round(matmul.wall_s), round(matmul.tile_gb_s), round(matmul.total_usd, 2)) == (92, 141292, 2.74)
     assert (matmul.dynamo_write_units, matmul.dynamo_read_units) == (107 + 8 * 1024, 102 + 17 * 1024)
+    # Atoms on every vCPU: 9.5 GFLOP/s a vCPU in float64 (28 in float32), × (1 + 0.9 × 4.79)
+    # on a 10,240 MB Lambda, × (1 + 0.9 × 15) on a 16-vCPU spot worker.
     assert (atoms.tiles, atoms.spot_tiles, atoms.spot_workers) == (16, 16, 4)
-    assert (round(atoms.wall_s), round(atoms.total_usd, 2)) == (6897, 1.98)
-    assert (atoms_lambda.tiles, atoms_lambda.waves, round(atoms_lambda.total_usd, 2)) == (512, 1, 23.90)
-    # float32 at 28 GFLOP/s, float64 at 9.5: the same tiles, 2.9 times shorter.
-    assert (round(atoms_lambda.tile_s_mean, 2), round(atoms_f32.tile_s_mean, 2)) == (277.47, 95.16)
-    assert round(atoms_f32.total_usd, 2) == 8.34
-    # B read by whole rows: 17.2 GB a tile more than the generated job's panels.
-    assert (round(uploaded.tile_s_mean, 2), round(uploaded.total_usd, 2)) == (305.72, 52.60)
-    assert [w.fits_max_tiles for w in worked] == [True] * 5
-    assert [w.fits_max_cost for w in worked] == [True, True, False, True, False]
+    assert (round(atoms.spot_tile_s_mean, 2), round(atoms.wall_s), round(atoms.total_usd, 2)) == (609.13, 2622, 0.80)
+    assert (atoms_lambda.tiles, atoms_lambda.waves, round(atoms_lambda.total_usd, 2)) == (512, 1, 4.75)
+    assert (round(atoms_lambda.tile_s_mean, 2), round(atoms_f32.tile_s_mean, 2)) == (53.08, 18.74)
+    assert round(atoms_f32.total_usd, 2) == 1.82
+    # B staged as column panels by the plan step (118 s at 300 MB/s, within its 145 s): a
+    # tile reads 0.54 GB of B instead of whole rows of all of it (17.2 GB).
+    assert (round(uploaded.plan_s), round(uploaded.tile_s_mean, 2), round(uploaded.total_usd, 2)) == \
+        (118, 13.8, 2.79)
+    b = worked[4].plan.b_panels
+    assert b is not None and b.staged
+    assert (b.tile_b_unstaged, b.tile_b_staged) == (65536 ** 2 * 4, 65536 * 2048 * 4)
+    assert (b.job_unstaged, b.job_staged) == (1024 * (2048 * 65536 * 4 + 65536 ** 2 * 4),
+                                              1024 * 2048 * 65536 * 4 + 32 * 65536 ** 2 * 4 + 65536 ** 2 * 4)
+    # At 32,768² the pass takes 32 s: B is staged, each tile reads its panel.
+    b32 = worked[5].plan.b_panels
+    assert b32 is not None and b32.staged and b32.layout.pieces == 256
+    assert (round(uploaded_32k.plan_s), round(uploaded_32k.tile_s_mean, 2), round(uploaded_32k.total_usd, 2)) == \
+        (32, 7.43, 0.37)
+    assert [w.fits_max_tiles for w in worked] == [True] * 6
+    assert [w.fits_max_cost for w in worked] == [True] * 6
     assert worked[0].size_refusal is not None and worked[1].size_refusal is None
     doc = (ROOT / "docs" / "cost-model.md").read_text()
     assert table(worked) in doc, "docs/cost-model.md's table is stale: python -m tilefan.domain.cost_examples"

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tilefan.entrypoints.rest_guard import RETRY_AFTER_S
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
 TEMPLATE = json.loads((ROOT / "stepfunctions" / "merge-template.json").read_text())
@@ -78,8 +80,13 @@ def test_api_gateway_writes_access_logs_to_its_own_log_group() -> None:
 def test_api_gateway_answers_its_own_errors_in_the_error_shape() -> None:
     responses = {r["Properties"]["ResponseType"]: r["Properties"] for r in TEMPLATE["Resources"].values()
                  if r.get("Type") == "AWS::ApiGateway::GatewayResponse"}
-    assert set(responses) == {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"}
+    assert set(responses) == {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX", "THROTTLED",
+                              "QUOTA_EXCEEDED"}
     assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+    # API Gateway's own 429s say when to retry, as tilefan's do (rest_guard.RETRY_AFTER_S).
+    for kind in ("THROTTLED", "QUOTA_EXCEEDED"):
+        assert responses[kind]["StatusCode"] == "429"
+        assert responses[kind]["ResponseParameters"] == {"gatewayresponse.header.Retry-After": f"'{RETRY_AFTER_S}'"}
     for props in responses.values():
         template = props["ResponseTemplates"]["application/json"]
         rendered = template.replace("$context.error.responseType", "X").replace(

@@ -12,7 +12,16 @@ import pytest
 from chalicelib import lambdas
 from tilefan import settings
 from tilefan.domain.plan import FIT_MAX_TILES, fit_to_lambda, plan
-from tilefan.domain.routing import LAMBDA, SPOT, RoutePolicy, TileCost, choose_route, estimate_cost, lambda_seconds
+from tilefan.domain.routing import (
+    LAMBDA,
+    SPOT,
+    RoutePolicy,
+    TileCost,
+    choose_route,
+    estimate_cost,
+    lambda_seconds,
+    spot_seconds,
+)
 from tilefan.domain.spec import AtomsSpec, RandomAtoms, parse_spec, spec_from_stored, spec_to_dict
 from tilefan.errors import CapacityError, InvalidSpecError
 from tilefan.pipeline.plan import tile_items
@@ -33,8 +42,10 @@ def test_a_tile_goes_to_spot_when_it_would_break_a_margin() -> None:
     # 449 s of GEMM at 60 GFLOP/s (plus a second of overhead) fits; 451 s does not.
     assert choose_route(GiB, int(448 * 60e9), policy) == LAMBDA
     assert choose_route(GiB, int(450 * 60e9), policy) == SPOT
-    # Bytes moved count too: 30 GB at 60 MB/s is 500 s.
-    assert choose_route(GiB, 0, policy, io_bytes=30 * 10**9) == SPOT
+    # Bytes moved count too: 150 GB at the function's 300 MB/s is 500 s.
+    assert policy.lambda_io_mb_s == 300.0
+    assert choose_route(GiB, 0, policy, io_bytes=130 * 10**9) == LAMBDA
+    assert choose_route(GiB, 0, policy, io_bytes=150 * 10**9) == SPOT
 
 
 def test_the_margins_are_configurable() -> None:
@@ -44,20 +55,47 @@ def test_the_margins_are_configurable() -> None:
     assert choose_route(GiB, int(700 * 60e9), loose) == LAMBDA
 
 
+# A 10,240 MB Lambda computes on 10,240 / 1,769 = 5.79 vCPUs; each past the first adds 0.9 of one.
+SIX_VCPUS = 1 + 0.9 * (10_240 / 1769 - 1)
+
+
 def test_atoms_tiles_are_timed_at_the_atoms_kernel_rate_not_gemm() -> None:
-    flops = int(300 * 60e9)  # five minutes of GEMM, 32 minutes of the C atoms kernel in float64
+    flops = int(400 * 60e9)  # 400 s of GEMM, 476 s of the C atoms kernel in float64 on every vCPU
     assert choose_route(GiB, flops, RoutePolicy()) == LAMBDA
     assert choose_route(GiB, flops, RoutePolicy(), atoms=True) == SPOT
 
 
+def test_the_lambda_atoms_rate_is_the_per_vcpu_rate_times_the_vcpus_its_memory_buys() -> None:
+    flops = 10**12
+    def kernel_s(memory_mb: int, precision: str = "float64") -> float:
+        policy = RoutePolicy(lambda_memory_mb=memory_mb)
+        return lambda_seconds(flops, 0, policy, atoms=True, precision=precision) - policy.lambda_overhead_s
+
+    assert kernel_s(1769) == pytest.approx(flops / 9.5e9)  # one vCPU
+    assert kernel_s(1769, "float32") == pytest.approx(flops / 28e9)
+    assert kernel_s(884) == pytest.approx(flops / 9.5e9 / (884 / 1769))  # half a vCPU: half the rate
+    assert kernel_s(1769) / kernel_s(3538) == pytest.approx(1.9)  # two vCPUs
+    assert kernel_s(1769) / kernel_s(10_240) == pytest.approx(SIX_VCPUS)  # 5.31×
+    # A spot worker's 16 vCPUs at the same per-vCPU rate.
+    assert spot_seconds(flops, 0, RoutePolicy(), atoms=True) == pytest.approx(flops / (9.5e9 * (1 + 0.9 * 15)))
+
+
+def test_more_atoms_work_fits_one_lambda_tile_before_spot_is_needed() -> None:
+    budget = RoutePolicy().lambda_time_budget - RoutePolicy().lambda_overhead_s  # 449 s of kernel
+    on_one_vcpu = int(budget * 9.5e9)
+    assert choose_route(GiB, int(on_one_vcpu * 5), RoutePolicy(), atoms=True) == LAMBDA
+    assert choose_route(GiB, int(on_one_vcpu * SIX_VCPUS * 1.01), RoutePolicy(), atoms=True) == SPOT
+    assert choose_route(GiB, int(on_one_vcpu * 1.01), RoutePolicy(lambda_memory_mb=1769), atoms=True) == SPOT
+
+
 def test_float32_atoms_tiles_are_timed_at_the_float32_rate() -> None:
-    flops = int(400 * 9.5e9)  # 400 s of the float64 kernel
+    flops = int(400 * 9.5e9 * SIX_VCPUS)  # 400 s of the float64 kernel on the function's vCPUs
     policy = RoutePolicy()
     f64 = lambda_seconds(flops, 0, policy, atoms=True)
     f32 = lambda_seconds(flops, 0, policy, atoms=True, precision="float32")
     assert f64 == pytest.approx(1.0 + 400.0)
     assert f32 == pytest.approx(1.0 + 400.0 * 9.5 / 28.0)
-    heavy = int(600 * 9.5e9)  # 600 s in float64: over the 450 s budget; 204 s in float32: under it
+    heavy = int(600 * 9.5e9 * SIX_VCPUS)  # 600 s in float64: over the 450 s budget; 204 s in float32: under it
     assert choose_route(GiB, heavy, policy, atoms=True) == SPOT
     assert choose_route(GiB, heavy, policy, atoms=True, precision="float32") == LAMBDA
 
@@ -75,7 +113,7 @@ def test_cost_counts_lambda_gb_seconds_spot_instance_time_and_transitions() -> N
 
 
 MATMUL = {"kind": "matmul", "a": {"shape": [300, 200]}, "b": {"shape": [200, 100]}, "tile": 100}
-BIG_ATOMS = {"kind": "atoms", "grid": 64, "atoms": {"count": 4_000_000, "seed": 1}}
+BIG_ATOMS = {"kind": "atoms", "grid": 64, "atoms": {"count": 10_000_000, "seed": 1}}
 
 
 @pytest.mark.parametrize("route", ["lambda", "spot"])
@@ -109,7 +147,7 @@ def test_the_route_override_is_validated_stored_and_defaulted() -> None:
 
 
 def atoms(**changes: Any) -> AtomsSpec:
-    """One 64^3 tile of four million atoms: about 25 minutes of the C kernel on a Lambda."""
+    """One 64^3 tile of ten million atoms: about 520 s of the C kernel on a Lambda's vCPUs."""
     spec = parse_spec({**BIG_ATOMS, "tile": 64})
     assert isinstance(spec, AtomsSpec)
     return replace(spec, **changes)
@@ -153,7 +191,7 @@ def test_admission_fits_only_tiles_the_user_left_to_us() -> None:
             raise AssertionError("no files here")
 
     ports: Any = type("P", (), {"blobs": NoFiles()})()
-    raw = {**BIG_ATOMS, "grid": 128}
+    raw = {**BIG_ATOMS, "grid": 256}
     default = parse_spec(raw)
     assert SPOT in {t.route for t in plan("j", default, dear_spot).tiles}
     fitted = admit(ports, raw, parse_limits(), dear_spot)
@@ -270,10 +308,11 @@ def test_the_spot_worker_cap_is_one_setting_for_the_planner_and_the_capacity_ste
 
 
 def test_the_plan_times_an_atoms_tile_in_the_job_s_precision() -> None:
-    raw = {"kind": "atoms", "grid": 64, "atoms": {"count": 2_000_000, "seed": 1}, "tile": 64}
+    raw = {"kind": "atoms", "grid": 64, "atoms": {"count": 10_000_000, "seed": 1}, "tile": 64}
     f64 = plan("d", parse_spec(raw)).tiles[0]
     f32 = plan("s", parse_spec({**raw, "precision": "float32"})).tiles[0]
-    # 64³ × 2,000,000 pairs = 5.2e12 flop: 552 s in float64 (spot), 187 s in float32 (Lambda).
+    # 64³ × 10,000,000 pairs = 2.6e13 flop: 526 s in float64 (spot), 183 s in float32 (Lambda).
     assert (f64.route, f32.route) == (SPOT, LAMBDA)
-    assert f64.lambda_s == pytest.approx(1.0 + f64.flops / 9.5e9 + f64.bytes_in / 60e6)
-    assert f32.lambda_s == pytest.approx(1.0 + f32.flops / 28e9 + f32.bytes_in / 60e6)
+    io_rate = RoutePolicy().lambda_io_mb_s * 1e6
+    assert f64.lambda_s == pytest.approx(1.0 + f64.flops / (9.5e9 * SIX_VCPUS) + f64.bytes_in / io_rate)
+    assert f32.lambda_s == pytest.approx(1.0 + f32.flops / (28e9 * SIX_VCPUS) + f32.bytes_in / io_rate)

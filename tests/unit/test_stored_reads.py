@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tilefan.domain import bpanels
 from tilefan.domain.plan import plan
 from tilefan.domain.routing import PANEL_READ_CHUNK_BYTES, RoutePolicy, stored_read_bytes
 from tilefan.domain.spec import Limits, parse_spec
@@ -29,6 +30,19 @@ def matmul(files: bool, tile: int = 2048) -> Any:
     return parse_spec(raw, limits=BIG, inspect=stored((N, N)))
 
 
+@pytest.fixture
+def unstaged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 60 MB/s the 65,536² staging pass (17.2 GB read and written) no longer fits the
+    plan step's budget, so B is not staged and each tile reads whole rows of it."""
+    monkeypatch.setattr(bpanels, "DECISION_IO_MB_S", 60.0)
+
+
+def test_a_staged_b_is_read_as_its_panel_alone() -> None:
+    generated, uploaded = plan("g", matmul(files=False)).tiles[0], plan("u", matmul(files=True)).tiles[0]
+    assert uploaded.bytes_in == generated.bytes_in == 2048 * N * 4 + N * 2048 * 4
+
+
+@pytest.mark.usefixtures("unstaged")
 def test_a_stored_b_column_panel_is_charged_as_its_whole_rows() -> None:
     generated, uploaded = plan("g", matmul(files=False)).tiles[0], plan("u", matmul(files=True)).tiles[0]
     a_panel = 2048 * N * 4
@@ -37,13 +51,22 @@ def test_a_stored_b_column_panel_is_charged_as_its_whole_rows() -> None:
     # Memory holds the panels (read in chunks), not B's 17.2 GB of full rows.
     assert uploaded.mem_bytes == generated.mem_bytes + PANEL_READ_CHUNK_BYTES
     assert uploaded.mem_bytes < RoutePolicy().lambda_memory_budget
-    # 17.2 GB more at 60 MB/s: 286 s more a tile, 16 times the generated tile's I/O.
-    assert uploaded.lambda_s - generated.lambda_s == pytest.approx((N * N * 4 - N * 2048 * 4) / 60e6)
+    # 17.2 GB more at the function's S3 rate (300 MB/s: 55 s more a tile), 16 times the
+    # generated tile's I/O.
+    io_rate = RoutePolicy().lambda_io_mb_s * 1e6
+    assert uploaded.lambda_s - generated.lambda_s == pytest.approx((N * N * 4 - N * 2048 * 4) / io_rate)
 
 
-def test_a_big_matmul_from_uploaded_files_is_refused_by_the_cost_guardrail() -> None:
+def test_a_big_matmul_from_uploaded_files_fits_the_cost_guardrail_once_b_is_staged() -> None:
     limits = Limits(max_matrix_elements=1 << 40)
-    check_guardrails(matmul(files=False), limits)  # $4.91: fits the $10 default
+    check_guardrails(matmul(files=False), limits)
+    check_guardrails(matmul(files=True), limits)  # B staged: tiles read their panels alone
+
+
+@pytest.mark.usefixtures("unstaged")
+def test_a_big_matmul_from_uploaded_files_is_refused_by_the_cost_guardrail_when_b_is_not_staged() -> None:
+    limits = Limits(max_matrix_elements=1 << 40)
+    check_guardrails(matmul(files=False), limits)
     with pytest.raises(InvalidSpecError, match="TILEFAN_MAX_COST_USD"):
         check_guardrails(matmul(files=True), limits)
 
@@ -62,10 +85,44 @@ def test_a_tile_as_wide_as_the_matrix_reads_only_its_rows() -> None:
 def test_the_time_here_estimate_charges_the_blocks_a_local_read_touches() -> None:
     from tilefan.domain.local_estimate import LocalRates, estimate_here
 
-    files = parse_spec({"kind": "matmul", "a": {"file": "A.npy"}, "b": {"file": "B.npy"}, "tile": 256},
+    # One tile row of two tiles: B is not staged as panels (it would not pay), so on S3
+    # each tile reads whole rows of B.
+    files = parse_spec({"kind": "matmul", "a": {"file": "A.npy"}, "b": {"file": "B.npy"}, "tile": [1024, 512]},
                        inspect=stored((1024, 1024), "float64"))
     generated = parse_spec({"kind": "matmul", "a": {"shape": [1024, 1024]}, "b": {"shape": [1024, 1024]},
-                            "tile": 256})
+                            "tile": [1024, 512]})
     assert plan("f", files).tiles[0].bytes_in > plan("g", generated).tiles[0].bytes_in  # on S3: whole rows
     here = [estimate_here(plan(n, s), s, 2, LocalRates()) for n, s in (("f", files), ("g", generated))]
     assert here[0].tiles_s == pytest.approx(here[1].tiles_s)  # here: memory-mapped panels
+
+
+def test_a_staged_b_is_charged_its_panel_and_the_pass_is_charged_to_the_plan_step() -> None:
+    n = 32_768
+    spec = parse_spec({"kind": "matmul", "a": {"file": "A.npy"}, "b": {"file": "B.npy"}, "tile": 2048},
+                      limits=BIG, inspect=stored((n, n)))
+    staged = plan("s", spec)
+    b = staged.b_panels
+    assert b is not None and b.staged and (len(b.layout.panels), len(b.layout.bands)) == (16, 16)
+    tile = staged.tiles[0]
+    assert tile.bytes_in == 2048 * n * 4 + n * 2048 * 4  # A's row panel and B's column panel
+    assert tile.mem_bytes < plan("g", matmul(files=False)).tiles[0].mem_bytes  # one 16.8 MB piece, no 64 MiB chunk
+    # The pass, B read and written once at one function's S3 rate, is the plan function's:
+    # in its GB-s.
+    assert b.est_s == pytest.approx(2 * n * n * 4 / (RoutePolicy().lambda_io_mb_s * 1e6))
+    assert staged.cost is not None
+    tiles_gb_s = sum(t.lambda_s for t in staged.tiles) * 10
+    assert staged.cost.lambda_gb_s == pytest.approx(tiles_gb_s + b.est_s * 3008 / 1024)
+    manifest = staged.manifest()["b_panels"]
+    assert manifest["tile_b_bytes"] == {"unstaged": n * n * 4, "staged": n * 2048 * 4}
+    assert manifest["job_bytes_in"]["unstaged"] == sum(2048 * n * 4 + n * n * 4 for _ in staged.tiles)
+    assert manifest["job_bytes_in"]["staged"] == sum(t.bytes_in for t in staged.tiles) + n * n * 4
+
+
+@pytest.mark.usefixtures("unstaged")
+def test_a_b_whose_pass_would_overrun_the_plan_step_is_not_staged_but_the_plan_says_what_it_would_save() -> None:
+    the_plan = plan("u", matmul(files=True))  # 65,536²: 34.4 GB through one function, 573 s at 60 MB/s
+    b = the_plan.b_panels
+    assert b is not None and not b.staged and b.est_s == 0.0
+    assert the_plan.tiles[0].bytes_in == 2048 * N * 4 + N * N * 4  # whole rows, as before
+    assert b.job_unstaged == sum(t.bytes_in for t in the_plan.tiles)
+    assert b.job_unstaged / b.job_staged == pytest.approx(16.2, abs=0.1)

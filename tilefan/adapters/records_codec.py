@@ -12,10 +12,9 @@ import json
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
-from tilefan.domain.records import JobRecord, Status, TileResult
+from tilefan.domain.records import AttemptState, JobRecord, Status, TileResult, TileState
 from tilefan.domain.spec import spec_from_stored, spec_to_dict
 from tilefan.errors import InvalidSpecError
 
@@ -31,13 +30,6 @@ _TILE_NUMBERS = {"tile_id": int, "started_at": float, "finished_at": float, "uni
                  "bytes_read": int, "bytes_written": int, "attempts": int}
 
 
-class TileState(StrEnum):
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"  # its job ended (cancelled or failed) while it ran
-
-
 # One row per attempt at a tile (each accepted start), numbered 1, 2... by the tile
 # row's ``attempts`` count. Its outcome is written once: only a running row changes.
 ATTEMPT_COLUMNS = ("job_id", "tile_id", "attempt", "status", "started_at", "finished_at", "worker", "route",
@@ -45,14 +37,6 @@ ATTEMPT_COLUMNS = ("job_id", "tile_id", "attempt", "status", "started_at", "fini
 _ATTEMPT_NUMBERS = {"tile_id": int, "attempt": int, "started_at": float, "finished_at": float,
                     "bytes_read": int, "bytes_written": int}
 StoredAttempt = dict[str, Any]
-
-
-class AttemptState(StrEnum):
-    RUNNING = "running"
-    DONE = "done"  # the one attempt that counted
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    DUPLICATE = "duplicate"  # finished after another attempt had counted: not counted again
 
 
 def _json_or_none(value: Any) -> str | None:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from tilefan.domain.field_values import file_dtype_refusal
 from tilefan.errors import InvalidSpecError
 
 CSV_COLUMNS = ("x", "y", "z", "energy")
@@ -44,13 +45,14 @@ def parse_csv(text: str, field: str = "atoms.file") -> np.ndarray:
     return validate_table(np.asarray(rows, dtype=np.float64), field)
 
 
-def validate_table(table: np.ndarray, field: str = "atoms.file") -> np.ndarray:
+def validate_table(table: np.ndarray, field: str = "atoms.file", uri: str = "the atoms table") -> np.ndarray:
     if table.ndim != 2 or table.shape[1] != 4:
         raise InvalidSpecError(field, f"must be an N×4 table (x, y, z, energy), got shape {table.shape}")
     if table.shape[0] == 0:
         raise InvalidSpecError(field, "holds no atoms")
-    if table.dtype.kind not in "fiu":
-        raise InvalidSpecError(field, f"unsupported dtype {table.dtype}; use float32 or float64")
+    refusal = file_dtype_refusal(uri, table.dtype.name)  # the same rule, and words, as for matrices
+    if refusal:
+        raise InvalidSpecError(field, refusal)
     table = table.astype(np.float64, copy=False)
     bad = ~np.isfinite(table)
     if bad.any():
@@ -85,10 +87,13 @@ def find_atom_on_grid(table: np.ndarray, spec: GridGeometry) -> tuple[int, tuple
     inside = np.all((idx >= 0) & (idx < np.asarray(spec.grid)), axis=1)
     for a in np.flatnonzero(inside):
         point = origin + spec.spacing * idx[a]
-        # Compare as the kernel sees them: both rounded once to the working precision.
-        if np.array_equal(point.astype(spec.precision), pos[a].astype(spec.precision)):
-            i, j, k = (int(v) for v in idx[a])
-            return int(a), (i, j, k)
+        # Compare as the kernel sees them: both rounded once to the working precision, and
+        # the squared distance summed there (a distance whose square underflows is zero too).
+        diff = point.astype(spec.precision) - pos[a].astype(spec.precision)
+        with np.errstate(under="ignore"):
+            if not np.any(diff) or float(np.sum(diff * diff)) == 0.0:
+                i, j, k = (int(v) for v in idx[a])
+                return int(a), (i, j, k)
     return None
 
 
@@ -99,9 +104,12 @@ def check_no_atom_on_grid(table: np.ndarray, spec: GridGeometry, field: str = "a
     if hit is not None:
         a, (i, j, k) = hit
         x, y, z = (float(v) for v in table[a, :3])
+        point = np.asarray(spec.origin) + spec.spacing * np.array([i, j, k])
+        where = ("sits exactly on" if np.array_equal(point.astype(spec.precision), table[a, :3].astype(spec.precision))
+                 else f"is too close for {spec.precision} (the distance squared underflows) to")
         raise InvalidSpecError(
             field,
-            f"atom {a} at ({x:g}, {y:g}, {z:g}) sits exactly on grid point ({i}, {j}, {k}); "
+            f"atom {a} at ({x:g}, {y:g}, {z:g}) {where} grid point ({i}, {j}, {k}); "
             "move it or set a softening length > 0",
         )
 

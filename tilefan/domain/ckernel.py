@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tilefan.compute import threads
 from tilefan.domain.kernels import grid_axes
 from tilefan.domain.tiling import Region
 
@@ -88,6 +89,13 @@ def _run(
     fn = getattr(library, f"tilefan_phi_f{8 * phi.dtype.itemsize}_l{best}")
     eps2 = float(np.asarray(softening * softening, dtype=precision))
     ax, ay, az, ae = (np.ascontiguousarray(row) for row in table.T.astype(precision))
-    fn(xs.ctypes.data, len(xs), ys.ctypes.data, len(ys), zs.ctypes.data, len(zs), ax.ctypes.data,
-       ay.ctypes.data, az.ctypes.data, ae.ctypes.data, len(ae), eps2, phi.ctypes.data)
+    size, nj, nk = phi.dtype.itemsize, len(ys), len(zs)
+
+    def rows(i0: int, i1: int, j0: int, j1: int) -> None:
+        # ctypes releases the GIL for the call, so threads compute their rows in parallel.
+        fn(xs.ctypes.data + i0 * size, i1 - i0, ys.ctypes.data + j0 * size, j1 - j0, zs.ctypes.data, nk,
+           ax.ctypes.data, ay.ctypes.data, az.ctypes.data, ae.ctypes.data, len(ae), eps2,
+           phi.ctypes.data + (i0 * nj + j0) * nk * size)
+
+    threads.for_each_slab(len(xs), nj, rows, work_per_row=float(nk * len(ae)))
     return phi

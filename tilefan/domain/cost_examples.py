@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tilefan.domain.bpanels import DECISION_IO_MB_S, STAGE_TIME_BUDGET_S, stage_seconds
 from tilefan.domain.cost_model import AwsPrediction, Deployment, predict
 from tilefan.domain.plan import Plan, fit_to_lambda, plan
 from tilefan.domain.routing import RoutePolicy
@@ -28,10 +29,13 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                             "tile": 64, "route": "lambda", "precision": "float32"},
     "matmul 65,536² float32, uploaded files": {"kind": "matmul", "a": {"file": "uploads/A.npy"},
                                                "b": {"file": "uploads/B.npy"}},
+    "matmul 32,768² float32, uploaded files": {"kind": "matmul", "a": {"file": "uploads/A32k.npy"},
+                                               "b": {"file": "uploads/B32k.npy"}},
 }
 # The uploaded files the examples name, as their .npy headers would describe them.
 FILES: dict[str, tuple[tuple[int, ...], str]] = {
     "uploads/A.npy": ((65536, 65536), "float32"), "uploads/B.npy": ((65536, 65536), "float32"),
+    "uploads/A32k.npy": ((32768, 32768), "float32"), "uploads/B32k.npy": ((32768, 32768), "float32"),
 }
 
 
@@ -90,6 +94,7 @@ def rows(w: Worked) -> dict[str, str]:
         "tiles (Lambda + spot)": f"{p.tiles:,} ({p.lambda_tiles:,} + {p.spot_tiles:,})",
         "work": f"{t['flops']:.3e} flop",
         "bytes in / out": f"{t['bytes_in']:.3e} / {t['bytes_out']:.3e}",
+        **_panel_rows(w),
         "map, Lambda tiles at once, waves": f"{p.map_mode}, {p.concurrency}, {p.waves}",
         "tile time: Lambda mean / max, spot mean": f"{p.tile_s_mean:.2f} s / {p.tile_s_max:.2f} s, "
                                                    f"{p.spot_tile_s_mean:.2f} s",
@@ -109,6 +114,20 @@ def rows(w: Worked) -> dict[str, str]:
         "TILEFAN_MAX_COST_USD ($10)": "fits" if w.fits_max_cost else "over",
         "size ceilings at their defaults": w.size_refusal or "fits",
     }
+
+
+def _panel_rows(w: Worked) -> dict[str, str]:
+    """What staging B as column panels does (``tilefan.domain.bpanels``), before / after."""
+    b = w.plan.b_panels
+    if b is None:
+        return {"B staged as panels by the plan step": "no (nothing to stage)",
+                "B read a tile: whole rows / panel": "-", "bytes read a job: unstaged / staged": "-"}
+    staged = (f"yes, {b.layout.pieces:,} pieces, ~{b.est_s:.0f} s" if b.staged else
+              f"no: the pass would take {stage_seconds(b.layout.nbytes, DECISION_IO_MB_S):.0f} s, "
+              f"over {STAGE_TIME_BUDGET_S:.0f} s")
+    return {"B staged as panels by the plan step": staged,
+            "B read a tile: whole rows / panel": f"{b.tile_b_unstaged:.3e} / {b.tile_b_staged:.3e}",
+            "bytes read a job: unstaged / staged": f"{b.job_unstaged:.3e} / {b.job_staged:.3e}"}
 
 
 def table(worked: list[Worked]) -> str:

@@ -34,6 +34,7 @@ from typing import Any
 from tilefan.domain import prices
 from tilefan.domain.routing import SPOT, TRANSITIONS_PER_JOB, TRANSITIONS_PER_TILE, RoutePolicy
 from tilefan.domain.sfn_limits import HISTORY_EVENT_CAP, INLINE_EVENTS_PER_JOB, INLINE_EVENTS_PER_TILE
+from tilefan.domain.transfer import function_io_mb_s, io_streams
 
 # Requests counted on the moto stack (benchmarks/aws_requests.py) and priced with
 # DynamoDB's rules on the items' sizes (benchmarks/dynamo_capacity.py, docs/aws-scale.md).
@@ -83,7 +84,8 @@ class Deployment:
     cold_start_s: float = 2.0  # a fresh tile Lambda's init (runtime, NumPy, boto3), once per slot
     iteration_start_s: float = 0.1  # Step Functions starting one Map iteration or child execution
     reduce_fixed_s: float = 2.0  # the reduce Lambda's own work: check every tile, write the result
-    reduce_mb_s: float = 60.0  # output bytes the reducer moves per second (one function's S3 rate)
+    # Output bytes the reducer moves per second: one function's S3 rate at its streams.
+    reduce_mb_s: float = function_io_mb_s(io_streams(10_240))
     spot_boot_s: float = 180.0  # launch to the first tile: boot, install, first poll
 
 
@@ -184,6 +186,8 @@ def predict(
     workers = min(len(on_spot), policy.spot_max_workers)
     spot_s = [float(t.get("est_spot_s", 0.0)) for t in on_spot]
     spot_map_s = dep.spot_boot_s + makespan(spot_s, workers) if on_spot else 0.0
+    # The plan step also stages a stored B's column panels when the plan says so.
+    plan_s = dep.plan_s + float(manifest.get("b_panels", {}).get("est_stage_s", 0.0))
     bytes_out = sum(int(t.get("bytes_out", 0)) for t in tiles)
     reduce_s = dep.reduce_fixed_s + bytes_out / (dep.reduce_mb_s * 1e6)
     map_s = max(lambda_map_s, spot_map_s)
@@ -191,7 +195,7 @@ def predict(
     gb = dep.tile_memory_mb / 1024
     tile_gb_s = sum(tile_s) * gb
     lambda_gb_s = (tile_gb_s + concurrency * dep.cold_start_s * gb
-                   + dep.plan_s * dep.plan_memory_mb / 1024 + reduce_s * dep.reduce_memory_mb / 1024)
+                   + plan_s * dep.plan_memory_mb / 1024 + reduce_s * dep.reduce_memory_mb / 1024)
     lambda_requests = len(on_lambda) + 2 + (1 if on_spot else 0)  # tiles, plan, reduce, capacity
 
     transitions = TRANSITIONS_PER_JOB + TRANSITIONS_PER_TILE * n
@@ -211,6 +215,13 @@ def predict(
     parts = [math.ceil(int(t.get("bytes_out", 0)) / S3_PART_BYTES) for t in tiles]
     s3_puts = S3_PUTS_PER_JOB + sum((p + 2 if p > 1 else 1) + 1 for p in parts)
     s3_gets = S3_GETS_PER_JOB + S3_GETS_PER_TILE * n
+    panels = manifest.get("b_panels", {})
+    if panels.get("staged"):
+        # Staging reads B's header and each band once and PUTs every piece; a tile then
+        # GETs its panel's pieces, one a band (its two GETs of B counted above are spared).
+        bands = int(panels["bands"])
+        s3_gets += 1 + bands + n * (bands - 2)
+        s3_puts += int(panels["pieces"])
     instance_s = sum(spot_s) + workers * policy.spot_overhead_s
 
     return AwsPrediction(
@@ -218,7 +229,7 @@ def predict(
         map_mode="distributed" if distributed else "inline", concurrency=concurrency,
         waves=math.ceil(len(on_lambda) / concurrency) if concurrency else 0, tile_s_mean=mean_s,
         tile_s_max=max(tile_s, default=0.0), spot_tile_s_mean=sum(spot_s) / len(spot_s) if spot_s else 0.0,
-        plan_s=dep.plan_s, map_s=map_s, reduce_s=reduce_s, wall_s=dep.plan_s + map_s + reduce_s,
+        plan_s=plan_s, map_s=map_s, reduce_s=reduce_s, wall_s=plan_s + map_s + reduce_s,
         lambda_gb_s=lambda_gb_s, tile_gb_s=tile_gb_s, lambda_requests=lambda_requests,
         transitions=transitions, history_events_max=history, history_fits=history <= HISTORY_EVENT_CAP,
         dynamo_write_units=write_units, dynamo_read_units=read_units, shard_write_units_s=shard_wu_s,

@@ -1,68 +1,60 @@
 """Which atoms kernel a run uses: the one decision for the process pool, the spot worker
 and the tile Lambda.
 
-Two compiled kernels exist. The C kernel (``ckernel``, built by ``make kernel`` and by
-``make package``) loads in milliseconds and is the only one that fits in Lambda. numba's
-(``fastkernels``, the ``fast`` extra) takes a few hundred milliseconds to load in each
-process but its float32 loop is faster, so it wins whole big runs (BENCHMARKS.md).
+The C kernel (``ckernel``) is the fastest on every CPU measured, in both precisions and on
+every core of the process (BENCHMARKS.md, "Which kernel"), and loads in milliseconds.
+``pip install`` builds it whenever a C compiler is present (``setup.py``), as do
+``make kernel`` and ``make package``. The NumPy kernel is the fallback and the reference.
 ``TILEFAN_KERNEL`` is ``numpy``, ``compiled`` or ``auto``:
 
 - ``numpy`` always runs the NumPy kernel;
-- ``auto``, for a big job (at least COMPILED_KERNEL_MIN_PAIRS atom–point pairs) or on a
-  spot worker (no one job known): numba, else the C kernel, else NumPy; for a smaller job:
-  the C kernel, else NumPy (numba would spend longer loading than NumPy computing);
-- ``compiled`` is the same with NumPy ruled out: a demand that fails loudly rather than
+- ``auto`` runs the C kernel, else NumPy's, and then says once, in one line, how to get
+  the fast one (a ``SlowKernelWarning``);
+- ``compiled`` is ``auto`` with NumPy ruled out: a demand that fails loudly rather than
   run many times slower than asked.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 
-from tilefan.domain import ckernel, fastkernels, kernels
+from tilefan.domain import ckernel, kernels
 from tilefan.errors import InvalidSpecError
 
 AtomsKernel = Callable[..., np.ndarray]
 Loader = Callable[[], AtomsKernel | None]
 
 KERNEL_CHOICES = ("auto", "numpy", "compiled")
-# Below this many atom–point pairs the NumPy kernel finishes before numba would load.
-COMPILED_KERNEL_MIN_PAIRS = 100_000_000
+HOW_TO_GET_C = ("install a C compiler (apt-get install gcc) and reinstall tilefan "
+                "(pip install --force-reinstall --no-deps tilefan), or run make kernel in a checkout")
 
 
-def choose_atoms_kernel(
-    choice: str, pairs: int | None = None, *, load: Loader | None = None, load_c: Loader | None = None,
-) -> AtomsKernel:
-    """The atoms kernel for ``choice``; ``pairs`` (atoms × grid points) when one job is known.
+class SlowKernelWarning(UserWarning):
+    """The NumPy atoms kernel runs because the C kernel is not built in this install."""
 
-    ``load`` is numba's loader (``fastkernels.load``) and ``load_c`` the C kernel's
-    (``ckernel.load``), each looked up at call time.
+
+def choose_atoms_kernel(choice: str, *, load_c: Loader | None = None) -> AtomsKernel:
+    """The atoms kernel for ``choice``; ``load_c`` is the C kernel's loader (``ckernel.load``).
 
     >>> choose_atoms_kernel("numpy") is kernels.atoms_potential
     True
-    >>> choose_atoms_kernel("auto", load=lambda: None, load_c=lambda: None) is kernels.atoms_potential
-    True
-    >>> choose_atoms_kernel("compiled", load=lambda: None, load_c=lambda: None)  # doctest: +ELLIPSIS
+    >>> choose_atoms_kernel("compiled", load_c=lambda: None)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    tilefan.errors.InvalidSpecError: TILEFAN_KERNEL: compiled needs numba or the C kernel...
+    tilefan.errors.InvalidSpecError: TILEFAN_KERNEL: compiled needs the C kernel...
     """
     if choice not in KERNEL_CHOICES:
         raise InvalidSpecError("TILEFAN_KERNEL", f"must be auto, numpy or compiled, got {choice!r}")
     if choice == "numpy":
         return kernels.atoms_potential
-    big = pairs is None or pairs >= COMPILED_KERNEL_MIN_PAIRS
-    # Loaders are tried in order and only as far as needed: numba's costs a second.
-    loaders: list[Loader] = [load or fastkernels.load, load_c or ckernel.load] if big else [load_c or ckernel.load]
-    if not big and choice == "compiled":
-        loaders.append(load or fastkernels.load)
-    for loader in loaders:
-        kernel = loader()
-        if kernel is not None:
-            return kernel
+    kernel = (load_c or ckernel.load)()
+    if kernel is not None:
+        return kernel
     if choice == "compiled":
-        raise InvalidSpecError("TILEFAN_KERNEL",
-                               "compiled needs numba or the C kernel (make kernel): use auto or numpy")
+        raise InvalidSpecError("TILEFAN_KERNEL", f"compiled needs the C kernel, which is not built: {HOW_TO_GET_C}")
+    warnings.warn(SlowKernelWarning(f"the C atoms kernel is not built, so the NumPy kernel (about 5-20x slower) "
+                                    f"runs; to get the fast one, {HOW_TO_GET_C}"), stacklevel=2)
     return kernels.atoms_potential

@@ -15,8 +15,10 @@ from tilefan.domain.tiling import Region
 _CHUNK_POINTS = 1 << 15
 
 
-def matmul_block(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray:
-    return np.matmul(a.astype(dtype, copy=False), b.astype(dtype, copy=False))
+def matmul_block(a: np.ndarray, b: np.ndarray, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
+    """A·B in ``dtype``, into ``out`` when given (a view with unit column stride stays
+    BLAS's own output, with no temporary)."""
+    return np.matmul(a.astype(dtype, copy=False), b.astype(dtype, copy=False), out=out)
 
 
 def add_block(a: np.ndarray, b: np.ndarray, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
@@ -61,8 +63,11 @@ def atoms_potential(
             np.add(dx2[:, None, None], dy2[None, :, None], out=tmp)
             tmp += dz2[None, None, :]
             np.sqrt(tmp, out=tmp)
-            np.divide(e, tmp, out=tmp)
-            out += tmp
+            # A distance of 0 gives inf (or nan with opposite charges): the tile step checks
+            # the field and reports it in words, so NumPy's warnings would only add noise.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                np.divide(e, tmp, out=tmp)
+                out += tmp
     return phi
 
 

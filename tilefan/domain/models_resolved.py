@@ -13,12 +13,12 @@ from dataclasses import dataclass, fields, is_dataclass
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
-from tilefan.domain.models import (
-    AtomsRequest,
-    RandomMatrixRequest,
-    StoredAtomsRequest,
-    StoredMatrixRequest,
-    validate_request,
+from tilefan.domain.requests import (
+    AtomsJobForm,
+    RandomMatrixForm,
+    StoredAtomsForm,
+    StoredMatrixForm,
+    read_request,
 )
 from tilefan.domain.routing import AUTO
 
@@ -151,11 +151,11 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
 def spec_from_stored(raw: Mapping[str, Any]) -> JobSpec:
     """Rebuild a spec from its stored form (written by ``spec_to_dict`` after validation),
     without touching any file again or applying today's limits to yesterday's job."""
-    request = validate_request(raw)
-    if isinstance(request, AtomsRequest):
+    request = read_request(raw)
+    if isinstance(request, AtomsJobForm):
         a = request.atoms
         atoms: AtomsInput = (
-            StoredAtoms(uri=a.file, count=_recorded(a.count)) if isinstance(a, StoredAtomsRequest)
+            StoredAtoms(uri=a.file, count=_recorded(a.count)) if isinstance(a, StoredAtomsForm)
             else RandomAtoms(count=a.count, seed=a.seed or 0)
         )
         return AtomsSpec(
@@ -169,8 +169,8 @@ def spec_from_stored(raw: Mapping[str, Any]) -> JobSpec:
     )
 
 
-def _stored_matrix(m: RandomMatrixRequest | StoredMatrixRequest) -> MatrixInput:
-    if isinstance(m, StoredMatrixRequest):
+def _stored_matrix(m: RandomMatrixForm | StoredMatrixForm) -> MatrixInput:
+    if isinstance(m, StoredMatrixForm):
         return StoredMatrix(uri=m.file, shape=_recorded(m.shape), dtype=_recorded(m.dtype))
     return RandomMatrix(shape=m.shape, dtype=_recorded(m.dtype), seed=_recorded(m.seed), stream=_recorded(m.stream))
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from tilefan.domain.bpanels import PanelLayout, StagingReport, a_bytes, input_read, staging_report
 from tilefan.domain.routing import (
     AUTO,
     LAMBDA,
-    PANEL_READ_CHUNK_BYTES,
     SPOT,
     CostEstimate,
     RoutePolicy,
@@ -25,9 +25,8 @@ from tilefan.domain.routing import (
     estimate_cost,
     lambda_seconds,
     spot_seconds,
-    stored_read_bytes,
 )
-from tilefan.domain.spec import AtomsSpec, JobSpec, Kind, MatrixInput, MatrixSpec, StoredMatrix
+from tilefan.domain.spec import AtomsSpec, JobSpec, Kind, MatrixSpec
 from tilefan.domain.tiling import Region, num_tiles, region_size, tile_region
 
 # Flops charged per atom–point pair: two subtractions, three multiply-adds, a reciprocal
@@ -71,6 +70,7 @@ class Plan:
     tile: tuple[int, ...]
     tiles: tuple[TilePlan, ...]
     cost: CostEstimate | None = None
+    b_panels: StagingReport | None = None  # a matmul whose stored B could be staged as panels
 
     @property
     def units_total(self) -> int:
@@ -108,6 +108,8 @@ class Plan:
         }
         if self.cost is not None:
             doc["cost_estimate"] = self.cost.to_dict()
+        if self.b_panels is not None:
+            doc["b_panels"] = self.b_panels.to_dict()
         return doc
 
 
@@ -123,21 +125,9 @@ def tiles_total(spec: JobSpec) -> int:
     return num_tiles(output_shape(spec), spec.tile)
 
 
-def _input_read(m: MatrixInput, rows: int, cols: int, item: int) -> tuple[int, int]:
-    """Bytes a tile reads for a ``rows × cols`` block of input ``m``, and the memory that
-    reading adds beyond the block itself. A stored matrix is read by whole rows (in chunks
-    of PANEL_READ_CHUNK_BYTES when the block is narrower than the matrix); a generated one
-    reads nothing, but its block is charged as if read, as it always was."""
-    if not isinstance(m, StoredMatrix):
-        return rows * cols * item, 0
-    size = np.dtype(m.dtype).itemsize
-    width = m.shape[1]
-    read = stored_read_bytes(rows, cols, width, size)
-    chunk = min(read, max(PANEL_READ_CHUNK_BYTES, width * size)) if cols < width else 0
-    return read, chunk
-
-
-def _plan_matrix_tile(spec: MatrixSpec, tile_id: int, region: Region, policy: RoutePolicy) -> TilePlan:
+def _plan_matrix_tile(
+    spec: MatrixSpec, tile_id: int, region: Region, policy: RoutePolicy, staged: PanelLayout | None
+) -> TilePlan:
     item = np.dtype(spec.dtype).itemsize
     (r0, r1), (c0, c1) = region
     rows, cols = r1 - r0, c1 - c0
@@ -145,15 +135,16 @@ def _plan_matrix_tile(spec: MatrixSpec, tile_id: int, region: Region, policy: Ro
     if spec.kind is Kind.MATMUL:
         k = spec.a.shape[1]
         flops = 2 * rows * cols * k
-        (a_read, a_chunk), (b_read, b_chunk) = _input_read(spec.a, rows, k, item), _input_read(spec.b, k, cols, item)
+        a_read, a_chunk = input_read(spec.a, rows, k, item)
+        b_read, b_chunk = input_read(spec.b, k, cols, item, staged)
         bytes_in = a_read + b_read
         # The input panels, the output block, a contiguous copy of the B panel BLAS may
         # take, and one chunk of whole rows while a stored panel is read.
         mem = (rows * k + k * cols) * item + units * item + k * cols * item + max(a_chunk, b_chunk)
     else:
         flops = units
-        (a_read, a_chunk) = _input_read(spec.a, rows, cols, item)
-        (b_read, b_chunk) = _input_read(spec.b, rows, cols, item)
+        (a_read, a_chunk) = input_read(spec.a, rows, cols, item)
+        (b_read, b_chunk) = input_read(spec.b, rows, cols, item)
         bytes_in = a_read + b_read
         mem = 3 * units * item + max(a_chunk, b_chunk)
     bytes_out = units * item
@@ -195,7 +186,7 @@ def _tile(
     return TilePlan(
         tile_id, region, units, flops, bytes_in, bytes_out, mem, route,
         lambda_s=lambda_seconds(flops, io, policy, atoms=atoms, precision=precision),
-        spot_s=spot_seconds(flops, io, policy, atoms=atoms),
+        spot_s=spot_seconds(flops, io, policy, atoms=atoms, precision=precision),
     )
 
 
@@ -204,15 +195,21 @@ def plan(job_id: str, spec: JobSpec, policy: RoutePolicy | None = None) -> Plan:
     policy = policy or RoutePolicy()
     shape = output_shape(spec)
     tiles = []
+    staging = None
+    if isinstance(spec, MatrixSpec):
+        staging = staging_report(spec, a_bytes(spec), policy.lambda_io_mb_s)
+    staged = staging.layout if staging is not None and staging.staged else None
     for tile_id in range(tiles_total(spec)):
         region = tile_region(shape, spec.tile, tile_id)
         if isinstance(spec, AtomsSpec):
             tiles.append(_plan_atoms_tile(spec, tile_id, region, policy))
         else:
-            tiles.append(_plan_matrix_tile(spec, tile_id, region, policy))
-    cost = estimate_cost((TileCost(t.route, t.lambda_s, t.spot_s) for t in tiles), policy)
+            tiles.append(_plan_matrix_tile(spec, tile_id, region, policy, staged))
+    cost = estimate_cost((TileCost(t.route, t.lambda_s, t.spot_s) for t in tiles), policy,
+                         plan_s=staging.est_s if staging is not None else 0.0)
     return Plan(job_id=job_id, kind=spec.kind.value, shape=tuple(shape), tile=tuple(spec.tile), tiles=tuple(tiles),
-                cost=cost)
+                cost=cost, b_panels=staging)
+
 
 
 # --------------------------------------------------------------------------- fitting tiles to Lambda
@@ -233,20 +230,20 @@ def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
     spot plan's estimate and keep whichever is cheaper; a tie goes to Lambda, which has no
     boot time and no interruptions.
 
-    One tile of 10.5 TFLOP of atoms work: about 1,100 s on a Lambda (the C kernel), so it
-    routes to spot, where the compiled kernel takes about 210 s plus the worker's boot and
-    idle time. At the default spot price that is cheaper than four 279 s Lambdas, so the
-    tile stays; at $5 an hour it is not, and the tiles shrink until they fit:
+    One tile of 42 TFLOP of atoms work: about 840 s on a Lambda (the C kernel on its six
+    vCPUs), so it routes to spot, where the kernel on 16 vCPUs takes about 307 s plus the
+    worker's boot and idle time. At the default spot price that is cheaper than two 425 s
+    Lambdas, so the tile stays; at $5 an hour it is not, and the tiles shrink until they fit:
 
     >>> from tilefan.domain.spec import RandomAtoms
-    >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", RandomAtoms(4_000_000, 1), None,
+    >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", RandomAtoms(16_000_000, 1), None,
     ...                 (64, 64, 64), False)
     >>> plan("j", big).tiles_per_route()
     {'lambda': 0, 'spot': 1}
     >>> fit_to_lambda(big).tile
     (64, 64, 64)
     >>> fit_to_lambda(big, RoutePolicy(spot_hour_price=5.0)).tile
-    (32, 32, 64)
+    (32, 64, 64)
     >>> fit_to_lambda(replace(big, route="spot"), RoutePolicy(spot_hour_price=5.0)).tile
     (64, 64, 64)
     """

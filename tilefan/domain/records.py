@@ -25,6 +25,26 @@ class Status(StrEnum):
         return self in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
 
+class TileState(StrEnum):
+    """A tile's state, as the job stores keep it."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # its job ended (cancelled or failed) while it ran
+
+
+class AttemptState(StrEnum):
+    """One attempt at a tile: its outcome is written once; only a running attempt changes."""
+
+    RUNNING = "running"
+    DONE = "done"  # the one attempt that counted
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DUPLICATE = "duplicate"  # finished after another attempt had counted: not counted again
+    LOST = "lost"  # reported, never stored: a running attempt whose worker never reported back
+
+
 # Which transitions a conditional status write allows (the key is the new status).
 ALLOWED_FROM: dict[Status, tuple[Status, ...]] = {
     Status.QUEUED: (),
@@ -84,7 +104,8 @@ class JobRecord:
                 "units_total": self.units_total,
                 "percent": round(percent, 2),
             },
-            "timings": self.timings,
+            # When it was submitted, with the times its steps recorded.
+            "timings": {"submitted_at": self.created_at, **self.timings},
             "result": self.result,
             "error": self.error,
             "links": self.links,

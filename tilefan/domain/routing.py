@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tilefan.domain import prices
+from tilefan.domain.transfer import function_io_mb_s, io_streams
 
 AUTO = "auto"
 LAMBDA = "lambda"
@@ -51,22 +52,29 @@ class RoutePolicy:
     lambda_timeout_s: int = 900
     memory_margin: float = 0.7
     time_margin: float = 0.5
-    # Sustained NumPy rates of a full-size Lambda (about six vCPUs). GEMM uses them all:
-    # PyWren-era measurements put one vCPU at 14–20 GFLOP/s. The atoms kernel on Lambda is
-    # the C kernel the package ships, on one thread, in its AVX2 build (assumed: every
-    # Lambda x86 CPU runs AVX2, not every one AVX-512). That build measured 1.89–1.90 G
+    # GEMM on a full-size Lambda (about six vCPUs) uses them all through OpenBLAS:
+    # PyWren-era measurements put one vCPU at 14–20 GFLOP/s.
+    lambda_gflops: float = 60.0
+    # The atoms kernel is the C kernel the package ships, in its AVX2 build (assumed: every
+    # Lambda x86 CPU runs AVX2, not every one AVX-512), run by one thread per CPU the
+    # process may use, over slabs of the tile. Per vCPU: that build measured 1.89–1.90 G
     # pairs/s in float64 and 5.6–8.3 in float32 on one Zen 5 thread here (10 flops a pair;
     # docs/cost-model.md); a Lambda vCPU is a hyperthread of an older, lower-clocked server
-    # core, so the plan takes half the slower measurement: 0.95 and 2.8 G pairs/s.
-    lambda_gflops: float = 60.0
-    lambda_atoms_gflops: float = 9.5  # float64
-    lambda_atoms_f32_gflops: float = 28.0
-    lambda_io_mb_s: float = 60.0  # S3 read/write per function: 30–100 MB/s measured
+    # core, so the plan takes half the slower measurement: 0.95 and 2.8 G pairs/s. Each vCPU
+    # past the first adds ``atoms_thread_efficiency`` of one (``parallel_speedup``): 0.9,
+    # from 1.88× measured on 2 cores in float64 and 1.74–1.9× in float32.
+    atoms_vcpu_gflops: float = 9.5  # float64
+    atoms_f32_vcpu_gflops: float = 28.0
+    atoms_thread_efficiency: float = 0.9
+    # S3 read/write per function: its concurrent ranged requests (tilefan.domain.transfer),
+    # 16 at 10,240 MB, at a modelled 60 MB/s a stream up to 300 MB/s a function.
+    lambda_io_mb_s: float = function_io_mb_s(io_streams(10_240))
     lambda_overhead_s: float = 1.0  # start, import NumPy, one round trip per tile
+    plan_memory_mb: int = 3008  # the plan function as deployed; it stages a stored B's panels
     # A spot worker (the launch template's default c7i.4xlarge: 16 vCPUs, 32 GiB) runs the
-    # compiled atoms kernel on every core.
+    # atoms kernel on every vCPU, at the per-vCPU rates above.
     spot_gflops: float = 250.0
-    spot_atoms_gflops: float = 50.0
+    spot_vcpus: int = 16
     spot_io_mb_s: float = 200.0
     # Boot, package install, and the idle period before a worker stops itself.
     spot_overhead_s: float = 420.0
@@ -86,6 +94,41 @@ class RoutePolicy:
     def lambda_time_budget(self) -> float:
         """Seconds a Lambda tile may be estimated to take."""
         return self.time_margin * self.lambda_timeout_s
+
+    def atoms_gflops(self, vcpus: float, precision: str = "float64") -> float:
+        """The atoms kernel's rate on ``vcpus`` CPUs: the per-vCPU rate × the speed-up.
+
+        >>> p = RoutePolicy()
+        >>> round(p.atoms_gflops(lambda_vcpus(10_240)), 1), round(p.atoms_gflops(1.0, "float32"), 1)
+        (50.4, 28.0)
+        """
+        per_vcpu = self.atoms_f32_vcpu_gflops if precision == "float32" else self.atoms_vcpu_gflops
+        return per_vcpu * parallel_speedup(vcpus, self.atoms_thread_efficiency)
+
+
+# Lambda gives a function CPU in proportion to its memory: 1,769 MB is one vCPU, and the
+# 10,240 MB top has six.
+LAMBDA_MB_PER_VCPU = 1769
+LAMBDA_MAX_VCPUS = 6
+
+
+def lambda_vcpus(memory_mb: int) -> float:
+    """The vCPUs a Lambda function of ``memory_mb`` computes with (a share below one).
+
+    >>> lambda_vcpus(1769), round(lambda_vcpus(10_240), 2), round(lambda_vcpus(884), 2)
+    (1.0, 5.79, 0.5)
+    """
+    return min(LAMBDA_MAX_VCPUS, memory_mb / LAMBDA_MB_PER_VCPU)
+
+
+def parallel_speedup(vcpus: float, efficiency: float) -> float:
+    """How much faster ``vcpus`` run the atoms kernel than one: each past the first adds
+    ``efficiency`` of one; a share of one vCPU runs at that share.
+
+    >>> parallel_speedup(2, 0.9), parallel_speedup(6, 0.9), parallel_speedup(0.5, 0.9)
+    (1.9, 5.5, 0.5)
+    """
+    return vcpus if vcpus <= 1 else 1 + efficiency * (vcpus - 1)
 
 
 def seconds(flops: int, io_bytes: int, gflops: float, io_mb_s: float) -> float:
@@ -107,15 +150,20 @@ def lambda_seconds(
     >>> lambda_seconds(10**11, 0, p, atoms=True) > lambda_seconds(10**11, 0, p, atoms=True, precision="float32")
     True
     """
-    if atoms:
-        gflops = policy.lambda_atoms_f32_gflops if precision == "float32" else policy.lambda_atoms_gflops
-    else:
-        gflops = policy.lambda_gflops
+    vcpus = lambda_vcpus(policy.lambda_memory_mb)
+    gflops = policy.atoms_gflops(vcpus, precision) if atoms else policy.lambda_gflops
     return policy.lambda_overhead_s + seconds(flops, io_bytes, gflops, policy.lambda_io_mb_s)
 
 
-def spot_seconds(flops: int, io_bytes: int, policy: RoutePolicy, *, atoms: bool = False) -> float:
-    gflops = policy.spot_atoms_gflops if atoms else policy.spot_gflops
+def spot_seconds(
+    flops: int, io_bytes: int, policy: RoutePolicy, *, atoms: bool = False, precision: str = "float64",
+) -> float:
+    """Estimated run time of a tile on a spot worker: atoms work on its every vCPU.
+
+    >>> round(spot_seconds(10**13, 0, RoutePolicy(), atoms=True), 1)  # 9.5 × 14.5 GFLOP/s
+    72.6
+    """
+    gflops = policy.atoms_gflops(policy.spot_vcpus, precision) if atoms else policy.spot_gflops
     return seconds(flops, io_bytes, gflops, policy.spot_io_mb_s)
 
 
@@ -134,7 +182,9 @@ def choose_route(
     'lambda'
     >>> choose_route(9 << 30, 10**9, RoutePolicy())
     'spot'
-    >>> choose_route(1 << 20, 10**13, RoutePolicy(), atoms=True)
+    >>> choose_route(1 << 20, 10**13, RoutePolicy(), atoms=True)  # 199 s on a Lambda's six vCPUs
+    'lambda'
+    >>> choose_route(1 << 20, 10**14, RoutePolicy(), atoms=True)
     'spot'
     >>> choose_route(9 << 30, 10**9, RoutePolicy(), force="lambda")
     'lambda'
@@ -183,8 +233,9 @@ class CostEstimate:
         }
 
 
-def estimate_cost(tiles: Iterable[TileCost], policy: RoutePolicy) -> CostEstimate:
-    """The AWS bill of a plan, roughly: Lambda GB-seconds at the tile function's memory,
+def estimate_cost(tiles: Iterable[TileCost], policy: RoutePolicy, plan_s: float = 0.0) -> CostEstimate:
+    """The AWS bill of a plan, roughly: Lambda GB-seconds at the tile function's memory
+    (and ``plan_s`` of work in the plan function, staging B's panels, at its memory),
     spot instance time (tile time on the workers, plus boot and idle time per worker),
     and Step Functions transitions.
 
@@ -204,7 +255,7 @@ def estimate_cost(tiles: Iterable[TileCost], policy: RoutePolicy) -> CostEstimat
         else:
             n_lambda += 1
             lambda_s += tile.lambda_s
-    gb_s = lambda_s * policy.lambda_memory_mb / 1024
+    gb_s = lambda_s * policy.lambda_memory_mb / 1024 + plan_s * policy.plan_memory_mb / 1024
     workers = min(n_spot, policy.spot_max_workers)
     instance_s = spot_s + workers * policy.spot_overhead_s
     transitions = TRANSITIONS_PER_JOB + TRANSITIONS_PER_TILE * (n_lambda + n_spot)

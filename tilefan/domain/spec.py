@@ -1,7 +1,8 @@
 """Job specs: validated once at the door, then resolved into frozen, complete objects.
 
 ``parse_spec`` checks a JSON-like dict (REST body, or what the CLI builds from its flags)
-against the request models (``tilefan.domain.models``), then resolves it: file inputs
+against the request models (``tilefan.domain.models``, read quickly by
+``tilefan.domain.requests`` when well formed), then resolves it: file inputs
 through an injected ``inspect`` function (shape and dtype from the file header), atoms
 tables through ``load_atoms``, default tiles, configured limits, and shapes that must
 chain. So a spec that exists is one whose shapes are known and compatible. Every problem
@@ -17,14 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tilefan.domain.atoms import check_no_atom_on_grid
-from tilefan.domain.models import (
-    AtomsRequest,
-    RandomMatrixRequest,
-    StoredAtomsRequest,
-    StoredMatrixRequest,
-    validate_request,
-)
-from tilefan.domain.models_fields import FLOAT_DTYPES
+from tilefan.domain.field_values import file_dtype_refusal
 from tilefan.domain.models_resolved import (
     AtomsInput,
     AtomsSpec,
@@ -38,6 +32,13 @@ from tilefan.domain.models_resolved import (
     StoredMatrix,
     spec_from_stored,
     spec_to_dict,
+)
+from tilefan.domain.requests import (
+    AtomsJobForm,
+    RandomMatrixForm,
+    StoredAtomsForm,
+    StoredMatrixForm,
+    read_request,
 )
 from tilefan.domain.tiling import default_grid_tile, default_matrix_tile
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, InvalidSpecError
@@ -64,8 +65,13 @@ class Limits:
     max_body_bytes: int = 64 * 1024
     # The server's HTTP front end refuses a body over this before reading it.
     max_upload_bytes: int = 256 << 20
-    # QUEUED + RUNNING jobs one owner may have at once (more are refused, 429 on the API).
+    # Jobs one owner may have at once (more are refused, 429 on the API): on AWS, QUEUED +
+    # RUNNING (each running execution costs); on the embedded backend, RUNNING, since
+    # its scheduler starts no more than this at once and the rest wait in its queue.
     max_concurrent_jobs: int = 20
+    # The embedded backend's persistent queue is a table row per job, so it takes a
+    # generous number: QUEUED + RUNNING jobs one owner may have there.
+    max_queued_jobs: int = 10_000
 
 
 Inspector = Callable[[str], tuple[tuple[int, ...], str]]
@@ -86,8 +92,8 @@ def parse_spec(
 ) -> JobSpec:
     """Validate ``raw`` into a resolved JobSpec, or raise InvalidSpecError naming the field."""
     limits = limits or Limits()
-    request = validate_request(raw)
-    if isinstance(request, AtomsRequest):
+    request = read_request(raw)
+    if isinstance(request, AtomsJobForm):
         return _resolve_atoms(request, limits, load_atoms)
     kind = Kind(request.kind)
     a = _resolve_matrix(request.a, "a", 0, request.seed, request.dtype, limits, inspect)
@@ -116,10 +122,10 @@ def parse_spec(
 
 
 def _resolve_matrix(
-    m: RandomMatrixRequest | StoredMatrixRequest, role: str, stream: int, seed: int | None, dtype: str,
+    m: RandomMatrixForm | StoredMatrixForm, role: str, stream: int, seed: int | None, dtype: str,
     limits: Limits, inspect: Inspector | None,
 ) -> MatrixInput:
-    if isinstance(m, RandomMatrixRequest):
+    if isinstance(m, RandomMatrixForm):
         shape = _at_most(m.shape, limits.max_dim, f"{role}.shape")
         _check_size(shape, f"{role}.shape", limits)
         return RandomMatrix(
@@ -136,8 +142,9 @@ def _resolve_matrix(
         raise InvalidSpecError(
             role, f"{uri} must hold a 2-D array, it has {len(found)} dimension(s) {tuple(found)}"
         )
-    if file_dtype not in FLOAT_DTYPES:
-        raise InvalidSpecError(role, f"{uri} has unsupported dtype {file_dtype}; use float32 or float64")
+    refusal = file_dtype_refusal(uri, file_dtype)
+    if refusal:
+        raise InvalidSpecError(role, refusal)
     if 0 in found:
         raise InvalidSpecError(role, f"{uri} is empty (shape {tuple(found)})")
     _check_size(found, role, limits)
@@ -161,7 +168,7 @@ def _check_size(shape: tuple[int, ...], field: str, limits: Limits) -> None:
         )
 
 
-def _resolve_atoms(request: AtomsRequest, limits: Limits, load_atoms: AtomsLoader | None) -> AtomsSpec:
+def _resolve_atoms(request: AtomsJobForm, limits: Limits, load_atoms: AtomsLoader | None) -> AtomsSpec:
     g = _at_most(request.grid, limits.max_dim, "grid")
     grid = (g[0], g[1], g[2])
     if math.prod(grid) > limits.max_grid_points:
@@ -170,7 +177,7 @@ def _resolve_atoms(request: AtomsRequest, limits: Limits, load_atoms: AtomsLoade
         )
     atoms: AtomsInput
     table = None
-    if isinstance(request.atoms, StoredAtomsRequest):
+    if isinstance(request.atoms, StoredAtomsForm):
         if load_atoms is None:
             raise InvalidSpecError("atoms.file", "file inputs are not available here")
         table = _read(load_atoms, request.atoms.file, "atoms.file")
@@ -199,9 +206,18 @@ def _resolve_atoms(request: AtomsRequest, limits: Limits, load_atoms: AtomsLoade
 # Coordinates whose squared differences stay finite in the working precision (with room
 # for the sum of three squares): beyond them the kernel's distances overflow and φ is 0.
 MAX_COORD = {"float64": 1e150, "float32": 1e18}
+# The smallest spacing (and softening length above 0) whose square is still a normal number
+# in the working precision: below it the squares underflow (to subnormals, then 0), a
+# distance rounds to zero and φ becomes inf, so such a grid is refused at the door.
+MIN_LENGTH = {"float64": 1e-150, "float32": 1e-18}
 
 
 def _check_geometry(spec: AtomsSpec, table: Any) -> None:
+    smallest = MIN_LENGTH[spec.precision]
+    for name, value in (("spacing", spec.spacing), ("softening", spec.softening)):
+        if 0 < value < smallest:
+            raise InvalidSpecError(name, f"{value:.3g} underflows {spec.precision} when squared; use at least "
+                                         f"{smallest:.0e} (or change the unit of length)")
     limit = MAX_COORD[spec.precision]
     far = max(abs(o + (n - 1) * spec.spacing) for o, n in zip(spec.origin, spec.grid, strict=True))
     far = max(far, *(abs(o) for o in spec.origin))

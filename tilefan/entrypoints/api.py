@@ -104,7 +104,8 @@ def _execute(run: _Run, raw: dict[str, Any], workers: int | None, progress: bool
     config = replace(load_config(), home=run.home)
     if workers is not None:
         config = replace(config, workers=workers)
-    record = submit_job(embedded_ports(config.home), raw, limits=config.limits, policy=config.route_policy)
+    record = submit_job(embedded_ports(config.home), raw, limits=config.limits, policy=config.route_policy,
+                        queue=True)
     runner = build_scheduler(config, only={record.job_id})
     with JobProgress(record.kind, disable=not progress) as bar:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -25,9 +26,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INVALID, f"error: {message} (see {self.prog} --help)\n")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, read from the installed metadata only when asked: reading it imports
+    ``importlib.metadata`` and the email parser (~0.1 s), which every command would pay."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog} {_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tilefan", description="Run big numeric jobs as a tiled fan-out.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run a job on this machine and wait for it")
     kinds = run.add_subparsers(dest="kind", required=True, parser_class=_Parser)
@@ -173,8 +184,15 @@ def _glue_signed_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+              line: str | None = None) -> str:
+    """A warning as a command-line tool says it: one line, no source location."""
+    return f"tilefan: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(_glue_signed_values(sys.argv[1:] if argv is None else argv))
+    warnings.formatwarning = _one_line  # e.g. the NumPy-kernel notice, said once
     try:
         if args.command == "run":
             return cmd_run(args)

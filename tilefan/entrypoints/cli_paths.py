@@ -1,7 +1,9 @@
-"""The CLI's own paths: an output may not be one of the job's inputs.
+"""The CLI's own paths: an output must be a file the user can write, and not one of the job's inputs.
 
-The CLI runs as its user and names that user's files; this check stops it replacing an
-input while the job reads it (the same path, a symlink to it, or a hard link).
+The CLI runs as its user and names that user's files. These checks run before any compute:
+an output that names a folder, or lies where the user cannot write, would otherwise fail
+only at the very end, when the finished file is moved into place. And an output may not
+replace an input while the job reads it (the same path, a symlink to it, or a hard link).
 """
 
 from __future__ import annotations
@@ -32,6 +34,25 @@ def refuse_output_over_input(raw: dict[str, Any], flag_of: dict[str, str]) -> No
                 flag = flag_of[out_field]
                 raise PathError(flag, f"{out} is the job's input ({flag_of.get(role + '.file', role)}); "
                                         "choose another path")
+
+
+def refuse_unwritable_output(raw: dict[str, Any], flag_of: dict[str, str]) -> None:
+    """Each output path must name a file (not a folder) in a folder the user can write to
+    (folders still missing are created when the job writes, so the nearest existing one counts)."""
+    for out_field in ("out", "field_out"):
+        out = raw.get(out_field)
+        if not out:
+            continue
+        flag = flag_of[out_field]
+        if os.path.isdir(out):
+            raise PathError(flag, f"{out} is a folder; name the file to write, e.g. {os.path.join(out, 'out.npy')}")
+        parent = os.path.dirname(os.path.abspath(out))
+        while not os.path.lexists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise PathError(flag, f"cannot write {out}: {parent} is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PathError(flag, f"cannot write {out}: no permission to write in {parent}")
 
 
 def _same_file(a: str, b: str) -> bool:

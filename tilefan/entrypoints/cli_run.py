@@ -78,7 +78,7 @@ def _flag_error(flag: str, message: str) -> _FlagError:
 def cmd_run(args: argparse.Namespace) -> int:
     from tilefan.bootstrap import build_scheduler, embedded_ports, load_config
     from tilefan.domain.plan import plan
-    from tilefan.entrypoints.cli_paths import PathError, refuse_output_over_input
+    from tilefan.entrypoints.cli_paths import PathError, refuse_output_over_input, refuse_unwritable_output
     from tilefan.entrypoints.progress import JobProgress, throughput_line
     from tilefan.errors import InvalidSpecError, TilefanError
     from tilefan.pipeline.error_codec import plain_message
@@ -88,6 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         raw = raw_spec(args)
         refuse_output_over_input(raw, FLAG_OF)
+        refuse_unwritable_output(raw, FLAG_OF)
         from tilefan.entrypoints.cli_common import endpoint_of
 
         endpoint, token = endpoint_of(args)
@@ -118,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 print(plan_table(manifest, time_here(the_plan, spec, config.workers, config.kernel)))
             return EXIT_OK
-        record = submit_job(ports, raw, limits=config.limits, policy=config.route_policy)
+        record = submit_job(ports, raw, limits=config.limits, policy=config.route_policy, queue=True)
         # The home's scheduler runs it here, unless a server holds the home's lease: then
         # that server runs it (with the cores it already uses) and this just follows it.
         runner = build_scheduler(config, only={record.job_id})

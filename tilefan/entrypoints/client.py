@@ -6,14 +6,21 @@ is signed with SigV4 from the usual AWS credential chain (botocore, the ``aws`` 
 Redirects (a result served from a presigned S3 URL) are followed without our
 credentials, which the presigned URL must not carry.
 
+Back-pressure: a 429 or 503 is tried again, at most ``retries`` times, after the wait its
+``Retry-After`` asks for (else an exponential backoff), capped at ``max_retry_wait_s`` and
+stretched by a random quarter so a crowd of clients refused together does not come back
+together. Those answers mean the request was not acted on, so repeating even a POST is safe.
+
 >>> Client("http://127.0.0.1:8000").url
 'http://127.0.0.1:8000'
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
+import random
 import re
 import time
 import urllib.error
@@ -27,6 +34,32 @@ from tilefan.errors import JobNotFoundError, ReportedError, TilefanError
 
 _API_GATEWAY = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+RETRY_STATUSES = (429, 503)  # "not now": the request was not acted on
+_sleep = time.sleep  # the retry waits (a test replaces it to count them)
+
+
+def retry_wait(retry_after: str | None, attempt: int, cap_s: float, now: float | None = None) -> float:
+    """Seconds to wait before retry ``attempt`` (0 first): what ``Retry-After`` asks (seconds
+    or an HTTP date), else 0.5 s doubling; at most ``cap_s``; then up to a quarter more, at random.
+
+    >>> 5.0 <= retry_wait("5", 0, 60) <= 6.25
+    True
+    >>> 2.0 <= retry_wait(None, 2, 60) <= 2.5 and retry_wait("3600", 0, 30) <= 37.5
+    True
+    """
+    wanted = 0.5 * 2**attempt
+    if retry_after:
+        text = retry_after.strip()
+        if text.isdigit():
+            wanted = float(text)
+        else:
+            try:
+                when = email.utils.parsedate_to_datetime(text).timestamp()
+                wanted = max(0.0, when - (time.time() if now is None else now))
+            except (TypeError, ValueError):
+                pass  # unreadable: keep the backoff
+    base = min(wanted, cap_s)
+    return base + random.uniform(0.0, base / 4)
 
 
 class ApiError(TilefanError):
@@ -49,11 +82,14 @@ class Client:
     """Submit, watch, cancel and fetch jobs over HTTP."""
 
     def __init__(self, url: str, *, token: str | None = None, token_header: str = "Authorization",
-                 region: str | None = None, timeout: float = 30.0) -> None:
+                 region: str | None = None, timeout: float = 30.0, retries: int = 5,
+                 max_retry_wait_s: float = 60.0) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.token_header = token_header
         self.timeout = timeout
+        self.retries = retries
+        self.max_retry_wait_s = max_retry_wait_s
         host = urllib.parse.urlsplit(self.url).hostname or ""
         match = _API_GATEWAY.search(host)
         self.region = region or (match.group(1) if match else None)
@@ -84,6 +120,17 @@ class Client:
 
     def _send(self, method: str, path: str, body: bytes | None = None,
               headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """One request, tried again after each 429 or 503 (see the module's docstring)."""
+        for attempt in range(self.retries + 1):
+            status, answer_headers, raw = self._send_once(method, path, body, headers)
+            if status not in RETRY_STATUSES or attempt == self.retries:
+                break
+            retry_after = {k.lower(): v for k, v in answer_headers.items()}.get("retry-after")
+            _sleep(retry_wait(retry_after, attempt, self.max_retry_wait_s))
+        return status, answer_headers, raw
+
+    def _send_once(self, method: str, path: str, body: bytes | None = None,
+                   headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         url = path if path.startswith(("http://", "https://")) else self.url + path
         # A presigned URL elsewhere (S3) carries its own signature: never add ours.
         ours = url.startswith(self.url + "/")

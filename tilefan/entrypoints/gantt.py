@@ -18,6 +18,8 @@ matplotlib.use("Agg")  # files only: no display, safe in servers and tests
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
 
+from tilefan.domain.records import AttemptState
+
 ROUTE_COLOURS = {"lambda": "#4c72b0", "spot": "#dd8452", "local": "#55a868"}
 FAILED, UNCOUNTED = "#c44e52", "#b0b0b0"
 
@@ -32,7 +34,7 @@ def _bars(report: dict[str, Any]) -> list[dict[str, Any]]:
         if a.get("started_at") is None:
             continue
         end = a.get("finished_at")
-        if end is None and a["status"] == "lost":
+        if end is None and a["status"] == AttemptState.LOST:
             later = [b["started_at"] for b in attempts if b["tile_id"] == a["tile_id"]
                      and b.get("started_at") is not None and b["started_at"] > a["started_at"]]
             end = min(later, default=None)
@@ -43,11 +45,11 @@ def _bars(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _style(bar: dict[str, Any]) -> dict[str, Any]:
     status = bar["status"]
-    if status == "failed":
+    if status == AttemptState.FAILED:
         return {"color": FAILED, "hatch": "///", "edgecolor": "white"}
-    if status == "lost":
+    if status == AttemptState.LOST:
         return {"facecolor": "none", "hatch": "xx", "edgecolor": FAILED, "linestyle": "--"}
-    if status in ("duplicate", "cancelled"):
+    if status in (AttemptState.DUPLICATE, AttemptState.CANCELLED):
         return {"color": UNCOUNTED, "edgecolor": "white"}
     return {"color": ROUTE_COLOURS.get(bar.get("route") or "", "#8172b2"), "edgecolor": "white"}
 
@@ -66,11 +68,13 @@ def draw_gantt(report: dict[str, Any], path: str | IO[bytes]) -> None:
         for b in (b for b in bars if (b.get("worker") or "?") == worker):
             ax.barh(row, b["end"] - b["started_at"], left=b["started_at"] - t0, height=0.7, **_style(b))
     seen = {b["status"] for b in bars}
+    counted = (AttemptState.DONE, AttemptState.RUNNING)
     legend = [Patch(label=route, facecolor=colour) for route, colour in ROUTE_COLOURS.items()
-              if any(b.get("route") == route and b["status"] in ("done", "running") for b in bars)]
-    legend += [Patch(label=status, **_patch(_style({"status": status}))) for status in
-               ("failed", "lost", "duplicate", "cancelled") if status in seen]
-    if len(legend) > 1 or seen - {"done", "running"}:
+              if any(b.get("route") == route and b["status"] in counted for b in bars)]
+    legend += [Patch(label=str(status), **_patch(_style({"status": status}))) for status in
+               (AttemptState.FAILED, AttemptState.LOST, AttemptState.DUPLICATE, AttemptState.CANCELLED)
+               if status in seen]
+    if len(legend) > 1 or seen - set(counted):
         ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     ax.set_yticks(range(len(workers)), workers)
     ax.set_xlabel("seconds since the first tile started")

@@ -55,7 +55,8 @@ FRONT_ERRORS = (400, 401, 403, 408, 413, 415, 429, 431, 500, 501)
 # What a schema-valid job may still be refused for: rules JSON Schema cannot state.
 _JOB_REFUSED = ("invalid input; or a job over a configured limit (tiles, estimated cost, matrix elements, grid "
                 "points, atoms: the message names the limit and its setting), or whose shapes do not chain")
-_JOB_CAP = "the caller already has TILEFAN_MAX_CONCURRENT_JOBS jobs queued or running, or API Gateway's throttling"
+_JOB_CAP = ("the caller already has TILEFAN_MAX_CONCURRENT_JOBS (AWS) or TILEFAN_MAX_QUEUED_JOBS (tilefan serve) "
+            "jobs queued or running, or API Gateway's throttling")
 _SECURITY_SCHEMES = {
     "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
               "description": "AWS: a SigV4-signed request (API Gateway's IAM authorizer); the default"},
@@ -74,6 +75,12 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
 
 
+def _busy(description: str) -> dict[str, Any]:
+    """A 429: the error, and (from tilefan's own routes) how many seconds to wait before retrying."""
+    retry = {"description": "seconds to wait before retrying", "schema": {"type": "integer", "minimum": 0}}
+    return {**_json(Error, description), "headers": {"Retry-After": retry}}
+
+
 def _answers(status: int, model: type[BaseModel], description: str, *errors: int) -> dict[str, Any]:
     """An operation's responses: its success, the listed errors, and 500."""
     return {str(status): _json(model, description), **_errors(*errors)}
@@ -81,7 +88,8 @@ def _answers(status: int, model: type[BaseModel], description: str, *errors: int
 
 def _errors(*errors: int) -> dict[str, Any]:
     """The listed errors and the front end's, in the error shape, by status."""
-    return {str(code): _json(Error, _ERRORS[code]) for code in sorted({*errors, *FRONT_ERRORS})}
+    return {str(code): _busy(_ERRORS[code]) if code == 429 else _json(Error, _ERRORS[code])
+            for code in sorted({*errors, *FRONT_ERRORS})}
 
 
 def _path_param(name: str) -> dict[str, Any]:
@@ -115,7 +123,7 @@ def _paths() -> dict[str, Any]:
                 "summary": "Submit a job",
                 "requestBody": _body("SubmitJob"),
                 "responses": {**_answers(202, Job, "accepted", 400, 413, 415), "400": _json(Error, _JOB_REFUSED),
-                              "429": _json(Error, _JOB_CAP)},
+                              "429": _busy(_JOB_CAP)},
             },
             "get": {
                 "summary": "The caller's recent jobs, newest first",

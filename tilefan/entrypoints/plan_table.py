@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from importlib.util import find_spec
+import warnings
 from typing import Any
 
 from tilefan.domain import kernels
-from tilefan.domain.kernel_choice import AtomsKernel, choose_atoms_kernel
+from tilefan.domain.kernel_choice import SlowKernelWarning, choose_atoms_kernel
 from tilefan.domain.local_estimate import LocalEstimate, LocalRates, estimate_here
 from tilefan.domain.plan import Plan
 from tilefan.domain.spec import AtomsSpec, JobSpec
@@ -69,9 +69,36 @@ def plan_table(manifest: dict[str, Any], here: LocalEstimate | None = None) -> s
     ]
     if cost:
         lines.append(f"cost      ~${cost.get('total_usd', 0):.2g} on AWS ({cost.get('lambda_gb_s', 0):g} Lambda GB-s)")
+    if "b_panels" in manifest:
+        lines.extend(_panel_lines(manifest["b_panels"]))
     if "aws_prediction" in manifest:
         lines.extend(_aws_lines(manifest["aws_prediction"]))
     return "\n".join(lines)
+
+
+def _panel_lines(b: dict[str, Any]) -> list[str]:
+    """What staging a stored B as column panels does to the reads (``tilefan.domain.bpanels``).
+
+    >>> b = {"staged": True, "panels": 4, "bands": 2, "pieces": 8, "stage_bytes_read": 8e8,
+    ...      "stage_bytes_written": 8e8, "est_stage_s": 26.7, "tile_b_bytes": {"unstaged": 8e8, "staged": 2e8},
+    ...      "job_bytes_in": {"unstaged": 1.4e10, "staged": 4.4e9}}
+    >>> print("\\n".join(_panel_lines(b)))
+    b panels  staged by the plan step: 4 panels x 2 bands, 800.0 MB read and 800.0 MB written (~26.7 s)
+    b reads   200.0 MB of B a tile (800.0 MB unstaged); 4.4 GB in a job (14.0 GB unstaged)
+    """
+    tile, job = b["tile_b_bytes"], b["job_bytes_in"]
+    if b["staged"]:
+        head = (f"b panels  staged by the plan step: {b['panels']} panels x {b['bands']} bands, "
+                f"{_bytes(b['stage_bytes_read'])} read and {_bytes(b['stage_bytes_written'])} written "
+                f"(~{b['est_stage_s']:.1f} s)")
+        reads = (f"b reads   {_bytes(tile['staged'])} of B a tile ({_bytes(tile['unstaged'])} unstaged); "
+                 f"{_bytes(job['staged'])} in a job ({_bytes(job['unstaged'])} unstaged)")
+    else:
+        head = (f"b panels  not staged: the pass ({_bytes(2 * tile['unstaged'])} moved) would take "
+                f"~{b.get('stage_pass_s', 0.0):.0f} s, over the plan step's {b.get('stage_budget_s', 0.0):.0f} s")
+        reads = (f"b reads   {_bytes(tile['unstaged'])} of B a tile ({_bytes(tile['staged'])} if staged); "
+                 f"{_bytes(job['unstaged'])} in a job ({_bytes(job['staged'])} if staged)")
+    return [head, reads]
 
 
 def _aws_lines(p: dict[str, Any]) -> list[str]:
@@ -116,21 +143,14 @@ def _here(here: LocalEstimate | None) -> str:
             f"{here.merge_s:.2f} s merge), ")
 
 
-def _numba_kernel(*args: Any) -> Any:
-    """Stands for numba's kernel when only whether it would be chosen matters."""
-    raise NotImplementedError
-
-
 def time_here(the_plan: Plan, spec: JobSpec, workers: int, kernel: str) -> LocalEstimate:
-    """The plan's time on this machine with the atoms kernel a run here would choose
-    (numba counted if installed, without importing it: that alone takes a second)."""
+    """The plan's time on this machine with the atoms kernel a run here would choose."""
     compiled = False
     if isinstance(spec, AtomsSpec):
-        def numba() -> AtomsKernel | None:
-            return _numba_kernel if find_spec("numba") else None
-
         try:
-            chosen = choose_atoms_kernel(kernel, spec.units_total * spec.atoms.count, load=numba)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SlowKernelWarning)  # the run itself says it
+                chosen = choose_atoms_kernel(kernel)
         except InvalidSpecError:  # "compiled" with no compiled kernel: the run would say so
             chosen = kernels.atoms_potential
         compiled = chosen is not kernels.atoms_potential

@@ -1,8 +1,10 @@
 """Live job progress (tqdm) and the final throughput line.
 
-The bar comes from ``tqdm.auto``: a text bar on a terminal (rate, ETA, redrawn to the
-terminal's width), a widget in a notebook. The widget needs ipywidgets (the ``notebook``
-extra); without it a notebook gets the text bar, not tqdm.auto's warning about it. It
+The bar is tqdm's: a text bar on a terminal (rate, ETA, redrawn to the terminal's width),
+a widget in a notebook. The widget needs ipywidgets (the ``notebook`` extra); without it a
+notebook gets the text bar, not tqdm's warning about it. Notebook support (ipywidgets,
+which pulls in IPython and traitlets: ~0.25 s) is imported only inside a running Jupyter
+kernel, and a disabled bar (stderr is not a terminal) imports no tqdm at all. It
 takes job records as dicts (the REST shape) or ``JobRecord`` objects, so a local run and
 a remote job polled over HTTP draw the same bar. Once every tile is in, the job is still
 merging (and verifying, when asked): the bar says so instead of sitting silently at 100 %.
@@ -10,6 +12,7 @@ merging (and verifying, when asked): the bar says so instead of sitting silently
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from typing import Any, TextIO
@@ -44,21 +47,47 @@ def _columns(file: TextIO | None) -> int:
         return 0
 
 
-def _bar_class() -> Any:
-    """tqdm.auto's bar (a widget in a notebook) when ipywidgets is there, else the text bar.
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (which has always imported IPython first)."""
+    import sys
 
-    Without ipywidgets, importing tqdm.auto in a notebook warns "IProgress not found" and
-    falls back to the text bar anyway; asking first keeps the warning out of the output.
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in shell.config
+
+
+@functools.cache
+def _text_bar() -> Any:
+    """tqdm's text bar, for one process: a thread lock where tqdm would also make a
+    multiprocessing one (importing multiprocessing), and no monitor thread to start, since
+    the bar is fed from a steady poll of the job's record."""
+    import threading
+
+    from tqdm.std import tqdm
+
+    class TextBar(tqdm):
+        monitor_interval = 0
+
+    TextBar.set_lock(threading.RLock())
+    return TextBar
+
+
+def _bar_class() -> Any:
+    """tqdm's notebook bar (a widget) inside a notebook with ipywidgets, else the text bar.
+
+    Without ipywidgets, tqdm's notebook bar warns "IProgress not found" and falls back to
+    the text bar anyway; asking first keeps the warning out of the output.
     """
+    text_bar = _text_bar()
+    if not _in_notebook():
+        return text_bar
     try:
         import ipywidgets  # noqa: F401  (only whether it imports)
     except ImportError:
-        from tqdm.std import tqdm as text_bar
-
         return text_bar
-    from tqdm.auto import tqdm as auto_bar
+    from tqdm.notebook import tqdm as notebook_bar
 
-    return auto_bar
+    return notebook_bar
 
 
 def _widget_total(bar: Any, total: int) -> None:
@@ -85,20 +114,22 @@ class JobProgress:
     """A tqdm bar fed with job records; ``disable=True`` makes every call a no-op."""
 
     def __init__(self, kind: str, *, file: TextIO | None = None, disable: bool = False) -> None:
-        tqdm = _bar_class()
         self.kind = kind
         self.disable = disable
+        self._phase = ""
+        if disable:
+            return
+        tqdm = _bar_class()
         # Follow the terminal's width as it changes; a terminal that reports no width at all
         # (a bare pty) gets 80 columns rather than an empty bar.
         width = _columns(file)
         self._bar = tqdm(
             total=None, desc=kind, unit=UNIT_NAMES.get(kind, "units")[:-1] or "unit", unit_scale=True,
             dynamic_ncols=width > 0, ncols=None if width > 0 else 80, nrows=None if width > 0 else 24, file=file,
-            disable=disable, leave=True,
+            leave=True,
             mininterval=0.1,
             bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}, {rate_fmt}{postfix}]",
         )
-        self._phase = ""
 
     def update(self, record: JobRecord | dict[str, Any]) -> None:
         if self.disable:
@@ -130,7 +161,8 @@ class JobProgress:
         return ""
 
     def close(self) -> None:
-        self._bar.close()
+        if not self.disable:
+            self._bar.close()
 
     def __enter__(self) -> JobProgress:
         return self

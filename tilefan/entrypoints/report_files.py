@@ -15,11 +15,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from tilefan.domain.records import AttemptState, TileState
 from tilefan.domain.routing import RoutePolicy
 
 LOG_FIELDS = ("tile_id", "attempt", "status", "started_at", "finished_at", "duration_s", "route", "worker",
               "bytes_read", "bytes_written", "error")
-FAILED_ATTEMPTS = ("failed", "lost")
+FAILED_ATTEMPTS = (AttemptState.FAILED, AttemptState.LOST)
 
 
 def attempts_of(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -66,7 +67,7 @@ def performance_text(report: dict[str, Any], memory_mb: int = RoutePolicy().lamb
     attempts       3 for 2 tiles: 1 retry, 1 failed or lost
     """
     summary, tiles = report["summary"], report["tiles"]
-    done = [t for t in tiles if t["status"] == "done" and t.get("duration_s") is not None]
+    done = [t for t in tiles if t["status"] == TileState.DONE and t.get("duration_s") is not None]
     durations = [t["duration_s"] for t in done]
     timings = summary.get("timings") or {}
     start = timings.get("started_at") or min((t["started_at"] for t in done), default=None)

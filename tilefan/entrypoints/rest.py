@@ -16,7 +16,7 @@ from chalice import Blueprint, Response
 
 from tilefan.bootstrap import api_authorizer
 from tilefan.entrypoints.openapi import openapi_document
-from tilefan.entrypoints.rest_guard import guard, parse_json
+from tilefan.entrypoints.rest_guard import guard, parse_json, retry_headers
 from tilefan.entrypoints.rest_owner import identity
 from tilefan.errors import TilefanError, TooLargeError
 from tilefan.pipeline.error_codec import http_error
@@ -55,7 +55,8 @@ def caller() -> str:
 
 
 def _error(status: int, body: dict[str, Any]) -> Response:
-    return Response(body={"error": body}, status_code=status, headers={"Content-Type": "application/json"})
+    return Response(body={"error": body}, status_code=status,
+                    headers={"Content-Type": "application/json", **retry_headers(status)})
 
 
 def _handle(fn: Callable[[], Any], status: int = 200) -> Response:

@@ -3,8 +3,10 @@
 ``guard`` is a Chalice ``http`` middleware around every route of the blueprint, so it
 runs whatever serves the routes (API Gateway, ``tilefan serve``). It re-shapes the
 errors Chalice answers itself before a view runs (405, 415, a binary answer the client
-did not accept) into ``{"error": {code, message}}``, and turns an exception that escaped
-a view into a 500 of that shape that says nothing of its cause (which goes to the log).
+did not accept) into ``{"error": {code, message}}`` in our own words (Chalice's speak of
+its internals), and turns an exception that escaped a view into a 500 of that shape that
+says nothing of its cause (which goes to the log). A request without an ``Accept`` header
+takes any answer, as HTTP says (RFC 9110, 12.5.1): Chalice would refuse it a download.
 Before any route it applies the embedded server's access policy (``rest_access.check``).
 ``parse_json`` reads a body with its size and nesting capped, so deep JSON is a 400.
 """
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalice import Response
+from chalice.app import CaseInsensitiveMapping
 
 from tilefan.entrypoints import rest_access
 from tilefan.errors import InvalidSpecError, TooLargeError
@@ -24,10 +27,25 @@ from tilefan.errors import InvalidSpecError, TooLargeError
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 32
-# Chalice's own error codes, as ours.
+# How long a client told "too many" (429) or "unavailable" (503) waits before it tries
+# again (Retry-After, RFC 9110 10.2.3). Jobs take seconds to minutes, so a few seconds
+# frees a slot often enough without a burst of clients spinning on the server.
+RETRY_AFTER_S = 5
+
+
+def retry_headers(status: int) -> dict[str, str]:
+    """The Retry-After header every 429 and 503 carries (none for any other status)."""
+    return {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else {}
+
+
+# Chalice's own error codes, as ours, each with our message (theirs name Chalice's internals).
 _CHALICE_CODES = {
-    "MethodNotAllowedError": "method_not_allowed", "UnsupportedMediaType": "unsupported_media_type",
-    "BadRequest": "not_acceptable", "BadRequestError": "invalid_input", "NotFoundError": "not_found",
+    "MethodNotAllowedError": ("method_not_allowed", "this method is not allowed on this path"),
+    "UnsupportedMediaType": ("unsupported_media_type", "this route does not take a body of this Content-Type"),
+    "BadRequest": ("not_acceptable", "this answer is binary and the request's Accept header refuses it; "
+                                     "send Accept: */* (or the answer's type), or no Accept header"),
+    "BadRequestError": ("invalid_input", "the request is malformed"),
+    "NotFoundError": ("not_found", "no such resource"),
 }
 
 
@@ -35,7 +53,8 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     body: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
-    return Response(body={"error": body}, status_code=status, headers={"Content-Type": "application/json"})
+    return Response(body={"error": body}, status_code=status,
+                    headers={"Content-Type": "application/json", **retry_headers(status)})
 
 
 def guard(request: Any, get_response: Callable[[Any], Response]) -> Response:
@@ -48,6 +67,9 @@ def guard(request: Any, get_response: Callable[[Any], Response]) -> Response:
             if status == 401:
                 response.headers["WWW-Authenticate"] = "Bearer"
             return response
+        if request.headers.get("accept") is None:
+            # No Accept header means any type (Chalice treats it as "not binary").
+            request.headers = CaseInsensitiveMapping({**request.headers, "accept": "*/*"})
         response = get_response(request)
     except Exception:  # the last line of defence: log it, answer a plain 500
         log.exception("unhandled error in a REST route")
@@ -65,10 +87,12 @@ def _reshaped(response: Response) -> Response:
     if response.status_code >= 500:
         log.error("Chalice answered %s: %r", response.status_code, body)
         return error_response(500, "internal_error", "the server failed to answer this request")
-    code = _CHALICE_CODES.get(str(chalice_code), "invalid_input")
-    message = str(body.get("Message", "")) if isinstance(body, dict) else ""
-    reshaped = error_response(response.status_code, code, message or "the request was refused")
-    reshaped.headers.update({k: v for k, v in response.headers.items() if k.lower() == "allow"})
+    code, message = _CHALICE_CODES.get(str(chalice_code), ("invalid_input", "the request was refused"))
+    allow = {k: v for k, v in response.headers.items() if k.lower() == "allow"}
+    if allow:
+        message = f"{message}; allowed: {next(iter(allow.values()))}"
+    reshaped = error_response(response.status_code, code, message)
+    reshaped.headers.update(allow)
     return reshaped
 
 

@@ -3,8 +3,9 @@
 The parts come from ``tilefan.domain.assembly``: a run of rows of a full-width tile is
 copied by the store itself (S3 UploadPartCopy: no byte passes through the reducer); other
 rows are built in memory from one ranged read per tile they cross. Parts go out from a
-bounded thread pool, so at most ``threads`` parts (each at most
-``PartLimits.build_cap_bytes``) are in memory at once. An output of more parts than one
+bounded thread pool; at most ``builds`` built parts (each at most
+``PartLimits.build_cap_bytes``) are in memory at once, by default as many as the store
+keeps requests in flight (``PartAssembly.io_streams``). An output of more parts than one
 upload takes (10,000 on S3) is built as group objects first, then copied together.
 
 Before any part is sent, every tile's block must be stored: a missing one fails the
@@ -32,17 +33,17 @@ from tilefan.pipeline.ports import OutputLayout, PartAssembly
 # Parts in flight at once (docs/aws-scale.md). A copy costs the reducer no memory and
 # waits on S3, so many go at once: 64 copies of about 0.1 s each stay under the 3,500
 # writes a second S3 serves per prefix. Built parts are held in memory until sent, so at
-# most BUILDS_IN_FLIGHT are built at a time: 16 x 128 MiB (PartLimits.build_cap_bytes),
-# held twice (the array and its bytes), is 4 GiB of the reduce Lambda's 10 GiB.
+# most the store's streams are built at a time: at the reduce Lambda's 10 GiB that is 16
+# (tilefan.domain.transfer.io_streams), and 16 x 128 MiB (PartLimits.build_cap_bytes),
+# held twice (the array and its bytes), is 4 GiB of it.
 REQUESTS_IN_FLIGHT = 64
-BUILDS_IN_FLIGHT = 16
 
 T = TypeVar("T")
 
 
 def assemble_output(
     store: PartAssembly, key: str, job_id: str, tiles: Mapping[int, Region] | None = None,
-    *, threads: int = REQUESTS_IN_FLIGHT, builds: int = BUILDS_IN_FLIGHT,
+    *, threads: int = REQUESTS_IN_FLIGHT, builds: int | None = None,
 ) -> str:
     """Build the output at ``key`` from its stored blocks and return where it is.
 
@@ -56,7 +57,7 @@ def assemble_output(
     limits = store.part_limits()
     parts = plan_parts(layout.shape, layout.dtype.itemsize, len(layout.header), stored, limits)
     rows_index = _RowIndex(stored)
-    building = threading.BoundedSemaphore(builds)
+    building = threading.BoundedSemaphore(builds or store.io_streams())
     open_uploads: dict[int | None, str] = {}
 
     def upload(pool: ThreadPoolExecutor, group: int | None, send: Callable[[str, int, T], str],

@@ -53,4 +53,4 @@ def load_atoms_file(blobs: BlobStore, uri: str) -> np.ndarray:
         return parse_csv(text, field)
     if not uri.lower().endswith(".npy"):
         raise InvalidBlobError(uri, "atoms files must end in .npy or .csv")
-    return validate_table(blobs.read_array(uri), field)
+    return validate_table(blobs.read_array(uri), field, uri)

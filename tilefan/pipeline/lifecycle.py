@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from tilefan.domain.records import Status
+from tilefan.domain.records import Status, TileState
 from tilefan.pipeline.inputs import output_key
 from tilefan.pipeline.ports import Clock, Ports
 
@@ -31,7 +31,7 @@ def cancel_job(ports: Ports, job_id: str, *, clock: Clock = time.time) -> bool:
         _discard_outputs(ports, job_id)
         # Tiles in flight finish unrecorded; the report says so rather than "running" forever.
         for row in ports.jobs.tile_rows(job_id):
-            if row["status"] == "running":
+            if row["status"] == TileState.RUNNING:
                 ports.jobs.tile_cancelled(job_id, row["tile_id"], at)
     return changed
 

@@ -13,6 +13,7 @@ from tilefan.domain.randgen import random_atoms
 from tilefan.domain.records import Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import AtomsSpec, RandomAtoms
+from tilefan.pipeline.bpanels import stage_panels
 from tilefan.pipeline.inputs import atoms_key, items_key, load_atoms_file, manifest_key, output_key
 from tilefan.pipeline.ports import Clock, Ports
 
@@ -28,6 +29,8 @@ def plan_job(ports: Ports, job_id: str, *, clock: Clock = time.time, policy: Rou
         table = _atoms_table(ports, spec)
         check_no_atom_on_grid(table, spec)
         ports.blobs.write_array(atoms_key(job_id), table)
+    # A stored B that tiles would each read whole rows of: cut it into panels once.
+    stage_panels(ports.blobs, job_id, spec)
     ports.blobs.put_json(manifest_key(job_id), the_plan.manifest())
     ports.blobs.put_json(items_key(job_id), tile_items(the_plan))
     out = output_key(job_id, spec)

@@ -90,6 +90,11 @@ class PartAssembly(Protocol):
 
     def part_limits(self) -> PartLimits: ...
 
+    def io_streams(self) -> int:
+        """Requests the store keeps in flight for one read or write: the parts the reducer
+        builds at once, too."""
+        ...
+
     def output_layout(self, key: str, job_id: str) -> OutputLayout:
         """StoreError if the output was never created."""
         ...
@@ -130,6 +135,19 @@ class PartAssembly(Protocol):
 
     def finish_output(self, key: str, job_id: str) -> str:
         """Drop the blocks once the output is complete at ``key``; returns where it is."""
+        ...
+
+
+@runtime_checkable
+class InPlaceOutputs(Protocol):
+    """A blob store whose uncommitted outputs can be mapped into memory (the embedded file
+    store): a matmul tile then has BLAS write its block straight into the output, with no
+    block to allocate and copy over. Other stores take ``write_region``."""
+
+    def output_region(self, key: str, job_id: str, region: Region) -> np.ndarray:
+        """A writable view of ``region`` of job ``job_id``'s uncommitted output at ``key``
+        (clipped to the output): what is written into it is the region's content, as
+        ``write_region`` of the same values would leave it. StoreError if never created."""
         ...
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from tilefan.domain.cost_model import predict
+from tilefan.domain.records import AttemptState, TileState
 from tilefan.errors import BlobNotFoundError
 from tilefan.pipeline.inputs import manifest_key
 from tilefan.pipeline.ports import Ports
@@ -44,12 +45,12 @@ def tile_report(ports: Ports, job_id: str) -> dict[str, Any]:
             "worker": r.get("worker"), "attempts": r.get("attempts"), "error": r.get("error"),
             "bytes_read": r.get("bytes_read"), "bytes_written": r.get("bytes_written"),
         })
-    durations = [t["duration_s"] for t in tiles if t["status"] == "done" and t["duration_s"] is not None]
+    durations = [t["duration_s"] for t in tiles if t["status"] == TileState.DONE and t["duration_s"] is not None]
     summary = {
         "status": record.status.value,
         "tiles_total": record.tiles_total,
-        "tiles_done": sum(1 for t in tiles if t["status"] == "done"),
-        "tiles_failed": sum(1 for t in tiles if t["status"] == "failed"),
+        "tiles_done": sum(1 for t in tiles if t["status"] == TileState.DONE),
+        "tiles_failed": sum(1 for t in tiles if t["status"] == TileState.FAILED),
         "tile_seconds_total": sum(durations),
         "tile_seconds_max": max(durations, default=0.0),
         "tile_seconds_mean": (sum(durations) / len(durations)) if durations else 0.0,
@@ -59,7 +60,7 @@ def tile_report(ports: Ports, job_id: str) -> dict[str, Any]:
     attempts = attempt_rows(ports.jobs.tile_attempts(job_id), ended=record.status.terminal)
     summary["attempts_total"] = len(attempts)
     summary["retries"] = len(attempts) - len({a["tile_id"] for a in attempts})
-    summary["attempts_failed"] = sum(1 for a in attempts if a["status"] in ("failed", "lost"))
+    summary["attempts_failed"] = sum(1 for a in attempts if a["status"] in (AttemptState.FAILED, AttemptState.LOST))
     summary["timings"] = dict(record.timings)
     summary.update(_planned(ports, job_id))
     return {"job_id": job_id, "summary": summary, "tiles": tiles, "attempts": attempts}
@@ -79,8 +80,8 @@ def attempt_rows(stored: list[dict[str, Any]], *, ended: bool) -> list[dict[str,
     rows = []
     for a in ordered:
         status = a["status"]
-        if status == "running" and (ended or a["attempt"] < last[a["tile_id"]]):
-            status = "lost"
+        if status == AttemptState.RUNNING and (ended or a["attempt"] < last[a["tile_id"]]):
+            status = AttemptState.LOST.value
         duration = None
         if a.get("started_at") is not None and a.get("finished_at") is not None:
             duration = a["finished_at"] - a["started_at"]

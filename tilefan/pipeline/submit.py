@@ -15,6 +15,7 @@ from tilefan.domain.plan import fit_to_lambda, tiles_total
 from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import JobSpec, Limits, parse_spec
+from tilefan.errors import TooManyJobsError
 from tilefan.pipeline.guardrails import check_guardrails
 from tilefan.pipeline.inputs import load_atoms_file
 from tilefan.pipeline.output_claims import claim_output
@@ -45,11 +46,12 @@ def admit(ports: Ports, raw: Any, limits: Limits, policy: RoutePolicy | None = N
 def submit_job(
     ports: Ports, raw: Any, *, limits: Limits | None = None, clock: Clock = time.time,
     job_id: str | None = None, links: Mapping[str, str] | None = None, policy: RoutePolicy | None = None,
-    owner: str = LOCAL_OWNER,
+    owner: str = LOCAL_OWNER, queue: bool = False,
 ) -> JobRecord:
     """Validate and record a new job of ``owner``'s as QUEUED. Raises InvalidSpecError,
     writing nothing, and TooManyJobsError when the owner already has
-    ``limits.max_concurrent_jobs`` jobs queued or running."""
+    ``limits.max_concurrent_jobs`` jobs queued or running; with ``queue`` (the embedded
+    backend, whose scheduler bounds running jobs itself) ``limits.max_queued_jobs``."""
     limits = limits or Limits()
     spec = admit(ports, raw, limits, policy)
     check_guardrails(spec, limits, policy)
@@ -66,5 +68,10 @@ def submit_job(
         links=dict(links or {}),
         owner=owner,
     )
-    ports.jobs.create_job(record, max_active=limits.max_concurrent_jobs)
+    cap, setting = ((limits.max_queued_jobs, "TILEFAN_MAX_QUEUED_JOBS") if queue
+                    else (limits.max_concurrent_jobs, "TILEFAN_MAX_CONCURRENT_JOBS"))
+    try:
+        ports.jobs.create_job(record, max_active=cap)
+    except TooManyJobsError:
+        raise TooManyJobsError(cap, setting) from None
     return record

@@ -17,13 +17,15 @@ import numpy as np
 
 from tilefan.domain import kernels
 from tilefan.domain.atoms import find_atom_on_grid
+from tilefan.domain.bpanels import panel_layout
 from tilefan.domain.plan import tile_of
 from tilefan.domain.records import Status, TileResult
 from tilefan.domain.spec import AtomsSpec, Kind, MatrixSpec
 from tilefan.domain.tiling import Region, region_size
 from tilefan.errors import InvalidSpecError, TileFailedError, TilefanError
+from tilefan.pipeline.bpanels import read_panel
 from tilefan.pipeline.inputs import atoms_key, matrix_block, output_key
-from tilefan.pipeline.ports import Clock, Ports
+from tilefan.pipeline.ports import Clock, InPlaceOutputs, Ports
 
 AtomsKernel = Callable[..., np.ndarray]
 
@@ -96,10 +98,24 @@ def _compute_matrix_tile(
     ports: Ports, job_id: str, spec: MatrixSpec, tile_id: int, region: Region
 ) -> tuple[dict[str, float], int, int]:
     (r0, r1), (c0, c1) = region
+    key = output_key(job_id, spec)
+    assert key is not None
+    written = False
     if spec.kind is Kind.MATMUL:
         a = matrix_block(ports.blobs, spec.a, (r0, r1), (0, spec.a.shape[1]))
-        b = matrix_block(ports.blobs, spec.b, (0, spec.b.shape[0]), (c0, c1))
-        block = kernels.matmul_block(a, b, spec.dtype)
+        staged = panel_layout(spec)  # the plan step staged B's panels: read this tile's alone
+        if staged is not None:
+            b = read_panel(ports.blobs, job_id, staged, (c0, c1))
+        else:
+            b = matrix_block(ports.blobs, spec.b, (0, spec.b.shape[0]), (c0, c1))
+        if isinstance(ports.blobs, InPlaceOutputs):
+            # BLAS writes the block straight into the mapped output: no block to allocate,
+            # copy over and write (a rerun of the tile overwrites the same region alike).
+            block = ports.blobs.output_region(key, job_id, region)
+            kernels.matmul_block(a, b, spec.dtype, out=block)
+            written = True
+        else:
+            block = kernels.matmul_block(a, b, spec.dtype)
     else:
         a = matrix_block(ports.blobs, spec.a, (r0, r1), (c0, c1))
         b = matrix_block(ports.blobs, spec.b, (r0, r1), (c0, c1))
@@ -112,9 +128,8 @@ def _compute_matrix_tile(
     # the inputs this tile used were finite; only otherwise is it worth scanning them.
     if not (math.isfinite(stats["sum"]) and math.isfinite(stats["sumsq"])):
         _explain_nonfinite(spec, tile_id, region, a, b)
-    key = output_key(job_id, spec)
-    assert key is not None
-    ports.blobs.write_region(key, job_id, region, block)
+    if not written:
+        ports.blobs.write_region(key, job_id, region, block)
     return stats, a.nbytes + b.nbytes, block.nbytes
 
 

@@ -38,13 +38,16 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 class JobService:
     def __init__(
         self, ports: Ports, runner: JobRunner, limits: Limits, clock: Callable[[], float] = time.time,
-        policy: RoutePolicy | None = None, principal: str | None = None,
+        policy: RoutePolicy | None = None, principal: str | None = None, queue: bool = False,
     ) -> None:
         self.ports = ports
         # The one owner of every job on a single-principal backend (embedded); None where
         # each request's authenticated identity owns its jobs (AWS).
         self.principal = principal
         self.runner = runner
+        # The embedded backend queues jobs in its store: the owner's cap counts them up to
+        # limits.max_queued_jobs, and its scheduler runs max_concurrent_jobs at most.
+        self.queue = queue
         self.limits = limits
         self.clock = clock
         self.policy = policy or RoutePolicy()
@@ -73,7 +76,7 @@ class JobService:
         body = restrict(body, job_id, who, self.uploads, self.ports.jobs)
         links = {"self": f"/jobs/{job_id}", "report": f"/jobs/{job_id}/report", **self.runner.links(job_id)}
         record = submit_job(self.ports, body, limits=self.limits, clock=self.clock, job_id=job_id, links=links,
-                            policy=self.policy, owner=who)
+                            policy=self.policy, owner=who, queue=self.queue)
         try:
             self.runner.start(job_id)
         except Exception as exc:

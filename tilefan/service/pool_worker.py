@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tilefan.compute import threads
+from tilefan.compute.threads import ComputeBudget, CoreTokens, usable_cpus
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.tile import TileRun, run_tile
 
@@ -51,8 +53,15 @@ def _watch(owner_pid: int) -> None:
     os._exit(1)  # no cleanup: the owner is gone and nothing here is worth finishing
 
 
-def init_worker(make_ports: Callable[[], Ports], owner_pid: int) -> None:
-    """Pool initializer: one BLAS thread, die with the owner, open this process's ports."""
+def init_worker(make_ports: Callable[[], Ports], owner_pid: int, tokens: CoreTokens | None = None,
+                pids: Any = None) -> None:
+    """Pool initializer: die with the owner, open this process's ports, and share the cores.
+
+    ``pids`` (a queue) learns this worker's pid, so the pool can kill it. Atoms tiles run
+    on every core through ``tokens`` (one per core, shared by all workers);
+    BLAS keeps one thread per worker, since its threads cannot take turns on a token and
+    the workers' own tiles already keep every core busy.
+    """
     global _worker_ports
     from threadpoolctl import threadpool_limits
 
@@ -61,6 +70,9 @@ def init_worker(make_ports: Callable[[], Ports], owner_pid: int) -> None:
         os._exit(1)  # the owner died while this worker was starting
     threading.Thread(target=_watch, args=(owner_pid,), name="owner-watchdog", daemon=True).start()
     threadpool_limits(1)
+    threads.configure(ComputeBudget(usable_cpus(), tokens))
+    if pids is not None:
+        pids.put(os.getpid())
     _worker_ports = make_ports()
 
 

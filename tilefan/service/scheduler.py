@@ -26,9 +26,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tilefan.domain.plan import plan
 from tilefan.domain.records import JobRecord, Status
@@ -45,10 +44,12 @@ from tilefan.service.scheduler_parts import (
     RetryPolicy,
     is_permanent,
     job_kernel,
-    kill_pool,
-    make_pool,
+    runs_inline,
 )
 from tilefan.service.scheduler_steps import PLAN, REDUCE, JobSteps
+
+if TYPE_CHECKING:
+    from tilefan.service.worker_pool import WorkerPool
 
 __all__ = ["JobQueue", "Lease", "PoolSettings", "RetryPolicy", "Scheduler", "is_permanent"]
 
@@ -83,7 +84,7 @@ class Scheduler:
         self._active: dict[str, _Job] = {}
         self._turns: deque[str] = deque()
         self._futures: dict[cf.Future[Any], tuple[str, int]] = {}
-        self._pool: cf.ProcessPoolExecutor | None = None
+        self._pool: WorkerPool | None = None  # made at the first tile that needs it
         self._inline = InlineExecutor(ports)
         # Only a server shares its pool with plans and reduces (the CLI runs one job).
         self._steps = JobSteps(ports, settings.policy, self.retry, in_pool=only is None and settings.workers > 1,
@@ -196,7 +197,7 @@ class Scheduler:
                 self._step_done(fut)
             elif fut is not wake:
                 self._collect(fut)
-        if self._pool is not None and getattr(self._pool, "_broken", False):
+        if self._pool is not None and self._pool.broken:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None  # a new one is made at the next submit
 
@@ -226,8 +227,8 @@ class Scheduler:
             the_plan = plan(job_id, record.spec, self.settings.policy)
             done = {r.tile_id for r in ports.jobs.tile_results(job_id)}
             todo = deque((t.tile_id, t.route) for t in the_plan.tiles if t.tile_id not in done)
-            # The CLI runs a one-tile job right here: starting a pool would cost more than the tile.
-            inline = self.only is not None and len(the_plan.tiles) == 1
+            # The CLI and the Python API run a one-tile job, or a small matmul, right here.
+            inline = self.only is not None and runs_inline(record.spec, len(the_plan.tiles))
             job = _Job(job_id, job_kernel(record, self.settings.kernel), todo, inline=inline)
         except Exception as exc:  # the job's failure is recorded, not raised
             fail_job(ports, job_id, error_body(exc))
@@ -277,7 +278,10 @@ class Scheduler:
             # stores, with no process to start or to lose.
             return self._inline
         if self._pool is None:
-            self._pool = make_pool(self.settings.workers, self.settings.start_method, self.make_ports)
+            # Imported here: a run whose tiles all run inline never loads multiprocessing.
+            from tilefan.service.worker_pool import WorkerPool
+
+            self._pool = WorkerPool(self.settings.workers, self.settings.start_method, self.make_ports)
         return self._pool
 
     # ------------------------------------------------------------------ outcomes
@@ -347,8 +351,10 @@ class Scheduler:
         self._active.clear()
         self._turns.clear()
         if pool is not None:
-            kill_pool(pool)
+            pool.kill()
 
 
 def _why(exc: BaseException) -> str:
-    return "its worker died" if isinstance(exc, BrokenProcessPool) else f"{type(exc).__name__}: {exc}"
+    # BrokenExecutor, not concurrent.futures.process's BrokenProcessPool: naming that would
+    # import the process pool's machinery into every run, even one whose tile runs inline.
+    return "its worker died" if isinstance(exc, cf.BrokenExecutor) else f"{type(exc).__name__}: {exc}"

@@ -1,13 +1,10 @@
 """The scheduler's ports and policies: the queue and the lease it needs from the home,
 its pool's settings, how often a tile is retried, which errors are permanent, the
-in-thread executor, the process pool's making and killing, and the atoms kernel a job's
-tiles use."""
+in-thread executor and the atoms kernel a job's tiles use."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -15,8 +12,8 @@ from typing import Any, Protocol
 from tilefan.domain.kernel_choice import choose_atoms_kernel
 from tilefan.domain.records import JobRecord
 from tilefan.domain.routing import RoutePolicy
-from tilefan.domain.spec import AtomsSpec
-from tilefan.errors import StoreError, TilefanError
+from tilefan.domain.spec import AtomsSpec, JobSpec, Kind, MatrixSpec
+from tilefan.errors import TilefanError
 from tilefan.pipeline.ports import Ports
 
 
@@ -68,8 +65,9 @@ class RetryPolicy:
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """Bad input fails at once; a dead worker, a busy store or an OS error may pass."""
-    return isinstance(exc, TilefanError) and not isinstance(exc, StoreError)
+    """Bad input fails at once; a dead worker, a busy store or an OS error may pass
+    (``TilefanError.retryable`` says which of our errors may)."""
+    return isinstance(exc, TilefanError) and not exc.retryable
 
 
 class InlineExecutor(cf.Executor):
@@ -95,23 +93,30 @@ def job_kernel(record: JobRecord, choice: str) -> Callable[..., Any]:
         from tilefan.domain import kernels
 
         return kernels.atoms_potential  # unused: matrix tiles take no kernel
-    return choose_atoms_kernel(choice, spec.units_total * spec.atoms.count)
+    return choose_atoms_kernel(choice)
 
 
-def make_pool(workers: int, start_method: str, make_ports: Callable[[], Ports]) -> cf.ProcessPoolExecutor:
-    from tilefan.service.pool_worker import init_worker
-
-    ctx = multiprocessing.get_context(start_method)
-    if start_method == "forkserver":
-        # Workers forked from a server that already imported the tile code start warm.
-        ctx.set_forkserver_preload(["tilefan.service.pool_worker", "tilefan.bootstrap"])
-    return cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker, initargs=(make_ports, os.getpid()))
+# A matmul of at most this many flops runs its tiles in the calling process, one after
+# another, with BLAS on every core: starting and stopping a pool of one-thread workers
+# (forks, its manager thread, the kill) took about 0.1 s in a profile of a second
+# ``tilefan.matmul`` at 2000×1500·1500×1000, and 2·10¹⁰ flops is about 0.2 s of GEMM on two
+# cores at ~100 GFLOP/s. A bigger matmul keeps the pool (benchmarks/matmul_e2e.py --api).
+INLINE_MATMUL_FLOP = 2e10
 
 
-def kill_pool(pool: cf.ProcessPoolExecutor) -> None:
-    """Workers still computing after the grace are killed: their tiles are not recorded
-    done, so the next scheduler runs them again."""
-    for proc in list(getattr(pool, "_processes", {}).values()):
-        if proc.is_alive():
-            proc.kill()
-    pool.shutdown(wait=True, cancel_futures=True)
+def runs_inline(spec: JobSpec, tiles: int) -> bool:
+    """Whether a job run on its own (the CLI, the Python API) computes its tiles right here.
+
+    >>> from dataclasses import replace
+    >>> from tilefan.domain.spec import RandomMatrix
+    >>> small = MatrixSpec(Kind.MATMUL, RandomMatrix((2000, 1500), "float64", 0, 0),
+    ...                    RandomMatrix((1500, 1000), "float64", 0, 1), None, (1024, 1024), False)
+    >>> runs_inline(small, 2), runs_inline(replace(small, kind=Kind.ADD), 2)
+    (True, False)
+    """
+    if tiles == 1:
+        return True  # starting a pool would cost more than the tile
+    if isinstance(spec, MatrixSpec) and spec.kind is Kind.MATMUL:
+        (m, k), n = spec.a.shape, spec.b.shape[1]
+        return 2.0 * m * k * n <= INLINE_MATMUL_FLOP
+    return False

@@ -13,7 +13,8 @@ from tests.functional.rest_client import submit, wait_job
 
 def test_pages_and_assets_are_served_by_the_app(client: Client) -> None:
     for path, kind in (("/", "text/html"), ("/ui/jobs", "text/html"), ("/ui/jobs/0123456789abcdef", "text/html"),
-                       ("/static/app.js", "text/javascript"), ("/static/style.css", "text/css"),
+                       ("/static/app.js", "text/javascript"), ("/static/jobs.js", "text/javascript"),
+                       ("/static/style.css", "text/css"),
                        ("/docs", "text/html"), ("/docs/assets/swagger-ui-bundle.js", "text/javascript")):
         response = client.http.get(path)
         assert response.status_code == 200, path

@@ -60,6 +60,9 @@ class PartBuiltOutputs(ABC):
     def _get(self, obj: ObjectRef, label: str, first: int | None = None, last: int | None = None) -> bytes: ...
 
     @abstractmethod
+    def _get_range(self, obj: ObjectRef, label: str, first: int, last: int) -> bytes | memoryview: ...
+
+    @abstractmethod
     def _put(self, obj: ObjectRef, label: str, body: bytes, content_type: str) -> None: ...
 
     @abstractmethod
@@ -84,6 +87,9 @@ class PartBuiltOutputs(ABC):
 
     @abstractmethod
     def _abort_multipart(self, dest: ObjectRef, label: str, upload: str) -> None: ...
+
+    @abstractmethod
+    def io_streams(self) -> int: ...
 
     @abstractmethod
     def _leading_rows(self, obj: ObjectRef, label: str, rows: tuple[int, int]) -> np.ndarray: ...
@@ -198,7 +204,7 @@ class PartBuiltOutputs(ABC):
         if math.prod(shape) == 0:
             return np.empty(shape, dtype=dtype)
         first, last = self._block_bytes(region, rows, dtype)
-        data = self._get(self._block_obj(key, job_id, region), key, first, last)
+        data = self._get_range(self._block_obj(key, job_id, region), key, first, last)
         if len(data) != last - first + 1:
             raise InvalidBlobError(key, f"the block of {region} is shorter than its header says")
         return np.frombuffer(data, dtype=dtype).reshape(shape)

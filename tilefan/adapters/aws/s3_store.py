@@ -2,9 +2,14 @@
 
 Keys of the form ``s3://bucket/key`` name a user's object; other keys live under
 ``prefix`` in the store's own bucket. Arrays are ``.npy`` objects, so a tile reads only
-its rows with one ranged GET and ``array_info`` reads only the header. Outputs are built
+its rows with ranged GETs and ``array_info`` reads only the header. Outputs are built
 from part objects (``s3_parts``) and committed as one multipart upload whose parts are
 server-side copies of the tiles' blocks where S3 allows it (``tilefan.pipeline.assemble``).
+
+One request stream cannot fill a function's network, so a read of more than one part
+(``tilefan.domain.transfer.PART_BYTES``) is split into ranged GETs run concurrently, and an
+object of more than one part is written by a multipart upload whose parts go out
+concurrently; both through the store's ``TransferPool`` of ``streams`` requests.
 
 This module makes every S3 request of the store, each through ``aws_call``, so every
 botocore error is translated here into tilefan's own errors.
@@ -12,6 +17,7 @@ botocore error is translated here into tilefan's own errors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,11 +27,13 @@ import numpy as np
 
 from tilefan.adapters.aws.aws_call import Special, call, pages, translated
 from tilefan.adapters.aws.s3_parts import ObjectRef, PartBuiltOutputs
+from tilefan.adapters.aws.s3_transfer import TransferPool
 from tilefan.adapters.aws.s3_uploads import SealedUploads
 from tilefan.adapters.npy_header import NpyHeader, from_npy, header_length, parse_header, to_npy
 from tilefan.domain.assembly import PartLimits
 from tilefan.domain.regions import clip, row_byte_range, sizes
 from tilefan.domain.routing import PANEL_READ_CHUNK_BYTES
+from tilefan.domain.transfer import MAX_STREAMS, PART_BYTES, row_chunks
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, StoreError
 
 # Enough for the header of any array up to a few dozen dimensions; a longer header
@@ -39,16 +47,22 @@ ASSEMBLY_CALLS = ("create_multipart_upload", "upload_part", "upload_part_copy", 
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 _NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
 _SSE = {"ServerSideEncryption": "AES256"}
+_READ_SLICE = 1 << 20
 
 
 class S3BlobStore(PartBuiltOutputs, SealedUploads):
-    def __init__(self, client: Any, bucket: str, prefix: str = "", *, limits: PartLimits | None = None) -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str = "", *, limits: PartLimits | None = None,
+                 streams: int = MAX_STREAMS, part_bytes: int = PART_BYTES) -> None:
         """``limits``: S3's own multipart rules unless a test needs smaller parts (moto
-        enforces the 5 MiB minimum too, so tests shrink the outputs' rows instead)."""
+        enforces the 5 MiB minimum too, so tests shrink the outputs' rows instead).
+        ``streams``: S3 requests in flight at once (``tilefan.domain.transfer.io_streams``
+        of the function's memory; the client needs a connection for each) of ``part_bytes``
+        each (S3's advice is 8–16 MB; tests shrink it, as moto's part minimum)."""
         self.client = client
         self.bucket = bucket
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self.limits = limits or PartLimits()
+        self.transfers = TransferPool(streams, part_bytes)
         self._pins: dict[str, str] = {}
 
     def _obj(self, key: str) -> ObjectRef:
@@ -70,8 +84,9 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
             if code in _NOT_FOUND:
                 return BlobNotFoundError(label)
             if code == "InvalidRange":
-                # Only ranged reads get here: the object is shorter than any .npy header.
-                return InvalidBlobError(label, "is too short to be a .npy file")
+                # Only ranged reads get here: the object ends before the range starts (shorter
+                # than any .npy header, or than its header says when a part starts past its end).
+                return InvalidBlobError(label, "is shorter than a .npy file or its header says")
             return None
 
         return special
@@ -85,19 +100,62 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
              etag: str | None = None) -> bytes:
         """The object's bytes (or a range); an upload's only while its ETag is still the
         one its completion recorded (or ``etag``, when given)."""
+        reply = self._get_object(obj, label, first, last, etag)
+        with translated(f"S3 read of {label} broke off", StoreError):
+            data: bytes = reply["Body"].read()
+        return data
+
+    def _get_object(self, obj: ObjectRef, label: str, first: int | None, last: int | None,
+                    etag: str | None) -> dict[str, Any]:
         params: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
         if first is not None:
             params["Range"] = f"bytes={first}-{last}"
         pin = etag if etag is not None else self._pin(obj)
         if pin is not None:
             params["IfMatch"] = pin
-        body = self._call(label, "get_object", **params)["Body"]
+        return self._call(label, "get_object", **params)
+
+    def _get_into(self, obj: ObjectRef, label: str, first: int, into: memoryview, pin: str | None) -> tuple[int, str]:
+        """Fill ``into`` from byte ``first`` on (one ranged GET): the bytes it got (fewer if
+        the object ends sooner) and the ETag of the object they came from."""
+        reply = self._get_object(obj, label, first, first + len(into) - 1, pin)
+        body, got = reply["Body"], 0
         with translated(f"S3 read of {label} broke off", StoreError):
-            data: bytes = body.read()
-        return data
+            # In slices the allocator reuses, not one fresh buffer a part: every fresh page
+            # costs a fault, and a part's worth of them is slower than the copy.
+            while got < len(into):
+                chunk = body.read(min(_READ_SLICE, len(into) - got))
+                if not chunk:
+                    break
+                into[got : got + len(chunk)] = chunk
+                got += len(chunk)
+            body.read(1)  # the end of the body: botocore checks its length, urllib3 frees the connection
+        return got, str(reply.get("ETag", ""))
+
+    def _get_range(self, obj: ObjectRef, label: str, first: int, last: int) -> bytes | memoryview:
+        """Bytes ``first``..``last`` (fewer if the object ends sooner), by concurrent
+        ranged GETs of a part each when there is more than one part."""
+        if last - first < self.transfers.part_bytes or self.transfers.streams == 1:
+            return self._get(obj, label, first, last)
+        pin = self._pin(obj)
+        return self.transfers.read(lambda a, into: self._get_into(obj, label, a, into, pin), first, last, label)
 
     def _put(self, obj: ObjectRef, label: str, body: bytes, content_type: str) -> None:
-        self._call(label, "put_object", Bucket=obj.bucket, Key=obj.key, Body=body, ContentType=content_type, **_SSE)
+        if len(body) <= self.transfers.part_bytes:
+            self._call(label, "put_object", Bucket=obj.bucket, Key=obj.key, Body=body, ContentType=content_type,
+                       **_SSE)
+            return
+        # Bigger: a multipart upload of parts sent concurrently (what the cost
+        # model charges: create, the parts and complete, instead of one PUT).
+        upload = self._start_multipart(obj, label, content_type)
+        try:
+            etags = self.transfers.upload(lambda n, part: self._send_part(obj, label, upload, n, part), body)
+            self._complete_multipart(obj, label, upload, etags)
+        except BaseException:
+            # If this fails too, the bucket's lifecycle rule aborts the upload after two days.
+            with contextlib.suppress(StoreError):
+                self._abort_multipart(obj, label, upload)
+            raise
 
     def _list(self, bucket: str, prefix: str, label: str) -> Iterator[str]:
         replies = pages(self.client, "list_objects_v2", {"Bucket": bucket, "Prefix": prefix},
@@ -115,9 +173,9 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
                 first = reply["Errors"][0]
                 raise StoreError(f"S3 could not delete {first.get('Key')} under {label}: {first.get('Code')}")
 
-    def _start_multipart(self, dest: ObjectRef, label: str) -> str:
+    def _start_multipart(self, dest: ObjectRef, label: str, content_type: str = "application/octet-stream") -> str:
         reply = self._call(label, "create_multipart_upload", Bucket=dest.bucket, Key=dest.key,
-                           ContentType="application/octet-stream", **_SSE)
+                           ContentType=content_type, **_SSE)
         return str(reply["UploadId"])
 
     def _send_part(self, dest: ObjectRef, label: str, upload: str, number: int, body: bytes) -> str:
@@ -140,6 +198,9 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
 
     def _abort_multipart(self, dest: ObjectRef, label: str, upload: str) -> None:
         self._call(label, "abort_multipart_upload", Bucket=dest.bucket, Key=dest.key, UploadId=upload)
+
+    def io_streams(self) -> int:
+        return self.transfers.streams
 
     # ------------------------------------------------------------------ json and bytes
 
@@ -192,7 +253,7 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
         if math.prod(shape) == 0:
             return np.empty(shape, dtype=h.dtype)
         first, last = row_byte_range(span, h.row_bytes, h.offset)
-        data = self._get(obj, label, first, last)
+        data = self._get_range(obj, label, first, last)
         if len(data) != last - first + 1:
             raise InvalidBlobError(label, "is shorter than its .npy header says")
         return np.frombuffer(data, dtype=h.dtype).reshape(shape)
@@ -212,16 +273,22 @@ class S3BlobStore(PartBuiltOutputs, SealedUploads):
         if not h.rows_readable or len(h.shape) != 2:
             return self._leading_rows(obj, key, rows, h)[:, cols[0] : cols[1]]
         # A column panel's cells are scattered along whole rows, so whole rows are read (the
-        # planner charges every byte of them), in chunks of about PANEL_READ_CHUNK_BYTES
-        # copied into the panel: memory holds the panel and one chunk, not every full row.
+        # planner charges every byte of them), in chunks of about one part, each one ranged
+        # GET, run concurrently and copied into the panel. At most PANEL_READ_CHUNK_BYTES of
+        # chunks are in flight: memory holds the panel and those, not every full row.
         [span] = clip([rows], h.shape[:1])
         [width] = clip([cols], h.shape[1:])
         panel = np.empty((span[1] - span[0], width[1] - width[0]), dtype=h.dtype)
-        step = max(1, PANEL_READ_CHUNK_BYTES // max(1, h.row_bytes))
-        for start in range(span[0], span[1], step):
-            stop = min(start + step, span[1])
-            chunk = self._leading_rows(obj, key, (start, stop), h)
-            panel[start - span[0] : stop - span[0]] = chunk[:, width[0] : width[1]]
+        part = self.transfers.part_bytes
+        chunks = list(row_chunks(span, h.row_bytes, part))
+        in_flight = max(1, PANEL_READ_CHUNK_BYTES // max(part, h.row_bytes))
+
+        def fetch(chunk: tuple[int, int]) -> None:
+            start, stop = chunk
+            whole = self._leading_rows(obj, key, chunk, h)
+            panel[start - span[0] : stop - span[0]] = whole[:, width[0] : width[1]]
+
+        self.transfers.map(fetch, chunks, limit=in_flight)
         return panel
 
     def read_array(self, key: str) -> np.ndarray:

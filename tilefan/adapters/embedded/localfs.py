@@ -3,7 +3,8 @@
 Keys that are absolute paths are the user's own files; other keys live under ``root``.
 Outputs are built in a hidden ``.<name>.<job>.partial`` file next to the destination:
 tiles write their regions into it with ``pwrite`` (no whole-array copies between
-processes) and ``commit_array`` renames it into place, so a reader never sees a
+processes), or compute straight into a shared memory map of it (``output_region``, the
+``InPlaceOutputs`` port), and ``commit_array`` renames it into place, so a reader never sees a
 half-written output and a failed job leaves nothing behind.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tilefan.adapters.npy_header import NpyHeader, load_npy, npy_header, read_header
-from tilefan.domain.regions import fit_block, run_axis, run_offsets
+from tilefan.domain.regions import clip, fit_block, run_axis, run_offsets
 from tilefan.domain.tiling import region_slices
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, StoreError
 
@@ -153,6 +154,17 @@ class LocalBlobStore:
                 _pwrite_all(fd, memoryview(runs[idx]).cast("B"), header.offset + start * header.dtype.itemsize)
         finally:
             os.close(fd)
+
+    def output_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray:
+        partial = self._partial(key, job_id)
+        try:
+            header = _read_header(partial)
+        except BlobNotFoundError:
+            raise StoreError(f"output {key} of job {job_id} was never created") from None
+        # MAP_SHARED: stores into the view land in the page cache of the partial file, so the
+        # rename at commit publishes them as pwrite's would; the view keeps the map alive.
+        whole = np.memmap(partial, dtype=header.dtype, mode="r+", offset=header.offset, shape=header.shape)
+        return whole[region_slices(clip(region, header.shape))]
 
     def read_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray:
         partial = self._partial(key, job_id)

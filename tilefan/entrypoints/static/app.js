@@ -45,6 +45,7 @@ const tilefan = (() => {
       spec.spacing = Number(f.spacing.value);
       spec.softening = Number(f.softening.value);
       spec.precision = f.precision.value;
+      if (f.field.checked) spec.field = true;
     } else {
       spec.a = f.a_file.files.length ? await upload(f.a_file.files[0]) : { shape: f.shape_a.value.trim() };
       spec.b = f.b_file.files.length ? await upload(f.b_file.files[0]) : { shape: f.shape_b.value.trim() };
@@ -234,6 +235,9 @@ const tilefan = (() => {
                    `<a href="/jobs/${id}/report/logs.csv">logs.csv</a>`,
                    `<a href="/jobs/${id}/report/runtime.png">runtime.png</a>`];
     if (job.kind !== "atoms") links.unshift(`<a id="download" href="/jobs/${id}/result" download="C.npy">download C.npy</a>`);
+    if (job.kind === "atoms" && r.field) {
+      links.unshift(`<a id="download-field" href="/jobs/${id}/field" download="phi.npy">download the field φ (phi.npy)</a>`);
+    }
     $("files").innerHTML = links.join(" · ");
     if (job.kind === "atoms") {
       const slice = await api("GET", `/jobs/${id}/slice`);
@@ -269,24 +273,5 @@ const tilefan = (() => {
     tick();
   }
 
-  async function listPage() {
-    try {
-      const page = await api("GET", "/jobs?limit=100");
-      for (const job of page.jobs) {
-        const tr = $("jobs").insertRow();
-        const a = document.createElement("a");
-        a.href = `/ui/jobs/${job.job_id}`; a.textContent = job.job_id;
-        tr.insertCell().appendChild(a);
-        tr.insertCell().textContent = job.kind;
-        tr.insertCell().textContent = job.status;
-        tr.insertCell().textContent = `${job.progress.tiles_done}/${job.progress.tiles_total}`;
-        tr.insertCell().textContent = job.timings.wall_s ? `${job.timings.wall_s.toFixed(2)} s` : "";
-      }
-      if (!page.jobs.length) $("error").textContent = "no jobs yet";
-    } catch (err) {
-      $("error").textContent = err.message;
-    }
-  }
-
-  return { formPage, jobPage, listPage, ganttBars };
+  return { formPage, jobPage, ganttBars, api };
 })();

@@ -1,0 +1,127 @@
+"""matmul end to end: ``tilefan run matmul`` (.npy to .npy, whole process) against NumPy
+and against the machine's GEMM peak, and the Python API against ``a @ b``.
+
+Side by side, interleaved round by round so the machine's noise hits every contender
+alike, medians reported:
+
+- ``numpy``: ``np.save(C, np.load(A) @ np.load(B))`` as a fresh process;
+- ``tilefan``: ``tilefan run matmul --a A.npy --b B.npy --out C.npy`` as a fresh process;
+- ``gemm``: ``a @ b`` on arrays already in memory, 2 BLAS threads, in this process: the
+  peak, against which tilefan's whole run is a fraction (``peak × gemm / tilefan``).
+
+``--api`` times a second ``tilefan.matmul(a, b)`` (verification off) against ``a @ b`` on
+the same in-memory arrays. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are dropped from the
+environment when set (they slow current NumPy); the BLAS in use is printed. Usage:
+
+    .venv/bin/python benchmarks/matmul_e2e.py [--sizes 4096 8192] [--rounds N] [--api] [--no-warmup]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+    os.environ.pop(_name, None)  # before NumPy loads OpenBLAS, here and in every child
+
+import numpy as np  # noqa: E402  (after the environment is cleaned)
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+TILEFAN = str(Path(PY).with_name("tilefan"))
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def _gemm(a: np.ndarray, b: np.ndarray) -> float:
+    with threadpool_limits(2, user_api="blas"):
+        start = time.perf_counter()
+        a @ b
+        return time.perf_counter() - start
+
+
+def whole_process(n: int, rounds: int, data: Path, env: dict[str, str], warmup: bool = True) -> None:
+    a_path, b_path, c_path = data / f"A{n}.npy", data / f"B{n}.npy", data / f"C{n}.npy"
+    rng = np.random.default_rng(0)
+    for path in (a_path, b_path):
+        if not path.exists():
+            np.save(path, rng.standard_normal((n, n)))
+    a, b = np.load(a_path), np.load(b_path)
+    contenders = {
+        "numpy": lambda: _timed([PY, "-c", f"import numpy as np; np.save({str(c_path)!r}, "
+                                 f"np.load({str(a_path)!r}) @ np.load({str(b_path)!r}))"], env),
+        "tilefan": lambda: _timed([TILEFAN, "run", "matmul", "--a", str(a_path), "--b", str(b_path),
+                                   "--out", str(c_path)], env),
+        "gemm": lambda: _gemm(a, b),
+    }
+    for run in contenders.values() if warmup else ():  # warm-up: page cache, .pyc files
+        run()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            times[name].append(run())
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    flop = 2.0 * n**3
+    print(f"matmul {n}² float64, {rounds} interleaved rounds, medians (min–max):")
+    for name, ts in times.items():
+        print(f"  {name:8s} {med[name]:7.3f} s ({min(ts):.3f}–{max(ts):.3f})  {flop / med[name] / 1e9:6.1f} GFLOP/s")
+    print(f"  tilefan / numpy: {med['tilefan'] / med['numpy']:.3f}×   "
+          f"tilefan at {100 * med['gemm'] / med['tilefan']:.0f}% of the GEMM peak "
+          f"(numpy at {100 * med['gemm'] / med['numpy']:.0f}%)")
+
+
+def api(rounds: int) -> None:
+    import tilefan
+
+    rng = np.random.default_rng(0)
+    for (m, k), (_, n) in (((2000, 1500), (1500, 1000)), ((4096, 4096), (4096, 4096))):
+        a, b = rng.random((m, k)), rng.random((k, n))
+        with tempfile.TemporaryDirectory() as home:
+            tilefan.matmul(a, b, home=home)  # the first call starts the home; time the second on
+            times: dict[str, list[float]] = {"a @ b": [], "tilefan.matmul": []}
+            for _ in range(rounds):
+                start = time.perf_counter()
+                a @ b
+                times["a @ b"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                c = tilefan.matmul(a, b, home=home)
+                times["tilefan.matmul"].append(time.perf_counter() - start)
+            assert np.allclose(c, a @ b)
+        med = {name: statistics.median(ts) for name, ts in times.items()}
+        print(f"API {m}x{k}·{k}x{n} float64, {rounds} interleaved rounds: a @ b {med['a @ b']:.3f} s, "
+              f"tilefan.matmul {med['tilefan.matmul']:.3f} s: {med['tilefan.matmul'] / med['a @ b']:.2f}×")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[4096, 8192])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--api", action="store_true")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up round (inputs just written are "
+                                                                  "in the page cache already)")
+    parser.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data")
+    args = parser.parse_args()
+    blas = [(i["internal_api"], i["version"], i["num_threads"], i.get("architecture")) for i in threadpool_info()]
+    print(f"BLAS {blas}; cores {len(os.sched_getaffinity(0))}")
+    args.data.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "TILEFAN_HOME": home}
+        for n in args.sizes:
+            whole_process(n, args.rounds, args.data, env, warmup=not args.no_warmup)
+    if args.api:
+        api(args.rounds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The S3 stand-in the stream benchmark reads from (``benchmarks/s3_standin.py``): a real
+boto3 client over HTTP, through the S3 store, gets back exactly the bytes it put, by one
+GET or by concurrent ranged GETs, writes a big one in concurrent parts, and the stand-in
+holds each response back as configured."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from benchmarks.s3_standin import StandIn, serving
+from tilefan.adapters.aws.s3_store import S3BlobStore
+from tilefan.adapters.npy_header import to_npy
+from tilefan.errors import BlobNotFoundError
+
+LATENCY_S, STREAM_MB_S = 0.02, 100.0
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[StandIn]:
+    with serving(LATENCY_S, STREAM_MB_S) as running:
+        yield running
+
+
+def test_the_store_reads_the_stand_in_s_objects_byte_for_byte(standin: StandIn) -> None:
+    matrix = np.random.default_rng(3).standard_normal((512, 1000))  # 4 MB
+    client = standin.client(max_pool_connections=8)
+    client.put_object(Bucket="bench", Key="M.npy", Body=to_npy(matrix))
+    one = S3BlobStore(client, "bench", streams=1).read_rows("M.npy", (7, 500))
+    many = S3BlobStore(client, "bench", streams=8, part_bytes=128 << 10).read_rows("M.npy", (7, 500))
+    panel = S3BlobStore(client, "bench", streams=8, part_bytes=128 << 10).read_rows("M.npy", (0, 512), (3, 9))
+    assert many.tobytes() == one.tobytes() == matrix[7:500].tobytes()
+    np.testing.assert_array_equal(panel, matrix[:, 3:9])
+    with pytest.raises(BlobNotFoundError):
+        S3BlobStore(client, "bench").read_rows("missing.npy", (0, 1))
+
+
+def test_the_store_writes_a_big_object_to_the_stand_in_in_concurrent_parts(standin: StandIn) -> None:
+    block = np.random.default_rng(4).standard_normal((300, 1000))  # 2.4 MB: 19 parts of 128 KiB
+    client = standin.client(max_pool_connections=4)
+    S3BlobStore(client, "bench", streams=4, part_bytes=128 << 10).write_array("jobs/j/out.npy", block)
+    np.testing.assert_array_equal(S3BlobStore(client, "bench").read_array("jobs/j/out.npy"), block, strict=True)
+
+
+def test_the_stand_in_holds_a_response_back_by_its_latency_and_stream_rate(standin: StandIn) -> None:
+    body = bytes(4_000_000)
+    client = standin.client()
+    client.put_object(Bucket="bench", Key="blob", Body=b"x")
+    started = time.perf_counter()
+    client.get_object(Bucket="bench", Key="blob")["Body"].read()
+    small_s = time.perf_counter() - started
+    client.put_object(Bucket="bench", Key="blob", Body=body)
+    started = time.perf_counter()
+    got = client.get_object(Bucket="bench", Key="blob")["Body"].read()
+    big_s = time.perf_counter() - started
+    assert got == body
+    assert small_s >= LATENCY_S  # the first-byte latency
+    assert big_s >= LATENCY_S + len(body) / (STREAM_MB_S * 1e6)  # then 4 MB at 100 MB/s: 0.04 s more
