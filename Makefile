@@ -8,6 +8,19 @@ STAMP  := $(VENV)/.installed-stamp
 RUN_VENV  := .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed-stamp
 export TILEFAN_HOME ?= $(CURDIR)/.tilefan
+# `make package` runs Chalice on the Lambda runtime's Python, in a venv of its own: Chalice
+# takes the functions' runtime from the interpreter it runs on, and Chalice 1.34 maps cp313
+# and cp312 to the runtime's glibc 2.34, so NumPy's current manylinux_2_28 wheels package.
+# The newest of 3.13 and 3.12 found (pyenv's, then on PATH); LAMBDA_PYTHON=... overrides.
+ifeq ($(origin LAMBDA_PYTHON),undefined)
+LAMBDA_PYTHON := $(firstword $(foreach v,3.13 3.12,$(lastword $(wildcard $(HOME)/.pyenv/versions/$(v).*/bin/python)) \
+                   $(shell command -v python$(v) 2>/dev/null)))
+endif
+PKG_VENV  := .venv-package
+PKG_STAMP := $(PKG_VENV)/.installed-stamp
+# checkov pins its own boto3 and packaging, which the development venv cannot share.
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 
 # `make test-newest`: the newest Python here (pyenv's, else python3) with the newest NumPy and
 # pydantic that pyproject.toml's ranges allow (no constraints file).
@@ -22,8 +35,8 @@ NEWEST_TESTS  := tests/unit tests/functional/rest_embedded tests/functional/test
                  tests/functional/test_python_api.py tests/functional/test_cli_job_cap.py \
                  --ignore=tests/unit/test_worker_lock.py
 
-.PHONY: install run test lint typecheck pytest bench package kernel clean deploy destroy wheelhouse worker-lock \
-        system-deps test-newest test-floors
+.PHONY: install run test lint typecheck pytest bench package checkov kernel clean deploy destroy wheelhouse \
+        worker-lock system-deps test-newest test-floors
 
 # The development environment, pinned exactly by constraints-dev.txt (pyproject.toml has ranges).
 $(STAMP): pyproject.toml setup.py requirements.txt constraints-dev.txt
@@ -33,6 +46,13 @@ $(STAMP): pyproject.toml setup.py requirements.txt constraints-dev.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(PKG_STAMP): stepfunctions/package-requirements.txt requirements.txt
+	@test -n "$(LAMBDA_PYTHON)" || { echo "make package needs Python 3.13 or 3.12 (the Lambda runtime): pyenv install 3.13, or LAMBDA_PYTHON=/path/to/python3.13" >&2; exit 1; }
+	rm -rf $(PKG_VENV)
+	$(LAMBDA_PYTHON) -m venv $(PKG_VENV)
+	$(PKG_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r stepfunctions/package-requirements.txt
+	touch $(PKG_STAMP)
 
 $(RUN_STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(RUN_VENV)
@@ -46,7 +66,7 @@ run: $(RUN_STAMP)
 	$(RUN_VENV)/bin/tilefan run add --shape-a 4096x4096 --shape-b 4096x4096 --seed 7 --verify --out demo/S.npy
 	$(RUN_VENV)/bin/tilefan run atoms --grid 128 --atoms 1000 --seed 3 --verify --field-out demo/phi.npy
 
-test: system-deps lint typecheck pytest package
+test: system-deps lint typecheck pytest package checkov
 
 ## The Debian packages the tests need (chromium, gcc, binutils): installed when root with apt,
 ## else a one-line message with the command to run.
@@ -99,14 +119,25 @@ $(KERNEL_SO): tilefan/domain/atoms_kernel.c
 pytest: $(STAMP) $(KERNEL_SO)
 	$(BIN)/pytest
 
-## chalice package + the merge template into dist/, then cfn-lint on the result.
-package: $(STAMP)
-	bash stepfunctions/package.sh
+## chalice package + the merge template into dist/ (on the Lambda runtime's Python), then cfn-lint on the result.
+package: $(STAMP) $(PKG_STAMP)
+	PACKAGE_PYTHON=$(PKG_VENV)/bin/python bash stepfunctions/package.sh
 
-## Deploy STAGE (default dev) to AWS: package, then `aws cloudformation package/deploy` through
-## ARTIFACT_BUCKET (yours), then the spot workers' wheelhouse into the jobs bucket. Optional: REGION,
-## ALARM_EMAIL, BUDGET_USD (monthly, 0 = none), DRY_RUN=1 (print the commands, call nothing).
-deploy: $(STAMP)
+$(CHECKOV_STAMP): stepfunctions/checkov-requirements.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r stepfunctions/checkov-requirements.txt
+	touch $(CHECKOV_STAMP)
+
+## checkov on the packaged template: every finding is fixed, or waived in the template's
+## Metadata with its reason (tests/unit/test_checkov_waivers.py). Offline: --skip-download.
+checkov: package $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --file dist/sam.json --framework cloudformation --compact --quiet --skip-download
+
+## Deploy STAGE (default dev) to AWS through boto3 (no AWS CLI): check for credentials and a region,
+## package, upload through ARTIFACT_BUCKET (yours), a CloudFormation change set, then the spot workers'
+## wheelhouse into the jobs bucket. Optional: REGION, ALARM_EMAIL, BUDGET_USD (monthly, 0 = none),
+## DRY_RUN=1 (print the commands and calls, call nothing; needs no account).
+deploy: $(STAMP) $(PKG_STAMP)
 	$(BIN)/python stepfunctions/deploy.py deploy --stage "$(or $(STAGE),dev)" --artifact-bucket "$(ARTIFACT_BUCKET)" \
 	    $(if $(REGION),--region "$(REGION)") $(if $(ALARM_EMAIL),--alarm-email "$(ALARM_EMAIL)") \
 	    $(if $(BUDGET_USD),--budget-usd "$(BUDGET_USD)") $(if $(filter 1,$(DRY_RUN)),--dry-run)
@@ -134,4 +165,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(RUN_VENV) $(NEWEST_VENV) $(FLOORS_VENV) demo .tilefan dist .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(RUN_VENV) $(PKG_VENV) $(CHECKOV_VENV) $(NEWEST_VENV) $(FLOORS_VENV) demo .tilefan dist .mypy_cache .pytest_cache .ruff_cache

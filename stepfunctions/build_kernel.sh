@@ -4,7 +4,7 @@
 #   stepfunctions/build_kernel.sh [OUT]     # default tilefan/domain/_atoms_kernel.so
 #
 # -nostdlib with libgcc only: the library imports no libc symbol, so it loads under any
-# glibc (the Lambda python3.11 runtime has 2.26). -ffast-math is a compile flag only:
+# glibc (the Lambda python3.13 runtime has 2.34, python3.11's 2.26) and any Python. -ffast-math is a compile flag only:
 # linked with it, gcc would add crtfastmath.o, which changes the floating-point mode of
 # the whole Python process when the library loads.
 set -euo pipefail

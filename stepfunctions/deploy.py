@@ -4,26 +4,28 @@
                                            [--budget-usd N] [--region R] [--dry-run]
     python stepfunctions/deploy.py destroy --stage dev [--empty-bucket] [--bucket NAME] [--region R] [--dry-run]
 
-**deploy** builds ``dist/`` with stepfunctions/package.sh, uploads the deployment zip and
-the template with ``aws cloudformation package``/``deploy`` (the template is over the
-51,200 bytes CloudFormation accepts inline, so it goes through the artifact bucket too),
-then uploads the spot workers' wheelhouse (stepfunctions/wheelhouse.sh: the tilefan wheel,
-its locked dependencies and worker-lock.txt) to ``s3://<JobsBucketName>/worker/`` and
-prints the stack's outputs. The artifact bucket is one of yours, in the stack's region.
+**deploy** first checks that there are AWS credentials and a region (one line says what is
+missing), then builds ``dist/`` with stepfunctions/package.sh, uploads the deployment zip
+and the template to the artifact bucket (the template is over the 51,200 bytes
+CloudFormation accepts inline), creates or updates the stack through a change set, then
+uploads the spot workers' wheelhouse (stepfunctions/wheelhouse.sh: the tilefan wheel, its
+locked dependencies and worker-lock.txt) to ``s3://<JobsBucketName>/worker/`` and prints
+the stack's outputs. The artifact bucket is one of yours, in the stack's region.
 
 **destroy** terminates the stage's spot workers (instances tagged ``tilefan:fleet=<stack>``),
 deletes the stack and waits for it. The jobs bucket and table are retained by their
 DeletionPolicy; with ``--empty-bucket`` every object version and delete marker in the
 bucket is deleted, then the bucket itself. The table is kept (its point-in-time backups
-too); the command to delete it is printed.
+too); the call to delete it is printed.
 
-AWS calls go through the ``aws`` CLI (and boto3 to empty the bucket), with your usual
-credentials; ``--dry-run`` prints every command instead and calls nothing.
+AWS calls go through boto3 (stepfunctions/aws_deploy.py) with your usual credentials: no
+AWS CLI is needed. ``--dry-run`` prints every command and call instead and needs no account.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import shlex
@@ -31,20 +33,21 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
-FLEET_TAG = "tilefan:fleet"  # tilefan/adapters/aws/ec2_capacity.py tags each worker with it
+# A sibling module: Python puts this script's folder on the path.
+from aws_deploy import Boto3Aws, DeployCalls, DeployError, DryRunAws, missing_setup
 
 
 class Shell:
-    """Runs commands; ``placeholder`` is what a dry run returns for a command's output."""
+    """Runs the local build commands (package.sh, wheelhouse.sh), echoing each."""
 
     dry_run = False
 
-    def run(self, argv: Sequence[str], *, placeholder: str = "") -> str:
+    def run(self, argv: Sequence[str]) -> None:
         print("+ " + shlex.join(argv), flush=True)
-        done = subprocess.run(list(argv), check=True, stdout=subprocess.PIPE if placeholder else None, text=True)
-        return (done.stdout or "").strip()
+        subprocess.run(list(argv), check=True)
 
     def note(self, text: str) -> None:
         print(text, flush=True)
@@ -53,80 +56,86 @@ class Shell:
 class DryRun(Shell):
     dry_run = True
 
-    def run(self, argv: Sequence[str], *, placeholder: str = "") -> str:
+    def run(self, argv: Sequence[str]) -> None:
         print("+ " + shlex.join(argv), flush=True)
-        return placeholder
-
-
-def aws(args: argparse.Namespace, *words: str) -> list[str]:
-    region = ["--region", args.region] if args.region else []
-    return ["aws", *words, *region]
 
 
 def stack_name(args: argparse.Namespace) -> str:
     return str(args.stack_name or f"tilefan-{args.stage}")
 
 
-def stack_outputs(shell: Shell, args: argparse.Namespace, *keys: str, required: bool = True) -> dict[str, str]:
-    """The stack's outputs named ``keys`` (a dry run answers ``<Key>`` for each). A stack
-    whose creation failed has no outputs: only those ``required`` are an error then."""
-    argv = aws(args, "cloudformation", "describe-stacks", "--stack-name", stack_name(args),
-               "--query", "Stacks[0].Outputs", "--output", "json")
-    dry = json.dumps([{"OutputKey": k, "OutputValue": f"<{k}>"} for k in keys])
-    answer = json.loads(shell.run(argv, placeholder=dry) or "null") or []  # "null": no outputs at all
-    found = {o["OutputKey"]: o["OutputValue"] for o in answer}
-    missing = [k for k in keys if k not in found]
-    if missing and required:
-        raise SystemExit(f"deploy: stack {stack_name(args)} has no output {', '.join(missing)}")
-    return {k: found[k] for k in keys if k in found}
+def _digest(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def deploy(shell: Shell, args: argparse.Namespace) -> None:
-    stack, out = stack_name(args), args.out
+def package_template(aws: DeployCalls, template: Path, bucket: str, prefix: str) -> dict[str, Any]:
+    """The template with each function's local ``CodeUri`` uploaded to the artifact bucket
+    and replaced by its ``s3://`` URI. Keys are the content's digest: a redeploy of the same
+    code names the same object, so CloudFormation sees no change to the functions."""
+    body: dict[str, Any] = json.loads(template.read_text())
+    uploaded: dict[Path, str] = {}
+    for resource in body["Resources"].values():
+        props = resource.get("Properties", {})
+        uri = props.get("CodeUri")
+        if resource.get("Type") != "AWS::Serverless::Function" or not isinstance(uri, str) or uri.startswith("s3://"):
+            continue
+        local = (template.parent / uri).resolve()
+        if local not in uploaded:
+            key = f"{prefix}/{_digest(local.read_bytes())}{local.suffix}"
+            aws.upload_file(local, bucket, key)
+            uploaded[local] = f"s3://{bucket}/{key}"
+        props["CodeUri"] = uploaded[local]
+    return body
+
+
+def deploy(shell: Shell, aws: DeployCalls, args: argparse.Namespace) -> None:
+    stack, out = stack_name(args), Path(args.out)
     shell.run(["env", f"STAGE={args.stage}", f"OUT={out}", "bash", "stepfunctions/package.sh"])
     shell.run(["env", f"OUT={out}", "bash", "stepfunctions/wheelhouse.sh"])
-    prefix = ["--s3-bucket", args.artifact_bucket, "--s3-prefix", stack]
-    shell.run(aws(args, "cloudformation", "package", "--template-file", f"{out}/sam.json", *prefix,
-                  "--output-template-file", f"{out}/packaged.json", "--use-json"))
-    overrides = []
+    packaged = out / "packaged.json"
+    if shell.dry_run:  # package.sh did not run: the uploads the real run makes
+        aws.upload_file(out / "deployment.zip", args.artifact_bucket, f"{stack}/<md5>.zip")
+        key = f"{stack}/<md5>.template"
+    else:
+        text = json.dumps(package_template(aws, out / "sam.json", args.artifact_bucket, stack), indent=1)
+        packaged.write_text(text)
+        key = f"{stack}/{_digest(text.encode())}.template"
+    aws.upload_file(packaged, args.artifact_bucket, key)
+    overrides = {}
     if args.alarm_email:
-        overrides.append(f"AlarmEmail={args.alarm_email}")
+        overrides["AlarmEmail"] = args.alarm_email
     if args.budget_usd is not None:
-        overrides.append(f"MonthlyBudgetUsd={args.budget_usd}")
-    # CAPABILITY_IAM: the stack creates roles, none with a fixed name. Parameters not given
-    # keep the stack's current values (and their defaults on a new stack).
-    shell.run(aws(args, "cloudformation", "deploy", "--template-file", f"{out}/packaged.json",
-                  "--stack-name", stack, *prefix, "--capabilities", "CAPABILITY_IAM",
-                  "--no-fail-on-empty-changeset",
-                  *(["--parameter-overrides", *overrides] if overrides else [])))
-    bucket = stack_outputs(shell, args, "JobsBucketName")["JobsBucketName"]
+        overrides["MonthlyBudgetUsd"] = args.budget_usd
+    if not aws.deploy_stack(stack, aws.template_url(args.artifact_bucket, key), overrides):
+        shell.note(f"stack {stack}: no changes to deploy")
+    outputs = aws.outputs(stack)
+    if "JobsBucketName" not in outputs:
+        raise DeployError(f"stack {stack} has no output JobsBucketName")
+    bucket = outputs["JobsBucketName"]
     # The wheels first, the lock naming them last: a worker booting meanwhile finds either
     # the previous lock or a complete wheelhouse.
-    shell.run(aws(args, "s3", "cp", f"{out}/worker/", f"s3://{bucket}/worker/", "--recursive",
-                  "--exclude", "worker-lock.txt"))
-    shell.run(aws(args, "s3", "cp", f"{out}/worker/worker-lock.txt", f"s3://{bucket}/worker/worker-lock.txt"))
-    shell.run(aws(args, "cloudformation", "describe-stacks", "--stack-name", stack,
-                  "--query", "Stacks[0].Outputs", "--output", "table"))
+    worker = out / "worker"
+    files = sorted(worker.glob("*")) if not shell.dry_run else [worker / "<wheels>"]
+    for path in [*[f for f in files if f.name != "worker-lock.txt"], worker / "worker-lock.txt"]:
+        aws.upload_file(path, bucket, f"worker/{path.name}")
+    for name, value in sorted(outputs.items()):
+        shell.note(f"{name}: {value}")
     if args.alarm_email:
         shell.note(f"{args.alarm_email} receives a confirmation email from SNS: alarms reach it once confirmed.")
 
 
-def destroy(shell: Shell, args: argparse.Namespace, empty: Callable[[str], int]) -> None:
+def destroy(shell: Shell, aws: DeployCalls, args: argparse.Namespace, empty: Callable[[str], int]) -> None:
     stack = stack_name(args)
     if args.bucket:  # the stack may be gone already, and its outputs with it
         bucket, table = args.bucket, None
     else:
-        named = stack_outputs(shell, args, "JobsBucketName", "JobsTableName", required=False)
+        named = aws.outputs(stack)  # a stack whose creation failed has none
         bucket, table = named.get("JobsBucketName"), named.get("JobsTableName")
     # Spot workers are launched by the capacity function, not by CloudFormation: stop them first.
-    ids = shell.run(aws(args, "ec2", "describe-instances", "--filters", f"Name=tag:{FLEET_TAG},Values={stack}",
-                        "Name=instance-state-name,Values=pending,running,stopping,stopped",
-                        "--query", "Reservations[].Instances[].InstanceId", "--output", "text"),
-                    placeholder="<instance-ids>").split()
+    ids = aws.fleet(stack)
     if ids:
-        shell.run(aws(args, "ec2", "terminate-instances", "--instance-ids", *ids))
-    shell.run(aws(args, "cloudformation", "delete-stack", "--stack-name", stack))
-    shell.run(aws(args, "cloudformation", "wait", "stack-delete-complete", "--stack-name", stack))
+        aws.terminate(ids)
+    aws.delete_stack(stack)
     if bucket is None:
         shell.note("the stack had no JobsBucketName output (its creation failed?): "
                    "if a bucket was retained, `deploy.py destroy --empty-bucket --bucket NAME` removes it")
@@ -135,12 +144,12 @@ def destroy(shell: Shell, args: argparse.Namespace, empty: Callable[[str], int])
             shell.note(f"# empty s3://{bucket}: every object version and delete marker, 1,000 keys a request")
         else:
             shell.note(f"emptied s3://{bucket}: {empty(bucket)} object versions and delete markers")
-        shell.run(aws(args, "s3api", "delete-bucket", "--bucket", bucket))
+        aws.delete_bucket(bucket)
     else:
         shell.note(f"kept s3://{bucket} (retained); `make destroy EMPTY_BUCKET=1` empties and deletes it")
     if table:
         shell.note(f"kept table {table} (retained, with its backups); to delete it: "
-                   + shlex.join(aws(args, "dynamodb", "delete-table", "--table-name", table)))
+                   f"boto3.client('dynamodb').delete_table(TableName={table!r})")
 
 
 def empty_bucket(s3: Any, bucket: str, page_size: int = 1000) -> int:
@@ -184,7 +193,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         p = sub.add_parser(name)
         p.add_argument("--stage", default="dev")
         p.add_argument("--stack-name", help="default tilefan-STAGE")
-        p.add_argument("--region", help="default: the AWS CLI's configured region")
+        p.add_argument("--region", help="default: your AWS configuration's region (AWS_DEFAULT_REGION)")
         p.add_argument("--dry-run", action="store_true", help="print the commands; call nothing")
         if name == "deploy":
             p.add_argument("--artifact-bucket", required=True, help="an S3 bucket of yours for the package")
@@ -205,16 +214,28 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> None:
     args = parse(argv)
-    shell = DryRun() if args.dry_run else Shell()
-    if args.command == "deploy":
-        deploy(shell, args)
+    import boto3  # the [aws] or [dev] extra
+
+    session = boto3.Session()
+    problem = missing_setup(session, args.region)
+    shell: Shell
+    aws: DeployCalls
+    if args.dry_run:
+        shell, aws = DryRun(), DryRunAws(args.region or session.region_name)
+        if problem:
+            shell.note(f"# {problem}: a real run would stop here")
+    elif problem:
+        raise SystemExit(problem)  # before packaging anything
     else:
-        def empty(bucket: str) -> int:
-            import boto3  # the [aws] or [dev] extra
-
-            return empty_bucket(boto3.client("s3", region_name=args.region), bucket)
-
-        destroy(shell, args, empty)
+        real = Boto3Aws(session, args.region)
+        shell, aws = Shell(), real
+    try:
+        if args.command == "deploy":
+            deploy(shell, aws, args)
+        else:
+            destroy(shell, aws, args, lambda bucket: empty_bucket(real.s3(), bucket))
+    except DeployError as exc:
+        raise SystemExit(f"deploy: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@
 # The zip is then trimmed (stepfunctions/trim_package.py) and imported the way Lambda would
 # (stepfunctions/smoke_package.py). Works offline apart from fetching requirements.txt wheels
 # from PyPI; never calls AWS.
+#
+# Two interpreters: PYTHON (the development venv) assembles and tests the template;
+# PACKAGE_PYTHON (.venv-package, `make package` makes it with the Lambda runtime's Python)
+# runs Chalice, which takes the functions' runtime from the interpreter it runs on, builds
+# the tilefan wheel and runs the smoke import, which loads the zip's compiled extensions.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -18,7 +23,8 @@ cd "$(dirname "$0")/.."
 STAGE="${STAGE:-dev}"
 OUT="${OUT:-dist}"
 PYTHON="${PYTHON:-.venv/bin/python}"
-CHALICE="${CHALICE:-.venv/bin/chalice}"
+PACKAGE_PYTHON="${PACKAGE_PYTHON:-.venv-package/bin/python}"
+CHALICE="${CHALICE:-$(dirname "$PACKAGE_PYTHON")/chalice}"
 CFN_LINT="${CFN_LINT:-.venv/bin/cfn-lint}"
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 
@@ -53,20 +59,28 @@ cp -R pyproject.toml README.md tilefan "$work/src/"
 # The C atoms kernel, compiled here for the Lambda runtime and the workers (ckernel.py).
 bash stepfunctions/build_kernel.sh "$work/src/tilefan/domain/_atoms_kernel.so" >/dev/null
 isolation=()  # reuse the venv's setuptools when it has one: no download
-if "$PYTHON" -c "import setuptools" 2>/dev/null; then isolation=(--no-build-isolation); fi
-"$PYTHON" -m pip wheel --quiet --no-deps "${isolation[@]}" --wheel-dir "$work/wheel" "$work/src"
+if "$PACKAGE_PYTHON" -c "import setuptools" 2>/dev/null; then isolation=(--no-build-isolation); fi
+"$PACKAGE_PYTHON" -m pip wheel --quiet --no-deps "${isolation[@]}" --wheel-dir "$work/wheel" "$work/src"
 rm -rf vendor
-"$PYTHON" -m pip install --quiet --no-deps --no-compile --target vendor "$work"/wheel/tilefan-*.whl
+"$PACKAGE_PYTHON" -m pip install --quiet --no-deps --no-compile --target vendor "$work"/wheel/tilefan-*.whl
 trap 'rm -rf "$work" vendor' EXIT
 "$CHALICE" package --stage "$STAGE" --merge-template "$work/merge-template.json" "$OUT"
 # Drop what never runs in Lambda (the runtime's own boto3/botocore, NumPy's tests, stubs,
 # unused Swagger UI builds): see stepfunctions/trim_package.py.
 "$PYTHON" stepfunctions/trim_package.py "$OUT/deployment.zip"
 # The functions import tilefan and its compiled dependencies: refuse a zip without them, with
-# what trimming drops, or over Chalice's 50 MB / Lambda's 250 MB unzipped limits.
-"$PYTHON" - "$OUT/deployment.zip" <<'PY'
+# what trimming drops, or over Chalice's 50 MB / Lambda's 250 MB unzipped limits; and every
+# function runs on the packaging Python's runtime.
+runtime="$("$PACKAGE_PYTHON" -c 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")')"
+"$PYTHON" - "$OUT/deployment.zip" "$OUT/sam.json" "$runtime" <<'PY'
+import json
 import sys
 import zipfile
+
+with open(sys.argv[2]) as f:
+    resources = json.load(f)["Resources"]
+runtimes = {r["Properties"]["Runtime"] for r in resources.values() if r["Type"] == "AWS::Serverless::Function"}
+assert runtimes == {sys.argv[3]}, f"the functions run on {sorted(runtimes)}, not {sys.argv[3]}"
 
 with zipfile.ZipFile(sys.argv[1]) as z:
     names = set(z.namelist())
@@ -79,10 +93,10 @@ for prefix in ("numpy/_core/_multiarray_umath", "pydantic_core/_pydantic_core"):
 for gone in ("botocore/", "boto3/", "numpy/_core/tests/"):
     assert not any(n.startswith(gone) for n in names), f"{gone} should have been trimmed"
 assert zipped < 50 * 2**20 and unzipped < 250 * 2**20, (zipped, unzipped)
-print(f"deployment.zip: {zipped / 2**20:.1f} MiB zipped, {unzipped / 2**20:.1f} MiB unzipped")
+print(f"deployment.zip: {zipped / 2**20:.1f} MiB zipped, {unzipped / 2**20:.1f} MiB unzipped, for {sys.argv[3]}")
 PY
 # ... and it must still import, with only the runtime's boto3 family beside it.
-"$PYTHON" stepfunctions/smoke_package.py "$OUT/deployment.zip"
+"$PACKAGE_PYTHON" stepfunctions/smoke_package.py "$OUT/deployment.zip"
 # The alarms and the dashboard name real resources of the template that is deployed.
 TILEFAN_SAM_JSON="$OUT/sam.json" "$PYTHON" -m pytest -q -p no:cacheprovider --no-header \
     tests/unit/test_observability.py tests/unit/test_execution_end_rule.py

@@ -9,7 +9,8 @@ environment paths) and only those two folders on its path then imports ``app`` a
 ``chalicelib.lambdas`` and every AWS adapter, multiplies with NumPy, builds a pydantic
 model, loads the compiled atoms kernel, and checks that every module it loaded came from
 the zip, the SDK folder or the standard library. It needs the same Python minor version
-as the functions' runtime (3.11) to load the zip's compiled extensions.
+as the functions' runtime to load the zip's compiled extensions: package.sh runs it with the
+packaging venv's Python, which Chalice took the runtime from.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@
 #   stepfunctions/wheelhouse.sh lock   # worker-requirements.txt -> worker-lock.txt (PyPI, hashes)
 #   stepfunctions/wheelhouse.sh        # after package.sh: the locked wheels into $OUT/worker/
 #
-# `lock` resolves the worker's pinned requirements for its platform (CPython 3.11,
-# manylinux x86_64, binary wheels only) and writes each wheel's version and sha256. The
+# `lock` resolves the worker's pinned requirements for its platform (CPython 3.13, as the
+# Lambda functions run; manylinux x86_64, binary wheels only) and writes each wheel's version and sha256. The
 # build downloads exactly those files (pip checks every hash), adds the tilefan wheel that
 # package.sh built, with its own hash, as `tilefan[worker]`, and writes
 # $OUT/worker/worker-lock.txt. A resolution against the wheelhouse alone (no index, hashes
@@ -26,8 +26,9 @@ PYTHON="${PYTHON:-.venv/bin/python}"
 WORKER_REQUIREMENTS="${WORKER_REQUIREMENTS:-stepfunctions/worker-requirements.txt}"
 WORKER_LOCK="${WORKER_LOCK:-stepfunctions/worker-lock.txt}"
 read -r -a source <<<"${PIP_SOURCE:-}"
-# The worker's interpreter and platform (Amazon Linux 2023, glibc 2.34: manylinux up to 2_34).
-target=(--only-binary=:all: --python-version 3.11 --implementation cp --abi cp311
+# The worker's interpreter and platform (Amazon Linux 2023's python3.13, glibc 2.34: manylinux
+# up to 2_34): the Lambda functions' Python, so both run the same NumPy.
+target=(--only-binary=:all: --python-version 3.13 --implementation cp --abi cp313
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
 pip=("$PYTHON" -m pip --disable-pip-version-check --quiet)
 
@@ -43,7 +44,7 @@ import sys
 
 wheels, requirements, lock = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
 lines = [
-    f"# The spot workers' packages, resolved from {pathlib.Path(requirements).name} for CPython 3.11 on",
+    f"# The spot workers' packages, resolved from {pathlib.Path(requirements).name} for CPython 3.13 on",
     "# manylinux x86_64 by `make worker-lock`: every wheel a worker installs, with its sha256.",
     "# Do not edit; change the requirements and run `make worker-lock` again.",
 ]

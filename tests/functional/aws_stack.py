@@ -190,7 +190,7 @@ def aws_stack(
         handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         for name, placeholder in functions.items():
             fn = awslambda.create_function(
-                FunctionName=f"tilefan-dev-{name}", Runtime="python3.11", Role=role, Handler=f"app.{name}",
+                FunctionName=f"tilefan-dev-{name}", Runtime="python3.13", Role=role, Handler=f"app.{name}",
                 Code={"ZipFile": _zip()},
             )
             definition = definition.replace("${" + placeholder + "}", fn["FunctionArn"])

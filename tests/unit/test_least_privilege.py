@@ -57,12 +57,13 @@ def test_no_role_may_put_on_the_whole_bucket() -> None:
                 assert "*" not in [p for r in _list(st["Resource"]) for p in _bucket_paths(r)], role
 
 
-def test_the_api_and_tile_functions_have_reserved_concurrency() -> None:
+def test_every_function_has_reserved_concurrency() -> None:
     functions = CONFIG["lambda_functions"]
-    api, tile = functions["api_handler"]["reserved_concurrency"], functions["tile"]["reserved_concurrency"]
-    assert api >= 10 and tile >= 100
+    reserved = {name: f["reserved_concurrency"] for name, f in functions.items()}
+    assert set(reserved) == {"api_handler", "plan", "capacity", "tile", "reduce", "mark_failed"}
+    assert reserved["api_handler"] >= 10 and reserved["tile"] >= 100 and min(reserved.values()) >= 1
     # Lambda keeps 100 of the default account limit (1,000) unreserved.
-    assert api + tile <= 900
+    assert sum(reserved.values()) <= 900
 
 
 def test_api_gateway_writes_access_logs_to_its_own_log_group() -> None:

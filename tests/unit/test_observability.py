@@ -175,6 +175,18 @@ def test_the_topic_policy_lets_only_this_accounts_alarms_and_budgets_publish() -
         assert "AWS::AccountId" in json.dumps(statement["Condition"])
 
 
+def test_the_topic_is_encrypted_with_a_key_that_only_this_accounts_alarms_and_budgets_may_use() -> None:
+    assert RESOURCES["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    key = RESOURCES["AlarmTopicKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    services = [s for s in key["KeyPolicy"]["Statement"] if "Service" in s["Principal"]]
+    assert [sorted(s["Principal"]["Service"]) for s in services] == [
+        ["budgets.amazonaws.com", "cloudwatch.amazonaws.com"]]
+    # Enough to publish to an encrypted topic, nothing to manage the key with.
+    assert services[0]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert "AWS::AccountId" in json.dumps(services[0]["Condition"])
+
+
 def dashboard() -> tuple[dict[str, Any], str]:
     body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     return json.loads(body), body

@@ -1,7 +1,7 @@
 """A booting spot worker installs from the wheelhouse alone: the launch template's user data
 installs with no package index and every hash required, from the lock, and the lock pins
 every package the worker runs (its runtime dependencies, the ``worker`` extra and all
-they pull in on Linux x86_64 with CPython 3.11) to a version its requirements accept."""
+they pull in on Linux x86_64 with CPython 3.13) to a version its requirements accept."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ TEMPLATE = json.loads((ROOT / "stepfunctions" / "merge-template.json").read_text
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 LOCK = (ROOT / "stepfunctions" / "worker-lock.txt").read_text()
 # The worker's interpreter and platform, for evaluating dependency markers.
-WORKER_ENV = {**default_environment(), "python_version": "3.11", "python_full_version": "3.11.6",
+WORKER_ENV = {**default_environment(), "python_version": "3.13", "python_full_version": "3.13.0",
               "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
               "os_name": "posix", "implementation_name": "cpython", "platform_python_implementation": "CPython"}
 
@@ -94,9 +94,10 @@ def test_every_runtime_dependency_of_the_worker_is_pinned_in_the_lock() -> None:
 
 
 def test_the_lock_agrees_with_the_exact_pins_elsewhere() -> None:
-    # The Lambda package (requirements.txt) and the project's exact pins run the same versions.
+    # The Lambda package (requirements.txt) and the deploying extra's exact pins run the same
+    # versions as the workers. (The library's own dependencies are ranges, not deployments.)
     lock = locked()
-    pins = [*PYPROJECT["project"]["dependencies"], *PYPROJECT["project"]["optional-dependencies"]["aws"],
+    pins = [*PYPROJECT["project"]["optional-dependencies"]["aws"],
             *(ROOT / "requirements.txt").read_text().splitlines()]
     for text in pins:
         text = text.split("#", 1)[0].strip()

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from tilefan.adapters.records_codec import CURSOR_PATTERN  # what every job store's list_jobs takes
 from tilefan.domain.models import JobRequest
 from tilefan.domain.models_api import (
     Error,
@@ -51,6 +52,9 @@ _ERRORS = {400: "invalid input, or a malformed request", 401: (
 # (401) or for another Host (403); API Gateway an unsigned request (403), one without an
 # identity (401) or too many at once (429).
 FRONT_ERRORS = (400, 401, 403, 408, 413, 415, 429, 431, 500, 501)
+# What a schema-valid job may still be refused for: rules JSON Schema cannot state.
+_JOB_REFUSED = ("invalid input; or a job over a configured limit (tiles, estimated cost, matrix elements, grid "
+                "points, atoms: the message names the limit and its setting), or whose shapes do not chain")
 _JOB_CAP = ("the caller already has TILEFAN_MAX_CONCURRENT_JOBS (AWS) or TILEFAN_MAX_QUEUED_JOBS (tilefan serve) "
             "jobs queued or running, or API Gateway's throttling")
 _SECURITY_SCHEMES = {
@@ -131,14 +135,17 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "summary": "Submit a job",
                 "requestBody": _body("SubmitJob"),
-                "responses": {**_answers(202, Job, "accepted", 400, 413, 415), "429": _busy(_JOB_CAP)},
+                "responses": {**_answers(202, Job, "accepted", 400, 413, 415), "400": _json(Error, _JOB_REFUSED),
+                              "429": _busy(_JOB_CAP)},
             },
             "get": {
                 "summary": "The caller's recent jobs, newest first",
                 "parameters": [
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
                                                                 "default": 20}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "cursor", "in": "query", "schema": {
+                        "type": "string", "pattern": CURSOR_PATTERN,
+                        "description": "next_cursor from the previous page (empty or absent: the first page)"}},
                 ],
                 "responses": _answers(200, JobPage, "a page of jobs", 400),
             },

@@ -12,7 +12,7 @@ from typing import Any
 
 from tilefan.domain import kernels
 from tilefan.domain.spec import AtomsSpec
-from tilefan.errors import ConflictError, InvalidSpecError
+from tilefan.errors import ConflictError
 from tilefan.pipeline.inputs import atoms_key
 from tilefan.pipeline.ports import Ports
 
@@ -23,7 +23,9 @@ def atoms_slice(ports: Ports, job_id: str, max_side: int = MAX_SIDE) -> dict[str
     record = ports.jobs.get_job(job_id)
     spec = record.spec
     if not isinstance(spec, AtomsSpec):
-        raise InvalidSpecError("job_id", f"job {job_id} is {record.kind}; slices are for atoms jobs")
+        # The request is well formed: the job it names is of the wrong kind (409, like a job
+        # that has not finished), so a caller can tell it from bad input.
+        raise ConflictError(f"job {job_id} is {record.kind}; slices are for atoms jobs")
     if not record.result:
         raise ConflictError(f"job {job_id} is {record.status.value}; its slice exists once it has SUCCEEDED")
     i, j, k = (int(n) for n in record.result["min_index"])

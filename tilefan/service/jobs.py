@@ -109,7 +109,7 @@ class JobService:
         return round((record.units_total - record.units_done) / rate, 3) if rate > 0 else None
 
     def list(self, limit: Any = None, cursor: str | None = None, owner: str | None = None) -> dict[str, Any]:
-        size = 20 if limit in (None, "") else _page_size(limit)
+        size = 20 if limit is None else _page_size(limit)
         records, next_cursor = self.ports.jobs.list_jobs(size, cursor or None, self._owner(owner))
         return {"jobs": [self.describe(r) for r in records], "next_cursor": next_cursor}
 
@@ -179,10 +179,14 @@ class JobService:
         return spec, lambda: self.ports.blobs.read_array(field_key(job_id)), how == "redirect"
 
 def _page_size(raw: Any) -> int:
-    try:
+    # Digits only, as the OpenAPI document's integer says: int() would also take "", " 5",
+    # "+5" and "5_0", which the document does not allow.
+    if isinstance(raw, str) and re.fullmatch(r"-?[0-9]{1,18}", raw):
         size = int(raw)
-    except (TypeError, ValueError):
-        raise InvalidSpecError("limit", f"must be an integer, got {raw!r}") from None
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        size = raw
+    else:
+        raise InvalidSpecError("limit", f"must be an integer, got {raw!r}")
     if not 1 <= size <= MAX_PAGE:
         raise InvalidSpecError("limit", f"must be between 1 and {MAX_PAGE}, got {size}")
     return size

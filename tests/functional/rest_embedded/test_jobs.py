@@ -5,6 +5,7 @@ gaps or repeats.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tests.functional.rest_embedded.support import (
 from tests.helpers import argmin_index, brute_force_phi, random_pair
 from tilefan.domain.randgen import random_atoms
 from tilefan.domain.spec import RandomAtoms
+from tilefan.entrypoints.openapi import openapi_document
 
 # --------------------------------------------------------------------------- jobs of each kind
 
@@ -146,8 +148,15 @@ def test_jobs_are_listed_newest_first_in_pages(client: Client) -> None:
         # A float that is no creation time: NaN compares false with every row, so a store
         # that only checks float() answers 200 with an empty page instead of refusing it.
         ("cursor=nan%2Fabc", "cursor"),
+        # Not integers by the OpenAPI document, although int() reads them.
+        ("limit=", "limit"),
+        ("limit=%205", "limit"),
+        ("limit=5_0", "limit"),
+        # The cursor before the pattern the document states: base64 of JSON.
+        ("cursor=WzE3MDAwMDAwMDAuMjUsImExIl0", "cursor"),
     ],
-    ids=["limit-zero", "limit-text", "limit-too-big", "cursor-text", "cursor-garbage", "cursor-nan"],
+    ids=["limit-zero", "limit-text", "limit-too-big", "cursor-text", "cursor-garbage", "cursor-nan",
+         "limit-empty", "limit-spaced", "limit-underscored", "cursor-old-form"],
 )
 def test_bad_list_parameters_get_400_naming_the_field(client: Client, query: str, field: str) -> None:
     submit(client, {"kind": "add", "a": {"shape": [4, 4]}, "b": {"shape": [4, 4]}})
@@ -155,3 +164,16 @@ def test_bad_list_parameters_get_400_naming_the_field(client: Client, query: str
     assert response.status_code == 400, response.json_body
     assert response.json_body["error"]["code"] == "invalid_input"
     assert response.json_body["error"]["field"] == field
+
+
+def test_every_cursor_the_document_allows_names_a_page(client: Client) -> None:
+    pattern = re.compile(openapi_document()["paths"]["/jobs"]["get"]["parameters"][1]["schema"]["pattern"])
+    job_id = submit(client, {"kind": "add", "a": {"shape": [4, 4]}, "b": {"shape": [4, 4]}})
+    wait_job(client, job_id)
+    # Before every job, after every job, the first page, and a position with a long fraction.
+    for cursor, expected in (("1-zz", []), ("9999999999999999-zz", [job_id]), ("", [job_id]),
+                             ("9999999999." + "7" * 300 + "-A_b-c", [job_id])):
+        assert pattern.fullmatch(cursor)
+        page = client.http.get(f"/jobs?cursor={cursor}")
+        assert page.status_code == 200, page.json_body
+        assert [j["job_id"] for j in page.json_body["jobs"]] == expected

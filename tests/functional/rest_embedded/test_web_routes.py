@@ -45,7 +45,10 @@ def test_report_files_and_the_slice_come_through_the_api(client: Client) -> None
 def test_slice_of_a_matrix_job_or_an_unknown_job_is_refused(client: Client) -> None:
     job_id = submit(client, {"kind": "add", "a": {"shape": [4, 4]}, "b": {"shape": [4, 4]}})
     wait_job(client, job_id)
-    assert client.http.get(f"/jobs/{job_id}/slice").status_code == 400
+    refused = client.http.get(f"/jobs/{job_id}/slice")
+    # 409, as the OpenAPI document declares: the request is valid, the job is of another kind.
+    assert refused.status_code == 409 and refused.json_body["error"]["code"] == "conflict"
+    assert "slices are for atoms jobs" in refused.json_body["error"]["message"]
     assert client.http.get("/jobs/0123456789abcdef/slice").status_code == 404
     assert client.http.get("/jobs/0123456789abcdef/report/logs.csv").status_code == 404
 
