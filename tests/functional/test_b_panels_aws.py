@@ -13,7 +13,7 @@ from chalice.test import Client
 from tests.functional.aws_stack import BUCKET, Stack
 from tests.functional.rest_client import JSON, post_job, wait_job
 from tests.functional.test_aws_pipeline import embedded_result
-from tests.helpers import normal_pair, npy_bytes, s3_array
+from tests.helpers import normal_pair, npy_bytes, s3_array, wait_until
 
 
 def upload(stack: Stack, client: Client, name: str, array: np.ndarray) -> str:
@@ -45,8 +45,13 @@ def test_a_matmul_of_uploads_stages_b_once_and_gives_the_embedded_answer(
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"jobs/{job_id}/manifest.json")["Body"].read())
     assert manifest["b_panels"]["staged"] is True and manifest["b_panels"]["panels"] == 4
     assert manifest["tiles"][0]["bytes_in"] == (16 * 50 + 50 * 16) * 8  # its A and B panels, not B's rows
-    keys_left = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"jobs/{job_id}/").get("Contents", [])]
-    assert keys_left and not [k for k in keys_left if "/b-panels/" in k]  # the pieces went with the job's end
+    def keys_left() -> list[str]:
+        return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"jobs/{job_id}/").get("Contents", [])]
+
+    # The reducer drops the pieces right after recording SUCCEEDED, so a fast poll can see
+    # the job end a moment before they go.
+    wait_until(lambda: not [k for k in keys_left() if "/b-panels/" in k] or None, "the pieces deleted", timeout=30)
+    assert keys_left()  # the job's own objects stay
 
     local = embedded_result(tmp_path, {**spec, "a": {"file": str(tmp_path / "A.npy")},
                                        "b": {"file": str(tmp_path / "B.npy")}})

@@ -66,4 +66,7 @@ class WorkerPool(cf.Executor):
         for pid in () if self.broken else sorted(pids):
             with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 os.kill(pid, signal.SIGKILL)
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        # Not waiting: the executor's own thread reaps the killed workers in the background,
+        # and a worker still starting (not yet registered) exits when it reads the shutdown
+        # or, at the latest, when its owner does (pool_worker's watchdog).
+        self._executor.shutdown(wait=False, cancel_futures=True)
