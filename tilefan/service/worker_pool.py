@@ -1,10 +1,12 @@
-"""The scheduler's process pool, known through public means only.
+"""The scheduler's process pool: its workers and whether it is broken.
 
 ``concurrent.futures.ProcessPoolExecutor`` does not say, in its public API, which
 processes are its workers or whether it is broken. The scheduler needs both: to kill the
 workers still computing when it stops, and to replace a pool one of whose workers died.
-So each worker reports its pid when it starts (``pool_worker.init_worker``), and the pool
-learns it is broken from what its futures and ``submit`` raise (``BrokenProcessPool``).
+The pool learns it is broken from what its futures and ``submit`` raise
+(``BrokenProcessPool``). To kill, each worker reports its pid when it starts
+(``pool_worker.init_worker``), and ``kill`` adds the executor's own process table, which
+only it knows completely (see there why the registry alone is not enough).
 """
 
 from __future__ import annotations
@@ -58,15 +60,21 @@ class WorkerPool(cf.Executor):
 
     def kill(self) -> None:
         """Kill the workers still computing, then shut down: their tiles are not recorded
-        done, so the next scheduler runs them again."""
+        done, so the next scheduler runs them again.
+
+        Every worker the executor started is killed, not only those that registered: idle
+        workers take turns on the call queue's lock, so a worker killed while holding it
+        would leave one that started during the kill (registered too late to be seen)
+        blocked for good, and the executor's thread, and the interpreter's exit, waiting on
+        it. The executor names its workers only in ``_processes``; the registered pids are
+        the fallback should that attribute ever go.
+        """
         pids: set[int] = set()
         while not self._pids.empty():
             pids.add(self._pids.get())
+        processes = list(getattr(self._executor, "_processes", None) or {})
         # A broken pool has already terminated its workers, and their pids may be reused.
-        for pid in () if self.broken else sorted(pids):
+        for pid in sorted(set(processes) if self.broken else pids | set(processes)):
             with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 os.kill(pid, signal.SIGKILL)
-        # Not waiting: the executor's own thread reaps the killed workers in the background,
-        # and a worker still starting (not yet registered) exits when it reads the shutdown
-        # or, at the latest, when its owner does (pool_worker's watchdog).
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown(wait=True, cancel_futures=True)
