@@ -30,10 +30,13 @@ FLOORS_VENV   := .venv-floors
 # What test-newest and test-floors run: the unit suite and the embedded backend's functional
 # suites. The AWS ones run under moto, whose pins constraints-dev.txt keeps, and the worker
 # lock's test compares the lock with the installed (pinned) distributions: both in `make test`.
+# So does the REST molecule test, which checks maps against MDAnalysis on MDAnalysisTests'
+# files (dev-only packages, about 100 MB).
 NEWEST_TESTS  := tests/unit tests/functional/rest_embedded tests/functional/test_scheduler.py \
                  tests/functional/test_scheduler_steps.py tests/functional/test_pipeline_pool.py \
                  tests/functional/test_python_api.py tests/functional/test_cli_job_cap.py \
-                 --ignore=tests/unit/test_worker_lock.py
+                 --ignore=tests/unit/test_worker_lock.py \
+                 --ignore=tests/functional/rest_embedded/test_molecules.py
 
 .PHONY: install run test lint typecheck pytest bench package checkov kernel clean deploy destroy wheelhouse \
         worker-lock system-deps test-newest test-floors
@@ -83,7 +86,7 @@ $(NEWEST_VENV)/bin/python:
 test-newest: $(NEWEST_VENV)/bin/python
 	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade pip numpy pydantic
 	$(NEWEST_VENV)/bin/python -c "import numpy, pydantic; print(numpy.__version__, pydantic.VERSION)" > $(NEWEST_VENV)/before
-	$(NEWEST_VENV)/bin/python -m pip install --quiet ".[serve,report,fast]" "aws-lambda-powertools[tracer]" boto3 \
+	$(NEWEST_VENV)/bin/python -m pip install --quiet ".[serve,report,formats]" "aws-lambda-powertools[tracer]" boto3 \
 	    pytest hypothesis jsonschema
 	$(NEWEST_VENV)/bin/python -c "import numpy, pydantic; print(numpy.__version__, pydantic.VERSION)" > $(NEWEST_VENV)/after
 	@cmp -s $(NEWEST_VENV)/before $(NEWEST_VENV)/after || { echo "pip install . changed NumPy or pydantic:" \
@@ -98,7 +101,7 @@ $(FLOORS_VENV)/bin/python:
 
 # No pip upgrade here: chalice's floor (1.31) requires pip < 23.4.
 test-floors: $(FLOORS_VENV)/bin/python
-	$(FLOORS_VENV)/bin/python -m pip install --quiet -c constraints-floors.txt ".[serve,report,fast]" \
+	$(FLOORS_VENV)/bin/python -m pip install --quiet -c constraints-floors.txt ".[serve,report,formats]" \
 	    "aws-lambda-powertools[tracer]" boto3 pytest hypothesis jsonschema
 	@echo "test-floors: $$($(FLOORS_VENV)/bin/python -V), $$($(FLOORS_VENV)/bin/python -c \
 	    'import numpy, pydantic, tqdm; print("numpy", numpy.__version__, "pydantic", pydantic.VERSION, "tqdm", tqdm.__version__)')"
