@@ -93,21 +93,24 @@ AVX2 static void phi_f64_l2_row(const double *zs, ptrdiff_t nk, double dxy, doub
     }
 }
 
-AVX2 void tilefan_phi_f64_l2(const double *xs, ptrdiff_t ni, const double *ys, ptrdiff_t nj,
-                             const double *zs, ptrdiff_t nk, const double *ax, const double *ay,
-                             const double *az, const double *ae, ptrdiff_t na, double eps2,
-                             double *restrict out) {
-    if (nk <= 0) return;
-    for (ptrdiff_t i = 0; i < ni; i++) {
-        for (ptrdiff_t j = 0; j < nj; j++) {
-            double *restrict row = out + (i * nj + j) * nk;
-            for (ptrdiff_t a = 0; a < na; a++) {
-                const double dx = xs[i] - ax[a], dy = ys[j] - ay[a];
-                phi_f64_l2_row(zs, nk, dx * dx + dy * dy + eps2, az[a], ae[a], row);
-            }
-        }
+/* The AVX2 builds' outer loops: every (i, j) row, every atom, one row function call. */
+#define PHI_ROWS_L2(NAME, T, ROW)                                                               \
+    AVX2 void NAME(const T *xs, ptrdiff_t ni, const T *ys, ptrdiff_t nj, const T *zs, ptrdiff_t nk, \
+                   const T *ax, const T *ay, const T *az, const T *ae, ptrdiff_t na, T eps2,        \
+                   T *restrict out) {                                                             \
+        if (nk <= 0) return;                                                                      \
+        for (ptrdiff_t i = 0; i < ni; i++) {                                                      \
+            for (ptrdiff_t j = 0; j < nj; j++) {                                                  \
+                T *restrict row = out + (i * nj + j) * nk;                                        \
+                for (ptrdiff_t a = 0; a < na; a++) {                                              \
+                    const T dx = xs[i] - ax[a], dy = ys[j] - ay[a];                               \
+                    ROW(zs, nk, dx * dx + dy * dy + eps2, az[a], ae[a], row);                     \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
     }
-}
+
+PHI_ROWS_L2(tilefan_phi_f64_l2, double, phi_f64_l2_row)
 
 /* The AVX2 float32 build by hand as well: compiled from the generic loop it issues
  * vsqrtps and vdivps per element. vrsqrtps (relative error <= 1.5 * 2^-12) refined by one
@@ -148,21 +151,7 @@ AVX2 static void phi_f32_l2_row(const float *zs, ptrdiff_t nk, float dxy, float 
     }
 }
 
-AVX2 void tilefan_phi_f32_l2(const float *xs, ptrdiff_t ni, const float *ys, ptrdiff_t nj,
-                             const float *zs, ptrdiff_t nk, const float *ax, const float *ay,
-                             const float *az, const float *ae, ptrdiff_t na, float eps2,
-                             float *restrict out) {
-    if (nk <= 0) return;
-    for (ptrdiff_t i = 0; i < ni; i++) {
-        for (ptrdiff_t j = 0; j < nj; j++) {
-            float *restrict row = out + (i * nj + j) * nk;
-            for (ptrdiff_t a = 0; a < na; a++) {
-                const float dx = xs[i] - ax[a], dy = ys[j] - ay[a];
-                phi_f32_l2_row(zs, nk, dx * dx + dy * dy + eps2, az[a], ae[a], row);
-            }
-        }
-    }
-}
+PHI_ROWS_L2(tilefan_phi_f32_l2, float, phi_f32_l2_row)
 
 /* The AVX-512 builds by hand too: vrsqrt14 estimates 1/sqrt with relative error below
  * 2^-14 (in its type's whole range); Newton steps (error 1.5 e^2 each) refine it: one for
