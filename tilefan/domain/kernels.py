@@ -1,6 +1,6 @@
 """NumPy kernels: the reference implementation, and what tile Lambdas run.
 
-Every kernel works on one tile. The compiled kernels in ``fastkernels`` must agree with
+Every kernel works on one tile. The C kernel (``ckernel``) must agree with
 these within ``atoms.atoms_rtol`` (they sum the same terms in the same atom order, but
 with different rounding of 1/sqrt).
 """
