@@ -44,6 +44,7 @@
 
 PHI_BLOCK(tilefan_phi_f32_l1, float, sqrtf, BASE)
 PHI_BLOCK(tilefan_phi_f64_l1, double, sqrt, BASE)
+PHI_BLOCK(tilefan_phi_f32_l2, float, sqrtf, AVX2)
 
 /* 1/sqrt(d2) for four doubles without vsqrtpd or vdivpd: the float32 reciprocal square
  * root (relative error <= 1.5 * 2^-12 on Intel and AMD) refined in double by one Newton
@@ -93,65 +94,21 @@ AVX2 static void phi_f64_l2_row(const double *zs, ptrdiff_t nk, double dxy, doub
     }
 }
 
-/* The AVX2 builds' outer loops: every (i, j) row, every atom, one row function call. */
-#define PHI_ROWS_L2(NAME, T, ROW)                                                               \
-    AVX2 void NAME(const T *xs, ptrdiff_t ni, const T *ys, ptrdiff_t nj, const T *zs, ptrdiff_t nk, \
-                   const T *ax, const T *ay, const T *az, const T *ae, ptrdiff_t na, T eps2,        \
-                   T *restrict out) {                                                             \
-        if (nk <= 0) return;                                                                      \
-        for (ptrdiff_t i = 0; i < ni; i++) {                                                      \
-            for (ptrdiff_t j = 0; j < nj; j++) {                                                  \
-                T *restrict row = out + (i * nj + j) * nk;                                        \
-                for (ptrdiff_t a = 0; a < na; a++) {                                              \
-                    const T dx = xs[i] - ax[a], dy = ys[j] - ay[a];                               \
-                    ROW(zs, nk, dx * dx + dy * dy + eps2, az[a], ae[a], row);                     \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-    }
-
-PHI_ROWS_L2(tilefan_phi_f64_l2, double, phi_f64_l2_row)
-
-/* The AVX2 float32 build by hand as well: compiled from the generic loop it issues
- * vsqrtps and vdivps per element. vrsqrtps (relative error <= 1.5 * 2^-12) refined by one
- * Newton step (error 1.5 e^2, about 3.4e-7, a few ulp) does the same work in a multiply
- * chain, at about twice the rate. Rows whose squared distances leave float32's normal
- * range take the exact path, as in the float64 build. */
-AVX2 static void phi_f32_l2_row(const float *zs, ptrdiff_t nk, float dxy, float za, float e,
-                                float *restrict row) {
-    const float far0 = zs[0] - za, far1 = zs[nk - 1] - za;
-    const float most = dxy + (far0 * far0 > far1 * far1 ? far0 * far0 : far1 * far1);
-    ptrdiff_t k = 0;
-    if (dxy >= (float)SEED_MIN && most <= (float)SEED_MAX) {
-        /* e / sqrt(d2) = (e / 2) * y (3 - d2 y^2) with y = rsqrt(d2): the Newton step folded
-         * into the accumulation, five vector operations after the estimate. */
-        const __m256 vza = _mm256_set1_ps(za), vdxy = _mm256_set1_ps(dxy), vhe = _mm256_set1_ps(0.5f * e);
-        const __m256 three = _mm256_set1_ps(3.0f);
-        for (; k + 16 <= nk; k += 16) {  /* two vectors at a time: independent chains */
-            const __m256 dz0 = _mm256_sub_ps(_mm256_loadu_ps(zs + k), vza);
-            const __m256 dz1 = _mm256_sub_ps(_mm256_loadu_ps(zs + k + 8), vza);
-            const __m256 d0 = _mm256_fmadd_ps(dz0, dz0, vdxy), d1 = _mm256_fmadd_ps(dz1, dz1, vdxy);
-            const __m256 y0 = _mm256_rsqrt_ps(d0), y1 = _mm256_rsqrt_ps(d1);
-            const __m256 w0 = _mm256_mul_ps(y0, _mm256_fnmadd_ps(_mm256_mul_ps(d0, y0), y0, three));
-            const __m256 w1 = _mm256_mul_ps(y1, _mm256_fnmadd_ps(_mm256_mul_ps(d1, y1), y1, three));
-            _mm256_storeu_ps(row + k, _mm256_fmadd_ps(vhe, w0, _mm256_loadu_ps(row + k)));
-            _mm256_storeu_ps(row + k + 8, _mm256_fmadd_ps(vhe, w1, _mm256_loadu_ps(row + k + 8)));
+AVX2 void tilefan_phi_f64_l2(const double *xs, ptrdiff_t ni, const double *ys, ptrdiff_t nj,
+                             const double *zs, ptrdiff_t nk, const double *ax, const double *ay,
+                             const double *az, const double *ae, ptrdiff_t na, double eps2,
+                             double *restrict out) {
+    if (nk <= 0) return;
+    for (ptrdiff_t i = 0; i < ni; i++) {
+        for (ptrdiff_t j = 0; j < nj; j++) {
+            double *restrict row = out + (i * nj + j) * nk;
+            for (ptrdiff_t a = 0; a < na; a++) {
+                const double dx = xs[i] - ax[a], dy = ys[j] - ay[a];
+                phi_f64_l2_row(zs, nk, dx * dx + dy * dy + eps2, az[a], ae[a], row);
+            }
         }
-        for (; k + 8 <= nk; k += 8) {
-            const __m256 dz = _mm256_sub_ps(_mm256_loadu_ps(zs + k), vza);
-            const __m256 d2 = _mm256_fmadd_ps(dz, dz, vdxy);
-            const __m256 y = _mm256_rsqrt_ps(d2);
-            const __m256 w = _mm256_mul_ps(y, _mm256_fnmadd_ps(_mm256_mul_ps(d2, y), y, three));
-            _mm256_storeu_ps(row + k, _mm256_fmadd_ps(vhe, w, _mm256_loadu_ps(row + k)));
-        }
-    }
-    for (; k < nk; k++) {
-        const float dz = zs[k] - za;
-        row[k] += e / sqrtf(dxy + dz * dz);
     }
 }
-
-PHI_ROWS_L2(tilefan_phi_f32_l2, float, phi_f32_l2_row)
 
 /* The AVX-512 builds by hand too: vrsqrt14 estimates 1/sqrt with relative error below
  * 2^-14 (in its type's whole range); Newton steps (error 1.5 e^2 each) refine it: one for
