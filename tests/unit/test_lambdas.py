@@ -319,7 +319,7 @@ def test_an_error_reported_by_a_lambda_or_a_spot_worker_keeps_its_body(exc: Exce
      {"code": "invalid_input", "message": "contains NaN or inf", "field": "a"}),
     (JobNotFoundError("j9"), 404, {"code": "job_not_found", "message": "no job with id 'j9'"}),
     (ConflictError("job j1 is SUCCEEDED"), 409, {"code": "conflict", "message": "job j1 is SUCCEEDED"}),
-    (StoreError("throttled"), 500, {"code": "store_error", "message": "throttled"}),
+    (StoreError("throttled"), 503, {"code": "store_error", "message": "throttled"}),
     (TileFailedError(2, "overflow"), 500, {"code": "tile_failed", "message": "tile 2: overflow", "tile_id": 2}),
 ])
 def test_the_rest_api_answers_an_error_with_its_status_and_body(

@@ -44,14 +44,15 @@ _ERRORS = {400: "invalid input, or a malformed request", 401: (
            413: "request body too large", 415: "unsupported content type",
            429: "too many requests (AWS: API Gateway's throttling)",
            431: "request headers too large (tilefan serve)", 500: "the backend failed",
-           501: "needs an optional extra, or a transfer encoding tilefan serve does not take"}
+           501: "needs an optional extra, or a transfer encoding tilefan serve does not take",
+           503: "the job store is busy or unavailable: nothing was done; retry after Retry-After"}
 # What any operation may answer before (or whatever) its route does: the HTTP front end
 # refuses a malformed request (400), a late one (408), a body over its cap (413),
 # oversized headers (431) or an unknown transfer encoding (501); Chalice a body type the
 # route does not take (415, on every route); the access check a request without the token
 # (401) or for another Host (403); API Gateway an unsigned request (403), one without an
 # identity (401) or too many at once (429).
-FRONT_ERRORS = (400, 401, 403, 408, 413, 415, 429, 431, 500, 501)
+FRONT_ERRORS = (400, 401, 403, 408, 413, 415, 429, 431, 500, 501, 503)
 # What a schema-valid job may still be refused for: rules JSON Schema cannot state.
 _JOB_REFUSED = ("invalid input; or a job over a configured limit (tiles, estimated cost, matrix elements, grid "
                 "points, atoms: the message names the limit and its setting), or whose shapes do not chain")
@@ -76,7 +77,7 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 
 
 def _busy(description: str) -> dict[str, Any]:
-    """A 429: the error, and (from tilefan's own routes) how many seconds to wait before retrying."""
+    """A 429 or 503: the error, and (from tilefan's own routes) how many seconds to wait before retrying."""
     retry = {"description": "seconds to wait before retrying", "schema": {"type": "integer", "minimum": 0}}
     return {**_json(Error, description), "headers": {"Retry-After": retry}}
 
@@ -88,7 +89,7 @@ def _answers(status: int, model: type[BaseModel], description: str, *errors: int
 
 def _errors(*errors: int) -> dict[str, Any]:
     """The listed errors and the front end's, in the error shape, by status."""
-    return {str(code): _busy(_ERRORS[code]) if code == 429 else _json(Error, _ERRORS[code])
+    return {str(code): _busy(_ERRORS[code]) if code in (429, 503) else _json(Error, _ERRORS[code])
             for code in sorted({*errors, *FRONT_ERRORS})}
 
 

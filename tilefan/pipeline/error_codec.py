@@ -19,7 +19,9 @@ from tilefan.errors import InvalidSpecError, ReportedError, RunnerError, Tilefan
 MAX_ERROR_MESSAGE = 2000  # characters of a reported error kept on the job record
 
 _HTTP_STATUS = {"invalid_input": 400, "unauthorized": 401, "job_not_found": 404, "not_found": 404,
-                "conflict": 409, "upload_expired": 410, "body_too_large": 413, "too_many_jobs": 429}
+                "conflict": 409, "upload_expired": 410, "body_too_large": 413, "too_many_jobs": 429,
+                # The store failed or was busy: nothing was acted on, so trying again is safe.
+                "store_error": 503}
 _TILE_PREFIX = re.compile(r"^tile (\d+): ")
 # State errors raised by the services that run our code, not by our code.
 _RUNNER_PREFIXES = ("States.", "Lambda.", "Sandbox.")
@@ -58,10 +60,10 @@ def plain_message(body: Mapping[str, Any]) -> str:
 
 
 def http_status(code: str) -> int:
-    """The HTTP status for an error code: 400, 404, 409, else 500.
+    """The HTTP status for an error code: 400, 404, 409, 503 for the store, else 500.
 
-    >>> [http_status(c) for c in ("invalid_input", "job_not_found", "conflict", "store_error")]
-    [400, 404, 409, 500]
+    >>> [http_status(c) for c in ("invalid_input", "job_not_found", "conflict", "store_error", "runner_error")]
+    [400, 404, 409, 503, 500]
     """
     return _HTTP_STATUS.get(code, 500)
 

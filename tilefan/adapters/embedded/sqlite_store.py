@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,42 @@ CREATE INDEX IF NOT EXISTS jobs_by_owner_status ON jobs (owner, status);
 """
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        # WAL is a property of the file: ask before setting it, because switching modes
+        # needs the database to itself and fails at once (no busy wait) while others read.
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        _add_owner_column(conn)
+        conn.executescript(_OWNER_INDEXES)
+        ensure_attempts_table(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _open_with_retry(path: Path, patience_s: float = 30.0) -> sqlite3.Connection:
+    """Open and set up a connection, waiting out the moments another connection holds a
+    lock that SQLite reports without calling its busy handler (a WAL switch or recovery
+    while a second process opens the same fresh file)."""
+    deadline = time.monotonic() + patience_s
+    pause = 0.005
+    while True:
+        try:
+            return _open(path)
+        except sqlite3.OperationalError as exc:
+            transient = "locked" in str(exc) or "busy" in str(exc)
+            if not transient or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 class SqliteJobStore(BaseJobStore):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -81,14 +118,7 @@ class SqliteJobStore(BaseJobStore):
             # Created on first use, so a command that fails validation writes nothing.
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(_SCHEMA)
-                _add_owner_column(conn)
-                conn.executescript(_OWNER_INDEXES)
-                ensure_attempts_table(conn)
+                conn = _open_with_retry(self.path)
             except (OSError, sqlite3.Error) as exc:
                 raise StoreError(f"cannot open job store {self.path}: {exc}") from None
             self._local.conn = conn
