@@ -64,7 +64,9 @@ class _Worker:
     process: multiprocessing.process.BaseProcess
     conn: Connection
     task: cf.Future[Any] | None = None  # what it runs now; None when idle
-    stopping: bool = False  # sent the stop message: its exit breaks nothing
+    stopping: bool = False  # sent the stop message (or killed): its exit breaks nothing
+    eof: bool = False  # its end of the pipe is closed: nothing more to read
+    gone: bool = False  # exited and reaped
 
 
 @dataclass
@@ -168,25 +170,26 @@ class WorkerPool(cf.Executor):
         on a worker's unexpected death; end when every worker has exited."""
         while True:
             with self._lock:
-                live = [w for w in self._workers if w.process.exitcode is None]
-            if not live:
+                watched = [w for w in self._workers if not w.gone]
+            if not watched:
                 break
-            ready = set(wait([self._wake_reader, *(w.conn for w in live), *(w.process.sentinel for w in live)]))
+            ready = set(wait([self._wake_reader, *(w.conn for w in watched if not w.eof),
+                              *(w.process.sentinel for w in watched)]))
             if self._wake_reader in ready:
                 while self._wake_reader.poll():
                     self._wake_reader.recv_bytes()
             settled = _Settled()
             with self._lock:
-                for worker in live:
-                    if worker.process.sentinel in ready:
-                        # It exited: take what it sent before it went, then count its death.
-                        while worker.conn.poll() and self._receive(worker, settled):
-                            pass
-                        worker.process.join()
+                for worker in watched:
+                    exited = worker.process.sentinel in ready
+                    # An exited worker's last outcome may still be in its pipe: take it first.
+                    while (exited or worker.conn in ready) and not worker.eof and worker.conn.poll():
+                        self._receive(worker, settled)
+                    if exited:
+                        worker.process.join()  # reaps it
+                        worker.gone = True
                         if not worker.stopping:
                             self._break(settled)
-                    elif worker.conn in ready:
-                        self._receive(worker, settled)
             settled.resolve()
         settled = _Settled()
         with self._lock:  # a killed pool's last tasks, and any backlog left behind
@@ -195,12 +198,13 @@ class WorkerPool(cf.Executor):
         for worker in self._workers:
             worker.conn.close()
 
-    def _receive(self, worker: _Worker, settled: _Settled) -> bool:
-        """Take one outcome from ``worker`` and give it its next task; False at its pipe's end."""
+    def _receive(self, worker: _Worker, settled: _Settled) -> None:
+        """Take one outcome from ``worker`` and give it its next task."""
         try:
             ok, value = worker.conn.recv()
         except EOFError:
-            return False  # it died: its sentinel says so
+            worker.eof = True  # it died or is dying: its sentinel says so
+            return
         except Exception as exc:  # the outcome arrived but could not be unpickled here
             ok, value = False, exc
         if worker.task is not None:
@@ -211,7 +215,6 @@ class WorkerPool(cf.Executor):
             self._send(worker, fut, task, settled)
         elif self._closed:
             self._stop(worker)
-        return True
 
     def _send(self, worker: _Worker, fut: cf.Future[Any], task: _Task, settled: _Settled) -> None:
         if not fut.set_running_or_notify_cancel():
