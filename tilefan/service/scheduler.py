@@ -38,6 +38,7 @@ from tilefan.domain.plan import Plan, plan
 from tilefan.domain.records import JobRecord, Status
 from tilefan.pipeline.lifecycle import cancel_job, fail_job
 from tilefan.pipeline.ports import Ports
+from tilefan.service import scheduler_state as machine
 from tilefan.service.pool_worker import tile_in_worker
 from tilefan.service.scheduler_decide import decide, queue_limit, wait_timeout
 from tilefan.service.scheduler_parts import (
@@ -49,25 +50,6 @@ from tilefan.service.scheduler_parts import (
     is_permanent,
     job_kernel,
     runs_inline,
-)
-from tilefan.service.scheduler_state import (
-    Action,
-    Admit,
-    Event,
-    FailJob,
-    Fill,
-    FoundEnded,
-    FoundQueued,
-    FoundRunning,
-    JobsEnded,
-    OpenFailed,
-    OpenJob,
-    RecordTileFailed,
-    RunTile,
-    StartStep,
-    State,
-    StepEnded,
-    TileEnded,
 )
 from tilefan.service.scheduler_steps import STEPS, StepThreads
 
@@ -103,10 +85,10 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self.holds_lease = False
 
-    def _fresh_state(self) -> State:
+    def _fresh_state(self) -> machine.State:
         # Only a server shares its pool with plans and reduces (the CLI runs one job).
         in_pool = self.only is None and self.settings.workers > 1
-        return State(self.settings.workers, self.max_jobs, self.retry, in_pool,
+        return machine.State(self.settings.workers, self.max_jobs, self.retry, in_pool,
                      None if self.only is None else frozenset(self.only))
 
     # ------------------------------------------------------------------ JobRunner
@@ -192,11 +174,11 @@ class Scheduler:
         """Read the queue and the store, hand out work, wait for news, report it."""
         limit = queue_limit(self.state)
         if limit is not None:
-            self._feed(Admit(tuple(self.queue.unfinished_jobs(limit))))
+            self._feed(machine.Admit(tuple(self.queue.unfinished_jobs(limit))))
         if self.state.active:
             statuses = self.queue.job_statuses(list(self.state.active))
-            self._feed(JobsEnded(tuple(j for j, s in statuses.items() if Status(s).terminal)))
-        self._feed(Fill(time.monotonic()))
+            self._feed(machine.JobsEnded(tuple(j for j, s in statuses.items() if Status(s).terminal)))
+        self._feed(machine.Fill(time.monotonic()))
         with self._lock:
             if self._wake.done():
                 self._wake = cf.Future()
@@ -209,57 +191,57 @@ class Scheduler:
                 error = _error(fut)
                 # A failed step is retried only while its job runs: the store says.
                 ended = error is not None and self.ports.jobs.get_job(job_id).status.terminal
-                self._feed(StepEnded(step, job_id, error, ended))
+                self._feed(machine.StepEnded(step, job_id, error, ended))
             elif fut is not wake:
                 job_id, tile_id = self._tiles.pop(fut)
-                self._feed(TileEnded(job_id, tile_id, _error(fut), time.monotonic()))
+                self._feed(machine.TileEnded(job_id, tile_id, _error(fut), time.monotonic()))
         if self._pool is not None and self._pool.broken:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None  # a new one is made at the next submit
 
-    def _feed(self, event: Event) -> None:
+    def _feed(self, event: machine.Event) -> None:
         """Decide on ``event``, perform the actions, and decide on what they report, in turn."""
-        actions: deque[Action] = deque(decide(self.state, event))
+        actions: deque[machine.Action] = deque(decide(self.state, event))
         while actions:
             reported = self._perform(actions.popleft())
             if reported is not None:
                 actions.extend(decide(self.state, reported))
 
-    def _perform(self, action: Action) -> Event | None:
-        if isinstance(action, OpenJob):
+    def _perform(self, action: machine.Action) -> machine.Event | None:
+        if isinstance(action, machine.OpenJob):
             return self._open(action.job_id)
-        if isinstance(action, StartStep):
+        if isinstance(action, machine.StartStep):
             executor = self._get_pool() if self.state.steps_in_pool else self._threads
             fut = _submit(executor, STEPS[action.step], action.job_id, self.settings.policy)
             self._steps[fut] = (action.step, action.job_id)
-        elif isinstance(action, RunTile):
+        elif isinstance(action, machine.RunTile):
             executor = self._inline if action.inline else self._get_pool()
             fut = _submit(executor, tile_in_worker, action.job_id, action.tile_id, action.route, action.kernel)
             self._tiles[fut] = (action.job_id, action.tile_id)
-        elif isinstance(action, RecordTileFailed):
+        elif isinstance(action, machine.RecordTileFailed):
             self.ports.jobs.record_tile_failed(action.job_id, action.tile_id, action.why, time.time())
         else:
-            assert isinstance(action, FailJob)
+            assert isinstance(action, machine.FailJob)
             fail_job(self.ports, action.job_id, action.error)
         return None
 
-    def _open(self, job_id: str) -> Event:
+    def _open(self, job_id: str) -> machine.Event:
         """What the store says of an admitted job: QUEUED (to plan), ended, or RUNNING with
         the tiles not recorded done (a planned job, or one a stopped scheduler left)."""
         try:
             record = self.ports.jobs.get_job(job_id)
             if record.status is Status.QUEUED:
-                return FoundQueued(job_id)
+                return machine.FoundQueued(job_id)
             if record.status.terminal:
-                return FoundEnded(job_id)
+                return machine.FoundEnded(job_id)
             tiles = self._planned(record).tiles
             done = {r.tile_id for r in self.ports.jobs.tile_results(job_id)}
             todo = tuple((t.tile_id, t.route) for t in tiles if t.tile_id not in done)
             # The CLI and the Python API run a one-tile job, or a small matmul, right here.
             inline = self.only is not None and runs_inline(record.spec, len(tiles))
-            return FoundRunning(job_id, todo, job_kernel(record, self.settings.kernel), inline)
+            return machine.FoundRunning(job_id, todo, job_kernel(record, self.settings.kernel), inline)
         except Exception as exc:  # the job's failure is recorded, not raised
-            return OpenFailed(job_id, exc)
+            return machine.OpenFailed(job_id, exc)
 
     def _planned(self, record: JobRecord) -> Plan:
         """The tiles of a RUNNING job. Planning is pure: the same spec cuts into the same
