@@ -44,8 +44,10 @@ def serve_tasks(conn: Connection, make_ports: Callable[[], Ports], owner_pid: in
     while True:
         try:
             task: _Task | None = conn.recv()
-        except EOFError:
-            return  # the owner closed its end: nothing more will come
+        except (EOFError, KeyboardInterrupt):
+            # The owner closed its end, or Ctrl-C reached the whole process group while this
+            # worker was idle: the owner handles that, and stops or kills its workers.
+            return
         if task is None:
             return
         fn, args, kwargs = task
@@ -115,7 +117,7 @@ class WorkerPool(cf.Executor):
         self._reader.start()
 
     def pids(self) -> list[int]:
-        """The pids of the pool's worker processes."""
+        """The pids of the processes this pool started (alive or not)."""
         return [w.process.pid for w in self._workers if w.process.pid is not None]
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
@@ -195,14 +197,15 @@ class WorkerPool(cf.Executor):
         with self._lock:  # a killed pool's last tasks, and any backlog left behind
             self._break(settled, mark=False)
         settled.resolve()
-        for worker in self._workers:
-            worker.conn.close()
+        with self._lock:  # under the lock: a late ``_wake`` must not write to a reused fd
+            for conn in (*(w.conn for w in self._workers), self._wake_reader, self._wake_writer):
+                conn.close()
 
     def _receive(self, worker: _Worker, settled: _Settled) -> None:
         """Take one outcome from ``worker`` and give it its next task."""
         try:
             ok, value = worker.conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # OSError: it died with our message unread (a reset)
             worker.eof = True  # it died or is dying: its sentinel says so
             return
         except Exception as exc:  # the outcome arrived but could not be unpickled here
@@ -250,5 +253,5 @@ class WorkerPool(cf.Executor):
                 settled.results.append((fut, False, BrokenProcessPool(_BROKEN)))
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):
+        with self._lock, contextlib.suppress(OSError):  # OSError: the reader has ended and closed it
             self._wake_writer.send_bytes(b"")
