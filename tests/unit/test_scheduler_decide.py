@@ -187,3 +187,19 @@ def test_a_step_that_keeps_failing_or_fails_for_good_fails_the_job() -> None:
     decide(s, machine.Fill(0.0))
     assert decide(s, machine.StepEnded(machine.REDUCE, "c", OSError("late"), job_ended=True)) == []
     assert not s.holds("c")
+
+
+def test_the_decisions_read_no_clock_and_touch_no_store_thread_or_process() -> None:
+    import ast
+    from pathlib import Path
+
+    import tilefan.service.scheduler_decide as decide_module
+
+    allowed = {"__future__", "collections", "collections.abc", "concurrent.futures", "dataclasses", "typing",
+               "tilefan.errors", "tilefan.pipeline.error_codec", "tilefan.service.scheduler_parts",
+               "tilefan.service.scheduler_state"}
+    for module in (decide_module, machine):
+        tree = ast.parse(Path(str(module.__file__)).read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {str(n.module) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert imported <= allowed, f"{module.__name__} imports {sorted(imported - allowed)}"
