@@ -23,11 +23,17 @@ PART = 64 << 10  # 64 KiB parts, so a 2 MB matrix splits into many
 
 
 class CountingClient:
-    """The moto client, with each call of ``op`` counted and held ``hold_s`` so calls overlap."""
+    """The moto client, with each call of ``op`` counted and held so calls overlap.
 
-    def __init__(self, client: Any, op: str, hold_s: float = 0.02) -> None:
-        self._client, self._op, self._hold_s = client, op, hold_s
-        self._lock = threading.Lock()
+    With ``gather``, the first calls are held until that many are in flight at once (or 10 s
+    have passed): how many the code under test runs together then shows in ``most`` however
+    slowly a loaded machine starts its threads, and a pool smaller than ``gather`` still
+    shows as one (the wait ends at the deadline with fewer in flight).
+    """
+
+    def __init__(self, client: Any, op: str, hold_s: float = 0.02, gather: int | None = None) -> None:
+        self._client, self._op, self._hold_s, self._gather = client, op, hold_s, gather
+        self._lock = threading.Condition()
         self.now = self.most = self.calls = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -40,6 +46,9 @@ class CountingClient:
                 self.now += 1
                 self.calls += 1
                 self.most = max(self.most, self.now)
+                self._lock.notify_all()
+                if self._gather is not None and self.most < self._gather:
+                    self._lock.wait_for(lambda: self.most >= (self._gather or 0), timeout=10)
             try:
                 time.sleep(self._hold_s)
                 return real(**params)
@@ -99,7 +108,7 @@ def test_a_column_panel_keeps_at_most_the_panel_budget_of_chunks_in_flight(
 
 def test_a_big_object_goes_up_in_concurrent_parts(s3_client: Any) -> None:
     array = np.random.default_rng(1).standard_normal((200, 1000))
-    client = CountingClient(s3_client, "upload_part")
+    client = CountingClient(s3_client, "upload_part", gather=4)
     with mock.patch("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", PART):
         S3BlobStore(client, BUCKET, streams=4, part_bytes=PART).write_array("jobs/j/a.npy", array)
     assert client.calls == -(-len(npy_bytes(array)) // PART) and client.most == 4
@@ -179,7 +188,7 @@ def test_the_reducer_builds_as_many_parts_at_once_as_the_store_has_streams(s3_cl
     with mock.patch("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", SMALL.min_part_bytes):
         ports = Ports(S3BlobStore(s3_client, BUCKET, limits=SMALL), MemoryJobStore())
         run_job(ports, spec)
-        client = CountingClient(s3_client, "upload_part")
+        client = CountingClient(s3_client, "upload_part", gather=streams)
         ports = Ports(S3BlobStore(client, BUCKET, limits=SMALL, streams=streams), ports.jobs)
         record = reduce_job(ports, "job1")
     assert record.result is not None
