@@ -181,7 +181,7 @@ def port_probes(source: str, name: str) -> list[str]:
 
 def test_the_port_probe_check_finds_probes_and_only_probes() -> None:
     probes = port_probes(
-        "getattr(self.ports.blobs, 'presign_get', None)\n"
+        "getattr(service.ports.blobs, 'presign_get', None)\n"
         "hasattr(ports, 'claims')\n"
         "getattr(service.runner, 'stop', None)\n"
         "hasattr(self.blob_store, 'put_bytes')\n"
