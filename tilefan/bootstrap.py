@@ -98,7 +98,8 @@ def build_service(config: Config | None = None) -> JobService:
         settings = aws_settings()
         ports = build_aws_ports(settings)
         runner = StepFunctionsJobRunner(build_aws_runner(settings), ports, settings.state_machine_arn)
-        return JobService(ports, runner, config.limits, policy=settings.route_policy)
+        # Step Functions keeps no queue of its own and dispatches in AWS, not in this process.
+        return JobService(ports, runner, config.limits, policy=settings.route_policy, places=None, serving=None)
     if config.backend != "embedded":
         raise InvalidSpecError("TILEFAN_BACKEND", f"must be embedded or aws, got {config.backend!r}")
     from tilefan.domain.records import LOCAL_OWNER

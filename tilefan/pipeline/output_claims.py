@@ -2,10 +2,11 @@
 
 On the embedded backend a user names output paths, and two jobs could name the same one;
 the later rename would replace the bytes the earlier job reported. A claim (a lock file
-next to the output: the ``OutputClaims`` capability of the embedded store) refuses the second job while the
-first is live, and only the claim's holder may commit to the path. A claim left by a
-job that ended (or a process that died) is taken over. Adapter sets without claims (S3,
-where every output is under its job's own prefix) leave ``Ports.claims`` None and skip this.
+next to the output: the embedded store's ``OutputClaims`` capability) refuses the second
+job while the first is live, and only the claim's holder may commit to the path. A claim
+left by a job that ended (or a process that died) is taken over. Adapter sets without
+claims (S3, where every output is under its job's own prefix) leave ``Ports.claims`` None
+and skip this.
 """
 
 from __future__ import annotations
