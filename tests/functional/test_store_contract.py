@@ -822,18 +822,24 @@ def aws(request: pytest.FixtureRequest) -> Backend:
 
 
 @contextlib.contextmanager
-def _ranges_asked(s3: Any) -> Iterator[list[str | None]]:
-    """The Range header of every GetObject made inside the block (None: whole object)."""
-    asked: list[str | None] = []
+def _s3_events(s3: Any, event: str, pick: Callable[..., Any]) -> Iterator[list[Any]]:
+    """What ``pick`` takes from each of the client's ``event`` inside the block (botocore
+    calls a handler with keyword arguments only)."""
+    seen: list[Any] = []
 
-    def note(params: dict[str, Any], **_: Any) -> None:
-        asked.append(params.get("Range"))
+    def note(**kwargs: Any) -> None:
+        seen.append(pick(**kwargs))
 
-    s3.meta.events.register("provide-client-params.s3.GetObject", note)
+    s3.meta.events.register(event, note)
     try:
-        yield asked
+        yield seen
     finally:
-        s3.meta.events.unregister("provide-client-params.s3.GetObject", note)
+        s3.meta.events.unregister(event, note)
+
+
+def _ranges_asked(s3: Any) -> contextlib.AbstractContextManager[list[str | None]]:
+    """The Range header of every GetObject made inside the block (None: whole object)."""
+    return _s3_events(s3, "provide-client-params.s3.GetObject", lambda params, **_: params.get("Range"))
 
 
 def test_aws_array_info_and_read_rows_fetch_only_what_they_need(aws: Backend) -> None:
@@ -867,21 +873,11 @@ def test_aws_items_expire_and_committed_outputs_are_encrypted(aws: Backend) -> N
     assert head["ServerSideEncryption"] == "AES256"
 
 
-@contextlib.contextmanager
-def _s3_requests(s3: Any) -> Iterator[list[str]]:
+def _s3_requests(s3: Any) -> contextlib.AbstractContextManager[list[str]]:
     """The operation (as a client method name) of every S3 request made inside the block."""
     from botocore import xform_name
 
-    made: list[str] = []
-
-    def note(model: Any, **_: Any) -> None:
-        made.append(xform_name(model.name))
-
-    s3.meta.events.register("before-call.s3", note)
-    try:
-        yield made
-    finally:
-        s3.meta.events.unregister("before-call.s3", note)
+    return _s3_events(s3, "before-call.s3", lambda model, **_: xform_name(model.name))
 
 
 def test_aws_a_large_commit_is_one_multipart_upload_of_copied_rows(aws: Backend) -> None:
