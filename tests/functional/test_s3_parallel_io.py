@@ -15,7 +15,7 @@ import pytest
 
 from tests.functional.conftest import BUCKET, USER_BUCKET
 from tests.helpers import npy_bytes
-from tilefan.adapters.aws.s3_store import S3BlobStore
+from tilefan.adapters.aws.s3_store import S3BlobStore, s3_ports
 from tilefan.domain.transfer import read_part_bytes
 from tilefan.errors import InvalidBlobError, StoreError
 
@@ -180,16 +180,15 @@ def test_an_object_shorter_than_its_header_says_is_refused_by_a_concurrent_read(
 def test_the_reducer_builds_as_many_parts_at_once_as_the_store_has_streams(s3_client: Any, streams: int) -> None:
     from tests.functional.test_aws_reducer import SMALL, reference, run_job
     from tilefan.adapters.memory import MemoryJobStore
-    from tilefan.pipeline.ports import Ports
     from tilefan.pipeline.reduce import reduce_job
 
     # Square tiles: every part is built from ranged reads, then sent by UploadPart.
     spec = {"kind": "matmul", "a": {"shape": [90, 40]}, "b": {"shape": [40, 70]}, "seed": 3, "tile": 32}
     with mock.patch("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", SMALL.min_part_bytes):
-        ports = Ports(S3BlobStore(s3_client, BUCKET, limits=SMALL), MemoryJobStore())
+        ports = s3_ports(S3BlobStore(s3_client, BUCKET, limits=SMALL), MemoryJobStore())
         run_job(ports, spec)
         client = CountingClient(s3_client, "upload_part", gather=streams)
-        ports = Ports(S3BlobStore(client, BUCKET, limits=SMALL, streams=streams), ports.jobs)
+        ports = s3_ports(S3BlobStore(client, BUCKET, limits=SMALL, streams=streams), ports.jobs)
         record = reduce_job(ports, "job1")
     assert record.result is not None
     np.testing.assert_array_equal(ports.blobs.read_array(record.result["output"]), reference(spec), strict=True)
