@@ -65,8 +65,8 @@ def tile_items(the_plan: Plan) -> list[dict[str, Any]]:
 def planned_tiles(ports: Ports, job_id: str, spec: JobSpec, policy: RoutePolicy | None = None) -> list[tuple[int, str]]:
     """A planned job's tiles as ``(tile id, route)`` in tile order: the list ``plan_job``
     stored, so a runner picking the job up (after its plan step, or resuming it) need not
-    plan it again. A job planned without storing one (none is, but planning is pure) is
-    planned here."""
+    plan it again. Without a stored list (a record made RUNNING by hand) the job is planned
+    here: planning is pure, so that gives the same tiles."""
     try:
         items = ports.blobs.get_json(items_key(job_id))
     except BlobNotFoundError:
