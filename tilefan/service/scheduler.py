@@ -34,9 +34,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tilefan.domain.plan import Plan, plan
 from tilefan.domain.records import JobRecord, Status
 from tilefan.pipeline.lifecycle import cancel_job, fail_job
+from tilefan.pipeline.plan import planned_tiles
 from tilefan.pipeline.ports import Ports
 from tilefan.service import scheduler_state as machine
 from tilefan.service.pool_worker import tile_in_worker
@@ -234,19 +234,16 @@ class Scheduler:
                 return machine.FoundQueued(job_id)
             if record.status.terminal:
                 return machine.FoundEnded(job_id)
-            tiles = self._planned(record).tiles
+            # The plan step stored the job's tiles (and wrote its output and staged its
+            # inputs) before the job became RUNNING: read them rather than plan it again.
+            tiles = planned_tiles(self.ports, job_id, record.spec, self.settings.policy)
             done = {r.tile_id for r in self.ports.jobs.tile_results(job_id)}
-            todo = tuple((t.tile_id, t.route) for t in tiles if t.tile_id not in done)
+            todo = tuple((tile_id, route) for tile_id, route in tiles if tile_id not in done)
             # The CLI and the Python API run a one-tile job, or a small matmul, right here.
             inline = self.only is not None and runs_inline(record.spec, len(tiles))
             return machine.FoundRunning(job_id, todo, job_kernel(record, self.settings.kernel), inline)
         except Exception as exc:  # the job's failure is recorded, not raised
             return machine.OpenFailed(job_id, exc)
-
-    def _planned(self, record: JobRecord) -> Plan:
-        """The tiles of a RUNNING job. Planning is pure: the same spec cuts into the same
-        tiles, and the output and staged inputs were written before the job became RUNNING."""
-        return plan(record.job_id, record.spec, self.settings.policy)
 
     def _get_pool(self) -> cf.Executor:
         if self.settings.workers == 1:
