@@ -8,12 +8,15 @@ built side by side keep their own policies: nothing is left in a module.
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import pytest
 from chalice import Chalice
 from chalice.test import Client
 
+import tilefan.entrypoints
 from tilefan.entrypoints.openapi import openapi_document
 from tilefan.entrypoints.rest import rest_api
 from tilefan.entrypoints.rest_access import ALLOW_ALL, REFUSE_ALL, Access, AccessPolicy, Refusal
@@ -86,3 +89,11 @@ def test_a_wildcard_bind_takes_any_host_but_still_the_token() -> None:
     assert policy.check({"host": "anything:1"}, {"token": "secret"}) is None
     assert policy.check({"host": "anything:1"}, None) == Refusal(
         401, "unauthorized", "send the server's token as 'Authorization: Bearer <token>'")
+
+
+def test_no_door_keeps_state_a_module_global_would_share() -> None:
+    """The HTTP doors get their service and policy from the composition root, never a ``global``."""
+    folder = Path(tilefan.entrypoints.__file__).parent
+    rebinding = [f"{path.name}:{node.lineno}" for path in sorted(folder.glob("*.py"))
+                 for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Global)]
+    assert rebinding == []
