@@ -31,9 +31,8 @@ def client(tmp_path: Path) -> Iterator[Client]:
         with Client(rest_app(service)) as c:
             yield c
     finally:
-        stop = getattr(service.runner, "stop", None)
-        if stop is not None:
-            stop()
+        if service.serving is not None:
+            service.serving.stop()
 
 
 @pytest.fixture

@@ -4,6 +4,10 @@ A stored job or tile row holds strings, numbers and None only; the nested fields
 timings, links, result, error, stats) are JSON text, which every backend can hold and
 none needs to query inside. Reading accepts any number type a backend returns (SQLite's
 int and float, DynamoDB's Decimal) and gives back exact ints and floats.
+
+A stored spec is decoded once per process, not once per read (``decode_spec``): a job's
+record is read many times (its status between steps, by every tile), and its spec text
+never changes.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import json
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from tilefan.domain.records import AttemptState, JobRecord, Status, TileResult, TileState
-from tilefan.domain.spec import spec_from_stored, spec_to_dict
+from tilefan.domain.spec import JobSpec, spec_from_stored, spec_to_dict
 from tilefan.errors import InvalidSpecError
 
 StoredJob = dict[str, Any]
@@ -47,6 +52,18 @@ def _loads_or_none(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
+# Jobs a process works on at once, and a margin: a page of the job list decodes up to a
+# hundred records, and every one of them is read again while it runs.
+_DECODED_SPECS = 512
+
+
+@lru_cache(maxsize=_DECODED_SPECS)
+def decode_spec(text: str) -> JobSpec:
+    """The resolved spec a record's stored spec text holds, decoded on its first read only.
+    A resolved spec is a frozen value, so every record read from the same text shares it."""
+    return spec_from_stored(json.loads(text))
+
+
 def job_to_stored(record: JobRecord) -> StoredJob:
     return {
         "job_id": record.job_id,
@@ -71,7 +88,7 @@ def job_from_stored(stored: Mapping[str, Any]) -> JobRecord:
         job_id=str(stored["job_id"]),
         kind=str(stored["kind"]),
         status=Status(stored["status"]),
-        spec=spec_from_stored(json.loads(stored["spec"])),
+        spec=decode_spec(str(stored["spec"])),
         created_at=float(stored["created_at"]),
         tiles_total=int(stored["tiles_total"]),
         units_total=int(stored["units_total"]),

@@ -4,11 +4,15 @@ No I/O happens here. The embedded pool, the Lambda handlers and ``--dry-run`` al
 the same ``Plan``; ``Plan.manifest()`` is what gets stored next to the job. Each tile gets
 a route (``lambda`` or ``spot``, see ``routing``); ``fit_to_lambda`` picks smaller tiles
 when that keeps a job on Lambda for no more money.
+
+A plan remembers the spec and the policy it was cut from (``Plan.is_plan_of``), so a
+submission plans its job once and hands that plan on: the size fit returns the plan it
+chose, and the guardrails and the plan step use a plan they are handed when it is theirs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -71,6 +75,18 @@ class Plan:
     tiles: tuple[TilePlan, ...]
     cost: CostEstimate | None = None
     b_panels: StagingReport | None = None  # a matmul whose stored B could be staged as panels
+    # What it was cut from, so a step handed a plan can tell it is the one it would cut;
+    # neither is part of the plan's value (nor of its manifest).
+    spec: JobSpec | None = field(default=None, compare=False, repr=False)
+    policy: RoutePolicy | None = field(default=None, compare=False, repr=False)
+
+    def is_plan_of(self, spec: JobSpec, policy: RoutePolicy | None = None) -> bool:
+        """Whether this is ``plan(…, spec, policy)``: planning is pure, so it may stand in for planning again."""
+        return self.spec == spec and self.policy == (policy or RoutePolicy())
+
+    def for_job(self, job_id: str) -> Plan:
+        """The same plan under the job's id (a submission plans before it names the job)."""
+        return self if job_id == self.job_id else replace(self, job_id=job_id)
 
     @property
     def units_total(self) -> int:
@@ -208,8 +224,14 @@ def plan(job_id: str, spec: JobSpec, policy: RoutePolicy | None = None) -> Plan:
     cost = estimate_cost((TileCost(t.route, t.lambda_s, t.spot_s) for t in tiles), policy,
                          plan_s=staging.est_s if staging is not None else 0.0)
     return Plan(job_id=job_id, kind=spec.kind.value, shape=tuple(shape), tile=tuple(spec.tile), tiles=tuple(tiles),
-                cost=cost, b_panels=staging)
+                cost=cost, b_panels=staging, spec=spec, policy=policy)
 
+
+def plan_unless_planned(job_id: str, spec: JobSpec, policy: RoutePolicy | None, planned: Plan | None) -> Plan:
+    """``planned`` (under ``job_id``) when it is ``spec``'s plan under ``policy``, else the plan cut now."""
+    if planned is not None and planned.is_plan_of(spec, policy):
+        return planned.for_job(job_id)
+    return plan(job_id, spec, policy)
 
 
 # --------------------------------------------------------------------------- fitting tiles to Lambda
@@ -247,25 +269,31 @@ def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
     >>> fit_to_lambda(replace(big, route="spot"), RoutePolicy(spot_hour_price=5.0)).tile
     (64, 64, 64)
     """
-    policy = policy or RoutePolicy()
     if spec.route != AUTO:
-        return spec
-    base = plan("fit", spec, policy)
-    if all(t.route == LAMBDA for t in base.tiles):
-        return spec
+        return spec  # nothing to choose: no need to plan
+    return fitted_plan(spec, policy)[0]
+
+
+def fitted_plan(spec: JobSpec, policy: RoutePolicy | None = None, job_id: str = "fit") -> tuple[JobSpec, Plan]:
+    """``fit_to_lambda``'s choice and its plan, each tiling tried planned once: the plan
+    returned is the one the fit judged, for the submission to hand on rather than cut again."""
+    policy = policy or RoutePolicy()
+    base = plan(job_id, spec, policy)
+    if spec.route != AUTO or all(t.route == LAMBDA for t in base.tiles):
+        return spec, base
     shape = output_shape(spec)
     floor = GRID_EDGE_FLOOR if isinstance(spec, AtomsSpec) else MATRIX_EDGE_FLOOR
     tile = tuple(min(t, n) for t, n in zip(spec.tile, shape, strict=True))
     while True:
         smaller = _halve_longest(tile, floor)
         if smaller is None or num_tiles(shape, smaller) > FIT_MAX_TILES:
-            return spec
+            return spec, base
         tile = smaller
         candidate = _with_tile(spec, tile)
-        trial = plan("fit", candidate, policy)
+        trial = plan(job_id, candidate, policy)
         if all(t.route == LAMBDA for t in trial.tiles):
             assert trial.cost is not None and base.cost is not None
-            return candidate if trial.cost.total_usd <= base.cost.total_usd else spec
+            return (candidate, trial) if trial.cost.total_usd <= base.cost.total_usd else (spec, base)
 
 
 def _halve_longest(tile: tuple[int, ...], floor: int) -> tuple[int, ...] | None:

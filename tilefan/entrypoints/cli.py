@@ -147,9 +147,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Its routes dispatch concurrently (no lock around requests); its own access policy,
     # not an API Gateway authorizer, admits callers.
     app = http_app(LocalApp(app_name="tilefan"), lambda: service, authorizer=None, access=access)
-    serve_in_thread = getattr(service.runner, "serve_in_thread", None)
-    if serve_in_thread is not None:
-        serve_in_thread()
+    serving = service.serving  # the embedded scheduler dispatches here; Step Functions elsewhere
+    if serving is not None:
+        serving.serve_in_thread()
 
     def ready() -> None:
         print(f"tilefan API ({config.backend} backend) on http://{args.host}:{args.port}", file=sys.stderr,
@@ -162,7 +162,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serve(app, args.host, args.port, threads=args.threads, client_timeout_s=args.client_timeout, on_ready=ready,
           upload_timeout_s=args.upload_timeout,
           max_json_bytes=config.limits.max_body_bytes, max_upload_bytes=config.limits.max_upload_bytes,
-          on_stop=getattr(service.runner, "stop", None))
+          on_stop=None if serving is None else serving.stop)
     return EXIT_OK
 
 

@@ -1,4 +1,8 @@
-"""Plan: cut a QUEUED job into routed tiles, stage what its tiles share, mark it RUNNING."""
+"""Plan: cut a QUEUED job into routed tiles, stage what its tiles share, mark it RUNNING.
+
+The tiles are cut once per job: a step handed the submission's plan uses it, and a runner
+resuming a RUNNING job reads the tile list this step stored (``planned_tiles``).
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,28 @@ import numpy as np
 
 from tilefan.domain.atoms import check_no_atom_on_grid
 from tilefan.domain.chunks import is_zarr
-from tilefan.domain.plan import Plan, plan
+from tilefan.domain.plan import Plan, plan, plan_unless_planned
 from tilefan.domain.randgen import random_atoms
 from tilefan.domain.records import Status
 from tilefan.domain.routing import RoutePolicy
-from tilefan.domain.spec import AtomsSpec, RandomAtoms
+from tilefan.domain.spec import AtomsSpec, JobSpec, RandomAtoms
 from tilefan.domain.units import factor
+from tilefan.errors import BlobNotFoundError
 from tilefan.pipeline.bpanels import stage_panels
 from tilefan.pipeline.inputs import atoms_key, items_key, load_atoms_file, manifest_key, output_key
 from tilefan.pipeline.ports import Clock, Ports
 
 
-def plan_job(ports: Ports, job_id: str, *, clock: Clock = time.time, policy: RoutePolicy | None = None) -> Plan:
-    """Plan a QUEUED job, stage what its tiles share, and mark it RUNNING."""
+def plan_job(
+    ports: Ports, job_id: str, *, clock: Clock = time.time, policy: RoutePolicy | None = None,
+    planned: Plan | None = None,
+) -> Plan:
+    """Plan a QUEUED job, stage what its tiles share, and mark it RUNNING. ``planned``, the
+    plan its submission cut (``submit(...).plan``), is used when it is this job's plan."""
     record = ports.jobs.get_job(job_id)
     spec = record.spec
     started = clock()
-    the_plan = plan(job_id, spec, policy)
+    the_plan = plan_unless_planned(job_id, spec, policy, planned)
     if isinstance(spec, AtomsSpec):
         # Tiles all need the whole table: stage it once, in one format, in the job's space.
         table = _atoms_table(ports, spec)
@@ -51,6 +60,18 @@ def plan_job(ports: Ports, job_id: str, *, clock: Clock = time.time, policy: Rou
 def tile_items(the_plan: Plan) -> list[dict[str, Any]]:
     """One item per tile, as the state machine's Maps take them (the route picks the branch)."""
     return [{"job_id": the_plan.job_id, "tile_id": t.tile_id, "route": t.route} for t in the_plan.tiles]
+
+
+def planned_tiles(ports: Ports, job_id: str, spec: JobSpec, policy: RoutePolicy | None = None) -> list[tuple[int, str]]:
+    """A planned job's tiles as ``(tile id, route)`` in tile order: the list ``plan_job``
+    stored, so a runner picking the job up (after its plan step, or resuming it) need not
+    plan it again. Without a stored list (a record made RUNNING by hand) the job is planned
+    here: planning is pure, so that gives the same tiles."""
+    try:
+        items = ports.blobs.get_json(items_key(job_id))
+    except BlobNotFoundError:
+        return [(t.tile_id, t.route) for t in plan(job_id, spec, policy).tiles]
+    return [(int(item["tile_id"]), str(item["route"])) for item in items]
 
 
 def _atoms_table(ports: Ports, spec: AtomsSpec) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Submit: validate a raw spec at the door and record the job as QUEUED.
 
 Both runners call this step (the embedded process pool directly, the AWS REST API through
-its job service); nothing here knows which backend it is on.
+its job service); nothing here knows which backend it is on. A submission plans its job
+once: the size fit, the guardrails and the record share one plan, which ``submit`` returns
+for the plan step (``plan_job(..., planned=...)``) to use rather than cut it again.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from tilefan.domain.plan import fit_to_lambda, tiles_total
+from tilefan.domain.plan import Plan, fit_to_lambda, fitted_plan
 from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import JobSpec, Limits, parse_spec
@@ -32,15 +35,33 @@ def admit(ports: Ports, raw: Any, limits: Limits, policy: RoutePolicy | None = N
     When the user left the tile size to us, pick one that keeps the job on Lambda if that
     is no dearer than sending its big tiles to spot (``plan.fit_to_lambda``).
     """
-    spec = parse_spec(
+    spec = _resolve(ports, raw, limits)
+    return fit_to_lambda(spec, policy) if raw.get("tile") is None else spec
+
+
+def admit_planned(
+    ports: Ports, raw: Any, limits: Limits, policy: RoutePolicy | None = None,
+) -> tuple[JobSpec, Plan | None]:
+    """``admit``'s spec, with the plan the size fit judged it by (None when the user gave the tile)."""
+    spec = _resolve(ports, raw, limits)
+    return fitted_plan(spec, policy, job_id="submit") if raw.get("tile") is None else (spec, None)
+
+
+def _resolve(ports: Ports, raw: Any, limits: Limits) -> JobSpec:
+    return parse_spec(
         raw,
         limits=limits,
         inspect=ports.blobs.array_info,
         load_atoms=lambda uri: load_atoms_file(ports.blobs, uri),
     )
-    if raw.get("tile") is None:
-        spec = fit_to_lambda(spec, policy)
-    return spec
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A recorded job and its plan, cut once while it was submitted."""
+
+    record: JobRecord
+    plan: Plan
 
 
 def submit_job(
@@ -48,13 +69,23 @@ def submit_job(
     job_id: str | None = None, links: Mapping[str, str] | None = None, policy: RoutePolicy | None = None,
     owner: str = LOCAL_OWNER, queue: bool = False,
 ) -> JobRecord:
+    """Validate and record a new job of ``owner``'s as QUEUED (``submit``'s record)."""
+    return submit(ports, raw, limits=limits, clock=clock, job_id=job_id, links=links, policy=policy,
+                  owner=owner, queue=queue).record
+
+
+def submit(
+    ports: Ports, raw: Any, *, limits: Limits | None = None, clock: Clock = time.time,
+    job_id: str | None = None, links: Mapping[str, str] | None = None, policy: RoutePolicy | None = None,
+    owner: str = LOCAL_OWNER, queue: bool = False,
+) -> Submission:
     """Validate and record a new job of ``owner``'s as QUEUED. Raises InvalidSpecError,
     writing nothing, and TooManyJobsError when the owner already has
     ``limits.max_concurrent_jobs`` jobs queued or running; with ``queue`` (the embedded
     backend, whose scheduler bounds running jobs itself) ``limits.max_queued_jobs``."""
     limits = limits or Limits()
-    spec = admit(ports, raw, limits, policy)
-    check_guardrails(spec, limits, policy)
+    spec, fitted = admit_planned(ports, raw, limits, policy)
+    the_plan = check_guardrails(spec, limits, policy, planned=fitted)
     job_id = job_id or new_job_id()
     claim_output(ports, job_id, spec)
     record = JobRecord(
@@ -63,7 +94,7 @@ def submit_job(
         status=Status.QUEUED,
         spec=spec,
         created_at=clock(),
-        tiles_total=tiles_total(spec),
+        tiles_total=len(the_plan.tiles),
         units_total=spec.units_total,
         links=dict(links or {}),
         owner=owner,
@@ -74,4 +105,4 @@ def submit_job(
         ports.jobs.create_job(record, max_active=cap)
     except TooManyJobsError:
         raise TooManyJobsError(cap, setting) from None
-    return record
+    return Submission(record, the_plan.for_job(job_id))

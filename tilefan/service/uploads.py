@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from tilefan.errors import (
     InvalidSpecError,
     NotFoundError,
 )
-from tilefan.pipeline.ports import BlobStore, SentUploads
+from tilefan.pipeline.ports import BlobStore, DirectPut, SentUploads
 from tilefan.service.body_caps import upload_cap
 
 __all__ = ["UPLOAD_ID", "UPLOAD_KEY", "UPLOAD_SUFFIXES", "Uploads", "check_content"]
@@ -70,6 +70,10 @@ class Uploads:
     blobs: BlobStore
     expires_s: int
     max_bytes: int
+    # How the bytes arrive, as the adapter set offers: the server stores them itself
+    # (``receive``), or a client sends them to the store and ``complete`` checks them.
+    direct_put: DirectPut | None = None
+    sent: SentUploads | None = None
 
     def issue(self, name: str, owner: str, now: float) -> tuple[str, str]:
         """A new upload ID for ``name``, and its key."""
@@ -103,11 +107,10 @@ class Uploads:
             raise GoneError("this upload ID has expired; ask POST /uploads for a new one")
         upload_cap(int(record["max_bytes"])).check(declared, len(data))
         check_content(name, data)
-        put = getattr(self.blobs, "put_bytes", None)
-        if put is None:
+        if self.direct_put is None:
             raise InvalidSpecError("upload", "this backend takes uploads through the presigned URL")
         key = upload_key(upload_id, name)
-        put(key, data)
+        self.direct_put.put_bytes(key, data)
         self.blobs.put_json(issued_key(upload_id), {**record, "complete": True, "bytes": len(data)})
         return {"key": key, "bytes": len(data)}
 
@@ -119,10 +122,10 @@ class Uploads:
         if done is None:
             if now > record["expires_at"] + COMPLETE_GRACE_S:
                 raise GoneError("this upload ID has expired; ask POST /uploads for a new one")
-            if not hasattr(self.blobs, "upload_stamp"):
+            sent = self.sent
+            if sent is None:
                 raise ConflictError(f"no file has been received for this upload; PUT it to /uploads/{upload_id}/"
                                     f"{record['name']} first")
-            sent = cast(SentUploads, self.blobs)
             done = _check_sent(sent, key, record, now)
             # Two completions racing both checked the object; the first record written
             # is the one every read is pinned to.
