@@ -1,20 +1,25 @@
 """Chalice app: the REST API and the Lambda functions, as thin doors over chalicelib.
 
-Nothing is built at import time: the backend is wired lazily by ``tilefan.bootstrap``.
+This is the AWS composition root. Nothing is built at import time: the service is built
+by ``tilefan.bootstrap`` on the first request and kept for the container's later ones.
+Chalice reads the routes and their authorizer from the module-level ``app`` when it
+packages the API, so the authorizer is chosen here, at import. API Gateway's authorizer
+admits every caller before a route runs, so the routes' own access policy is ``AllowAll``.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from chalice import Chalice
 
-from tilefan.entrypoints.rest import api
-from tilefan.entrypoints.web import web
+from tilefan.bootstrap import api_authorizer, build_service
+from tilefan.entrypoints.rest_access import ALLOW_ALL
+from tilefan.entrypoints.rest_app import http_app
 
-app = Chalice(app_name="tilefan")
-app.register_blueprint(api)
-app.register_blueprint(web)  # the web page, Swagger UI and the report files
+app = http_app(Chalice(app_name="tilefan"), functools.cache(build_service), authorizer=api_authorizer(),
+               access=ALLOW_ALL)
 
 
 # --------------------------------------------------------------------------- state machine steps

@@ -49,9 +49,8 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def lambda_door(args: argparse.Namespace) -> tuple[float, float]:
-    import app as chalice_app
     from chalicelib import lambdas
-    from tests.functional.aws_stack import aws_stack
+    from tests.functional.aws_stack import aws_api, aws_stack
     from tests.functional.identity import ALICE, client_as
     from tests.functional.rest_client import submit, wait_job
 
@@ -59,7 +58,7 @@ def lambda_door(args: argparse.Namespace) -> tuple[float, float]:
     original = lambdas._lambda_tile
     lambdas._lambda_tile = _timed(original, seen)
     try:
-        with aws_stack(), client_as(chalice_app.app, ALICE) as client:
+        with aws_stack(), client_as(aws_api(), ALICE) as client:
             doc = wait_job(client, submit(client, _spec(args)), 600)
             assert doc["status"] == "SUCCEEDED", doc["error"]
     finally:
@@ -69,8 +68,8 @@ def lambda_door(args: argparse.Namespace) -> tuple[float, float]:
 
 
 def spot_door(args: argparse.Namespace) -> tuple[float, float]:
-    import app as chalice_app
     from tests.functional import spot_stack as spot_module
+    from tests.functional.aws_stack import aws_api
     from tests.functional.identity import ALICE, client_as
     from tests.functional.rest_client import submit, wait_job
     from tilefan.domain import ckernel
@@ -81,7 +80,7 @@ def spot_door(args: argparse.Namespace) -> tuple[float, float]:
     try:
         # A Lambda memory budget too small for the tile sends it to spot.
         with spot_module.spot_stack(TILEFAN_LAMBDA_MEMORY_MARGIN="0.0000125") as spot, \
-                client_as(chalice_app.app, ALICE) as client:
+                client_as(aws_api(), ALICE) as client:
             spot.start_worker("spot:bench", atoms_kernel=ckernel.atoms_potential_c)
             doc = wait_job(client, submit(client, _spec(args)), 600)
             assert doc["status"] == "SUCCEEDED", doc["error"]

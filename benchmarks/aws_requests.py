@@ -39,8 +39,7 @@ def run(spec: dict[str, Any], tile: int) -> tuple[int, Counter[tuple[str, str]]]
     import botocore.client
     import numpy as np
 
-    import app as chalice_app
-    from tests.functional.aws_stack import BUCKET, aws_stack
+    from tests.functional.aws_stack import BUCKET, aws_api, aws_stack
     from tests.functional.identity import ALICE, client_as
     from tests.functional.rest_client import JSON, submit
     from tests.helpers import npy_bytes
@@ -59,7 +58,7 @@ def run(spec: dict[str, Any], tile: int) -> tuple[int, Counter[tuple[str, str]]]
 
     tiled = {**spec, "tile": tile}
     quiet = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
-    with aws_stack(env=quiet) as stack, client_as(chalice_app.app, ALICE) as client:  # a signed caller
+    with aws_stack(env=quiet) as stack, client_as(aws_api(), ALICE) as client:  # a signed caller
         if spec.get("a") == "A":  # upload two files the way a client does, before counting
             for name in ("a", "b"):
                 target = client.http.post("/uploads", headers=JSON, body=json.dumps({"filename": f"{name}.npy"}))

@@ -9,6 +9,10 @@ test make a given call fail or block; ``calls`` and ``returns`` record every inv
 starts and as it ends, so a test can wait for the calls in flight to finish. This reaches
 into moto's internals, which is why moto is pinned in pyproject.toml.
 
+``aws_api`` is the REST API as ``app.py`` wires it, over the service of the innermost
+stack open at the time of each request (built on its first request, as a Lambda
+container builds it once), so a test client may be made before the stack is.
+
 A variant of the stack (the spot branch) passes its own functions, state machine
 definition and environment to ``aws_stack`` rather than patching this module.
 """
@@ -26,10 +30,15 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from tests.helpers import wait_until
+
+if TYPE_CHECKING:
+    from chalice import Chalice
+
+    from tilefan.service.jobs import JobService
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = ROOT / "stepfunctions" / "tilefan.asl.json"
@@ -62,6 +71,15 @@ class Stack:
     returns: list[Return] = field(default_factory=list)  # as each invoke ends
     faults: list[Fault] = field(default_factory=list)
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    _service: JobService | None = field(default=None, repr=False)
+
+    def service(self) -> JobService:
+        """The REST API's service over this stack, built from its settings on first use."""
+        if self._service is None:
+            from tilefan import bootstrap
+
+            self._service = bootstrap.build_service()
+        return self._service
 
     def client(self, service: str) -> Any:
         """A client of this stack's session, made once per service."""
@@ -142,6 +160,25 @@ def shared_session() -> Any:
     )
 
 
+# The stacks whose context is open, innermost last: the one whose service aws_api serves.
+_LIVE: list[Stack] = []
+
+
+def live_service() -> JobService:
+    """The service of the innermost open stack."""
+    assert _LIVE, "the REST API was called with no aws_stack open"
+    return _LIVE[-1].service()
+
+
+def aws_api() -> Chalice:
+    """The HTTP routes as ``app.py`` wires them on AWS (API Gateway's authorizer in front,
+    so every request is admitted), over the innermost open stack's service."""
+    from tests.functional.rest_client import rest_app
+    from tilefan.bootstrap import api_authorizer
+
+    return rest_app(live_service, authorizer=api_authorizer())
+
+
 @contextmanager
 def aws_stack(
     *, distributed_threshold: int = 256, functions: Mapping[str, str] = FUNCTIONS, definition: str | None = None,
@@ -163,7 +200,6 @@ def aws_stack(
     from chalicelib import lambdas
     from tilefan import bootstrap
     from tilefan.adapters.aws.dynamo_store import create_table
-    from tilefan.entrypoints import rest
 
     environment = {
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
@@ -224,7 +260,7 @@ def aws_stack(
         settings = bootstrap.aws_settings()
         ports = bootstrap.build_aws_ports(settings, session=session)
         lambdas.set_ports(ports, settings)
-        rest.set_service_factory(lambda: bootstrap.build_service())
+        _LIVE.append(stack)
         # Real DynamoDB isolates every request; moto does not (a transaction deep-copies
         # tables other threads are changing). Serve DynamoDB requests one at a time, which
         # still lets an adapter that reads, decides and writes in separate requests race.
@@ -245,4 +281,4 @@ def aws_stack(
                 yield stack
         finally:
             lambdas.set_ports(None)
-            rest.set_service_factory(None)
+            _LIVE.remove(stack)

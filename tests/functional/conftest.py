@@ -111,8 +111,8 @@ def stack() -> Iterator[Any]:
 
 @pytest.fixture
 def client() -> Iterator[Any]:
-    import app as chalice_app
+    from tests.functional.aws_stack import aws_api
     from tests.functional.identity import ALICE, client_as
 
-    with client_as(chalice_app.app, ALICE) as c:  # as API Gateway passes on a SigV4-signed request
+    with client_as(aws_api(), ALICE) as c:  # as API Gateway passes on a SigV4-signed request
         yield c

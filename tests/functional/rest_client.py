@@ -1,15 +1,30 @@
-"""Talking to the REST API in tests, whatever backend serves it: submit, then poll."""
+"""Talking to the REST API in tests, whatever backend serves it: build the app, submit, then poll."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
+from chalice import Chalice
+from chalice.app import Authorizer
 from chalice.test import Client
 
 from tests.helpers import wait_until
+from tilefan.entrypoints.rest_access import ALLOW_ALL, AccessPolicy
+from tilefan.entrypoints.rest_app import http_app
+from tilefan.service.jobs import JobService
 
 JSON = {"Content-Type": "application/json"}
+
+
+def rest_app(service: JobService | Callable[[], JobService], *, access: AccessPolicy = ALLOW_ALL,
+             authorizer: Authorizer | None = None) -> Chalice:
+    """A Chalice app serving every HTTP route over ``service`` (or the one a provider gives
+    at each request), wired as the composition roots wire theirs. An in-process test client
+    stands where the server's access policy would, so by default the policy admits all."""
+    provider = (lambda: service) if isinstance(service, JobService) else service
+    return http_app(Chalice(app_name="tilefan"), provider, authorizer=authorizer, access=access)
 
 
 def post_job(client: Client, spec: Any) -> Any:

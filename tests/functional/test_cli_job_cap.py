@@ -16,12 +16,12 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 
-import app as chalice_app
+from tests.functional.rest_client import rest_app
 from tests.functional.test_store_contract import job
 from tilefan import bootstrap
-from tilefan.entrypoints import cli, client, rest
+from tilefan.entrypoints import cli, client
+from tilefan.entrypoints.http_errors import RETRY_AFTER_S
 from tilefan.entrypoints.http_server import ChaliceWsgi
-from tilefan.entrypoints.rest_guard import RETRY_AFTER_S
 
 MESSAGE = ("too many jobs at once: each caller may have at most 1 queued or running (setting "
            "TILEFAN_MAX_QUEUED_JOBS); wait for one to end or cancel one")
@@ -47,8 +47,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def endpoint(home: Path) -> Iterator[str]:
     service = bootstrap.build_service()  # over TILEFAN_HOME; its scheduler is never started
-    rest.set_service_factory(lambda: service)
-    server = make_server("127.0.0.1", 0, ChaliceWsgi(chalice_app.app), handler_class=_Quiet)
+    server = make_server("127.0.0.1", 0, ChaliceWsgi(rest_app(service)), handler_class=_Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -57,7 +56,6 @@ def endpoint(home: Path) -> Iterator[str]:
         server.shutdown()
         thread.join(10)
         server.server_close()
-        rest.set_service_factory(None)
 
 
 def test_a_local_run_over_the_cap_exits_2_naming_the_setting(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,22 +19,18 @@ import pytest
 from chalice.test import Client
 from jsonschema import Draft202012Validator
 
-import app as chalice_app
-from tests.functional.rest_client import JSON, post_job, submit, wait_job
+from tests.functional.rest_client import JSON, post_job, rest_app, submit, wait_job
 from tilefan import bootstrap
 from tilefan.bootstrap import Config
-from tilefan.entrypoints import rest
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[Client]:
     service = bootstrap.build_service(Config(home=tmp_path / "home", workers=2))
-    rest.set_service_factory(lambda: service)
     try:
-        with Client(chalice_app.app) as c:
+        with Client(rest_app(service)) as c:
             yield c
     finally:
-        rest.set_service_factory(None)
         if service.serving is not None:
             service.serving.stop()
 

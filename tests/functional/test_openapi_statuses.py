@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-import app as chalice_app
-from tests.functional.rest_client import JSON
+from tests.functional.rest_client import JSON, rest_app
 from tilefan import bootstrap
 from tilefan.bootstrap import Config
-from tilefan.entrypoints import http_limits, rest, rest_access
+from tilefan.entrypoints import http_limits
 from tilefan.entrypoints.openapi import openapi_document
+from tilefan.entrypoints.rest_access import Access
 from tilefan.service.jobs import JobService
 
 DOC = openapi_document()
@@ -64,28 +64,25 @@ def service(tmp_path: Path) -> Iterator[JobService]:
     config = Config(home=tmp_path / "home", workers=1)
     built = bootstrap.build_service(dataclasses.replace(
         config, limits=dataclasses.replace(config.limits, max_queued_jobs=1)))
-    rest.set_service_factory(lambda: built)
     try:
         yield built
     finally:
-        rest.set_service_factory(None)
-        rest_access.set_access(None)
         _stop(built)
 
 
 @pytest.fixture
 def client(service: JobService) -> Iterator[Client]:
-    with Client(chalice_app.app) as c:
+    with Client(rest_app(service)) as c:
         yield c
 
 
 @pytest.mark.parametrize(("path", "method"), OPERATIONS)
-def test_a_request_without_the_token_gets_a_declared_401(client: Client, path: str, method: str) -> None:
-    rest_access.set_access(rest_access.Access(hosts=frozenset({"testhost:8000"}), token="secret"))
-    refused = call(client, path, method, {"Host": "testhost:8000"})
+def test_a_request_without_the_token_gets_a_declared_401(service: JobService, path: str, method: str) -> None:
+    with Client(rest_app(service, access=Access(hosts=frozenset({"testhost:8000"}), token="secret"))) as client:
+        refused = call(client, path, method, {"Host": "testhost:8000"})
+        elsewhere = call(client, path, method, {"Host": "evil.example:8000", "Authorization": "Bearer secret"})
     assert refused.status_code == 401
     assert_declared(path, method, refused)
-    elsewhere = call(client, path, method, {"Host": "evil.example:8000", "Authorization": "Bearer secret"})
     assert elsewhere.status_code == 403
     assert_declared(path, method, elsewhere)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from chalice.test import Client
 
-import app as chalice_app
+from tests.functional.aws_stack import aws_api
 from tests.functional.identity import ALICE, client_as
 from tests.functional.rest_client import submit, wait_job
 from tests.functional.spot_stack import DLQ_URL, FLEET, QUEUE_URL, FakeImds, SpotStack, spot_stack
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarni
 
 @pytest.fixture
 def client() -> Iterator[Client]:
-    with client_as(chalice_app.app, ALICE) as c:  # as API Gateway passes on a SigV4-signed request
+    with client_as(aws_api(), ALICE) as c:  # as API Gateway passes on a SigV4-signed request
         yield c
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tilefan.entrypoints.rest_guard import RETRY_AFTER_S
+from tilefan.entrypoints.http_errors import RETRY_AFTER_S
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
@@ -83,7 +83,7 @@ def test_api_gateway_answers_its_own_errors_in_the_error_shape() -> None:
     assert set(responses) == {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX", "THROTTLED",
                               "QUOTA_EXCEEDED"}
     assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
-    # API Gateway's own 429s say when to retry, as tilefan's do (rest_guard.RETRY_AFTER_S).
+    # API Gateway's own 429s say when to retry, as tilefan's do (http_errors.RETRY_AFTER_S).
     for kind in ("THROTTLED", "QUOTA_EXCEEDED"):
         assert responses[kind]["StatusCode"] == "429"
         assert responses[kind]["ResponseParameters"] == {"gatewayresponse.header.Retry-After": f"'{RETRY_AFTER_S}'"}

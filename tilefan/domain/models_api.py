@@ -16,11 +16,9 @@ from pydantic.json_schema import SkipJsonSchema
 from tilefan.domain.models import JobRequest
 from tilefan.domain.models_resolved import Kind
 from tilefan.domain.records import Status
+from tilefan.domain.upload_keys import UPLOAD_NAME_PATTERN
 
 Dtype = Literal["float32", "float64"]
-# Upload names the service accepts: a plain file name ending in .npy, .csv, .pqr, .xyz or .extxyz.
-UPLOAD_NAME = (r"^[A-Za-z0-9][A-Za-z0-9._-]{0,123}\.([nN][pP][yY]|[cC][sS][vV]|[pP][qQ][rR]|[xX][yY][zZ]"
-               r"|[eE][xX][tT][xX][yY][zZ])$")
 
 
 Triple = Annotated[list[float], Field(min_length=3, max_length=3)]
@@ -202,7 +200,7 @@ class Report(_Fixed):
 
 
 class UploadRequest(_Open):
-    filename: str = Field(pattern=UPLOAD_NAME, examples=["A.npy", "atoms.csv", "adk_open.pqr"])
+    filename: str = Field(pattern=UPLOAD_NAME_PATTERN, examples=["A.npy", "atoms.csv", "adk_open.pqr"])
 
 
 class StoredFile(_Fixed):

@@ -132,10 +132,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import chalice  # noqa: F401  (the serve extra: when it is missing, this is what fails, first)
 
     from tilefan.bootstrap import build_service, load_config
-    from tilefan.entrypoints import rest
     from tilefan.entrypoints.http_server import LocalApp, serve
-    from tilefan.entrypoints.rest_access import serve_access, set_access
-    from tilefan.entrypoints.web import web
+    from tilefan.entrypoints.rest_access import serve_access
+    from tilefan.entrypoints.rest_app import http_app
     from tilefan.errors import InvalidSpecError
 
     try:
@@ -144,12 +143,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except InvalidSpecError as exc:
         print(f"error: {field_message(exc.field, exc.message)}", file=sys.stderr)
         return EXIT_INVALID
-    rest.set_service_factory(lambda: service)
     access = serve_access(config.home, args.host, args.port)
-    set_access(access)
-    app = LocalApp(app_name="tilefan")  # its routes dispatch concurrently: no lock around requests
-    app.register_blueprint(rest.api)
-    app.register_blueprint(web)
+    # Its routes dispatch concurrently (no lock around requests); its own access policy,
+    # not an API Gateway authorizer, admits callers.
+    app = http_app(LocalApp(app_name="tilefan"), lambda: service, authorizer=None, access=access)
     serving = service.serving  # the embedded scheduler dispatches here; Step Functions elsewhere
     if serving is not None:
         serving.serve_in_thread()

@@ -20,7 +20,6 @@ shape, ``{"error": {"code", "message"}}``, and closes the connection.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,9 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.task import ErrorTask
 from waitress.utilities import Error
+
+from tilefan.entrypoints.http_errors import error_bytes
+from tilefan.service.body_caps import json_cap, upload_cap
 
 # waitress's errors by status, as the API's error codes.
 CODES = {400: "invalid_request", 408: "request_timeout", 413: "body_too_large", 431: "headers_too_large",
@@ -107,8 +109,7 @@ class JsonErrorTask(ErrorTask):
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()
-        body = json.dumps({"error": {"code": CODES.get(error.code, "invalid_request"),
-                                     "message": self._message(error)}}).encode()
+        body = error_bytes(CODES.get(error.code, "invalid_request"), self._message(error))
         self.content_length = len(body)
         self.write(body)
 
@@ -116,9 +117,10 @@ class JsonErrorTask(ErrorTask):
         if error.code != 413:
             return str(error.body)
         limits: FrontLimits = self.channel.parser_class.limits
+        # waitress enforced the cap while reading; the words are the one BodyCap's.
         if getattr(self.request, "upload", False):
-            return f"uploads are capped at {limits.max_upload_bytes} bytes (setting TILEFAN_MAX_UPLOAD_BYTES)"
-        return f"request bodies are capped at {limits.max_json_bytes} bytes (setting TILEFAN_MAX_BODY_BYTES)"
+            return upload_cap(limits.max_upload_bytes).message()
+        return json_cap(limits.max_json_bytes).message()
 
 
 def limited_channel(limits: FrontLimits) -> type[HTTPChannel]:

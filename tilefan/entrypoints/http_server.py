@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
-import json
 import signal
 import threading
 import urllib.parse
@@ -35,6 +34,11 @@ from chalice.config import Config as ChaliceConfig
 from chalice.local import ForbiddenError, LocalGateway, LocalGatewayException
 
 from tilefan.domain.spec import Limits
+from tilefan.entrypoints.http_errors import error_bytes, error_headers
+from tilefan.entrypoints.http_limits import FrontLimits, is_upload, limited_channel
+from tilefan.errors import TooLargeError
+from tilefan.pipeline.error_codec import http_error
+from tilefan.service.body_caps import json_cap
 
 MAX_UPLOAD_BYTES = Limits().max_upload_bytes
 UPLOAD_TIMEOUT_S = 600  # a 256 MiB upload at about 0.5 MB/s
@@ -76,7 +80,7 @@ class ChaliceWsgi:
 
     def __init__(self, app: Chalice, *, max_json_bytes: int = Limits().max_body_bytes) -> None:
         self.gateway = LocalGateway(app, ChaliceConfig.create(chalice_stage="local", app_name=app.app_name))
-        self.max_json_bytes = max_json_bytes
+        self.json_cap = json_cap(max_json_bytes)
         # Only an app that keeps its current request per thread may be entered by two at once.
         self._lock: threading.Lock | contextlib.nullcontext[None] = (
             contextlib.nullcontext() if isinstance(app, LocalApp) else threading.Lock())
@@ -95,11 +99,12 @@ class ChaliceWsgi:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         # Only uploads may be big (waitress caps them); JSON bodies are refused by their
         # declared length, before a byte of the body is read.
-        if length > self.max_json_bytes and not (method == "PUT" and path.startswith("/uploads/")):
-            cap = f"request bodies are capped at {self.max_json_bytes} bytes (setting TILEFAN_MAX_BODY_BYTES)"
-            too_large = {"code": "body_too_large", "message": cap}
-            return _answer(start_response, 413, {"Content-Type": "application/json"},
-                           json.dumps({"error": too_large}).encode())
+        if not is_upload(method, path):
+            try:
+                self.json_cap.check(length)
+            except TooLargeError as exc:
+                status, error = http_error(exc)
+                return _answer(start_response, status, error_headers(status), error_bytes(**error))
         body = environ["wsgi.input"].read(length) if length else b""
         try:
             with self._lock:
@@ -107,9 +112,8 @@ class ChaliceWsgi:
         except ForbiddenError:
             # Chalice's local gateway answers a path no route matches with API Gateway's bare
             # 403 "Missing Authentication Token"; say what it is, in the API's error shape.
-            unknown = {"code": "not_found", "message": f"no route {method} {path}; see /openapi.json"}
-            return _answer(start_response, 404, {"Content-Type": "application/json"},
-                           json.dumps({"error": unknown}).encode())
+            return _answer(start_response, 404, error_headers(404),
+                           error_bytes("not_found", f"no route {method} {path}; see /openapi.json"))
         except LocalGatewayException as exc:
             return _answer(start_response, exc.CODE, dict(exc.headers), exc.body or b"")
         out = response.get("body") or b""
@@ -139,8 +143,6 @@ def serve(
     A request's headers and JSON body must arrive within ``client_timeout_s`` of its first
     byte, an upload's within ``upload_timeout_s``; a connection idle that long is closed."""
     from waitress.server import BaseWSGIServer, create_server
-
-    from tilefan.entrypoints.http_limits import FrontLimits, limited_channel
 
     server = create_server(
         ChaliceWsgi(app, max_json_bytes=max_json_bytes), host=host, port=port, threads=threads, backlog=1024,

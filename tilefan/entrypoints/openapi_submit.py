@@ -13,9 +13,8 @@ import copy
 import json
 from typing import Any
 
-# An upload's key (as POST /uploads returns it in use_as) or a previous job's output.
-FILE_KEY = (r"^(uploads/[0-9a-f]{16}/[A-Za-z0-9][A-Za-z0-9._-]{0,123}\.([nN][pP][yY]|[cC][sS][vV]|[pP][qQ][rR]"
-            r"|[xX][yY][zZ]|[eE][xX][tT][xX][yY][zZ])|jobs/[0-9a-f]{16}/(out\.npy|out\.zarr|field\.npy))$")
+from tilefan.domain.upload_keys import INPUT_KEY_PATTERN
+
 _RENAMED = {
     "JobRequest": "SubmitJob", "MatmulRequest": "SubmitMatmul", "AddRequest": "SubmitAdd",
     "AtomsRequest": "SubmitAtoms", "StoredMatrixRequest": "SubmitStoredMatrix",
@@ -39,7 +38,7 @@ def add_submit_schemas(schemas: dict[str, Any], ref_template: str) -> None:
         props.pop("out", None)
         props.pop("field_out", None)
         if "file" in props:
-            props["file"] = {"type": "string", "pattern": FILE_KEY, "description": _FILE_DOC}
+            props["file"] = {"type": "string", "pattern": INPUT_KEY_PATTERN, "description": _FILE_DOC}
         if old == "AroundRequest":
             props["margin"] = {"type": "number", "minimum": 0, "description": props["margin"].get("description", "")}
         if old == "AtomsRequest":

@@ -1,14 +1,16 @@
 """One error shape for every answer, no client input that ends in a 500, and the access check.
 
-``guard`` is a Chalice ``http`` middleware around every route of the blueprint, so it
-runs whatever serves the routes (API Gateway, ``tilefan serve``). It re-shapes the
+``guarded_by(policy)`` is a Chalice ``http`` middleware around every route of the app
+(the REST blueprint registers it), so it runs whatever serves the routes (API Gateway,
+``tilefan serve``). It re-shapes the
 errors Chalice answers itself before a view runs (405, 415, a binary answer the client
 did not accept) into ``{"error": {code, message}}`` in our own words (Chalice's speak of
 its internals), and turns an exception that escaped a view into a 500 of that shape that
 says nothing of its cause (which goes to the log). A request without an ``Accept`` header
 takes any answer, as HTTP says (RFC 9110, 12.5.1): Chalice would refuse it a download.
-Before any route it applies the embedded server's access policy (``rest_access.check``).
-``parse_json`` reads a body with its size and nesting capped, so deep JSON is a 400.
+Before any route it applies the access policy the composition root chose
+(``rest_access``). ``parse_json`` reads a body with its nesting capped, so deep JSON is a
+400. ``answer`` and ``failure`` turn a route's result or one of our errors into a response.
 """
 
 from __future__ import annotations
@@ -21,21 +23,15 @@ from typing import Any
 from chalice import Response
 from chalice.app import CaseInsensitiveMapping
 
-from tilefan.entrypoints import rest_access
-from tilefan.errors import InvalidSpecError, TooLargeError
+from tilefan.entrypoints.http_errors import JSON_TYPE, error_document, error_headers
+from tilefan.entrypoints.rest_access import AccessPolicy
+from tilefan.errors import InvalidSpecError, TilefanError
+from tilefan.pipeline.error_codec import http_error
 
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 32
-# How long a client told "too many" (429) or "unavailable" (503) waits before it tries
-# again (Retry-After, RFC 9110 10.2.3). Jobs take seconds to minutes, so a few seconds
-# frees a slot often enough without a burst of clients spinning on the server.
-RETRY_AFTER_S = 5
-
-
-def retry_headers(status: int) -> dict[str, str]:
-    """The Retry-After header every 429 and 503 carries (none for any other status)."""
-    return {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else {}
+Middleware = Callable[[Any, Callable[[Any], Response]], Response]
 
 
 # Chalice's own error codes, as ours, each with our message (theirs name Chalice's internals).
@@ -49,32 +45,47 @@ _CHALICE_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if field is not None:
-        body["field"] = field
-    return Response(body={"error": body}, status_code=status,
-                    headers={"Content-Type": "application/json", **retry_headers(status)})
+def error_response(status: int, code: str, message: str, **details: Any) -> Response:
+    """An error answer in the API's one shape (``http_errors.error_document``)."""
+    headers: dict[str, str | list[str]] = {**error_headers(status)}
+    return Response(body=error_document(code, message, **details), status_code=status, headers=headers)
 
 
-def guard(request: Any, get_response: Callable[[Any], Response]) -> Response:
-    """Refuse requests the server's access policy does not admit; answer in one error shape."""
+def failure(exc: TilefanError) -> Response:
+    """The answer to one of our errors: the error codec's status and body."""
+    status, body = http_error(exc)
+    return error_response(status, **body)
+
+
+def answer(fn: Callable[[], Any], status: int = 200) -> Response:
+    """Run a service call and answer its result as JSON, or our error as ``failure`` does."""
     try:
-        refused = rest_access.check(request.headers, request.query_params)
-        if refused is not None:
-            status, code, message = refused
-            response = error_response(status, code, message)
-            if status == 401:
-                response.headers["WWW-Authenticate"] = "Bearer"
-            return response
-        if request.headers.get("accept") is None:
-            # No Accept header means any type (Chalice treats it as "not binary").
-            request.headers = CaseInsensitiveMapping({**request.headers, "accept": "*/*"})
-        response = get_response(request)
-    except Exception:  # the last line of defence: log it, answer a plain 500
-        log.exception("unhandled error in a REST route")
-        return error_response(500, "internal_error", "the server failed to answer this request")
-    return _reshaped(response)
+        return Response(body=fn(), status_code=status, headers=dict(JSON_TYPE))
+    except TilefanError as exc:
+        return failure(exc)
+
+
+def guarded_by(access: AccessPolicy) -> Middleware:
+    """The middleware that admits only what ``access`` admits and answers in one error shape."""
+
+    def guard(request: Any, get_response: Callable[[Any], Response]) -> Response:
+        try:
+            refused = access.check(request.headers, request.query_params)
+            if refused is not None:
+                response = error_response(refused.status, refused.code, refused.message)
+                if refused.status == 401:
+                    response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+            if request.headers.get("accept") is None:
+                # No Accept header means any type (Chalice treats it as "not binary").
+                request.headers = CaseInsensitiveMapping({**request.headers, "accept": "*/*"})
+            response = get_response(request)
+        except Exception:  # the last line of defence: log it, answer a plain 500
+            log.exception("unhandled error in a REST route")
+            return error_response(500, "internal_error", "the server failed to answer this request")
+        return _reshaped(response)
+
+    return guard
 
 
 def _reshaped(response: Response) -> Response:
@@ -96,10 +107,8 @@ def _reshaped(response: Response) -> Response:
     return reshaped
 
 
-def parse_json(raw: bytes | str, max_bytes: int) -> Any:
-    """A request body as JSON: at most ``max_bytes``, nested at most ``MAX_DEPTH`` deep."""
-    if len(raw) > max_bytes:
-        raise TooLargeError(f"request bodies are capped at {max_bytes} bytes (setting TILEFAN_MAX_BODY_BYTES)")
+def parse_json(raw: bytes | str) -> Any:
+    """A request body (already within its ``BodyCap``) as JSON, nested at most ``MAX_DEPTH`` deep."""
     if _nesting(raw) > MAX_DEPTH:
         raise InvalidSpecError("body", f"is nested more than {MAX_DEPTH} levels deep")
     try:

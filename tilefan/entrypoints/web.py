@@ -6,21 +6,23 @@ UI over ``/openapi.json``. Every asset is served from this package (and Swagger 
 the ``swagger-ui-bundle-v2`` package): no CDN, no build step. The report's files come from
 ``/jobs/{id}/report/{logs.csv,error.csv,performance.txt,runtime.png}`` and an atoms job's
 heat-map slice from ``/jobs/{id}/slice``.
+
+``web_pages`` builds the blueprint from the service provider and authorizer the
+composition root hands the REST routes (``rest_app.http_app`` registers both); the REST
+blueprint's guard, app-wide, applies the access policy before these routes too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from chalice import Blueprint, Response
+from chalice.app import Authorizer
 
-from tilefan.entrypoints import rest
+from tilefan.entrypoints.rest import ServiceProvider, caller_of
+from tilefan.entrypoints.rest_guard import answer, error_response, failure
 from tilefan.errors import TilefanError
-from tilefan.pipeline.error_codec import http_error
-
-web = Blueprint(__name__)
 
 STATIC = Path(__file__).with_name("static")
 TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -54,40 +56,11 @@ def _page(name: str, title: str) -> Response:
 
 
 def _not_found(what: str) -> Response:
-    return rest._error(404, {"code": "not_found", "message": f"no such page: {what}"})
+    return error_response(404, "not_found", f"no such page: {what}")
 
 
 def _needs_extra(extra: str, what: str) -> Response:
-    message = f"{what} needs the {extra} extra: pip install 'tilefan[{extra}]'"
-    return rest._error(501, {"code": "extra_missing", "message": message})
-
-
-def _guarded(fn: Callable[[], Response]) -> Response:
-    try:
-        return fn()
-    except TilefanError as exc:
-        return rest._error(*http_error(exc))
-
-
-@web.route("/", methods=["GET"], authorizer=rest.AUTH)
-def form_page() -> Response:
-    return _page("index.html", "new job")
-
-
-@web.route("/ui/jobs", methods=["GET"], authorizer=rest.AUTH)
-def list_page() -> Response:
-    return _page("jobs.html", "jobs")
-
-
-@web.route("/ui/jobs/{job_id}", methods=["GET"], authorizer=rest.AUTH)
-def job_page(job_id: str) -> Response:
-    return _page("job.html", "job")
-
-
-@web.route("/static/{name}", methods=["GET"], authorizer=rest.AUTH)
-def static(name: str) -> Response:
-    allowed = {p.name for p in STATIC.iterdir() if p.suffix in (".css", ".js")}
-    return _file(STATIC / name) if name in allowed else _not_found(f"/static/{name}")
+    return error_response(501, "extra_missing", f"{what} needs the {extra} extra: pip install 'tilefan[{extra}]'")
 
 
 def _swagger_dir() -> Path | None:
@@ -98,53 +71,77 @@ def _swagger_dir() -> Path | None:
     return Path(swagger_ui_bundle.swagger_ui_path)
 
 
-@web.route("/docs", methods=["GET"], authorizer=rest.AUTH)
-def docs() -> Response:
-    if _swagger_dir() is None:
-        return _needs_extra("serve", "Swagger UI (the schema itself is at /openapi.json)")
-    return Response(body=SWAGGER_PAGE, status_code=200, headers={"Content-Type": TYPES[".html"]})
-
-
-@web.route("/docs/assets/{name}", methods=["GET"], authorizer=rest.AUTH)
-def docs_asset(name: str) -> Response:
-    folder = _swagger_dir()
-    if folder is None or name not in SWAGGER_FILES:
-        return _not_found(f"/docs/assets/{name}")
-    return _file(folder / name)
-
-
-@web.route("/jobs/{job_id}/slice", methods=["GET"], authorizer=rest.AUTH)
-def job_slice(job_id: str) -> Response:
-    from tilefan.pipeline.slices import atoms_slice
-
-    service = rest.get_service()
-
-    def answer() -> dict[str, Any]:
-        service.ports.jobs.get_job(job_id, rest.caller())  # someone else's job: not found
-        return atoms_slice(service.ports, job_id)
-
-    return rest._handle(answer)
-
-
-@web.route("/jobs/{job_id}/report/{name}", methods=["GET"], authorizer=rest.AUTH)
-def report_file(job_id: str, name: str) -> Response:
+def _report_file(report: dict[str, Any], job_id: str, name: str) -> Response:
     from tilefan.entrypoints import report_files as rf
 
-    def answer() -> Response:
-        report = rest.get_service().report(job_id, rest.caller())
-        body: Any
-        if name == "logs.csv":
-            body = rf.csv_text(rf.attempts_of(report))
-        elif name == "error.csv":
-            body = rf.csv_text(rf.error_rows(report))
-        elif name == "performance.txt":
-            body = rf.performance_text(report) + "\n"
-        elif name == "runtime.png":
-            body = rf.runtime_png(report)
-            if body is None:
-                return _needs_extra("report", "runtime.png")
-        else:
-            return _not_found(f"/jobs/{job_id}/report/{name}")
-        return Response(body=body, status_code=200, headers={"Content-Type": TYPES[Path(name).suffix]})
+    body: Any
+    if name == "logs.csv":
+        body = rf.csv_text(rf.attempts_of(report))
+    elif name == "error.csv":
+        body = rf.csv_text(rf.error_rows(report))
+    elif name == "performance.txt":
+        body = rf.performance_text(report) + "\n"
+    elif name == "runtime.png":
+        body = rf.runtime_png(report)
+        if body is None:
+            return _needs_extra("report", "runtime.png")
+    else:
+        return _not_found(f"/jobs/{job_id}/report/{name}")
+    return Response(body=body, status_code=200, headers={"Content-Type": TYPES[Path(name).suffix]})
 
-    return _guarded(answer)
+
+def web_pages(service: ServiceProvider, *, authorizer: Authorizer | None = None) -> Blueprint:
+    """The web page, Swagger UI and the report files, over ``service``."""
+    web = Blueprint(__name__)
+
+    @web.route("/", methods=["GET"], authorizer=authorizer)
+    def form_page() -> Response:
+        return _page("index.html", "new job")
+
+    @web.route("/ui/jobs", methods=["GET"], authorizer=authorizer)
+    def list_page() -> Response:
+        return _page("jobs.html", "jobs")
+
+    @web.route("/ui/jobs/{job_id}", methods=["GET"], authorizer=authorizer)
+    def job_page(job_id: str) -> Response:
+        return _page("job.html", "job")
+
+    @web.route("/static/{name}", methods=["GET"], authorizer=authorizer)
+    def static(name: str) -> Response:
+        allowed = {p.name for p in STATIC.iterdir() if p.suffix in (".css", ".js")}
+        return _file(STATIC / name) if name in allowed else _not_found(f"/static/{name}")
+
+    @web.route("/docs", methods=["GET"], authorizer=authorizer)
+    def docs() -> Response:
+        if _swagger_dir() is None:
+            return _needs_extra("serve", "Swagger UI (the schema itself is at /openapi.json)")
+        return Response(body=SWAGGER_PAGE, status_code=200, headers={"Content-Type": TYPES[".html"]})
+
+    @web.route("/docs/assets/{name}", methods=["GET"], authorizer=authorizer)
+    def docs_asset(name: str) -> Response:
+        folder = _swagger_dir()
+        if folder is None or name not in SWAGGER_FILES:
+            return _not_found(f"/docs/assets/{name}")
+        return _file(folder / name)
+
+    @web.route("/jobs/{job_id}/slice", methods=["GET"], authorizer=authorizer)
+    def job_slice(job_id: str) -> Response:
+        from tilefan.pipeline.slices import atoms_slice
+
+        jobs = service()
+
+        def slice_of() -> dict[str, Any]:
+            jobs.ports.jobs.get_job(job_id, caller_of(jobs, web))  # someone else's job: not found
+            return atoms_slice(jobs.ports, job_id)
+
+        return answer(slice_of)
+
+    @web.route("/jobs/{job_id}/report/{name}", methods=["GET"], authorizer=authorizer)
+    def report_file(job_id: str, name: str) -> Response:
+        try:
+            jobs = service()
+            return _report_file(jobs.report(job_id, caller_of(jobs, web)), job_id, name)
+        except TilefanError as exc:
+            return failure(exc)
+
+    return web

@@ -8,6 +8,7 @@ from tilefan.domain.atoms import parse_csv, validate_table
 from tilefan.domain.molecules import parse_pqr, parse_xyz
 from tilefan.domain.randgen import random_region
 from tilefan.domain.spec import AtomsSpec, JobSpec, MatrixInput, RandomMatrix
+from tilefan.domain.upload_keys import result_key
 from tilefan.errors import InvalidBlobError, InvalidSpecError
 from tilefan.pipeline.ports import BlobStore
 
@@ -29,7 +30,7 @@ def output_key(job_id: str, spec: JobSpec) -> str | None:
     """Where the job's array output goes: the user's path, a default, or nowhere."""
     if isinstance(spec, AtomsSpec):
         return spec.field_out
-    return spec.out or f"jobs/{job_id}/out.npy"
+    return spec.out or result_key(job_id)
 
 
 def matrix_block(

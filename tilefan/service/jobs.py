@@ -20,19 +20,19 @@ from typing import Any
 from tilefan.domain.records import JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec import Limits
+from tilefan.domain.upload_keys import Output, check_upload_name, field_key, output_key, produced, result_key
 from tilefan.errors import ConflictError, InvalidSpecError, NotFoundError, UnauthenticatedError
 from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import fail_job
 from tilefan.pipeline.ports import JobRunner, Ports, QueuePlace, Serving
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import new_job_id, submit_job
-from tilefan.service.rest_door import field_key, restrict, result_key
-from tilefan.service.uploads import UPLOAD_SUFFIXES, Uploads
+from tilefan.service.rest_door import restrict
+from tilefan.service.uploads import Uploads
 
 MAX_PAGE = 100
 UPLOAD_EXPIRES_S = 900
 DOWNLOAD_EXPIRES_S = 300
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class JobService:
@@ -135,11 +135,7 @@ class JobService:
         """An upload ID and where to send the file; a job then names it as {"file": key}."""
         if not isinstance(body, dict):
             raise InvalidSpecError("body", "must be a JSON object like {\"filename\": \"A.npy\"}")
-        name = body.get("filename")
-        if not isinstance(name, str) or not _SAFE_NAME.match(name):
-            raise InvalidSpecError("filename", "must be a plain file name (letters, digits, . _ -), e.g. A.npy")
-        if not name.lower().endswith(UPLOAD_SUFFIXES):
-            raise InvalidSpecError("filename", f"must end in {', '.join(UPLOAD_SUFFIXES)}")
+        name = check_upload_name(body.get("filename"))
         upload_id, key = self.uploads.issue(name, self.owner_of(self._owner(owner)), self.clock())
         target = {"upload_id": upload_id, "key": key, "method": "PUT", "url": f"/uploads/{upload_id}/{name}",
                   "expires_in": UPLOAD_EXPIRES_S, "max_bytes": self.uploads.max_bytes, "use_as": {"file": key},
@@ -158,16 +154,15 @@ class JobService:
         """POST /uploads/{id}/complete: check the sent file and record it COMPLETE (idempotent)."""
         return self.uploads.complete(upload_id, self.owner_of(self._owner(owner)), self.clock())
 
-    def output(self, job_id: str, which: str, owner: str | None = None) -> tuple[str, str | bytes]:
+    def output(self, job_id: str, which: Output, owner: str | None = None) -> tuple[str, str | bytes]:
         """A finished job's output: ("redirect", presigned URL) on AWS, ("bytes", the .npy) locally."""
         record = self.ports.jobs.get_job(job_id, self._owner(owner))
-        key = result_key(job_id) if which == "result" else field_key(job_id)
-        spec = record.spec
-        produced = getattr(spec, "out", None) if which == "result" else getattr(spec, "field_out", None)
-        if which == "result" and produced == result_key(job_id, "zarr") and record.status is Status.SUCCEEDED:
+        key = output_key(job_id, which)
+        placed = produced(record.spec, which)
+        if which == "result" and placed == result_key(job_id, "zarr") and record.status is Status.SUCCEEDED:
             raise NotFoundError(f"job {job_id}'s result is a Zarr array (one object per chunk), not one file: read it "
                                 f"where result.output says, or name jobs/{job_id}/out.zarr as a job's input")
-        if record.status is not Status.SUCCEEDED or produced != key:
+        if record.status is not Status.SUCCEEDED or placed != key:
             # Outputs a caller placed elsewhere (the CLI's own paths) are not served.
             raise NotFoundError(f"job {job_id} has no {which} to download")
         if self.ports.presign is not None:

@@ -14,26 +14,16 @@ through here: it runs as its user, on that user's paths.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from tilefan.domain.records import Status
+from tilefan.domain.upload_keys import OUT_FORMATS, UPLOAD_KEY, field_key, job_output_of, produced, result_key
 from tilefan.errors import InvalidSpecError, JobNotFoundError
 from tilefan.pipeline.ports import JobStore
-from tilefan.service.uploads import UPLOAD_KEY, Uploads
+from tilefan.service.uploads import Uploads
 
-JOB_OUTPUT_KEY = re.compile(r"^jobs/([0-9a-f]{16})/(out\.npy|out\.zarr|field\.npy)$")
 _OUTPUTS = {"out": "matmul and add", "field_out": "atoms"}
-OUT_FORMATS = ("npy", "zarr")
-
-
-def result_key(job_id: str, out_format: str = "npy") -> str:
-    return f"jobs/{job_id}/out.{out_format}"
-
-
-def field_key(job_id: str) -> str:
-    return f"jobs/{job_id}/field.npy"
 
 
 def restrict(raw: Any, job_id: str, owner: str, uploads: Uploads, jobs: JobStore) -> Any:
@@ -73,21 +63,18 @@ def _input_key(value: Any, field: str, owner: str, uploads: Uploads, jobs: JobSt
         raise InvalidSpecError(field, "must be a string naming an upload or a job's output")
     if UPLOAD_KEY.match(value):
         return uploads.resolve(value, owner, field)
-    match = JOB_OUTPUT_KEY.match(value)
-    if not match:
+    output = job_output_of(value)
+    if output is None:
         raise InvalidSpecError(field, "must name an upload (uploads/<upload_id>/<name>, from POST /uploads) "
                                       "or a job's output (jobs/<job_id>/out.npy, out.zarr or field.npy)")
-    job_id, which = match.groups()
+    job_id, which, _ = output
     try:
         record = jobs.get_job(job_id, owner)  # someone else's job: as if there were none
     except JobNotFoundError:
         raise InvalidSpecError(field, f"no job {job_id} has an output to use") from None
     if record.status is not Status.SUCCEEDED:
         raise InvalidSpecError(field, f"no job {job_id} has an output to use")
-    wanted = f"jobs/{job_id}/{which}"
-    spec = record.spec
-    produced = getattr(spec, "out", None) if which.startswith("out") else getattr(spec, "field_out", None)
-    if produced != wanted:
+    if produced(record.spec, which) != value:
         raise InvalidSpecError(field, f"no job {job_id} has an output to use")
-    return wanted
+    return value
 

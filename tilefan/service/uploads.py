@@ -28,7 +28,7 @@ import numpy as np
 
 from tilefan.domain.atoms import parse_csv
 from tilefan.domain.molecules import parse_pqr, parse_xyz
-from tilefan.domain.upload_keys import UPLOAD_ID, UPLOAD_KEY, complete_key, issued_key
+from tilefan.domain.upload_keys import UPLOAD_ID, UPLOAD_KEY, UPLOAD_SUFFIXES, complete_key, issued_key, upload_key
 from tilefan.errors import (
     BlobNotFoundError,
     ConflictError,
@@ -36,15 +36,15 @@ from tilefan.errors import (
     InvalidBlobError,
     InvalidSpecError,
     NotFoundError,
-    TooLargeError,
 )
 from tilefan.pipeline.ports import BlobStore, DirectPut, SentUploads
+from tilefan.service.body_caps import upload_cap
 
-__all__ = ["UPLOAD_ID", "UPLOAD_KEY", "Uploads", "check_content"]
+__all__ = ["UPLOAD_ID", "UPLOAD_KEY", "UPLOAD_SUFFIXES", "Uploads", "check_content"]
 
-# Text uploads (atoms tables and molecules) and the parser that checks each.
+# Text uploads (atoms tables and molecules) and the parser that checks each: every suffix
+# an upload may take (``upload_keys.UPLOAD_SUFFIXES``) but .npy, whose header is checked.
 TEXT_UPLOADS = {".csv": parse_csv, ".pqr": parse_pqr, ".xyz": parse_xyz, ".extxyz": parse_xyz}
-UPLOAD_SUFFIXES = (".npy", *TEXT_UPLOADS)
 
 
 def _text_parser(name: str) -> Any:
@@ -78,7 +78,7 @@ class Uploads:
     def issue(self, name: str, owner: str, now: float) -> tuple[str, str]:
         """A new upload ID for ``name``, and its key."""
         upload_id = uuid.uuid4().hex[:16]
-        key = f"uploads/{upload_id}/{name}"
+        key = upload_key(upload_id, name)
         self.blobs.put_json(issued_key(upload_id), {
             "name": name, "owner": owner, "expires_at": now + self.expires_s, "complete": False,
             "max_bytes": self.max_bytes})
@@ -105,13 +105,11 @@ class Uploads:
             raise ConflictError("this upload is complete and cannot be replaced; ask POST /uploads for a new one")
         if now > record["expires_at"]:
             raise GoneError("this upload ID has expired; ask POST /uploads for a new one")
-        cap = int(record["max_bytes"])
-        if (declared or 0) > cap or len(data) > cap:
-            raise TooLargeError(f"uploads are capped at {cap} bytes (setting TILEFAN_MAX_UPLOAD_BYTES)")
+        upload_cap(int(record["max_bytes"])).check(declared, len(data))
         check_content(name, data)
         if self.direct_put is None:
             raise InvalidSpecError("upload", "this backend takes uploads through the presigned URL")
-        key = f"uploads/{upload_id}/{name}"
+        key = upload_key(upload_id, name)
         self.direct_put.put_bytes(key, data)
         self.blobs.put_json(issued_key(upload_id), {**record, "complete": True, "bytes": len(data)})
         return {"key": key, "bytes": len(data)}
@@ -119,7 +117,7 @@ class Uploads:
     def complete(self, upload_id: str, owner: str, now: float) -> dict[str, Any]:
         """Check a sent upload and record it COMPLETE, exactly once; the same answer after."""
         record = self._record(upload_id, owner)
-        key = f"uploads/{upload_id}/{record['name']}"
+        key = upload_key(upload_id, record["name"])
         done = self._completion(upload_id, record)
         if done is None:
             if now > record["expires_at"] + COMPLETE_GRACE_S:
@@ -173,9 +171,8 @@ def _check_sent(store: SentUploads, key: str, record: dict[str, Any], now: float
     except BlobNotFoundError:
         raise ConflictError("no file has arrived for this upload yet; POST it with the form from "
                             "POST /uploads, then complete it") from None
-    size, etag, cap = sent["bytes"], sent["etag"], int(record["max_bytes"])
-    if size > cap:
-        raise TooLargeError(f"uploads are capped at {cap} bytes (setting TILEFAN_MAX_UPLOAD_BYTES)")
+    size, etag = sent["bytes"], sent["etag"]
+    upload_cap(int(record["max_bytes"])).check(size)
     if size == 0:
         raise InvalidSpecError("upload", "the file is empty")
     try:

@@ -6,33 +6,36 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from chalice import Chalice
 from chalice.test import Client
 
-import app as chalice_app
+from tests.functional.rest_client import rest_app
 from tests.functional.rest_embedded.support import MakeService, scheduler_of
 from tilefan import bootstrap
 from tilefan.bootstrap import Config
-from tilefan.entrypoints import rest
 from tilefan.service.jobs import JobService
 
 
 @pytest.fixture
-def make_service(tmp_path: Path) -> Iterator[MakeService]:
-    """Build the embedded service in a temp home and route the blueprint to it.
+def built() -> list[JobService]:
+    """The services a test built, in order; the app serves the last."""
+    return []
+
+
+@pytest.fixture
+def make_service(tmp_path: Path, built: list[JobService]) -> Iterator[MakeService]:
+    """Build the embedded service in a temp home; the test's ``app`` serves it from then on.
 
     Teardown cancels whatever is still running and joins every runner thread, so no
     job outlives its temp dir.
     """
-    built: list[JobService] = []
 
     def make(workers: int = 2, kernel: str = "auto") -> JobService:
         service: JobService = bootstrap.build_service(Config(home=tmp_path / "home", workers=workers, kernel=kernel))
-        rest.set_service_factory(lambda: service)
         built.append(service)
         return service
 
     yield make
-    rest.set_service_factory(None)
     for service in built:
         records, _ = service.ports.jobs.list_jobs(100)
         for record in records:
@@ -48,8 +51,14 @@ def service(make_service: MakeService) -> JobService:
 
 
 @pytest.fixture
-def client(service: JobService) -> Iterator[Client]:
-    with Client(chalice_app.app) as c:
+def app(built: list[JobService]) -> Chalice:
+    """The HTTP routes over the service the test built last (a test may build another)."""
+    return rest_app(lambda: built[-1])
+
+
+@pytest.fixture
+def client(service: JobService, app: Chalice) -> Iterator[Client]:
+    with Client(app) as c:
         yield c
 
 

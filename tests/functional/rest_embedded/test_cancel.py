@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chalice import Chalice
 from chalice.test import Client
 
-import app as chalice_app
 from tests.functional.rest_client import submit, wait_job
 from tests.functional.rest_embedded.support import (
     MakeService,
@@ -66,8 +66,8 @@ def held(make_service: MakeService, monkeypatch: pytest.MonkeyPatch) -> Iterator
     held.release.set()  # before make_service's teardown waits for the runner
 
 
-def test_delete_cancels_a_running_job_and_leaves_no_output(held: Held, home: Path) -> None:
-    with Client(chalice_app.app) as client:
+def test_delete_cancels_a_running_job_and_leaves_no_output(held: Held, home: Path, app: Chalice) -> None:
+    with Client(app) as client:
         job_id = submit(client, {**ATOMS, "field": True})
         assert held.started.wait(30), "tile 1 never started"
         out_dir = home / "blobs" / "jobs" / job_id
@@ -95,9 +95,9 @@ def test_delete_cancels_a_running_job_and_leaves_no_output(held: Held, home: Pat
         assert again.json_body["error"]["code"] == "conflict"
 
 
-def test_tiles_in_flight_at_cancel_are_not_counted(held: Held) -> None:
+def test_tiles_in_flight_at_cancel_are_not_counted(held: Held, app: Chalice) -> None:
     # Scheduler.cancel: tiles already computing finish but are not counted.
-    with Client(chalice_app.app) as client:
+    with Client(app) as client:
         job_id = submit(client, ATOMS)
         assert held.started.wait(30), "tile 1 never started"
         response = client.http.delete(f"/jobs/{job_id}")

@@ -12,13 +12,11 @@ from pathlib import Path
 import pytest
 from chalice.test import Client
 
-import app as chalice_app
-from tests.functional.rest_client import post_job, wait_job
+from tests.functional.rest_client import post_job, rest_app, wait_job
 from tests.functional.rest_embedded.support import scheduler_of
 from tilefan import bootstrap
 from tilefan.bootstrap import Config
-from tilefan.entrypoints import rest
-from tilefan.entrypoints.rest_guard import RETRY_AFTER_S
+from tilefan.entrypoints.http_errors import RETRY_AFTER_S
 from tilefan.service.jobs import JobService
 
 # Several tiles each, so a job stays RUNNING long enough to be seen doing so.
@@ -31,12 +29,10 @@ def capped(tmp_path: Path) -> Iterator[tuple[JobService, Client]]:
     config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, max_concurrent_jobs=1,
                                                                     max_queued_jobs=6))
     service = bootstrap.build_service(config)
-    rest.set_service_factory(lambda: service)
     try:
-        with Client(chalice_app.app) as client:
+        with Client(rest_app(service)) as client:
             yield service, client
     finally:
-        rest.set_service_factory(None)
         scheduler_of(service).stop()
 
 

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from chalice.test import Client
 
-import app as chalice_app
-from tests.functional.aws_stack import BUCKET, Stack, aws_stack
+from tests.functional.aws_stack import BUCKET, Stack, aws_api, aws_stack
 from tests.functional.identity import ALICE, client_as
 from tests.functional.rest_client import JSON, post_job, wait_job
 from tests.helpers import npy_bytes, random_pair
@@ -28,7 +27,7 @@ def stack() -> Any:
 
 @pytest.fixture
 def client() -> Any:
-    with client_as(chalice_app.app, ALICE) as c:  # as API Gateway passes on a SigV4-signed request
+    with client_as(aws_api(), ALICE) as c:  # as API Gateway passes on a SigV4-signed request
         yield c
 
 

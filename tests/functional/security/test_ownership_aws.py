@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-import app as chalice_app
-from tests.functional.aws_stack import Stack, aws_stack
+from tests.functional.aws_stack import Stack, aws_api, aws_stack
 from tests.functional.identity import ALICE, BOB, client_as
 from tests.functional.rest_client import JSON, post_job, submit, wait_job
 from tests.helpers import wait_until
@@ -43,13 +42,13 @@ def stack() -> Iterator[Stack]:
 
 @pytest.fixture
 def alice(stack: Stack) -> Iterator[Client]:
-    with client_as(chalice_app.app, ALICE) as c:
+    with client_as(aws_api(), ALICE) as c:
         yield c
 
 
 @pytest.fixture
 def bob(stack: Stack) -> Iterator[Client]:
-    with client_as(chalice_app.app, BOB) as c:
+    with client_as(aws_api(), BOB) as c:
         yield c
 
 

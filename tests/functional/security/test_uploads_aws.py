@@ -13,8 +13,7 @@ import pytest
 import requests
 from chalice.test import Client
 
-import app as chalice_app
-from tests.functional.aws_stack import BUCKET, Stack
+from tests.functional.aws_stack import BUCKET, Stack, aws_api
 from tests.functional.identity import ALICE, client_as
 from tests.functional.rest_client import JSON, post_job, submit, wait_job
 from tests.helpers import atoms_csv, npy_bytes, s3_array
@@ -31,7 +30,7 @@ A = np.arange(12, dtype=np.float64).reshape(4, 3)
 @pytest.fixture
 def client() -> Any:
     """The app over the moto stack (this package's conftest serves the embedded one)."""
-    with client_as(chalice_app.app, ALICE) as c:  # as API Gateway passes on a SigV4-signed request
+    with client_as(aws_api(), ALICE) as c:  # as API Gateway passes on a SigV4-signed request
         yield c
 
 
