@@ -103,15 +103,7 @@ def docs_asset(name: str) -> Response:
 
 @web.route("/jobs/{job_id}/slice", methods=["GET"], authorizer=rest.AUTH)
 def job_slice(job_id: str) -> Response:
-    from tilefan.pipeline.slices import atoms_slice
-
-    service = rest.get_service()
-
-    def answer() -> dict[str, Any]:
-        service.ports.jobs.get_job(job_id, rest.caller())  # someone else's job: not found
-        return atoms_slice(service.ports, job_id)
-
-    return rest._handle(answer)
+    return rest._handle(lambda: rest.get_service().atoms_slice(job_id, rest.caller()))
 
 
 @web.route("/jobs/{job_id}/report/{name}", methods=["GET"], authorizer=rest.AUTH)
