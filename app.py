@@ -21,36 +21,25 @@ app.register_blueprint(web)  # the web page, Swagger UI and the report files
 # Each is a thin door over chalicelib.lambdas (one implementation, two backends).
 
 
-@app.lambda_function(name="plan")
-def plan(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from chalicelib import lambdas
+def _step(name: str) -> Any:
+    """The Lambda function ``name``, calling ``chalicelib.lambdas.HANDLERS[name]``.
 
-    return lambdas.plan_handler(event, context)
+    chalicelib is imported on the first call, so the REST API's cold start does not pay for
+    the state machine's handlers. Chalice deploys the function as ``app.<its __name__>``, so
+    that name is ``name`` and the result must be bound to ``name`` in this module.
+    """
 
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        from chalicelib import lambdas
 
-@app.lambda_function(name="capacity")
-def capacity(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from chalicelib import lambdas
+        return lambdas.HANDLERS[name](event, context)
 
-    return lambdas.capacity_handler(event, context)
-
-
-@app.lambda_function(name="tile")
-def tile(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from chalicelib import lambdas
-
-    return lambdas.tile_handler(event, context)
+    handler.__name__ = handler.__qualname__ = name
+    return app.lambda_function(name=name)(handler)
 
 
-@app.lambda_function(name="reduce")
-def reduce(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from chalicelib import lambdas
-
-    return lambdas.reduce_handler(event, context)
-
-
-@app.lambda_function(name="mark_failed")
-def mark_failed(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from chalicelib import lambdas
-
-    return lambdas.mark_failed_handler(event, context)
+plan = _step("plan")
+capacity = _step("capacity")
+tile = _step("tile")
+reduce = _step("reduce")
+mark_failed = _step("mark_failed")

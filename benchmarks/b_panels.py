@@ -67,7 +67,7 @@ def on_s3(a: np.ndarray, b: np.ndarray, tile: int) -> None:
     import boto3
     from moto import mock_aws
 
-    from tilefan.adapters.aws.s3_store import S3BlobStore
+    from tilefan.adapters.aws.s3_store import S3BlobStore, s3_ports
     from tilefan.adapters.memory.job_store import MemoryJobStore
     from tilefan.adapters.npy_header import to_npy
 
@@ -93,7 +93,7 @@ def on_s3(a: np.ndarray, b: np.ndarray, tile: int) -> None:
         print("|---|---|---|---|---|")
         for staged in (False, True):
             got.clear()
-            out, _ = run(Ports(S3BlobStore(s3, "store"), MemoryJobStore()), inputs, tile, staged,
+            out, _ = run(s3_ports(S3BlobStore(s3, "store"), MemoryJobStore()), inputs, tile, staged,
                          lambda now: step.update(now=now))
             outs.append(out)
             plan_b, tiles_b = sum(got.get("plan", [])), sum(got.get("tiles", []))
@@ -104,14 +104,14 @@ def on_s3(a: np.ndarray, b: np.ndarray, tile: int) -> None:
 
 
 def on_files(a: np.ndarray, b: np.ndarray, tile: int, rounds: int) -> None:
-    from tilefan.adapters.embedded.localfs import LocalBlobStore
+    from tilefan.adapters.embedded.localfs import LocalBlobStore, local_ports
     from tilefan.adapters.embedded.sqlite_store import SqliteJobStore
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         np.save(root / "A.npy", a)
         np.save(root / "B.npy", b)
-        ports = Ports(LocalBlobStore(root / "blobs"), SqliteJobStore(root / "jobs.sqlite3"))
+        ports = local_ports(LocalBlobStore(root / "blobs"), SqliteJobStore(root / "jobs.sqlite3"))
         inputs = {"a": {"file": str(root / "A.npy")}, "b": {"file": str(root / "B.npy")}}
         best: dict[bool, dict[str, float]] = {False: {}, True: {}}
         outs: dict[bool, np.ndarray] = {}

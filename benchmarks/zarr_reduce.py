@@ -36,10 +36,9 @@ def s3_round(edge: int, tile: int, suffix: str) -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    from tilefan.adapters.aws.s3_store import S3BlobStore
+    from tilefan.adapters.aws.s3_store import S3BlobStore, s3_ports
     from tilefan.adapters.memory import MemoryJobStore
     from tilefan.pipeline.plan import plan_job
-    from tilefan.pipeline.ports import Ports
     from tilefan.pipeline.reduce import reduce_job
     from tilefan.pipeline.submit import submit_job
     from tilefan.pipeline.tile import run_tile
@@ -47,7 +46,7 @@ def s3_round(edge: int, tile: int, suffix: str) -> dict[str, Any]:
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="bench")
-        ports = Ports(S3BlobStore(s3, "bench"), MemoryJobStore())
+        ports = s3_ports(S3BlobStore(s3, "bench"), MemoryJobStore())
         submit_job(ports, _spec(edge, tile, f"jobs/job1/out.{suffix}"), job_id="job1")
         for t in plan_job(ports, "job1").tiles:
             run_tile(ports, "job1", t.tile_id)

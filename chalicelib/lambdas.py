@@ -22,7 +22,7 @@ Events and results (the contract with the state machine):
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -228,6 +228,13 @@ def _execution_ended(event: Mapping[str, Any]) -> dict[str, Any]:
     logger.info("execution ended", extra={"job_id": ended.job_id, "execution_status": ended.status,
                                           "status": status, "changed": changed})
     return {"job_id": ended.job_id, "status": status, "changed": changed}
+
+
+# Every handler by the name of its Lambda function (app.py registers one function for each).
+HANDLERS: dict[str, Callable[[Any, Any], dict[str, Any]]] = {
+    "plan": plan_handler, "capacity": capacity_handler, "tile": tile_handler, "reduce": reduce_handler,
+    "mark_failed": mark_failed_handler,
+}
 
 
 # --------------------------------------------------------------------------- pure helpers

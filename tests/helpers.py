@@ -18,7 +18,7 @@ import numpy as np
 from tilefan.domain.randgen import random_region
 from tilefan.domain.records import JobRecord, Status
 from tilefan.pipeline.plan import plan_job
-from tilefan.pipeline.ports import Ports
+from tilefan.pipeline.ports import BlobStore, Ports
 from tilefan.pipeline.reduce import reduce_job
 from tilefan.pipeline.submit import submit_job
 from tilefan.pipeline.tile import TileOutcome, run_tile
@@ -47,6 +47,66 @@ def wait_until(
 
 
 # --------------------------------------------------------------------------- .npy
+
+
+class ForwardingBlobs:
+    """A blob store that hands every call to ``inner``: a test subclasses it to watch or
+    change some calls. It offers only ``BlobStore``; give ``Ports`` the inner store's
+    capabilities with ``dataclasses.replace(ports, blobs=wrapper)``."""
+
+    def __init__(self, inner: BlobStore) -> None:
+        self.inner = inner
+
+    def put_json(self, key: str, value: Any) -> None:
+        self.inner.put_json(key, value)
+
+    def get_json(self, key: str) -> Any:
+        return self.inner.get_json(key)
+
+    def array_info(self, key: str) -> tuple[tuple[int, ...], str]:
+        return self.inner.array_info(key)
+
+    def read_rows(self, key: str, rows: tuple[int, int], cols: tuple[int, int] | None = None) -> np.ndarray:
+        return self.inner.read_rows(key, rows, cols)
+
+    def read_array(self, key: str) -> np.ndarray:
+        return self.inner.read_array(key)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.inner.read_bytes(key)
+
+    def write_array(self, key: str, array: np.ndarray) -> None:
+        self.inner.write_array(key, array)
+
+    def create_array(self, key: str, shape: tuple[int, ...], dtype: str, job_id: str,
+                     chunks: tuple[int, ...] | None = None) -> None:
+        self.inner.create_array(key, shape, dtype, job_id, chunks)
+
+    def write_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]], block: np.ndarray) -> None:
+        self.inner.write_region(key, job_id, region, block)
+
+    def read_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray:
+        return self.inner.read_region(key, job_id, region)
+
+    def commit_array(self, key: str, job_id: str) -> str:
+        return self.inner.commit_array(key, job_id)
+
+    def discard_array(self, key: str, job_id: str) -> None:
+        self.inner.discard_array(key, job_id)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def delete_prefix(self, prefix: str) -> None:
+        self.inner.delete_prefix(prefix)
+
+
+def defines(obj: object, protocol: type) -> bool:
+    """Whether ``obj``'s class defines every method ``protocol`` names: the capability it
+    could offer, whether or not a composition root wired it."""
+    methods = {name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_")}
+    assert methods, f"{protocol.__name__} names no method"
+    return methods <= set(dir(type(obj)))
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tilefan.adapters.embedded.localfs import LocalBlobStore
+from tilefan.adapters.embedded.localfs import LocalBlobStore, local_ports
 from tilefan.adapters.embedded.sqlite_store import SqliteJobStore
 from tilefan.errors import InvalidSpecError
 from tilefan.pipeline.ports import Ports
@@ -63,7 +63,7 @@ def api_authorizer(env: Env | None = None) -> Any:
 
 
 def embedded_ports(home: Path) -> Ports:
-    return Ports(blobs=LocalBlobStore(home / "blobs"), jobs=SqliteJobStore(home / "jobs.sqlite3"))
+    return local_ports(LocalBlobStore(home / "blobs"), SqliteJobStore(home / "jobs.sqlite3"))
 
 
 def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | None = None) -> Scheduler:
@@ -105,19 +105,20 @@ def build_core(config: Config | None = None, *, one_shot: bool = False) -> JobCo
         settings = aws_settings()
         ports = build_aws_ports(settings)
         runner = StepFunctionsJobRunner(build_aws_runner(settings), ports, settings.state_machine_arn)
-        return JobCore(ports, runner, config.limits, policy=settings.route_policy)
+        # Step Functions keeps no queue of its own and dispatches in AWS, not in this process.
+        return JobCore(ports, runner, config.limits, policy=settings.route_policy, places=None, serving=None)
     if not one_shot and config.backend != "embedded":
         raise InvalidSpecError("TILEFAN_BACKEND", f"must be embedded or aws, got {config.backend!r}")
     from tilefan.domain.records import LOCAL_OWNER
 
     # A home has one principal, so every job is LOCAL_OWNER's, whichever door submitted it.
-    # A server's caller starts the scheduler (``serve_in_thread``) and stops it on shutdown;
+    # A server's caller starts the scheduler (``JobService.serving``) and stops it on shutdown;
     # a one-shot core's own scheduler runs no job by itself (``only`` is empty): each job
     # runs on a scheduler of its own, made when it runs.
     scheduler = build_scheduler(config, threaded=not one_shot, only=set() if one_shot else None)
     here = functools.partial(_scheduler_of_one, config) if one_shot else None
     return JobCore(scheduler.ports, scheduler, config.limits, policy=config.route_policy, principal=LOCAL_OWNER,
-                   queue=True, here=here)
+                   queue=True, places=scheduler, serving=None if one_shot else scheduler, here=here)
 
 
 def _scheduler_of_one(config: Config, job_id: str) -> Scheduler:
@@ -147,7 +148,7 @@ def build_aws_ports(settings: AwsSettings | None = None, session: Any = None) ->
 
     from tilefan.adapters.aws.dynamo_items import SHARDS
     from tilefan.adapters.aws.dynamo_store import DynamoJobStore
-    from tilefan.adapters.aws.s3_store import S3BlobStore
+    from tilefan.adapters.aws.s3_store import S3BlobStore, s3_ports
     from tilefan.pipeline.assemble import REQUESTS_IN_FLIGHT
 
     settings = settings or aws_settings()
@@ -158,10 +159,8 @@ def build_aws_ports(settings: AwsSettings | None = None, session: Any = None) ->
     s3 = session.client("s3", config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "virtual"},
                                                 max_pool_connections=REQUESTS_IN_FLIGHT + settings.s3_streams))
     dynamodb = session.client("dynamodb", config=BotoConfig(max_pool_connections=SHARDS))
-    return Ports(
-        blobs=S3BlobStore(s3, settings.bucket, streams=settings.s3_streams),
-        jobs=DynamoJobStore(dynamodb, settings.table, ttl_days=settings.ttl_days),
-    )
+    return s3_ports(S3BlobStore(s3, settings.bucket, streams=settings.s3_streams),
+                    DynamoJobStore(dynamodb, settings.table, ttl_days=settings.ttl_days))
 
 
 def build_aws_runner(settings: AwsSettings | None = None, session: Any = None) -> StepFunctionsRunner:

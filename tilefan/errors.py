@@ -9,11 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 
+def _rebuild(cls: type[TilefanError], args: tuple[object, ...]) -> TilefanError:
+    """An error of ``cls`` with ``args`` but without running its ``__init__``: pickle then
+    restores the attributes the constructor set."""
+    return cls.__new__(cls, *args)
+
+
 class TilefanError(Exception):
     """Base class for every error tilefan raises on purpose.
 
-    Subclasses keep their constructor arguments in ``_init_args`` so an error raised in a
-    pool worker can be pickled back to the parent intact.
+    An error raised in a pool worker is pickled back to the parent. Pickle would call the
+    class with ``args`` (the message), which fits no subclass's constructor, so every error
+    is rebuilt from its message and the attributes its constructor set instead.
     """
 
     code = "internal_error"
@@ -21,12 +28,9 @@ class TilefanError(Exception):
     # scheduler retries a tile only on a retryable error, and the state machine's tile
     # states never retry the others (a test checks its Retry lists against this).
     retryable = False
-    _init_args: tuple[object, ...] = ()
 
     def __reduce__(self) -> tuple[object, ...]:
-        if self._init_args:
-            return (type(self), self._init_args)
-        return (type(self), self.args)
+        return (_rebuild, (type(self), self.args), self.__dict__)
 
 
 class InvalidSpecError(TilefanError):
@@ -36,7 +40,6 @@ class InvalidSpecError(TilefanError):
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
-        self._init_args = (field, message)
         self.field = field
         self.message = message
 
@@ -78,7 +81,6 @@ class TooManyJobsError(TilefanError):
         super().__init__(
             f"too many jobs at once: each caller may have at most {limit} queued or running "
             f"(setting {setting}); wait for one to end or cancel one")
-        self._init_args = (limit, setting)
         self.limit = limit
 
 
@@ -111,7 +113,6 @@ class IncompleteJobError(TilefanError):
         super().__init__(
             f"job {job_id} cannot be reduced: {len(missing)} tile(s) {why} ({shown}{more})"
         )
-        self._init_args = (job_id, missing, why)
         self.job_id = job_id
         self.missing = missing
 
@@ -123,7 +124,6 @@ class TileFailedError(TilefanError):
 
     def __init__(self, tile_id: int, message: str) -> None:
         super().__init__(f"tile {tile_id}: {message}")
-        self._init_args = (tile_id, message)
         self.tile_id = tile_id
         self.message = message
 
@@ -151,7 +151,6 @@ class InvalidBlobError(TilefanError):
 
     def __init__(self, key: str, reason: str) -> None:
         super().__init__(f"{key}: {reason}")
-        self._init_args = (key, reason)
         self.key = key
         self.reason = reason
 
@@ -188,7 +187,6 @@ class VerificationFailedError(TilefanError):
 
     def __init__(self, check: dict[str, Any]) -> None:
         super().__init__(f"verification failed: {check}")
-        self._init_args = (check,)
         self.check = check
 
 
@@ -198,7 +196,6 @@ class ReportedError(TilefanError):
 
     def __init__(self, code: str, message: str, field: str | None = None, tile_id: int | None = None) -> None:
         super().__init__(message)
-        self._init_args = (code, message, field, tile_id)
         self.code = code
         self.field = field
         self.tile_id = tile_id

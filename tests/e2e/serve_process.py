@@ -128,12 +128,19 @@ class ServeProcess:
 
 
 @contextmanager
-def serving(root: Path, workers: int = 2) -> Iterator[str]:
-    """Yield the base URL of a running ``tilefan serve`` with its own home under ``root``;
-    stop it (and everything it started) afterwards."""
+def running(root: Path, workers: int = 2, extra: tuple[str, ...] = ()) -> Iterator[ServeProcess]:
+    """Yield a running ``tilefan serve`` (``extra``: more command-line flags) with its own
+    home under ``root``; stop it (and everything it started) afterwards."""
     (root / "home").mkdir(parents=True, exist_ok=True)
-    server = ServeProcess(home=root / "home", log=root / "server.log", workers=workers)
+    server = ServeProcess(home=root / "home", log=root / "server.log", workers=workers, extra=extra)
     try:
-        yield server.base
+        yield server
     finally:
         server.close()
+
+
+@contextmanager
+def serving(root: Path, workers: int = 2) -> Iterator[str]:
+    """The base URL of a server ``running`` under ``root``, for tests that only speak HTTP."""
+    with running(root, workers) as server:
+        yield server.base

@@ -69,6 +69,14 @@ def submit_and_catch_mid_run(server: ServeProcess) -> str:
     return job_id
 
 
+def stop(server: ServeProcess, sig: signal.Signals) -> int:
+    """Send ``sig`` and wait until the server and every process it started are gone; its exit code."""
+    server.signal(sig)
+    code = server.wait_exit()
+    server.wait_all_gone()  # no orphaned fork server, resource tracker or worker
+    return code
+
+
 def assert_right_answer(doc: dict[str, Any], expected: np.ndarray) -> None:
     assert doc["status"] == "SUCCEEDED", doc["error"]
     assert doc["progress"]["tiles_done"] == doc["progress"]["tiles_total"] == 64
@@ -82,9 +90,7 @@ def test_kill_9_of_the_server_mid_job_then_restart_finishes_the_job(
     first = start(servers, tmp_path)
     job_id = submit_and_catch_mid_run(first)
     assert len(first.pids()) >= 3, "expected the server, its fork server and pool workers"
-    first.signal(signal.SIGKILL)
-    first.wait_exit()
-    first.wait_all_gone()  # no orphaned fork server, resource tracker or worker
+    stop(first, signal.SIGKILL)
     done_before = {t["tile_id"] for t in _report(first.home, job_id) if t["status"] == "done"}
     assert done_before, "the kill landed before any tile was recorded"
 
@@ -102,9 +108,7 @@ def test_tilefan_resume_finishes_a_job_a_killed_server_left(
 ) -> None:
     server = start(servers, tmp_path)
     job_id = submit_and_catch_mid_run(server)
-    server.signal(signal.SIGKILL)
-    server.wait_exit()
-    server.wait_all_gone()
+    stop(server, signal.SIGKILL)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
     env.update({"TILEFAN_HOME": str(server.home), "TILEFAN_WORKERS": "2", "TILEFAN_KERNEL": "numpy"})
     done = subprocess.run([str(TILEFAN), "resume", job_id, "--json"], env=env, capture_output=True, text=True,
@@ -158,9 +162,7 @@ def test_sigterm_mid_job_leaves_it_resumable_and_a_restart_resumes_it(
 ) -> None:
     first = start(servers, tmp_path)
     job_id = submit_and_catch_mid_run(first)
-    first.signal(signal.SIGTERM)
-    assert first.wait_exit() == 0
-    first.wait_all_gone()
+    assert stop(first, signal.SIGTERM) == 0
     assert _status(first.home, job_id) == "RUNNING", "a graceful stop must leave the job resumable"
 
     second = start(servers, tmp_path)

@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.serve_process import ServeProcess
+from tests.e2e.serve_process import ServeProcess, running
 
 CLIENT_TIMEOUT_S = 2
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    root = tmp_path_factory.mktemp("front")
-    proc = ServeProcess(root / "home", root / "server.log", extra=("--client-timeout", str(CLIENT_TIMEOUT_S)))
-    yield proc
-    proc.close()
+    with running(tmp_path_factory.mktemp("front"), extra=("--client-timeout", str(CLIENT_TIMEOUT_S))) as proc:
+        yield proc
 
 
 def rss_kib(pid: int) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.serve_process import ServeProcess
+from tests.e2e.serve_process import ServeProcess, running
 
 CLIENT_TIMEOUT_S = 2
 TRICKLE_S = 0.25  # far inside the idle timeout: only the request deadline can end it
@@ -20,10 +20,8 @@ TRICKLE_S = 0.25  # far inside the idle timeout: only the request deadline can e
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    root = tmp_path_factory.mktemp("limits")
-    proc = ServeProcess(root / "home", root / "server.log", extra=("--client-timeout", str(CLIENT_TIMEOUT_S)))
-    yield proc
-    proc.close()
+    with running(tmp_path_factory.mktemp("limits"), extra=("--client-timeout", str(CLIENT_TIMEOUT_S))) as proc:
+        yield proc
 
 
 def answer(sock: socket.socket) -> bytes:
@@ -37,6 +35,13 @@ def answer(sock: socket.socket) -> bytes:
 def split(raw: bytes) -> tuple[str, dict[str, object]]:
     head, _, body = raw.partition(b"\r\n\r\n")
     return head.split(b"\r\n")[0].decode(), json.loads(body)
+
+
+def exchange(server: ServeProcess, request: bytes) -> tuple[str, dict[str, object]]:
+    """Send ``request`` whole; the answer's status line and JSON body."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        return split(answer(sock))
 
 
 def trickle(server: ServeProcess, head: bytes, drip: bytes) -> tuple[bytes, float]:
@@ -81,10 +86,9 @@ def test_a_client_trickling_a_json_body_gets_a_408_at_the_deadline(server: Serve
 def test_a_json_body_under_the_upload_cap_is_refused_before_it_is_sent(server: ServeProcess) -> None:
     # 100 MB: over the 64 KiB JSON cap, under the 256 MiB upload cap. Only the headers go out;
     # the answer must come without a byte of the body (before, waitress spooled it all first).
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {100_000_000}\r\n\r\n".encode())
-        status, body = split(answer(sock))
+    head = (f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {100_000_000}\r\n\r\n").encode()
+    status, body = exchange(server, head)
     assert status.split()[1] == "413"
     assert body == {"error": {"code": "body_too_large", "message":
                               "request bodies are capped at 65536 bytes (setting TILEFAN_MAX_BODY_BYTES)"}}
@@ -95,27 +99,23 @@ def test_a_chunked_json_body_is_cut_off_at_the_cap(server: ServeProcess) -> None
     # comes without the end of the body. (Bytes sent after the refusal would go unread,
     # and the kernel would reset the connection under the answer.)
     chunk = b"%x\r\n%s\r\n" % (16384, b" " * 16384)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
-                     f"Transfer-Encoding: chunked\r\n\r\n".encode() + chunk * 4)
-        status, body = split(answer(sock))
+    head = (f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n").encode()
+    status, body = exchange(server, head + chunk * 4)
     assert status.split()[1] == "413"
     assert body["error"]["code"] == "body_too_large"  # type: ignore[index]
 
 
 def test_an_upload_over_its_cap_names_the_upload_setting(server: ServeProcess) -> None:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(f"PUT /uploads/u1/A.npy HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-                     f"Content-Type: application/octet-stream\r\nContent-Length: {2**28 + 1}\r\n\r\n".encode())
-        status, body = split(answer(sock))
+    head = (f"PUT /uploads/u1/A.npy HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {2**28 + 1}\r\n\r\n").encode()
+    status, body = exchange(server, head)
     assert status.split()[1] == "413"
     assert "TILEFAN_MAX_UPLOAD_BYTES" in body["error"]["message"]  # type: ignore[index]
 
 
 def test_a_malformed_request_gets_the_error_shape(server: ServeProcess) -> None:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: nope\r\n\r\n")
-        status, body = split(answer(sock))
+    status, body = exchange(server, b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: nope\r\n\r\n")
     assert status.split()[1] == "400"
     assert body["error"]["code"] == "invalid_request"  # type: ignore[index]
 

@@ -32,7 +32,7 @@ class Storage:
 
     @property
     def ports(self) -> Ports:
-        return Ports(blobs=self.be.blobs, jobs=self.be.jobs)
+        return self.be.ports
 
     def put_npy(self, name: str, array: np.ndarray) -> str:
         """A user's ``.npy`` file; its key, as a job names it."""

@@ -22,8 +22,8 @@ from tests.functional.aws_stack import BUCKET, Stack
 from tests.functional.conftest import BUCKET as STORE_BUCKET
 from tests.functional.rest_client import post_job, wait_job
 from tests.helpers import random_pair, s3_array
-from tilefan.adapters.aws.s3_store import S3BlobStore
-from tilefan.adapters.memory import MemoryBlobStore, MemoryJobStore
+from tilefan.adapters.aws.s3_store import S3BlobStore, s3_ports
+from tilefan.adapters.memory import MemoryJobStore, memory_ports
 from tilefan.domain.assembly import MIB, PartLimits
 from tilefan.domain.records import Status
 from tilefan.errors import IncompleteJobError
@@ -81,7 +81,7 @@ def test_a_job_of_full_width_tiles_is_copied_together_inside_s3(stack: Stack, cl
 def small_parts(s3_client: Any) -> Iterator[Ports]:
     """S3 blob store (moto) with SMALL part limits and a memory job store."""
     with mock.patch("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", SMALL.min_part_bytes):
-        yield Ports(S3BlobStore(s3_client, STORE_BUCKET, limits=SMALL), MemoryJobStore())
+        yield s3_ports(S3BlobStore(s3_client, STORE_BUCKET, limits=SMALL), MemoryJobStore())
 
 
 def run_job(ports: Ports, spec: dict[str, Any], job_id: str = "job1") -> None:
@@ -92,7 +92,7 @@ def run_job(ports: Ports, spec: dict[str, Any], job_id: str = "job1") -> None:
 
 def reference(spec: dict[str, Any]) -> Any:
     """The same job on the memory stores, which write tiles in place."""
-    ports = Ports(MemoryBlobStore(), MemoryJobStore())
+    ports = memory_ports()
     run_job(ports, spec)
     record = reduce_job(ports, "job1")
     assert record.result is not None

@@ -6,41 +6,38 @@ unstaged tiles give, and the pieces are gone once the job has succeeded."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from tests.functional.pipeline_storage import Storage
-from tests.helpers import normal_pair, start_job
+from tests.helpers import ForwardingBlobs, normal_pair, start_job
 from tilefan.domain import bpanels
 from tilefan.domain.bpanels import panel_layout
 from tilefan.pipeline.bpanels import panels_prefix, piece_key
-from tilefan.pipeline.ports import Ports
+from tilefan.pipeline.ports import BlobStore, Ports
 from tilefan.pipeline.reduce import reduce_job
 from tilefan.pipeline.tile import TileOutcome, run_tile
 
 SHAPE_A, SHAPE_B, TILE = (40, 50), (50, 36), 12  # 4 tile rows × 3 tile columns: staging pays
 
 
-class ReadLog:
-    """The blob store, with every read's key written down (tiles only: the reducer needs the
-    real store, whose optional capabilities this wrapper does not declare)."""
+class ReadLog(ForwardingBlobs):
+    """The blob store, with every read's key written down; writes and the rest go straight
+    through (and the adapter set's capabilities stay the real store's)."""
 
-    def __init__(self, blobs: Any) -> None:
-        self.blobs = blobs
+    def __init__(self, blobs: BlobStore) -> None:
+        super().__init__(blobs)
         self.keys: list[str] = []
 
     def read_rows(self, key: str, rows: tuple[int, int], cols: tuple[int, int] | None = None) -> np.ndarray:
         self.keys.append(key)
-        return self.blobs.read_rows(key, rows, cols)
+        return super().read_rows(key, rows, cols)
 
     def read_array(self, key: str) -> np.ndarray:
         self.keys.append(key)
-        return self.blobs.read_array(key)
-
-    def __getattr__(self, name: str) -> Any:  # writes and the rest go straight through
-        return getattr(self.blobs, name)
+        return super().read_array(key)
 
 
 def run(storage: Storage, ports: Ports, a: np.ndarray, b: np.ndarray) -> tuple[str, np.ndarray, dict[int, list[str]]]:
@@ -51,7 +48,7 @@ def run(storage: Storage, ports: Ports, a: np.ndarray, b: np.ndarray) -> tuple[s
     reads: dict[int, list[str]] = {}
     for tile_id in tiles:
         log = ReadLog(ports.blobs)
-        assert run_tile(Ports(blobs=log, jobs=ports.jobs), job_id, tile_id).outcome is TileOutcome.RECORDED
+        assert run_tile(replace(ports, blobs=log), job_id, tile_id).outcome is TileOutcome.RECORDED
         reads[tile_id] = log.keys
     reduce_job(ports, job_id)
     return job_id, ports.blobs.read_array(out), reads

@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 import tilefan
-from tilefan.adapters.embedded.localfs import LocalBlobStore
+from tilefan.adapters.embedded.localfs import LocalBlobStore, local_ports
 from tilefan.adapters.memory import MemoryJobStore
 from tilefan.errors import IncompleteJobError, InvalidBlobError, InvalidSpecError
 from tilefan.pipeline.plan import plan_job
@@ -43,7 +43,7 @@ def test_the_python_api_takes_zarr_and_hdf5_arrays_and_returns_a_zarr_array(tmp_
 
 
 def _pipeline(tmp_path: Path) -> Ports:
-    return Ports(LocalBlobStore(tmp_path / "blobs"), MemoryJobStore())
+    return local_ports(LocalBlobStore(tmp_path / "blobs"), MemoryJobStore())
 
 
 def test_a_tile_reads_only_the_chunks_its_block_crosses(tmp_path: Path) -> None:

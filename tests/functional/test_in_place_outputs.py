@@ -2,8 +2,8 @@
 matmul tile computes straight into, leaving exactly what ``write_region`` would.
 
 The store tests run against a temporary directory; the tile tests run one matmul both
-ways (in place, and through ``write_region`` on the same store seen without the
-capability) and compare outputs and checksums bit for bit.
+ways (in place, and through ``write_region`` on the same store with the capability left
+out of its ports) and compare outputs and checksums bit for bit.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from tests.helpers import run_job
-from tilefan.adapters.embedded.localfs import LocalBlobStore
+from tilefan.adapters.embedded.localfs import LocalBlobStore, local_ports
 from tilefan.adapters.memory.job_store import MemoryJobStore
+from tilefan.domain.tiling import Region
 from tilefan.errors import StoreError
-from tilefan.pipeline.ports import InPlaceOutputs, Ports
+from tilefan.pipeline.ports import Ports
 
 
 def test_values_written_into_regions_are_what_commit_publishes(tmp_path: Path) -> None:
@@ -37,23 +38,10 @@ def test_a_view_of_an_output_never_created_is_a_store_error(tmp_path: Path) -> N
         LocalBlobStore(tmp_path).output_region("out.npy", "j1", ((0, 1), (0, 1)))
 
 
-class _Plain:
-    """The same store, without the in-place capability: tiles take ``write_region``."""
-
-    def __init__(self, inner: LocalBlobStore) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> object:
-        if name == "output_region":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-
-def _matmul_job(blobs: object, tmp_path: Path, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+def _matmul_job(ports: Ports, tmp_path: Path, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
     files = LocalBlobStore(tmp_path)
     np.save(tmp_path / "A.npy", a)
     np.save(tmp_path / "B.npy", b)
-    ports = Ports(blobs=blobs, jobs=MemoryJobStore())  # type: ignore[arg-type]
     out = str(tmp_path / "C.npy")
     final = run_job(ports, {"kind": "matmul", "a": {"file": str(tmp_path / "A.npy")},
                             "b": {"file": str(tmp_path / "B.npy")}, "out": out, "tile": 32})
@@ -67,12 +55,20 @@ def test_a_matmul_computed_in_place_equals_one_written_by_regions(tmp_path: Path
     a, b = rng.standard_normal((90, 70)).astype(dtype), rng.standard_normal((70, 50)).astype(dtype)
     (tmp_path / "direct").mkdir()
     (tmp_path / "plain").mkdir()
-    direct_store = LocalBlobStore(tmp_path / "direct")
-    plain_store = _Plain(LocalBlobStore(tmp_path / "plain"))
-    assert isinstance(direct_store, InPlaceOutputs)
-    assert not isinstance(plain_store, InPlaceOutputs)
-    direct, sums_direct = _matmul_job(direct_store, tmp_path / "direct", a, b)
-    plain, sums_plain = _matmul_job(plain_store, tmp_path / "plain", a, b)
+    direct_store, views = LocalBlobStore(tmp_path / "direct"), []
+    real_view = direct_store.output_region
+
+    def output_region(key: str, job_id: str, region: Region) -> np.ndarray:
+        views.append(region)
+        return real_view(key, job_id, region)
+
+    direct_store.output_region = output_region  # type: ignore[method-assign]
+    direct_ports = local_ports(direct_store, MemoryJobStore())
+    plain_ports = Ports(LocalBlobStore(tmp_path / "plain"), MemoryJobStore())  # the capability left out
+    assert direct_ports.in_place is direct_store and plain_ports.in_place is None
+    direct, sums_direct = _matmul_job(direct_ports, tmp_path / "direct", a, b)
+    plain, sums_plain = _matmul_job(plain_ports, tmp_path / "plain", a, b)
+    assert len(views) == 6  # every tile (3 × 2 of 32) computed in place
     assert np.array_equal(direct, plain)
     assert sums_direct == sums_plain
     np.testing.assert_allclose(direct, a @ b, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-4)

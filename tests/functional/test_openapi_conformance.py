@@ -35,9 +35,8 @@ def client(tmp_path: Path) -> Iterator[Client]:
             yield c
     finally:
         rest.set_service_factory(None)
-        stop = getattr(service.runner, "stop", None)
-        if stop is not None:
-            stop()
+        if service.serving is not None:
+            service.serving.stop()
 
 
 @pytest.fixture

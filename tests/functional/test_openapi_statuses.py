@@ -55,9 +55,8 @@ def assert_declared(path: str, method: str, response: Any) -> None:
 
 
 def _stop(service: JobService) -> None:
-    stop = getattr(service.runner, "stop", None)
-    if stop is not None:
-        stop()
+    if service.serving is not None:
+        service.serving.stop()
 
 
 @pytest.fixture

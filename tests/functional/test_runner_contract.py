@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 
 from tests.functional.aws_stack import aws_stack
-from tests.helpers import random_pair, wait_until
+from tests.helpers import defines, random_pair, wait_until
 from tilefan import bootstrap
 from tilefan.domain.records import JobRecord, Status
 from tilefan.errors import ConflictError
+from tilefan.pipeline.ports import QueuePlace, Serving
 from tilefan.pipeline.submit import submit_job
 from tilefan.service.jobs import JobService
 from tilefan.service.scheduler import Scheduler
@@ -105,6 +106,15 @@ def _step_functions() -> Iterator[RunnerCase]:
 @pytest.fixture(params=["local", "step-functions"])
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunnerCase]:
     yield from (_local(tmp_path) if request.param == "local" else _step_functions())
+
+
+def test_the_service_declares_exactly_the_capabilities_its_runner_has(case: RunnerCase) -> None:
+    # The embedded scheduler queues jobs and dispatches in the serving process; Step
+    # Functions does neither, and its service must not pretend it does.
+    runner = case.service.runner
+    for wired, protocol in ((case.service.places, QueuePlace), (case.service.serving, Serving)):
+        assert wired is (runner if defines(runner, protocol) else None), protocol.__name__
+    assert (case.service.serving is not None) is isinstance(runner, Scheduler)
 
 
 def test_a_started_job_runs_to_succeeded_with_the_right_answer(case: RunnerCase) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.functional.conftest import BUCKET, USER_BUCKET
 from tests.helpers import npy_bytes
-from tilefan.adapters.aws.s3_store import S3BlobStore
+from tilefan.adapters.aws.s3_store import S3BlobStore, s3_ports
 from tilefan.domain.transfer import read_part_bytes
 from tilefan.errors import InvalidBlobError, StoreError
 
@@ -23,11 +23,17 @@ PART = 64 << 10  # 64 KiB parts, so a 2 MB matrix splits into many
 
 
 class CountingClient:
-    """The moto client, with each call of ``op`` counted and held ``hold_s`` so calls overlap."""
+    """The moto client, with each call of ``op`` counted and held so calls overlap.
 
-    def __init__(self, client: Any, op: str, hold_s: float = 0.02) -> None:
-        self._client, self._op, self._hold_s = client, op, hold_s
-        self._lock = threading.Lock()
+    With ``gather``, the first calls are held until that many are in flight at once (or 10 s
+    have passed): how many the code under test runs together then shows in ``most`` however
+    slowly a loaded machine starts its threads, and a pool smaller than ``gather`` still
+    shows as one (the wait ends at the deadline with fewer in flight).
+    """
+
+    def __init__(self, client: Any, op: str, hold_s: float = 0.02, gather: int | None = None) -> None:
+        self._client, self._op, self._hold_s, self._gather = client, op, hold_s, gather
+        self._lock = threading.Condition()
         self.now = self.most = self.calls = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -40,6 +46,9 @@ class CountingClient:
                 self.now += 1
                 self.calls += 1
                 self.most = max(self.most, self.now)
+                self._lock.notify_all()
+                if self._gather is not None and self.most < self._gather:
+                    self._lock.wait_for(lambda: self.most >= (self._gather or 0), timeout=10)
             try:
                 time.sleep(self._hold_s)
                 return real(**params)
@@ -99,7 +108,7 @@ def test_a_column_panel_keeps_at_most_the_panel_budget_of_chunks_in_flight(
 
 def test_a_big_object_goes_up_in_concurrent_parts(s3_client: Any) -> None:
     array = np.random.default_rng(1).standard_normal((200, 1000))
-    client = CountingClient(s3_client, "upload_part")
+    client = CountingClient(s3_client, "upload_part", gather=4)
     with mock.patch("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", PART):
         S3BlobStore(client, BUCKET, streams=4, part_bytes=PART).write_array("jobs/j/a.npy", array)
     assert client.calls == -(-len(npy_bytes(array)) // PART) and client.most == 4
@@ -171,16 +180,15 @@ def test_an_object_shorter_than_its_header_says_is_refused_by_a_concurrent_read(
 def test_the_reducer_builds_as_many_parts_at_once_as_the_store_has_streams(s3_client: Any, streams: int) -> None:
     from tests.functional.test_aws_reducer import SMALL, reference, run_job
     from tilefan.adapters.memory import MemoryJobStore
-    from tilefan.pipeline.ports import Ports
     from tilefan.pipeline.reduce import reduce_job
 
     # Square tiles: every part is built from ranged reads, then sent by UploadPart.
     spec = {"kind": "matmul", "a": {"shape": [90, 40]}, "b": {"shape": [40, 70]}, "seed": 3, "tile": 32}
     with mock.patch("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", SMALL.min_part_bytes):
-        ports = Ports(S3BlobStore(s3_client, BUCKET, limits=SMALL), MemoryJobStore())
+        ports = s3_ports(S3BlobStore(s3_client, BUCKET, limits=SMALL), MemoryJobStore())
         run_job(ports, spec)
-        client = CountingClient(s3_client, "upload_part")
-        ports = Ports(S3BlobStore(client, BUCKET, limits=SMALL, streams=streams), ports.jobs)
+        client = CountingClient(s3_client, "upload_part", gather=streams)
+        ports = s3_ports(S3BlobStore(client, BUCKET, limits=SMALL, streams=streams), ports.jobs)
         record = reduce_job(ports, "job1")
     assert record.result is not None
     np.testing.assert_array_equal(ports.blobs.read_array(record.result["output"]), reference(spec), strict=True)

@@ -20,7 +20,7 @@ import itertools
 import random
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,10 @@ import numpy as np
 import pytest
 
 from tests.functional.conftest import BUCKET, TABLE, USER_BUCKET
-from tests.helpers import report_tiles_concurrently
-from tilefan.adapters.embedded.localfs import LocalBlobStore
+from tests.helpers import defines, report_tiles_concurrently
+from tilefan.adapters.embedded.localfs import LocalBlobStore, local_ports
 from tilefan.adapters.embedded.sqlite_store import SqliteJobStore
-from tilefan.adapters.memory import MemoryBlobStore, MemoryJobStore
+from tilefan.adapters.memory import MemoryBlobStore, memory_ports
 from tilefan.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
 from tilefan.domain.spec import parse_spec
 from tilefan.errors import (
@@ -42,22 +42,40 @@ from tilefan.errors import (
     JobNotFoundError,
     StoreError,
 )
-from tilefan.pipeline.ports import BlobStore, JobStore
+from tilefan.pipeline.ports import (
+    BlobStore,
+    DirectPut,
+    InPlaceOutputs,
+    JobStore,
+    OutputClaims,
+    PartAssembly,
+    Ports,
+    Presigning,
+    SentUploads,
+)
 
 Region = Sequence[tuple[int, int]]
 
 
 @dataclass
 class Backend:
-    """The two stores of one backend, plus what the tests need to look behind them."""
+    """The ports of one adapter set (its two stores and the capabilities it declares), plus
+    what the tests need to look behind them."""
 
     kind: str  # "embedded", "aws" or "memory"
-    blobs: BlobStore
-    jobs: JobStore
+    ports: Ports  # as the adapter set declares them (``local_ports``, ``s3_ports``, ``memory_ports``)
     user_key: Callable[[str], str]  # where a user's own file of that name lives (outside the store)
     put_user_file: Callable[[str, bytes], str]  # writes a user's file; returns its key
     stored: Callable[[], set[str]]  # every object or file the blob store holds
     raw: dict[str, Any] = field(default_factory=dict)  # backend clients, for the AWS-only cases
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self.ports.blobs
+
+    @property
+    def jobs(self) -> JobStore:
+        return self.ports.jobs
 
 
 def _embedded(tmp_path: Path) -> Backend:
@@ -75,7 +93,7 @@ def _embedded(tmp_path: Path) -> Backend:
         files = itertools.chain(root.rglob("*"), user.rglob("*"))
         return {str(p.relative_to(tmp_path)) for p in files if p.is_file()}
 
-    return Backend("embedded", LocalBlobStore(root), SqliteJobStore(tmp_path / "db" / "jobs.sqlite3"),
+    return Backend("embedded", local_ports(LocalBlobStore(root), SqliteJobStore(tmp_path / "db" / "jobs.sqlite3")),
                    user_key, put_user_file, stored)
 
 
@@ -89,7 +107,7 @@ def _memory() -> Backend:
         blobs.put_bytes(user_key(name), data)
         return user_key(name)
 
-    return Backend("memory", blobs, MemoryJobStore(), user_key, put_user_file, blobs.keys)
+    return Backend("memory", memory_ports(blobs), user_key, put_user_file, blobs.keys)
 
 
 class OneRequestAtATime:
@@ -121,7 +139,7 @@ class OneRequestAtATime:
 
 def _aws(request: pytest.FixtureRequest) -> Backend:
     from tilefan.adapters.aws.dynamo_store import DynamoJobStore
-    from tilefan.adapters.aws.s3_store import S3BlobStore
+    from tilefan.adapters.aws.s3_store import S3BlobStore, s3_ports
 
     s3 = request.getfixturevalue("s3_client")
     dynamodb = request.getfixturevalue("dynamodb_client")
@@ -143,7 +161,7 @@ def _aws(request: pytest.FixtureRequest) -> Backend:
     # S3's own part limits (5 MiB at least, as moto enforces): BIG outputs take several parts.
     blobs = S3BlobStore(s3, BUCKET, prefix="store/")
     jobs = DynamoJobStore(OneRequestAtATime(dynamodb), TABLE)
-    return Backend("aws", blobs, jobs, user_key, put_user_file, stored,
+    return Backend("aws", s3_ports(blobs, jobs), user_key, put_user_file, stored,
                    raw={"s3": s3, "dynamodb": dynamodb})
 
 
@@ -152,6 +170,29 @@ def be(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "embedded":
         return _embedded(tmp_path)
     return _aws(request) if request.param == "aws" else _memory()
+
+
+# Each optional capability, by its field on ``Ports``, and the adapter sets that offer it.
+CAPABILITIES: dict[str, type] = {
+    "assembly": PartAssembly, "in_place": InPlaceOutputs, "claims": OutputClaims, "direct_put": DirectPut,
+    "presign": Presigning, "sent_uploads": SentUploads,
+}
+OFFERED = {"embedded": {"in_place", "claims", "direct_put"}, "aws": {"assembly", "presign", "sent_uploads"},
+           "memory": {"direct_put"}}
+
+
+def test_every_optional_capability_of_the_ports_is_listed_here() -> None:
+    assert set(CAPABILITIES) == {f.name for f in fields(Ports)} - {"blobs", "jobs"}
+
+
+def test_each_adapter_set_declares_exactly_the_capabilities_its_store_has(be: Backend) -> None:
+    # What the adapter set wires is what its store can do: a capability left out would
+    # silently take the slower or refusing path; one wired that the store lacks would fail.
+    declared = {name for name in CAPABILITIES if vars(be.ports)[name] is not None}
+    assert declared == OFFERED[be.kind]
+    for name, protocol in CAPABILITIES.items():
+        assert defines(be.blobs, protocol) is (name in declared), f"{be.kind}: {name} ({protocol.__name__})"
+        assert vars(be.ports)[name] in (None, be.blobs)
 
 
 def npy(array: np.ndarray) -> bytes:
@@ -781,18 +822,24 @@ def aws(request: pytest.FixtureRequest) -> Backend:
 
 
 @contextlib.contextmanager
-def _ranges_asked(s3: Any) -> Iterator[list[str | None]]:
-    """The Range header of every GetObject made inside the block (None: whole object)."""
-    asked: list[str | None] = []
+def _s3_events(s3: Any, event: str, pick: Callable[..., Any]) -> Iterator[list[Any]]:
+    """What ``pick`` takes from each of the client's ``event`` inside the block (botocore
+    calls a handler with keyword arguments only)."""
+    seen: list[Any] = []
 
-    def note(params: dict[str, Any], **_: Any) -> None:
-        asked.append(params.get("Range"))
+    def note(**kwargs: Any) -> None:
+        seen.append(pick(**kwargs))
 
-    s3.meta.events.register("provide-client-params.s3.GetObject", note)
+    s3.meta.events.register(event, note)
     try:
-        yield asked
+        yield seen
     finally:
-        s3.meta.events.unregister("provide-client-params.s3.GetObject", note)
+        s3.meta.events.unregister(event, note)
+
+
+def _ranges_asked(s3: Any) -> contextlib.AbstractContextManager[list[str | None]]:
+    """The Range header of every GetObject made inside the block (None: whole object)."""
+    return _s3_events(s3, "provide-client-params.s3.GetObject", lambda params, **_: params.get("Range"))
 
 
 def test_aws_array_info_and_read_rows_fetch_only_what_they_need(aws: Backend) -> None:
@@ -826,21 +873,11 @@ def test_aws_items_expire_and_committed_outputs_are_encrypted(aws: Backend) -> N
     assert head["ServerSideEncryption"] == "AES256"
 
 
-@contextlib.contextmanager
-def _s3_requests(s3: Any) -> Iterator[list[str]]:
+def _s3_requests(s3: Any) -> contextlib.AbstractContextManager[list[str]]:
     """The operation (as a client method name) of every S3 request made inside the block."""
     from botocore import xform_name
 
-    made: list[str] = []
-
-    def note(model: Any, **_: Any) -> None:
-        made.append(xform_name(model.name))
-
-    s3.meta.events.register("before-call.s3", note)
-    try:
-        yield made
-    finally:
-        s3.meta.events.unregister("before-call.s3", note)
+    return _s3_events(s3, "before-call.s3", lambda model, **_: xform_name(model.name))
 
 
 def test_aws_a_large_commit_is_one_multipart_upload_of_copied_rows(aws: Backend) -> None:

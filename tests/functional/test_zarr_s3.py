@@ -22,7 +22,7 @@ import pytest
 import zarr
 
 from tests.functional.conftest import BUCKET
-from tilefan.adapters.aws.s3_store import S3BlobStore
+from tilefan.adapters.aws.s3_store import S3BlobStore, s3_ports
 from tilefan.adapters.memory import MemoryJobStore
 from tilefan.domain.randgen import random_region
 from tilefan.domain.records import Status
@@ -40,7 +40,7 @@ B = RNG.standard_normal((40, 70))
 
 @pytest.fixture
 def ports(s3_client: Any) -> Ports:
-    return Ports(S3BlobStore(s3_client, BUCKET), MemoryJobStore())
+    return s3_ports(S3BlobStore(s3_client, BUCKET), MemoryJobStore())
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 (compute <- domain <- pipeline <- service <- entrypoints; adapters implement pipeline ports; bootstrap
 wires), no import cycle between tilefan modules (counting imports inside functions and
 under ``TYPE_CHECKING``), doors that run jobs only through the application core, one reader
-of the environment, and no module too long to read."""
+of the environment, no module too long to read, and no port asked at run time what it can
+do (its capabilities are declared on ``Ports``)."""
 
 from __future__ import annotations
 
@@ -202,3 +203,50 @@ def test_no_module_is_over_the_line_limit() -> None:
     paths = [*MODULES.values(), *sorted((ROOT / "chalicelib").glob("*.py")), ROOT / "app.py"]
     long = {str(p.relative_to(ROOT)): n for p in paths if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+# The objects that are ports or hold them, by the names the code gives them: what one of
+# them can do beyond its port is a capability field of ``Ports`` (or of the service), wired
+# by the composition root, never found by asking the object with getattr or hasattr.
+PORTISH_SUFFIXES = ("ports", "blobs", "runner", "jobs", "store")
+
+
+def attribute_chain(node: ast.expr) -> list[str]:
+    """``self.ports.blobs`` -> ``["self", "ports", "blobs"]``; [] for any other expression."""
+    names: list[str] = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    return [node.id, *reversed(names)] if isinstance(node, ast.Name) else []
+
+
+def port_probes(source: str, name: str) -> list[str]:
+    """Every getattr or hasattr in ``source`` whose object is a port or holds ports."""
+    found = []
+    for node in ast.walk(ast.parse(source, name)):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr") and node.args):
+            continue
+        if any(part.lower().endswith(PORTISH_SUFFIXES) for part in attribute_chain(node.args[0])):
+            found.append(f"{name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_port_probe_check_finds_probes_and_only_probes() -> None:
+    probes = port_probes(
+        "getattr(service.ports.blobs, 'presign_get', None)\n"
+        "hasattr(ports, 'claims')\n"
+        "getattr(service.runner, 'stop', None)\n"
+        "hasattr(self.blob_store, 'put_bytes')\n"
+        "getattr(spec, 'out', None)\n"
+        "getattr(self._local, 'conn', None)\n"
+        "getattr(lib, name)\n",
+        "example.py",
+    )
+    assert [p.split(":")[1] for p in probes] == ["1", "2", "3", "4"]
+
+
+def test_no_module_probes_a_port_for_a_capability() -> None:
+    paths = [*MODULES.values(), *sorted((ROOT / "chalicelib").glob("*.py")), ROOT / "app.py"]
+    probes = [probe for p in paths for probe in port_probes(p.read_text(), str(p.relative_to(ROOT)))]
+    assert probes == []

@@ -383,3 +383,21 @@ def test_handlers_accept_a_context_without_lambda_attributes(ports: Ports) -> No
     running_add_job(ports)
     assert lambdas.tile_handler({**GOOD, "tile_id": 0}, None)["recorded"] is True
     assert ports.jobs.done[("job1", 0)].worker == "lambda:unknown"  # type: ignore[attr-defined]
+
+
+def test_the_app_deploys_one_function_per_handler_under_a_name_its_module_binds() -> None:
+    import app as chalice_app
+
+    deployed = {f.name: f.handler_string for f in chalice_app.app.pure_lambda_functions}
+    assert deployed == {name: f"app.{name}" for name in lambdas.HANDLERS}
+    # The Lambda runtime imports app and calls the attribute the handler string names.
+    for name, where in deployed.items():
+        assert getattr(chalice_app, where.split(".", 1)[1]) is chalice_app.app.handler_map[name]
+
+
+def test_each_app_function_hands_its_event_and_context_to_its_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app as chalice_app
+
+    for name in lambdas.HANDLERS:
+        monkeypatch.setitem(lambdas.HANDLERS, name, lambda event, context, name=name: {name: (event, context)})
+        assert getattr(chalice_app, name)({"job_id": "j1"}, "ctx") == {name: ({"job_id": "j1"}, "ctx")}

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tilefan.adapters.memory import memory_ports
 from tilefan.domain.records import LOCAL_OWNER
 from tilefan.entrypoints.rest_owner import identity
 from tilefan.errors import UnauthenticatedError
@@ -34,7 +35,7 @@ def test_the_identity_is_the_authorizers(context: Any, expected: str | None) -> 
 
 
 def _service(principal: str | None) -> JobService:
-    ports: Any = type("Ports", (), {"blobs": object(), "jobs": object()})()
+    ports = memory_ports()  # never touched: owners are decided before any store is
     limits: Any = type("Limits", (), {"max_upload_bytes": 1})()
     return JobService(ports, runner=None, limits=limits, principal=principal)  # type: ignore[arg-type]
 

@@ -11,17 +11,9 @@ import pytest
 
 from chalicelib import lambdas
 from tilefan import settings
+from tilefan.domain import routing
 from tilefan.domain.plan import FIT_MAX_TILES, fit_to_lambda, plan
-from tilefan.domain.routing import (
-    LAMBDA,
-    SPOT,
-    RoutePolicy,
-    TileCost,
-    choose_route,
-    estimate_cost,
-    lambda_seconds,
-    spot_seconds,
-)
+from tilefan.domain.routing import LAMBDA, SPOT, RoutePolicy, choose_route
 from tilefan.domain.spec import AtomsSpec, RandomAtoms, parse_spec, spec_from_stored, spec_to_dict
 from tilefan.errors import CapacityError, InvalidSpecError
 from tilefan.pipeline.plan import tile_items
@@ -69,7 +61,7 @@ def test_the_lambda_atoms_rate_is_the_per_vcpu_rate_times_the_vcpus_its_memory_b
     flops = 10**12
     def kernel_s(memory_mb: int, precision: str = "float64") -> float:
         policy = RoutePolicy(lambda_memory_mb=memory_mb)
-        return lambda_seconds(flops, 0, policy, atoms=True, precision=precision) - policy.lambda_overhead_s
+        return routing.lambda_seconds(flops, 0, policy, atoms=True, precision=precision) - policy.lambda_overhead_s
 
     assert kernel_s(1769) == pytest.approx(flops / 9.5e9)  # one vCPU
     assert kernel_s(1769, "float32") == pytest.approx(flops / 28e9)
@@ -77,7 +69,7 @@ def test_the_lambda_atoms_rate_is_the_per_vcpu_rate_times_the_vcpus_its_memory_b
     assert kernel_s(1769) / kernel_s(3538) == pytest.approx(1.9)  # two vCPUs
     assert kernel_s(1769) / kernel_s(10_240) == pytest.approx(SIX_VCPUS)  # 5.31×
     # A spot worker's 16 vCPUs at the same per-vCPU rate.
-    assert spot_seconds(flops, 0, RoutePolicy(), atoms=True) == pytest.approx(flops / (9.5e9 * (1 + 0.9 * 15)))
+    assert routing.spot_seconds(flops, 0, RoutePolicy(), atoms=True) == pytest.approx(flops / (9.5e9 * (1 + 0.9 * 15)))
 
 
 def test_more_atoms_work_fits_one_lambda_tile_before_spot_is_needed() -> None:
@@ -91,8 +83,8 @@ def test_more_atoms_work_fits_one_lambda_tile_before_spot_is_needed() -> None:
 def test_float32_atoms_tiles_are_timed_at_the_float32_rate() -> None:
     flops = int(400 * 9.5e9 * SIX_VCPUS)  # 400 s of the float64 kernel on the function's vCPUs
     policy = RoutePolicy()
-    f64 = lambda_seconds(flops, 0, policy, atoms=True)
-    f32 = lambda_seconds(flops, 0, policy, atoms=True, precision="float32")
+    f64 = routing.lambda_seconds(flops, 0, policy, atoms=True)
+    f32 = routing.lambda_seconds(flops, 0, policy, atoms=True, precision="float32")
     assert f64 == pytest.approx(1.0 + 400.0)
     assert f32 == pytest.approx(1.0 + 400.0 * 9.5 / 28.0)
     heavy = int(600 * 9.5e9 * SIX_VCPUS)  # 600 s in float64: over the 450 s budget; 204 s in float32: under it
@@ -102,7 +94,7 @@ def test_float32_atoms_tiles_are_timed_at_the_float32_rate() -> None:
 
 def test_cost_counts_lambda_gb_seconds_spot_instance_time_and_transitions() -> None:
     policy = RoutePolicy(spot_overhead_s=0.0, spot_hour_price=3.6)
-    est = estimate_cost([TileCost(LAMBDA, 100.0, 10.0), TileCost(SPOT, 1000.0, 10.0)], policy)
+    est = routing.estimate_cost([routing.TileCost(LAMBDA, 100.0, 10.0), routing.TileCost(SPOT, 1000.0, 10.0)], policy)
     assert est.lambda_gb_s == pytest.approx(1000.0)  # 100 s at 10 GB
     assert est.lambda_usd == pytest.approx(1000.0 * 0.0000166667)
     assert est.spot_usd == pytest.approx(0.01)  # 10 s at $3.60 an hour

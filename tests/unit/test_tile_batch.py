@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chalicelib import lambdas
-from tilefan.adapters.memory import MemoryBlobStore, MemoryJobStore
+from tilefan.adapters.memory import memory_ports
 from tilefan.bootstrap import AwsSettings
 from tilefan.domain.records import Status
 from tilefan.errors import InvalidSpecError
@@ -96,7 +96,7 @@ def test_map_concurrency_is_the_tile_functions_reserved_concurrency() -> None:
 
 @pytest.fixture
 def ports() -> Iterator[Ports]:
-    made = Ports(blobs=MemoryBlobStore(), jobs=MemoryJobStore())
+    made = memory_ports()
     lambdas.set_ports(made, SETTINGS)
     yield made
     lambdas.set_ports(None)
@@ -153,7 +153,7 @@ def test_the_item_list_holds_what_a_batch_item_needs(ports: Ports) -> None:
 
 
 def test_a_batch_holds_as_many_of_the_slowest_lambda_tiles_as_fit_the_time_budget() -> None:
-    ports = Ports(blobs=MemoryBlobStore(), jobs=MemoryJobStore())
+    ports = memory_ports()
     planned_job(ports)
     from tilefan.domain.plan import plan as make_plan
 

@@ -14,16 +14,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import wait_until
-from tilefan.errors import (
-    InvalidSpecError,
-    JobNotFoundError,
-    MetadataError,
-    QueueError,
-    RunnerError,
-    StaleTaskTokenError,
-    StoreError,
-    TileFailedError,
-)
+from tilefan import errors
 from tilefan.pipeline.spot_ports import QueueMessage, SpotNotice
 from tilefan.service.spot_messages import (
     ABANDONED,
@@ -64,12 +55,12 @@ class FakeQueue:
 
     def _do(self, move: str, m: QueueMessage) -> None:
         if move in self.fail_on:
-            raise QueueError(f"injected: {move} failed")
+            raise errors.QueueError(f"injected: {move} failed")
         self.moves.append((move, m.message_id))
 
     def receive(self, wait_s: int, visibility_s: int) -> QueueMessage | None:
         if "receive" in self.fail_on:
-            raise QueueError("injected: receive failed")
+            raise errors.QueueError("injected: receive failed")
         return self.inbox.pop(0) if self.inbox else None
 
     def extend(self, m: QueueMessage, visibility_s: int) -> None:
@@ -96,10 +87,10 @@ class FakeTokens:
 
     def _call(self, op: str, token: str, detail: Any = None) -> None:
         if self.down:
-            raise RunnerError("injected: Step Functions unreachable")
+            raise errors.RunnerError("injected: Step Functions unreachable")
         if token in self.stale:
             self.refused += 1
-            raise StaleTaskTokenError("TaskTimedOut: injected")
+            raise errors.StaleTaskTokenError("TaskTimedOut: injected")
         self.calls.append((op, token, detail))
 
     def heartbeat(self, token: str) -> None:
@@ -128,7 +119,7 @@ class FakeJobs:
         if self.error is not None:
             raise self.error
         if job_id != "job1":
-            raise JobNotFoundError(job_id)
+            raise errors.JobNotFoundError(job_id)
         return Job()
 
 
@@ -171,7 +162,7 @@ def make(
     (body(heartbeat_seconds=0), "heartbeat_seconds"),
 ])
 def test_a_malformed_message_names_its_field(text: str, field: str) -> None:
-    with pytest.raises(InvalidSpecError) as info:
+    with pytest.raises(errors.InvalidSpecError) as info:
         parse_message(text)
     assert info.value.field == field
 
@@ -204,7 +195,7 @@ def test_a_failing_tile_is_reported_with_its_error_type_like_a_lambda() -> None:
     tokens, queue = FakeTokens(), FakeQueue()
 
     def broken(job: str, tile: int) -> bool:
-        raise TileFailedError(tile, "the potential is infinite")
+        raise errors.TileFailedError(tile, "the potential is infinite")
 
     assert make(broken, tokens=tokens, queue=queue).handle(message(body())) == FAILED
     op, _, (error, cause) = tokens.calls[-1]
@@ -267,7 +258,7 @@ def test_an_unknown_job_or_tile_fails_the_task_and_is_dead_lettered(text: str, r
 def test_an_unreachable_step_functions_or_job_store_releases_the_message_for_later() -> None:
     queue = FakeQueue()
     assert make(tokens=FakeTokens(down=True), queue=queue).handle(message(body())) == RELEASED
-    assert make(jobs=FakeJobs(StoreError("throttled")), queue=queue).handle(message(body(), 2)) == RELEASED
+    assert make(jobs=FakeJobs(errors.StoreError("throttled")), queue=queue).handle(message(body(), 2)) == RELEASED
     assert queue.moves == [("release", "m1"), ("release", "m2")]
 
 
@@ -384,7 +375,7 @@ def test_the_loop_serves_messages_then_stops_when_idle() -> None:
 
 def test_the_loop_survives_queue_and_metadata_errors() -> None:
     queue, notices = FakeQueue(fail_on={"receive"}), Notices()
-    notices.error = MetadataError("not on EC2")
+    notices.error = errors.MetadataError("not on EC2")
     worker = make(queue=queue, notices=notices, clock=FakeClock(), idle_s=3.0)
     assert worker.run() == IDLE
 

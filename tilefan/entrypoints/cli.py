@@ -150,9 +150,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = LocalApp(app_name="tilefan")  # its routes dispatch concurrently: no lock around requests
     app.register_blueprint(rest.api)
     app.register_blueprint(web)
-    serve_in_thread = getattr(service.runner, "serve_in_thread", None)
-    if serve_in_thread is not None:
-        serve_in_thread()
+    serving = service.serving  # the embedded scheduler dispatches here; Step Functions elsewhere
+    if serving is not None:
+        serving.serve_in_thread()
 
     def ready() -> None:
         print(f"tilefan API ({config.backend} backend) on http://{args.host}:{args.port}", file=sys.stderr,
@@ -165,7 +165,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serve(app, args.host, args.port, threads=args.threads, client_timeout_s=args.client_timeout, on_ready=ready,
           upload_timeout_s=args.upload_timeout,
           max_json_bytes=config.limits.max_body_bytes, max_upload_bytes=config.limits.max_upload_bytes,
-          on_stop=getattr(service.runner, "stop", None))
+          on_stop=None if serving is None else serving.stop)
     return EXIT_OK
 
 

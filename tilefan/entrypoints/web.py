@@ -26,6 +26,13 @@ STATIC = Path(__file__).with_name("static")
 TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".js": "text/javascript; charset=utf-8", ".png": "image/png", ".csv": "text/csv; charset=utf-8",
          ".txt": "text/plain; charset=utf-8"}
+# Every page's head and navigation bar; a page's file in static/ holds the rest of its body.
+PAGE_TOP = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>tilefan: {title}</title>
+<link rel="stylesheet" href="/static/style.css"></head>
+<body>
+<header><strong>tilefan</strong><a href="/">new job</a><a href="/ui/jobs">jobs</a><a href="/docs">API</a></header>
+"""
 SWAGGER_FILES = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "favicon-32x32.png")
 SWAGGER_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tilefan API</title>
@@ -39,6 +46,11 @@ SWAGGER_PAGE = """<!doctype html>
 def _file(path: Path) -> Response:
     body: Any = path.read_bytes() if path.suffix == ".png" else path.read_text()
     return Response(body=body, status_code=200, headers={"Content-Type": TYPES.get(path.suffix, "text/plain")})
+
+
+def _page(name: str, title: str) -> Response:
+    body = PAGE_TOP.format(title=title) + (STATIC / name).read_text()
+    return Response(body=body, status_code=200, headers={"Content-Type": TYPES[".html"]})
 
 
 def _not_found(what: str) -> Response:
@@ -59,17 +71,17 @@ def _guarded(fn: Callable[[], Response]) -> Response:
 
 @web.route("/", methods=["GET"], authorizer=rest.AUTH)
 def form_page() -> Response:
-    return _file(STATIC / "index.html")
+    return _page("index.html", "new job")
 
 
 @web.route("/ui/jobs", methods=["GET"], authorizer=rest.AUTH)
 def list_page() -> Response:
-    return _file(STATIC / "jobs.html")
+    return _page("jobs.html", "jobs")
 
 
 @web.route("/ui/jobs/{job_id}", methods=["GET"], authorizer=rest.AUTH)
 def job_page(job_id: str) -> Response:
-    return _file(STATIC / "job.html")
+    return _page("job.html", "job")
 
 
 @web.route("/static/{name}", methods=["GET"], authorizer=rest.AUTH)

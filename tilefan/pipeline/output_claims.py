@@ -2,10 +2,11 @@
 
 On the embedded backend a user names output paths, and two jobs could name the same one;
 the later rename would replace the bytes the earlier job reported. A claim (a lock file
-next to the output, ``LocalBlobStore.claim_output``) refuses the second job while the
-first is live, and only the claim's holder may commit to the path. A claim left by a
-job that ended (or a process that died) is taken over. Stores without claims (S3, where
-every output is under its job's own prefix) skip this.
+next to the output: the embedded store's ``OutputClaims`` capability) refuses the second
+job while the first is live, and only the claim's holder may commit to the path. A claim
+left by a job that ended (or a process that died) is taken over. Adapter sets without
+claims (S3, where every output is under its job's own prefix) leave ``Ports.claims`` None
+and skip this.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from tilefan.pipeline.ports import Ports
 
 def claim_output(ports: Ports, job_id: str, spec: JobSpec) -> None:
     """Claim the job's output path, or raise InvalidSpecError naming the job that holds it."""
-    claim = getattr(ports.blobs, "claim_output", None)
+    claims = ports.claims
     key = output_key(job_id, spec)
-    if claim is None or key is None:
+    if claims is None or key is None:
         return
     field = "field_out" if isinstance(spec, AtomsSpec) else "out"
     try:
-        holder = claim(key, job_id)
+        holder = claims.claim_output(key, job_id)
     except InvalidBlobError as exc:
         raise InvalidSpecError(field, exc.reason) from None
     if holder is None or holder == job_id:
@@ -35,4 +36,4 @@ def claim_output(ports: Ports, job_id: str, spec: JobSpec) -> None:
         live = False
     if live:
         raise InvalidSpecError(field, f"job {holder} is writing {key}; wait for it to finish or choose another path")
-    ports.blobs.take_output(key, job_id)  # type: ignore[attr-defined]
+    claims.take_output(key, job_id)

@@ -2,13 +2,20 @@
 
 Keys are strings. A key that is an absolute path or a URI names a user's file; any other
 key is inside the store's own space (``jobs/<id>/...``).
+
+Every store offers ``BlobStore`` and ``JobStore``. What only some backends can do is a
+named capability (``PartAssembly``, ``InPlaceOutputs``, ``OutputClaims``, ``DirectPut``,
+``Presigning``, ``SentUploads``; ``QueuePlace`` and ``Serving`` of a runner), and the
+composition root wires each one into ``Ports`` (or the service) or leaves it None. Code
+asks the field, never the object: a new backend learns what it may offer from this
+module, not by failing at run time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -79,7 +86,6 @@ class OutputLayout:
     header: bytes
 
 
-@runtime_checkable
 class PartAssembly(Protocol):
     """A blob store that keeps each tile's block as its own object and builds the output
     from them with one multipart upload (S3). ``tilefan.pipeline.assemble`` plans the parts
@@ -140,7 +146,6 @@ class PartAssembly(Protocol):
         ...
 
 
-@runtime_checkable
 class InPlaceOutputs(Protocol):
     """A blob store whose uncommitted outputs can be mapped into memory (the embedded file
     store): a matmul tile then has BLAS write its block straight into the output, with no
@@ -232,10 +237,53 @@ class JobStore(Protocol):
         ...
 
 
+class OutputClaims(Protocol):
+    """One writer per user-named output path (the embedded file store: a lock file next to
+    the output). ``tilefan.pipeline.output_claims`` decides; S3 outputs are under each job's
+    own prefix and need no claim."""
+
+    def claim_output(self, key: str, job_id: str) -> str | None:
+        """Claim ``key`` for ``job_id`` atomically; None if claimed now, else the holder's id."""
+        ...
+
+    def take_output(self, key: str, job_id: str) -> None:
+        """Take over a claim whose holder has ended."""
+        ...
+
+
+class DirectPut(Protocol):
+    """A store the server writes an upload's bytes into itself (``tilefan serve``); on AWS
+    a client posts them straight to S3 instead (``Presigning``, ``SentUploads``)."""
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+
+class Presigning(Protocol):
+    """URLs a client uses without the store's credentials (S3)."""
+
+    def presign_post(self, key: str, expires_s: int, max_bytes: int) -> dict[str, Any]:
+        """``{"url", "fields"}`` of a form that uploads at most ``max_bytes`` to ``key``."""
+        ...
+
+    def presign_get(self, key: str, expires_s: int) -> str:
+        """A URL that downloads ``key``."""
+        ...
+
+
 @dataclass(frozen=True)
 class Ports:
+    """The two stores, and the optional capabilities of this adapter set: each is the store
+    that offers it (usually ``blobs`` itself), or None where the backend lacks it."""
+
     blobs: BlobStore
     jobs: JobStore
+    _: KW_ONLY
+    assembly: PartAssembly | None = None
+    in_place: InPlaceOutputs | None = None
+    claims: OutputClaims | None = None
+    direct_put: DirectPut | None = None
+    presign: Presigning | None = None
+    sent_uploads: SentUploads | None = None
 
 
 class JobRunner(Protocol):
@@ -250,3 +298,20 @@ class JobRunner(Protocol):
     def links(self, job_id: str) -> dict[str, str]:
         """Backend-specific links for the job record (execution ARN, console URL...)."""
         ...
+
+
+class QueuePlace(Protocol):
+    """A runner that queues jobs (the embedded scheduler) says where a QUEUED job waits."""
+
+    def queue_place(self, job_id: str) -> int | None:
+        """1 for the next job to run, 2 for the one after...; None if the job is not QUEUED."""
+        ...
+
+
+class Serving(Protocol):
+    """A runner that dispatches in the serving process (the embedded scheduler): the server
+    starts it before answering requests and stops it on shutdown."""
+
+    def serve_in_thread(self) -> None: ...
+
+    def stop(self) -> None: ...

@@ -21,7 +21,7 @@ from tilefan.pipeline import verify
 from tilefan.pipeline.assemble import assemble_output
 from tilefan.pipeline.bpanels import panels_prefix
 from tilefan.pipeline.inputs import atoms_key, output_key
-from tilefan.pipeline.ports import Clock, PartAssembly, Ports
+from tilefan.pipeline.ports import Clock, Ports
 
 
 def reduce_job(
@@ -125,6 +125,6 @@ def _publish(ports: Ports, key: str, job_id: str, tiles: Mapping[int, Region]) -
     refusing (IncompleteJobError) if any tile's block is missing; a store that wrote the
     tiles in place (files, memory) has it whole already and only publishes it. A Zarr
     output's chunks are the tiles, so every store only checks them and publishes it."""
-    if isinstance(ports.blobs, PartAssembly) and not is_zarr(key):
-        return assemble_output(ports.blobs, key, job_id, tiles)
+    if ports.assembly is not None and not is_zarr(key):
+        return assemble_output(ports.assembly, key, job_id, tiles)
     return ports.blobs.commit_array(key, job_id)

@@ -26,7 +26,7 @@ from tilefan.domain.tiling import Region, region_size
 from tilefan.errors import InvalidSpecError, TileFailedError, TilefanError
 from tilefan.pipeline.bpanels import read_panel
 from tilefan.pipeline.inputs import atoms_key, matrix_block, output_key
-from tilefan.pipeline.ports import Clock, InPlaceOutputs, Ports
+from tilefan.pipeline.ports import Clock, Ports
 
 AtomsKernel = Callable[..., np.ndarray]
 
@@ -109,10 +109,10 @@ def _compute_matrix_tile(
             b = read_panel(ports.blobs, job_id, staged, (c0, c1))
         else:
             b = matrix_block(ports.blobs, spec.b, (0, spec.b.shape[0]), (c0, c1))
-        if isinstance(ports.blobs, InPlaceOutputs) and not is_zarr(key):
+        if ports.in_place is not None and not is_zarr(key):
             # BLAS writes the block straight into the mapped output: no block to allocate,
             # copy over and write (a rerun of the tile overwrites the same region alike).
-            block = ports.blobs.output_region(key, job_id, region)
+            block = ports.in_place.output_region(key, job_id, region)
             kernels.matmul_block(a, b, spec.dtype, out=block)
             written = True
         else:

@@ -25,7 +25,7 @@ from tilefan.domain.spec import Limits
 from tilefan.errors import ConflictError, InvalidSpecError, NotFoundError, UnauthenticatedError
 from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import fail_job
-from tilefan.pipeline.ports import JobRunner, Ports
+from tilefan.pipeline.ports import JobRunner, Ports, QueuePlace, Serving
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import new_job_id, submit_job
 from tilefan.service.responses import documented
@@ -42,6 +42,7 @@ class JobService:
     def __init__(
         self, ports: Ports, runner: JobRunner, limits: Limits, clock: Callable[[], float] = time.time,
         policy: RoutePolicy | None = None, principal: str | None = None, queue: bool = False,
+        places: QueuePlace | None = None, serving: Serving | None = None,
     ) -> None:
         self.ports = ports
         # The one owner of every job on a single-principal backend (embedded); None where
@@ -51,10 +52,15 @@ class JobService:
         # The embedded backend queues jobs in its store: the owner's cap counts them up to
         # limits.max_queued_jobs, and its scheduler runs max_concurrent_jobs at most.
         self.queue = queue
+        # The runner's optional capabilities, as the composition root wired them: where a
+        # QUEUED job waits, and a dispatcher the server starts and stops (both embedded).
+        self.places = places
+        self.serving = serving
         self.limits = limits
         self.clock = clock
         self.policy = policy or RoutePolicy()
-        self.uploads = Uploads(ports.blobs, UPLOAD_EXPIRES_S, limits.max_upload_bytes)
+        self.uploads = Uploads(ports.blobs, UPLOAD_EXPIRES_S, limits.max_upload_bytes, ports.direct_put,
+                               ports.sent_uploads)
 
     # ------------------------------------------------------------------ owners
 
@@ -93,10 +99,9 @@ class JobService:
     def describe(self, record: JobRecord) -> dict[str, Any]:
         doc = record.to_dict()
         doc["progress"]["eta_s"] = self._eta(record)
-        place = getattr(self.runner, "queue_place", None)
-        if record.status is Status.QUEUED and place is not None:
+        if record.status is Status.QUEUED and self.places is not None:
             # The job may leave the queue between the two reads: then there is no place to say.
-            where = place(record.job_id)
+            where = self.places.queue_place(record.job_id)
             if where is not None:
                 doc["progress"]["queue_place"] = where
         return doc
@@ -145,9 +150,8 @@ class JobService:
         target = {"upload_id": upload_id, "key": key, "method": "PUT", "url": f"/uploads/{upload_id}/{name}",
                   "expires_in": UPLOAD_EXPIRES_S, "max_bytes": self.uploads.max_bytes, "use_as": {"file": key},
                   "complete": f"/uploads/{upload_id}/complete"}
-        presign = getattr(self.ports.blobs, "presign_post", None)
-        if presign is not None:
-            form = presign(key, UPLOAD_EXPIRES_S, self.uploads.max_bytes)
+        if self.ports.presign is not None:
+            form = self.ports.presign.presign_post(key, UPLOAD_EXPIRES_S, self.uploads.max_bytes)
             target.update(method="POST", url=form["url"], fields=form["fields"])
         return target
 
@@ -174,9 +178,8 @@ class JobService:
         if record.status is not Status.SUCCEEDED or produced != key:
             # Outputs a caller placed elsewhere (the CLI's own paths) are not served.
             raise NotFoundError(f"job {job_id} has no {which} to download")
-        presign = getattr(self.ports.blobs, "presign_get", None)
-        if presign is not None:
-            return "redirect", str(presign(key, DOWNLOAD_EXPIRES_S))
+        if self.ports.presign is not None:
+            return "redirect", self.ports.presign.presign_get(key, DOWNLOAD_EXPIRES_S)
         return "bytes", self.ports.blobs.read_bytes(key)
 
     def field_source(self, job_id: str, owner: str | None = None) -> tuple[Any, Callable[[], Any], bool]:

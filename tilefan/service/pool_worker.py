@@ -53,12 +53,10 @@ def _watch(owner_pid: int) -> None:
     os._exit(1)  # no cleanup: the owner is gone and nothing here is worth finishing
 
 
-def init_worker(make_ports: Callable[[], Ports], owner_pid: int, tokens: CoreTokens | None = None,
-                pids: Any = None) -> None:
+def init_worker(make_ports: Callable[[], Ports], owner_pid: int, tokens: CoreTokens | None = None) -> None:
     """Pool initializer: die with the owner, open this process's ports, and share the cores.
 
-    ``pids`` (a queue) learns this worker's pid, so the pool can kill it. Atoms tiles run
-    on every core through ``tokens`` (one per core, shared by all workers);
+    Atoms tiles run on every core through ``tokens`` (one per core, shared by all workers);
     BLAS keeps one thread per worker, since its threads cannot take turns on a token and
     the workers' own tiles already keep every core busy.
     """
@@ -71,14 +69,17 @@ def init_worker(make_ports: Callable[[], Ports], owner_pid: int, tokens: CoreTok
     threading.Thread(target=_watch, args=(owner_pid,), name="owner-watchdog", daemon=True).start()
     threadpool_limits(1)
     threads.configure(ComputeBudget(usable_cpus(), tokens))
-    if pids is not None:
-        pids.put(os.getpid())
     _worker_ports = make_ports()
+
+
+def worker_ports() -> Ports:
+    """This pool worker's ports, opened by ``init_worker``."""
+    assert _worker_ports is not None, "init_worker did not run"
+    return _worker_ports
 
 
 def tile_in_worker(job_id: str, tile_id: int, route: str, kernel: Callable[..., Any],
                    ports: Ports | None = None) -> TileRun:
     """One tile, through this pool worker's ports (or ``ports``, when run inline by the scheduler)."""
-    ports = ports or _worker_ports
-    assert ports is not None, "init_worker did not run"
-    return run_tile(ports, job_id, tile_id, worker=f"local-{os.getpid()}", route=route, atoms_kernel=kernel)
+    return run_tile(ports or worker_ports(), job_id, tile_id, worker=f"local-{os.getpid()}", route=route,
+                    atoms_kernel=kernel)

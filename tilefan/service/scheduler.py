@@ -17,6 +17,12 @@ not hold up other jobs' tiles.
 A tile whose worker died (``BrokenProcessPool``) or that raised a transient error is
 retried with exponential backoff, up to ``RetryPolicy.max_attempts`` in all; a permanent
 error (bad input: any ``TilefanError`` but a store error) fails the job at once.
+
+The ``Scheduler`` here only executes: what to do next is ``scheduler_decide.decide``'s
+call, over the plain state in ``scheduler_state``. The dispatcher reads the queue, the
+store and the clock, feeds what it saw as events, performs the actions it gets back
+against the ports, the pool (``worker_pool``) and the helper threads, and feeds their
+outcomes back in turn.
 """
 
 from __future__ import annotations
@@ -26,16 +32,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tilefan.domain.plan import plan
+from tilefan.domain.plan import Plan, plan
 from tilefan.domain.records import JobRecord, Status
-from tilefan.errors import TilefanError
-from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import cancel_job, fail_job
 from tilefan.pipeline.ports import Ports
+from tilefan.service import scheduler_state as machine
 from tilefan.service.pool_worker import tile_in_worker
+from tilefan.service.scheduler_decide import decide, queue_limit, wait_timeout
 from tilefan.service.scheduler_parts import (
     InlineExecutor,
     JobQueue,
@@ -46,25 +51,12 @@ from tilefan.service.scheduler_parts import (
     job_kernel,
     runs_inline,
 )
-from tilefan.service.scheduler_steps import PLAN, REDUCE, JobSteps
+from tilefan.service.scheduler_steps import STEPS, StepThreads
 
 if TYPE_CHECKING:
     from tilefan.service.worker_pool import WorkerPool
 
 __all__ = ["JobQueue", "Lease", "PoolSettings", "RetryPolicy", "Scheduler", "is_permanent"]
-
-
-@dataclass
-class _Job:
-    job_id: str
-    kernel: Callable[..., Any]
-    todo: deque[tuple[int, str]]
-    in_flight: set[int] = field(default_factory=set)
-    attempts: dict[int, int] = field(default_factory=dict)
-    routes: dict[int, str] = field(default_factory=dict)
-    not_before: float = 0.0
-    inline: bool = False  # run its tiles in this thread (no pool to start for them)
-    reducing: bool = False  # handed to the reduce step: never twice
 
 
 class Scheduler:
@@ -81,19 +73,23 @@ class Scheduler:
         self.max_jobs = max_jobs or max(2, settings.workers)
         self.only = only
         self.grace_s = grace_s
-        self._active: dict[str, _Job] = {}
-        self._turns: deque[str] = deque()
-        self._futures: dict[cf.Future[Any], tuple[str, int]] = {}
+        self.state = self._fresh_state()
+        self._tiles: dict[cf.Future[Any], tuple[str, int]] = {}
+        self._steps: dict[cf.Future[Any], tuple[str, str]] = {}
         self._pool: WorkerPool | None = None  # made at the first tile that needs it
         self._inline = InlineExecutor(ports)
-        # Only a server shares its pool with plans and reduces (the CLI runs one job).
-        self._steps = JobSteps(ports, settings.policy, self.retry, in_pool=only is None and settings.workers > 1,
-                               max_jobs=self.max_jobs)
+        self._threads = StepThreads(ports, self.max_jobs)
         self._lock = threading.Lock()
         self._wake: cf.Future[None] = cf.Future()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.holds_lease = False
+
+    def _fresh_state(self) -> machine.State:
+        # Only a server shares its pool with plans and reduces (the CLI runs one job).
+        in_pool = self.only is None and self.settings.workers > 1
+        return machine.State(self.settings.workers, self.max_jobs, self.retry, in_pool,
+                     None if self.only is None else frozenset(self.only))
 
     # ------------------------------------------------------------------ JobRunner
 
@@ -108,9 +104,7 @@ class Scheduler:
         """Until the job has ended and none of its tiles is still in this scheduler's hands."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while deadline is None or time.monotonic() < deadline:
-            busy = (job_id in self._active or job_id in self._steps.jobs()
-                    or job_id in {j for j, _ in list(self._futures.values())})
-            if not busy and self.ports.jobs.get_job(job_id).status.terminal:
+            if not self.state.holds(job_id) and self.ports.jobs.get_job(job_id).status.terminal:
                 return
             self._stopping.wait(0.01)
 
@@ -177,184 +171,124 @@ class Scheduler:
     # ------------------------------------------------------------------ one step
 
     def _step(self) -> None:
-        self._admit()
-        self._drop_ended()
-        self._fill()
+        """Read the queue and the store, hand out work, wait for news, report it."""
+        limit = queue_limit(self.state)
+        if limit is not None:
+            self._feed(machine.Admit(tuple(self.queue.unfinished_jobs(limit))))
+        if self.state.active:
+            statuses = self.queue.job_statuses(list(self.state.active))
+            self._feed(machine.JobsEnded(tuple(j for j, s in statuses.items() if Status(s).terminal)))
+        self._feed(machine.Fill(time.monotonic()))
         with self._lock:
             if self._wake.done():
                 self._wake = cf.Future()
             wake = self._wake
-        waiting: set[cf.Future[Any]] = {*self._futures, *self._steps.running, wake}
-        # A tile waiting for its retry time bounds the wait, but only if a worker is free to
-        # take it: with every worker busy only a finished tile (or a wake) can change
-        # anything, and a zero timeout here would spin, taking the GIL from the HTTP threads.
-        free = self._used_slots() < self.settings.workers
-        ready = min((j.not_before for j in self._active.values() if j.todo), default=None) if free else None
-        timeout = 0.5 if ready is None else max(0.0, min(0.5, ready - time.monotonic()))
-        done, _ = cf.wait(waiting, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        timeout = wait_timeout(self.state, time.monotonic())
+        done, _ = cf.wait({*self._tiles, *self._steps, wake}, timeout=timeout, return_when=cf.FIRST_COMPLETED)
         for fut in done:
-            if fut in self._steps.running:
-                self._step_done(fut)
+            if fut in self._steps:
+                step, job_id = self._steps.pop(fut)
+                error = _error(fut)
+                # A failed step is retried only while its job runs: the store says.
+                ended = error is not None and self.ports.jobs.get_job(job_id).status.terminal
+                self._feed(machine.StepEnded(step, job_id, error, ended))
             elif fut is not wake:
-                self._collect(fut)
+                job_id, tile_id = self._tiles.pop(fut)
+                self._feed(machine.TileEnded(job_id, tile_id, _error(fut), time.monotonic()))
         if self._pool is not None and self._pool.broken:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None  # a new one is made at the next submit
 
-    def _admit(self) -> None:
-        planning = self._steps.planning
-        if len(self._active) + len(planning) >= self.max_jobs:
-            return
-        for job_id in self.queue.unfinished_jobs(self.max_jobs + len(self._active) + len(planning)):
-            if len(self._active) + len(planning) >= self.max_jobs:
-                return
-            if job_id in self._active or job_id in planning or (self.only is not None and job_id not in self.only):
-                continue
-            self._open(job_id)
+    def _feed(self, event: machine.Event) -> None:
+        """Decide on ``event``, perform the actions, and decide on what they report, in turn."""
+        actions: deque[machine.Action] = deque(decide(self.state, event))
+        while actions:
+            reported = self._perform(actions.popleft())
+            if reported is not None:
+                actions.extend(decide(self.state, reported))
 
-    def _open(self, job_id: str) -> None:
-        """Hand a QUEUED job to the plan step, or resume a RUNNING one from the tiles recorded done."""
-        ports = self.ports
+    def _perform(self, action: machine.Action) -> machine.Event | None:
+        if isinstance(action, machine.OpenJob):
+            return self._open(action.job_id)
+        if isinstance(action, machine.StartStep):
+            executor = self._get_pool() if self.state.steps_in_pool else self._threads
+            fut = _submit(executor, STEPS[action.step], action.job_id, self.settings.policy)
+            self._steps[fut] = (action.step, action.job_id)
+        elif isinstance(action, machine.RunTile):
+            executor = self._inline if action.inline else self._get_pool()
+            fut = _submit(executor, tile_in_worker, action.job_id, action.tile_id, action.route, action.kernel)
+            self._tiles[fut] = (action.job_id, action.tile_id)
+        elif isinstance(action, machine.RecordTileFailed):
+            self.ports.jobs.record_tile_failed(action.job_id, action.tile_id, action.why, time.time())
+        else:
+            assert isinstance(action, machine.FailJob)
+            fail_job(self.ports, action.job_id, action.error)
+        return None
+
+    def _open(self, job_id: str) -> machine.Event:
+        """What the store says of an admitted job: QUEUED (to plan), ended, or RUNNING with
+        the tiles not recorded done (a planned job, or one a stopped scheduler left)."""
         try:
-            record = ports.jobs.get_job(job_id)
+            record = self.ports.jobs.get_job(job_id)
             if record.status is Status.QUEUED:
-                self._steps.add(PLAN, job_id)
-                return
+                return machine.FoundQueued(job_id)
             if record.status.terminal:
-                return  # ended (cancelled) since the queue was read
-            # Planning is pure: the same spec cuts into the same tiles, and the output
-            # and staged inputs were written before the job became RUNNING.
-            the_plan = plan(job_id, record.spec, self.settings.policy)
-            done = {r.tile_id for r in ports.jobs.tile_results(job_id)}
-            todo = deque((t.tile_id, t.route) for t in the_plan.tiles if t.tile_id not in done)
+                return machine.FoundEnded(job_id)
+            tiles = self._planned(record).tiles
+            done = {r.tile_id for r in self.ports.jobs.tile_results(job_id)}
+            todo = tuple((t.tile_id, t.route) for t in tiles if t.tile_id not in done)
             # The CLI and the Python API run a one-tile job, or a small matmul, right here.
-            inline = self.only is not None and runs_inline(record.spec, len(the_plan.tiles))
-            job = _Job(job_id, job_kernel(record, self.settings.kernel), todo, inline=inline)
+            inline = self.only is not None and runs_inline(record.spec, len(tiles))
+            return machine.FoundRunning(job_id, todo, job_kernel(record, self.settings.kernel), inline)
         except Exception as exc:  # the job's failure is recorded, not raised
-            fail_job(ports, job_id, error_body(exc))
-            return
-        self._active[job_id] = job
-        self._turns.append(job_id)
-        if not todo:
-            self._finish(job)
+            return machine.OpenFailed(job_id, exc)
 
-    def _drop_ended(self) -> None:
-        statuses = self.queue.job_statuses(list(self._active)) if self._active else {}
-        for job_id, status in statuses.items():
-            if Status(status).terminal and not self._active[job_id].reducing:
-                self._forget(job_id)  # cancelled or failed elsewhere; late tiles are ignored
-
-    def _forget(self, job_id: str) -> None:
-        self._active.pop(job_id, None)
-        if job_id in self._turns:
-            self._turns.remove(job_id)
-
-    def _used_slots(self) -> int:
-        return len(self._futures) + self._steps.slots()
-
-    def _fill(self) -> None:
-        """Hand out waiting plans and reduces first (each starts or ends a whole job), then
-        tiles round-robin over the admitted jobs, until every worker has one."""
-        self._steps.hand_out(lambda: self.settings.workers - self._used_slots(), self._get_pool)
-        while self._used_slots() < self.settings.workers and self._turns:
-            now = time.monotonic()
-            for _ in range(len(self._turns)):
-                job = self._active[self._turns[0]]
-                self._turns.rotate(-1)
-                if job.todo and job.not_before <= now:
-                    tile_id, route = job.todo.popleft()
-                    pool = self._inline if job.inline else self._get_pool()
-                    fut = pool.submit(tile_in_worker, job.job_id, tile_id, route, job.kernel)
-                    job.in_flight.add(tile_id)
-                    job.routes[tile_id] = route
-                    self._futures[fut] = (job.job_id, tile_id)
-                    break
-            else:
-                return  # nothing is ready to submit
+    def _planned(self, record: JobRecord) -> Plan:
+        """The tiles of a RUNNING job. Planning is pure: the same spec cuts into the same
+        tiles, and the output and staged inputs were written before the job became RUNNING."""
+        return plan(record.job_id, record.spec, self.settings.policy)
 
     def _get_pool(self) -> cf.Executor:
         if self.settings.workers == 1:
             # One core, one tile at a time: run it right here, through this process's
             # stores, with no process to start or to lose.
             return self._inline
-        if self._pool is None:
+        if self._pool is None or self._pool.broken:
             # Imported here: a run whose tiles all run inline never loads multiprocessing.
             from tilefan.service.worker_pool import WorkerPool
 
             self._pool = WorkerPool(self.settings.workers, self.settings.start_method, self.make_ports)
         return self._pool
 
-    # ------------------------------------------------------------------ outcomes
-
-    def _collect(self, fut: cf.Future[Any]) -> None:
-        job_id, tile_id = self._futures.pop(fut)
-        job = self._active.get(job_id)
-        if job is None:
-            return  # the job ended meanwhile
-        job.in_flight.discard(tile_id)
-        try:
-            fut.result()
-        except Exception as exc:
-            if not isinstance(exc, TilefanError):
-                # run_tile records its own errors; a dead worker cannot, so its attempt ends here.
-                self.ports.jobs.record_tile_failed(job_id, tile_id, _why(exc), time.time())
-            if is_permanent(exc):
-                fail_job(self.ports, job_id, error_body(exc))
-                self._forget(job_id)
-                return
-            if not self._retry(job, tile_id, exc):
-                return
-        if not job.todo and not job.in_flight:
-            self._finish(job)
-
-    def _retry(self, job: _Job, tile_id: int, exc: BaseException) -> bool:
-        attempts = job.attempts.get(tile_id, 1)
-        if attempts >= self.retry.max_attempts:
-            why = _why(exc)
-            fail_job(self.ports, job.job_id, {
-                "code": "tile_failed", "message": f"tile {tile_id} failed {attempts} times; last: {why}"})
-            self._forget(job.job_id)
-            return False
-        job.attempts[tile_id] = attempts + 1
-        job.todo.appendleft((tile_id, job.routes.get(tile_id, "local")))
-        job.not_before = time.monotonic() + self.retry.delay(attempts)
-        return True
-
-    def _finish(self, job: _Job) -> None:
-        if not job.reducing:
-            job.reducing = True
-            self._steps.add(REDUCE, job.job_id)
-
-    def _step_done(self, fut: cf.Future[Any]) -> None:
-        """A plan or a reduce ended: start the planned job's tiles, or retry, or record why not."""
-        out = self._steps.outcome(fut, lambda job_id: self.ports.jobs.get_job(job_id).status.terminal)
-        if out.error is None and out.step == PLAN:
-            self._open(out.job_id)  # now RUNNING: its tiles start as a resumed job's would
-            return
-        if out.retry:
-            return
-        if out.error is not None and not self.ports.jobs.get_job(out.job_id).status.terminal:
-            fail_job(self.ports, out.job_id, error_body(out.error))
-        self._forget(out.job_id)  # only now: ``wait`` means "the reduce is over" too
-
     def _drain(self) -> None:
         """Let in-flight tiles record (up to ``grace_s``), then stop the pool's processes."""
         pool, self._pool = self._pool, None
-        if self._futures or self._steps.running:
-            cf.wait([*self._futures, *self._steps.running], timeout=self.grace_s)
-        if not self._steps.in_pool:
+        if self._tiles or self._steps:
+            cf.wait([*self._tiles, *self._steps], timeout=self.grace_s)
+        if not self.state.steps_in_pool:
             # A plan or reduce in a helper thread cannot be killed: it ends before the lease
             # is released, so no other scheduler starts the same step meanwhile.
-            cf.wait(list(self._steps.running))
-        self._futures.clear()
+            cf.wait(list(self._steps))
+        self._tiles.clear()
         self._steps.clear()
-        self._active.clear()
-        self._turns.clear()
+        self.state = self._fresh_state()
         if pool is not None:
             pool.kill()
 
 
-def _why(exc: BaseException) -> str:
-    # BrokenExecutor, not concurrent.futures.process's BrokenProcessPool: naming that would
-    # import the process pool's machinery into every run, even one whose tile runs inline.
-    return "its worker died" if isinstance(exc, cf.BrokenExecutor) else f"{type(exc).__name__}: {exc}"
+def _submit(executor: cf.Executor, fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
+    """``executor.submit``; a pool found broken answers as its dead worker's tasks do."""
+    try:
+        return executor.submit(fn, *args)
+    except cf.BrokenExecutor as exc:
+        fut: cf.Future[Any] = cf.Future()
+        fut.set_exception(exc)
+        return fut
+
+
+def _error(fut: cf.Future[Any]) -> BaseException | None:
+    try:
+        fut.result()
+    except Exception as exc:
+        return exc
+    return None

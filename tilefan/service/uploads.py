@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from tilefan.errors import (
     NotFoundError,
     TooLargeError,
 )
-from tilefan.pipeline.ports import BlobStore, SentUploads
+from tilefan.pipeline.ports import BlobStore, DirectPut, SentUploads
 
 __all__ = ["UPLOAD_ID", "UPLOAD_KEY", "Uploads", "check_content"]
 
@@ -70,6 +70,10 @@ class Uploads:
     blobs: BlobStore
     expires_s: int
     max_bytes: int
+    # How the bytes arrive, as the adapter set offers: the server stores them itself
+    # (``receive``), or a client sends them to the store and ``complete`` checks them.
+    direct_put: DirectPut | None = None
+    sent: SentUploads | None = None
 
     def issue(self, name: str, owner: str, now: float) -> tuple[str, str]:
         """A new upload ID for ``name``, and its key."""
@@ -105,11 +109,10 @@ class Uploads:
         if (declared or 0) > cap or len(data) > cap:
             raise TooLargeError(f"uploads are capped at {cap} bytes (setting TILEFAN_MAX_UPLOAD_BYTES)")
         check_content(name, data)
-        put = getattr(self.blobs, "put_bytes", None)
-        if put is None:
+        if self.direct_put is None:
             raise InvalidSpecError("upload", "this backend takes uploads through the presigned URL")
         key = f"uploads/{upload_id}/{name}"
-        put(key, data)
+        self.direct_put.put_bytes(key, data)
         self.blobs.put_json(issued_key(upload_id), {**record, "complete": True, "bytes": len(data)})
         return {"key": key, "bytes": len(data)}
 
@@ -121,10 +124,10 @@ class Uploads:
         if done is None:
             if now > record["expires_at"] + COMPLETE_GRACE_S:
                 raise GoneError("this upload ID has expired; ask POST /uploads for a new one")
-            if not hasattr(self.blobs, "upload_stamp"):
+            sent = self.sent
+            if sent is None:
                 raise ConflictError(f"no file has been received for this upload; PUT it to /uploads/{upload_id}/"
                                     f"{record['name']} first")
-            sent = cast(SentUploads, self.blobs)
             done = _check_sent(sent, key, record, now)
             # Two completions racing both checked the object; the first record written
             # is the one every read is pinned to.

@@ -25,6 +25,14 @@ def test_pages_and_assets_are_served_by_the_app(client: Client) -> None:
         assert client.http.get(path).status_code == 404, path
 
 
+def test_every_page_has_the_one_head_and_navigation_bar_and_its_own_title(client: Client) -> None:
+    for path, title in (("/", "new job"), ("/ui/jobs", "jobs"), ("/ui/jobs/0123456789abcdef", "job")):
+        page = client.http.get(path).body.decode()
+        assert page.startswith("<!doctype html>") and f"<title>tilefan: {title}</title>" in page, path
+        assert page.count('<link rel="stylesheet" href="/static/style.css">') == 1, path
+        assert page.count('<a href="/ui/jobs">jobs</a>') == 1 and page.rstrip().endswith("</body></html>"), path
+
+
 def test_report_files_and_the_slice_come_through_the_api(client: Client) -> None:
     job_id = submit(client, {"kind": "atoms", "grid": [12, 10, 8], "atoms": {"count": 20, "seed": 4}, "tile": 6})
     doc = wait_job(client, job_id)

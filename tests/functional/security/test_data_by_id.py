@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ from tests.functional.rest_client import JSON, post_job, submit, wait_job
 from tests.functional.rest_embedded.support import files_under
 from tests.helpers import npy_bytes, random_pair
 from tilefan.service.jobs import JobService
-from tilefan.service.uploads import Uploads
 
 OCTETS = {"Content-Type": "application/octet-stream"}
 ADD = {"kind": "add", "a": {"shape": [20, 10]}, "b": {"shape": [20, 10]}, "seed": 4, "tile": 8}
@@ -201,7 +201,7 @@ def test_an_expired_upload_id_takes_no_bytes(client: Client, service: JobService
 
 
 def test_an_upload_over_the_cap_is_refused(client: Client, service: JobService, home: Path) -> None:
-    service.uploads = Uploads(service.ports.blobs, 900, 1000)
+    service.uploads = replace(service.uploads, max_bytes=1000)
     target = upload(client, "A.npy")
     assert target["max_bytes"] == 1000
     error = assert_refused(put(client, target["url"], npy_bytes(np.ones((20, 20)))), 413, "body_too_large")

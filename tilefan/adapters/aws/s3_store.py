@@ -39,6 +39,7 @@ from tilefan.domain.regions import clip, row_byte_range, sizes
 from tilefan.domain.routing import PANEL_READ_CHUNK_BYTES
 from tilefan.domain.transfer import MAX_STREAMS, PART_BYTES, row_chunks
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, StoreError
+from tilefan.pipeline.ports import JobStore, Ports
 
 # Enough for the header of any array up to a few dozen dimensions; a longer header
 # costs a second GET rather than failing.
@@ -316,3 +317,10 @@ class S3BlobStore(ZarrOutputs, SealedUploads):
         # Like removing a directory: "jobs/ab" must not take "jobs/abc" with it.
         obj = self._obj(prefix.rstrip("/") + "/")
         self._delete(obj.bucket, list(self._list(obj.bucket, obj.key, prefix)), prefix)
+
+
+def s3_ports(blobs: S3BlobStore, jobs: JobStore) -> Ports:
+    """The AWS adapter set's ports: the reducer assembles an output from the tiles' blocks,
+    clients send and fetch the bytes with presigned URLs, and a sent upload is checked in
+    place; every output is under its job's own prefix (no claims)."""
+    return Ports(blobs, jobs, assembly=blobs, presign=blobs, sent_uploads=blobs)

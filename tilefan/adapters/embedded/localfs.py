@@ -30,6 +30,7 @@ from tilefan.domain.chunks import chunked_ref, is_zarr
 from tilefan.domain.regions import clip, fit_block, run_axis, run_offsets
 from tilefan.domain.tiling import region_slices
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, StoreError
+from tilefan.pipeline.ports import JobStore, Ports
 
 
 def _read_header(path: Path) -> NpyHeader:
@@ -266,3 +267,9 @@ class LocalBlobStore:
         path = self.path(prefix)
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
+
+
+def local_ports(blobs: LocalBlobStore, jobs: JobStore) -> Ports:
+    """The embedded adapter set's ports: tiles compute into the mapped output, a user names
+    output paths, so outputs are claimed, and ``tilefan serve`` receives uploads itself."""
+    return Ports(blobs, jobs, in_place=blobs, claims=blobs, direct_put=blobs)

@@ -1,0 +1,205 @@
+"""The embedded scheduler's decisions, fed events by hand: no store, no clock, no process."""
+
+from __future__ import annotations
+
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import pytest
+
+from tilefan.errors import InvalidSpecError, StoreError
+from tilefan.service import scheduler_state as machine
+from tilefan.service.scheduler_decide import decide, queue_limit, wait_timeout
+from tilefan.service.scheduler_parts import RetryPolicy
+
+
+def kernel(*_: Any) -> None:
+    """Stands for an atoms kernel: the decisions only carry it to the tiles."""
+
+
+def state(workers: int = 2, max_jobs: int = 2, *, in_pool: bool = False, only: set[str] | None = None) -> machine.State:
+    return machine.State(workers, max_jobs, RetryPolicy(max_attempts=3, backoff_s=0.2), in_pool,
+                 None if only is None else frozenset(only))
+
+
+def running(s: machine.State, job_id: str, tiles: int, *,
+            done: set[int] | frozenset[int] = frozenset()) -> list[machine.Action]:
+    """Admit ``job_id`` as a RUNNING job of ``tiles`` tiles, ``done`` of them recorded."""
+    assert decide(s, machine.Admit((job_id,))) == [machine.OpenJob(job_id)]
+    todo = tuple((t, "local") for t in range(tiles) if t not in done)
+    return decide(s, machine.FoundRunning(job_id, todo, kernel))
+
+
+def tiles_of(actions: list[machine.Action]) -> list[tuple[str, int]]:
+    return [(a.job_id, a.tile_id) for a in actions if isinstance(a, machine.RunTile)]
+
+
+def test_a_queued_job_is_opened_then_planned_and_its_plan_takes_a_pool_slot() -> None:
+    s = state(workers=2, in_pool=True)
+    assert decide(s, machine.Admit(("a",))) == [machine.OpenJob("a")]
+    assert decide(s, machine.FoundQueued("a")) == []
+    assert decide(s, machine.Fill(0.0)) == [machine.StartStep(machine.PLAN, "a")]
+    assert s.used_slots() == 1 and s.holds("a")
+    # Planned: the job is read again, now RUNNING, and its tiles start.
+    assert decide(s, machine.StepEnded(machine.PLAN, "a", None)) == [machine.OpenJob("a")]
+    decide(s, machine.FoundRunning("a", ((0, "local"), (1, "lambda")), kernel))
+    assert decide(s, machine.Fill(0.0)) == [
+        machine.RunTile("a", 0, "local", kernel, False), machine.RunTile("a", 1, "lambda", kernel, False)]
+
+
+def test_tiles_are_dispatched_one_per_worker_round_robin_over_the_jobs() -> None:
+    s = state(workers=3, max_jobs=2)
+    running(s, "big", 10)
+    running(s, "small", 2)
+    assert tiles_of(decide(s, machine.Fill(0.0))) == [("big", 0), ("small", 0), ("big", 1)]
+    assert decide(s, machine.Fill(0.0)) == [], "every worker is busy"
+    assert tiles_of(decide(s, machine.TileEnded("big", 0, None, 0.0)) + decide(s, machine.Fill(0.0))) == [("small", 1)]
+
+
+def test_one_worker_runs_tiles_inline_and_so_does_a_job_marked_inline() -> None:
+    s = state(workers=1)
+    running(s, "a", 2)
+    assert [a.inline for a in decide(s, machine.Fill(0.0)) if isinstance(a, machine.RunTile)] == [True]
+    s = state(workers=2, only={"b"})
+    decide(s, machine.Admit(("b",)))
+    decide(s, machine.FoundRunning("b", ((0, "local"), (1, "local")), kernel, inline=True))
+    assert [a.inline for a in decide(s, machine.Fill(0.0)) if isinstance(a, machine.RunTile)] == [True, True]
+
+
+def test_the_reduce_starts_once_when_every_tile_is_recorded_and_never_with_one_missing() -> None:
+    s = state(workers=2)
+    running(s, "a", 3)
+    decide(s, machine.Fill(0.0))
+    assert decide(s, machine.TileEnded("a", 0, None, 0.0)) == []
+    assert decide(s, machine.Fill(0.0)) == [machine.RunTile("a", 2, "local", kernel, False)]
+    decide(s, machine.TileEnded("a", 2, None, 0.0))
+    assert decide(s, machine.Fill(0.0)) == [], "tile 1 is still out: no reduce"
+    decide(s, machine.TileEnded("a", 1, None, 0.0))
+    assert decide(s, machine.Fill(0.0)) == [machine.StartStep(machine.REDUCE, "a")]
+    assert decide(s, machine.Fill(0.0)) == [], "reduced once"
+    assert decide(s, machine.StepEnded(machine.REDUCE, "a", None)) == []
+    assert not s.holds("a")
+
+
+def test_a_retryable_error_runs_the_tile_again_after_a_backoff_within_the_attempts() -> None:
+    s = state(workers=2)
+    running(s, "a", 1)
+    decide(s, machine.Fill(10.0))
+    # A store error is recorded by the tile itself; nothing to record here.
+    assert decide(s, machine.TileEnded("a", 0, StoreError("busy"), 10.0)) == []
+    assert decide(s, machine.Fill(10.1)) == [], "not before its backoff (0.2 s)"
+    assert wait_timeout(s, 10.1) == pytest.approx(0.1)
+    assert decide(s, machine.Fill(10.2)) == [machine.RunTile("a", 0, "local", kernel, False)]
+    # A dead worker cannot record its attempt: the scheduler does.
+    assert decide(s, machine.TileEnded("a", 0, BrokenProcessPool("gone"), 10.2)) == [
+        machine.RecordTileFailed("a", 0, "its worker died")]
+    assert decide(s, machine.Fill(10.5)) == [], "the second backoff is 0.4 s"
+    assert tiles_of(decide(s, machine.Fill(10.6))) == [("a", 0)]
+    actions = decide(s, machine.TileEnded("a", 0, OSError("disk"), 11.0))
+    assert actions == [machine.RecordTileFailed("a", 0, "OSError: disk"), machine.FailJob("a", {
+        "code": "tile_failed", "message": "tile 0 failed 3 times; last: OSError: disk"})]
+    assert not s.holds("a") and decide(s, machine.Fill(20.0)) == []
+
+
+def test_a_permanent_error_fails_the_job_at_once_and_its_late_tiles_are_ignored() -> None:
+    s = state(workers=2)
+    running(s, "a", 4)
+    decide(s, machine.Fill(0.0))
+    bad = InvalidSpecError("a", "contains NaN or inf")
+    assert decide(s, machine.TileEnded("a", 0, bad, 0.0)) == [machine.FailJob("a", {
+        "code": "invalid_input", "message": "a: contains NaN or inf", "field": "a"})]
+    assert s.holds("a"), "tile 1 is still in a worker's hands"
+    assert decide(s, machine.TileEnded("a", 1, None, 0.0)) == []
+    assert not s.holds("a") and decide(s, machine.Fill(0.0)) == []
+
+
+def test_at_most_max_jobs_are_admitted_and_a_freed_place_admits_the_next() -> None:
+    s = state(workers=2, max_jobs=2)
+    assert decide(s, machine.Admit(("a", "b", "c"))) == [machine.OpenJob("a"), machine.OpenJob("b")]
+    assert queue_limit(s) is None, "no place: the queue is not even read"
+    decide(s, machine.FoundQueued("a"))
+    decide(s, machine.FoundEnded("b"))  # cancelled since the queue was read
+    assert queue_limit(s) == 3
+    assert decide(s, machine.Admit(("a", "c"))) == [machine.OpenJob("c")], "a is being planned already"
+    assert decide(s, machine.Admit(("d",))) == []
+
+
+def test_only_the_jobs_asked_for_are_admitted() -> None:
+    s = state(only={"mine"})
+    assert decide(s, machine.Admit(("other", "mine"))) == [machine.OpenJob("mine")]
+
+
+def test_a_running_job_resumes_from_its_recorded_tiles_or_reduces_if_all_are_done() -> None:
+    s = state(workers=4)
+    running(s, "a", 4, done={0, 2})
+    assert tiles_of(decide(s, machine.Fill(0.0))) == [("a", 1), ("a", 3)]
+    running(s, "b", 2, done={0, 1})
+    assert decide(s, machine.Fill(0.0)) == [machine.StartStep(machine.REDUCE, "b")]
+
+
+def test_a_job_that_cannot_be_opened_is_failed() -> None:
+    s = state()
+    decide(s, machine.Admit(("a",)))
+    assert decide(s, machine.OpenFailed("a", KeyError("pk"))) == [
+        machine.FailJob("a", {"code": "internal_error", "message": "KeyError: 'pk'"})]
+    assert not s.holds("a")
+
+
+def test_a_job_ended_elsewhere_is_dropped_unless_it_is_reducing() -> None:
+    s = state(workers=2)
+    running(s, "a", 2)
+    running(s, "b", 0)  # all tiles done: reducing
+    assert decide(s, machine.JobsEnded(("a", "b"))) == []
+    assert "a" not in s.active and "b" in s.active
+    assert decide(s, machine.Fill(0.0)) == [machine.StartStep(machine.REDUCE, "b")]
+
+
+def test_a_step_that_fails_transiently_runs_again_and_a_plan_is_readmitted() -> None:
+    s = state(workers=2)
+    running(s, "r", 0)
+    decide(s, machine.Fill(0.0))
+    assert decide(s, machine.StepEnded(machine.REDUCE, "r", OSError("hiccup"))) == []
+    assert decide(s, machine.Fill(0.0)) == [machine.StartStep(machine.REDUCE, "r")]
+    decide(s, machine.Admit(("p",)))
+    decide(s, machine.FoundQueued("p"))
+    decide(s, machine.Fill(0.0))
+    assert decide(s, machine.StepEnded(machine.PLAN, "p", OSError("hiccup"))) == []
+    assert not s.holds("p") and decide(s, machine.Admit(("p",))) == [machine.OpenJob("p")]
+
+
+def test_a_step_that_keeps_failing_or_fails_for_good_fails_the_job() -> None:
+    s = state(workers=2)
+    decide(s, machine.Admit(("p",)))
+    for attempt in range(3):
+        decide(s, machine.FoundQueued("p"))
+        assert decide(s, machine.Fill(0.0)) == [machine.StartStep(machine.PLAN, "p")]
+        actions = decide(s, machine.StepEnded(machine.PLAN, "p", OSError("always")))
+        if attempt < 2:
+            assert actions == [] and decide(s, machine.Admit(("p",))) == [machine.OpenJob("p")]
+    assert actions == [machine.FailJob("p", {"code": "internal_error", "message": "OSError: always"})]
+    running(s, "r", 0)
+    decide(s, machine.Fill(0.0))
+    bad = InvalidSpecError("out", "exists")
+    assert decide(s, machine.StepEnded(machine.REDUCE, "r", bad)) == [machine.FailJob("r", {
+        "code": "invalid_input", "message": "out: exists", "field": "out"})]
+    # A step of a job cancelled meanwhile fails nothing more.
+    running(s, "c", 0)
+    decide(s, machine.Fill(0.0))
+    assert decide(s, machine.StepEnded(machine.REDUCE, "c", OSError("late"), job_ended=True)) == []
+    assert not s.holds("c")
+
+
+def test_the_decisions_read_no_clock_and_touch_no_store_thread_or_process() -> None:
+    import ast
+    from pathlib import Path
+
+    import tilefan.service.scheduler_decide as decide_module
+
+    allowed = {"__future__", "collections", "collections.abc", "concurrent.futures", "dataclasses", "typing",
+               "tilefan.errors", "tilefan.pipeline.error_codec", "tilefan.service.scheduler_parts",
+               "tilefan.service.scheduler_state"}
+    for module in (decide_module, machine):
+        tree = ast.parse(Path(str(module.__file__)).read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {str(n.module) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert imported <= allowed, f"{module.__name__} imports {sorted(imported - allowed)}"
