@@ -22,12 +22,12 @@ from tilefan.settings import AwsSettings, Config, Env, SpotSettings, parse_aws_s
 if TYPE_CHECKING:
     from tilefan.adapters.aws.ec2_capacity import Ec2SpotCapacity
     from tilefan.adapters.aws.sfn_runner import StepFunctionsRunner
-    from tilefan.service.jobs import JobService
+    from tilefan.service.core import JobCore
     from tilefan.service.scheduler import Scheduler
     from tilefan.service.worker import Worker, WorkerOptions
 
 __all__ = ["AwsSettings", "Config", "SpotSettings", "api_authorizer", "aws_settings", "build_aws_ports",
-           "build_aws_runner", "build_capacity", "build_scheduler", "build_service", "build_worker",
+           "build_aws_runner", "build_capacity", "build_core", "build_scheduler", "build_service", "build_worker",
            "embedded_ports", "load_config", "remote_settings", "spot_worker_options"]
 
 
@@ -87,28 +87,47 @@ def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | 
                      max_jobs=max_jobs)
 
 
-def build_service(config: Config | None = None) -> JobService:
-    """The REST API's service over the configured backend."""
-    from tilefan.service.jobs import JobService
+def build_core(config: Config | None = None, *, one_shot: bool = False) -> JobCore:
+    """The application core over the configured backend, for every door.
+
+    A server's core (``tilefan serve``, the Chalice app, the local job commands) starts
+    each job on its runner in the background. A ``one_shot`` core (``tilefan run`` and
+    ``resume``, the Python API) runs each job it is asked to here, in this process, on the
+    home's scheduler for just that job; if a server holds the home's lease, that server
+    runs it and the core follows its record."""
+    from tilefan.service.core import JobCore
 
     config = config or load_config()
-    if config.backend == "aws":
+    # A one-shot run is always the embedded backend's, in the configured home.
+    if not one_shot and config.backend == "aws":
         from tilefan.service.sfn_job_runner import StepFunctionsJobRunner
 
         settings = aws_settings()
         ports = build_aws_ports(settings)
         runner = StepFunctionsJobRunner(build_aws_runner(settings), ports, settings.state_machine_arn)
         # Step Functions keeps no queue of its own and dispatches in AWS, not in this process.
-        return JobService(ports, runner, config.limits, policy=settings.route_policy, places=None, serving=None)
-    if config.backend != "embedded":
+        return JobCore(ports, runner, config.limits, policy=settings.route_policy, places=None, serving=None)
+    if not one_shot and config.backend != "embedded":
         raise InvalidSpecError("TILEFAN_BACKEND", f"must be embedded or aws, got {config.backend!r}")
     from tilefan.domain.records import LOCAL_OWNER
 
-    # The caller starts the scheduler (``JobService.serving``) and stops it on shutdown. A home
-    # has one principal, so every job is LOCAL_OWNER's (as the CLI's and Python API's are).
-    scheduler = build_scheduler(config, threaded=True)
-    return JobService(scheduler.ports, scheduler, config.limits, policy=config.route_policy, principal=LOCAL_OWNER,
-                      queue=True, places=scheduler, serving=scheduler)
+    # A home has one principal, so every job is LOCAL_OWNER's, whichever door submitted it.
+    # A server's caller starts the scheduler (``JobService.serving``) and stops it on shutdown;
+    # a one-shot core's own scheduler runs no job by itself (``only`` is empty): each job
+    # runs on a scheduler of its own, made when it runs.
+    scheduler = build_scheduler(config, threaded=not one_shot, only=set() if one_shot else None)
+    here = functools.partial(_scheduler_of_one, config) if one_shot else None
+    return JobCore(scheduler.ports, scheduler, config.limits, policy=config.route_policy, principal=LOCAL_OWNER,
+                   queue=True, places=scheduler, serving=None if one_shot else scheduler, here=here)
+
+
+def _scheduler_of_one(config: Config, job_id: str) -> Scheduler:
+    return build_scheduler(config, only={job_id})
+
+
+def build_service(config: Config | None = None) -> JobCore:
+    """The REST API's core: a server's ``build_core``."""
+    return build_core(config)
 
 
 # --------------------------------------------------------------------------- AWS

@@ -1,8 +1,9 @@
 """The package's shape, read from the source with ``ast``: imports point one way
 (compute <- domain <- pipeline <- service <- entrypoints; adapters implement pipeline ports; bootstrap
 wires), no import cycle between tilefan modules (counting imports inside functions and
-under ``TYPE_CHECKING``), one reader of the environment, no module too long to read, and
-no port asked at run time what it can do (its capabilities are declared on ``Ports``)."""
+under ``TYPE_CHECKING``), doors that run jobs only through the application core, one reader
+of the environment, no module too long to read, and no port asked at run time what it can
+do (its capabilities are declared on ``Ports``)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,34 @@ def imported_modules(module: str) -> Iterator[str]:
             for alias in node.names:
                 sub = f"{source}.{alias.name}"
                 yield sub if sub in MODULES else source
+
+
+# What only the application core (``tilefan.service.core``) and the composition root may
+# use to run a job: a door that used them would run jobs its own way again.
+CORE_ONLY_MODULES = ("tilefan.pipeline.submit",)
+CORE_ONLY_NAMES = ("build_scheduler", "submit_job", "Scheduler")
+
+
+def is_scheduler(module: str) -> bool:
+    """``tilefan.service.scheduler`` and its parts, wherever the runtimes' folders put them."""
+    return module.startswith("tilefan.service.") and module.rpartition(".")[2].startswith("scheduler")
+
+
+def past_the_core(source: str) -> list[str]:
+    """What a door's source uses that only the core and bootstrap may: the submit step, a
+    scheduler module, or ``build_scheduler``/``submit_job``/``Scheduler`` by name."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name in CORE_ONLY_MODULES or is_scheduler(a.name)]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module in CORE_ONLY_MODULES or is_scheduler(node.module):
+                found.append(node.module)
+            found += [f"{node.module}.{a.name}" for a in node.names
+                      if a.name in CORE_ONLY_NAMES or is_scheduler(f"{node.module}.{a.name}")]
+        elif isinstance(node, ast.Attribute) and node.attr in CORE_ONLY_NAMES:
+            found.append(node.attr)
+    return found
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -125,6 +154,30 @@ def test_dependencies_point_one_way() -> None:
         if layer(target) in FORBIDDEN.get(layer(module), set())
     )
     assert wrong == []
+
+
+def test_doors_run_jobs_only_through_the_core() -> None:
+    doors = [m for m in MODULES if m.startswith("tilefan.entrypoints")]
+    assert "tilefan.entrypoints.cli_run" in doors and "tilefan.entrypoints.api" in doors
+    wrong = {m: found for m in doors if (found := past_the_core(MODULES[m].read_text()))}
+    assert wrong == {}
+
+
+def test_the_core_rule_sees_each_way_past_the_core() -> None:
+    # Guards the rule above against passing because it recognises nothing.
+    source = """
+import tilefan.pipeline.submit
+from tilefan.bootstrap import build_scheduler, build_core
+from tilefan.pipeline.submit import admit
+from tilefan.service import scheduler
+from tilefan.service.scheduler_steps import JobSteps
+from tilefan import bootstrap
+bootstrap.build_scheduler(config)
+"""
+    assert past_the_core(source) == [
+        "tilefan.pipeline.submit", "tilefan.bootstrap.build_scheduler", "tilefan.pipeline.submit",
+        "tilefan.service.scheduler", "tilefan.service.scheduler_steps", "build_scheduler"]
+    assert past_the_core("from tilefan.bootstrap import build_core\ncore = build_core(one_shot=True)") == []
 
 
 def test_the_library_never_imports_the_chalice_app_or_its_lambda_doors() -> None:

@@ -1,8 +1,9 @@
 """Response models: the public shapes the REST API returns, for the OpenAPI document.
 
 The service builds plain dicts (``JobRecord.to_dict``, ``JobService``); these models state
-their shape once so ``tilefan.entrypoints.openapi`` can generate the schema, and tests
-check real responses against it. Fields that may be absent are optional without being
+their shape once so ``tilefan.entrypoints.openapi`` can generate the schema, and the
+service validates each job, job page and upload answer against them before it leaves
+(``tilefan.service.responses``). Fields that may be absent are optional without being
 nullable; fields that are always present but may be empty are required and nullable.
 """
 

@@ -30,13 +30,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tilefan.domain.chunks import is_zarr
 from tilefan.entrypoints.api_arrays import chunked_source
 from tilefan.errors import InvalidSpecError, ReportedError, TilefanError
+
+if TYPE_CHECKING:
+    from tilefan.service.core import JobCore
 
 ArrayLike = np.ndarray | str | os.PathLike[str]
 IN_MEMORY_LIMIT = 1 << 30  # bytes: larger outputs come back as np.memmap
@@ -100,27 +103,26 @@ def _open_run(home: str | os.PathLike[str] | None, use_config: bool) -> _Run:
     return _Run(Path(tempfile.mkdtemp(prefix="tilefan-")), temporary=True)
 
 
-def _execute(run: _Run, raw: dict[str, Any], workers: int | None, progress: bool) -> dict[str, Any]:
-    """Submit ``raw`` and run it to the end on the home's scheduler, as ``tilefan run``
-    does (if a server holds the home, it runs the job and this follows it); the final
-    record, or JobFailedError. Interrupted (Ctrl-C, a notebook's stop), the job is
-    cancelled and its partial output removed."""
-    from tilefan.bootstrap import build_scheduler, embedded_ports, load_config
-    from tilefan.entrypoints.progress import JobProgress
-    from tilefan.pipeline.submit import submit_job
+def _core(run: _Run, workers: int | None) -> JobCore:
+    """The core that runs this call's job here, in the run's home."""
+    from tilefan.bootstrap import build_core, load_config
 
     config = replace(load_config(), home=run.home)
     if workers is not None:
         config = replace(config, workers=workers)
-    record = submit_job(embedded_ports(config.home), raw, limits=config.limits, policy=config.route_policy,
-                        queue=True)
-    runner = build_scheduler(config, only={record.job_id})
+    return build_core(config, one_shot=True)
+
+
+def _execute(core: JobCore, raw: dict[str, Any], progress: bool) -> dict[str, Any]:
+    """Submit ``raw`` and run it to the end here, as ``tilefan run`` does (if a server
+    holds the home, it runs the job and this follows it); the final record, or
+    JobFailedError. Interrupted (Ctrl-C, a notebook's stop), the job is cancelled and its
+    partial output removed."""
+    from tilefan.entrypoints.progress import JobProgress
+
+    record = core.submit_here(raw)
     with JobProgress(record.kind, disable=not progress) as bar:
-        try:
-            final = runner.run_until_done(record.job_id, on_progress=bar.update).to_dict()
-        except KeyboardInterrupt:
-            runner.cancel(record.job_id)
-            raise
+        final = core.run_here(record.job_id, on_progress=bar.update).to_dict()
     if final["status"] != "SUCCEEDED":
         err = final.get("error") or {}
         if err.get("code") == "invalid_input":
@@ -156,7 +158,7 @@ def _matrix(kind: str, a: ArrayLike, b: ArrayLike, tile: int | tuple[int, int] |
             raw["tile"] = list(tile) if isinstance(tile, tuple) else tile
         if out is not None:
             raw["out"] = os.path.abspath(os.fspath(out))
-        final = _execute(run, raw, workers, progress)
+        final = _execute(_core(run, workers), raw, progress)
         path = final["result"]["output"]
         return _load(path, in_memory_limit, keep=out is not None or not run.temporary)
     finally:
@@ -238,18 +240,15 @@ def atoms(grid: int | tuple[int, int, int] | None = None, atoms: ArrayLike | int
         elif field:
             raw["field_out"] = str(run.home / "fields" / f"{os.getpid()}-{id(raw):x}.npy")
             (run.home / "fields").mkdir(parents=True, exist_ok=True)
+        core = _core(run, workers)
         target = stage_map(raw)
         if target is not None:
-            from tilefan.bootstrap import embedded_ports, load_config
-            from tilefan.domain.spec import AtomsSpec, parse_spec
-            from tilefan.pipeline.inputs import load_atoms_file
+            from tilefan.domain.spec import AtomsSpec
 
-            blobs = embedded_ports(run.home).blobs
-            spec = parse_spec(dict(raw), limits=load_config().limits,
-                              load_atoms=lambda uri: load_atoms_file(blobs, uri))
+            spec = core.admit(raw)
             if isinstance(spec, AtomsSpec):
                 check_target(target, spec.grid)
-        final = _execute(run, raw, workers, progress)
+        final = _execute(core, raw, progress)
         res = final["result"]
         phi = None
         if field and target is not None:

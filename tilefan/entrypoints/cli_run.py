@@ -9,9 +9,12 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tilefan.entrypoints.cli_common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, FLAG_OF, field_message, summary
+
+if TYPE_CHECKING:
+    from tilefan.service.core import DryRun
 
 
 def _abs(path: str | None) -> str | None:
@@ -91,16 +94,13 @@ def _flag_error(flag: str, message: str) -> _FlagError:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tilefan.bootstrap import build_scheduler, embedded_ports, load_config
-    from tilefan.domain.plan import plan
+    from tilefan.bootstrap import build_core, load_config
     from tilefan.domain.spec import AtomsSpec
     from tilefan.entrypoints.cli_paths import PathError, refuse_output_over_input, refuse_unwritable_output
     from tilefan.entrypoints.field_maps import check_target, discard, finish_map, stage_map
     from tilefan.entrypoints.progress import JobProgress, throughput_line
     from tilefan.errors import InvalidSpecError, TilefanError
     from tilefan.pipeline.error_codec import plain_message
-    from tilefan.pipeline.report import tile_report
-    from tilefan.pipeline.submit import admit, submit_job
 
     try:
         raw = raw_spec(args)
@@ -121,30 +121,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             from dataclasses import replace
 
             config = replace(config, workers=args.workers)
-        ports = embedded_ports(config.home)
-        target = None if args.dry_run else stage_map(raw)
+        core = build_core(config, one_shot=True)
+        if args.dry_run:
+            return _dry_run(core.plan_only(raw), config.workers, config.kernel, args.json)
+        target = stage_map(raw)
         if target is not None:
-            spec = admit(ports, raw, config.limits, config.route_policy)
+            spec = core.admit(raw)
             if isinstance(spec, AtomsSpec):
                 check_target(target, spec.grid)
-        if args.dry_run:
-            spec = admit(ports, raw, config.limits, config.route_policy)
-            the_plan = plan("dry-run", spec, config.route_policy)
-            manifest = the_plan.manifest()
-            from tilefan.domain.cost_model import predict
-
-            manifest["aws_prediction"] = predict(manifest, config.route_policy).to_dict()
-            if args.json:
-                print(json.dumps(manifest, indent=2))
-            else:
-                from tilefan.entrypoints.plan_table import plan_table, time_here
-
-                print(plan_table(manifest, time_here(the_plan, spec, config.workers, config.kernel)))
-            return EXIT_OK
-        record = submit_job(ports, raw, limits=config.limits, policy=config.route_policy, queue=True)
         # The home's scheduler runs it here, unless a server holds the home's lease: then
         # that server runs it (with the cores it already uses) and this just follows it.
-        runner = build_scheduler(config, only={record.job_id})
+        record = core.submit_here(raw)
     except (_FlagError, PathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -162,10 +149,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     bar = JobProgress(record.kind, file=sys.stderr, disable=not sys.stderr.isatty())
     try:
-        final = runner.run_until_done(record.job_id, on_progress=bar.update)
+        final = core.run_here(record.job_id, on_progress=bar.update)
     except KeyboardInterrupt:
-        # Cancel so the record says so and the partial output is removed.
-        runner.cancel(record.job_id)
+        # The core cancelled it, so the record says so and the partial output is removed.
         if target is not None:
             discard(target)
         print(f"\ninterrupted: job {record.job_id} cancelled, nothing written", file=sys.stderr)
@@ -182,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {field_message(err.get('field'), plain_message(err))}", file=sys.stderr)
         return EXIT_INVALID if err.get("code") == "invalid_input" else EXIT_FAILED
     if not args.json:
-        report = tile_report(ports, record.job_id)["summary"]
+        report = core.report(record.job_id)["summary"]
         summary(doc, sys.stdout, report["route_counts"])
         line = throughput_line(doc, report["tile_seconds_total"])
         if line:
@@ -190,6 +176,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _dry_run(dry: DryRun, workers: int, kernel: str, as_json: bool) -> int:
+    """``--dry-run``: the plan as a table, with its time here and its AWS cost (``--json``: the manifest)."""
+    if as_json:
+        print(json.dumps(dry.manifest, indent=2))
+    else:
+        from tilefan.entrypoints.plan_table import plan_table, time_here
+
+        print(plan_table(dry.manifest, time_here(dry.plan, dry.spec, workers, kernel)))
+    return EXIT_OK
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -197,10 +192,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from tilefan.entrypoints.resume_cli import resume
     from tilefan.errors import JobNotFoundError
     from tilefan.pipeline.error_codec import plain_message
-    from tilefan.pipeline.report import tile_report
 
     try:
-        final, ports = resume(args.job_id)
+        final, core = resume(args.job_id)
     except JobNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -214,5 +208,5 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"job {args.job_id} is {doc['status']}", file=sys.stderr)
         return EXIT_FAILED
     if not args.json:
-        summary(doc, sys.stdout, tile_report(ports, args.job_id)["summary"]["route_counts"])
+        summary(doc, sys.stdout, core.report(args.job_id)["summary"]["route_counts"])
     return EXIT_OK

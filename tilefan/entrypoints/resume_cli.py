@@ -9,24 +9,26 @@ this command follows the record until the job ends.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from tilefan.domain.records import JobRecord
-from tilefan.pipeline.ports import Ports
+
+if TYPE_CHECKING:
+    from tilefan.service.core import JobCore
 
 
-def resume(job_id: str) -> tuple[JobRecord, Ports]:
-    """Run the job to its end (JobNotFoundError if unknown); its final record and the ports."""
-    from tilefan.bootstrap import build_scheduler, load_config
+def resume(job_id: str) -> tuple[JobRecord, JobCore]:
+    """Run the job to its end (JobNotFoundError if unknown); its final record and the core."""
+    from tilefan.bootstrap import build_core
 
-    scheduler = build_scheduler(load_config(), only={job_id})
-    record = scheduler.ports.jobs.get_job(job_id)
-    if record.status.terminal:
-        return record, scheduler.ports
-    print(f"resuming job {job_id} ({record.status.value}, {record.tiles_done} of {record.tiles_total} tiles done)",
-          file=sys.stderr)
+    core = build_core(one_shot=True)
+    record = core.record(job_id)
+    if not record.status.terminal:
+        print(f"resuming job {job_id} ({record.status.value}, {record.tiles_done} of {record.tiles_total} tiles "
+              "done)", file=sys.stderr)
     try:
-        return scheduler.run_until_done(job_id), scheduler.ports
+        return core.resume(job_id), core
     except KeyboardInterrupt:
-        status = scheduler.ports.jobs.get_job(job_id).status.value
+        status = core.record(job_id).status.value
         print(f"\ninterrupted: job {job_id} stays {status} and can be resumed again", file=sys.stderr)
         raise

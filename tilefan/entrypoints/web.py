@@ -126,15 +126,8 @@ def web_pages(service: ServiceProvider, *, authorizer: Authorizer | None = None)
 
     @web.route("/jobs/{job_id}/slice", methods=["GET"], authorizer=authorizer)
     def job_slice(job_id: str) -> Response:
-        from tilefan.pipeline.slices import atoms_slice
-
         jobs = service()
-
-        def slice_of() -> dict[str, Any]:
-            jobs.ports.jobs.get_job(job_id, caller_of(jobs, web))  # someone else's job: not found
-            return atoms_slice(jobs.ports, job_id)
-
-        return answer(slice_of)
+        return answer(lambda: jobs.atoms_slice(job_id, caller_of(jobs, web)))
 
     @web.route("/jobs/{job_id}/report/{name}", methods=["GET"], authorizer=authorizer)
     def report_file(job_id: str, name: str) -> Response:

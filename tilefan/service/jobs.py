@@ -1,7 +1,9 @@
 """What the REST API does, free of any web framework.
 
 The Chalice routes (``rest.py``) turn requests into these calls and the results into
-responses, on AWS and under ``tilefan serve`` alike.
+responses, on AWS and under ``tilefan serve`` alike. ``tilefan.service.core.JobCore``
+adds running a job here to these calls: it is the one object every door is given. Each
+answer is checked against its response model (``responses.documented``).
 
 Every job has an owner, and the routes pass the caller's (``owner_of``): on AWS the
 identity API Gateway authenticated, on the embedded backend the home's one principal
@@ -27,6 +29,7 @@ from tilefan.pipeline.lifecycle import fail_job
 from tilefan.pipeline.ports import JobRunner, Ports, QueuePlace, Serving
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import new_job_id, submit_job
+from tilefan.service.responses import documented
 from tilefan.service.rest_door import restrict
 from tilefan.service.uploads import Uploads
 
@@ -88,10 +91,10 @@ class JobService:
         except Exception as exc:
             fail_job(self.ports, job_id, error_body(exc), clock=self.clock)
             raise
-        return self.describe(self.ports.jobs.get_job(record.job_id))
+        return documented("job", self.describe(self.ports.jobs.get_job(record.job_id)))
 
     def get(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
-        return self.describe(self.ports.jobs.get_job(job_id, self._owner(owner)))
+        return documented("job", self.describe(self.ports.jobs.get_job(job_id, self._owner(owner))))
 
     def describe(self, record: JobRecord) -> dict[str, Any]:
         doc = record.to_dict()
@@ -116,7 +119,7 @@ class JobService:
     def list(self, limit: Any = None, cursor: str | None = None, owner: str | None = None) -> dict[str, Any]:
         size = 20 if limit is None else _page_size(limit)
         records, next_cursor = self.ports.jobs.list_jobs(size, cursor or None, self._owner(owner))
-        return {"jobs": [self.describe(r) for r in records], "next_cursor": next_cursor}
+        return documented("job_page", {"jobs": [self.describe(r) for r in records], "next_cursor": next_cursor})
 
     def cancel(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
         record = self.ports.jobs.get_job(job_id, self._owner(owner))  # someone else's: not found
@@ -133,6 +136,9 @@ class JobService:
 
     def create_upload(self, body: Any, owner: str | None = None) -> dict[str, Any]:
         """An upload ID and where to send the file; a job then names it as {"file": key}."""
+        return documented("upload_target", self._upload_target(body, owner))
+
+    def _upload_target(self, body: Any, owner: str | None) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise InvalidSpecError("body", "must be a JSON object like {\"filename\": \"A.npy\"}")
         name = check_upload_name(body.get("filename"))
@@ -148,11 +154,13 @@ class JobService:
     def receive_upload(self, upload_id: str, name: str, data: bytes, owner: str | None = None,
                        declared: int | None = None) -> dict[str, Any]:
         """Embedded backend only: store an issued upload's bytes, once (on AWS the client posts to S3)."""
-        return self.uploads.receive(upload_id, name, self.owner_of(self._owner(owner)), data, self.clock(), declared)
+        return documented("upload_stored", self.uploads.receive(upload_id, name, self.owner_of(self._owner(owner)),
+                                                                data, self.clock(), declared))
 
     def complete_upload(self, upload_id: str, owner: str | None = None) -> dict[str, Any]:
         """POST /uploads/{id}/complete: check the sent file and record it COMPLETE (idempotent)."""
-        return self.uploads.complete(upload_id, self.owner_of(self._owner(owner)), self.clock())
+        return documented("upload_complete", self.uploads.complete(upload_id, self.owner_of(self._owner(owner)),
+                                                                   self.clock()))
 
     def output(self, job_id: str, which: Output, owner: str | None = None) -> tuple[str, str | bytes]:
         """A finished job's output: ("redirect", presigned URL) on AWS, ("bytes", the .npy) locally."""
@@ -175,6 +183,18 @@ class JobService:
         how, _ = self.output(job_id, "field", owner)  # the same checks: the caller's, finished, with a field
         spec = self.ports.jobs.get_job(job_id).spec
         return spec, lambda: self.ports.blobs.read_array(field_key(job_id)), how == "redirect"
+
+    def record(self, job_id: str, owner: str | None = None) -> JobRecord:
+        """The job's record, typed, as the local doors read it (someone else's: not found)."""
+        return self.ports.jobs.get_job(job_id, self._owner(owner))
+
+    def atoms_slice(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
+        """The web page's heat map: a slice through a finished atoms job's field."""
+        from tilefan.pipeline.slices import atoms_slice
+
+        self.record(job_id, owner)  # someone else's job: not found
+        return atoms_slice(self.ports, job_id)
+
 
 def _page_size(raw: Any) -> int:
     # Digits only, as the OpenAPI document's integer says: int() would also take "", " 5",

@@ -1,0 +1,109 @@
+"""The application core over a temporary home: what the local doors (``tilefan run`` and
+``resume``, the Python API) do through it, and the answers the REST doors send through it
+being exactly what the response models in the OpenAPI document dump."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from tilefan.bootstrap import Config, build_core
+from tilefan.domain.models_api import Job, JobPage, UploadComplete, UploadStored, UploadTarget
+from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
+from tilefan.errors import InvalidSpecError
+from tilefan.service.core import JobCore
+from tilefan.service.scheduler import Scheduler
+
+MATMUL = {"kind": "matmul", "a": {"shape": "30x20"}, "b": {"shape": [20, 10]}, "seed": 3, "tile": 16,
+          "verify": True}
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> JobCore:
+    return build_core(Config(home=tmp_path / "home", workers=2), one_shot=True)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[JobCore]:
+    core = build_core(Config(home=tmp_path / "home", workers=2))
+    try:
+        yield core
+    finally:
+        assert isinstance(core.runner, Scheduler)
+        core.runner.stop()
+
+
+def test_a_local_run_goes_through_the_core_to_its_end(core: JobCore) -> None:
+    seen: list[JobRecord] = []
+    final = core.run(MATMUL, on_progress=seen.append)
+    assert final.status is Status.SUCCEEDED and final.result is not None
+    assert final.result["verification"]["passed"] is True
+    assert final.owner == LOCAL_OWNER
+    assert seen and seen[-1].status is Status.SUCCEEDED and seen[-1].job_id == final.job_id
+    assert core.report(final.job_id)["summary"]["tiles_done"] == final.tiles_total == 2
+    assert core.get(final.job_id)["status"] == "SUCCEEDED"
+
+
+def test_a_dry_run_and_a_refused_request_record_nothing(core: JobCore) -> None:
+    dry = core.plan_only(MATMUL)
+    assert len(dry.plan.tiles) == 2 and dry.spec.kind.value == "matmul"
+    assert dry.manifest["aws_prediction"] and len(dry.manifest["tiles"]) == 2
+    with pytest.raises(InvalidSpecError) as refused:
+        core.admit({**MATMUL, "grid": 4})
+    assert refused.value.field == "grid"
+    assert core.list()["jobs"] == []
+
+
+def test_an_interrupted_run_is_cancelled_and_an_interrupted_resume_is_not(core: JobCore) -> None:
+    def interrupt(record: JobRecord) -> None:
+        raise KeyboardInterrupt
+
+    record = core.submit_here(MATMUL)
+    with pytest.raises(KeyboardInterrupt):
+        core.run_here(record.job_id, on_progress=interrupt)
+    assert core.record(record.job_id).status is Status.CANCELLED
+
+    again = core.submit_here(MATMUL)
+    with pytest.raises(KeyboardInterrupt):
+        core.resume(again.job_id, on_progress=interrupt)
+    assert not core.record(again.job_id).status.terminal  # left to be resumed
+    assert core.resume(again.job_id).status is Status.SUCCEEDED
+    assert core.resume(again.job_id).status is Status.SUCCEEDED  # ended: its record at once
+
+
+def test_a_servers_core_runs_nothing_here_and_records_nothing_when_asked(server: JobCore) -> None:
+    with pytest.raises(RuntimeError, match="one_shot"):
+        server.run(MATMUL)
+    assert server.list()["jobs"] == []
+
+
+def dumped(model: type[BaseModel], answer: dict[str, Any]) -> dict[str, Any]:
+    return model.model_validate(answer).model_dump(mode="json", exclude_unset=True, warnings=False)
+
+
+def test_the_answers_are_what_the_documented_models_dump(server: JobCore) -> None:
+    import io
+
+    import numpy as np
+
+    accepted = server.submit(MATMUL)
+    assert dumped(Job, accepted) == accepted
+    assert isinstance(server.runner, Scheduler)
+    server.runner.wait(accepted["job_id"], 60)
+    done = server.get(accepted["job_id"])
+    assert done["status"] == "SUCCEEDED" and dumped(Job, done) == done
+    page = server.list(limit="5")
+    assert page["jobs"] == [done] and dumped(JobPage, page) == page
+
+    target = server.create_upload({"filename": "A.npy"})
+    assert dumped(UploadTarget, target) == target
+    buffer = io.BytesIO()
+    np.save(buffer, np.ones((3, 4)))
+    stored = server.receive_upload(target["upload_id"], "A.npy", buffer.getvalue())
+    assert dumped(UploadStored, stored) == stored == {"key": target["key"], "bytes": len(buffer.getvalue())}
+    complete = server.complete_upload(target["upload_id"])
+    assert complete["status"] == "COMPLETE" and dumped(UploadComplete, complete) == complete
