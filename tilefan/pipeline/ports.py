@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tilefan.domain.assembly import PartLimits
+from tilefan.domain.plan import Plan
 from tilefan.domain.records import JobRecord, Status, TileResult
 from tilefan.domain.tiling import Region
 
@@ -289,7 +290,10 @@ class Ports:
 class JobRunner(Protocol):
     """Starts and stops jobs: the embedded process pool or Step Functions."""
 
-    def start(self, job_id: str) -> None: ...
+    def start(self, job_id: str, plan: Plan | None = None) -> None:
+        """Start a QUEUED job; ``plan``, the one its submission cut, spares a runner that
+        plans in this process from cutting it again (one that plans elsewhere ignores it)."""
+        ...
 
     def cancel(self, job_id: str) -> bool:
         """Mark the job CANCELLED and stop its work; False if it had already finished."""

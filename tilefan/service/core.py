@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tilefan.domain.plan import Plan, plan
+from tilefan.domain.plan import Plan, plan_unless_planned
 from tilefan.domain.records import JobRecord
 from tilefan.domain.spec import JobSpec, Limits
 from tilefan.pipeline.ports import JobRunner, Ports
-from tilefan.pipeline.submit import admit, submit_job
+from tilefan.pipeline.submit import admit, admit_planned, submit
 from tilefan.service.jobs import JobService
 
 OnProgress = Callable[[JobRecord], None]
@@ -32,7 +32,8 @@ OnProgress = Callable[[JobRecord], None]
 class RunsHere(Protocol):
     """Runs one job in this process until it ends (the embedded scheduler)."""
 
-    def run_until_done(self, job_id: str, on_progress: OnProgress | None = None) -> JobRecord: ...
+    def run_until_done(self, job_id: str, on_progress: OnProgress | None = None,
+                       poll_s: float = 0.1, plan: Plan | None = None) -> JobRecord: ...
 
     def cancel(self, job_id: str) -> bool: ...
 
@@ -58,6 +59,7 @@ class JobCore(JobService):
         super().__init__(ports, runner, limits, **service)
         # None on a server's core: its runner starts jobs in the background instead.
         self.here = here
+        self._plans: dict[str, Plan] = {}  # plans of jobs submitted here, until they run here
 
     # ------------------------------------------------------------------ before recording
 
@@ -69,8 +71,8 @@ class JobCore(JobService):
         """``--dry-run``: the plan of a request, and what it would cost on AWS."""
         from tilefan.domain.cost_model import predict  # only a dry run prices a plan
 
-        spec = self.admit(raw)
-        the_plan = plan("dry-run", spec, self.policy)
+        spec, fitted = admit_planned(self.ports, raw, self.limits, self.policy)
+        the_plan = plan_unless_planned("dry-run", spec, self.policy, fitted)
         manifest = the_plan.manifest()
         manifest["aws_prediction"] = predict(manifest, self.policy).to_dict()
         return DryRun(spec, the_plan, manifest)
@@ -80,8 +82,11 @@ class JobCore(JobService):
     def submit_here(self, raw: Any) -> JobRecord:
         """Record a trusted local request (it names its own paths) as QUEUED, to run here."""
         self._here()  # refused before anything is recorded
-        return submit_job(self.ports, raw, limits=self.limits, clock=self.clock, policy=self.policy,
-                          owner=self.owner_of(self.principal), queue=self.queue)
+        submission = submit(self.ports, raw, limits=self.limits, clock=self.clock, policy=self.policy,
+                            owner=self.owner_of(self.principal), queue=self.queue)
+        # Handed to the plan step when the job runs here, so the job is planned once.
+        self._plans[submission.record.job_id] = submission.plan
+        return submission.record
 
     def run_here(self, job_id: str, on_progress: OnProgress | None = None) -> JobRecord:
         """Run a recorded job here to its end; its final record. Interrupted (Ctrl-C, a
@@ -89,7 +94,7 @@ class JobCore(JobService):
         output is removed, and KeyboardInterrupt goes on up."""
         runner = self._here()(job_id)
         try:
-            return runner.run_until_done(job_id, on_progress=on_progress)
+            return runner.run_until_done(job_id, on_progress=on_progress, plan=self._plans.pop(job_id, None))
         except KeyboardInterrupt:
             runner.cancel(job_id)
             raise

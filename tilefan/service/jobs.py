@@ -28,7 +28,7 @@ from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import fail_job
 from tilefan.pipeline.ports import JobRunner, Ports, QueuePlace, Serving
 from tilefan.pipeline.report import tile_report
-from tilefan.pipeline.submit import new_job_id, submit_job
+from tilefan.pipeline.submit import new_job_id, submit
 from tilefan.service.responses import documented
 from tilefan.service.rest_door import restrict
 from tilefan.service.uploads import Uploads
@@ -84,14 +84,14 @@ class JobService:
         job_id = new_job_id()
         body = restrict(body, job_id, who, self.uploads, self.ports.jobs)
         links = {"self": f"/jobs/{job_id}", "report": f"/jobs/{job_id}/report", **self.runner.links(job_id)}
-        record = submit_job(self.ports, body, limits=self.limits, clock=self.clock, job_id=job_id, links=links,
+        submission = submit(self.ports, body, limits=self.limits, clock=self.clock, job_id=job_id, links=links,
                             policy=self.policy, owner=who, queue=self.queue)
         try:
-            self.runner.start(job_id)
+            self.runner.start(job_id, submission.plan)
         except Exception as exc:
             fail_job(self.ports, job_id, error_body(exc), clock=self.clock)
             raise
-        return documented("job", self.describe(self.ports.jobs.get_job(record.job_id)))
+        return documented("job", self.describe(self.ports.jobs.get_job(submission.record.job_id)))
 
     def get(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
         return documented("job", self.describe(self.ports.jobs.get_job(job_id, self._owner(owner))))

@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tilefan.domain.plan import Plan
 from tilefan.domain.records import JobRecord, Status
 from tilefan.pipeline.lifecycle import cancel_job, fail_job
 from tilefan.pipeline.plan import planned_tiles
@@ -51,6 +52,7 @@ from tilefan.service.scheduler_parts import (
     job_kernel,
     runs_inline,
 )
+from tilefan.service.scheduler_state import PLAN
 from tilefan.service.scheduler_steps import STEPS, StepThreads
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ if TYPE_CHECKING:
 
 __all__ = ["JobQueue", "Lease", "PoolSettings", "RetryPolicy", "Scheduler", "is_permanent"]
 
+
+_HANDED_PLANS = 64  # submissions' plans held for plan steps not yet run
 
 class Scheduler:
     """Runs the home's jobs (or only ``only``); the REST service's and the CLI's runner."""
@@ -76,6 +80,7 @@ class Scheduler:
         self.state = self._fresh_state()
         self._tiles: dict[cf.Future[Any], tuple[str, int]] = {}
         self._steps: dict[cf.Future[Any], tuple[str, str]] = {}
+        self._plans: dict[str, Plan] = {}  # submissions' plans, until their plan steps
         self._pool: WorkerPool | None = None  # made at the first tile that needs it
         self._inline = InlineExecutor(ports)
         self._threads = StepThreads(ports, self.max_jobs)
@@ -93,8 +98,10 @@ class Scheduler:
 
     # ------------------------------------------------------------------ JobRunner
 
-    def start(self, job_id: str) -> None:
-        """The job is already QUEUED in the store: wake the dispatcher (started on first use)."""
+    def start(self, job_id: str, plan: Plan | None = None) -> None:
+        """The job is already QUEUED in the store: wake the dispatcher (started on first use).
+        ``plan``, the one its submission cut, is handed to its plan step."""
+        self._hand(job_id, plan)
         with self._lock:
             if self._thread is None:
                 self.serve_in_thread()
@@ -142,9 +149,10 @@ class Scheduler:
             thread.join(self.grace_s + 5)
 
     def run_until_done(self, job_id: str, on_progress: Callable[[JobRecord], None] | None = None,
-                       poll_s: float = 0.1) -> JobRecord:
+                       poll_s: float = 0.1, plan: Plan | None = None) -> JobRecord:
         """The CLI's mode: dispatch here until the job ends; if another process holds the
         lease, follow the job's record while that scheduler runs it."""
+        self._hand(job_id, plan)
 
         def ended() -> bool:
             record = self.ports.jobs.get_job(job_id)
@@ -212,7 +220,9 @@ class Scheduler:
             return self._open(action.job_id)
         if isinstance(action, machine.StartStep):
             executor = self._get_pool() if self.state.steps_in_pool else self._threads
-            fut = _submit(executor, STEPS[action.step], action.job_id, self.settings.policy)
+            # The plan its submission cut, if this process submitted it: the step plans once.
+            planned = self._plans.pop(action.job_id, None) if action.step == PLAN else None
+            fut = _submit(executor, STEPS[action.step], action.job_id, self.settings.policy, planned)
             self._steps[fut] = (action.step, action.job_id)
         elif isinstance(action, machine.RunTile):
             executor = self._inline if action.inline else self._get_pool()
@@ -244,6 +254,15 @@ class Scheduler:
             return machine.FoundRunning(job_id, todo, job_kernel(record, self.settings.kernel), inline)
         except Exception as exc:  # the job's failure is recorded, not raised
             return machine.OpenFailed(job_id, exc)
+
+    def _hand(self, job_id: str, plan: Plan | None) -> None:
+        if plan is not None:
+            with self._lock:
+                # Held only until the job's plan step; a job planned elsewhere never takes
+                # its plan, so keep the newest few.
+                self._plans[job_id] = plan
+                while len(self._plans) > _HANDED_PLANS:
+                    self._plans.pop(next(iter(self._plans)))
 
     def _get_pool(self) -> cf.Executor:
         if self.settings.workers == 1:

@@ -15,20 +15,22 @@ import concurrent.futures as cf
 from collections.abc import Callable
 from typing import Any
 
+from tilefan.domain.plan import Plan
 from tilefan.domain.routing import RoutePolicy
 from tilefan.pipeline.ports import Ports
 from tilefan.service.scheduler_state import PLAN, REDUCE
 
 
-def plan_step(job_id: str, policy: RoutePolicy, ports: Ports | None = None) -> None:
-    """Plan a QUEUED job (in a pool worker, through its ports, unless ``ports`` is given)."""
+def plan_step(job_id: str, policy: RoutePolicy, planned: Plan | None = None, ports: Ports | None = None) -> None:
+    """Plan a QUEUED job (in a pool worker, through its ports, unless ``ports`` is given),
+    with the plan its submission cut when this process has it."""
     from tilefan.pipeline.plan import plan_job
 
-    plan_job(ports or _pool_ports(), job_id, policy=policy)
+    plan_job(ports or _pool_ports(), job_id, policy=policy, planned=planned)
 
 
-def reduce_step(job_id: str, policy: RoutePolicy, ports: Ports | None = None) -> None:
-    """Reduce a RUNNING job whose tiles are all recorded done."""
+def reduce_step(job_id: str, policy: RoutePolicy, planned: Plan | None = None, ports: Ports | None = None) -> None:
+    """Reduce a RUNNING job whose tiles are all recorded done (``planned`` is plan_step's, unused)."""
     from tilefan.pipeline.reduce import reduce_job
 
     reduce_job(ports or _pool_ports(), job_id)

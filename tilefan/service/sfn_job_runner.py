@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from tilefan.domain.plan import Plan
 from tilefan.pipeline.lifecycle import cancel_job
 from tilefan.pipeline.ports import Ports
 
@@ -33,7 +34,8 @@ class StepFunctionsJobRunner:
         self.ports = ports
         self.state_machine_arn = state_machine_arn
 
-    def start(self, job_id: str) -> None:
+    def start(self, job_id: str, plan: Plan | None = None) -> None:
+        # The state machine's plan Lambda plans in its own process: the plan cannot travel.
         self.sfn.start(job_id)
 
     def cancel(self, job_id: str) -> bool:

@@ -1,0 +1,54 @@
+"""Through the real doors, a submission's job is cut into tiles once: the core hands the
+plan its submission cut to the embedded scheduler's plan step, and the scheduler reads the
+tiles the plan step stored. Counted for a one-shot run (``tilefan run``, the Python API)
+and for a server's core (REST, ``tilefan serve``); a dry run plans once too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tilefan.service.scheduler_steps  # noqa: F401  (in sys.modules, so the spy reaches it)
+from tests.unit.test_plan_once import ADD, ATOMS, MATMUL, count_plans
+from tilefan.bootstrap import Config, build_core
+from tilefan.domain.records import Status
+from tilefan.pipeline import plan as pipeline_plan  # noqa: F401
+from tilefan.service.scheduler import Scheduler
+
+KINDS = pytest.mark.parametrize("raw", [MATMUL, ADD, ATOMS, {**ATOMS, "tile": 16}],
+                                ids=["matmul", "add", "atoms", "atoms-tiles"])
+
+
+@KINDS
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_one_shot_run_plans_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: dict[str, Any],
+                                   workers: int) -> None:
+    core = build_core(Config(home=tmp_path / "home", workers=workers), one_shot=True)
+    tilings = count_plans(monkeypatch)
+    record = core.run(raw)
+    assert record.status is Status.SUCCEEDED
+    assert len(tilings) == 1, tilings
+
+
+@KINDS
+def test_a_server_submission_plans_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        raw: dict[str, Any]) -> None:
+    core = build_core(Config(home=tmp_path / "home", workers=2))
+    assert isinstance(core.runner, Scheduler)
+    tilings = count_plans(monkeypatch)
+    try:
+        job = core.submit(raw)
+        core.runner.wait(job["job_id"], timeout=60)
+        assert core.ports.jobs.get_job(job["job_id"]).status is Status.SUCCEEDED
+    finally:
+        core.runner.stop()
+    assert len(tilings) == 1, tilings
+
+
+def test_a_dry_run_plans_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    core = build_core(Config(home=tmp_path / "home", workers=2), one_shot=True)
+    tilings = count_plans(monkeypatch)
+    dry = core.plan_only(ATOMS)
+    assert len(tilings) == 1 and len(dry.manifest["tiles"]) == len(dry.plan.tiles) == 16
