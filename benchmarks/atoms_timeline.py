@@ -10,9 +10,14 @@ process's wall time into:
 - ``plan``: submission to the first tile's start (planning, staging, the pool's start);
 - ``tiles``: first tile start to last tile end, with the workers' idle share (the time a
   worker spent between two of its tiles: dispatch, store writes, reading inputs);
-- ``end``: last tile end to process exit (reduce, the pool's stop, the report, exit).
+- ``end``: last tile end to process exit (reduce, the pool's stop, the report, exit);
+- ``cpu``: CPU seconds of the process and its pool's workers, against ``kernel_cpu``, the
+  pairs at the C kernel's one-thread rate per CPU-second measured here (CPU time, which a
+  loaded machine does not inflate): ``cpu_overhead`` is the work that is not the kernel.
 
-Per-tile CPU use is not split: the tile's own figure is its compute and its store writes.
+``limit_s`` is the best kernel on every core over the whole grid (``atoms_hardware``), in
+the same round; ``whole_pct`` and ``tiles_pct`` are the whole run's and the tile phase's
+speed against it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,7 +41,10 @@ sys.path.insert(0, str(ROOT))
 from tilefan.bootstrap import embedded_ports  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from atoms_hardware import _limit, child_env  # noqa: E402
+from atoms_hardware import _limit, _table, child_env  # noqa: E402
+
+from tilefan.compute import threads  # noqa: E402
+from tilefan.domain import ckernel  # noqa: E402
 
 
 def one_round(tilefan: str, grid: int, atoms: int, precision: str, extra: list[str],
@@ -43,10 +52,12 @@ def one_round(tilefan: str, grid: int, atoms: int, precision: str, extra: list[s
     with tempfile.TemporaryDirectory() as home:
         cmd = [tilefan, "run", "atoms", "--grid", str(grid), "--atoms", str(atoms), "--seed", "3",
                "--precision", precision, "--json", *extra]
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.time()
         out = subprocess.run(cmd, env={**env, "TILEFAN_HOME": home}, check=True, capture_output=True,
                              cwd=home, text=True).stdout
         t1 = time.time()
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         record = json.loads(out)
         results = embedded_ports(Path(home)).jobs.tile_results(record["job_id"])
     timings = record["timings"]
@@ -62,6 +73,8 @@ def one_round(tilefan: str, grid: int, atoms: int, precision: str, extra: list[s
     compute = sum(r.finished_at - r.started_at for r in results)
     return {
         "wall": t1 - t0,
+        # The process and its pool's workers (reaped by it, so counted in its children's time).
+        "cpu": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
         "start": timings["submitted_at"] - t0,
         "plan": first - timings["submitted_at"],
         "tiles": last - first,
@@ -71,6 +84,18 @@ def one_round(tilefan: str, grid: int, atoms: int, precision: str, extra: list[s
         "tiles_n": float(len(results)),
         "workers": float(len(by_worker)),
     }
+
+
+def _cpu_rate(grid: int, atoms: int, precision: str) -> float:
+    """G pairs per CPU-second of the C kernel on one thread (CPU time: load does not bias it)."""
+    threads.configure(threads.ComputeBudget(1))
+    table = _table(atoms, grid)
+    region = ((0, max(1, grid // 16)), (0, grid), (0, grid))
+    cpu = time.thread_time()
+    ckernel.atoms_potential_c(table, (0.0, 0.0, 0.0), 1.0, 0.0, region, precision)
+    rate = region[0][1] * grid * grid * atoms / (time.thread_time() - cpu) / 1e9
+    threads.configure(threads.ComputeBudget(threads.usable_cpus()))
+    return rate
 
 
 def main() -> None:
@@ -91,6 +116,8 @@ def main() -> None:
         row["limit_s"] = pairs / limit
         row["whole_pct"] = 100 * row["limit_s"] / row["wall"]
         row["tiles_pct"] = 100 * row["limit_s"] / row["tiles"]
+        row["kernel_cpu"] = pairs / _cpu_rate(args.grid, args.atoms, args.precision)
+        row["cpu_overhead"] = row["cpu"] - row["kernel_cpu"]
         rows.append(row)
     print(f"{args.grid}³ × {args.atoms} atoms, {args.precision}, median of {args.rounds}; "
           f"load {os.getloadavg()[0]:.1f}")
