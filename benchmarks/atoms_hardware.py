@@ -174,7 +174,7 @@ def cmd_whole(args: argparse.Namespace) -> None:
         f"{name}: whole `tilefan run` | ratio" for name in runs_of) + " |")
     print("|---|---|---|" + "---|---|" * len(runs_of))
     for g in (int(x) for x in args.grids.split(",")):
-        for precision in PRECISIONS:
+        for precision in args.precisions.split(","):
             pairs = g**3 * args.atoms
             limits: list[float] = []
             measured: list[float] = []
@@ -219,6 +219,7 @@ def main() -> None:
     w.add_argument("--grids", default="256,384")
     w.add_argument("--atoms", type=int, default=1000)
     w.add_argument("--rounds", type=int, default=2)
+    w.add_argument("--precisions", default=",".join(PRECISIONS))
     w.add_argument("--baseline", help="another source tree (git archive REV tilefan | tar -x -C DIR, its C "
                                       "kernel copied in) run the same way, interleaved")
     m = sub.add_parser("make-run")

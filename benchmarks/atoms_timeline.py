@@ -105,9 +105,10 @@ def main() -> None:
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tilefan", default=str(Path(sys.executable).with_name("tilefan")))
+    parser.add_argument("--source", help="run another source tree's package (git archive REV tilefan | tar -x -C DIR)")
     parser.add_argument("extra", nargs="*", help="more `tilefan run atoms` options, after --")
     args = parser.parse_args()
-    env = child_env()
+    env = child_env(args.source)
     rows = []
     for _ in range(args.rounds):
         limit = _limit(args.grid, args.atoms, args.precision)  # G pairs/s, interleaved with the runs

@@ -103,8 +103,10 @@ def _compute_matrix_tile(
     key = output_key(job_id, spec)
     assert key is not None
     written = False
+    # A pool worker's BLAS keeps to one thread (the product, and the checksums' dot), set
+    # at its first matrix tile: atoms tiles never pay for finding the BLAS libraries.
+    threads.limit_blas()
     if spec.kind is Kind.MATMUL:
-        threads.limit_blas()  # a pool worker's BLAS keeps to one thread, set at its first product
         a = matrix_block(ports.blobs, spec.a, (r0, r1), (0, spec.a.shape[1]))
         staged = panel_layout(spec)  # the plan step staged B's panels: read this tile's alone
         if staged is not None:
