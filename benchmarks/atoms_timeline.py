@@ -13,11 +13,13 @@ process's wall time into:
 - ``end``: last tile end to process exit (reduce, the pool's stop, the report, exit);
 - ``cpu``: CPU seconds of the process and its pool's workers, against ``kernel_cpu``, the
   pairs at the C kernel's one-thread rate per CPU-second measured here (CPU time, which a
-  loaded machine does not inflate): ``cpu_overhead`` is the work that is not the kernel.
+  loaded machine inflates far less than wall time): ``cpu_overhead`` is the work that is
+  not the kernel.
 
 ``limit_s`` is the best kernel on every core over the whole grid (``atoms_hardware``), in
 the same round; ``whole_pct`` and ``tiles_pct`` are the whole run's and the tile phase's
-speed against it.
+speed against it. ``--source DIR`` times another source tree's package instead (a
+baseline exported with ``git archive REV tilefan | tar -x -C DIR``, its C kernel copied in).
 """
 
 from __future__ import annotations
