@@ -306,6 +306,26 @@ def _tiled_min(field: np.ndarray, tile: tuple[int, int, int], order: list[int] |
     return combine_all("atoms", stats)
 
 
+@FAST
+@given(
+    shape=st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 5)),
+    seed=st.integers(0, 2**32),
+    bad=st.sampled_from([None, np.nan, np.inf, -np.inf]),
+    dtype=DTYPES,
+)
+def test_finite_block_min_is_block_min_of_a_finite_field_and_none_otherwise(
+    shape: tuple[int, int, int], seed: int, bad: float | None, dtype: str
+) -> None:
+    rng = np.random.default_rng(seed)
+    phi = rng.integers(-3, 3, shape).astype(dtype)  # small integers: ties are common
+    if bad is not None:
+        phi.flat[int(rng.integers(phi.size))] = bad
+    region = ((1, 1 + shape[0]), (2, 2 + shape[1]), (0, shape[2]))
+    grid = (shape[0] + 3, shape[1] + 4, shape[2])
+    expected = kernels.block_min(phi, region, grid) if np.isfinite(phi).all() else None
+    assert kernels.finite_block_min(phi, region, grid) == expected
+
+
 def test_block_min_ties_go_to_the_lowest_flat_index_not_the_first_tile() -> None:
     grid, tile = (4, 4, 4), (2, 2, 4)
     field = np.ones(grid)

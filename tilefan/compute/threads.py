@@ -51,25 +51,46 @@ def usable_cpus() -> int:
 @dataclass(frozen=True)
 class ComputeBudget:
     """How a tile in this process computes: ``threads`` threads, each holding one of
-    ``tokens`` while it computes (None: the process has its CPUs to itself)."""
+    ``tokens`` while it computes (None: the process has its CPUs to itself), and BLAS on
+    at most ``blas_threads`` threads (None: as BLAS starts, every core)."""
 
     threads: int
     tokens: CoreTokens | None = None
+    blas_threads: int | None = None
 
 
 _budget = ComputeBudget(usable_cpus())
 _executor: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, threads, executor)
 _executor_lock = threading.Lock()
+_blas_limited: tuple[int, int] | None = None  # (pid, threads) of the limit applied in this process
 
 
 def configure(budget: ComputeBudget) -> None:
     """Set this process's budget (the pool's initializer, the worker and the Lambda do)."""
     global _budget
-    _budget = ComputeBudget(max(1, budget.threads), budget.tokens)
+    _budget = ComputeBudget(max(1, budget.threads), budget.tokens, budget.blas_threads)
 
 
 def budget() -> ComputeBudget:
     return _budget
+
+
+def limit_blas() -> None:
+    """Hold BLAS to the budget's ``blas_threads`` in this process, before BLAS work.
+
+    Applied at the first matrix product rather than when a pool worker starts: finding
+    the process's BLAS libraries (threadpoolctl) takes 25-40 ms of CPU, which every worker
+    would pay before its first atoms tile, on the critical path of a job that never
+    multiplies a matrix. The limit stays for the process's life, so it is applied once.
+    """
+    global _blas_limited
+    wanted = _budget.blas_threads
+    if wanted is None or _blas_limited == (os.getpid(), wanted):
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(wanted)
+    _blas_limited = (os.getpid(), wanted)
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:

@@ -7,6 +7,8 @@ with different rounding of 1/sqrt).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tilefan.domain.tiling import Region
@@ -93,3 +95,25 @@ def block_min(phi: np.ndarray, region: Region, grid: tuple[int, int, int]) -> tu
     gi, gj, gk = region[0][0] + int(li), region[1][0] + int(lj), region[2][0] + int(lk)
     flat = (gi * grid[1] + gj) * grid[2] + gk
     return float(phi.flat[local]), flat
+
+
+def finite_block_min(phi: np.ndarray, region: Region, grid: tuple[int, int, int]) -> tuple[float, int] | None:
+    """``block_min`` of a tile's field, or None if any value is NaN or infinite.
+
+    Two vectorised passes and no temporary, where ``np.isfinite(phi).all()`` then
+    ``block_min`` allocate a mask as large as the field and make three: ``argmin`` stops at
+    the first NaN (NumPy orders NaN first) or finds -inf as the minimum, and with neither
+    present, only +inf is left, which the maximum shows.
+
+    >>> grid = (1, 2, 3)
+    >>> finite_block_min(np.array([[[3.0, -1.0, 2.0], [-1.0, 0.0, 5.0]]]), ((0, 1), (0, 2), (0, 3)), grid)
+    (-1.0, 1)
+    >>> finite_block_min(np.array([[[3.0, np.inf, 2.0]]]), ((0, 1), (1, 2), (0, 3)), grid) is None
+    True
+    >>> finite_block_min(np.array([[[3.0, np.nan, -np.inf]]]), ((0, 1), (1, 2), (0, 3)), grid) is None
+    True
+    """
+    value, flat = block_min(phi, region, grid)
+    if not math.isfinite(value) or not math.isfinite(float(phi.max())):
+        return None
+    return value, flat

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tilefan.compute import threads
 from tilefan.domain import kernels
 from tilefan.domain.atoms import find_atom_on_grid
 from tilefan.domain.bpanels import panel_layout
@@ -102,6 +103,9 @@ def _compute_matrix_tile(
     key = output_key(job_id, spec)
     assert key is not None
     written = False
+    # A pool worker's BLAS keeps to one thread (the product, and the checksums' dot), set
+    # at its first matrix tile: atoms tiles never pay for finding the BLAS libraries.
+    threads.limit_blas()
     if spec.kind is Kind.MATMUL:
         a = matrix_block(ports.blobs, spec.a, (r0, r1), (0, spec.a.shape[1]))
         staged = panel_layout(spec)  # the plan step staged B's panels: read this tile's alone
@@ -153,11 +157,12 @@ def _compute_atoms_tile(
 ) -> tuple[dict[str, Any], int, int]:
     table = ports.blobs.read_array(atoms_key(job_id))
     phi = kernel(table, spec.origin, spec.spacing, spec.softening, region, spec.precision)
-    if not np.isfinite(phi).all():
+    found = kernels.finite_block_min(phi, region, spec.grid)
+    if found is None:
         hit = find_atom_on_grid(table, spec)
         where = f"atom {hit[0]} sits on grid point {hit[1]}" if hit else "a distance rounded to zero"
         raise TileFailedError(tile_id, f"the potential is infinite: {where}; set a softening length > 0")
-    value, flat = kernels.block_min(phi, region, spec.grid)
+    value, flat = found
     written = 0
     if spec.field_out:
         ports.blobs.write_region(spec.field_out, job_id, region, phi)

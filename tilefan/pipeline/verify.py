@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tilefan.compute import threads
 from tilefan.domain import kernels
 from tilefan.domain.atoms import atoms_rtol
 from tilefan.domain.spec import MAX_COORD, AtomsSpec, Kind, MatrixSpec
@@ -49,6 +50,7 @@ def _verify_add(blobs: BlobStore, job_id: str, spec: MatrixSpec, out_key: str) -
 
 
 def _verify_matmul(blobs: BlobStore, job_id: str, spec: MatrixSpec, out_key: str, seed: int) -> dict[str, Any]:
+    threads.limit_blas()  # Freivalds' products run in a pool worker when a server shares its pool
     m, k = spec.a.shape
     n = spec.b.shape[1]
     rng = np.random.default_rng(seed)
@@ -81,6 +83,7 @@ def _verify_matmul(blobs: BlobStore, job_id: str, spec: MatrixSpec, out_key: str
 def verify_atoms(
     blobs: BlobStore, job_id: str, spec: AtomsSpec, table: np.ndarray, result: dict[str, Any], seed: int
 ) -> dict[str, Any]:
+    threads.limit_blas()
     rng = np.random.default_rng(seed)
     total = spec.units_total
     picks = rng.choice(total, size=min(ATOMS_SAMPLES, total), replace=False)

@@ -61,14 +61,11 @@ def init_worker(make_ports: Callable[[], Ports], owner_pid: int, tokens: CoreTok
     the workers' own tiles already keep every core busy.
     """
     global _worker_ports
-    from threadpoolctl import threadpool_limits
-
     die_with_parent()
     if os.getppid() != owner_pid and not owner_alive(owner_pid):
         os._exit(1)  # the owner died while this worker was starting
     threading.Thread(target=_watch, args=(owner_pid,), name="owner-watchdog", daemon=True).start()
-    threadpool_limits(1)
-    threads.configure(ComputeBudget(usable_cpus(), tokens))
+    threads.configure(ComputeBudget(usable_cpus(), tokens, blas_threads=1))  # applied at the first matrix product
     _worker_ports = make_ports()
 
 

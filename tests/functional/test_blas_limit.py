@@ -1,0 +1,52 @@
+"""A pool worker's BLAS limit: applied at its first matrix product, never for atoms.
+
+Each case runs in a fresh interpreter, since a BLAS limit holds for a process's life.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+WORKER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from tilefan.compute import threads
+    from tilefan.service.pool_worker import init_worker
+
+    init_worker(lambda: None, 0)  # a pool worker's setup (the owner pid 0 is never gone)
+    assert "threadpoolctl" not in sys.modules, "the worker paid for threadpoolctl before any product"
+    assert threads.budget().blas_threads == 1
+    {body}
+""")
+
+
+def _run(body: str) -> None:
+    code = WORKER.format(body=textwrap.dedent(body).strip())
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_atoms_tile_never_loads_threadpoolctl() -> None:
+    _run("""
+        from tilefan.domain import ckernel, kernels
+        table = np.array([[0.5, 0.5, 0.5, 1.0], [2.5, 1.5, 0.5, -1.0]])
+        kernel = ckernel.load() or kernels.atoms_potential
+        phi = kernel(table, (0.0, 0.0, 0.0), 1.0, 0.0, ((0, 4), (0, 4), (0, 4)), "float64")
+        assert kernels.finite_block_min(phi, ((0, 4), (0, 4), (0, 4)), (4, 4, 4)) is not None
+        assert "threadpoolctl" not in sys.modules
+    """)
+
+
+@pytest.mark.parametrize("calls", [1, 2])
+def test_the_first_product_holds_blas_to_one_thread(calls: int) -> None:
+    _run(f"""
+        from threadpoolctl import threadpool_info
+        for _ in range({calls}):
+            threads.limit_blas()
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas), blas
+    """)
