@@ -115,8 +115,8 @@ typecheck: $(STAMP)
 
 # The tests run the C atoms kernel: rebuilt whenever its source changes (pip install built
 # the first one).
-KERNEL_SO := tilefan/domain/_atoms_kernel.so
-$(KERNEL_SO): tilefan/domain/atoms_kernel.c
+KERNEL_SO := tilefan/compute/_atoms_kernel.so
+$(KERNEL_SO): tilefan/compute/atoms_kernel.c
 	bash stepfunctions/build_kernel.sh
 
 pytest: $(STAMP) $(KERNEL_SO)
@@ -160,7 +160,7 @@ wheelhouse: package
 worker-lock: $(STAMP)
 	bash stepfunctions/wheelhouse.sh lock
 
-## The C atoms kernel (tilefan/domain/_atoms_kernel.so) for this checkout; needs gcc.
+## The C atoms kernel (tilefan/compute/_atoms_kernel.so) for this checkout; needs gcc.
 kernel:
 	bash stepfunctions/build_kernel.sh
 

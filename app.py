@@ -15,8 +15,8 @@ from typing import Any
 from chalice import Chalice
 
 from tilefan.bootstrap import api_authorizer, build_service
-from tilefan.entrypoints.rest_access import ALLOW_ALL
-from tilefan.entrypoints.rest_app import http_app
+from tilefan.entrypoints.http.access import ALLOW_ALL
+from tilefan.entrypoints.http.rest_app import http_app
 
 app = http_app(Chalice(app_name="tilefan"), functools.cache(build_service), authorizer=api_authorizer(),
                access=ALLOW_ALL)

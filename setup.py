@@ -1,6 +1,6 @@
 """Build the C atoms kernel into the package when a C compiler is present.
 
-The kernel is a plain shared library that ``tilefan.domain.ckernel`` loads with ctypes
+The kernel is a plain shared library that ``tilefan.compute.ckernel`` loads with ctypes
 (no Python API, no libc symbol), so it is built with the same flags as
 ``stepfunctions/build_kernel.sh`` and named ``_atoms_kernel.so`` without an ABI tag. With
 no compiler the install still succeeds: tilefan then runs its NumPy kernel and says so,
@@ -14,7 +14,7 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNEL = "tilefan.domain._atoms_kernel"
+KERNEL = "tilefan.compute._atoms_kernel"
 
 
 class OptionalKernel(build_ext):
@@ -48,7 +48,7 @@ setup(
     ext_modules=[
         Extension(
             KERNEL,
-            sources=["tilefan/domain/atoms_kernel.c"],
+            sources=["tilefan/compute/atoms_kernel.c"],
             # -ffast-math only at compile time: linked with it, gcc adds crtfastmath.o, which
             # changes the floating-point mode of the whole Python process.
             extra_compile_args=["-O3", "-ffast-math", "-std=c11"],

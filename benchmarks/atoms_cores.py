@@ -5,7 +5,7 @@
 - **lambda**: the tile Lambda's handler (``chalicelib.lambdas``) run by the real state
   machine under moto (the test suite's emulated stack), one tile per job; measured around
   the handler's tile call, in the process that runs it.
-- **spot**: a spot worker (``tilefan.service.worker.Worker`` over SQS and a task token, in
+- **spot**: a spot worker (``tilefan.runtimes.spot.worker.Worker`` over SQS and a task token, in
   moto) taking a tile the planner routed to spot; measured around the worker's tile call.
 - **pool**: the embedded scheduler's process pool (one worker per core, sharing one token
   per core), running a one-tile job: the tile alone gets every core; measured inside the
@@ -72,7 +72,7 @@ def spot_door(args: argparse.Namespace) -> tuple[float, float]:
     from tests.functional.aws_stack import aws_api
     from tests.functional.identity import ALICE, client_as
     from tests.functional.rest_client import submit, wait_job
-    from tilefan.domain import ckernel
+    from tilefan.compute import ckernel
 
     seen: list[tuple[float, float]] = []
     original = spot_module.run_tile
@@ -94,8 +94,8 @@ def spot_door(args: argparse.Namespace) -> tuple[float, float]:
 
 def _tile_in_pool(job_id: str, tile_id: int) -> tuple[float, float]:
     """Runs in a pool worker: the scheduler's own tile function, timed from inside."""
-    from tilefan.domain import ckernel
-    from tilefan.service.pool_worker import tile_in_worker
+    from tilefan.compute import ckernel
+    from tilefan.runtimes.embedded.pool_worker import tile_in_worker
 
     cpu, wall = time.process_time(), time.perf_counter()
     tile_in_worker(job_id, tile_id, "lambda", ckernel.atoms_potential_c)
@@ -111,7 +111,7 @@ def _pool_tiles(args: argparse.Namespace, tiles: int) -> list[tuple[float, float
     from tilefan.compute.threads import usable_cpus
     from tilefan.pipeline.plan import plan_job
     from tilefan.pipeline.submit import submit_job
-    from tilefan.service.worker_pool import WorkerPool
+    from tilefan.runtimes.embedded.worker_pool import WorkerPool
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)

@@ -39,8 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tilefan.compute import threads  # noqa: E402
-from tilefan.domain import ckernel, kernels  # noqa: E402
+from tilefan.compute import ckernel, threads  # noqa: E402
+from tilefan.domain import kernels  # noqa: E402
 
 PRECISIONS = ("float64", "float32")
 

@@ -49,7 +49,7 @@ def whole(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"C kernel": ROOT, "NumPy kernel": ROOT}
         for precision in ("float32", "float64"):
-            cmd = [sys.executable, "-m", "tilefan.entrypoints.cli", "run", "atoms", "--grid", "256", "--atoms",
+            cmd = [sys.executable, "-m", "tilefan.entrypoints.cli.main", "run", "atoms", "--grid", "256", "--atoms",
                    "1000", "--seed", "3", "--precision", precision]
             times: dict[str, list[float]] = {name: [] for name in trees}
             for round_ in range(rounds + 1):  # the first round warms caches and is dropped
@@ -79,8 +79,8 @@ def main() -> None:
 
     from atoms_hardware import _numba_kernel  # numba's loop, as tilefan shipped it, when numba is importable
 
-    from tilefan.compute import threads
-    from tilefan.domain import ckernel, kernels
+    from tilefan.compute import ckernel, threads
+    from tilefan.domain import kernels
 
     threads.configure(threads.ComputeBudget(1))  # per-thread rates: every contender on one core
 

@@ -45,8 +45,7 @@ from tilefan.bootstrap import embedded_ports  # noqa: E402
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from atoms_hardware import _limit, _table, child_env  # noqa: E402
 
-from tilefan.compute import threads  # noqa: E402
-from tilefan.domain import ckernel  # noqa: E402
+from tilefan.compute import ckernel, threads  # noqa: E402
 
 
 def one_round(tilefan: str, grid: int, atoms: int, precision: str, extra: list[str],

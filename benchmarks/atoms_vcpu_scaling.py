@@ -19,10 +19,9 @@ import time
 
 import numpy as np
 
-from tilefan.compute import threads
-from tilefan.domain import ckernel
+from tilefan.compute import ckernel, threads
 from tilefan.domain.randgen import random_atoms
-from tilefan.domain.spec import RandomAtoms
+from tilefan.domain.spec.parse import RandomAtoms
 from tilefan.domain.tiling import Region
 
 

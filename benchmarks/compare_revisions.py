@@ -57,7 +57,7 @@ def main() -> None:
         out = Path(tmp) / "C.npy"
         revisions = {
             "base": ([PY, "-m", args.base_cli, "run"], args.base.resolve()),
-            "this": ([PY, "-m", "tilefan.entrypoints.cli", "run"], ROOT),
+            "this": ([PY, "-m", "tilefan.entrypoints.cli.main", "run"], ROOT),
         }
         print(f"| job | base median | this median | this / base |\n|---|---|---|---|  ({args.rounds} rounds)")
         for name, job in jobs(a, b, out).items():

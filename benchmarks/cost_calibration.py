@@ -53,7 +53,7 @@ def main() -> None:
             spent.append(time.perf_counter() - start)
         print(f"matmul {m}x{k} @ {k}x{m} {dtype}: {2 * m * m * k / statistics.median(spent) / 1e9:.1f} GFLOP/s")
 
-    from tilefan.domain import ckernel
+    from tilefan.compute import ckernel
 
     fn = ckernel.load(use_level=2)
     if fn is None:

@@ -53,7 +53,7 @@ def main() -> None:
 
     from tilefan.adapters.aws.dynamo_store import DynamoJobStore, create_table
     from tilefan.domain.records import JobRecord, Status, TileResult
-    from tilefan.domain.spec import Limits, parse_spec
+    from tilefan.domain.spec.parse import Limits, parse_spec
 
     with mock_aws():
         client = boto3.client("dynamodb")

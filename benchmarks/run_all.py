@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
 PY = sys.executable
-TILEFAN = [PY, "-m", "tilefan.entrypoints.cli"]
+TILEFAN = [PY, "-m", "tilefan.entrypoints.cli.main"]
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -106,7 +106,7 @@ def bench_atoms(rounds: int) -> None:
         sys.path.insert(0, str(ROOT))
         from tilefan.domain import kernels
         from tilefan.domain.randgen import random_atoms
-        from tilefan.domain.spec import RandomAtoms
+        from tilefan.domain.spec.parse import RandomAtoms
 
         table = random_atoms(RandomAtoms(1000, 3), (256, 256, 256), (0.0, 0.0, 0.0), 1.0)
         for precision in ("float64", "float32"):

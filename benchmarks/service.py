@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-TILEFAN = [sys.executable, "-m", "tilefan.entrypoints.cli"]
+TILEFAN = [sys.executable, "-m", "tilefan.entrypoints.cli.main"]
 SMALL = {"kind": "add", "a": {"shape": [64, 64]}, "b": {"shape": [64, 64]}, "tile": 32}
 CLIENTS = 25
 

@@ -86,7 +86,7 @@ def race(rounds: int, env: dict[str, str], baseline: str | None) -> dict[str, li
 
 def slowest_imports(env: dict[str, str], top: int = 15) -> list[tuple[int, str]]:
     """The ``top`` imports with the most cumulative time (µs) in one run of the job."""
-    out = subprocess.run([PY, "-X", "importtime", "-c", "import sys; from tilefan.entrypoints.cli import main; "
+    out = subprocess.run([PY, "-X", "importtime", "-c", "import sys; from tilefan.entrypoints.cli.main import main; "
                           f"sys.exit(main({JOB!r}))"], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     rows = []
     for line in out.stderr.splitlines():

@@ -147,8 +147,8 @@ def main() -> None:
 
 def _raw(cli: str, out_dir: str) -> dict[str, Any]:
     """The spec ``tilefan run`` builds from the make-run flags."""
-    from tilefan.entrypoints.cli import build_parser
-    from tilefan.entrypoints.cli_run import raw_spec
+    from tilefan.entrypoints.cli.main import build_parser
+    from tilefan.entrypoints.cli.run import raw_spec
 
     parsed = build_parser().parse_args(["run", *cli.format(d=out_dir).split()])
     return raw_spec(parsed)

@@ -29,8 +29,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from tilefan import bootstrap
+from tilefan.compute.kernel_choice import AtomsKernel, choose_atoms_kernel
 from tilefan.domain.capacity import workers_to_launch
-from tilefan.domain.kernel_choice import AtomsKernel, choose_atoms_kernel
 from tilefan.domain.records import Status
 from tilefan.domain.routing import SPOT
 from tilefan.errors import CapacityError, JobNotFoundError

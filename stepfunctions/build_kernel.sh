@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Compile the C atoms kernel (tilefan/domain/atoms_kernel.c) into a shared library.
+# Compile the C atoms kernel (tilefan/compute/atoms_kernel.c) into a shared library.
 #
-#   stepfunctions/build_kernel.sh [OUT]     # default tilefan/domain/_atoms_kernel.so
+#   stepfunctions/build_kernel.sh [OUT]     # default tilefan/compute/_atoms_kernel.so
 #
 # -nostdlib with libgcc only: the library imports no libc symbol, so it loads under any
 # glibc (the Lambda python3.13 runtime has 2.34, python3.11's 2.26) and any Python. -ffast-math is a compile flag only:
@@ -9,12 +9,12 @@
 # the whole Python process when the library loads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${1:-tilefan/domain/_atoms_kernel.so}"
+OUT="${1:-tilefan/compute/_atoms_kernel.so}"
 CC="${CC:-gcc}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 "$CC" -O3 -ffast-math -fPIC -std=c11 -Wall -Wextra -Werror \
-    -c tilefan/domain/atoms_kernel.c -o "$work/atoms_kernel.o"
+    -c tilefan/compute/atoms_kernel.c -o "$work/atoms_kernel.o"
 "$CC" -shared -nostdlib -Wl,-z,noexecstack -o "$work/kernel.so" "$work/atoms_kernel.o" -lgcc
 if command -v objdump >/dev/null && objdump -T "$work/kernel.so" | grep -q GLIBC_; then
     echo "build_kernel: the kernel needs glibc symbols:" >&2

@@ -86,7 +86,7 @@ with zipfile.ZipFile(sys.argv[1]) as z:
     names = set(z.namelist())
     unzipped = sum(i.file_size for i in z.infolist())
 zipped = __import__("os").path.getsize(sys.argv[1])
-for needed in ("app.py", "chalicelib/lambdas.py", "tilefan/pipeline/tile.py", "tilefan/domain/_atoms_kernel.so"):
+for needed in ("app.py", "chalicelib/lambdas.py", "tilefan/pipeline/tile.py", "tilefan/compute/_atoms_kernel.so"):
     assert needed in names, f"{needed} is missing from the deployment package"
 for prefix in ("numpy/_core/_multiarray_umath", "pydantic_core/_pydantic_core"):
     assert any(n.startswith(prefix) and n.endswith(".so") for n in names), f"no {prefix} extension"

@@ -35,9 +35,9 @@ for mod in pkgutil.iter_modules(aws.__path__, "tilefan.adapters.aws."):
     __import__(mod.name)
 import numpy as np
 assert float((np.ones((64, 32)) @ np.ones((32, 16))).sum()) == 64 * 32 * 16
-from tilefan.domain import ckernel
+from tilefan.compute import ckernel
 assert ckernel.load() is not None, "the compiled atoms kernel does not load"
-from tilefan.entrypoints import web
+from tilefan.entrypoints.http import web
 import swagger_ui_bundle, pathlib
 missing = [f for f in web.SWAGGER_FILES if not (pathlib.Path(swagger_ui_bundle.swagger_ui_path) / f).is_file()]
 assert not missing, missing

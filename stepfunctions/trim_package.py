@@ -13,7 +13,7 @@ Rewrites the zip in place and prints its size before and after. What goes (``dro
 - type stubs (``*.pyi`` only: ``*.py`` stays) and ``__pycache__``/``*.pyc`` (built for
   another interpreter build, and written again on first import anyway);
 - the Swagger UI files ``GET /docs`` never serves: source maps and the ES-module and
-  unbundled builds (the page loads ``tilefan.entrypoints.web.SWAGGER_FILES`` only).
+  unbundled builds (the page loads ``tilefan.entrypoints.http.web.SWAGGER_FILES`` only).
 
 ``stepfunctions/smoke_package.py`` then imports the trimmed package with only the runtime's
 SDK beside it, so a rule that drops something needed fails the build.

@@ -33,7 +33,7 @@ def __getattr__(name: str) -> Any:
     if name == "__version__":
         return _version()
     if name in _API:
-        return getattr(import_module("tilefan.entrypoints.api"), name)
+        return getattr(import_module("tilefan.entrypoints.sdk.api"), name)
     if name == "Client":
-        return import_module("tilefan.entrypoints.client").Client
+        return import_module("tilefan.entrypoints.sdk.client").Client
     raise AttributeError(f"module 'tilefan' has no attribute {name!r}")

@@ -22,9 +22,9 @@ from tilefan.settings import AwsSettings, Config, Env, SpotSettings, parse_aws_s
 if TYPE_CHECKING:
     from tilefan.adapters.aws.ec2_capacity import Ec2SpotCapacity
     from tilefan.adapters.aws.sfn_runner import StepFunctionsRunner
+    from tilefan.runtimes.embedded.scheduler import Scheduler
+    from tilefan.runtimes.spot.worker import Worker, WorkerOptions
     from tilefan.service.core import JobCore
-    from tilefan.service.scheduler import Scheduler
-    from tilefan.service.worker import Worker, WorkerOptions
 
 __all__ = ["AwsSettings", "Config", "SpotSettings", "api_authorizer", "aws_settings", "build_aws_ports",
            "build_aws_runner", "build_capacity", "build_core", "build_scheduler", "build_service", "build_worker",
@@ -70,7 +70,7 @@ def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | 
     """The home's scheduler: its SQLite queue, one pool of ``config.workers`` processes and
     the home's lease (``only``: run just these jobs, as the CLI does)."""
     from tilefan.adapters.embedded.lease import FileLease
-    from tilefan.service.scheduler import PoolSettings, Scheduler
+    from tilefan.runtimes.embedded.scheduler import PoolSettings, Scheduler
 
     ports = embedded_ports(config.home)
     assert isinstance(ports.jobs, SqliteJobStore)
@@ -100,7 +100,7 @@ def build_core(config: Config | None = None, *, one_shot: bool = False) -> JobCo
     config = config or load_config()
     # A one-shot run is always the embedded backend's, in the configured home.
     if not one_shot and config.backend == "aws":
-        from tilefan.service.sfn_job_runner import StepFunctionsJobRunner
+        from tilefan.runtimes.stepfunctions.job_runner import StepFunctionsJobRunner
 
         settings = aws_settings()
         ports = build_aws_ports(settings)
@@ -185,7 +185,7 @@ def build_capacity(settings: AwsSettings | None = None, session: Any = None) -> 
 
 def spot_worker_options(spot: SpotSettings, name: str) -> WorkerOptions:
     """The worker loop's options from the spot settings (``TILEFAN_WORKER_*``)."""
-    from tilefan.service.worker import WorkerOptions
+    from tilefan.runtimes.spot.worker import WorkerOptions
 
     return WorkerOptions(name=name, wait_s=spot.wait_s, visibility_s=spot.visibility_s, idle_s=spot.idle_s,
                          interruption_poll_s=spot.interruption_poll_s, tile_limit_s=spot.tile_limit_s)
@@ -203,10 +203,10 @@ def build_worker(
     from tilefan.adapters.aws.imds import Imds
     from tilefan.adapters.aws.sqs_queue import SqsTileQueue
     from tilefan.adapters.aws.task_tokens import TaskTokens
-    from tilefan.domain.kernel_choice import choose_atoms_kernel
+    from tilefan.compute.kernel_choice import choose_atoms_kernel
     from tilefan.errors import MetadataError
     from tilefan.pipeline.tile import run_tile
-    from tilefan.service.worker import Worker
+    from tilefan.runtimes.spot.worker import Worker
 
     settings = settings or aws_settings()
     spot = settings.spot

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tilefan.domain.kernel_choice import KERNEL_CHOICES
+from tilefan.compute.kernel_choice import KERNEL_CHOICES
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.sfn_limits import HISTORY_EVENT_CAP, max_inline_tiles
-from tilefan.domain.spec import Limits
+from tilefan.domain.spec.parse import Limits
 from tilefan.domain.transfer import function_io_mb_s, io_streams
 from tilefan.errors import InvalidSpecError
 

@@ -21,9 +21,9 @@ import pytest
 from tests.helpers import argmin_index, atoms_csv, brute_force_phi, random_pair
 from tilefan.domain.atoms import atoms_rtol
 from tilefan.domain.randgen import random_atoms
-from tilefan.domain.spec import RandomAtoms
+from tilefan.domain.spec.parse import RandomAtoms
 
-CLI = [sys.executable, "-m", "tilefan.entrypoints.cli"]
+CLI = [sys.executable, "-m", "tilefan.entrypoints.cli.main"]
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-CLI = [sys.executable, "-m", "tilefan.entrypoints.cli"]
+CLI = [sys.executable, "-m", "tilefan.entrypoints.cli.main"]
 
 
 def tilefan(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -101,7 +101,7 @@ def test_a_missing_extra_is_one_line_not_a_traceback(
     module: str, command: list[str], extra: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
-    from tilefan.entrypoints.cli import main
+    from tilefan.entrypoints.cli.main import main
 
     monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
     monkeypatch.setenv("TILEFAN_HOME", str(tmp_path))
@@ -118,11 +118,11 @@ def test_report_without_matplotlib_writes_the_rest_and_says_how(
     done: tuple[Path, str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tilefan.entrypoints.cli import main
+    from tilefan.entrypoints.cli.main import main
 
     home, job_id, _ = done
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    monkeypatch.delitem(sys.modules, "tilefan.entrypoints.gantt", raising=False)
+    monkeypatch.delitem(sys.modules, "tilefan.entrypoints.report.gantt", raising=False)
     monkeypatch.setenv("TILEFAN_HOME", str(home))
     assert main(["report", job_id, "--out", str(tmp_path / "rep")]) == 0
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["error.csv", "logs.csv", "performance.txt"]

@@ -14,7 +14,7 @@ import pytest
 
 from tests.molecule_maps import adk_path, assert_adk_map
 
-CLI = [sys.executable, "-m", "tilefan.entrypoints.cli"]
+CLI = [sys.executable, "-m", "tilefan.entrypoints.cli.main"]
 
 
 def tilefan(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -95,7 +95,7 @@ def test_around_with_endpoint_uploads_the_molecule_and_result_converts_the_field
         assert doc["spec"]["grid"] == [55, 73, 73]
         assert doc["result"].get("field") is None  # the REST door keeps the field only when asked for
         # A job that keeps it: tilefan result converts the streamed .npy to the map --out names.
-        from tilefan.entrypoints.client import Client
+        from tilefan.entrypoints.sdk.client import Client
 
         client = Client(url)
         spec = {**doc["spec"], "field": True}

@@ -19,8 +19,8 @@ import pytest
 
 from tests.e2e.serve_process import serving
 from tests.helpers import random_pair
-from tilefan.entrypoints import progress
-from tilefan.entrypoints.client import Client
+from tilefan.entrypoints.report import progress
+from tilefan.entrypoints.sdk.client import Client
 from tilefan.errors import JobNotFoundError, ReportedError
 
 
@@ -74,7 +74,7 @@ def test_upload_then_refusals_name_what_went_wrong(base: str, tmp_path: Path) ->
 def test_cli_with_endpoint_runs_lists_and_reports(base: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
     env.update({"TILEFAN_ENDPOINT": base, "TILEFAN_HOME": str(tmp_path / "unused")})
-    cli = [sys.executable, "-m", "tilefan.entrypoints.cli"]
+    cli = [sys.executable, "-m", "tilefan.entrypoints.cli.main"]
     run = subprocess.run([*cli, "run", "atoms", "--grid", "12", "--atoms", "20", "--tile", "6", "--json"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr

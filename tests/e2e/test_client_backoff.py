@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tilefan.entrypoints import cli, client
-from tilefan.entrypoints.client import Client
+from tilefan.entrypoints.cli import main as cli
+from tilefan.entrypoints.sdk import client
+from tilefan.entrypoints.sdk.client import Client
 from tilefan.errors import ReportedError
 
 BUSY = {"error": {"code": "too_many_jobs", "message": "too many jobs at once: each caller may have at most 1 "

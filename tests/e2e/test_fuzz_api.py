@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
 from tests.e2e.served import serve
-from tilefan.entrypoints.openapi import openapi_document
+from tilefan.entrypoints.http.openapi import openapi_document
 
 # The same settings as `schemathesis run` in this checkout.
 CONFIG = SchemathesisConfig.from_path(Path(__file__).resolve().parents[2] / "schemathesis.toml")

@@ -22,7 +22,7 @@ import pytest
 from tests.e2e.served import serve
 from tests.helpers import argmin_index, brute_force_phi, random_pair, wait_until
 from tilefan.domain.randgen import random_atoms
-from tilefan.domain.spec import RandomAtoms
+from tilefan.domain.spec.parse import RandomAtoms
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from chalice.app import Authorizer
 from chalice.test import Client
 
 from tests.helpers import wait_until
-from tilefan.entrypoints.rest_access import ALLOW_ALL, AccessPolicy
-from tilefan.entrypoints.rest_app import http_app
+from tilefan.entrypoints.http.access import ALLOW_ALL, AccessPolicy
+from tilefan.entrypoints.http.rest_app import http_app
 from tilefan.service.jobs import JobService
 
 JSON = {"Content-Type": "application/json"}

@@ -34,7 +34,7 @@ from tilefan.adapters.aws.task_tokens import TaskTokens
 from tilefan.domain import kernels
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.tile import run_tile
-from tilefan.service.worker import Worker, WorkerOptions
+from tilefan.runtimes.spot.worker import Worker, WorkerOptions
 
 ACCOUNT = "123456789012"
 QUEUE = "tilefan-e2e-spot"

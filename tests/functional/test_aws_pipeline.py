@@ -18,7 +18,7 @@ from tests.functional.rest_client import JSON, post_job, wait_job
 from tests.helpers import argmin_index, brute_force_phi, normal_pair, npy_bytes, random_pair, s3_array, wait_until
 from tilefan.bootstrap import embedded_ports
 from tilefan.domain.randgen import random_atoms
-from tilefan.domain.spec import RandomAtoms
+from tilefan.domain.spec.parse import RandomAtoms
 from tilefan.errors import StoreError, TileFailedError
 from tilefan.pipeline.plan import plan_job
 from tilefan.pipeline.reduce import reduce_job

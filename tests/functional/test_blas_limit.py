@@ -15,7 +15,7 @@ WORKER = textwrap.dedent("""
     import sys
     import numpy as np
     from tilefan.compute import threads
-    from tilefan.service.pool_worker import init_worker
+    from tilefan.runtimes.embedded.pool_worker import init_worker
 
     init_worker(lambda: None, 0)  # a pool worker's setup (the owner pid 0 is never gone)
     assert "threadpoolctl" not in sys.modules, "the worker paid for threadpoolctl before any product"

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tilefan.domain import ckernel, kernels
+from tilefan.compute import ckernel
+from tilefan.domain import kernels
 from tilefan.domain.atoms import atoms_rtol
 
 ROOT = Path(__file__).resolve().parents[2]

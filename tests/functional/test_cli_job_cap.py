@@ -19,9 +19,10 @@ import pytest
 from tests.functional.rest_client import rest_app
 from tests.functional.test_store_contract import job
 from tilefan import bootstrap
-from tilefan.entrypoints import cli, client
-from tilefan.entrypoints.http_errors import RETRY_AFTER_S
-from tilefan.entrypoints.http_server import ChaliceWsgi
+from tilefan.entrypoints.cli import main as cli
+from tilefan.entrypoints.http.http_errors import RETRY_AFTER_S
+from tilefan.entrypoints.http.server import ChaliceWsgi
+from tilefan.entrypoints.sdk import client
 
 MESSAGE = ("too many jobs at once: each caller may have at most 1 queued or running (setting "
            "TILEFAN_MAX_QUEUED_JOBS); wait for one to end or cancel one")

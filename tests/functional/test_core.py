@@ -12,11 +12,11 @@ import pytest
 from pydantic import BaseModel
 
 from tilefan.bootstrap import Config, build_core
-from tilefan.domain.models_api import Job, JobPage, UploadComplete, UploadStored, UploadTarget
 from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
 from tilefan.errors import InvalidSpecError
+from tilefan.runtimes.embedded.scheduler import Scheduler
 from tilefan.service.core import JobCore
-from tilefan.service.scheduler import Scheduler
+from tilefan.service.response_models import Job, JobPage, UploadComplete, UploadStored, UploadTarget
 
 MATMUL = {"kind": "matmul", "a": {"shape": "30x20"}, "b": {"shape": [20, 10]}, "seed": 3, "tile": 16,
           "verify": True}

@@ -10,7 +10,7 @@ from typing import Any
 
 from chalice import Blueprint, Chalice
 
-from tilefan.entrypoints.http_server import ChaliceWsgi, LocalApp
+from tilefan.entrypoints.http.server import ChaliceWsgi, LocalApp
 
 
 def echo_routes(both_inside: threading.Barrier) -> Blueprint:

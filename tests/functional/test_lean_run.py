@@ -24,7 +24,7 @@ class Terminal(io.StringIO):
         return True
 
 sys.stderr = Terminal()
-from tilefan.entrypoints.cli import main
+from tilefan.entrypoints.cli.main import main
 code = main(["run", "atoms", "--grid", "8", "--atoms", "50", "--seed", "3"])
 print(json.dumps({"code": code, "bar": sys.stderr.getvalue(), "modules": sorted(sys.modules)}))
 """

@@ -6,7 +6,7 @@ loopback (401), for another Host (403), with a body type it does not take, on a 
 where each request's identity owns its jobs but none is given (AWS without identity:
 401), and, for ``POST /jobs``, over the caller's cap on jobs at once (429). Whatever the
 answer, it must be declared for that path and method, in the error shape. The statuses
-the HTTP front end answers itself, before any route (``http_limits.CODES``, 413 for a
+the HTTP front end answers itself, before any route (``http.limits.CODES``, 413 for a
 JSON body over its cap, 408 for a late request), are declared on every operation.
 """
 
@@ -24,9 +24,9 @@ from chalice.test import Client
 from tests.functional.rest_client import JSON, rest_app
 from tilefan import bootstrap
 from tilefan.bootstrap import Config
-from tilefan.entrypoints import http_limits
-from tilefan.entrypoints.openapi import openapi_document
-from tilefan.entrypoints.rest_access import Access
+from tilefan.entrypoints.http import limits as http_limits
+from tilefan.entrypoints.http.access import Access
+from tilefan.entrypoints.http.openapi import openapi_document
 from tilefan.service.jobs import JobService
 
 DOC = openapi_document()

@@ -22,7 +22,7 @@ from tests.helpers import argmin_index, atoms_csv, brute_force_phi, normal_pair,
 from tilefan.domain.atoms import atoms_rtol
 from tilefan.domain.randgen import random_atoms
 from tilefan.domain.records import Status
-from tilefan.domain.spec import RandomAtoms
+from tilefan.domain.spec.parse import RandomAtoms
 from tilefan.errors import ConflictError, IncompleteJobError
 from tilefan.pipeline.inputs import atoms_key
 from tilefan.pipeline.lifecycle import cancel_job

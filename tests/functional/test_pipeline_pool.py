@@ -16,12 +16,12 @@ import pytest
 
 from tests.helpers import run_job, scheduled
 from tilefan.bootstrap import Config, embedded_ports
-from tilefan.domain.kernel_choice import choose_atoms_kernel
+from tilefan.compute.kernel_choice import choose_atoms_kernel
 from tilefan.domain.records import Status
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import submit_job
-from tilefan.service import scheduler_parts
+from tilefan.runtimes.embedded import scheduler_parts
 
 
 def _pool(home: Path, kernel: str = "numpy") -> tuple[Ports, Any]:

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-import tilefan.service.scheduler_steps  # noqa: F401  (in sys.modules, so the spy reaches it)
+import tilefan.runtimes.embedded.scheduler_steps  # noqa: F401  (in sys.modules, so the spy reaches it)
 from tests.unit.test_plan_once import ADD, ATOMS, MATMUL, count_plans
 from tilefan.bootstrap import Config, build_core
 from tilefan.domain.records import Status
 from tilefan.pipeline import plan as pipeline_plan  # noqa: F401
-from tilefan.service.scheduler import Scheduler
+from tilefan.runtimes.embedded.scheduler import Scheduler
 
 KINDS = pytest.mark.parametrize("raw", [MATMUL, ADD, ATOMS, {**ATOMS, "tile": 16}],
                                 ids=["matmul", "add", "atoms", "atoms-tiles"])

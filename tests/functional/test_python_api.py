@@ -68,7 +68,7 @@ def test_bad_input_raises_naming_the_field() -> None:
 
 def test_progress_bar_reaches_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stream = io.StringIO()
-    from tilefan.entrypoints import progress
+    from tilefan.entrypoints.report import progress
 
     real = progress.JobProgress
     monkeypatch.setattr(progress, "JobProgress", lambda kind, **kw: real(kind, file=stream, disable=kw["disable"]))
@@ -80,7 +80,7 @@ def test_progress_bar_reaches_the_end(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_an_interrupt_cancels_the_job_and_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tilefan.bootstrap import embedded_ports
-    from tilefan.entrypoints import progress
+    from tilefan.entrypoints.report import progress
 
     def interrupted(self: progress.JobProgress, record: object) -> None:
         raise KeyboardInterrupt  # what Ctrl-C, or a notebook's stop button, raises in the caller

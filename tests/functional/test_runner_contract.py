@@ -26,8 +26,8 @@ from tilefan.domain.records import JobRecord, Status
 from tilefan.errors import ConflictError
 from tilefan.pipeline.ports import QueuePlace, Serving
 from tilefan.pipeline.submit import submit_job
+from tilefan.runtimes.embedded.scheduler import Scheduler
 from tilefan.service.jobs import JobService
-from tilefan.service.scheduler import Scheduler
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")
 

@@ -16,9 +16,9 @@ from tests.helpers import wait_until
 from tilefan import bootstrap
 from tilefan.adapters.embedded.lease import FileLease
 from tilefan.domain import kernels
-from tilefan.entrypoints.report_files import write_report
+from tilefan.entrypoints.report.files import write_report
+from tilefan.runtimes.embedded.scheduler import Scheduler
 from tilefan.service.jobs import JobService
-from tilefan.service.scheduler import Scheduler
 
 ADD = {"kind": "add", "a": {"shape": [8, 8]}, "b": {"shape": [8, 8]}, "tile": 4}
 

@@ -15,8 +15,8 @@ from tests.helpers import wait_until
 from tilefan import bootstrap
 from tilefan.pipeline import plan as plan_module
 from tilefan.pipeline import reduce as reduce_module
+from tilefan.runtimes.embedded.scheduler import Scheduler
 from tilefan.service.jobs import JobService
-from tilefan.service.scheduler import Scheduler
 
 ADD = {"kind": "add", "a": {"shape": [8, 8]}, "b": {"shape": [8, 8]}, "tile": 4}
 

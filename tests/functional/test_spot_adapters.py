@@ -237,7 +237,7 @@ def test_imds_unreachable_is_a_metadata_error_not_a_hang() -> None:
 def test_tilefan_worker_wires_itself_from_configuration_and_stops_when_idle(
     mocked_aws: None, aws_session: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tilefan.entrypoints.cli import main
+    from tilefan.entrypoints.cli.main import main
 
     sqs = aws_session.client("sqs")
     with FakeImds(instance_id="i-0worker") as fake:
@@ -256,7 +256,7 @@ def test_tilefan_worker_wires_itself_from_configuration_and_stops_when_idle(
 
 def test_tilefan_worker_refuses_to_start_without_its_queue(monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from tilefan.entrypoints.worker_cli import cli_main
+    from tilefan.entrypoints.cli.worker import cli_main
 
     monkeypatch.setenv("TILEFAN_BUCKET", "b")
     monkeypatch.setenv("TILEFAN_TABLE", "t")

@@ -14,7 +14,7 @@ from tests.helpers import scheduled
 from tilefan.bootstrap import Config
 from tilefan.domain.randgen import random_region
 from tilefan.domain.records import Status
-from tilefan.entrypoints.cli import main
+from tilefan.entrypoints.cli.main import main
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import submit_job
 

@@ -22,7 +22,7 @@ from tests.functional.spot_stack import DLQ_URL, FLEET, QUEUE_URL, FakeImds, Spo
 from tests.helpers import argmin_index, brute_force_phi, random_pair, s3_array, wait_until
 from tilefan.domain import kernels
 from tilefan.domain.randgen import random_atoms
-from tilefan.domain.spec import RandomAtoms
+from tilefan.domain.spec.parse import RandomAtoms
 
 TIME_BOUND_S = 30.0
 

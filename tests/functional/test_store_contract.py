@@ -33,7 +33,7 @@ from tilefan.adapters.embedded.localfs import LocalBlobStore, local_ports
 from tilefan.adapters.embedded.sqlite_store import SqliteJobStore
 from tilefan.adapters.memory import MemoryBlobStore, memory_ports
 from tilefan.domain.records import ALLOWED_FROM, JobRecord, Status, TileResult
-from tilefan.domain.spec import parse_spec
+from tilefan.domain.spec.parse import parse_spec
 from tilefan.errors import (
     BlobNotFoundError,
     ConflictError,

@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import wait_until
 from tilefan.bootstrap import embedded_ports
 from tilefan.errors import InvalidSpecError
-from tilefan.service.worker_pool import WorkerPool
+from tilefan.runtimes.embedded.worker_pool import WorkerPool
 
 START_METHODS = pytest.mark.parametrize("start_method", ["fork", "forkserver"])
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tilefan.domain.atoms import validate_table
-from tilefan.domain.spec import Limits, parse_spec
+from tilefan.domain.spec.parse import Limits, parse_spec
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, InvalidSpecError
 
 # What the fake blob store holds: uri → (shape, dtype).

@@ -10,7 +10,7 @@ from chalice.deploy.swagger import TemplatedSwaggerGenerator
 
 import app as chalice_app
 from tilefan.bootstrap import api_authorizer
-from tilefan.entrypoints.openapi import openapi_document
+from tilefan.entrypoints.http.openapi import openapi_document
 
 
 def api_definition() -> dict[str, Any]:

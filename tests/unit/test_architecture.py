@@ -18,8 +18,8 @@ MAX_LINES = 400
 # Layer -> layers it must never import.
 FORBIDDEN = {
     # How a tile uses the hardware (threads, the core budget): below even the domain.
-    "compute": {"domain", "pipeline", "service", "adapters", "entrypoints", "bootstrap"},
-    "domain": {"pipeline", "service", "adapters", "entrypoints", "bootstrap"},
+    "compute": {"pipeline", "service", "adapters", "entrypoints", "bootstrap"},
+    "domain": {"compute", "pipeline", "service", "adapters", "entrypoints", "bootstrap"},
     "pipeline": {"adapters", "service", "entrypoints", "bootstrap"},
     "adapters": {"service", "entrypoints", "bootstrap"},
     "service": {"adapters", "entrypoints", "bootstrap"},
@@ -69,8 +69,8 @@ CORE_ONLY_NAMES = ("build_scheduler", "submit_job", "Scheduler")
 
 
 def is_scheduler(module: str) -> bool:
-    """``tilefan.service.scheduler`` and its parts, wherever the runtimes' folders put them."""
-    return module.startswith("tilefan.service.") and module.rpartition(".")[2].startswith("scheduler")
+    """``tilefan.runtimes.embedded.scheduler`` and its parts, wherever the runtimes' folders put them."""
+    return module.startswith("tilefan.runtimes.embedded.") and module.rpartition(".")[2].startswith("scheduler")
 
 
 def past_the_core(source: str) -> list[str]:
@@ -133,7 +133,7 @@ def test_the_import_graph_is_read_from_the_source() -> None:
     # Guards the checks below against passing because they read nothing.
     graph = import_graph()
     assert "tilefan.pipeline.ports" in graph["tilefan.pipeline.tile"]
-    assert "tilefan.service.worker" in graph["tilefan.bootstrap"]  # an import inside a function
+    assert "tilefan.runtimes.spot.worker" in graph["tilefan.bootstrap"]  # an import inside a function
     assert "tilefan.pipeline.verify" in graph["tilefan.pipeline.reduce"]  # ``from package import module``
 
 
@@ -158,7 +158,7 @@ def test_dependencies_point_one_way() -> None:
 
 def test_doors_run_jobs_only_through_the_core() -> None:
     doors = [m for m in MODULES if m.startswith("tilefan.entrypoints")]
-    assert "tilefan.entrypoints.cli_run" in doors and "tilefan.entrypoints.api" in doors
+    assert "tilefan.entrypoints.cli.run" in doors and "tilefan.entrypoints.sdk.api" in doors
     wrong = {m: found for m in doors if (found := past_the_core(MODULES[m].read_text()))}
     assert wrong == {}
 
@@ -169,14 +169,14 @@ def test_the_core_rule_sees_each_way_past_the_core() -> None:
 import tilefan.pipeline.submit
 from tilefan.bootstrap import build_scheduler, build_core
 from tilefan.pipeline.submit import admit
-from tilefan.service import scheduler
-from tilefan.service.scheduler_steps import JobSteps
+from tilefan.runtimes.embedded import scheduler
+from tilefan.runtimes.embedded.scheduler_steps import JobSteps
 from tilefan import bootstrap
 bootstrap.build_scheduler(config)
 """
     assert past_the_core(source) == [
         "tilefan.pipeline.submit", "tilefan.bootstrap.build_scheduler", "tilefan.pipeline.submit",
-        "tilefan.service.scheduler", "tilefan.service.scheduler_steps", "build_scheduler"]
+        "tilefan.runtimes.embedded.scheduler", "tilefan.runtimes.embedded.scheduler_steps", "build_scheduler"]
     assert past_the_core("from tilefan.bootstrap import build_core\ncore = build_core(one_shot=True)") == []
 
 

@@ -403,7 +403,7 @@ def test_each_tile_takes_the_branch_its_route_names() -> None:
 
 
 def test_spot_tasks_send_the_worker_its_tile_and_task_token() -> None:
-    from tilefan.service.spot_messages import parse_message
+    from tilefan.runtimes.spot.messages import parse_message
 
     for name, task in spot_tasks():
         params = task["Parameters"]

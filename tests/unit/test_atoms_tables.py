@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.spec_fakes import ATOMS, atoms_loader, parse, with_
 from tilefan.domain.atoms import parse_csv, validate_table
-from tilefan.domain.spec import AtomsSpec, parse_spec
+from tilefan.domain.spec.parse import AtomsSpec, parse_spec
 from tilefan.errors import InvalidSpecError
 
 

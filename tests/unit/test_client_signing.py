@@ -12,7 +12,7 @@ import hmac
 
 import pytest
 
-from tilefan.entrypoints.client import Client
+from tilefan.entrypoints.sdk.client import Client
 
 URL = "https://abc123defg.execute-api.eu-west-1.amazonaws.com/api"
 KEY_ID, SECRET = "AKIDEXAMPLEFAKE00000", "fake/secret/key/for/the/signing/test000"

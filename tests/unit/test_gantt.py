@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from tilefan.entrypoints.gantt import FAILED, _bars, _style, draw_gantt
+from tilefan.entrypoints.report.gantt import FAILED, _bars, _style, draw_gantt
 
 ATTEMPTS = [
     {"tile_id": 0, "attempt": 1, "status": "failed", "started_at": 10.0, "finished_at": 10.3, "worker": "w1",

@@ -13,8 +13,9 @@ import pytest
 
 from tests.helpers import scheduled
 from tilefan import bootstrap
-from tilefan.domain import ckernel, kernels
-from tilefan.domain.kernel_choice import SlowKernelWarning, choose_atoms_kernel
+from tilefan.compute import ckernel
+from tilefan.compute.kernel_choice import SlowKernelWarning, choose_atoms_kernel
+from tilefan.domain import kernels
 from tilefan.domain.records import Status
 from tilefan.errors import InvalidSpecError
 from tilefan.pipeline.submit import submit_job

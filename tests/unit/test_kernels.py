@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tilefan.domain import ckernel, kernels
+from tilefan.compute import ckernel
+from tilefan.domain import kernels
 from tilefan.domain.atoms import atoms_rtol
 from tilefan.domain.combine import combine_all, combine_min
 from tilefan.domain.randgen import GEN_BLOCK, random_region

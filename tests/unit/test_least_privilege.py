@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tilefan.entrypoints.http_errors import RETRY_AFTER_S
+from tilefan.entrypoints.http.http_errors import RETRY_AFTER_S
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())

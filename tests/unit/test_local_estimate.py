@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from tilefan.domain.local_estimate import LocalRates, estimate_here, makespan
 from tilefan.domain.plan import plan
-from tilefan.domain.spec import parse_spec
-from tilefan.entrypoints.plan_table import plan_table, time_here
+from tilefan.domain.spec.parse import parse_spec
+from tilefan.entrypoints.report.plan_table import plan_table, time_here
 
 MATMUL = {"kind": "matmul", "a": {"shape": [3000, 2000]}, "b": {"shape": [2000, 1000]}, "seed": 7}
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tilefan.domain.molecules import grid_around, parse_pqr, parse_xyz
-from tilefan.domain.spec import AtomsSpec, parse_spec
+from tilefan.domain.spec.parse import AtomsSpec, parse_spec
 from tilefan.domain.units import factor
 from tilefan.errors import InvalidSpecError
 

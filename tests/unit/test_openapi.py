@@ -21,8 +21,8 @@ from jsonschema import Draft202012Validator
 
 from tests.unit.spec_fakes import ADD, ATOMS, MATMUL, atoms_loader, parse, with_
 from tilefan.domain.routing import ROUTES
-from tilefan.domain.spec import parse_spec, spec_to_dict
-from tilefan.entrypoints.openapi import openapi_document
+from tilefan.domain.spec.parse import parse_spec, spec_to_dict
+from tilefan.entrypoints.http.openapi import openapi_document
 from tilefan.errors import BlobNotFoundError, InvalidSpecError
 
 DOC = openapi_document()

@@ -16,7 +16,7 @@ from tilefan.adapters.memory import MemoryBlobStore, MemoryJobStore
 from tilefan.domain import plan as domain_plan
 from tilefan.domain.plan import Plan
 from tilefan.domain.routing import LAMBDA, SPOT, RoutePolicy
-from tilefan.domain.spec import JobSpec, Limits, parse_spec
+from tilefan.domain.spec.parse import JobSpec, Limits, parse_spec
 from tilefan.errors import InvalidSpecError
 from tilefan.pipeline.guardrails import check_guardrails
 from tilefan.pipeline.inputs import manifest_key

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tilefan.domain import models
-from tilefan.domain.requests import (
+from tilefan.domain.spec import request_models as models
+from tilefan.domain.spec.requests import (
     AtomsJobForm,
     MatrixJobForm,
     RandomAtomsForm,

@@ -17,10 +17,10 @@ from chalice import Chalice
 from chalice.test import Client
 
 import tilefan.entrypoints
-from tilefan.entrypoints.openapi import openapi_document
-from tilefan.entrypoints.rest import rest_api
-from tilefan.entrypoints.rest_access import ALLOW_ALL, REFUSE_ALL, Access, AccessPolicy, Refusal
-from tilefan.entrypoints.rest_app import http_app
+from tilefan.entrypoints.http.access import ALLOW_ALL, REFUSE_ALL, Access, AccessPolicy, Refusal
+from tilefan.entrypoints.http.openapi import openapi_document
+from tilefan.entrypoints.http.rest import rest_api
+from tilefan.entrypoints.http.rest_app import http_app
 from tilefan.service.jobs import JobService
 
 PARAMS = {"job_id": "0123456789abcdef", "upload_id": "0123456789abcdef", "name": "A.npy"}

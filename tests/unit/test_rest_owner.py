@@ -13,7 +13,7 @@ import pytest
 
 from tilefan.adapters.memory import memory_ports
 from tilefan.domain.records import LOCAL_OWNER
-from tilefan.entrypoints.rest_owner import identity
+from tilefan.entrypoints.http.owner import identity
 from tilefan.errors import UnauthenticatedError
 from tilefan.pipeline.error_codec import http_error
 from tilefan.service.jobs import JobService

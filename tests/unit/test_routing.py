@@ -14,7 +14,7 @@ from tilefan import settings
 from tilefan.domain import routing
 from tilefan.domain.plan import FIT_MAX_TILES, fit_to_lambda, plan
 from tilefan.domain.routing import LAMBDA, SPOT, RoutePolicy, choose_route
-from tilefan.domain.spec import AtomsSpec, RandomAtoms, parse_spec, spec_from_stored, spec_to_dict
+from tilefan.domain.spec.parse import AtomsSpec, RandomAtoms, parse_spec, spec_from_stored, spec_to_dict
 from tilefan.errors import CapacityError, InvalidSpecError
 from tilefan.pipeline.plan import tile_items
 from tilefan.pipeline.submit import admit
@@ -193,7 +193,7 @@ def test_admission_fits_only_tiles_the_user_left_to_us() -> None:
 
 
 def parse_limits() -> Any:
-    from tilefan.domain.spec import Limits
+    from tilefan.domain.spec.parse import Limits
 
     return Limits()
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from tilefan.errors import InvalidSpecError, StoreError
-from tilefan.service import scheduler_state as machine
-from tilefan.service.scheduler_decide import decide, queue_limit, wait_timeout
-from tilefan.service.scheduler_parts import RetryPolicy
+from tilefan.runtimes.embedded import scheduler_state as machine
+from tilefan.runtimes.embedded.scheduler_decide import decide, queue_limit, wait_timeout
+from tilefan.runtimes.embedded.scheduler_parts import RetryPolicy
 
 
 def kernel(*_: Any) -> None:
@@ -193,11 +193,11 @@ def test_the_decisions_read_no_clock_and_touch_no_store_thread_or_process() -> N
     import ast
     from pathlib import Path
 
-    import tilefan.service.scheduler_decide as decide_module
+    import tilefan.runtimes.embedded.scheduler_decide as decide_module
 
     allowed = {"__future__", "collections", "collections.abc", "concurrent.futures", "dataclasses", "typing",
-               "tilefan.errors", "tilefan.pipeline.error_codec", "tilefan.service.scheduler_parts",
-               "tilefan.service.scheduler_state"}
+               "tilefan.errors", "tilefan.pipeline.error_codec", "tilefan.runtimes.embedded.scheduler_parts",
+               "tilefan.runtimes.embedded.scheduler_state"}
     for module in (decide_module, machine):
         tree = ast.parse(Path(str(module.__file__)).read_text())
         imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}

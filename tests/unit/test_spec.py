@@ -1,4 +1,4 @@
-"""Job spec validation at the door (``tilefan.domain.spec.parse_spec``).
+"""Job spec validation at the door (``tilefan.domain.spec.parse.parse_spec``).
 
 Valid specs of all three kinds parse into resolved, frozen specs that round-trip through
 their stored form. Every kind of bad input raises ``InvalidSpecError`` whose ``field``
@@ -24,7 +24,7 @@ from tests.unit.spec_fakes import (
     parse,
     with_,
 )
-from tilefan.domain.spec import (
+from tilefan.domain.spec.parse import (
     AtomsSpec,
     Kind,
     Limits,

@@ -11,7 +11,7 @@ import pytest
 from tilefan.domain import bpanels
 from tilefan.domain.plan import plan
 from tilefan.domain.routing import PANEL_READ_CHUNK_BYTES, RoutePolicy, stored_read_bytes
-from tilefan.domain.spec import Limits, parse_spec
+from tilefan.domain.spec.parse import Limits, parse_spec
 from tilefan.errors import InvalidSpecError
 from tilefan.pipeline.guardrails import check_guardrails
 

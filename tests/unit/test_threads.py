@@ -11,9 +11,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tilefan.compute import threads
+from tilefan.compute import ckernel, threads
 from tilefan.compute.threads import ComputeBudget, for_each_slab, row_segments
-from tilefan.domain import ckernel
 
 
 @pytest.fixture(autouse=True)

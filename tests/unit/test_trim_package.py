@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.stepfunctions_scripts import load
-from tilefan.entrypoints.web import SWAGGER_FILES
+from tilefan.entrypoints.http.web import SWAGGER_FILES
 
 trim_package = load("trim_package")
 
@@ -42,7 +42,7 @@ def test_what_never_runs_in_lambda_is_dropped(name: str) -> None:
 @pytest.mark.parametrize("name", [
     "app.py",
     "chalicelib/lambdas.py",
-    "tilefan/domain/_atoms_kernel.so",
+    "tilefan/compute/_atoms_kernel.so",
     "numpy/__init__.py",
     "numpy/testing/_private/utils.py",  # numpy.testing is a public module, not a test suite
     "numpy/_core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so",

@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import wait_until
 from tilefan import errors
 from tilefan.pipeline.spot_ports import QueueMessage, SpotNotice
-from tilefan.service.spot_messages import (
+from tilefan.runtimes.spot.messages import (
     ABANDONED,
     BACKED_OFF,
     DEAD_LETTERED,
@@ -27,7 +27,7 @@ from tilefan.service.spot_messages import (
     TIMED_OUT_ERROR,
     parse_message,
 )
-from tilefan.service.worker import IDLE, INTERRUPTED, Worker, WorkerOptions
+from tilefan.runtimes.spot.worker import IDLE, INTERRUPTED, Worker, WorkerOptions
 
 DEADLINE_S = 10.0
 

@@ -6,7 +6,7 @@ import pytest
 
 from tilefan import bootstrap, settings
 from tilefan.errors import InvalidSpecError
-from tilefan.service.worker import WorkerOptions
+from tilefan.runtimes.spot.worker import WorkerOptions
 
 
 def test_the_tile_limit_defaults_to_an_hour_and_reaches_the_worker_options() -> None:

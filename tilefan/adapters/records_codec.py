@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from tilefan.domain.records import AttemptState, JobRecord, Status, TileResult, TileState
-from tilefan.domain.spec import JobSpec, spec_from_stored, spec_to_dict
+from tilefan.domain.spec.parse import JobSpec, spec_from_stored, spec_to_dict
 from tilefan.errors import InvalidSpecError
 
 StoredJob = dict[str, Any]

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tilefan.domain.field_values import file_dtype_refusal
+from tilefan.domain.spec.field_values import file_dtype_refusal
 from tilefan.errors import InvalidSpecError
 
 CSV_COLUMNS = ("x", "y", "z", "energy")

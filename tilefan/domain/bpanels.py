@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tilefan.domain.routing import PANEL_READ_CHUNK_BYTES, RoutePolicy, stored_read_bytes
-from tilefan.domain.spec import JobSpec, Kind, MatrixInput, MatrixSpec, StoredMatrix
+from tilefan.domain.spec.parse import JobSpec, Kind, MatrixInput, MatrixSpec, StoredMatrix
 from tilefan.domain.tiling import num_tiles, split, tile_counts
 
 # A band is this many bytes of B's full rows at most: one ranged GET, held in memory with
@@ -133,7 +133,7 @@ def candidate_layout(spec: JobSpec) -> PanelLayout | None:
     """The layout B would be staged in: a matmul of a stored B where staging pays (``pays``),
     whether or not the pass fits the plan step (``panel_layout``).
 
-    >>> from tilefan.domain.spec import RandomMatrix
+    >>> from tilefan.domain.spec.parse import RandomMatrix
     >>> a = StoredMatrix("A.npy", (4096, 4096), "float32")
     >>> b = StoredMatrix("B.npy", (4096, 4096), "float32")
     >>> candidate_layout(MatrixSpec(Kind.MATMUL, a, b, None, (1024, 1024), False))
@@ -208,7 +208,7 @@ def staging_report(spec: JobSpec, a_read: int, io_mb_s: float) -> StagingReport 
     ``a_read``: what the plan's tiles read of A. The pass is timed at ``io_mb_s`` (the
     policy's rate); whether it runs is ``panel_layout``'s decision.
 
-    >>> from tilefan.domain.spec import StoredMatrix as S
+    >>> from tilefan.domain.spec.parse import StoredMatrix as S
     >>> m = MatrixSpec(Kind.MATMUL, S("A", (8, 8), "float64"), S("B", (8, 8), "float64"), None, (2, 2), False)
     >>> r = staging_report(m, 16 * 2 * 8 * 8, 60.0)
     >>> r.staged, r.tile_b_unstaged, r.tile_b_staged, r.job_unstaged, r.job_staged

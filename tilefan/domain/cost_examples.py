@@ -16,7 +16,7 @@ from tilefan.domain.bpanels import DECISION_IO_MB_S, STAGE_TIME_BUDGET_S, stage_
 from tilefan.domain.cost_model import AwsPrediction, Deployment, predict
 from tilefan.domain.plan import Plan, fit_to_lambda, plan
 from tilefan.domain.routing import RoutePolicy
-from tilefan.domain.spec import Limits, parse_spec
+from tilefan.domain.spec.parse import Limits, parse_spec
 from tilefan.errors import InvalidSpecError
 
 EXAMPLES: dict[str, dict[str, Any]] = {

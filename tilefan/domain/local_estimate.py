@@ -16,7 +16,7 @@ from dataclasses import dataclass
 # One list scheduler for both estimates: here each worker is a slot, with no cold start.
 from tilefan.domain.cost_model import makespan
 from tilefan.domain.plan import Plan, block_bytes_in
-from tilefan.domain.spec import AtomsSpec, JobSpec, Kind
+from tilefan.domain.spec.parse import AtomsSpec, JobSpec, Kind
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def verify_bytes(spec: JobSpec) -> int:
     """What verification reads or regenerates: A, B and C for a matrix job; nothing
     measurable for atoms (64 points).
 
-    >>> from tilefan.domain.models_resolved import MatrixSpec, RandomMatrix
+    >>> from tilefan.domain.spec.resolved import MatrixSpec, RandomMatrix
     >>> m = RandomMatrix((100, 50), "float64", 0, 0)
     >>> verify_bytes(MatrixSpec(Kind.ADD, m, m, None, (10, 10), True))
     120000

@@ -30,7 +30,7 @@ from tilefan.domain.routing import (
     lambda_seconds,
     spot_seconds,
 )
-from tilefan.domain.spec import AtomsSpec, JobSpec, Kind, MatrixSpec
+from tilefan.domain.spec.parse import AtomsSpec, JobSpec, Kind, MatrixSpec
 from tilefan.domain.tiling import Region, num_tiles, region_size, tile_region
 
 # Flops charged per atom–point pair: two subtractions, three multiply-adds, a reciprocal
@@ -94,7 +94,7 @@ class Plan:
 
     def tiles_per_route(self) -> dict[str, int]:
         """
-        >>> from tilefan.domain.spec import RandomMatrix
+        >>> from tilefan.domain.spec.parse import RandomMatrix
         >>> m = RandomMatrix((4, 4), "float64", 0, 0)
         >>> plan("j", MatrixSpec(Kind.ADD, m, m, None, (2, 4), False, route="spot")).tiles_per_route()
         {'lambda': 0, 'spot': 2}
@@ -257,7 +257,7 @@ def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
     worker's boot and idle time. At the default spot price that is cheaper than two 425 s
     Lambdas, so the tile stays; at $5 an hour it is not, and the tiles shrink until they fit:
 
-    >>> from tilefan.domain.spec import RandomAtoms
+    >>> from tilefan.domain.spec.parse import RandomAtoms
     >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", RandomAtoms(16_000_000, 1), None,
     ...                 (64, 64, 64), False)
     >>> plan("j", big).tiles_per_route()

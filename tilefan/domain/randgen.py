@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tilefan.domain.spec import RandomAtoms
+from tilefan.domain.spec.parse import RandomAtoms
 
 GEN_BLOCK = 256
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from tilefan.domain.spec import JobSpec, spec_to_dict
+from tilefan.domain.spec.parse import JobSpec, spec_to_dict
 
 # The owner of every job on the embedded backend: a home has one principal (whoever may
 # use it: the CLI, the Python API, and ``tilefan serve``'s loopback or token holders).

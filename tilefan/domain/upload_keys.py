@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from tilefan.domain.models_resolved import AtomsSpec, JobSpec, MatrixSpec
+from tilefan.domain.spec.resolved import AtomsSpec, JobSpec, MatrixSpec
 from tilefan.errors import InvalidSpecError
 
 UPLOAD_SUFFIXES = (".npy", ".csv", ".pqr", ".xyz", ".extxyz")

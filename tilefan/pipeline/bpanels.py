@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from tilefan.domain.bpanels import PanelLayout, panel_layout
-from tilefan.domain.spec import JobSpec, MatrixSpec, StoredMatrix
+from tilefan.domain.spec.parse import JobSpec, MatrixSpec, StoredMatrix
 from tilefan.errors import InvalidBlobError
 from tilefan.pipeline.ports import BlobStore
 

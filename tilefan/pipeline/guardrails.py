@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tilefan.domain.plan import Plan, plan_unless_planned, tiles_total
 from tilefan.domain.routing import RoutePolicy
-from tilefan.domain.spec import JobSpec, Limits
+from tilefan.domain.spec.parse import JobSpec, Limits
 from tilefan.errors import InvalidSpecError
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from tilefan.domain.atoms import parse_csv, validate_table
 from tilefan.domain.molecules import parse_pqr, parse_xyz
 from tilefan.domain.randgen import random_region
-from tilefan.domain.spec import AtomsSpec, JobSpec, MatrixInput, RandomMatrix
+from tilefan.domain.spec.parse import AtomsSpec, JobSpec, MatrixInput, RandomMatrix
 from tilefan.domain.upload_keys import result_key
 from tilefan.errors import InvalidBlobError, InvalidSpecError
 from tilefan.pipeline.ports import BlobStore

@@ -11,7 +11,7 @@ and skip this.
 
 from __future__ import annotations
 
-from tilefan.domain.spec import AtomsSpec, JobSpec
+from tilefan.domain.spec.parse import AtomsSpec, JobSpec
 from tilefan.errors import InvalidBlobError, InvalidSpecError, JobNotFoundError
 from tilefan.pipeline.inputs import output_key
 from tilefan.pipeline.ports import Ports

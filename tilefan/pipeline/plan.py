@@ -17,7 +17,7 @@ from tilefan.domain.plan import Plan, plan, plan_unless_planned
 from tilefan.domain.randgen import random_atoms
 from tilefan.domain.records import Status
 from tilefan.domain.routing import RoutePolicy
-from tilefan.domain.spec import AtomsSpec, JobSpec, RandomAtoms
+from tilefan.domain.spec.parse import AtomsSpec, JobSpec, RandomAtoms
 from tilefan.domain.units import factor
 from tilefan.errors import BlobNotFoundError
 from tilefan.pipeline.bpanels import stage_panels

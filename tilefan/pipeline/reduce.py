@@ -14,7 +14,7 @@ from tilefan.domain.chunks import is_zarr
 from tilefan.domain.combine import combine_all
 from tilefan.domain.plan import tile_of, tiles_total
 from tilefan.domain.records import JobRecord, Status
-from tilefan.domain.spec import AtomsSpec, JobSpec, MatrixSpec
+from tilefan.domain.spec.parse import AtomsSpec, JobSpec, MatrixSpec
 from tilefan.domain.tiling import Region
 from tilefan.errors import ConflictError, IncompleteJobError, VerificationFailedError
 from tilefan.pipeline import verify

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from tilefan.domain import kernels
-from tilefan.domain.spec import AtomsSpec
+from tilefan.domain.spec.parse import AtomsSpec
 from tilefan.errors import ConflictError
 from tilefan.pipeline.inputs import atoms_key
 from tilefan.pipeline.ports import Ports

@@ -1,7 +1,7 @@
 """The spot branch's ports: the tile queue, Step Functions' task tokens, the interruption
 notice and the one job read, with the two values that cross them.
 
-The spot worker loop (``tilefan.service.worker``) is written against these; the AWS
+The spot worker loop (``tilefan.runtimes.spot.worker``) is written against these; the AWS
 adapters (SQS, Step Functions, IMDSv2) and the tests' fakes implement them.
 """
 

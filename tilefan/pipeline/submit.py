@@ -17,7 +17,7 @@ from typing import Any
 from tilefan.domain.plan import Plan, fit_to_lambda, fitted_plan
 from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
-from tilefan.domain.spec import JobSpec, Limits, parse_spec
+from tilefan.domain.spec.parse import JobSpec, Limits, parse_spec
 from tilefan.errors import TooManyJobsError
 from tilefan.pipeline.guardrails import check_guardrails
 from tilefan.pipeline.inputs import load_atoms_file

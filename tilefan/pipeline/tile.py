@@ -22,7 +22,7 @@ from tilefan.domain.bpanels import panel_layout
 from tilefan.domain.chunks import is_zarr
 from tilefan.domain.plan import tile_of
 from tilefan.domain.records import Status, TileResult
-from tilefan.domain.spec import AtomsSpec, Kind, MatrixSpec
+from tilefan.domain.spec.parse import AtomsSpec, Kind, MatrixSpec
 from tilefan.domain.tiling import Region, region_size
 from tilefan.errors import InvalidSpecError, TileFailedError, TilefanError
 from tilefan.pipeline.bpanels import read_panel

@@ -18,7 +18,7 @@ import numpy as np
 from tilefan.compute import threads
 from tilefan.domain import kernels
 from tilefan.domain.atoms import atoms_rtol
-from tilefan.domain.spec import MAX_COORD, AtomsSpec, Kind, MatrixSpec
+from tilefan.domain.spec.parse import MAX_COORD, AtomsSpec, Kind, MatrixSpec
 from tilefan.domain.tiling import split
 from tilefan.pipeline.inputs import matrix_block
 from tilefan.pipeline.ports import BlobStore

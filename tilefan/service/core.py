@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from tilefan.domain.plan import Plan, plan_unless_planned
 from tilefan.domain.records import JobRecord
-from tilefan.domain.spec import JobSpec, Limits
+from tilefan.domain.spec.parse import JobSpec, Limits
 from tilefan.pipeline.ports import JobRunner, Ports
 from tilefan.pipeline.submit import admit, admit_planned, submit
 from tilefan.service.jobs import JobService

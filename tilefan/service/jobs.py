@@ -21,7 +21,7 @@ from typing import Any
 
 from tilefan.domain.records import JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
-from tilefan.domain.spec import Limits
+from tilefan.domain.spec.parse import Limits
 from tilefan.domain.upload_keys import Output, check_upload_name, field_key, output_key, produced, result_key
 from tilefan.errors import ConflictError, InvalidSpecError, NotFoundError, UnauthenticatedError
 from tilefan.pipeline.error_codec import error_body

@@ -2,7 +2,7 @@
 
 The service builds its answers as plain dicts, which every door sends or prints as they
 are. Before an answer leaves, ``documented`` validates it against its model in
-``tilefan.domain.models_api``, so the shape the document promises is the shape returned:
+``tilefan.service.response_models``, so the shape the document promises is the shape returned:
 a drift fails where it is made, not in a generated client. The models forbid unknown
 keys, and the answer is exactly what the model dumps (a test holds both to that).
 
@@ -21,7 +21,7 @@ Shape = Literal["job", "job_page", "upload_target", "upload_stored", "upload_com
 
 def documented(shape: Shape, answer: dict[str, Any]) -> dict[str, Any]:
     """``answer``, once its model accepts it (pydantic's ValidationError otherwise: a bug)."""
-    from tilefan.domain import models_api as m
+    from tilefan.service import response_models as m
 
     models: dict[Shape, type[BaseModel]] = {"job": m.Job, "job_page": m.JobPage, "upload_target": m.UploadTarget,
                                             "upload_stored": m.UploadStored, "upload_complete": m.UploadComplete}

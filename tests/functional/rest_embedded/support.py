@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tilefan.runtimes.embedded.scheduler import Scheduler
 from tilefan.service.jobs import JobService
-from tilefan.service.scheduler import Scheduler
 
 RECORD_KEYS = {"job_id", "kind", "status", "spec", "progress", "timings", "result", "error", "links", "owner"}
 

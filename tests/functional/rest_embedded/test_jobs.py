@@ -22,8 +22,8 @@ from tests.functional.rest_embedded.support import (
 )
 from tests.helpers import argmin_index, brute_force_phi, random_pair
 from tilefan.domain.randgen import random_atoms
-from tilefan.domain.spec import RandomAtoms
-from tilefan.entrypoints.openapi import openapi_document
+from tilefan.domain.spec.parse import RandomAtoms
+from tilefan.entrypoints.http.openapi import openapi_document
 
 # --------------------------------------------------------------------------- jobs of each kind
 

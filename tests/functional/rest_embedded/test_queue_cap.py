@@ -16,7 +16,7 @@ from tests.functional.rest_client import post_job, rest_app, wait_job
 from tests.functional.rest_embedded.support import scheduler_of
 from tilefan import bootstrap
 from tilefan.bootstrap import Config
-from tilefan.entrypoints.http_errors import RETRY_AFTER_S
+from tilefan.entrypoints.http.http_errors import RETRY_AFTER_S
 from tilefan.service.jobs import JobService
 
 # Several tiles each, so a job stays RUNNING long enough to be seen doing so.

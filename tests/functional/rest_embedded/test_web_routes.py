@@ -66,7 +66,7 @@ def test_without_the_extras_the_api_says_which_to_install(client: Client, monkey
     wait_job(client, job_id)
     for module in ("matplotlib", "swagger_ui_bundle"):
         monkeypatch.setitem(sys.modules, module, None)
-    monkeypatch.delitem(sys.modules, "tilefan.entrypoints.gantt", raising=False)
+    monkeypatch.delitem(sys.modules, "tilefan.entrypoints.report.gantt", raising=False)
     for path, extra in ((f"/jobs/{job_id}/report/runtime.png", "report"), ("/docs", "serve")):
         response = client.http.get(path, headers={"Accept": "image/png"})
         assert response.status_code == 501

@@ -14,7 +14,7 @@ from tests.functional.rest_client import JSON, post_job, submit, wait_job
 from tests.helpers import start_job
 from tilefan.bootstrap import embedded_ports
 from tilefan.domain.records import Status
-from tilefan.entrypoints import cli
+from tilefan.entrypoints.cli import main as cli
 from tilefan.errors import StoreError
 from tilefan.pipeline.lifecycle import fail_job
 from tilefan.service.jobs import JobService

@@ -12,7 +12,7 @@ from chalice.test import Client
 
 from tests.functional.rest_client import post_job
 from tilefan.bootstrap import embedded_ports, load_config
-from tilefan.entrypoints import cli
+from tilefan.entrypoints.cli import main as cli
 from tilefan.errors import InvalidSpecError
 from tilefan.pipeline.submit import submit_job
 from tilefan.service.jobs import JobService

@@ -11,8 +11,8 @@ import pytest
 
 from tests.helpers import run_job
 from tilefan.bootstrap import embedded_ports
-from tilefan.domain.spec import Limits, parse_spec
-from tilefan.entrypoints import cli
+from tilefan.domain.spec.parse import Limits, parse_spec
+from tilefan.entrypoints.cli import main as cli
 from tilefan.errors import InvalidSpecError
 from tilefan.pipeline.verify import verify_atoms
 

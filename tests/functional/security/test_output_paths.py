@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import npy_bytes, random_pair, run_job, start_job
 from tilefan.bootstrap import embedded_ports
 from tilefan.domain.records import Status
-from tilefan.entrypoints import cli
+from tilefan.entrypoints.cli import main as cli
 from tilefan.errors import InvalidSpecError, StoreError
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.reduce import reduce_job

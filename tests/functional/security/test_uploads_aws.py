@@ -18,10 +18,10 @@ from tests.functional.identity import ALICE, client_as
 from tests.functional.rest_client import JSON, post_job, submit, wait_job
 from tests.helpers import atoms_csv, npy_bytes, s3_array
 from tilefan.adapters.aws.s3_store import S3BlobStore
-from tilefan.domain.models_api import UploadComplete
-from tilefan.entrypoints.client import Client as ApiClient
-from tilefan.entrypoints.client import form_body
+from tilefan.entrypoints.sdk.client import Client as ApiClient
+from tilefan.entrypoints.sdk.client import form_body
 from tilefan.errors import InvalidBlobError
+from tilefan.service.response_models import UploadComplete
 from tilefan.service.uploads import COMPLETE_GRACE_S
 
 A = np.arange(12, dtype=np.float64).reshape(4, 3)

@@ -1,0 +1,164 @@
+/* The atoms potential of one tile, fused: phi[i,j,k] += e_a / sqrt(|p - r_a|^2 + eps^2).
+ *
+ * Built by stepfunctions/build_kernel.sh into a shared library that ctypes loads
+ * (tilefan/compute/ckernel.py). No libc or libm call at all: sqrt is the CPU's own
+ * instruction (-fno-math-errno), so the library runs on any glibc, including the Lambda
+ * runtime's 2.26. Each function is built three times (x86-64 baseline, AVX2+FMA, AVX-512)
+ * and the loader calls the best one the CPU supports (tilefan_kernel_level).
+ *
+ * Atoms are summed in table order at every point, like the NumPy kernel. The innermost
+ * loop runs over the contiguous last axis, so it vectorises; the float version's
+ * 1/sqrt may use the reciprocal-square-root instruction with one Newton step, which is
+ * what atoms_rtol leaves room for.
+ *
+ * The AVX2 float64 build is written by hand (tilefan_phi_f64_l2, below): compiled from the
+ * generic loop it spends its time in vsqrtpd and vdivpd, which AVX2-only CPUs issue at a
+ * few cycles per element, so it ran at a quarter of the float32 rate.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stddef.h>
+
+#define PHI_BLOCK(NAME, T, SQRT, TARGET)                                                  \
+    TARGET void NAME(const T *xs, ptrdiff_t ni, const T *ys, ptrdiff_t nj, const T *zs,   \
+                     ptrdiff_t nk, const T *ax, const T *ay, const T *az, const T *ae,    \
+                     ptrdiff_t na, T eps2, T *restrict out) {                             \
+        for (ptrdiff_t i = 0; i < ni; i++) {                                              \
+            for (ptrdiff_t j = 0; j < nj; j++) {                                          \
+                T *restrict row = out + (i * nj + j) * nk;                                \
+                for (ptrdiff_t a = 0; a < na; a++) {                                      \
+                    const T dx = xs[i] - ax[a], dy = ys[j] - ay[a];                       \
+                    const T dxy = dx * dx + dy * dy + eps2, e = ae[a], za = az[a];        \
+                    for (ptrdiff_t k = 0; k < nk; k++) {                                  \
+                        const T dz = zs[k] - za;                                          \
+                        row[k] += e / SQRT(dxy + dz * dz);                                \
+                    }                                                                     \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+    }
+
+#define BASE
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,prefer-vector-width=512")))
+
+PHI_BLOCK(tilefan_phi_f32_l1, float, sqrtf, BASE)
+PHI_BLOCK(tilefan_phi_f64_l1, double, sqrt, BASE)
+PHI_BLOCK(tilefan_phi_f32_l2, float, sqrtf, AVX2)
+
+/* 1/sqrt(d2) for four doubles without vsqrtpd or vdivpd: the float32 reciprocal square
+ * root (relative error <= 1.5 * 2^-12 on Intel and AMD) refined in double by one Newton
+ * step (error 1.5 e^2, so <= 2.1e-7) and one third-order step y(1 + r/2 + 3r^2/8) with
+ * r = 1 - d2 y^2 (error about 2.5 e^3, so < 1e-19): the result is as good as
+ * 1/sqrt in double up to a few ulp of rounding. Valid while d2 is a normal float32, which
+ * the caller checks (phi_f64_l2_row). */
+AVX2 static inline __m256d rsqrt_pd_avx2(__m256d d2) {
+    const __m256d y0 = _mm256_cvtps_pd(_mm_rsqrt_ps(_mm256_cvtpd_ps(d2)));
+    const __m256d half_d2 = _mm256_mul_pd(d2, _mm256_set1_pd(0.5));
+    const __m256d y1 = _mm256_mul_pd(y0, _mm256_fnmadd_pd(half_d2, _mm256_mul_pd(y0, y0), _mm256_set1_pd(1.5)));
+    const __m256d r = _mm256_fnmadd_pd(_mm256_mul_pd(d2, y1), y1, _mm256_set1_pd(1.0));
+    const __m256d q = _mm256_mul_pd(r, _mm256_fmadd_pd(r, _mm256_set1_pd(0.375), _mm256_set1_pd(0.5)));
+    return _mm256_fmadd_pd(y1, q, y1);
+}
+
+/* Float32's normal range with a margin: inside it the float32 seed above is valid. */
+#define SEED_MIN 1e-36
+#define SEED_MAX 1e36
+
+/* One row (fixed i, j) and one atom: row[k] += e / sqrt(dxy + (zs[k] - za)^2). */
+AVX2 static void phi_f64_l2_row(const double *zs, ptrdiff_t nk, double dxy, double za, double e,
+                                double *restrict row) {
+    const double far0 = zs[0] - za, far1 = zs[nk - 1] - za;
+    const double most = dxy + (far0 * far0 > far1 * far1 ? far0 * far0 : far1 * far1);
+    ptrdiff_t k = 0;
+    /* d2 >= dxy everywhere on the row and <= most, since zs is monotonic. */
+    if (dxy >= SEED_MIN && most <= SEED_MAX) {
+        const __m256d vza = _mm256_set1_pd(za), vdxy = _mm256_set1_pd(dxy), ve = _mm256_set1_pd(e);
+        for (; k + 8 <= nk; k += 8) {  /* two vectors at a time: independent chains */
+            const __m256d dz0 = _mm256_sub_pd(_mm256_loadu_pd(zs + k), vza);
+            const __m256d dz1 = _mm256_sub_pd(_mm256_loadu_pd(zs + k + 4), vza);
+            const __m256d y0 = rsqrt_pd_avx2(_mm256_fmadd_pd(dz0, dz0, vdxy));
+            const __m256d y1 = rsqrt_pd_avx2(_mm256_fmadd_pd(dz1, dz1, vdxy));
+            _mm256_storeu_pd(row + k, _mm256_fmadd_pd(ve, y0, _mm256_loadu_pd(row + k)));
+            _mm256_storeu_pd(row + k + 4, _mm256_fmadd_pd(ve, y1, _mm256_loadu_pd(row + k + 4)));
+        }
+        for (; k + 4 <= nk; k += 4) {
+            const __m256d dz = _mm256_sub_pd(_mm256_loadu_pd(zs + k), vza);
+            const __m256d y = rsqrt_pd_avx2(_mm256_fmadd_pd(dz, dz, vdxy));
+            _mm256_storeu_pd(row + k, _mm256_fmadd_pd(ve, y, _mm256_loadu_pd(row + k)));
+        }
+    }
+    for (; k < nk; k++) {  /* the ragged end, and rows out of the seed's range */
+        const double dz = zs[k] - za;
+        row[k] += e / sqrt(dxy + dz * dz);
+    }
+}
+
+AVX2 void tilefan_phi_f64_l2(const double *xs, ptrdiff_t ni, const double *ys, ptrdiff_t nj,
+                             const double *zs, ptrdiff_t nk, const double *ax, const double *ay,
+                             const double *az, const double *ae, ptrdiff_t na, double eps2,
+                             double *restrict out) {
+    if (nk <= 0) return;
+    for (ptrdiff_t i = 0; i < ni; i++) {
+        for (ptrdiff_t j = 0; j < nj; j++) {
+            double *restrict row = out + (i * nj + j) * nk;
+            for (ptrdiff_t a = 0; a < na; a++) {
+                const double dx = xs[i] - ax[a], dy = ys[j] - ay[a];
+                phi_f64_l2_row(zs, nk, dx * dx + dy * dy + eps2, az[a], ae[a], row);
+            }
+        }
+    }
+}
+
+/* The AVX-512 builds by hand too: vrsqrt14 estimates 1/sqrt with relative error below
+ * 2^-14 (in its type's whole range); Newton steps (error 1.5 e^2 each) refine it: one for
+ * float32 (5.6e-9, under half an ulp), two for float64 (5.6e-9, then 4.7e-17). Rows whose
+ * smallest squared distance is subnormal (an atom within 1e-18 or 1e-150 of a grid line)
+ * take the exact path. The ragged end of a row is a masked vector. */
+#define PHI_AVX512(NAME, T, V, N, MASK, SET1, LOADU, STOREU, MASKZ_LOADU, MASK_STOREU, SUB, MUL, FMADD,  \
+                   FNMADD, RSQRT14, STEPS, TINY)                                                        \
+    AVX512 void NAME(const T *xs, ptrdiff_t ni, const T *ys, ptrdiff_t nj, const T *zs, ptrdiff_t nk,    \
+                     const T *ax, const T *ay, const T *az, const T *ae, ptrdiff_t na, T eps2,          \
+                     T *restrict out) {                                                                 \
+        const V three_halves = SET1((T)1.5), half = SET1((T)0.5);                                       \
+        for (ptrdiff_t i = 0; i < ni; i++) {                                                            \
+            for (ptrdiff_t j = 0; j < nj; j++) {                                                        \
+                T *restrict row = out + (i * nj + j) * nk;                                              \
+                for (ptrdiff_t a = 0; a < na; a++) {                                                    \
+                    const T dx = xs[i] - ax[a], dy = ys[j] - ay[a], dxy = dx * dx + dy * dy + eps2;     \
+                    if (dxy < (T)TINY) {                                                                \
+                        for (ptrdiff_t k = 0; k < nk; k++) {                                            \
+                            const T dz = zs[k] - az[a];                                                 \
+                            row[k] += ae[a] / (T)sqrt((double)(dxy + dz * dz));                         \
+                        }                                                                               \
+                        continue;                                                                       \
+                    }                                                                                   \
+                    const V vza = SET1(az[a]), ve = SET1(ae[a]), vdxy = SET1(dxy);                      \
+                    for (ptrdiff_t k = 0; k < nk; k += N) {                                             \
+                        const MASK m = nk - k >= N ? (MASK)~0u : (MASK)((1u << (nk - k)) - 1);          \
+                        const V dz = SUB(MASKZ_LOADU(m, zs + k), vza);                                  \
+                        const V d2 = FMADD(dz, dz, vdxy), h = MUL(d2, half);                            \
+                        V y = RSQRT14(d2);                                                              \
+                        for (int s = 0; s < STEPS; s++) y = MUL(y, FNMADD(h, MUL(y, y), three_halves)); \
+                        MASK_STOREU(row + k, m, FMADD(ve, y, MASKZ_LOADU(m, row + k)));                 \
+                    }                                                                                   \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+    }
+
+PHI_AVX512(tilefan_phi_f32_l3, float, __m512, 16, __mmask16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+           _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps, _mm512_sub_ps, _mm512_mul_ps, _mm512_fmadd_ps,
+           _mm512_fnmadd_ps, _mm512_rsqrt14_ps, 1, 1e-36)
+PHI_AVX512(tilefan_phi_f64_l3, double, __m512d, 8, __mmask8, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd,
+           _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd, _mm512_sub_pd, _mm512_mul_pd, _mm512_fmadd_pd,
+           _mm512_fnmadd_pd, _mm512_rsqrt14_pd, 2, 1e-300)
+
+/* The best level this CPU runs: 3 (AVX-512), 2 (AVX2 and FMA) or 1 (the x86-64 baseline);
+ * the loader calls the functions of that level (tilefan_phi_<f32|f64>_l<level>). */
+int tilefan_kernel_level(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return 3;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 2;
+    return 1;
+}

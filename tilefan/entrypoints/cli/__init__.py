@@ -1,0 +1,1 @@
+"""The ``tilefan`` command: argument parsing and one module per command group."""

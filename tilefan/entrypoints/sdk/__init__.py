@@ -1,0 +1,1 @@
+"""The Python doors: ``tilefan.matmul``/``add``/``atoms`` and ``tilefan.Client``."""

@@ -1,0 +1,1 @@
+"""Where jobs run: one package per runtime, each driving the pipeline's steps."""

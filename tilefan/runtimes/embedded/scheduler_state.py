@@ -1,0 +1,184 @@
+"""The embedded scheduler's state, its events and its actions: plain values, no I/O.
+
+``scheduler_decide.decide`` turns the state and one event into actions; the scheduler
+(``scheduler.py``) performs them against the ports and the pool, and reports what came
+of them as events. Everything the decisions need is here, so they can be tested by
+feeding events, with no store, clock or process.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tilefan.runtimes.embedded.scheduler_parts import RetryPolicy
+
+PLAN, REDUCE = "plan", "reduce"
+
+
+@dataclass
+class JobState:
+    """An admitted job whose tiles run (a RUNNING job)."""
+
+    job_id: str
+    todo: deque[tuple[int, str]]  # (tile id, route), next first
+    kernel: Callable[..., Any]  # opaque here: carried to each tile of the job
+    inline: bool = False  # its tiles run in the dispatcher's thread (no pool to start for them)
+    in_flight: set[int] = field(default_factory=set)
+    attempts: dict[int, int] = field(default_factory=dict)  # tile id -> attempts begun (1 if absent)
+    routes: dict[int, str] = field(default_factory=dict)
+    not_before: float = 0.0  # no tile before this (monotonic) time: a retry's backoff
+    reducing: bool = False  # handed to the reduce step: never twice
+
+
+@dataclass
+class State:
+    """What the scheduler holds: its limits, admitted jobs, plans and reduces, tiles out."""
+
+    workers: int
+    max_jobs: int
+    retry: RetryPolicy
+    steps_in_pool: bool  # plans and reduces take a pool worker, like a tile
+    only: frozenset[str] | None = None  # the one job of a CLI run; None: every job of the home
+    active: dict[str, JobState] = field(default_factory=dict)
+    turns: deque[str] = field(default_factory=deque)  # round-robin order of the active jobs
+    opening: set[str] = field(default_factory=set)  # being read from the store
+    planning: set[str] = field(default_factory=set)  # admitted, plan not ended
+    steps_waiting: deque[tuple[str, str]] = field(default_factory=deque)  # (step, job id)
+    steps_running: dict[str, str] = field(default_factory=dict)  # job id -> step (one at a time)
+    step_attempts: dict[tuple[str, str], int] = field(default_factory=dict)
+    tiles_running: dict[str, int] = field(default_factory=dict)  # job id -> tiles out, ended jobs' too
+
+    def admitted(self) -> int:
+        """Jobs counted against ``max_jobs``."""
+        return len(self.active) + len(self.planning) + len(self.opening)
+
+    def used_slots(self) -> int:
+        """Workers busy: every tile out, and the steps when they run in the pool."""
+        return sum(self.tiles_running.values()) + (len(self.steps_running) if self.steps_in_pool else 0)
+
+    def holds(self, job_id: str) -> bool:
+        """Whether the job is still in this scheduler's hands (membership tests only: another
+        thread asks while the dispatcher changes the state)."""
+        return (job_id in self.active or job_id in self.opening or job_id in self.planning
+                or job_id in self.steps_running or job_id in self.tiles_running)
+
+
+# ------------------------------------------------------------------ events: what happened
+
+
+@dataclass(frozen=True)
+class Admit:
+    """The queue's unfinished jobs, RUNNING then QUEUED, each oldest first."""
+
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FoundQueued:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class FoundEnded:
+    """Ended (cancelled) since the queue was read."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class FoundRunning:
+    """A RUNNING job: the tiles not recorded done, and how they run."""
+
+    job_id: str
+    todo: tuple[tuple[int, str], ...]
+    kernel: Callable[..., Any]
+    inline: bool = False
+
+
+@dataclass(frozen=True)
+class OpenFailed:
+    job_id: str
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class JobsEnded:
+    """Active jobs the store says have ended (cancelled or failed elsewhere)."""
+
+    job_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Fill:
+    """Workers may be free: hand out what is ready at ``now`` (monotonic seconds)."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class TileEnded:
+    job_id: str
+    tile_id: int
+    error: BaseException | None
+    now: float
+
+
+@dataclass(frozen=True)
+class StepEnded:
+    step: str
+    job_id: str
+    error: BaseException | None
+    job_ended: bool = False  # the store's word, read when the step failed
+
+
+Event = Admit | FoundQueued | FoundEnded | FoundRunning | OpenFailed | JobsEnded | Fill | TileEnded | StepEnded
+
+
+# ------------------------------------------------------------------ actions: what to do
+
+
+@dataclass(frozen=True)
+class OpenJob:
+    """Read the job's record: answer FoundQueued, FoundEnded, FoundRunning or OpenFailed."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class StartStep:
+    """Run the job's plan or reduce (in the pool or a helper thread); answer StepEnded."""
+
+    step: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class RunTile:
+    """Run one tile (here if ``inline``, else in the pool); answer TileEnded."""
+
+    job_id: str
+    tile_id: int
+    route: str
+    kernel: Callable[..., Any]
+    inline: bool
+
+
+@dataclass(frozen=True)
+class RecordTileFailed:
+    """Record a tile's failed attempt that its worker could not record (it died)."""
+
+    job_id: str
+    tile_id: int
+    why: str
+
+
+@dataclass(frozen=True)
+class FailJob:
+    job_id: str
+    error: dict[str, Any]
+
+
+Action = OpenJob | StartStep | RunTile | RecordTileFailed | FailJob

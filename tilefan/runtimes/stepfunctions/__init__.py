@@ -1,0 +1,1 @@
+"""The AWS runtime: one Step Functions execution per job."""
