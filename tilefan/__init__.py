@@ -1,8 +1,13 @@
 """tilefan: run big numeric jobs as a tiled fan-out (plan → tiles → reduce).
 
-Dependencies point inwards: ``domain`` (pure specs, tiling, kernels) ← ``pipeline``
-(plan/tile/reduce over ports) ← ``adapters`` (embedded and AWS implementations of the
-ports) ← ``entrypoints`` (CLI, REST, Lambda doors). ``bootstrap`` wires them together.
+The folders say which way dependencies point (docs/architecture.md has the tree and the
+rules, and ``tests/unit/test_architecture.py`` checks them): ``domain`` (pure values and
+arithmetic; ``domain.spec`` holds a job spec in every form) ← ``compute`` (the kernels that
+load libraries, threads, the core budget) ← ``pipeline`` (submit, plan, tile, reduce over
+ports) ← ``service`` (the application core every door calls) ← ``runtimes`` (the embedded
+scheduler, Step Functions, the spot worker) and ``entrypoints`` (the doors: ``cli``,
+``http``, ``sdk``, and ``report`` for what they show). ``adapters`` implement the ports
+(embedded, AWS, memory), and ``bootstrap``, the only reader of the environment, wires them.
 
 The Python API (``tilefan.matmul``, ``tilefan.add``, ``tilefan.atoms``, ``tilefan.Client``) is loaded on first
 use, so ``import tilefan`` stays cheap for the Lambda doors and the CLI; so is
