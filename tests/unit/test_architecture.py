@@ -1,9 +1,17 @@
-"""The package's shape, read from the source with ``ast``: imports point one way
-(compute <- domain <- pipeline <- service <- entrypoints; adapters implement pipeline ports; bootstrap
-wires), no import cycle between tilefan modules (counting imports inside functions and
-under ``TYPE_CHECKING``), doors that run jobs only through the application core, one reader
-of the environment, no module too long to read, and no port asked at run time what it can
-do (its capabilities are declared on ``Ports``)."""
+"""The package's shape, read from the source with ``ast``.
+
+- Imports point one way: domain <- compute <- pipeline <- service <- runtimes and entrypoints;
+  adapters implement the pipeline's ports; bootstrap wires.
+- The domain is pure: nothing of ours but errors, and no library loading, threads,
+  processes, databases, AWS or web framework.
+- Each runtime stands alone; each door imports only the doors it hosts; a door reaches the
+  adapters only through bootstrap (named exceptions aside).
+- No import cycle between tilefan modules (counting imports inside functions and under
+  ``TYPE_CHECKING``), one reader of the environment, a docstring on every module, a package
+  for every folder, and no module too long to read.
+- Doors run jobs only through the application core, and no port is asked at run time what
+  it can do (its capabilities are declared on ``Ports``).
+"""
 
 from __future__ import annotations
 
@@ -15,15 +23,43 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "tilefan"
 MAX_LINES = 400
 
-# Layer -> layers it must never import.
+# Layer -> layers it must never import. Doors (entrypoints) are checked below: they may import
+# any inner layer, and the adapters only through bootstrap.
 FORBIDDEN = {
-    # How a tile uses the hardware (threads, the core budget): below even the domain.
-    "compute": {"pipeline", "service", "adapters", "entrypoints", "bootstrap"},
-    "domain": {"compute", "pipeline", "service", "adapters", "entrypoints", "bootstrap"},
-    "pipeline": {"adapters", "service", "entrypoints", "bootstrap"},
-    "adapters": {"service", "entrypoints", "bootstrap"},
-    "service": {"adapters", "entrypoints", "bootstrap"},
+    # Pure values and arithmetic; test_the_domain_is_pure narrows it to domain and errors.
+    "domain": {"compute", "pipeline", "service", "runtimes", "adapters", "entrypoints", "bootstrap", "settings"},
+    # How a tile uses the hardware: the kernels that load libraries, threads, the core budget.
+    # Above the pure domain (it runs the domain's tiles), below the steps that call it.
+    "compute": {"pipeline", "service", "runtimes", "adapters", "entrypoints", "bootstrap", "settings"},
+    "pipeline": {"adapters", "service", "runtimes", "entrypoints", "bootstrap"},
+    "adapters": {"service", "runtimes", "entrypoints", "bootstrap"},
+    # The application core: bootstrap hands it the runner, so it never imports a runtime.
+    "service": {"adapters", "runtimes", "entrypoints", "bootstrap"},
+    "runtimes": {"adapters", "entrypoints", "bootstrap"},
+    "settings": {"pipeline", "service", "runtimes", "adapters", "entrypoints", "bootstrap"},
     "bootstrap": {"entrypoints"},
+}
+
+# What a pure domain never imports: library loading, threads and processes, databases, AWS,
+# web frameworks. (Reading the environment is bootstrap's alone: checked for every module.)
+IMPURE = {"ctypes", "threading", "multiprocessing", "concurrent", "subprocess", "socket", "sqlite3", "boto3",
+          "botocore", "chalice", "waitress"}
+
+# Door -> the other doors it may import. The command line hosts ``tilefan serve`` (http) and
+# ``--endpoint`` (the SDK's Client); report is what every door shows, and imports no door.
+DOORS_MAY_IMPORT = {
+    "entrypoints.cli": {"entrypoints.http", "entrypoints.sdk", "entrypoints.report"},
+    "entrypoints.http": {"entrypoints.report"},
+    "entrypoints.sdk": {"entrypoints.report"},
+    "entrypoints.report": set(),
+}
+
+# A door reaches the adapters through bootstrap, except for these helpers, which work on the
+# user's own files and values rather than implementing a port.
+DOOR_ADAPTER_EXCEPTIONS = {
+    "tilefan.adapters.maps": "field maps (.dx, .mrc) written to and checked on the user's own paths",
+    "tilefan.adapters.embedded.chunked_files": "the Python API reads a user's Zarr or HDF5 array in place",
+    "tilefan.adapters.records_codec": "the list cursor's pattern, in the OpenAPI document",
 }
 
 
@@ -35,6 +71,13 @@ def module_name(path: Path) -> str:
 
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+PACKAGES = {module_name(p) for p in sorted(PACKAGE.rglob("__init__.py"))}
+
+
+def group(module: str) -> str:
+    """``tilefan.entrypoints.cli.run`` -> ``entrypoints.cli``; ``tilefan.domain.plan`` -> ``domain``."""
+    parts = module.split(".")
+    return ".".join(parts[1:3]) if len(parts) > 3 or (len(parts) == 3 and module in PACKAGES) else layer(module)
 
 
 def layer(module: str) -> str:
@@ -178,6 +221,76 @@ bootstrap.build_scheduler(config)
         "tilefan.pipeline.submit", "tilefan.bootstrap.build_scheduler", "tilefan.pipeline.submit",
         "tilefan.runtimes.embedded.scheduler", "tilefan.runtimes.embedded.scheduler_steps", "build_scheduler"]
     assert past_the_core("from tilefan.bootstrap import build_core\ncore = build_core(one_shot=True)") == []
+
+
+def test_the_domain_is_pure() -> None:
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module in MODULES
+        if layer(module) == "domain"
+        for target in imported_modules(module)
+        if target.split(".")[0] in IMPURE
+        or (target.split(".")[0] == "tilefan" and layer(target) not in ("domain", "errors"))
+    )
+    assert wrong == []
+
+
+def test_the_purity_check_sees_imports_of_the_standard_library() -> None:
+    # Guards test_the_domain_is_pure against passing because it reads no such import.
+    assert "ctypes" in set(imported_modules("tilefan.compute.ckernel"))
+
+
+def test_each_runtime_stands_alone() -> None:
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        for target in targets
+        if layer(module) == layer(target) == "runtimes" and "runtimes" not in (group(module), group(target))
+        and group(module) != group(target)
+    )
+    assert wrong == []
+
+
+def test_each_door_imports_only_the_doors_it_hosts() -> None:
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        for target in targets
+        if layer(module) == layer(target) == "entrypoints" and "entrypoints" not in (group(module), group(target))
+        and group(module) != group(target)
+        and group(target) not in DOORS_MAY_IMPORT.get(group(module), set())
+    )
+    assert wrong == []
+
+
+def test_every_door_and_runtime_module_lives_in_its_own_folder() -> None:
+    # A new door or runtime is a folder with a row in DOORS_MAY_IMPORT (or a runtime package),
+    # never a loose module beside the folders.
+    loose = sorted(m for m in MODULES if layer(m) in ("entrypoints", "runtimes") and m.count(".") == 2
+                   and m not in PACKAGES)
+    assert loose == []
+    assert {group(m) for m in MODULES if layer(m) == "entrypoints" and m.count(".") >= 2} == set(DOORS_MAY_IMPORT)
+
+
+def test_doors_reach_the_adapters_only_through_bootstrap() -> None:
+    used = {
+        target
+        for module, targets in import_graph().items()
+        if layer(module) == "entrypoints"
+        for target in targets
+        if layer(target) == "adapters"
+    }
+    assert sorted(used - set(DOOR_ADAPTER_EXCEPTIONS)) == []
+
+
+def test_every_module_says_what_it_is_for() -> None:
+    silent = sorted(m for m, p in MODULES.items() if not ast.get_docstring(ast.parse(p.read_text(), str(p))))
+    assert silent == []
+
+
+def test_every_folder_of_modules_is_a_package() -> None:
+    folders = {p.parent for p in MODULES.values()}
+    assert sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file()) == []
 
 
 def test_the_library_never_imports_the_chalice_app_or_its_lambda_doors() -> None:
