@@ -144,14 +144,15 @@ def serve(
     byte, an upload's within ``upload_timeout_s``; a connection idle that long is closed."""
     from waitress.server import BaseWSGIServer, create_server
 
+    sockets: dict[int, Any] = {}  # the socket map waitress fills: its listeners, then its channels
     server = create_server(
-        ChaliceWsgi(app, max_json_bytes=max_json_bytes), host=host, port=port, threads=threads, backlog=1024,
-        connection_limit=1000,
+        ChaliceWsgi(app, max_json_bytes=max_json_bytes), map=sockets, host=host, port=port, threads=threads,
+        backlog=1024, connection_limit=1000,
         max_request_body_size=max_upload_bytes, channel_timeout=client_timeout_s,
         cleanup_interval=max(1, client_timeout_s // 2), clear_untrusted_proxy_headers=True, ident="tilefan",
     )
     channel = limited_channel(FrontLimits(max_json_bytes, max_upload_bytes, client_timeout_s, upload_timeout_s))
-    for listener in list((getattr(server, "map", None) or getattr(server, "_map", {})).values()):
+    for listener in list(sockets.values()):
         if isinstance(listener, BaseWSGIServer):  # one per bound address ("localhost" may bind two)
             listener.channel_class = channel
 
