@@ -119,7 +119,7 @@ def main() -> None:
             median = statistics.median(spent)
             print(f"| {precision} | {name} | {median:.3f} s | {pairs / median / 1e9:.2f} G pairs/s "
                   f"| {numpy_s / median:.1f}× |")
-    c_load = load_time("from tilefan.domain import ckernel; ckernel.load()", args.rounds)
+    c_load = load_time("from tilefan.compute import ckernel; ckernel.load()", args.rounds)
     print(f"load in a fresh process: C kernel {c_load * 1e3:.0f} ms")
 
 

@@ -32,7 +32,8 @@ def _run(body: str) -> None:
 
 def test_an_atoms_tile_never_loads_threadpoolctl() -> None:
     _run("""
-        from tilefan.domain import ckernel, kernels
+        from tilefan.compute import ckernel
+        from tilefan.domain import kernels
         table = np.array([[0.5, 0.5, 0.5, 1.0], [2.5, 1.5, 0.5, -1.0]])
         kernel = ckernel.load() or kernels.atoms_potential
         phi = kernel(table, (0.0, 0.0, 0.0), 1.0, 0.0, ((0, 4), (0, 4), (0, 4)), "float64")

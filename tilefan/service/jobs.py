@@ -179,7 +179,7 @@ class JobService:
 
     def field_source(self, job_id: str, owner: str | None = None) -> tuple[Any, Callable[[], Any], bool]:
         """A finished atoms job's spec, a reader of its field, and whether the field is remote
-        (downloaded by redirect): what a map conversion needs (``entrypoints.field_download``)."""
+        (downloaded by redirect): what a map conversion needs (``entrypoints.http.field_download``)."""
         how, _ = self.output(job_id, "field", owner)  # the same checks: the caller's, finished, with a field
         spec = self.ports.jobs.get_job(job_id).spec
         return spec, lambda: self.ports.blobs.read_array(field_key(job_id)), how == "redirect"
