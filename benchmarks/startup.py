@@ -65,6 +65,17 @@ def _timed(cmd: list[str], env: dict[str, str], terminal: bool = True, path: str
     return elapsed
 
 
+def _entry_point(tree: str) -> list[str]:
+    """The ``tilefan`` command of another source tree, as its console script would run it:
+    the installed script names this tree's entry point, which an older tree may not have."""
+    import tomllib
+
+    target = tomllib.loads((Path(tree) / "pyproject.toml").read_text())["project"]["scripts"]["tilefan"]
+    module, function = target.split(":")
+    # -P: no current directory on sys.path, as for a console script (runs start in this tree).
+    return [PY, "-P", "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
+
+
 def race(rounds: int, env: dict[str, str], baseline: str | None) -> dict[str, list[float]]:
     job = "tilefan " + " ".join(JOB)
     contenders: dict[str, tuple[list[str], bool, str | None]] = {
@@ -73,8 +84,9 @@ def race(rounds: int, env: dict[str, str], baseline: str | None) -> dict[str, li
         f"{job} 2>/dev/null": ([TILEFAN, *JOB], False, None),
     }
     if baseline:
-        contenders[f"baseline {baseline} (terminal)"] = ([TILEFAN, *JOB], True, baseline)
-        contenders[f"baseline {baseline} 2>/dev/null"] = ([TILEFAN, *JOB], False, baseline)
+        command = _entry_point(baseline)
+        contenders[f"baseline {baseline} (terminal)"] = ([*command, *JOB], True, baseline)
+        contenders[f"baseline {baseline} 2>/dev/null"] = ([*command, *JOB], False, baseline)
     for cmd, terminal, path in contenders.values():  # warm-up: page cache, .pyc files, the home's database
         _timed(cmd, env, terminal, path)
     times: dict[str, list[float]] = {name: [] for name in contenders}
