@@ -151,10 +151,11 @@ def child_env(source: str | None = None) -> dict[str, str]:
     return {**env, "PYTHONPATH": source} if source else env
 
 
-def _whole(tilefan: str, g: int, n: int, precision: str, extra: list[str] | None = None,
+def _whole(tilefan: str | list[str], g: int, n: int, precision: str, extra: list[str] | None = None,
            env: dict[str, str] | None = None) -> float:
     with tempfile.TemporaryDirectory() as home:
-        cmd = [tilefan, "run", "atoms", "--grid", str(g), "--atoms", str(n), "--seed", "3",
+        command = [tilefan] if isinstance(tilefan, str) else tilefan
+        cmd = [*command, "run", "atoms", "--grid", str(g), "--atoms", str(n), "--seed", "3",
                "--precision", precision, *(extra or [])]
         wall = time.perf_counter()
         subprocess.run(cmd, env={**(env or os.environ), "TILEFAN_HOME": home}, check=True,
@@ -163,10 +164,13 @@ def _whole(tilefan: str, g: int, n: int, precision: str, extra: list[str] | None
 
 
 def cmd_whole(args: argparse.Namespace) -> None:
-    tilefan = str(Path(sys.executable).with_name("tilefan"))
-    runs_of = {"this checkout": child_env()}
+    from startup import entry_point  # a sibling script: benchmarks/ is this script's sys.path[0]
+
+    ours = [str(Path(sys.executable).with_name("tilefan"))]
+    runs_of = {"this checkout": (ours, child_env())}
     if args.baseline:
-        runs_of[f"baseline {args.baseline}"] = child_env(args.baseline)
+        # Through the baseline's own entry point: the installed script names this checkout's.
+        runs_of[f"baseline {args.baseline}"] = (entry_point(args.baseline), child_env(args.baseline))
     print(f"{threads.usable_cpus()} cores, {args.atoms} atoms, median of {args.rounds} interleaved rounds; "
           f"load {os.getloadavg()[0]:.1f}")
     print("ratios against the limit, and (in brackets) against the kernel's rate measured on every core")
@@ -183,8 +187,8 @@ def cmd_whole(args: argparse.Namespace) -> None:
                 one_x_cores, all_cores = _limits(g, args.atoms, precision)
                 limits.append(max(one_x_cores, all_cores))
                 measured.append(all_cores)
-                for name, env in runs_of.items():
-                    rates[name].append(pairs / _whole(tilefan, g, args.atoms, precision, env=env) / 1e9)
+                for name, (command, env) in runs_of.items():
+                    rates[name].append(pairs / _whole(command, g, args.atoms, precision, env=env) / 1e9)
             limit, on_all = statistics.median(limits), statistics.median(measured)
             cells = " | ".join(f"{statistics.median(r):.2f} G pairs/s | **{statistics.median(r) / limit:.0%}** "
                                f"({statistics.median(r) / on_all:.0%})" for r in rates.values())

@@ -65,7 +65,7 @@ def _timed(cmd: list[str], env: dict[str, str], terminal: bool = True, path: str
     return elapsed
 
 
-def _entry_point(tree: str) -> list[str]:
+def entry_point(tree: str) -> list[str]:
     """The ``tilefan`` command of another source tree, as its console script would run it:
     the installed script names this tree's entry point, which an older tree may not have."""
     import tomllib
@@ -84,7 +84,7 @@ def race(rounds: int, env: dict[str, str], baseline: str | None) -> dict[str, li
         f"{job} 2>/dev/null": ([TILEFAN, *JOB], False, None),
     }
     if baseline:
-        command = _entry_point(baseline)
+        command = entry_point(baseline)
         contenders[f"baseline {baseline} (terminal)"] = ([*command, *JOB], True, baseline)
         contenders[f"baseline {baseline} 2>/dev/null"] = ([*command, *JOB], False, baseline)
     for cmd, terminal, path in contenders.values():  # warm-up: page cache, .pyc files, the home's database
