@@ -5,6 +5,7 @@ and for a server's core (REST, ``tilefan serve``); a dry run plans once too."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ def test_a_one_shot_run_plans_once(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 @KINDS
 def test_a_server_submission_plans_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         raw: dict[str, Any]) -> None:
-    core = build_core(Config(home=tmp_path / "home", workers=2))
+    # One worker: the plan step runs in this process's helper threads, where the spy sees
+    # it (with more, it runs in a pool worker: see the pickling test below).
+    core = build_core(Config(home=tmp_path / "home", workers=1))
     assert isinstance(core.runner, Scheduler)
     tilings = count_plans(monkeypatch)
     try:
@@ -52,3 +55,16 @@ def test_a_dry_run_plans_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     tilings = count_plans(monkeypatch)
     dry = core.plan_only(ATOMS)
     assert len(tilings) == 1 and len(dry.manifest["tiles"]) == len(dry.plan.tiles) == 16
+
+
+def test_a_handed_plan_survives_the_trip_to_a_pool_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server with a pool plans in a worker process: the plan goes there pickled, and must
+    # still be recognised as the job's plan, so the worker does not cut it again.
+    from tilefan.domain.plan import plan, plan_unless_planned
+    from tilefan.domain.spec.parse import parse_spec
+
+    spec = parse_spec(ATOMS)
+    travelled = pickle.loads(pickle.dumps(plan("submit", spec)))
+    tilings = count_plans(monkeypatch)
+    assert plan_unless_planned("job1", spec, None, travelled).job_id == "job1"
+    assert tilings == []
