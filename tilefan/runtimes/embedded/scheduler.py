@@ -221,8 +221,8 @@ class Scheduler:
         if isinstance(action, machine.StartStep):
             executor = self._get_pool() if self.state.steps_in_pool else self._threads
             # The plan its submission cut, if this process submitted it: the step plans once.
-            planned = self._plans.pop(action.job_id, None) if action.step == PLAN else None
-            fut = _submit(executor, STEPS[action.step], action.job_id, self.settings.policy, planned)
+            handed = (self._plans.pop(action.job_id, None),) if action.step == PLAN else ()
+            fut = _submit(executor, STEPS[action.step], action.job_id, self.settings.policy, *handed)
             self._steps[fut] = (action.step, action.job_id)
         elif isinstance(action, machine.RunTile):
             executor = self._inline if action.inline else self._get_pool()
