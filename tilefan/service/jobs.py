@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from tilefan.domain.records import JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
@@ -27,11 +28,15 @@ from tilefan.errors import ConflictError, InvalidSpecError, NotFoundError, Unaut
 from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import fail_job
 from tilefan.pipeline.ports import JobRunner, Ports, QueuePlace, Serving
-from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import new_job_id, submit
 from tilefan.service.responses import documented
-from tilefan.service.rest_door import restrict
-from tilefan.service.uploads import Uploads
+
+if TYPE_CHECKING:
+    from tilefan.service.uploads import Uploads
+
+# What only a REST caller needs (uploads and their caps, the rules of what a request may
+# name, the tile report and its cost model) is imported by the calls that use it: the
+# local doors' core (``tilefan run``) never loads it, so a short run does not pay for it.
 
 MAX_PAGE = 100
 UPLOAD_EXPIRES_S = 900
@@ -59,8 +64,14 @@ class JobService:
         self.limits = limits
         self.clock = clock
         self.policy = policy or RoutePolicy()
-        self.uploads = Uploads(ports.blobs, UPLOAD_EXPIRES_S, limits.max_upload_bytes, ports.direct_put,
-                               ports.sent_uploads)
+
+    @cached_property
+    def uploads(self) -> Uploads:
+        """The issued uploads, built at the first call that needs them (REST only)."""
+        from tilefan.service.uploads import Uploads
+
+        return Uploads(self.ports.blobs, UPLOAD_EXPIRES_S, self.limits.max_upload_bytes, self.ports.direct_put,
+                       self.ports.sent_uploads)
 
     # ------------------------------------------------------------------ owners
 
@@ -80,6 +91,8 @@ class JobService:
 
     def submit(self, body: Any, owner: str | None = None) -> dict[str, Any]:
         """Validate and record the job, then start it. Bad input raises before any write."""
+        from tilefan.service.rest_door import restrict
+
         who = self.owner_of(self._owner(owner))
         job_id = new_job_id()
         body = restrict(body, job_id, who, self.uploads, self.ports.jobs)
@@ -129,6 +142,8 @@ class JobService:
         return self.get(job_id, owner)
 
     def report(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
+        from tilefan.pipeline.report import tile_report
+
         self.ports.jobs.get_job(job_id, self._owner(owner))  # someone else's: not found
         return tile_report(self.ports, job_id)
 
