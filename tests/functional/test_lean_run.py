@@ -44,3 +44,5 @@ def test_a_small_run_on_a_terminal_imports_no_heavy_part(tmp_path: Path) -> None
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
     assert "tilefan.service.core" in loaded
     assert loaded.isdisjoint(REST_ONLY), sorted(loaded & set(REST_ONLY))
+    # Its summary line shows no AWS prediction, so the cost model stays unloaded.
+    assert "tilefan.domain.cost_model" not in loaded

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tilefan.domain.cost_model import predict
 from tilefan.domain.records import AttemptState, TileState
 from tilefan.errors import BlobNotFoundError
 from tilefan.pipeline.inputs import manifest_key
@@ -30,8 +29,9 @@ def tally_routes(tiles: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def tile_report(ports: Ports, job_id: str) -> dict[str, Any]:
-    """Per-tile start, end, duration, route and worker, plus a summary."""
+def tile_report(ports: Ports, job_id: str, *, aws_prediction: bool = True) -> dict[str, Any]:
+    """Per-tile start, end, duration, route and worker, plus a summary; with
+    ``aws_prediction``, the summary has the AWS cost model's prediction for the plan."""
     record = ports.jobs.get_job(job_id)
     rows = ports.jobs.tile_rows(job_id)
     tiles = []
@@ -62,7 +62,7 @@ def tile_report(ports: Ports, job_id: str) -> dict[str, Any]:
     summary["retries"] = len(attempts) - len({a["tile_id"] for a in attempts})
     summary["attempts_failed"] = sum(1 for a in attempts if a["status"] in (AttemptState.FAILED, AttemptState.LOST))
     summary["timings"] = dict(record.timings)
-    summary.update(_planned(ports, job_id))
+    summary.update(_planned(ports, job_id, aws_prediction))
     return {"job_id": job_id, "summary": summary, "tiles": tiles, "attempts": attempts}
 
 
@@ -94,9 +94,9 @@ def attempt_rows(stored: list[dict[str, Any]], *, ended: bool) -> list[dict[str,
     return rows
 
 
-def _planned(ports: Ports, job_id: str) -> dict[str, Any]:
+def _planned(ports: Ports, job_id: str, aws_prediction: bool) -> dict[str, Any]:
     """The routes the planner chose for every tile (started or not), its cost estimate, and
-    the AWS time and cost model's prediction for the plan (``domain.cost_model``)."""
+    (``aws_prediction``) the AWS time and cost model's prediction for the plan (``domain.cost_model``)."""
     try:
         manifest = ports.blobs.get_json(manifest_key(job_id))
     except BlobNotFoundError:  # not planned yet
@@ -104,6 +104,9 @@ def _planned(ports: Ports, job_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {"planned_routes": tally_routes(manifest.get("tiles", []))}
     if "cost_estimate" in manifest:
         out["cost_estimate"] = manifest["cost_estimate"]
-    if manifest.get("tiles"):
+    if aws_prediction and manifest.get("tiles"):
+        # Imported here: a run's closing summary asks for no prediction, and skips the model.
+        from tilefan.domain.cost_model import predict
+
         out["aws_prediction"] = predict(manifest).to_dict()
     return out

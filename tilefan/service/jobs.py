@@ -141,11 +141,12 @@ class JobService:
             raise ConflictError(f"job {job_id} is {status}; only QUEUED or RUNNING jobs can be cancelled")
         return self.get(job_id, owner)
 
-    def report(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
+    def report(self, job_id: str, owner: str | None = None, *, aws_prediction: bool = True) -> dict[str, Any]:
+        """The job's tile report (``aws_prediction=False``: without the AWS cost model's prediction)."""
         from tilefan.pipeline.report import tile_report
 
         self.ports.jobs.get_job(job_id, self._owner(owner))  # someone else's: not found
-        return tile_report(self.ports, job_id)
+        return tile_report(self.ports, job_id, aws_prediction=aws_prediction)
 
     # ------------------------------------------------------------------ uploads
 
