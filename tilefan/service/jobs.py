@@ -28,6 +28,7 @@ from tilefan.errors import ConflictError, InvalidSpecError, NotFoundError, Unaut
 from tilefan.pipeline.error_codec import error_body
 from tilefan.pipeline.lifecycle import fail_job
 from tilefan.pipeline.ports import JobRunner, Ports, QueuePlace, Serving
+from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import new_job_id, submit
 from tilefan.service.responses import documented
 
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
     from tilefan.service.uploads import Uploads
 
 # What only a REST caller needs (uploads and their caps, the rules of what a request may
-# name, the tile report and its cost model) is imported by the calls that use it: the
-# local doors' core (``tilefan run``) never loads it, so a short run does not pay for it.
+# name) is imported by the calls that use it: the local doors' core (``tilefan run``)
+# never loads it, so a short run does not pay for it.
 
 MAX_PAGE = 100
 UPLOAD_EXPIRES_S = 900
@@ -143,8 +144,6 @@ class JobService:
 
     def report(self, job_id: str, owner: str | None = None, *, aws_prediction: bool = True) -> dict[str, Any]:
         """The job's tile report (``aws_prediction=False``: without the AWS cost model's prediction)."""
-        from tilefan.pipeline.report import tile_report
-
         self.ports.jobs.get_job(job_id, self._owner(owner))  # someone else's: not found
         return tile_report(self.ports, job_id, aws_prediction=aws_prediction)
 
