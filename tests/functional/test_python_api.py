@@ -92,3 +92,35 @@ def test_an_interrupt_cancels_the_job_and_leaves_no_output(tmp_path: Path, monke
     [record], _ = embedded_ports(tmp_path / "home").jobs.list_jobs(5)
     assert record.status.value == "CANCELLED"
     assert [p.name for p in tmp_path.iterdir()] == ["home"]  # no output, and no hidden partial one
+
+
+def _mapped(arr: np.ndarray) -> bool:
+    """Whether ``arr``'s memory is a file mapping (np.memmap's), not an array of its own."""
+    import mmap
+
+    base = arr
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    return isinstance(base, mmap.mmap)
+
+
+def test_an_output_in_the_home_comes_back_mapped_not_copied_and_private(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.random((60, 40)), rng.random((40, 50))
+    c = tilefan.matmul(a, b, home=tmp_path / "home")
+    assert type(c) is np.ndarray and _mapped(c)  # the output file's pages, not a copy of them
+    np.testing.assert_allclose(c, a @ b, rtol=1e-12)
+    outputs = [p for p in (tmp_path / "home").rglob("*.npy") if "inputs" not in p.parts]
+    assert len(outputs) == 1
+    c[0, 0] = -1.0  # copy-on-write: the caller's array changes, the home's file does not
+    assert np.load(outputs[0])[0, 0] == pytest.approx(float((a @ b)[0, 0]))
+    again = tilefan.matmul(a, b, home=tmp_path / "home")  # a later job leaves c as it was
+    assert c[0, 0] == -1.0 and c[1, 1] == pytest.approx(float(again[1, 1]))
+
+
+def test_a_named_output_comes_back_as_a_copy(tmp_path: Path) -> None:
+    a = np.ones((20, 30))
+    c = tilefan.add(a, a, out=tmp_path / "c.npy")
+    assert not _mapped(c)
+    np.save(tmp_path / "c.npy", np.zeros(3))  # rewritten in place by anyone: c is unaffected
+    assert float(c.sum()) == 2 * 20 * 30
