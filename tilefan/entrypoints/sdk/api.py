@@ -71,10 +71,12 @@ class AtomsResult:
 
 @dataclass
 class _Run:
-    """A job store home for one call: a temporary directory or a kept one."""
+    """A job store home for one call: a temporary directory or a kept one, and the call's
+    in-memory inputs, which its job reads from memory (``bootstrap.build_core``'s ``held``)."""
 
     home: Path
     temporary: bool
+    held: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def input(self, name: str, value: ArrayLike) -> str:
         if isinstance(value, str | os.PathLike):
@@ -82,11 +84,10 @@ class _Run:
         stored = chunked_source(value, self.home / "inputs", f"{os.getpid()}-{id(value):x}-{name}")
         if stored is not None:
             return stored
-        array = np.ascontiguousarray(value)
-        path = self.home / "inputs" / f"{os.getpid()}-{id(value):x}-{name}.npy"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, array)
-        return str(path)
+        # Named as the file it would be written to if a server of the home runs the job.
+        path = str(self.home / "inputs" / f"{os.getpid()}-{id(value):x}-{name}.npy")
+        self.held[path] = np.ascontiguousarray(value)
+        return path
 
     def close(self) -> None:
         if self.temporary:
@@ -110,7 +111,7 @@ def _core(run: _Run, workers: int | None) -> JobCore:
     config = replace(load_config(), home=run.home)
     if workers is not None:
         config = replace(config, workers=workers)
-    return build_core(config, one_shot=True)
+    return build_core(config, one_shot=True, held=run.held)
 
 
 def _execute(core: JobCore, raw: dict[str, Any], progress: bool) -> dict[str, Any]:
