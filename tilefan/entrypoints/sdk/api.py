@@ -2,13 +2,15 @@
 
 Each call runs one job on the embedded backend, in ``home`` when given (or
 ``TILEFAN_HOME`` with ``use_config=True``) and otherwise in a temporary directory that is
-removed afterwards. Arrays are written to the job store as ``.npy`` files; a path (str or
+removed afterwards. Arrays are read by the job's tiles from memory, with no copy (written
+to the home as ``.npy`` files only when a ``tilefan serve`` holds it); a path (str or
 ``Path``, also ``X.zarr`` and ``file.h5:dataset``) is used as it is, and so is a zarr array
 on local storage or an h5py dataset (tiles read only their blocks of it). With
 ``out="C.zarr"`` the result is written as Zarr, one chunk per tile, and returned as a zarr
 array. An output larger than ``in_memory_limit`` bytes comes back as a read-only
 ``np.memmap``: give ``out=`` to keep its file; without it the file is removed from the
-directory at once and the mapping stays valid while the array lives (POSIX).
+directory at once and the mapping stays valid while the array lives (POSIX). A smaller
+output in the home comes back as a plain array over a private mapping of its file (no copy).
 
 >>> import numpy as np, tilefan
 >>> a = np.arange(6.0).reshape(2, 3); b = np.ones((3, 2))
