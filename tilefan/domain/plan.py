@@ -80,9 +80,9 @@ class Plan:
     spec: JobSpec | None = field(default=None, compare=False, repr=False)
     policy: RoutePolicy | None = field(default=None, compare=False, repr=False)
 
-    def is_plan_of(self, spec: JobSpec, policy: RoutePolicy | None = None) -> bool:
+    def is_plan_of(self, spec: JobSpec, policy: RoutePolicy) -> bool:
         """Whether this is ``plan(…, spec, policy)``: planning is pure, so it may stand in for planning again."""
-        return self.spec == spec and self.policy == (policy or RoutePolicy())
+        return self.spec == spec and self.policy == policy
 
     def for_job(self, job_id: str) -> Plan:
         """The same plan under the job's id (a submission plans before it names the job)."""
@@ -94,9 +94,10 @@ class Plan:
 
     def tiles_per_route(self) -> dict[str, int]:
         """
+        >>> from tilefan.domain.routing import Prices
         >>> from tilefan.domain.spec.parse import RandomMatrix
-        >>> m = RandomMatrix((4, 4), "float64", 0, 0)
-        >>> plan("j", MatrixSpec(Kind.ADD, m, m, None, (2, 4), False, route="spot")).tiles_per_route()
+        >>> m, policy = RandomMatrix((4, 4), "float64", 0, 0), RoutePolicy(prices=Prices.unpriced())
+        >>> plan("j", MatrixSpec(Kind.ADD, m, m, None, (2, 4), False, route="spot"), policy).tiles_per_route()
         {'lambda': 0, 'spot': 2}
         """
         return {LAMBDA: sum(1 for t in self.tiles if t.route == LAMBDA),
@@ -206,9 +207,8 @@ def _tile(
     )
 
 
-def plan(job_id: str, spec: JobSpec, policy: RoutePolicy | None = None) -> Plan:
+def plan(job_id: str, spec: JobSpec, policy: RoutePolicy) -> Plan:
     """Cut ``spec`` into tiles. Deterministic: the same spec always gives the same plan."""
-    policy = policy or RoutePolicy()
     shape = output_shape(spec)
     tiles = []
     staging = None
@@ -227,7 +227,7 @@ def plan(job_id: str, spec: JobSpec, policy: RoutePolicy | None = None) -> Plan:
                 cost=cost, b_panels=staging, spec=spec, policy=policy)
 
 
-def plan_unless_planned(job_id: str, spec: JobSpec, policy: RoutePolicy | None, planned: Plan | None) -> Plan:
+def plan_unless_planned(job_id: str, spec: JobSpec, policy: RoutePolicy, planned: Plan | None) -> Plan:
     """``planned`` (under ``job_id``) when it is ``spec``'s plan under ``policy``, else the plan cut now."""
     if planned is not None and planned.is_plan_of(spec, policy):
         return planned.for_job(job_id)
@@ -242,7 +242,7 @@ GRID_EDGE_FLOOR = 8
 FIT_MAX_TILES = 10_000
 
 
-def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
+def fit_to_lambda(spec: JobSpec, policy: RoutePolicy) -> JobSpec:
     """The spec with smaller tiles when that keeps every tile on Lambda for no more money.
 
     When the spec's tiles send some work to spot and its route is ``auto``, halve the
@@ -254,19 +254,23 @@ def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
 
     One tile of 42 TFLOP of atoms work: about 840 s on a Lambda (the C kernel on its six
     vCPUs), so it routes to spot, where the kernel on 16 vCPUs takes about 307 s plus the
-    worker's boot and idle time. At the default spot price that is cheaper than two 425 s
-    Lambdas, so the tile stays; at $5 an hour it is not, and the tiles shrink until they fit:
+    worker's boot and idle time. At 25 cents an hour of spot (and Lambda's $0.0000166667 a
+    GB-second) that is cheaper than two 425 s Lambdas, so the tile stays; at $5 an hour it is
+    not, and the tiles shrink until they fit:
 
+    >>> from tilefan.domain.routing import Prices
     >>> from tilefan.domain.spec.parse import RandomAtoms
     >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", RandomAtoms(16_000_000, 1), None,
     ...                 (64, 64, 64), False)
-    >>> plan("j", big).tiles_per_route()
+    >>> cheap = RoutePolicy(prices=replace(Prices.unpriced(), lambda_gb_s=0.0000166667, spot_hour=0.25))
+    >>> dear = RoutePolicy(prices=replace(cheap.prices, spot_hour=5.0))
+    >>> plan("j", big, cheap).tiles_per_route()
     {'lambda': 0, 'spot': 1}
-    >>> fit_to_lambda(big).tile
+    >>> fit_to_lambda(big, cheap).tile
     (64, 64, 64)
-    >>> fit_to_lambda(big, RoutePolicy(spot_hour_price=5.0)).tile
+    >>> fit_to_lambda(big, dear).tile
     (32, 64, 64)
-    >>> fit_to_lambda(replace(big, route="spot"), RoutePolicy(spot_hour_price=5.0)).tile
+    >>> fit_to_lambda(replace(big, route="spot"), dear).tile
     (64, 64, 64)
     """
     if spec.route != AUTO:
@@ -274,10 +278,9 @@ def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
     return fitted_plan(spec, policy)[0]
 
 
-def fitted_plan(spec: JobSpec, policy: RoutePolicy | None = None, job_id: str = "fit") -> tuple[JobSpec, Plan]:
+def fitted_plan(spec: JobSpec, policy: RoutePolicy, job_id: str = "fit") -> tuple[JobSpec, Plan]:
     """``fit_to_lambda``'s choice and its plan, each tiling tried planned once: the plan
     returned is the one the fit judged, for the submission to hand on rather than cut again."""
-    policy = policy or RoutePolicy()
     base = plan(job_id, spec, policy)
     if spec.route != AUTO or all(t.route == LAMBDA for t in base.tiles):
         return spec, base

@@ -32,6 +32,7 @@ from tilefan.pipeline.submit import new_job_id, submit
 from tilefan.service.responses import documented
 from tilefan.service.rest_door import restrict
 from tilefan.service.uploads import Uploads
+from tilefan.settings import list_policy
 
 MAX_PAGE = 100
 UPLOAD_EXPIRES_S = 900
@@ -58,7 +59,7 @@ class JobService:
         self.serving = serving
         self.limits = limits
         self.clock = clock
-        self.policy = policy or RoutePolicy()
+        self.policy = policy or list_policy()
         self.uploads = Uploads(ports.blobs, UPLOAD_EXPIRES_S, limits.max_upload_bytes, ports.direct_put,
                                ports.sent_uploads)
 
@@ -130,7 +131,7 @@ class JobService:
 
     def report(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
         self.ports.jobs.get_job(job_id, self._owner(owner))  # someone else's: not found
-        return tile_report(self.ports, job_id)
+        return tile_report(self.ports, job_id, self.policy)
 
     # ------------------------------------------------------------------ uploads
 
