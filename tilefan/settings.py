@@ -3,7 +3,9 @@
 These functions take the mapping as an argument: ``tilefan.bootstrap`` is the only reader
 of ``os.environ`` and hands it in. A bad value raises ``InvalidSpecError`` naming the
 variable. The AWS list prices the planner and the cost model charge are settings too
-(``LIST_PRICES``): the domain takes them as a value in the ``RoutePolicy``.
+(``LIST_PRICES``): the domain takes them as a value in the ``RoutePolicy``. So are the
+sizes an HTTP request may have (``HttpLimits``), which only the REST doors and the
+service's body caps read: a job's own limits (``Limits``) know nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -48,12 +50,25 @@ def list_policy() -> RoutePolicy:
 
 
 @dataclass(frozen=True)
+class HttpLimits:
+    """What one HTTP request may carry, checked by the service's body caps
+    (``tilefan.service.body_caps``) in the routes, the WSGI adapter and waitress."""
+
+    # A JSON body (POST /jobs, POST /uploads): TILEFAN_MAX_BODY_BYTES.
+    max_body_bytes: int = 64 * 1024
+    # An upload's bytes (PUT /uploads/..., or the presigned POST on AWS), which the server's
+    # HTTP front end refuses before reading when declared larger: TILEFAN_MAX_UPLOAD_BYTES.
+    max_upload_bytes: int = 256 << 20
+
+
+@dataclass(frozen=True)
 class Config:
     backend: str = "embedded"
     home: Path = field(default_factory=lambda: Path.home() / ".tilefan")
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     kernel: str = "auto"
     limits: Limits = field(default_factory=Limits)
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
     route_policy: RoutePolicy = field(default_factory=list_policy)
 
 
@@ -149,8 +164,6 @@ def parse_config(env: Env) -> Config:
         max_atoms=env_int(env, "TILEFAN_MAX_ATOMS", defaults.max_atoms),
         max_tiles=env_int(env, "TILEFAN_MAX_TILES", defaults.max_tiles),
         max_cost_usd=env_float(env, "TILEFAN_MAX_COST_USD", defaults.max_cost_usd),
-        max_body_bytes=env_int(env, "TILEFAN_MAX_BODY_BYTES", defaults.max_body_bytes),
-        max_upload_bytes=env_int(env, "TILEFAN_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),
         max_concurrent_jobs=env_int(env, "TILEFAN_MAX_CONCURRENT_JOBS", defaults.max_concurrent_jobs),
         max_queued_jobs=env_int(env, "TILEFAN_MAX_QUEUED_JOBS", defaults.max_queued_jobs),
     )
@@ -164,7 +177,16 @@ def parse_config(env: Env) -> Config:
         workers=env_int(env, "TILEFAN_WORKERS", os.cpu_count() or 1),
         kernel=kernel,
         limits=limits,
+        http_limits=http_limits(env),
         route_policy=route_policy(env),
+    )
+
+
+def http_limits(env: Env) -> HttpLimits:
+    d = HttpLimits()
+    return HttpLimits(
+        max_body_bytes=env_int(env, "TILEFAN_MAX_BODY_BYTES", d.max_body_bytes),
+        max_upload_bytes=env_int(env, "TILEFAN_MAX_UPLOAD_BYTES", d.max_upload_bytes),
     )
 
 

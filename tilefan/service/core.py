@@ -51,7 +51,8 @@ class DryRun:
 class JobCore(JobService):
     """``JobService``'s calls for every door, and running a job here for the local ones.
 
-    ``service`` are ``JobService``'s keyword options (clock, policy, principal, queue, places, serving).
+    ``service`` are ``JobService``'s keyword options (clock, policy, principal, queue, places, serving,
+    http_limits).
     """
 
     def __init__(self, ports: Ports, runner: JobRunner, limits: Limits, *,

@@ -32,7 +32,7 @@ from tilefan.pipeline.submit import new_job_id, submit
 from tilefan.service.responses import documented
 from tilefan.service.rest_door import restrict
 from tilefan.service.uploads import Uploads
-from tilefan.settings import list_policy
+from tilefan.settings import HttpLimits, list_policy
 
 MAX_PAGE = 100
 UPLOAD_EXPIRES_S = 900
@@ -43,7 +43,7 @@ class JobService:
     def __init__(
         self, ports: Ports, runner: JobRunner, limits: Limits, clock: Callable[[], float] = time.time,
         policy: RoutePolicy | None = None, principal: str | None = None, queue: bool = False,
-        places: QueuePlace | None = None, serving: Serving | None = None,
+        places: QueuePlace | None = None, serving: Serving | None = None, http_limits: HttpLimits | None = None,
     ) -> None:
         self.ports = ports
         # The one owner of every job on a single-principal backend (embedded); None where
@@ -58,9 +58,10 @@ class JobService:
         self.places = places
         self.serving = serving
         self.limits = limits
+        self.http_limits = http_limits or HttpLimits()  # what one request may carry
         self.clock = clock
         self.policy = policy or list_policy()
-        self.uploads = Uploads(ports.blobs, UPLOAD_EXPIRES_S, limits.max_upload_bytes, ports.direct_put,
+        self.uploads = Uploads(ports.blobs, UPLOAD_EXPIRES_S, self.http_limits.max_upload_bytes, ports.direct_put,
                                ports.sent_uploads)
 
     # ------------------------------------------------------------------ owners
