@@ -5,6 +5,7 @@ being exactly what the response models in the OpenAPI document dump."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 
 from tilefan.bootstrap import Config, build_core
 from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
-from tilefan.errors import InvalidSpecError
+from tilefan.errors import InvalidSpecError, NotFoundError
 from tilefan.runtimes.embedded.scheduler import Scheduler
 from tilefan.service.core import JobCore
 from tilefan.service.response_models import Job, JobPage, UploadComplete, UploadStored, UploadTarget
@@ -73,6 +74,32 @@ def test_an_interrupted_run_is_cancelled_and_an_interrupted_resume_is_not(core: 
     assert not core.record(again.job_id).status.terminal  # left to be resumed
     assert core.resume(again.job_id).status is Status.SUCCEEDED
     assert core.resume(again.job_id).status is Status.SUCCEEDED  # ended: its record at once
+
+
+def test_a_finished_jobs_array_result_is_the_file_the_core_names(core: JobCore) -> None:
+    import numpy as np
+
+    final = core.run(MATMUL)
+    assert final.result is not None
+    doc, path = core.result_file(final.job_id)
+    assert doc == core.get(final.job_id) and path.is_file()
+    assert float(np.load(path).sum()) == pytest.approx(final.result["checksums"]["sum"], rel=1e-12)
+    # A store whose objects are no files here (S3) has none to name.
+    remote = JobCore(replace(core.ports, local_files=None), core.runner, core.limits)
+    with pytest.raises(NotFoundError, match="keeps no files on this machine"):
+        remote.result_file(final.job_id)
+    path.unlink()
+    with pytest.raises(NotFoundError, match=f"job {final.job_id}'s array is no longer at"):
+        core.result_file(final.job_id)
+
+
+def test_a_job_without_an_array_result_is_refused_saying_why(core: JobCore) -> None:
+    queued = core.submit_here(MATMUL)
+    with pytest.raises(NotFoundError, match=f"^job {queued.job_id} is QUEUED$"):
+        core.result_file(queued.job_id)
+    atoms = core.run({"kind": "atoms", "grid": 4, "atoms": {"count": 3, "seed": 1}})
+    with pytest.raises(NotFoundError, match=r"has no array result \(run atoms with --field-out"):
+        core.result_file(atoms.job_id)
 
 
 def test_a_servers_core_runs_nothing_here_and_records_nothing_when_asked(server: JobCore) -> None:

@@ -47,6 +47,7 @@ from tilefan.pipeline.ports import (
     DirectPut,
     InPlaceOutputs,
     JobStore,
+    LocalFiles,
     OutputClaims,
     PartAssembly,
     Ports,
@@ -175,10 +176,10 @@ def be(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 # Each optional capability, by its field on ``Ports``, and the adapter sets that offer it.
 CAPABILITIES: dict[str, type] = {
     "assembly": PartAssembly, "in_place": InPlaceOutputs, "claims": OutputClaims, "direct_put": DirectPut,
-    "presign": Presigning, "sent_uploads": SentUploads,
+    "presign": Presigning, "sent_uploads": SentUploads, "local_files": LocalFiles,
 }
-OFFERED = {"embedded": {"in_place", "claims", "direct_put"}, "aws": {"assembly", "presign", "sent_uploads"},
-           "memory": {"direct_put"}}
+OFFERED = {"embedded": {"in_place", "claims", "direct_put", "local_files"},
+           "aws": {"assembly", "presign", "sent_uploads"}, "memory": {"direct_put"}}
 
 
 def test_every_optional_capability_of_the_ports_is_listed_here() -> None:

@@ -5,7 +5,7 @@ key is inside the store's own space (``jobs/<id>/...``).
 
 Every store offers ``BlobStore`` and ``JobStore``. What only some backends can do is a
 named capability (``PartAssembly``, ``InPlaceOutputs``, ``OutputClaims``, ``DirectPut``,
-``Presigning``, ``SentUploads``; ``QueuePlace`` and ``Serving`` of a runner), and the
+``Presigning``, ``SentUploads``, ``LocalFiles``; ``QueuePlace`` and ``Serving`` of a runner), and the
 composition root wires each one into ``Ports`` (or the service) or leaves it None. Code
 asks the field, never the object: a new backend learns what it may offer from this
 module, not by failing at run time.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -159,6 +160,15 @@ class InPlaceOutputs(Protocol):
         ...
 
 
+class LocalFiles(Protocol):
+    """A blob store whose objects are files on this machine (the embedded file store): the
+    local doors copy or convert a job's array result from its file, whatever its size."""
+
+    def path(self, key: str) -> Path:
+        """The file that holds (or would hold) ``key``'s object."""
+        ...
+
+
 class SentUploads(Protocol):
     """What a store whose uploads a client sends straight to it (S3) offers the completion
     step: the object as stored now, its start read by that version only, and a record
@@ -285,6 +295,7 @@ class Ports:
     direct_put: DirectPut | None = None
     presign: Presigning | None = None
     sent_uploads: SentUploads | None = None
+    local_files: LocalFiles | None = None
 
 
 class JobRunner(Protocol):
