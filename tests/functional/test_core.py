@@ -17,7 +17,7 @@ from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
 from tilefan.errors import InvalidSpecError, NotFoundError
 from tilefan.runtimes.embedded.scheduler import Scheduler
 from tilefan.service.core import JobCore
-from tilefan.service.response_models import Job, JobPage, UploadComplete, UploadStored, UploadTarget
+from tilefan.service.response_models import Job, JobPage, Report, UploadComplete, UploadStored, UploadTarget
 
 MATMUL = {"kind": "matmul", "a": {"shape": "30x20"}, "b": {"shape": [20, 10]}, "seed": 3, "tile": 16,
           "verify": True}
@@ -112,7 +112,7 @@ def dumped(model: type[BaseModel], answer: dict[str, Any]) -> dict[str, Any]:
     return model.model_validate(answer).model_dump(mode="json", exclude_unset=True, warnings=False)
 
 
-def test_the_answers_are_what_the_documented_models_dump(server: JobCore) -> None:
+def test_the_answers_are_what_the_documented_models_dump(server: JobCore, monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
     import numpy as np
@@ -125,6 +125,19 @@ def test_the_answers_are_what_the_documented_models_dump(server: JobCore) -> Non
     assert done["status"] == "SUCCEEDED" and dumped(Job, done) == done
     page = server.list(limit="5")
     assert page["jobs"] == [done] and dumped(JobPage, page) == page
+    report = server.report(accepted["job_id"])
+    assert report["summary"]["tiles_done"] == 2 and len(report["attempts"]) == 2
+    assert "aws_prediction" in report["summary"] and dumped(Report, report) == report
+    # The report is held to its model as it leaves the service, like every other answer.
+    from pydantic import ValidationError
+
+    from tilefan.service import jobs
+
+    made = jobs.tile_report
+    monkeypatch.setattr(jobs, "tile_report", lambda *args: {**made(*args), "undocumented": True})
+    with pytest.raises(ValidationError):
+        server.report(accepted["job_id"])
+    monkeypatch.undo()
 
     target = server.create_upload({"filename": "A.npy"})
     assert dumped(UploadTarget, target) == target

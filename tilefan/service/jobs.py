@@ -132,7 +132,7 @@ class JobService:
 
     def report(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
         self.ports.jobs.get_job(job_id, self._owner(owner))  # someone else's: not found
-        return tile_report(self.ports, job_id, self.policy)
+        return documented("report", tile_report(self.ports, job_id, self.policy))
 
     # ------------------------------------------------------------------ uploads
 
