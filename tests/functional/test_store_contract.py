@@ -42,15 +42,13 @@ from tilefan.errors import (
     JobNotFoundError,
     StoreError,
 )
-from tilefan.pipeline.ports import (
-    BlobStore,
+from tilefan.pipeline.ports import BlobStore, JobStore, Ports
+from tilefan.pipeline.store_capabilities import (
     DirectPut,
     InPlaceOutputs,
-    JobStore,
     LocalFiles,
     OutputClaims,
     PartAssembly,
-    Ports,
     Presigning,
     SentUploads,
 )

@@ -34,9 +34,8 @@ TRANSITIONS_PER_JOB = 8
 PANEL_READ_CHUNK_BYTES = 64 << 20
 
 
-# The tile Lambda as deployed (.chalice/config.json), and the S3 rate of its concurrent
-# ranged requests (tilefan.domain.transfer): 16 at 10,240 MB, at a modelled 60 MB/s a stream
-# up to 300 MB/s a function.
+# The tile Lambda as deployed (.chalice/config.json), and the S3 rate of its 16 concurrent
+# ranged requests (tilefan.domain.transfer: a modelled 60 MB/s a stream, 300 MB/s in all).
 LAMBDA_MEMORY_MB = 10_240
 LAMBDA_IO_MB_S = function_io_mb_s(io_streams(LAMBDA_MEMORY_MB))
 
@@ -113,8 +112,7 @@ class RoutePolicy:
     # Boot, package install, and the idle period before a worker stops itself.
     spot_overhead_s: float = 420.0
     spot_max_workers: int = 4
-    # What AWS charges (a value the builder of the policy hands in: the domain holds no figures).
-    prices: Prices = field(kw_only=True)
+    prices: Prices = field(kw_only=True)  # what AWS charges: handed in, the domain holds no figures
 
     @property
     def lambda_memory_budget(self) -> float:
