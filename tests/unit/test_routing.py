@@ -12,9 +12,10 @@ import pytest
 from chalicelib import lambdas
 from tilefan import settings
 from tilefan.domain import routing
-from tilefan.domain.plan import FIT_MAX_TILES, fit_to_lambda, plan
+from tilefan.domain.plan import plan
 from tilefan.domain.routing import LAMBDA, SPOT, choose_route
 from tilefan.domain.spec.parse import AtomsSpec, RandomAtoms, parse_spec, spec_from_stored, spec_to_dict
+from tilefan.domain.tile_fit import FIT_MAX_TILES, fit_to_lambda
 from tilefan.errors import CapacityError, InvalidSpecError
 from tilefan.pipeline.plan import tile_items
 from tilefan.pipeline.submit import admit

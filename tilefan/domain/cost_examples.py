@@ -15,9 +15,10 @@ from typing import Any
 
 from tilefan.domain.bpanels import DECISION_IO_MB_S, STAGE_TIME_BUDGET_S, stage_seconds
 from tilefan.domain.cost_model import AwsPrediction, Deployment, predict
-from tilefan.domain.plan import Plan, fit_to_lambda, plan
+from tilefan.domain.plan import Plan, plan
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec.parse import Limits, parse_spec
+from tilefan.domain.tile_fit import fit_to_lambda
 from tilefan.errors import InvalidSpecError
 
 EXAMPLES: dict[str, dict[str, Any]] = {

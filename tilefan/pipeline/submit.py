@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tilefan.domain.plan import Plan, fit_to_lambda, fitted_plan
+from tilefan.domain.plan import Plan
 from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec.parse import JobSpec, Limits, parse_spec
+from tilefan.domain.tile_fit import fit_to_lambda, fitted_plan
 from tilefan.errors import TooManyJobsError
 from tilefan.pipeline.guardrails import check_guardrails
 from tilefan.pipeline.inputs import load_atoms_file
@@ -34,7 +35,7 @@ def admit(ports: Ports, raw: Any, limits: Limits, policy: RoutePolicy | None = N
     """Validate a raw spec at the door, reading file headers through the blob store.
 
     When the user left the tile size to us, pick one that keeps the job on Lambda if that
-    is no dearer than sending its big tiles to spot (``plan.fit_to_lambda``), at ``policy``'s
+    is no dearer than sending its big tiles to spot (``tile_fit.fit_to_lambda``), at ``policy``'s
     prices (the list prices without one).
     """
     spec = _resolve(ports, raw, limits)
