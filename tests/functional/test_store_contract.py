@@ -42,16 +42,8 @@ from tilefan.errors import (
     JobNotFoundError,
     StoreError,
 )
+from tilefan.pipeline import store_capabilities as caps
 from tilefan.pipeline.ports import BlobStore, JobStore, Ports
-from tilefan.pipeline.store_capabilities import (
-    DirectPut,
-    InPlaceOutputs,
-    LocalFiles,
-    OutputClaims,
-    PartAssembly,
-    Presigning,
-    SentUploads,
-)
 
 Region = Sequence[tuple[int, int]]
 
@@ -173,8 +165,9 @@ def be(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 # Each optional capability, by its field on ``Ports``, and the adapter sets that offer it.
 CAPABILITIES: dict[str, type] = {
-    "assembly": PartAssembly, "in_place": InPlaceOutputs, "claims": OutputClaims, "direct_put": DirectPut,
-    "presign": Presigning, "sent_uploads": SentUploads, "local_files": LocalFiles,
+    "assembly": caps.PartAssembly, "in_place": caps.InPlaceOutputs, "claims": caps.OutputClaims,
+    "direct_put": caps.DirectPut, "presign": caps.Presigning, "sent_uploads": caps.SentUploads,
+    "local_files": caps.LocalFiles,
 }
 OFFERED = {"embedded": {"in_place", "claims", "direct_put", "local_files"},
            "aws": {"assembly", "presign", "sent_uploads"}, "memory": {"direct_put"}}
