@@ -128,6 +128,7 @@ def test_the_answers_are_what_the_documented_models_dump(server: JobCore, monkey
     report = server.report(accepted["job_id"])
     assert report["summary"]["tiles_done"] == 2 and len(report["attempts"]) == 2
     assert "aws_prediction" in report["summary"] and dumped(Report, report) == report
+    assert server.local_report(accepted["job_id"]) == report  # what tilefan run prints from
     # The report is held to its model as it leaves the service, like every other answer.
     from pydantic import ValidationError
 

@@ -26,6 +26,7 @@ from tilefan.domain.records import JobRecord
 from tilefan.domain.spec.parse import JobSpec, Limits
 from tilefan.errors import NotFoundError
 from tilefan.pipeline.ports import JobRunner, Ports
+from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import admit, admit_planned, submit
 from tilefan.service.jobs import JobService
 
@@ -118,6 +119,13 @@ class JobCore(JobService):
         return runs_here(job_id).run_until_done(job_id, on_progress=on_progress)
 
     # ------------------------------------------------------------------ results here
+
+    def local_report(self, job_id: str) -> dict[str, Any]:
+        """The job's report as a door on this machine prints it (``tilefan run``'s summary):
+        what ``report`` answers, not held to the response model, which only a REST answer
+        needs, so a run never imports pydantic. JobNotFoundError if unknown."""
+        self.record(job_id)
+        return tile_report(self.ports, job_id, self.policy)
 
     def result_file(self, job_id: str) -> tuple[dict[str, Any], Path]:
         """A finished job's array result on this machine: the job (as ``get`` answers it) and
