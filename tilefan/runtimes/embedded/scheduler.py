@@ -52,7 +52,7 @@ from tilefan.runtimes.embedded.scheduler_parts import (
     job_kernel,
     runs_inline,
 )
-from tilefan.runtimes.embedded.scheduler_state import PLAN
+from tilefan.runtimes.embedded.scheduler_state import Act, Found
 from tilefan.runtimes.embedded.scheduler_steps import STEPS, StepThreads
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class Scheduler:
         self.grace_s = grace_s
         self.state = self._fresh_state()
         self._tiles: dict[cf.Future[Any], tuple[str, int]] = {}
-        self._steps: dict[cf.Future[Any], tuple[str, str]] = {}
+        self._steps: dict[cf.Future[Any], tuple[Act, str]] = {}
         self._plans: dict[str, Plan] = {}  # submissions' plans, until their plan steps
         self._pool: WorkerPool | None = None  # made at the first tile that needs it
         self._inline = InlineExecutor(ports)
@@ -216,23 +216,23 @@ class Scheduler:
                 actions.extend(decide(self.state, reported))
 
     def _perform(self, action: machine.Action) -> machine.Event | None:
-        if isinstance(action, machine.OpenJob):
-            return self._open(action.job_id)
-        if isinstance(action, machine.StartStep):
-            executor = self._get_pool() if self.state.steps_in_pool else self._threads
-            # The plan its submission cut, if this process submitted it: the step plans once.
-            handed = (self._plans.pop(action.job_id, None),) if action.step == PLAN else ()
-            fut = _submit(executor, STEPS[action.step], action.job_id, self.settings.policy, *handed)
-            self._steps[fut] = (action.step, action.job_id)
-        elif isinstance(action, machine.RunTile):
+        if isinstance(action, machine.RunTile):
             executor = self._inline if action.inline else self._get_pool()
             fut = _submit(executor, tile_in_worker, action.job_id, action.tile_id, action.route, action.kernel)
             self._tiles[fut] = (action.job_id, action.tile_id)
         elif isinstance(action, machine.RecordTileFailed):
             self.ports.jobs.record_tile_failed(action.job_id, action.tile_id, action.why, time.time())
-        else:
-            assert isinstance(action, machine.FailJob)
+        elif action.act is Act.OPEN:
+            return self._open(action.job_id)
+        elif action.act is Act.FAIL:
+            assert action.error is not None, "a FAIL carries its error body"
             fail_job(self.ports, action.job_id, action.error)
+        else:
+            executor = self._get_pool() if self.state.steps_in_pool else self._threads
+            # The plan its submission cut, if this process submitted it: the step plans once.
+            handed = (self._plans.pop(action.job_id, None),) if action.act is Act.PLAN else ()
+            fut = _submit(executor, STEPS[action.act], action.job_id, self.settings.policy, *handed)
+            self._steps[fut] = (action.act, action.job_id)
         return None
 
     def _open(self, job_id: str) -> machine.Event:
@@ -241,9 +241,9 @@ class Scheduler:
         try:
             record = self.ports.jobs.get_job(job_id)
             if record.status is Status.QUEUED:
-                return machine.FoundQueued(job_id)
+                return machine.JobFound(job_id, Found.QUEUED)
             if record.status.terminal:
-                return machine.FoundEnded(job_id)
+                return machine.JobFound(job_id, Found.ENDED)
             # The plan step stored the job's tiles (and wrote its output and staged its
             # inputs) before the job became RUNNING: read them rather than plan it again.
             tiles = planned_tiles(self.ports, job_id, record.spec, self.settings.policy)
@@ -253,7 +253,7 @@ class Scheduler:
             inline = self.only is not None and runs_inline(record.spec, len(tiles))
             return machine.FoundRunning(job_id, todo, job_kernel(record, self.settings.kernel), inline)
         except Exception as exc:  # the job's failure is recorded, not raised
-            return machine.OpenFailed(job_id, exc)
+            return machine.JobFound(job_id, Found.UNREADABLE, exc)
 
     def _hand(self, job_id: str, plan: Plan | None) -> None:
         if plan is not None:

@@ -26,23 +26,19 @@ from tilefan.errors import TilefanError
 from tilefan.pipeline.error_codec import error_body
 from tilefan.runtimes.embedded.scheduler_parts import is_permanent
 from tilefan.runtimes.embedded.scheduler_state import (
-    PLAN,
-    REDUCE,
+    Act,
     Action,
     Admit,
     Event,
-    FailJob,
     Fill,
-    FoundEnded,
-    FoundQueued,
+    Found,
     FoundRunning,
+    JobAction,
+    JobFound,
     JobsEnded,
     JobState,
-    OpenFailed,
-    OpenJob,
     RecordTileFailed,
     RunTile,
-    StartStep,
     State,
     StepEnded,
     TileEnded,
@@ -67,20 +63,7 @@ def decide(state: State, event: Event) -> list[Action]:
             if job is not None and not job.reducing:
                 _forget(state, job_id)  # cancelled or failed elsewhere; late tiles are ignored
         return []
-    state.opening.discard(event.job_id)
-    if isinstance(event, FoundQueued):
-        state.planning.add(event.job_id)
-        state.steps_waiting.append((PLAN, event.job_id))
-    elif isinstance(event, FoundRunning):
-        job = JobState(event.job_id, deque(event.todo), event.kernel, inline=event.inline)
-        state.active[job.job_id] = job
-        state.turns.append(job.job_id)
-        _finish_if_complete(state, job)
-    elif isinstance(event, OpenFailed):
-        return [FailJob(event.job_id, error_body(event.error))]
-    else:
-        assert isinstance(event, FoundEnded)
-    return []
+    return _opened(state, event)
 
 
 def queue_limit(state: State) -> int | None:
@@ -119,8 +102,25 @@ def _admit(state: State, event: Admit) -> list[Action]:
                 or (state.only is not None and job_id not in state.only)):
             continue
         state.opening.add(job_id)
-        actions.append(OpenJob(job_id))
+        actions.append(JobAction(Act.OPEN, job_id))
     return actions
+
+
+def _opened(state: State, event: JobFound | FoundRunning) -> list[Action]:
+    """An admitted job's record was read: plan it, resume it, fail it, or (ended) let it go."""
+    state.opening.discard(event.job_id)
+    if isinstance(event, FoundRunning):
+        job = JobState(event.job_id, deque(event.todo), event.kernel, inline=event.inline)
+        state.active[job.job_id] = job
+        state.turns.append(job.job_id)
+        _finish_if_complete(state, job)
+    elif event.found is Found.QUEUED:
+        state.planning.add(event.job_id)
+        state.steps_waiting.append(JobAction(Act.PLAN, event.job_id))
+    elif event.found is Found.UNREADABLE:
+        assert event.error is not None, "an unreadable record comes with its error"
+        return [_fail(event.job_id, event.error)]
+    return []  # Found.ENDED: nothing to do
 
 
 def _fill(state: State, now: float) -> list[Action]:
@@ -128,9 +128,9 @@ def _fill(state: State, now: float) -> list[Action]:
     until every worker has one."""
     actions: list[Action] = []
     while state.steps_waiting and (not state.steps_in_pool or state.used_slots() < state.workers):
-        step, job_id = state.steps_waiting.popleft()
-        state.steps_running[job_id] = step
-        actions.append(StartStep(step, job_id))
+        step = state.steps_waiting.popleft()
+        state.steps_running[step.job_id] = step.act
+        actions.append(step)
     while state.used_slots() < state.workers and state.turns:
         for _ in range(len(state.turns)):
             job = state.active[state.turns[0]]
@@ -168,9 +168,9 @@ def _tile_ended(state: State, event: TileEnded) -> list[Action]:
         RecordTileFailed(job.job_id, event.tile_id, why(exc))]
     attempts = job.attempts.get(event.tile_id, 1)
     if is_permanent(exc):
-        actions.append(FailJob(job.job_id, error_body(exc)))
+        actions.append(_fail(job.job_id, exc))
     elif attempts >= state.retry.max_attempts:
-        actions.append(FailJob(job.job_id, {
+        actions.append(JobAction(Act.FAIL, job.job_id, {
             "code": "tile_failed", "message": f"tile {event.tile_id} failed {attempts} times; last: {why(exc)}"}))
     else:
         job.attempts[event.tile_id] = attempts + 1
@@ -191,19 +191,19 @@ def _step_ended(state: State, event: StepEnded) -> list[Action]:
              and not event.job_ended)
     if retry:
         state.step_attempts[(step, job_id)] = attempts + 1
-        if step == REDUCE:
-            state.steps_waiting.append((step, job_id))
-    if step == PLAN:
+        if step is Act.REDUCE:
+            state.steps_waiting.append(JobAction(step, job_id))
+    if step is Act.PLAN:
         # Planned, failed, or to be planned again: a retried plan is admitted afresh, and
         # reads the job's record as a restarted scheduler would (a plan that got as far
         # as RUNNING is then resumed).
         state.planning.discard(job_id)
         if exc is None:
             state.opening.add(job_id)
-            return [OpenJob(job_id)]
+            return [JobAction(Act.OPEN, job_id)]
     if retry:
         return []
-    actions: list[Action] = [FailJob(job_id, error_body(exc))] if exc is not None and not event.job_ended else []
+    actions: list[Action] = [_fail(job_id, exc)] if exc is not None and not event.job_ended else []
     _forget(state, job_id)  # only now: waiting for a job means "its reduce is over" too
     return actions
 
@@ -212,7 +212,12 @@ def _finish_if_complete(state: State, job: JobState) -> None:
     """Hand the job to the reduce step once every tile has ended well, and only once."""
     if not job.todo and not job.in_flight and not job.reducing:
         job.reducing = True
-        state.steps_waiting.append((REDUCE, job.job_id))
+        state.steps_waiting.append(JobAction(Act.REDUCE, job.job_id))
+
+
+def _fail(job_id: str, exc: BaseException) -> JobAction:
+    """Fail the job with the error body of ``exc``."""
+    return JobAction(Act.FAIL, job_id, error_body(exc))
 
 
 def _forget(state: State, job_id: str) -> None:

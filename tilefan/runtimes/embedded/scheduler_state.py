@@ -11,11 +11,27 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from tilefan.runtimes.embedded.scheduler_parts import RetryPolicy
 
-PLAN, REDUCE = "plan", "reduce"
+
+class Act(Enum):
+    """What the scheduler does to a whole job (``JobAction``)."""
+
+    OPEN = "open"  # read its record: answer JobFound or FoundRunning
+    PLAN = "plan"  # run its plan step (in the pool or a helper thread): answer StepEnded
+    REDUCE = "reduce"  # run its reduce step, likewise
+    FAIL = "fail"  # record it FAILED with the action's error body
+
+
+class Found(Enum):
+    """What an admitted job's record says, unless it is RUNNING (``FoundRunning``)."""
+
+    QUEUED = "queued"  # to plan
+    ENDED = "ended"  # cancelled since the queue was read
+    UNREADABLE = "unreadable"  # the record could not be read: the job fails
 
 
 @dataclass
@@ -46,9 +62,9 @@ class State:
     turns: deque[str] = field(default_factory=deque)  # round-robin order of the active jobs
     opening: set[str] = field(default_factory=set)  # being read from the store
     planning: set[str] = field(default_factory=set)  # admitted, plan not ended
-    steps_waiting: deque[tuple[str, str]] = field(default_factory=deque)  # (step, job id)
-    steps_running: dict[str, str] = field(default_factory=dict)  # job id -> step (one at a time)
-    step_attempts: dict[tuple[str, str], int] = field(default_factory=dict)
+    steps_waiting: deque[JobAction] = field(default_factory=deque)  # plans and reduces to start
+    steps_running: dict[str, Act] = field(default_factory=dict)  # job id -> step (one at a time)
+    step_attempts: dict[tuple[Act, str], int] = field(default_factory=dict)
     tiles_running: dict[str, int] = field(default_factory=dict)  # job id -> tiles out, ended jobs' too
 
     def admitted(self) -> int:
@@ -77,15 +93,12 @@ class Admit:
 
 
 @dataclass(frozen=True)
-class FoundQueued:
-    job_id: str
-
-
-@dataclass(frozen=True)
-class FoundEnded:
-    """Ended (cancelled) since the queue was read."""
+class JobFound:
+    """An admitted job's record, read for ``Act.OPEN``; ``error`` is why it was UNREADABLE."""
 
     job_id: str
+    found: Found
+    error: BaseException | None = None
 
 
 @dataclass(frozen=True)
@@ -96,12 +109,6 @@ class FoundRunning:
     todo: tuple[tuple[int, str], ...]
     kernel: Callable[..., Any]
     inline: bool = False
-
-
-@dataclass(frozen=True)
-class OpenFailed:
-    job_id: str
-    error: BaseException
 
 
 @dataclass(frozen=True)
@@ -128,31 +135,27 @@ class TileEnded:
 
 @dataclass(frozen=True)
 class StepEnded:
-    step: str
+    """A job's ``Act.PLAN`` or ``Act.REDUCE`` ended, well if ``error`` is None."""
+
+    step: Act
     job_id: str
     error: BaseException | None
     job_ended: bool = False  # the store's word, read when the step failed
 
 
-Event = Admit | FoundQueued | FoundEnded | FoundRunning | OpenFailed | JobsEnded | Fill | TileEnded | StepEnded
+Event = Admit | JobFound | FoundRunning | JobsEnded | Fill | TileEnded | StepEnded
 
 
 # ------------------------------------------------------------------ actions: what to do
 
 
 @dataclass(frozen=True)
-class OpenJob:
-    """Read the job's record: answer FoundQueued, FoundEnded, FoundRunning or OpenFailed."""
+class JobAction:
+    """Do ``act`` to the whole job; ``error`` is the error body a FAIL records."""
 
+    act: Act
     job_id: str
-
-
-@dataclass(frozen=True)
-class StartStep:
-    """Run the job's plan or reduce (in the pool or a helper thread); answer StepEnded."""
-
-    step: str
-    job_id: str
+    error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -175,10 +178,4 @@ class RecordTileFailed:
     why: str
 
 
-@dataclass(frozen=True)
-class FailJob:
-    job_id: str
-    error: dict[str, Any]
-
-
-Action = OpenJob | StartStep | RunTile | RecordTileFailed | FailJob
+Action = JobAction | RunTile | RecordTileFailed
