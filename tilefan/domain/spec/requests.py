@@ -26,15 +26,15 @@ Reader = Callable[[Any], Any]
 def _read(convert: Reader, default: Any = MISSING) -> Any:
     """A form's field as the quick reader reads it: its conversion (the models' own, from
     ``field_values``) and its default (none: the field is required). A field declared
-    without one (``kind``, the inputs, ``around``) is read by hand, or left to the models."""
+    without one (a job's ``kind``, ``around``) is read by hand, or left to the models."""
     return field(default=default, metadata={"read": convert})
 
 
 @dataclass(frozen=True)
 class RandomMatrixForm:
     shape: tuple[int, int] = _read(fv.shape2)
-    seed: int | None = _read(fv.seed, None)
     dtype: str | None = _read(fv.dtype, None)
+    seed: int | None = _read(fv.seed, None)
     stream: int | None = _read(fv.stream, None)
 
 
@@ -61,13 +61,55 @@ MatrixInputForm = RandomMatrixForm | StoredMatrixForm
 AtomsInputForm = RandomAtomsForm | StoredAtomsForm
 
 
+class _Unsure(Exception):
+    """The quick reader does not handle this request: the models decide."""
+
+
+def _fields(raw: Any, form: type) -> dict[str, Any]:
+    """``raw``'s values of the fields ``form`` reads, converted. None is a value only where
+    it is the default, as the models' ``X | None`` fields keep it; elsewhere the models
+    decide (they name a missing field, and refuse None where the default is not None)."""
+    readers = {f.name: f for f in fields(form) if "read" in f.metadata}
+    if type(raw) is not dict or not all(type(k) is str for k in raw) or not set(raw) <= set(readers):
+        raise _Unsure
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if value is None and readers[name].default is not None:
+            raise _Unsure
+        out[name] = None if value is None else readers[name].metadata["read"](value)
+    for name, f in readers.items():
+        if name not in out and f.default is MISSING:
+            raise _Unsure
+    return out
+
+
+def _matrix_input(raw: Any) -> MatrixInputForm:
+    """A matrix input, as a job's ``a`` or ``b``."""
+    if type(raw) is dict and "file" in raw:
+        return StoredMatrixForm(**_fields(raw, StoredMatrixForm))
+    if type(raw) is dict and "shape" in raw:
+        return RandomMatrixForm(**_fields(raw, RandomMatrixForm))
+    raise _Unsure
+
+
+def _atoms_input(raw: Any) -> AtomsInputForm:
+    """An atoms input, as an atoms job's ``atoms``."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        raw = {"count": raw}  # "atoms": 100 is short for {"count": 100}
+    if type(raw) is dict and "file" in raw:
+        return StoredAtomsForm(**_fields(raw, StoredAtomsForm))
+    if type(raw) is dict and "count" in raw:
+        return RandomAtomsForm(**_fields(raw, RandomAtomsForm))
+    raise _Unsure
+
+
 @dataclass(frozen=True)
 class MatrixJobForm:
     """matmul or add, as requested (defaults as in ``tilefan.domain.spec.request_models``)."""
 
     kind: str
-    a: MatrixInputForm
-    b: MatrixInputForm
+    a: MatrixInputForm = _read(_matrix_input)
+    b: MatrixInputForm = _read(_matrix_input)
     seed: int | None = _read(fv.seed, None)
     dtype: str = _read(fv.dtype, "float64")
     out: str | None = _read(fv.path, None)
@@ -92,7 +134,7 @@ class AtomsJobForm:
     (the origin 0, 0, 0 then, unless ``around`` sets it). A request with ``around`` is left
     to the models: the quick reader has no nested form for it."""
 
-    atoms: AtomsInputForm
+    atoms: AtomsInputForm = _read(_atoms_input)
     grid: tuple[int, int, int] | None = _read(fv.grid, None)
     origin: tuple[float, float, float] | None = _read(fv.origin, None)
     around: AroundForm | None = None
@@ -111,46 +153,6 @@ class AtomsJobForm:
 JobForm = MatrixJobForm | AtomsJobForm
 
 
-class _Unsure(Exception):
-    """The quick reader does not handle this request: the models decide."""
-
-
-def _fields(raw: Any, form: type) -> dict[str, Any]:
-    """``raw``'s values of the fields ``form`` reads, converted. None is a value only where
-    it is the default, as the models' ``X | None`` fields keep it; elsewhere the models
-    decide (they name a missing field, and refuse None where the default is not None)."""
-    readers = {f.name: f for f in fields(form) if "read" in f.metadata}
-    if type(raw) is not dict or not all(type(k) is str for k in raw) or not set(raw) <= set(readers):
-        raise _Unsure
-    out: dict[str, Any] = {}
-    for name, value in raw.items():
-        if value is None and readers[name].default is not None:
-            raise _Unsure
-        out[name] = None if value is None else readers[name].metadata["read"](value)
-    for name, f in readers.items():
-        if name not in out and f.default is MISSING:
-            raise _Unsure
-    return out
-
-
-def _matrix_input(raw: Any) -> MatrixInputForm:
-    if type(raw) is dict and "file" in raw:
-        return StoredMatrixForm(**_fields(raw, StoredMatrixForm))
-    if type(raw) is dict and "shape" in raw:
-        return RandomMatrixForm(**_fields(raw, RandomMatrixForm))
-    raise _Unsure
-
-
-def _atoms_input(raw: Any) -> AtomsInputForm:
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        raw = {"count": raw}  # "atoms": 100 is short for {"count": 100}
-    if type(raw) is dict and "file" in raw:
-        return StoredAtomsForm(**_fields(raw, StoredAtomsForm))
-    if type(raw) is dict and "count" in raw:
-        return RandomAtomsForm(**_fields(raw, RandomAtomsForm))
-    raise _Unsure
-
-
 def quick_form(raw: Any) -> JobForm | None:
     """The request read without pydantic, or None when the models must decide.
 
@@ -165,16 +167,9 @@ def quick_form(raw: Any) -> JobForm | None:
     kind = body.pop("kind", None)
     try:
         if kind in ("matmul", "add") and type(kind) is str:
-            a, b = body.pop("a", None), body.pop("b", None)
-            if a is None or b is None:
-                raise _Unsure
-            return MatrixJobForm(kind=kind, a=_matrix_input(a), b=_matrix_input(b),
-                                 **_fields(body, MatrixJobForm))
+            return MatrixJobForm(kind=kind, **_fields(body, MatrixJobForm))
         if kind == "atoms" and type(kind) is str:
-            atoms = body.pop("atoms", None)
-            if atoms is None:
-                raise _Unsure
-            return AtomsJobForm(atoms=_atoms_input(atoms), **_fields(body, AtomsJobForm))
+            return AtomsJobForm(**_fields(body, AtomsJobForm))
     except (_Unsure, fv.FieldValueError):
         return None
     return None
@@ -187,7 +182,7 @@ def form_of(request: Any) -> JobForm:
     def matrix(m: Any) -> MatrixInputForm:
         if isinstance(m, StoredMatrixRequest):
             return StoredMatrixForm(m.file, m.shape, m.dtype)
-        return RandomMatrixForm(m.shape, m.seed, m.dtype, m.stream)
+        return RandomMatrixForm(m.shape, m.dtype, m.seed, m.stream)
 
     if isinstance(request, AtomsRequest):
         a = request.atoms
