@@ -33,6 +33,16 @@ def running(s: machine.State, job_id: str, tiles: int, *,
     return decide(s, machine.FoundRunning(job_id, todo, kernel))
 
 
+def tile_ended(job_id: str, tile_id: int, error: BaseException | None, now: float) -> machine.Ended:
+    """A tile of ``running``'s (routed "local") ended."""
+    return machine.Ended(machine.RunTile(job_id, tile_id, "local", kernel, False), error, now)
+
+
+def step_ended(step: machine.Act, job_id: str, error: BaseException | None, *,
+               job_ended: bool = False) -> machine.Ended:
+    return machine.Ended(machine.JobAction(step, job_id), error, job_ended=job_ended)
+
+
 def tiles_of(actions: list[machine.Action]) -> list[tuple[str, int]]:
     return [(a.job_id, a.tile_id) for a in actions if isinstance(a, machine.RunTile)]
 
@@ -44,7 +54,7 @@ def test_a_queued_job_is_opened_then_planned_and_its_plan_takes_a_pool_slot() ->
     assert decide(s, machine.Fill(0.0)) == [machine.JobAction(PLAN, "a")]
     assert s.used_slots() == 1 and s.holds("a")
     # Planned: the job is read again, now RUNNING, and its tiles start.
-    assert decide(s, machine.StepEnded(PLAN, "a", None)) == [machine.JobAction(OPEN, "a")]
+    assert decide(s, step_ended(PLAN, "a", None)) == [machine.JobAction(OPEN, "a")]
     decide(s, machine.FoundRunning("a", ((0, "local"), (1, "lambda")), kernel))
     assert decide(s, machine.Fill(0.0)) == [
         machine.RunTile("a", 0, "local", kernel, False), machine.RunTile("a", 1, "lambda", kernel, False)]
@@ -56,7 +66,7 @@ def test_tiles_are_dispatched_one_per_worker_round_robin_over_the_jobs() -> None
     running(s, "small", 2)
     assert tiles_of(decide(s, machine.Fill(0.0))) == [("big", 0), ("small", 0), ("big", 1)]
     assert decide(s, machine.Fill(0.0)) == [], "every worker is busy"
-    assert tiles_of(decide(s, machine.TileEnded("big", 0, None, 0.0)) + decide(s, machine.Fill(0.0))) == [("small", 1)]
+    assert tiles_of(decide(s, tile_ended("big", 0, None, 0.0)) + decide(s, machine.Fill(0.0))) == [("small", 1)]
 
 
 def test_one_worker_runs_tiles_inline_and_so_does_a_job_marked_inline() -> None:
@@ -73,14 +83,14 @@ def test_the_reduce_starts_once_when_every_tile_is_recorded_and_never_with_one_m
     s = state(workers=2)
     running(s, "a", 3)
     decide(s, machine.Fill(0.0))
-    assert decide(s, machine.TileEnded("a", 0, None, 0.0)) == []
+    assert decide(s, tile_ended("a", 0, None, 0.0)) == []
     assert decide(s, machine.Fill(0.0)) == [machine.RunTile("a", 2, "local", kernel, False)]
-    decide(s, machine.TileEnded("a", 2, None, 0.0))
+    decide(s, tile_ended("a", 2, None, 0.0))
     assert decide(s, machine.Fill(0.0)) == [], "tile 1 is still out: no reduce"
-    decide(s, machine.TileEnded("a", 1, None, 0.0))
+    decide(s, tile_ended("a", 1, None, 0.0))
     assert decide(s, machine.Fill(0.0)) == [machine.JobAction(REDUCE, "a")]
     assert decide(s, machine.Fill(0.0)) == [], "reduced once"
-    assert decide(s, machine.StepEnded(REDUCE, "a", None)) == []
+    assert decide(s, step_ended(REDUCE, "a", None)) == []
     assert not s.holds("a")
 
 
@@ -89,19 +99,28 @@ def test_a_retryable_error_runs_the_tile_again_after_a_backoff_within_the_attemp
     running(s, "a", 1)
     decide(s, machine.Fill(10.0))
     # A store error is recorded by the tile itself; nothing to record here.
-    assert decide(s, machine.TileEnded("a", 0, StoreError("busy"), 10.0)) == []
+    assert decide(s, tile_ended("a", 0, StoreError("busy"), 10.0)) == []
     assert decide(s, machine.Fill(10.1)) == [], "not before its backoff (0.2 s)"
     assert wait_timeout(s, 10.1) == pytest.approx(0.1)
     assert decide(s, machine.Fill(10.2)) == [machine.RunTile("a", 0, "local", kernel, False)]
     # A dead worker cannot record its attempt: the scheduler does.
-    assert decide(s, machine.TileEnded("a", 0, BrokenProcessPool("gone"), 10.2)) == [
+    assert decide(s, tile_ended("a", 0, BrokenProcessPool("gone"), 10.2)) == [
         machine.RecordTileFailed("a", 0, "its worker died")]
     assert decide(s, machine.Fill(10.5)) == [], "the second backoff is 0.4 s"
     assert tiles_of(decide(s, machine.Fill(10.6))) == [("a", 0)]
-    actions = decide(s, machine.TileEnded("a", 0, OSError("disk"), 11.0))
+    actions = decide(s, tile_ended("a", 0, OSError("disk"), 11.0))
     assert actions == [machine.RecordTileFailed("a", 0, "OSError: disk"), machine.JobAction(FAIL, "a", {
         "code": "tile_failed", "message": "tile 0 failed 3 times; last: OSError: disk"})]
     assert not s.holds("a") and decide(s, machine.Fill(20.0)) == []
+
+
+def test_a_retried_tile_runs_again_on_the_route_it_was_given() -> None:
+    s = state(workers=2)
+    decide(s, machine.Admit(("a",)))
+    decide(s, machine.FoundRunning("a", ((0, "spot"),), kernel))
+    [run] = decide(s, machine.Fill(0.0))
+    assert decide(s, machine.Ended(run, OSError("disk"), 0.0)) == [machine.RecordTileFailed("a", 0, "OSError: disk")]
+    assert decide(s, machine.Fill(1.0)) == [run] == [machine.RunTile("a", 0, "spot", kernel, False)]
 
 
 def test_a_permanent_error_fails_the_job_at_once_and_its_late_tiles_are_ignored() -> None:
@@ -109,10 +128,10 @@ def test_a_permanent_error_fails_the_job_at_once_and_its_late_tiles_are_ignored(
     running(s, "a", 4)
     decide(s, machine.Fill(0.0))
     bad = InvalidSpecError("a", "contains NaN or inf")
-    assert decide(s, machine.TileEnded("a", 0, bad, 0.0)) == [machine.JobAction(FAIL, "a", {
+    assert decide(s, tile_ended("a", 0, bad, 0.0)) == [machine.JobAction(FAIL, "a", {
         "code": "invalid_input", "message": "a: contains NaN or inf", "field": "a"})]
     assert s.holds("a"), "tile 1 is still in a worker's hands"
-    assert decide(s, machine.TileEnded("a", 1, None, 0.0)) == []
+    assert decide(s, tile_ended("a", 1, None, 0.0)) == []
     assert not s.holds("a") and decide(s, machine.Fill(0.0)) == []
 
 
@@ -161,12 +180,12 @@ def test_a_step_that_fails_transiently_runs_again_and_a_plan_is_readmitted() -> 
     s = state(workers=2)
     running(s, "r", 0)
     decide(s, machine.Fill(0.0))
-    assert decide(s, machine.StepEnded(REDUCE, "r", OSError("hiccup"))) == []
+    assert decide(s, step_ended(REDUCE, "r", OSError("hiccup"))) == []
     assert decide(s, machine.Fill(0.0)) == [machine.JobAction(REDUCE, "r")]
     decide(s, machine.Admit(("p",)))
     decide(s, machine.JobFound("p", QUEUED))
     decide(s, machine.Fill(0.0))
-    assert decide(s, machine.StepEnded(PLAN, "p", OSError("hiccup"))) == []
+    assert decide(s, step_ended(PLAN, "p", OSError("hiccup"))) == []
     assert not s.holds("p") and decide(s, machine.Admit(("p",))) == [machine.JobAction(OPEN, "p")]
 
 
@@ -176,19 +195,19 @@ def test_a_step_that_keeps_failing_or_fails_for_good_fails_the_job() -> None:
     for attempt in range(3):
         decide(s, machine.JobFound("p", QUEUED))
         assert decide(s, machine.Fill(0.0)) == [machine.JobAction(PLAN, "p")]
-        actions = decide(s, machine.StepEnded(PLAN, "p", OSError("always")))
+        actions = decide(s, step_ended(PLAN, "p", OSError("always")))
         if attempt < 2:
             assert actions == [] and decide(s, machine.Admit(("p",))) == [machine.JobAction(OPEN, "p")]
     assert actions == [machine.JobAction(FAIL, "p", {"code": "internal_error", "message": "OSError: always"})]
     running(s, "r", 0)
     decide(s, machine.Fill(0.0))
     bad = InvalidSpecError("out", "exists")
-    assert decide(s, machine.StepEnded(REDUCE, "r", bad)) == [machine.JobAction(FAIL, "r", {
+    assert decide(s, step_ended(REDUCE, "r", bad)) == [machine.JobAction(FAIL, "r", {
         "code": "invalid_input", "message": "out: exists", "field": "out"})]
     # A step of a job cancelled meanwhile fails nothing more.
     running(s, "c", 0)
     decide(s, machine.Fill(0.0))
-    assert decide(s, machine.StepEnded(REDUCE, "c", OSError("late"), job_ended=True)) == []
+    assert decide(s, step_ended(REDUCE, "c", OSError("late"), job_ended=True)) == []
     assert not s.holds("c")
 
 
@@ -198,7 +217,7 @@ def test_actions_and_events_of_different_kinds_never_compare_equal() -> None:
     assert machine.JobAction(OPEN, "a") != machine.JobAction(PLAN, "a")
     assert machine.JobAction(PLAN, "a") != machine.JobAction(REDUCE, "a")
     assert machine.JobFound("a", QUEUED) != machine.JobFound("a", ENDED)
-    assert machine.StepEnded(PLAN, "a", None) != machine.StepEnded(REDUCE, "a", None)
+    assert step_ended(PLAN, "a", None) != step_ended(REDUCE, "a", None)
     assert machine.JobsEnded(("a",)) != machine.Admit(("a",)), "same fields, different kinds"
     assert len({machine.JobAction(act, "a") for act in machine.Act}) == len(machine.Act)
 

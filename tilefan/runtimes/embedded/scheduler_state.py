@@ -21,7 +21,7 @@ class Act(Enum):
     """What the scheduler does to a whole job (``JobAction``)."""
 
     OPEN = "open"  # read its record: answer JobFound or FoundRunning
-    PLAN = "plan"  # run its plan step (in the pool or a helper thread): answer StepEnded
+    PLAN = "plan"  # run its plan step (in the pool or a helper thread): answer Ended
     REDUCE = "reduce"  # run its reduce step, likewise
     FAIL = "fail"  # record it FAILED with the action's error body
 
@@ -44,7 +44,6 @@ class JobState:
     inline: bool = False  # its tiles run in the dispatcher's thread (no pool to start for them)
     in_flight: set[int] = field(default_factory=set)
     attempts: dict[int, int] = field(default_factory=dict)  # tile id -> attempts begun (1 if absent)
-    routes: dict[int, str] = field(default_factory=dict)
     not_before: float = 0.0  # no tile before this (monotonic) time: a retry's backoff
     reducing: bool = False  # handed to the reduce step: never twice
 
@@ -125,27 +124,6 @@ class Fill:
     now: float
 
 
-@dataclass(frozen=True)
-class TileEnded:
-    job_id: str
-    tile_id: int
-    error: BaseException | None
-    now: float
-
-
-@dataclass(frozen=True)
-class StepEnded:
-    """A job's ``Act.PLAN`` or ``Act.REDUCE`` ended, well if ``error`` is None."""
-
-    step: Act
-    job_id: str
-    error: BaseException | None
-    job_ended: bool = False  # the store's word, read when the step failed
-
-
-Event = Admit | JobFound | FoundRunning | JobsEnded | Fill | TileEnded | StepEnded
-
-
 # ------------------------------------------------------------------ actions: what to do
 
 
@@ -160,7 +138,7 @@ class JobAction:
 
 @dataclass(frozen=True)
 class RunTile:
-    """Run one tile (here if ``inline``, else in the pool); answer TileEnded."""
+    """Run one tile (here if ``inline``, else in the pool); answer Ended."""
 
     job_id: str
     tile_id: int
@@ -179,3 +157,19 @@ class RecordTileFailed:
 
 
 Action = JobAction | RunTile | RecordTileFailed
+
+
+# ------------------------------------------------------------------ events: what ended
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A tile (``RunTile``) or a plan or reduce (``JobAction``) ended, well if ``error`` is None."""
+
+    work: RunTile | JobAction
+    error: BaseException | None
+    now: float = 0.0  # monotonic: a failed tile's backoff starts here
+    job_ended: bool = False  # the store's word, read when a step failed
+
+
+Event = Admit | JobFound | FoundRunning | JobsEnded | Fill | Ended
