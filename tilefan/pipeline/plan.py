@@ -80,7 +80,7 @@ def _atoms_table(ports: Ports, spec: AtomsSpec) -> np.ndarray:
     if isinstance(spec.atoms, RandomAtoms):
         table = random_atoms(spec.atoms, spec.grid, spec.origin, spec.spacing)
     else:
-        table = load_atoms_file(ports.blobs, spec.atoms.uri)
+        table = load_atoms_file(ports.blobs, spec.atoms.file)
     if spec.units != "e/A":
         # φ is linear in the energies: scaled once here, every tile, the minimum and the
         # verification come out in the job's unit.

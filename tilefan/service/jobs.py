@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from tilefan.domain.records import JobRecord, Status
@@ -39,30 +40,31 @@ UPLOAD_EXPIRES_S = 900
 DOWNLOAD_EXPIRES_S = 300
 
 
+@dataclass(eq=False)
 class JobService:
-    def __init__(
-        self, ports: Ports, runner: JobRunner, limits: Limits, clock: Callable[[], float] = time.time,
-        policy: RoutePolicy | None = None, principal: str | None = None, queue: bool = False,
-        places: QueuePlace | None = None, serving: Serving | None = None, http_limits: HttpLimits | None = None,
-    ) -> None:
-        self.ports = ports
-        # The one owner of every job on a single-principal backend (embedded); None where
-        # each request's authenticated identity owns its jobs (AWS).
-        self.principal = principal
-        self.runner = runner
-        # The embedded backend queues jobs in its store: the owner's cap counts them up to
-        # limits.max_queued_jobs, and its scheduler runs max_concurrent_jobs at most.
-        self.queue = queue
-        # The runner's optional capabilities, as the composition root wired them: where a
-        # QUEUED job waits, and a dispatcher the server starts and stops (both embedded).
-        self.places = places
-        self.serving = serving
-        self.limits = limits
-        self.http_limits = http_limits or HttpLimits()  # what one request may carry
-        self.clock = clock
-        self.policy = policy or list_policy()
-        self.uploads = Uploads(ports.blobs, UPLOAD_EXPIRES_S, self.http_limits.max_upload_bytes, ports.direct_put,
-                               ports.sent_uploads)
+    """The REST calls, over the ports and the runner the composition root hands it."""
+
+    ports: Ports
+    runner: JobRunner
+    limits: Limits
+    clock: Callable[[], float] = time.time
+    policy: RoutePolicy = field(default_factory=list_policy)  # the list prices unless handed others
+    # The one owner of every job on a single-principal backend (embedded); None where
+    # each request's authenticated identity owns its jobs (AWS).
+    principal: str | None = None
+    # The embedded backend queues jobs in its store: the owner's cap counts them up to
+    # limits.max_queued_jobs, and its scheduler runs max_concurrent_jobs at most.
+    queue: bool = False
+    # The runner's optional capabilities, as the composition root wired them: where a
+    # QUEUED job waits, and a dispatcher the server starts and stops (both embedded).
+    places: QueuePlace | None = None
+    serving: Serving | None = None
+    http_limits: HttpLimits = field(default_factory=HttpLimits)  # what one request may carry
+    uploads: Uploads = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.uploads = Uploads(self.ports.blobs, UPLOAD_EXPIRES_S, self.http_limits.max_upload_bytes,
+                               self.ports.direct_put, self.ports.sent_uploads)
 
     # ------------------------------------------------------------------ owners
 
