@@ -33,6 +33,7 @@ from tilefan.pipeline.submit import new_job_id, submit
 from tilefan.service.responses import documented
 from tilefan.service.rest_door import restrict
 from tilefan.service.uploads import Uploads
+from tilefan.settings import HttpLimits, list_policy
 
 MAX_PAGE = 100
 UPLOAD_EXPIRES_S = 900
@@ -47,7 +48,7 @@ class JobService:
     runner: JobRunner
     limits: Limits
     clock: Callable[[], float] = time.time
-    policy: RoutePolicy = field(default_factory=RoutePolicy)
+    policy: RoutePolicy = field(default_factory=list_policy)  # the list prices unless handed others
     # The one owner of every job on a single-principal backend (embedded); None where
     # each request's authenticated identity owns its jobs (AWS).
     principal: str | None = None
@@ -58,10 +59,11 @@ class JobService:
     # QUEUED job waits, and a dispatcher the server starts and stops (both embedded).
     places: QueuePlace | None = None
     serving: Serving | None = None
+    http_limits: HttpLimits = field(default_factory=HttpLimits)  # what one request may carry
     uploads: Uploads = field(init=False)
 
     def __post_init__(self) -> None:
-        self.uploads = Uploads(self.ports.blobs, UPLOAD_EXPIRES_S, self.limits.max_upload_bytes,
+        self.uploads = Uploads(self.ports.blobs, UPLOAD_EXPIRES_S, self.http_limits.max_upload_bytes,
                                self.ports.direct_put, self.ports.sent_uploads)
 
     # ------------------------------------------------------------------ owners
@@ -132,7 +134,7 @@ class JobService:
 
     def report(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
         self.ports.jobs.get_job(job_id, self._owner(owner))  # someone else's: not found
-        return tile_report(self.ports, job_id)
+        return documented("report", tile_report(self.ports, job_id, self.policy))
 
     # ------------------------------------------------------------------ uploads
 

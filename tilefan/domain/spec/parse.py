@@ -62,10 +62,6 @@ class Limits:
     # Guardrails on what one job may cost (checked on the planned job, see pipeline.guardrails).
     max_tiles: int = 10_000
     max_cost_usd: float = 10.0
-    # Request sizes the REST API reads at most.
-    max_body_bytes: int = 64 * 1024
-    # The server's HTTP front end refuses a body over this before reading it.
-    max_upload_bytes: int = 256 << 20
     # Jobs one owner may have at once (more are refused, 429 on the API): on AWS, QUEUED +
     # RUNNING (each running execution costs); on the embedded backend, RUNNING, since
     # its scheduler starts no more than this at once and the rest wait in its queue.
