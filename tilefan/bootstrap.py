@@ -118,7 +118,8 @@ def build_core(config: Config | None = None, *, one_shot: bool = False,
         ports = build_aws_ports(settings)
         runner = StepFunctionsJobRunner(build_aws_runner(settings), ports, settings.state_machine_arn)
         # Step Functions keeps no queue of its own and dispatches in AWS, not in this process.
-        return JobCore(ports, runner, config.limits, policy=settings.route_policy, places=None, serving=None)
+        return JobCore(ports, runner, config.limits, policy=settings.route_policy, places=None, serving=None,
+                       http_limits=config.http_limits)
     if not one_shot and config.backend != "embedded":
         raise InvalidSpecError("TILEFAN_BACKEND", f"must be embedded or aws, got {config.backend!r}")
     from tilefan.domain.records import LOCAL_OWNER
@@ -131,7 +132,8 @@ def build_core(config: Config | None = None, *, one_shot: bool = False,
     scheduler = build_scheduler(config, threaded=not one_shot, only=set() if one_shot else None, held=held)
     here = functools.partial(_scheduler_of_one, config, held) if one_shot else None
     return JobCore(scheduler.ports, scheduler, config.limits, policy=config.route_policy, principal=LOCAL_OWNER,
-                   queue=True, places=scheduler, serving=None if one_shot else scheduler, here=here)
+                   queue=True, places=scheduler, serving=None if one_shot else scheduler, here=here,
+                   http_limits=config.http_limits)
 
 
 def _scheduler_of_one(config: Config, held: Mapping[str, np.ndarray] | None, job_id: str) -> Scheduler:

@@ -12,9 +12,11 @@ from typing import Any
 
 from tilefan.domain.cost_model import predict
 from tilefan.domain.records import AttemptState, TileState
+from tilefan.domain.routing import RoutePolicy
 from tilefan.errors import BlobNotFoundError
 from tilefan.pipeline.inputs import manifest_key
 from tilefan.pipeline.ports import Ports
+from tilefan.settings import list_policy
 
 
 def tally_routes(tiles: list[dict[str, Any]]) -> dict[str, int]:
@@ -30,8 +32,9 @@ def tally_routes(tiles: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def tile_report(ports: Ports, job_id: str) -> dict[str, Any]:
-    """Per-tile start, end, duration, route and worker, plus a summary."""
+def tile_report(ports: Ports, job_id: str, policy: RoutePolicy | None = None) -> dict[str, Any]:
+    """Per-tile start, end, duration, route and worker, plus a summary; the AWS prediction
+    is priced at ``policy``'s prices (the list prices without one)."""
     record = ports.jobs.get_job(job_id)
     rows = ports.jobs.tile_rows(job_id)
     tiles = []
@@ -62,7 +65,7 @@ def tile_report(ports: Ports, job_id: str) -> dict[str, Any]:
     summary["retries"] = len(attempts) - len({a["tile_id"] for a in attempts})
     summary["attempts_failed"] = sum(1 for a in attempts if a["status"] in (AttemptState.FAILED, AttemptState.LOST))
     summary["timings"] = dict(record.timings)
-    summary.update(_planned(ports, job_id))
+    summary.update(_planned(ports, job_id, policy or list_policy()))
     return {"job_id": job_id, "summary": summary, "tiles": tiles, "attempts": attempts}
 
 
@@ -94,7 +97,7 @@ def attempt_rows(stored: list[dict[str, Any]], *, ended: bool) -> list[dict[str,
     return rows
 
 
-def _planned(ports: Ports, job_id: str) -> dict[str, Any]:
+def _planned(ports: Ports, job_id: str, policy: RoutePolicy) -> dict[str, Any]:
     """The routes the planner chose for every tile (started or not), its cost estimate, and
     the AWS time and cost model's prediction for the plan (``domain.cost_model``)."""
     try:
@@ -105,5 +108,5 @@ def _planned(ports: Ports, job_id: str) -> dict[str, Any]:
     if "cost_estimate" in manifest:
         out["cost_estimate"] = manifest["cost_estimate"]
     if manifest.get("tiles"):
-        out["aws_prediction"] = predict(manifest).to_dict()
+        out["aws_prediction"] = predict(manifest, policy).to_dict()
     return out

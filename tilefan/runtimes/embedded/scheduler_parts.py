@@ -15,6 +15,7 @@ from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec.parse import AtomsSpec, JobSpec, Kind, MatrixSpec
 from tilefan.errors import TilefanError
 from tilefan.pipeline.ports import Ports
+from tilefan.settings import list_policy
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class PoolSettings:
     # single-threaded parent (the CLI). A threaded server uses "forkserver".
     start_method: str = "fork"
     # Routes are recorded on each tile (and shown in reports) but every tile runs here.
-    policy: RoutePolicy = field(default_factory=RoutePolicy)
+    policy: RoutePolicy = field(default_factory=list_policy)
 
 
 class JobQueue(Protocol):
