@@ -246,9 +246,11 @@ class Scheduler:
             tiles = planned_tiles(self.ports, job_id, record.spec, self.settings.policy)
             done = {r.tile_id for r in self.ports.jobs.tile_results(job_id)}
             todo = tuple((tile_id, route) for tile_id, route in tiles if tile_id not in done)
-            # The CLI and the Python API run a one-tile job, or a small matmul, right here.
-            inline = self.only is not None and runs_inline(record.spec, len(tiles))
-            return machine.FoundRunning(job_id, todo, job_kernel(record, self.settings.kernel), inline)
+            # The CLI and the Python API run a one-tile job, a small matmul, or atoms on the
+            # C kernel (threads over every core) right here.
+            kernel = job_kernel(record, self.settings.kernel)
+            inline = self.only is not None and runs_inline(record.spec, len(tiles), kernel)
+            return machine.FoundRunning(job_id, todo, kernel, inline)
         except Exception as exc:  # the job's failure is recorded, not raised
             return machine.JobFound(job_id, Found.UNREADABLE, exc)
 
