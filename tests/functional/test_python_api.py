@@ -10,6 +10,7 @@ import pytest
 
 import tilefan
 from tests.helpers import brute_force_phi
+from tilefan.entrypoints.sdk import api
 from tilefan.errors import InvalidSpecError
 
 
@@ -137,16 +138,28 @@ def test_in_memory_inputs_are_read_from_memory_not_staged_as_files(tmp_path: Pat
 
     if in_pool:  # the pool's workers, forked after the submission, read the same arrays
         monkeypatch.setattr(scheduler_parts, "INLINE_MATMUL_FLOP", 0.0)
+    # The call's temporary home, made where the test can see it and kept to be looked at.
+    home = tmp_path / "home"
+    monkeypatch.setattr(api.tempfile, "mkdtemp", lambda prefix: (home.mkdir(), str(home))[1])
+    monkeypatch.setattr(api.shutil, "rmtree", lambda *args, **kwargs: None)
     rng = np.random.default_rng(8)
     a, b = rng.random((70, 50)), rng.random((50, 60))
-    home = tmp_path / "home"
-    c = tilefan.matmul(a, b, tile=32, home=home, workers=2, verify=True)
+    c = tilefan.matmul(a, b, tile=32, workers=2, verify=True)
     np.testing.assert_allclose(c, a @ b, rtol=1e-12)
     assert not (home / "inputs").exists() or list((home / "inputs").iterdir()) == []  # nothing written
     ports = embedded_ports(home)
     (record,), _ = ports.jobs.list_jobs(10)
     workers = {row["worker"] for row in tile_report(ports, record.job_id)["tiles"]}
     assert (f"local-{os.getpid()}" not in workers) if in_pool else (workers == {f"local-{os.getpid()}"})
+
+
+def test_a_kept_homes_inputs_are_files_so_a_crashed_call_can_be_resumed(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    a, b = np.arange(6.0).reshape(2, 3), np.arange(12.0).reshape(3, 4)
+    c = tilefan.matmul(a, b, home=home, workers=1)
+    np.testing.assert_array_equal(c, a @ b)
+    stored = sorted(np.load(path).shape for path in (home / "inputs").iterdir())
+    assert stored == [(2, 3), (3, 4)]
 
 
 def test_a_server_holding_the_home_gets_the_inputs_as_files(tmp_path: Path) -> None:

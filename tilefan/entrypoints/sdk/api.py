@@ -86,10 +86,17 @@ class _Run:
         stored = chunked_source(value, self.home / "inputs", f"{os.getpid()}-{id(value):x}-{name}")
         if stored is not None:
             return stored
-        # Named as the file it would be written to if a server of the home runs the job.
-        path = str(self.home / "inputs" / f"{os.getpid()}-{id(value):x}-{name}.npy")
-        self.held[path] = np.ascontiguousarray(value)
-        return path
+        path = self.home / "inputs" / f"{os.getpid()}-{id(value):x}-{name}.npy"
+        if self.temporary:
+            # Nothing outlives this call's temporary home, so no later process (``tilefan
+            # resume``, a server) needs the inputs as files: the job reads them from memory.
+            self.held[str(path)] = np.ascontiguousarray(value)
+        else:
+            # A kept home's job must be resumable after a crash of this process, by another
+            # process that has only the files.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, np.ascontiguousarray(value))
+        return str(path)
 
     def close(self) -> None:
         if self.temporary:
