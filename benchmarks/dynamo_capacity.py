@@ -51,7 +51,8 @@ def main() -> None:
     from boto3.dynamodb.types import TypeDeserializer
     from moto import mock_aws
 
-    from tilefan.adapters.aws.dynamo_store import DynamoJobStore, create_table
+    from tilefan.adapters.aws.dynamo_store import DynamoJobStore
+    from tilefan.adapters.aws.dynamo_table import create_table
     from tilefan.domain.records import JobRecord, Status, TileResult
     from tilefan.domain.spec.parse import Limits, parse_spec
 

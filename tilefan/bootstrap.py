@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from tilefan.pipeline.ports import Ports
 from tilefan.settings import AwsSettings, Config, Env, SpotSettings, parse_aws_settings, parse_config
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from tilefan.adapters.aws.ec2_capacity import Ec2SpotCapacity
     from tilefan.adapters.aws.sfn_runner import StepFunctionsRunner
     from tilefan.runtimes.embedded.scheduler import Scheduler
@@ -62,17 +65,24 @@ def api_authorizer(env: Env | None = None) -> Any:
 # --------------------------------------------------------------------------- embedded
 
 
-def embedded_ports(home: Path) -> Ports:
+def embedded_ports(home: Path, held: Mapping[str, np.ndarray] | None = None) -> Ports:
+    """The home's ports; ``held``: inputs read from this process's memory (``held_arrays``)."""
+    if held:
+        from tilefan.adapters.embedded.held_arrays import HeldBlobStore
+
+        return local_ports(HeldBlobStore(home / "blobs", held), SqliteJobStore(home / "jobs.sqlite3"))
     return local_ports(LocalBlobStore(home / "blobs"), SqliteJobStore(home / "jobs.sqlite3"))
 
 
-def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | None = None) -> Scheduler:
+def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | None = None,
+                    held: Mapping[str, np.ndarray] | None = None) -> Scheduler:
     """The home's scheduler: its SQLite queue, one pool of ``config.workers`` processes and
-    the home's lease (``only``: run just these jobs, as the CLI does)."""
+    the home's lease (``only``: run just these jobs, as the CLI does; ``held``: inputs in
+    this process's memory, which its pool's forked workers share)."""
     from tilefan.adapters.embedded.lease import FileLease
     from tilefan.runtimes.embedded.scheduler import PoolSettings, Scheduler
 
-    ports = embedded_ports(config.home)
+    ports = embedded_ports(config.home, held)
     assert isinstance(ports.jobs, SqliteJobStore)
     settings = PoolSettings(
         workers=config.workers, kernel=config.kernel, start_method="forkserver" if threaded else "fork",
@@ -82,19 +92,21 @@ def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | 
     # Every job here is the home's one owner's: the owner's cap on jobs at once bounds how
     # many run, and the rest wait in the queue.
     max_jobs = min(max(2, config.workers), config.limits.max_concurrent_jobs)
-    return Scheduler(ports, functools.partial(embedded_ports, config.home), settings, ports.jobs,
+    return Scheduler(ports, functools.partial(embedded_ports, config.home, held), settings, ports.jobs,
                      FileLease(config.home / "scheduler.lock"), only=only, grace_s=10.0 if only is None else 2.0,
                      max_jobs=max_jobs)
 
 
-def build_core(config: Config | None = None, *, one_shot: bool = False) -> JobCore:
+def build_core(config: Config | None = None, *, one_shot: bool = False,
+               held: Mapping[str, np.ndarray] | None = None) -> JobCore:
     """The application core over the configured backend, for every door.
 
     A server's core (``tilefan serve``, the Chalice app, the local job commands) starts
     each job on its runner in the background. A ``one_shot`` core (``tilefan run`` and
     ``resume``, the Python API) runs each job it is asked to here, in this process, on the
     home's scheduler for just that job; if a server holds the home's lease, that server
-    runs it and the core follows its record."""
+    runs it and the core follows its record. ``held`` (one-shot only) maps input paths to
+    arrays in this process's memory, read from there instead of from files."""
     from tilefan.service.core import JobCore
 
     config = config or load_config()
@@ -106,7 +118,8 @@ def build_core(config: Config | None = None, *, one_shot: bool = False) -> JobCo
         ports = build_aws_ports(settings)
         runner = StepFunctionsJobRunner(build_aws_runner(settings), ports, settings.state_machine_arn)
         # Step Functions keeps no queue of its own and dispatches in AWS, not in this process.
-        return JobCore(ports, runner, config.limits, policy=settings.route_policy, places=None, serving=None)
+        return JobCore(ports, runner, config.limits, policy=settings.route_policy, places=None, serving=None,
+                       http_limits=config.http_limits)
     if not one_shot and config.backend != "embedded":
         raise InvalidSpecError("TILEFAN_BACKEND", f"must be embedded or aws, got {config.backend!r}")
     from tilefan.domain.records import LOCAL_OWNER
@@ -115,14 +128,37 @@ def build_core(config: Config | None = None, *, one_shot: bool = False) -> JobCo
     # A server's caller starts the scheduler (``JobService.serving``) and stops it on shutdown;
     # a one-shot core's own scheduler runs no job by itself (``only`` is empty): each job
     # runs on a scheduler of its own, made when it runs.
-    scheduler = build_scheduler(config, threaded=not one_shot, only=set() if one_shot else None)
-    here = functools.partial(_scheduler_of_one, config) if one_shot else None
+    held = _holdable(config.home, held) if one_shot else None
+    scheduler = build_scheduler(config, threaded=not one_shot, only=set() if one_shot else None, held=held)
+    here = functools.partial(_scheduler_of_one, config, held) if one_shot else None
     return JobCore(scheduler.ports, scheduler, config.limits, policy=config.route_policy, principal=LOCAL_OWNER,
-                   queue=True, places=scheduler, serving=None if one_shot else scheduler, here=here)
+                   queue=True, places=scheduler, serving=None if one_shot else scheduler, here=here,
+                   http_limits=config.http_limits)
 
 
-def _scheduler_of_one(config: Config, job_id: str) -> Scheduler:
-    return build_scheduler(config, only={job_id})
+def _scheduler_of_one(config: Config, held: Mapping[str, np.ndarray] | None, job_id: str) -> Scheduler:
+    return build_scheduler(config, only={job_id}, held=held)
+
+
+def _holdable(home: Path, held: Mapping[str, np.ndarray] | None) -> Mapping[str, np.ndarray] | None:
+    """``held`` if this process's scheduler will run the job; else None, with each held
+    array first written to its path: a server holding the home's lease runs the job in its
+    own process, which reads files. (A server started in the milliseconds between this look
+    and the run would find the files missing and fail the job, saying which.)"""
+    if not held:
+        return None
+    from tilefan.adapters.embedded.lease import FileLease
+
+    probe = FileLease(home / "scheduler.lock")
+    if probe.acquire():
+        probe.release()
+        return held
+    import numpy as np
+
+    for path, array in held.items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.save(path, array)
+    return None
 
 
 def build_service(config: Config | None = None) -> JobCore:

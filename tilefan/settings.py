@@ -2,24 +2,63 @@
 
 These functions take the mapping as an argument: ``tilefan.bootstrap`` is the only reader
 of ``os.environ`` and hands it in. A bad value raises ``InvalidSpecError`` naming the
-variable.
+variable. The AWS list prices the planner and the cost model charge are settings too
+(``LIST_PRICES``): the domain takes them as a value in the ``RoutePolicy``. So are the
+sizes an HTTP request may have (``HttpLimits``), which only the REST doors and the
+service's body caps read: a job's own limits (``Limits``) know nothing of HTTP.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tilefan.compute.kernel_choice import KERNEL_CHOICES
-from tilefan.domain.routing import RoutePolicy
+from tilefan.domain.routing import Prices, RoutePolicy
 from tilefan.domain.sfn_limits import HISTORY_EVENT_CAP, max_inline_tiles
 from tilefan.domain.spec.parse import Limits
 from tilefan.domain.transfer import function_io_mb_s, io_streams
 from tilefan.errors import InvalidSpecError
 
 Env = Mapping[str, str]
+
+# us-east-1 (N. Virginia), on-demand list prices in USD as published on the services'
+# pricing pages in November 2024 (DynamoDB's on-demand prices are those after its
+# 1 November 2024 cut). No free tier, no Savings Plans, no volume tiers: Lambda's x86 price
+# is the first tier (up to 6 billion GB-s a month). A deployment in another region, or
+# after a price change, edits these figures; docs/cost-model.md says how each is used.
+LIST_PRICES = Prices(
+    as_of="2024-11 (us-east-1 list prices)",
+    lambda_gb_s=0.0000166667,  # x86 duration, per GB-second
+    lambda_request=0.20 / 1e6,  # per invocation
+    sfn_transition=0.025 / 1000,  # Standard workflows, per state transition
+    dynamo_write_unit=0.625 / 1e6,  # on-demand write request unit (1 KB; twice that in a transaction)
+    dynamo_read_unit=0.125 / 1e6,  # on-demand read request unit (4 KB strongly consistent)
+    s3_put=0.005 / 1000,  # PUT, COPY, POST, LIST (and UploadPartCopy, a PUT) per request
+    s3_get=0.0004 / 1000,  # GET and all other requests
+    # Not a list price: spot prices move with the market, so this is a planning figure for the
+    # launch template's c7i.4xlarge (on demand $0.714 an hour), tuned by TILEFAN_SPOT_HOUR_PRICE.
+    spot_hour=0.25,
+)
+
+
+def list_policy() -> RoutePolicy:
+    """The planner's defaults at the list prices: what ``route_policy`` gives with nothing set."""
+    return RoutePolicy(prices=LIST_PRICES)
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one HTTP request may carry, checked by the service's body caps
+    (``tilefan.service.body_caps``) in the routes, the WSGI adapter and waitress."""
+
+    # A JSON body (POST /jobs, POST /uploads): TILEFAN_MAX_BODY_BYTES.
+    max_body_bytes: int = 64 * 1024
+    # An upload's bytes (PUT /uploads/..., or the presigned POST on AWS), which the server's
+    # HTTP front end refuses before reading when declared larger: TILEFAN_MAX_UPLOAD_BYTES.
+    max_upload_bytes: int = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -29,7 +68,8 @@ class Config:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     kernel: str = "auto"
     limits: Limits = field(default_factory=Limits)
-    route_policy: RoutePolicy = field(default_factory=RoutePolicy)
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
+    route_policy: RoutePolicy = field(default_factory=list_policy)
 
 
 @dataclass(frozen=True)
@@ -67,8 +107,8 @@ class AwsSettings:
     distributed_threshold: int = 256
     ttl_days: int = 30
     spot: SpotSettings = field(default_factory=SpotSettings)
-    route_policy: RoutePolicy = field(default_factory=RoutePolicy)
-    s3_streams: int = field(default_factory=lambda: io_streams(RoutePolicy().lambda_memory_mb))
+    route_policy: RoutePolicy = field(default_factory=list_policy)
+    s3_streams: int = field(default_factory=lambda: io_streams(list_policy().lambda_memory_mb))
 
 
 # S3 advises 8–16 concurrent requests a function; each is a thread and a connection, and
@@ -124,8 +164,6 @@ def parse_config(env: Env) -> Config:
         max_atoms=env_int(env, "TILEFAN_MAX_ATOMS", defaults.max_atoms),
         max_tiles=env_int(env, "TILEFAN_MAX_TILES", defaults.max_tiles),
         max_cost_usd=env_float(env, "TILEFAN_MAX_COST_USD", defaults.max_cost_usd),
-        max_body_bytes=env_int(env, "TILEFAN_MAX_BODY_BYTES", defaults.max_body_bytes),
-        max_upload_bytes=env_int(env, "TILEFAN_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),
         max_concurrent_jobs=env_int(env, "TILEFAN_MAX_CONCURRENT_JOBS", defaults.max_concurrent_jobs),
         max_queued_jobs=env_int(env, "TILEFAN_MAX_QUEUED_JOBS", defaults.max_queued_jobs),
     )
@@ -139,7 +177,16 @@ def parse_config(env: Env) -> Config:
         workers=env_int(env, "TILEFAN_WORKERS", os.cpu_count() or 1),
         kernel=kernel,
         limits=limits,
+        http_limits=http_limits(env),
         route_policy=route_policy(env),
+    )
+
+
+def http_limits(env: Env) -> HttpLimits:
+    d = HttpLimits()
+    return HttpLimits(
+        max_body_bytes=env_int(env, "TILEFAN_MAX_BODY_BYTES", d.max_body_bytes),
+        max_upload_bytes=env_int(env, "TILEFAN_MAX_UPLOAD_BYTES", d.max_upload_bytes),
     )
 
 
@@ -148,7 +195,7 @@ def s3_streams(env: Env, memory_mb: int | None = None) -> int:
     memory affords (``memory_mb``, else Lambda's ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``; off
     Lambda, as on a spot worker, what the tile function's would)."""
     if memory_mb is None:
-        memory_mb = env_int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", RoutePolicy().lambda_memory_mb)
+        memory_mb = env_int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", list_policy().lambda_memory_mb)
     streams = env_int(env, "TILEFAN_S3_STREAMS", io_streams(memory_mb))
     if streams > MAX_S3_STREAMS:
         raise InvalidSpecError("TILEFAN_S3_STREAMS", f"must be at most {MAX_S3_STREAMS}, got {streams}")
@@ -158,12 +205,13 @@ def s3_streams(env: Env, memory_mb: int | None = None) -> int:
 def route_policy(env: Env) -> RoutePolicy:
     """Where tiles go: the Lambda safety margins, the spot price and the spot worker cap,
     and the tile function's S3 rate, which follows its streams (not the planner's own)."""
-    d = RoutePolicy()
-    return RoutePolicy(
+    d = list_policy()
+    return replace(
+        d,
         lambda_io_mb_s=function_io_mb_s(s3_streams(env, d.lambda_memory_mb)),
         memory_margin=env_float(env, "TILEFAN_LAMBDA_MEMORY_MARGIN", d.memory_margin, maximum=1.0),
         time_margin=env_float(env, "TILEFAN_LAMBDA_TIME_MARGIN", d.time_margin, maximum=1.0),
-        spot_hour_price=env_float(env, "TILEFAN_SPOT_HOUR_PRICE", d.spot_hour_price),
+        prices=replace(d.prices, spot_hour=env_float(env, "TILEFAN_SPOT_HOUR_PRICE", d.prices.spot_hour)),
         spot_max_workers=env_int(env, "TILEFAN_SPOT_MAX_INSTANCES", d.spot_max_workers),
     )
 

@@ -199,7 +199,7 @@ def aws_stack(
     import app as chalice_app
     from chalicelib import lambdas
     from tilefan import bootstrap
-    from tilefan.adapters.aws.dynamo_store import create_table
+    from tilefan.adapters.aws.dynamo_table import create_table
 
     environment = {
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",

@@ -74,7 +74,7 @@ def s3_client(mocked_aws: None, aws_session: Any) -> Any:
 @pytest.fixture
 def dynamodb_client(mocked_aws: None, aws_session: Any) -> Any:
     """A DynamoDB client with the jobs table created as the stack declares it."""
-    from tilefan.adapters.aws.dynamo_store import create_table
+    from tilefan.adapters.aws.dynamo_table import create_table
 
     client = aws_session.client("dynamodb")
     create_table(client, TABLE)

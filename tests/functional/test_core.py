@@ -5,6 +5,7 @@ being exactly what the response models in the OpenAPI document dump."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,10 @@ from pydantic import BaseModel
 
 from tilefan.bootstrap import Config, build_core
 from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
-from tilefan.errors import InvalidSpecError
+from tilefan.errors import InvalidSpecError, NotFoundError
 from tilefan.runtimes.embedded.scheduler import Scheduler
 from tilefan.service.core import JobCore
-from tilefan.service.response_models import Job, JobPage, UploadComplete, UploadStored, UploadTarget
+from tilefan.service.response_models import Job, JobPage, Report, UploadComplete, UploadStored, UploadTarget
 
 MATMUL = {"kind": "matmul", "a": {"shape": "30x20"}, "b": {"shape": [20, 10]}, "seed": 3, "tile": 16,
           "verify": True}
@@ -75,6 +76,32 @@ def test_an_interrupted_run_is_cancelled_and_an_interrupted_resume_is_not(core: 
     assert core.resume(again.job_id).status is Status.SUCCEEDED  # ended: its record at once
 
 
+def test_a_finished_jobs_array_result_is_the_file_the_core_names(core: JobCore) -> None:
+    import numpy as np
+
+    final = core.run(MATMUL)
+    assert final.result is not None
+    doc, path = core.result_file(final.job_id)
+    assert doc == core.get(final.job_id) and path.is_file()
+    assert float(np.load(path).sum()) == pytest.approx(final.result["checksums"]["sum"], rel=1e-12)
+    # A store whose objects are no files here (S3) has none to name.
+    remote = JobCore(replace(core.ports, local_files=None), core.runner, core.limits)
+    with pytest.raises(NotFoundError, match="keeps no files on this machine"):
+        remote.result_file(final.job_id)
+    path.unlink()
+    with pytest.raises(NotFoundError, match=f"job {final.job_id}'s array is no longer at"):
+        core.result_file(final.job_id)
+
+
+def test_a_job_without_an_array_result_is_refused_saying_why(core: JobCore) -> None:
+    queued = core.submit_here(MATMUL)
+    with pytest.raises(NotFoundError, match=f"^job {queued.job_id} is QUEUED$"):
+        core.result_file(queued.job_id)
+    atoms = core.run({"kind": "atoms", "grid": 4, "atoms": {"count": 3, "seed": 1}})
+    with pytest.raises(NotFoundError, match=r"has no array result \(run atoms with --field-out"):
+        core.result_file(atoms.job_id)
+
+
 def test_a_servers_core_runs_nothing_here_and_records_nothing_when_asked(server: JobCore) -> None:
     with pytest.raises(RuntimeError, match="one_shot"):
         server.run(MATMUL)
@@ -85,7 +112,7 @@ def dumped(model: type[BaseModel], answer: dict[str, Any]) -> dict[str, Any]:
     return model.model_validate(answer).model_dump(mode="json", exclude_unset=True, warnings=False)
 
 
-def test_the_answers_are_what_the_documented_models_dump(server: JobCore) -> None:
+def test_the_answers_are_what_the_documented_models_dump(server: JobCore, monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
     import numpy as np
@@ -98,6 +125,22 @@ def test_the_answers_are_what_the_documented_models_dump(server: JobCore) -> Non
     assert done["status"] == "SUCCEEDED" and dumped(Job, done) == done
     page = server.list(limit="5")
     assert page["jobs"] == [done] and dumped(JobPage, page) == page
+    report = server.report(accepted["job_id"])
+    assert report["summary"]["tiles_done"] == 2 and len(report["attempts"]) == 2
+    assert "aws_prediction" in report["summary"] and dumped(Report, report) == report
+    # What tilefan run prints from: the same report, less the AWS prediction.
+    summary = {k: v for k, v in report["summary"].items() if k != "aws_prediction"}
+    assert server.local_report(accepted["job_id"]) == {**report, "summary": summary}
+    # The report is held to its model as it leaves the service, like every other answer.
+    from pydantic import ValidationError
+
+    from tilefan.service import jobs
+
+    made = jobs.tile_report
+    monkeypatch.setattr(jobs, "tile_report", lambda *args: {**made(*args), "undocumented": True})
+    with pytest.raises(ValidationError):
+        server.report(accepted["job_id"])
+    monkeypatch.undo()
 
     target = server.create_upload({"filename": "A.npy"})
     assert dumped(UploadTarget, target) == target

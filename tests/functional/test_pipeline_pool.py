@@ -66,12 +66,17 @@ def test_pool_runner_matches_in_process_steps_bit_for_bit(tmp_path: Path, monkey
     ("compiled", {"grid": [40, 24, 64], "atoms": {"count": 400, "seed": 5}, "tile": [20, 24, 64]}),
 ])
 def test_pool_runner_atoms_matches_in_process_steps_bit_for_bit(tmp_path: Path, kernel: str,
-                                                                raw: dict[str, Any]) -> None:
+                                                                raw: dict[str, Any],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # Through the pool even though a one-shot atoms job on the C kernel would run inline.
+    monkeypatch.setattr(scheduler_parts, "INLINE_ATOMS_C", False)
     raw = {"kind": "atoms", **raw, "precision": "float32"}
     pool_ports, runner = _pool(tmp_path / "pool", kernel)
     record = submit_job(pool_ports, {**raw, "field_out": str(tmp_path / "pool.npy")})
     final = runner(record.job_id)
     assert final.status is Status.SUCCEEDED, final.error
+    workers = {row["worker"] for row in tile_report(pool_ports, record.job_id)["tiles"]}
+    assert f"local-{os.getpid()}" not in workers, "tiles should run in the pool's worker processes"
 
     # The kernel the pool chose for this job, by the one rule (kernel_choice).
     atoms_kernel = choose_atoms_kernel(kernel)
@@ -102,3 +107,47 @@ def test_pool_runner_reports_a_nan_input_as_invalid_input(tmp_path: Path) -> Non
     assert final.error["code"] == "invalid_input", final.error
     assert final.error["field"] == "a"
     assert "row 30, column 2" in final.error["message"]
+
+
+def test_a_one_shot_atoms_run_on_the_c_kernel_starts_no_pool_and_gives_the_pools_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = {"kind": "atoms", "grid": [40, 24, 64], "atoms": {"count": 400, "seed": 5}, "tile": [20, 24, 64],
+           "precision": "float32"}
+    started: list[int] = []
+    from tilefan.runtimes.embedded import worker_pool
+
+    class CountedPool(worker_pool.WorkerPool):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            started.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(worker_pool, "WorkerPool", CountedPool)
+    here_ports, here = _pool(tmp_path / "here", "compiled")
+    record = submit_job(here_ports, {**raw, "field_out": str(tmp_path / "here.npy")})
+    final = here(record.job_id)
+    assert final.status is Status.SUCCEEDED, final.error
+    assert started == []  # no pool: every tile ran in this process, on threads over every core
+    workers = {row["worker"] for row in tile_report(here_ports, record.job_id)["tiles"]}
+    assert workers == {f"local-{os.getpid()}"}
+
+    monkeypatch.setattr(scheduler_parts, "INLINE_ATOMS_C", False)
+    pool_ports, pooled = _pool(tmp_path / "pool", "compiled")
+    other = submit_job(pool_ports, {**raw, "field_out": str(tmp_path / "pool.npy")})
+    assert pooled(other.job_id).status is Status.SUCCEEDED
+    assert started == [1]
+    assert np.load(tmp_path / "here.npy").tobytes() == np.load(tmp_path / "pool.npy").tobytes()
+    pooled_result = pool_ports.jobs.get_job(other.job_id).result
+    assert final.result is not None and pooled_result is not None
+    for key in ("min_value", "min_index", "min_point"):
+        assert final.result[key] == pooled_result[key]
+
+
+def test_a_one_shot_atoms_run_on_the_numpy_kernel_keeps_the_pool(tmp_path: Path) -> None:
+    # NumPy's kernel holds the GIL between its array operations: only processes use every core.
+    raw = {"kind": "atoms", "grid": [12, 10, 8], "atoms": {"count": 50, "seed": 5}, "tile": [4, 5, 8]}
+    ports, runner = _pool(tmp_path, "numpy")
+    record = submit_job(ports, raw)
+    assert runner(record.job_id).status is Status.SUCCEEDED
+    workers = {row["worker"] for row in tile_report(ports, record.job_id)["tiles"]}
+    assert f"local-{os.getpid()}" not in workers

@@ -62,9 +62,10 @@ def test_a_handed_plan_survives_the_trip_to_a_pool_worker(monkeypatch: pytest.Mo
     # still be recognised as the job's plan, so the worker does not cut it again.
     from tilefan.domain.plan import plan, plan_unless_planned
     from tilefan.domain.spec.parse import parse_spec
+    from tilefan.settings import list_policy
 
-    spec = parse_spec(ATOMS)
-    travelled = pickle.loads(pickle.dumps(plan("submit", spec)))
+    spec, policy = parse_spec(ATOMS), list_policy()
+    travelled = pickle.loads(pickle.dumps(plan("submit", spec, policy)))
     tilings = count_plans(monkeypatch)
-    assert plan_unless_planned("job1", spec, None, travelled).job_id == "job1"
+    assert plan_unless_planned("job1", spec, policy, travelled).job_id == "job1"
     assert tilings == []

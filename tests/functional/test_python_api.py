@@ -10,6 +10,7 @@ import pytest
 
 import tilefan
 from tests.helpers import brute_force_phi
+from tilefan.entrypoints.sdk import api
 from tilefan.errors import InvalidSpecError
 
 
@@ -92,3 +93,90 @@ def test_an_interrupt_cancels_the_job_and_leaves_no_output(tmp_path: Path, monke
     [record], _ = embedded_ports(tmp_path / "home").jobs.list_jobs(5)
     assert record.status.value == "CANCELLED"
     assert [p.name for p in tmp_path.iterdir()] == ["home"]  # no output, and no hidden partial one
+
+
+def _mapped(arr: np.ndarray) -> bool:
+    """Whether ``arr``'s memory is a file mapping (np.memmap's), not an array of its own."""
+    import mmap
+
+    base = arr
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    return isinstance(base, mmap.mmap)
+
+
+def test_an_output_in_the_home_comes_back_mapped_not_copied_and_private(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.random((60, 40)), rng.random((40, 50))
+    c = tilefan.matmul(a, b, home=tmp_path / "home")
+    assert type(c) is np.ndarray and _mapped(c)  # the output file's pages, not a copy of them
+    np.testing.assert_allclose(c, a @ b, rtol=1e-12)
+    outputs = [p for p in (tmp_path / "home").rglob("*.npy") if "inputs" not in p.parts]
+    assert len(outputs) == 1
+    c[0, 0] = -1.0  # copy-on-write: the caller's array changes, the home's file does not
+    assert np.load(outputs[0])[0, 0] == pytest.approx(float((a @ b)[0, 0]))
+    again = tilefan.matmul(a, b, home=tmp_path / "home")  # a later job leaves c as it was
+    assert c[0, 0] == -1.0 and c[1, 1] == pytest.approx(float(again[1, 1]))
+
+
+def test_a_named_output_comes_back_as_a_copy(tmp_path: Path) -> None:
+    a = np.ones((20, 30))
+    c = tilefan.add(a, a, out=tmp_path / "c.npy")
+    assert not _mapped(c)
+    np.save(tmp_path / "c.npy", np.zeros(3))  # rewritten in place by anyone: c is unaffected
+    assert float(c.sum()) == 2 * 20 * 30
+
+
+@pytest.mark.parametrize("in_pool", [False, True])
+def test_in_memory_inputs_are_read_from_memory_not_staged_as_files(tmp_path: Path, in_pool: bool,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from tilefan.bootstrap import embedded_ports
+    from tilefan.pipeline.report import tile_report
+    from tilefan.runtimes.embedded import scheduler_parts
+
+    if in_pool:  # the pool's workers, forked after the submission, read the same arrays
+        monkeypatch.setattr(scheduler_parts, "INLINE_MATMUL_FLOP", 0.0)
+    # The call's temporary home, made where the test can see it and kept to be looked at.
+    home = tmp_path / "home"
+    monkeypatch.setattr(api.tempfile, "mkdtemp", lambda prefix: (home.mkdir(), str(home))[1])
+    monkeypatch.setattr(api.shutil, "rmtree", lambda *args, **kwargs: None)
+    rng = np.random.default_rng(8)
+    a, b = rng.random((70, 50)), rng.random((50, 60))
+    c = tilefan.matmul(a, b, tile=32, workers=2, verify=True)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-12)
+    assert not (home / "inputs").exists() or list((home / "inputs").iterdir()) == []  # nothing written
+    ports = embedded_ports(home)
+    (record,), _ = ports.jobs.list_jobs(10)
+    workers = {row["worker"] for row in tile_report(ports, record.job_id)["tiles"]}
+    assert (f"local-{os.getpid()}" not in workers) if in_pool else (workers == {f"local-{os.getpid()}"})
+
+
+def test_a_kept_homes_inputs_are_files_so_a_crashed_call_can_be_resumed(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    a, b = np.arange(6.0).reshape(2, 3), np.arange(12.0).reshape(3, 4)
+    c = tilefan.matmul(a, b, home=home, workers=1)
+    np.testing.assert_array_equal(c, a @ b)
+    stored = sorted(np.load(path).shape for path in (home / "inputs").iterdir())
+    assert stored == [(2, 3), (3, 4)]
+
+
+def test_a_server_holding_the_home_gets_the_inputs_as_files(tmp_path: Path) -> None:
+    from tilefan.adapters.embedded.lease import FileLease
+    from tilefan.bootstrap import Config, build_core
+
+    home = tmp_path / "home"
+    array = np.arange(6.0).reshape(2, 3)
+    path = str(home / "inputs" / "x-a.npy")
+    server = FileLease(home / "scheduler.lock")
+    assert server.acquire()  # as a running ``tilefan serve`` holds it
+    try:
+        core = build_core(Config(home=home), one_shot=True, held={path: array})
+        assert core.ports.blobs.array_info(path) == ((2, 3), "float64")  # read from the file now
+        np.testing.assert_array_equal(np.load(path), array)
+    finally:
+        server.release()
+    core = build_core(Config(home=tmp_path / "free"), one_shot=True, held={str(tmp_path / "free" / "b.npy"): array})
+    assert core.ports.blobs.array_info(str(tmp_path / "free" / "b.npy")) == ((2, 3), "float64")
+    assert not (tmp_path / "free" / "b.npy").exists()  # the lease was free: held, never written

@@ -8,7 +8,7 @@ import argparse
 import json
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from unittest import mock
 
@@ -21,11 +21,12 @@ from tilefan.adapters.aws.imds import Imds
 from tilefan.adapters.aws.sqs_queue import SqsTileQueue
 from tilefan.adapters.aws.task_tokens import TaskTokens
 from tilefan.bootstrap import AwsSettings, SpotSettings
-from tilefan.domain.routing import RoutePolicy
 from tilefan.errors import CapacityError, MetadataError, StaleTaskTokenError
+from tilefan.settings import list_policy
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")
 
+POLICY = list_policy()  # the planner's defaults at the list prices
 FLEET = "tilefan-test"
 
 
@@ -74,7 +75,7 @@ def capacity_step(ec2: Any, template: str) -> Iterator[Ec2SpotCapacity]:
     """The capacity Lambda's wiring over moto's EC2, with a stage cap of 3."""
     settings = AwsSettings(bucket="b", table="t", state_machine_arn="", region="us-east-1",
                            spot=SpotSettings(launch_template=template, fleet=FLEET),
-                           route_policy=RoutePolicy(spot_max_workers=3))
+                           route_policy=replace(POLICY, spot_max_workers=3))
     capacity = Ec2SpotCapacity(ec2, template, FLEET)
     lambdas.set_ports(mock.Mock(), settings)
     lambdas._capacity = capacity

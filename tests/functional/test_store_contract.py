@@ -42,17 +42,8 @@ from tilefan.errors import (
     JobNotFoundError,
     StoreError,
 )
-from tilefan.pipeline.ports import (
-    BlobStore,
-    DirectPut,
-    InPlaceOutputs,
-    JobStore,
-    OutputClaims,
-    PartAssembly,
-    Ports,
-    Presigning,
-    SentUploads,
-)
+from tilefan.pipeline import store_capabilities as caps
+from tilefan.pipeline.ports import BlobStore, JobStore, Ports
 
 Region = Sequence[tuple[int, int]]
 
@@ -174,11 +165,12 @@ def be(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 # Each optional capability, by its field on ``Ports``, and the adapter sets that offer it.
 CAPABILITIES: dict[str, type] = {
-    "assembly": PartAssembly, "in_place": InPlaceOutputs, "claims": OutputClaims, "direct_put": DirectPut,
-    "presign": Presigning, "sent_uploads": SentUploads,
+    "assembly": caps.PartAssembly, "in_place": caps.InPlaceOutputs, "claims": caps.OutputClaims,
+    "direct_put": caps.DirectPut, "presign": caps.Presigning, "sent_uploads": caps.SentUploads,
+    "local_files": caps.LocalFiles,
 }
-OFFERED = {"embedded": {"in_place", "claims", "direct_put"}, "aws": {"assembly", "presign", "sent_uploads"},
-           "memory": {"direct_put"}}
+OFFERED = {"embedded": {"in_place", "claims", "direct_put", "local_files"},
+           "aws": {"assembly", "presign", "sent_uploads"}, "memory": {"direct_put"}}
 
 
 def test_every_optional_capability_of_the_ports_is_listed_here() -> None:

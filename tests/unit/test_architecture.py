@@ -3,7 +3,8 @@
 - Imports point one way: domain <- compute <- pipeline <- service <- runtimes and entrypoints;
   adapters implement the pipeline's ports; bootstrap wires.
 - The domain is pure: nothing of ours but errors, and no library loading, threads,
-  processes, databases, AWS or web framework.
+  processes, databases, AWS or web framework; and it holds no figure a deployment
+  configures (no prices, no HTTP request sizes: it is handed them as values).
 - Each runtime stands alone; each door imports only the doors it hosts; a door reaches the
   adapters only through bootstrap (named exceptions aside).
 - No import cycle between tilefan modules (counting imports inside functions and under
@@ -238,6 +239,80 @@ def test_the_domain_is_pure() -> None:
 def test_the_purity_check_sees_imports_of_the_standard_library() -> None:
     # Guards test_the_domain_is_pure against passing because it reads no such import.
     assert "ctypes" in set(imported_modules("tilefan.compute.ckernel"))
+
+
+# What a deployment configures, which the domain is handed as values and never holds: what
+# AWS charges (settings' list prices, in a ``Prices`` the ``RoutePolicy`` carries) and the
+# sizes of an HTTP request (settings' ``HttpLimits``).
+CONFIGURED_MODULES = ("prices", "http_limits")
+PRICE_WORDS = ("price",)
+HTTP_WORDS = ("body_bytes", "upload_bytes", "http")
+
+
+def has_default(value: ast.expr | None) -> bool:
+    """Whether a field's value gives it a default: ``field(kw_only=True)`` gives none."""
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "field":
+        return any(k.arg in ("default", "default_factory") for k in value.keywords)
+    return value is not None
+
+
+def configured_figures(source: str, name: str) -> list[str]:
+    """The names ``source`` gives a figure a deployment configures: a module constant or a
+    class field with a default named for a price or an HTTP size, or any default in a
+    ``Prices`` shape (its figures are handed in)."""
+    found = []
+    tree = ast.parse(source, name)
+    bound: list[tuple[str, str, bool]] = []  # (class or "", name, has a value)
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            bound += [("", t.id, True) for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            bound.append(("", node.target.id, has_default(node.value)))
+        elif isinstance(node, ast.ClassDef):
+            bound += [(node.name, item.target.id, has_default(item.value)) for item in node.body
+                      if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)]
+    for owner, var, valued in bound:
+        lowered = var.lower()
+        if any(word in lowered for word in HTTP_WORDS) or (valued and (
+                any(word in lowered for word in PRICE_WORDS) or owner.endswith("Prices"))):
+            found.append(f"{name}: {owner + '.' if owner else ''}{var}")
+    return found
+
+
+def test_the_domain_holds_no_prices_and_no_http_limits() -> None:
+    domain = [m for m in MODULES if layer(m) == "domain"]
+    assert "tilefan.domain.routing" in domain  # the rule reads the modules it guards
+    assert sorted(m for m in domain if m.rpartition(".")[2] in CONFIGURED_MODULES) == []
+    found = [f for m in domain for f in configured_figures(MODULES[m].read_text(), m)]
+    assert found == []
+
+
+def test_the_configured_figures_check_finds_prices_and_http_sizes() -> None:
+    # Guards the rule above against passing because it recognises nothing: these are the
+    # shapes the domain held before (prices.py's constants, RoutePolicy's priced defaults,
+    # Limits' request sizes).
+    source = """
+PRICES_AS_OF = "2024-11"
+class RoutePolicy:
+    lambda_gb_s_price: float = prices.LAMBDA_GB_S
+    spot_hour_price: float = 0.25
+    lambda_gflops: float = 60.0
+class Limits:
+    max_tiles: int = 10_000
+    max_cost_usd: float = 10.0
+    max_body_bytes: int = 64 * 1024
+    max_upload_bytes: int = 256 << 20
+class Prices:
+    as_of: str
+    spot_hour: float = 0.25
+"""
+    assert [f.split(": ")[1] for f in configured_figures(source, "old.py")] == [
+        "PRICES_AS_OF", "RoutePolicy.lambda_gb_s_price", "RoutePolicy.spot_hour_price", "Limits.max_body_bytes",
+        "Limits.max_upload_bytes", "Prices.spot_hour"]
+    # The shape the domain holds now: a Prices without figures, a policy handed one.
+    now = "class Prices:\n    spot_hour: float\nclass RoutePolicy:\n    prices: Prices = field(kw_only=True)\n"
+    assert configured_figures(now, "new.py") == []
+    assert configured_figures(now.replace("kw_only=True", "default=LIST"), "new.py") == ["new.py: RoutePolicy.prices"]
 
 
 def test_each_runtime_stands_alone() -> None:

@@ -350,7 +350,7 @@ ACTIONS_OF_CALL = {
     ("ec2", "run_instances"): {"ec2:RunInstances", "ec2:CreateTags", "iam:PassRole"},
 }
 ADAPTERS = (("s3", "s3_store.py"), ("s3", "s3_uploads.py"), ("dynamodb", "dynamo_store.py"),
-            ("stepfunctions", "sfn_runner.py"), ("ec2", "ec2_capacity.py"))
+            ("dynamodb", "dynamo_table.py"), ("stepfunctions", "sfn_runner.py"), ("ec2", "ec2_capacity.py"))
 TRANSACT_ITEM_ACTIONS = {
     "Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
     "ConditionCheck": "dynamodb:ConditionCheckItem",

@@ -5,6 +5,8 @@ working precision) is refused unless the potential is softened.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,41 @@ def test_float32_rounding_puts_an_atom_on_a_grid_point() -> None:
     assert "atom 0" in info.value.message and "(3, 1, 2)" in info.value.message
     spec = parse(with_(ATOMS, precision="float64", atoms={"file": "/data/near.npy"}))
     assert isinstance(spec, AtomsSpec)
+
+
+def _first_on_grid_one_by_one(table: np.ndarray, spec: Any) -> tuple[int, tuple[int, int, int]] | None:
+    """The rule atom by atom, as the kernel sees each: the reference for the vectorised one."""
+    pos, origin = table[:, :3], np.asarray(spec.origin)
+    idx = np.rint((pos - origin) / spec.spacing)
+    for a in range(len(table)):
+        if not np.all((idx[a] >= 0) & (idx[a] < np.asarray(spec.grid))):
+            continue
+        diff = (origin + spec.spacing * idx[a]).astype(spec.precision) - pos[a].astype(spec.precision)
+        with np.errstate(under="ignore"):
+            if not np.any(diff) or float(np.sum(diff * diff)) == 0.0:
+                return a, (int(idx[a][0]), int(idx[a][1]), int(idx[a][2]))
+    return None
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_the_atom_on_a_grid_point_found_at_once_is_the_first_found_one_by_one(precision: str) -> None:
+    from types import SimpleNamespace
+
+    from tilefan.domain.atoms import find_atom_on_grid
+
+    spec: Any = SimpleNamespace(grid=(9, 7, 5), origin=(0.5, -1.0, 0.25), spacing=0.75, softening=0.0,
+                                precision=precision)
+    found = []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        n = 40
+        # Off the grid, on it exactly, on it to within float32 or to within an underflowing
+        # square, and outside the grid's box.
+        idx = rng.integers(-1, 9, size=(n, 3))
+        offsets = np.array([0.3, 0.0, 1e-9, 1e-170, -0.2])[rng.choice(5, size=n, p=[0.8, 0.05, 0.05, 0.05, 0.05])]
+        pos = np.asarray(spec.origin) + spec.spacing * idx + offsets[:, None] * rng.choice([0.0, 1.0], size=(n, 3))
+        table = np.column_stack([pos, rng.uniform(-1, 1, n)])
+        hit = find_atom_on_grid(table, spec)
+        assert hit == _first_on_grid_one_by_one(table, spec)
+        found.append(hit is not None)
+    assert any(found) and not all(found)  # the cases hold tables with an atom on the grid and without

@@ -143,7 +143,8 @@ def test_dynamodb_system_errors_are_summed_over_every_operation_the_stores_make(
     granted = set()
     for policy in ROOT.joinpath(".chalice").glob("policy-*.json"):
         granted |= set(re.findall(r'"dynamodb:(\w+)"', policy.read_text()))
-    store = (ROOT / "tilefan" / "adapters" / "aws" / "dynamo_store.py").read_text()
+    store = "".join((ROOT / "tilefan" / "adapters" / "aws" / name).read_text()
+                    for name in ("dynamo_store.py", "dynamo_table.py"))
     assert granted <= operations and ("transact_write_items" in store) == ("TransactWriteItems" in operations)
     [total] = [m for m in alarm["Metrics"] if m.get("ReturnData")]
     assert total["Expression"] == " + ".join(f"FILL({i}, 0)" for i in parts)

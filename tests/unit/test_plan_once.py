@@ -23,6 +23,7 @@ from tilefan.pipeline.inputs import manifest_key
 from tilefan.pipeline.plan import plan_job, planned_tiles, tile_items
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.submit import submit
+from tilefan.settings import LIST_PRICES, list_policy
 
 MATMUL = {"kind": "matmul", "a": {"shape": [600, 300], "seed": 1}, "b": {"shape": [300, 500], "seed": 2}}
 ADD = {"kind": "add", "a": {"shape": [300, 200], "seed": 1}, "b": {"shape": [300, 200], "seed": 2}}
@@ -31,7 +32,8 @@ ATOMS = {"kind": "atoms", "grid": 48, "atoms": {"count": 50, "seed": 3}}
 # A slow atoms kernel and a dear spot worker: one tile of a 32³ grid of 1,000 atoms (3.3e8
 # flops) then takes about 600 s on a Lambda, over the 450 s budget, so it routes to spot,
 # where it costs about $9; two half tiles fit a Lambda each for about $0.10.
-SLOW = RoutePolicy(atoms_vcpu_gflops=1.05e-4, spot_hour_price=50.0)
+POLICY = list_policy()
+SLOW = replace(POLICY, atoms_vcpu_gflops=1.05e-4, prices=replace(LIST_PRICES, spot_hour=50.0))
 REFIT = {"kind": "atoms", "grid": 32, "atoms": {"count": 1000, "seed": 5}}
 
 
@@ -76,7 +78,7 @@ def test_a_submission_plans_its_job_once(monkeypatch: pytest.MonkeyPatch, raw: d
     assert len(tilings) == 1
     # The plan handed on is the one a fresh plan of the recorded spec gives, manifest and all.
     record = ports.jobs.get_job(submitted.job_id)
-    fresh = domain_plan.plan(record.job_id, record.spec)
+    fresh = domain_plan.plan(record.job_id, record.spec, POLICY)
     assert stepped == fresh and stepped.job_id == record.job_id
     assert ports.blobs.get_json(manifest_key(record.job_id)) == fresh.manifest()
     assert record.tiles_total == len(fresh.tiles) and tile_items(stepped) == tile_items(fresh)
@@ -103,7 +105,7 @@ def test_a_plan_that_is_not_the_jobs_is_cut_again(monkeypatch: pytest.MonkeyPatc
     # Under the default policy the job's own tiles are planned, not the SLOW plan's routes.
     stepped = plan_job(ports, submission.record.job_id, planned=submission.plan)
     assert tilings == [submission.record.spec.tile]
-    assert stepped == domain_plan.plan(submission.record.job_id, submission.record.spec)
+    assert stepped == domain_plan.plan(submission.record.job_id, submission.record.spec, POLICY)
     assert stepped != submission.plan
     other = replace(submission.record.spec, tile=(32, 32, 32))
     assert check_guardrails(other, Limits(), SLOW, planned=submission.plan).is_plan_of(other, SLOW)
@@ -118,7 +120,7 @@ def test_guardrails_count_tiles_before_planning(monkeypatch: pytest.MonkeyPatch)
 
 def test_a_runner_resuming_a_job_without_a_stored_tile_list_plans_it() -> None:
     spec = parse_spec({**ADD, "tile": [100, 200]})
-    expected = [(t.tile_id, t.route) for t in domain_plan.plan("j", spec).tiles]
+    expected = [(t.tile_id, t.route) for t in domain_plan.plan("j", spec, POLICY).tiles]
     assert planned_tiles(memory_ports(), "j", spec) == expected == [(0, LAMBDA), (1, LAMBDA), (2, LAMBDA)]
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from tilefan.adapters.memory import memory_ports
 from tilefan.domain.records import LOCAL_OWNER
+from tilefan.domain.spec.parse import Limits
 from tilefan.entrypoints.http.owner import identity
 from tilefan.errors import UnauthenticatedError
 from tilefan.pipeline.error_codec import http_error
@@ -36,8 +37,7 @@ def test_the_identity_is_the_authorizers(context: Any, expected: str | None) -> 
 
 def _service(principal: str | None) -> JobService:
     ports = memory_ports()  # never touched: owners are decided before any store is
-    limits: Any = type("Limits", (), {"max_upload_bytes": 1})()
-    return JobService(ports, runner=None, limits=limits, principal=principal)  # type: ignore[arg-type]
+    return JobService(ports, runner=None, limits=Limits(), principal=principal)  # type: ignore[arg-type]
 
 
 def test_on_aws_the_identity_owns_and_without_one_the_request_is_refused_401() -> None:

@@ -12,14 +12,17 @@ import pytest
 from chalicelib import lambdas
 from tilefan import settings
 from tilefan.domain import routing
-from tilefan.domain.plan import FIT_MAX_TILES, fit_to_lambda, plan
-from tilefan.domain.routing import LAMBDA, SPOT, RoutePolicy, choose_route
+from tilefan.domain.plan import plan
+from tilefan.domain.routing import LAMBDA, SPOT, choose_route
 from tilefan.domain.spec.parse import AtomsSpec, RandomAtoms, parse_spec, spec_from_stored, spec_to_dict
+from tilefan.domain.tile_fit import FIT_MAX_TILES, fit_to_lambda
 from tilefan.errors import CapacityError, InvalidSpecError
 from tilefan.pipeline.plan import tile_items
 from tilefan.pipeline.submit import admit
+from tilefan.settings import LIST_PRICES
 
 GiB = 1 << 30
+POLICY = settings.list_policy()  # the planner's defaults at the list prices
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarning")
 
@@ -28,7 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics:UserWarni
 
 
 def test_a_tile_goes_to_spot_when_it_would_break_a_margin() -> None:
-    policy = RoutePolicy()  # 70% of 10,240 MB, 50% of 900 s
+    policy = POLICY  # 70% of 10,240 MB, 50% of 900 s
     assert choose_route(int(7 * GiB), 10**9, policy) == LAMBDA
     assert choose_route(int(7.01 * GiB), 10**9, policy) == SPOT
     # 449 s of GEMM at 60 GFLOP/s (plus a second of overhead) fits; 451 s does not.
@@ -41,8 +44,8 @@ def test_a_tile_goes_to_spot_when_it_would_break_a_margin() -> None:
 
 
 def test_the_margins_are_configurable() -> None:
-    loose = RoutePolicy(memory_margin=0.9, time_margin=0.9)
-    assert choose_route(int(8 * GiB), 10**9, RoutePolicy()) == SPOT
+    loose = replace(POLICY, memory_margin=0.9, time_margin=0.9)
+    assert choose_route(int(8 * GiB), 10**9, POLICY) == SPOT
     assert choose_route(int(8 * GiB), 10**9, loose) == LAMBDA
     assert choose_route(GiB, int(700 * 60e9), loose) == LAMBDA
 
@@ -53,14 +56,14 @@ SIX_VCPUS = 1 + 0.9 * (10_240 / 1769 - 1)
 
 def test_atoms_tiles_are_timed_at_the_atoms_kernel_rate_not_gemm() -> None:
     flops = int(400 * 60e9)  # 400 s of GEMM, 476 s of the C atoms kernel in float64 on every vCPU
-    assert choose_route(GiB, flops, RoutePolicy()) == LAMBDA
-    assert choose_route(GiB, flops, RoutePolicy(), atoms=True) == SPOT
+    assert choose_route(GiB, flops, POLICY) == LAMBDA
+    assert choose_route(GiB, flops, POLICY, atoms=True) == SPOT
 
 
 def test_the_lambda_atoms_rate_is_the_per_vcpu_rate_times_the_vcpus_its_memory_buys() -> None:
     flops = 10**12
     def kernel_s(memory_mb: int, precision: str = "float64") -> float:
-        policy = RoutePolicy(lambda_memory_mb=memory_mb)
+        policy = replace(POLICY, lambda_memory_mb=memory_mb)
         return routing.lambda_seconds(flops, 0, policy, atoms=True, precision=precision) - policy.lambda_overhead_s
 
     assert kernel_s(1769) == pytest.approx(flops / 9.5e9)  # one vCPU
@@ -69,20 +72,20 @@ def test_the_lambda_atoms_rate_is_the_per_vcpu_rate_times_the_vcpus_its_memory_b
     assert kernel_s(1769) / kernel_s(3538) == pytest.approx(1.9)  # two vCPUs
     assert kernel_s(1769) / kernel_s(10_240) == pytest.approx(SIX_VCPUS)  # 5.31×
     # A spot worker's 16 vCPUs at the same per-vCPU rate.
-    assert routing.spot_seconds(flops, 0, RoutePolicy(), atoms=True) == pytest.approx(flops / (9.5e9 * (1 + 0.9 * 15)))
+    assert routing.spot_seconds(flops, 0, POLICY, atoms=True) == pytest.approx(flops / (9.5e9 * (1 + 0.9 * 15)))
 
 
 def test_more_atoms_work_fits_one_lambda_tile_before_spot_is_needed() -> None:
-    budget = RoutePolicy().lambda_time_budget - RoutePolicy().lambda_overhead_s  # 449 s of kernel
+    budget = POLICY.lambda_time_budget - POLICY.lambda_overhead_s  # 449 s of kernel
     on_one_vcpu = int(budget * 9.5e9)
-    assert choose_route(GiB, int(on_one_vcpu * 5), RoutePolicy(), atoms=True) == LAMBDA
-    assert choose_route(GiB, int(on_one_vcpu * SIX_VCPUS * 1.01), RoutePolicy(), atoms=True) == SPOT
-    assert choose_route(GiB, int(on_one_vcpu * 1.01), RoutePolicy(lambda_memory_mb=1769), atoms=True) == SPOT
+    assert choose_route(GiB, int(on_one_vcpu * 5), POLICY, atoms=True) == LAMBDA
+    assert choose_route(GiB, int(on_one_vcpu * SIX_VCPUS * 1.01), POLICY, atoms=True) == SPOT
+    assert choose_route(GiB, int(on_one_vcpu * 1.01), replace(POLICY, lambda_memory_mb=1769), atoms=True) == SPOT
 
 
 def test_float32_atoms_tiles_are_timed_at_the_float32_rate() -> None:
     flops = int(400 * 9.5e9 * SIX_VCPUS)  # 400 s of the float64 kernel on the function's vCPUs
-    policy = RoutePolicy()
+    policy = POLICY
     f64 = routing.lambda_seconds(flops, 0, policy, atoms=True)
     f32 = routing.lambda_seconds(flops, 0, policy, atoms=True, precision="float32")
     assert f64 == pytest.approx(1.0 + 400.0)
@@ -93,7 +96,7 @@ def test_float32_atoms_tiles_are_timed_at_the_float32_rate() -> None:
 
 
 def test_cost_counts_lambda_gb_seconds_spot_instance_time_and_transitions() -> None:
-    policy = RoutePolicy(spot_overhead_s=0.0, spot_hour_price=3.6)
+    policy = replace(POLICY, spot_overhead_s=0.0, prices=replace(LIST_PRICES, spot_hour=3.6))
     est = routing.estimate_cost([routing.TileCost(LAMBDA, 100.0, 10.0), routing.TileCost(SPOT, 1000.0, 10.0)], policy)
     assert est.lambda_gb_s == pytest.approx(1000.0)  # 100 s at 10 GB
     assert est.lambda_usd == pytest.approx(1000.0 * 0.0000166667)
@@ -110,7 +113,7 @@ BIG_ATOMS = {"kind": "atoms", "grid": 64, "atoms": {"count": 10_000_000, "seed":
 
 @pytest.mark.parametrize("route", ["lambda", "spot"])
 def test_a_job_can_force_every_tile_onto_one_route(route: str) -> None:
-    the_plan = plan("j", parse_spec({**MATMUL, "route": route}))
+    the_plan = plan("j", parse_spec({**MATMUL, "route": route}), POLICY)
     assert {t.route for t in the_plan.tiles} == {route}
     manifest = the_plan.manifest()
     other = "spot" if route == "lambda" else "lambda"
@@ -120,7 +123,7 @@ def test_a_job_can_force_every_tile_onto_one_route(route: str) -> None:
 
 
 def test_the_items_the_maps_read_carry_each_tiles_route() -> None:
-    the_plan = plan("j", parse_spec({**MATMUL, "route": "spot"}))
+    the_plan = plan("j", parse_spec({**MATMUL, "route": "spot"}), POLICY)
     assert tile_items(the_plan) == [{"job_id": "j", "tile_id": t, "route": "spot"} for t in range(3)]
 
 
@@ -147,12 +150,12 @@ def atoms(**changes: Any) -> AtomsSpec:
 
 def test_big_spot_tiles_stay_big_when_spot_is_cheaper() -> None:
     spec = atoms()
-    assert {t.route for t in plan("j", spec).tiles} == {SPOT}
-    assert fit_to_lambda(spec) == spec
+    assert {t.route for t in plan("j", spec, POLICY).tiles} == {SPOT}
+    assert fit_to_lambda(spec, POLICY) == spec
 
 
 def test_tiles_shrink_to_fit_lambda_when_lambda_is_cheaper() -> None:
-    dear_spot = RoutePolicy(spot_hour_price=50.0)
+    dear_spot = replace(POLICY, prices=replace(LIST_PRICES, spot_hour=50.0))
     spec = atoms()
     fitted = fit_to_lambda(spec, dear_spot)
     assert fitted.tile != spec.tile
@@ -166,7 +169,7 @@ def test_tiles_shrink_to_fit_lambda_when_lambda_is_cheaper() -> None:
 
 
 def test_fitting_leaves_a_forced_route_or_an_impossible_fit_alone() -> None:
-    dear_spot = RoutePolicy(spot_hour_price=50.0)
+    dear_spot = replace(POLICY, prices=replace(LIST_PRICES, spot_hour=50.0))
     forced = atoms(route="spot")
     assert fit_to_lambda(forced, dear_spot) == forced
     # A tile that needs more than a Lambda however small it gets (9 GB of atoms table).
@@ -176,7 +179,7 @@ def test_fitting_leaves_a_forced_route_or_an_impossible_fit_alone() -> None:
 
 
 def test_admission_fits_only_tiles_the_user_left_to_us() -> None:
-    dear_spot = RoutePolicy(spot_hour_price=50.0)
+    dear_spot = replace(POLICY, prices=replace(LIST_PRICES, spot_hour=50.0))
 
     class NoFiles:
         def array_info(self, key: str) -> Any:
@@ -204,7 +207,7 @@ def parse_limits() -> Any:
 def test_route_policy_and_spot_settings_come_from_the_environment() -> None:
     policy = settings.route_policy({"TILEFAN_LAMBDA_MEMORY_MARGIN": "0.5", "TILEFAN_LAMBDA_TIME_MARGIN": "0.8",
                                      "TILEFAN_SPOT_HOUR_PRICE": "0.4", "TILEFAN_SPOT_MAX_INSTANCES": "9"})
-    assert (policy.memory_margin, policy.time_margin, policy.spot_hour_price, policy.spot_max_workers) == (
+    assert (policy.memory_margin, policy.time_margin, policy.prices.spot_hour, policy.spot_max_workers) == (
         0.5, 0.8, 0.4, 9)
     spot = settings.spot_settings({"TILEFAN_SPOT_HEARTBEAT_S": "30", "TILEFAN_SPOT_SUBNETS": "subnet-a, subnet-b,",
                                     "TILEFAN_IMDS_URL": "http://127.0.0.1:9"})
@@ -252,7 +255,7 @@ class Context:
 
 def capacity_step(capacity: FakeCapacity, cap: int = 4) -> None:
     aws = settings.AwsSettings(bucket="b", table="t", state_machine_arn="", region="us-east-1",
-                               route_policy=RoutePolicy(spot_max_workers=cap))
+                               route_policy=replace(POLICY, spot_max_workers=cap))
     lambdas.set_ports(None, aws)
     lambdas._capacity = capacity  # type: ignore[assignment]
 
@@ -301,10 +304,10 @@ def test_the_spot_worker_cap_is_one_setting_for_the_planner_and_the_capacity_ste
 
 def test_the_plan_times_an_atoms_tile_in_the_job_s_precision() -> None:
     raw = {"kind": "atoms", "grid": 64, "atoms": {"count": 10_000_000, "seed": 1}, "tile": 64}
-    f64 = plan("d", parse_spec(raw)).tiles[0]
-    f32 = plan("s", parse_spec({**raw, "precision": "float32"})).tiles[0]
+    f64 = plan("d", parse_spec(raw), POLICY).tiles[0]
+    f32 = plan("s", parse_spec({**raw, "precision": "float32"}), POLICY).tiles[0]
     # 64³ × 10,000,000 pairs = 2.6e13 flop: 526 s in float64 (spot), 183 s in float32 (Lambda).
     assert (f64.route, f32.route) == (SPOT, LAMBDA)
-    io_rate = RoutePolicy().lambda_io_mb_s * 1e6
+    io_rate = POLICY.lambda_io_mb_s * 1e6
     assert f64.lambda_s == pytest.approx(1.0 + f64.flops / (9.5e9 * SIX_VCPUS) + f64.bytes_in / io_rate)
     assert f32.lambda_s == pytest.approx(1.0 + f32.flops / (28e9 * SIX_VCPUS) + f32.bytes_in / io_rate)

@@ -8,7 +8,6 @@ import boto3
 import pytest
 
 from tilefan import bootstrap, settings
-from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.transfer import function_io_mb_s, io_streams
 from tilefan.errors import InvalidSpecError
 
@@ -27,7 +26,8 @@ def test_the_streams_can_be_set_and_the_planner_s_rate_follows_them() -> None:
     assert parsed.route_policy.lambda_io_mb_s == function_io_mb_s(2) == 120.0
     # Unset, the planner charges the tile function's rate, whatever the planner's own memory.
     planner = settings.parse_aws_settings({**BASE, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008"})
-    assert planner.route_policy.lambda_io_mb_s == RoutePolicy().lambda_io_mb_s == function_io_mb_s(io_streams(10_240))
+    assert planner.route_policy.lambda_io_mb_s == settings.list_policy().lambda_io_mb_s \
+        == function_io_mb_s(io_streams(10_240))
 
 
 @pytest.mark.parametrize("raw", ["0", "65", "many"])

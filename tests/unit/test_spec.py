@@ -59,8 +59,8 @@ def test_matmul_from_files_takes_shape_and_dtype_from_the_header() -> None:
     spec = parse({"kind": "matmul", "a": {"file": "/data/a34.npy"}, "b": {"file": "/data/b45.npy"},
                   "out": "/data/c.npy", "verify": True, "tile": [2, 3]})
     assert isinstance(spec, MatrixSpec)
-    assert spec.a == StoredMatrix(uri="/data/a34.npy", shape=(3, 4), dtype="float64")
-    assert spec.b == StoredMatrix(uri="/data/b45.npy", shape=(4, 5), dtype="float32")
+    assert spec.a == StoredMatrix(file="/data/a34.npy", shape=(3, 4), dtype="float64")
+    assert spec.b == StoredMatrix(file="/data/b45.npy", shape=(4, 5), dtype="float32")
     assert spec.dtype == "float64"  # mixed inputs compute in the wider type
     assert spec.tile == (2, 3)
     assert spec.out == "/data/c.npy"
@@ -108,7 +108,7 @@ def test_atoms_with_origin_string_and_every_option() -> None:
 def test_atoms_from_a_file_records_its_count() -> None:
     spec = parse({"kind": "atoms", "grid": 4, "atoms": {"file": "/data/atoms.npy"}})
     assert isinstance(spec, AtomsSpec)
-    assert spec.atoms == StoredAtoms(uri="/data/atoms.npy", count=2)
+    assert spec.atoms == StoredAtoms(file="/data/atoms.npy", count=2)
 
 
 ROUND_TRIP = [

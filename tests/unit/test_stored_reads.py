@@ -10,11 +10,13 @@ import pytest
 
 from tilefan.domain import bpanels
 from tilefan.domain.plan import plan
-from tilefan.domain.routing import PANEL_READ_CHUNK_BYTES, RoutePolicy, stored_read_bytes
+from tilefan.domain.routing import PANEL_READ_CHUNK_BYTES, stored_read_bytes
 from tilefan.domain.spec.parse import Limits, parse_spec
 from tilefan.errors import InvalidSpecError
 from tilefan.pipeline.guardrails import check_guardrails
+from tilefan.settings import list_policy
 
+POLICY = list_policy()  # the planner's defaults at the list prices
 N = 65_536
 BIG = Limits(max_matrix_elements=1 << 40)
 
@@ -38,22 +40,24 @@ def unstaged(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_staged_b_is_read_as_its_panel_alone() -> None:
-    generated, uploaded = plan("g", matmul(files=False)).tiles[0], plan("u", matmul(files=True)).tiles[0]
+    generated = plan("g", matmul(files=False), POLICY).tiles[0]
+    uploaded = plan("u", matmul(files=True), POLICY).tiles[0]
     assert uploaded.bytes_in == generated.bytes_in == 2048 * N * 4 + N * 2048 * 4
 
 
 @pytest.mark.usefixtures("unstaged")
 def test_a_stored_b_column_panel_is_charged_as_its_whole_rows() -> None:
-    generated, uploaded = plan("g", matmul(files=False)).tiles[0], plan("u", matmul(files=True)).tiles[0]
+    generated = plan("g", matmul(files=False), POLICY).tiles[0]
+    uploaded = plan("u", matmul(files=True), POLICY).tiles[0]
     a_panel = 2048 * N * 4
     assert generated.bytes_in == a_panel + N * 2048 * 4  # the panels alone (1.07 GB)
     assert uploaded.bytes_in == a_panel + N * N * 4  # A's row panel and every row of B: 17.7 GB
     # Memory holds the panels (read in chunks), not B's 17.2 GB of full rows.
     assert uploaded.mem_bytes == generated.mem_bytes + PANEL_READ_CHUNK_BYTES
-    assert uploaded.mem_bytes < RoutePolicy().lambda_memory_budget
+    assert uploaded.mem_bytes < POLICY.lambda_memory_budget
     # 17.2 GB more at the function's S3 rate (300 MB/s: 55 s more a tile), 16 times the
     # generated tile's I/O.
-    io_rate = RoutePolicy().lambda_io_mb_s * 1e6
+    io_rate = POLICY.lambda_io_mb_s * 1e6
     assert uploaded.lambda_s - generated.lambda_s == pytest.approx((N * N * 4 - N * 2048 * 4) / io_rate)
 
 
@@ -74,11 +78,11 @@ def test_a_big_matmul_from_uploaded_files_is_refused_by_the_cost_guardrail_when_
 def test_a_tile_as_wide_as_the_matrix_reads_only_its_rows() -> None:
     spec = parse_spec({"kind": "add", "a": {"file": "A.npy"}, "b": {"file": "B.npy"}, "tile": [64, 512]},
                       inspect=stored((512, 512), "float64"))
-    assert {t.bytes_in for t in plan("w", spec).tiles} == {2 * 64 * 512 * 8}
+    assert {t.bytes_in for t in plan("w", spec, POLICY).tiles} == {2 * 64 * 512 * 8}
     narrow = parse_spec({"kind": "add", "a": {"file": "A.npy"}, "b": {"file": "B.npy"}, "tile": [64, 128]},
                         inspect=stored((512, 512), "float64"))
     # Four column blocks a row band: each reads the band's whole rows of both inputs.
-    assert {t.bytes_in for t in plan("n", narrow).tiles} == {2 * stored_read_bytes(64, 128, 512, 8)}
+    assert {t.bytes_in for t in plan("n", narrow, POLICY).tiles} == {2 * stored_read_bytes(64, 128, 512, 8)}
     assert stored_read_bytes(64, 128, 512, 8) == 4 * 64 * 128 * 8
 
 
@@ -91,8 +95,9 @@ def test_the_time_here_estimate_charges_the_blocks_a_local_read_touches() -> Non
                        inspect=stored((1024, 1024), "float64"))
     generated = parse_spec({"kind": "matmul", "a": {"shape": [1024, 1024]}, "b": {"shape": [1024, 1024]},
                             "tile": [1024, 512]})
-    assert plan("f", files).tiles[0].bytes_in > plan("g", generated).tiles[0].bytes_in  # on S3: whole rows
-    here = [estimate_here(plan(n, s), s, 2, LocalRates()) for n, s in (("f", files), ("g", generated))]
+    # On S3: whole rows.
+    assert plan("f", files, POLICY).tiles[0].bytes_in > plan("g", generated, POLICY).tiles[0].bytes_in
+    here = [estimate_here(plan(n, s, POLICY), s, 2, LocalRates()) for n, s in (("f", files), ("g", generated))]
     assert here[0].tiles_s == pytest.approx(here[1].tiles_s)  # here: memory-mapped panels
 
 
@@ -100,15 +105,16 @@ def test_a_staged_b_is_charged_its_panel_and_the_pass_is_charged_to_the_plan_ste
     n = 32_768
     spec = parse_spec({"kind": "matmul", "a": {"file": "A.npy"}, "b": {"file": "B.npy"}, "tile": 2048},
                       limits=BIG, inspect=stored((n, n)))
-    staged = plan("s", spec)
+    staged = plan("s", spec, POLICY)
     b = staged.b_panels
     assert b is not None and b.staged and (len(b.layout.panels), len(b.layout.bands)) == (16, 16)
     tile = staged.tiles[0]
     assert tile.bytes_in == 2048 * n * 4 + n * 2048 * 4  # A's row panel and B's column panel
-    assert tile.mem_bytes < plan("g", matmul(files=False)).tiles[0].mem_bytes  # one 16.8 MB piece, no 64 MiB chunk
+    # One 16.8 MB piece, no 64 MiB chunk.
+    assert tile.mem_bytes < plan("g", matmul(files=False), POLICY).tiles[0].mem_bytes
     # The pass, B read and written once at one function's S3 rate, is the plan function's:
     # in its GB-s.
-    assert b.est_s == pytest.approx(2 * n * n * 4 / (RoutePolicy().lambda_io_mb_s * 1e6))
+    assert b.est_s == pytest.approx(2 * n * n * 4 / (POLICY.lambda_io_mb_s * 1e6))
     assert staged.cost is not None
     tiles_gb_s = sum(t.lambda_s for t in staged.tiles) * 10
     assert staged.cost.lambda_gb_s == pytest.approx(tiles_gb_s + b.est_s * 3008 / 1024)
@@ -120,7 +126,7 @@ def test_a_staged_b_is_charged_its_panel_and_the_pass_is_charged_to_the_plan_ste
 
 @pytest.mark.usefixtures("unstaged")
 def test_a_b_whose_pass_would_overrun_the_plan_step_is_not_staged_but_the_plan_says_what_it_would_save() -> None:
-    the_plan = plan("u", matmul(files=True))  # 65,536²: 34.4 GB through one function, 573 s at 60 MB/s
+    the_plan = plan("u", matmul(files=True), POLICY)  # 65,536²: 34.4 GB through one function, 573 s at 60 MB/s
     b = the_plan.b_panels
     assert b is not None and not b.staged and b.est_s == 0.0
     assert the_plan.tiles[0].bytes_in == 2048 * N * 4 + N * N * 4  # whole rows, as before

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tilefan.domain.routing import PANEL_READ_CHUNK_BYTES, RoutePolicy, stored_read_bytes
+from tilefan.domain.routing import LAMBDA_IO_MB_S, PANEL_READ_CHUNK_BYTES, stored_read_bytes
 from tilefan.domain.spec.parse import JobSpec, Kind, MatrixInput, MatrixSpec, StoredMatrix
 from tilefan.domain.tiling import num_tiles, split, tile_counts
 
@@ -35,7 +35,7 @@ STAGE_TIME_BUDGET_S = 0.5 * PLAN_TIMEOUT_S - 5.0
 # The rate the decision is taken at: the planner's default per-function S3 rate, not a
 # deployment's tuned one, because the plan and every tile must decide alike and tiles get
 # no policy.
-DECISION_IO_MB_S = RoutePolicy().lambda_io_mb_s
+DECISION_IO_MB_S = LAMBDA_IO_MB_S
 
 
 @dataclass(frozen=True)

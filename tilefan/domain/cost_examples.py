@@ -1,10 +1,11 @@
 """The cost model's worked examples: big jobs planned as ``tilefan run --dry-run``
 would plan them, with what the model predicts and which limits they pass.
 
-docs/cost-model.md prints this table and checks it by hand; tests/unit/test_cost_model.py
-pins it, so the document cannot drift from the model. Regenerate with
+docs/cost-model.md prints this table, at the list prices (``tilefan.settings.LIST_PRICES``),
+and checks it by hand; tests/unit/test_cost_model.py pins it, so the document cannot drift
+from the model. Regenerate with
 
-    PYTHONPATH=. .venv/bin/python -m tilefan.domain.cost_examples
+    PYTHONPATH=. .venv/bin/python benchmarks/cost_examples.py
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 from tilefan.domain.bpanels import DECISION_IO_MB_S, STAGE_TIME_BUDGET_S, stage_seconds
 from tilefan.domain.cost_model import AwsPrediction, Deployment, predict
-from tilefan.domain.plan import Plan, fit_to_lambda, plan
+from tilefan.domain.plan import Plan, plan
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec.parse import Limits, parse_spec
+from tilefan.domain.tile_fit import fit_to_lambda
 from tilefan.errors import InvalidSpecError
 
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -61,11 +63,10 @@ class Worked:
         return self.guardrail_usd <= self.limits.max_cost_usd
 
 
-def work(name: str, raw: dict[str, Any], policy: RoutePolicy | None = None,
+def work(name: str, raw: dict[str, Any], policy: RoutePolicy,
          deployment: Deployment | None = None, limits: Limits | None = None) -> Worked:
     """Plan ``raw`` as admission does (tile size fitted when none is given), with the size
     ceilings lifted so a job they refuse can still be costed; say whether they refuse it."""
-    policy = policy or RoutePolicy()
     limits = limits or Limits()
     refusal = None
     try:
@@ -82,8 +83,9 @@ def work(name: str, raw: dict[str, Any], policy: RoutePolicy | None = None,
                   planned.cost.total_usd, limits)
 
 
-def worked_examples() -> list[Worked]:
-    return [work(name, raw) for name, raw in EXAMPLES.items()]
+def worked_examples(policy: RoutePolicy) -> list[Worked]:
+    """Every example, planned and costed under ``policy`` (its prices included)."""
+    return [work(name, raw, policy) for name, raw in EXAMPLES.items()]
 
 
 def rows(w: Worked) -> dict[str, str]:
@@ -137,7 +139,3 @@ def table(worked: list[Worked]) -> str:
     for key in columns[0]:
         lines.append(f"| {key} | " + " | ".join(c[key] for c in columns) + " |")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(table(worked_examples()))

@@ -14,7 +14,7 @@ and a description of the deployed stack, and predicts what running it on AWS tak
   parametric: a fixed part plus output bytes at a throughput).
 * **Money.** Lambda GB-seconds (tiles, their cold starts, plan and reduce) and requests,
   Step Functions state transitions, DynamoDB write and read units, S3 requests, and spot
-  instance time, at the prices in ``tilefan.domain.prices``.
+  instance time, at the prices the policy carries (``RoutePolicy.prices``).
 * **Limits.** History events of the largest execution against the 25,000 cap, and the
   write units per second on each DynamoDB counter shard at the peak completion rate
   against the 1,000 a partition serves.
@@ -31,7 +31,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tilefan.domain import prices
 from tilefan.domain.routing import SPOT, TRANSITIONS_PER_JOB, TRANSITIONS_PER_TILE, RoutePolicy
 from tilefan.domain.sfn_limits import HISTORY_EVENT_CAP, INLINE_EVENTS_PER_JOB, INLINE_EVENTS_PER_TILE
 from tilefan.domain.transfer import function_io_mb_s, io_streams
@@ -154,24 +153,26 @@ class AwsPrediction:
     def total_usd(self) -> float:
         return self.lambda_usd + self.steps_usd + self.dynamo_usd + self.s3_usd + self.spot_usd
 
+    prices: str  # where the figures charged come from (``Prices.as_of``)
+
     def to_dict(self) -> dict[str, Any]:
-        doc = {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        doc = {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items() if k != "prices"}
         doc["total_usd"] = round(self.total_usd, 6)
-        doc["prices"] = prices.PRICES_AS_OF
+        doc["prices"] = self.prices
         return doc
 
 
-def predict(
-    manifest: Mapping[str, Any], policy: RoutePolicy | None = None, deployment: Deployment | None = None,
-) -> AwsPrediction:
-    """The AWS prediction for a plan manifest (``Plan.manifest()``).
+def predict(manifest: Mapping[str, Any], policy: RoutePolicy, deployment: Deployment | None = None) -> AwsPrediction:
+    """The AWS prediction for a plan manifest (``Plan.manifest()``), at the policy's prices.
 
+    >>> from tilefan.domain.routing import Prices
     >>> tiles = [{"route": "lambda", "est_lambda_s": 10.0, "est_spot_s": 1.0, "bytes_out": 0}] * 100
-    >>> p = predict({"tiles": tiles}, deployment=Deployment(plan_s=0.0, reduce_fixed_s=0.0, iteration_start_s=0.0))
-    >>> p.map_mode, p.concurrency, p.waves, p.wall_s, p.tile_gb_s
-    ('inline', 40, 3, 32.0, 10000.0)
+    >>> bare = Deployment(plan_s=0.0, reduce_fixed_s=0.0, iteration_start_s=0.0)
+    >>> p = predict({"tiles": tiles}, RoutePolicy(prices=Prices.unpriced()), bare)
+    >>> p.map_mode, p.concurrency, p.waves, p.wall_s, p.tile_gb_s, p.total_usd
+    ('inline', 40, 3, 32.0, 10000.0, 0.0)
     """
-    policy = policy or RoutePolicy()
+    prices = policy.prices
     dep = deployment or Deployment()
     tiles = list(manifest.get("tiles", []))
     n = len(tiles)
@@ -236,10 +237,11 @@ def predict(
         job_read_units_s=job_ru_s,
         dynamo_fits=shard_wu_s <= PARTITION_WRITE_UNITS_S and job_ru_s <= PARTITION_READ_UNITS_S,
         s3_gets=s3_gets, s3_puts=s3_puts, spot_workers=workers, spot_instance_s=instance_s,
-        lambda_usd=lambda_gb_s * policy.lambda_gb_s_price + lambda_requests * prices.LAMBDA_REQUEST,
-        steps_usd=transitions * policy.transition_price,
-        dynamo_usd=write_units * prices.DYNAMO_WRITE_UNIT + read_units * prices.DYNAMO_READ_UNIT,
-        s3_usd=s3_puts * prices.S3_PUT + s3_gets * prices.S3_GET,
-        spot_usd=instance_s * policy.spot_hour_price / 3600,
+        lambda_usd=lambda_gb_s * prices.lambda_gb_s + lambda_requests * prices.lambda_request,
+        steps_usd=transitions * prices.sfn_transition,
+        dynamo_usd=write_units * prices.dynamo_write_unit + read_units * prices.dynamo_read_unit,
+        s3_usd=s3_puts * prices.s3_put + s3_gets * prices.s3_get,
+        spot_usd=instance_s * prices.spot_hour / 3600,
+        prices=prices.as_of,
     )
 

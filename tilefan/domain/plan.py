@@ -2,8 +2,8 @@
 
 No I/O happens here. The embedded pool, the Lambda handlers and ``--dry-run`` all consume
 the same ``Plan``; ``Plan.manifest()`` is what gets stored next to the job. Each tile gets
-a route (``lambda`` or ``spot``, see ``routing``); ``fit_to_lambda`` picks smaller tiles
-when that keeps a job on Lambda for no more money.
+a route (``lambda`` or ``spot``, see ``routing``); ``tile_fit.fit_to_lambda`` picks smaller
+tiles when that keeps a job on Lambda for no more money.
 
 A plan remembers the spec and the policy it was cut from (``Plan.is_plan_of``), so a
 submission plans its job once and hands that plan on: the size fit returns the plan it
@@ -19,7 +19,6 @@ import numpy as np
 
 from tilefan.domain.bpanels import PanelLayout, StagingReport, a_bytes, input_read, staging_report
 from tilefan.domain.routing import (
-    AUTO,
     LAMBDA,
     SPOT,
     CostEstimate,
@@ -80,9 +79,9 @@ class Plan:
     spec: JobSpec | None = field(default=None, compare=False, repr=False)
     policy: RoutePolicy | None = field(default=None, compare=False, repr=False)
 
-    def is_plan_of(self, spec: JobSpec, policy: RoutePolicy | None = None) -> bool:
+    def is_plan_of(self, spec: JobSpec, policy: RoutePolicy) -> bool:
         """Whether this is ``plan(…, spec, policy)``: planning is pure, so it may stand in for planning again."""
-        return self.spec == spec and self.policy == (policy or RoutePolicy())
+        return self.spec == spec and self.policy == policy
 
     def for_job(self, job_id: str) -> Plan:
         """The same plan under the job's id (a submission plans before it names the job)."""
@@ -94,9 +93,10 @@ class Plan:
 
     def tiles_per_route(self) -> dict[str, int]:
         """
+        >>> from tilefan.domain.routing import Prices
         >>> from tilefan.domain.spec.parse import RandomMatrix
-        >>> m = RandomMatrix((4, 4), "float64", 0, 0)
-        >>> plan("j", MatrixSpec(Kind.ADD, m, m, None, (2, 4), False, route="spot")).tiles_per_route()
+        >>> m, policy = RandomMatrix((4, 4), "float64", 0, 0), RoutePolicy(prices=Prices.unpriced())
+        >>> plan("j", MatrixSpec(Kind.ADD, m, m, None, (2, 4), False, route="spot"), policy).tiles_per_route()
         {'lambda': 0, 'spot': 2}
         """
         return {LAMBDA: sum(1 for t in self.tiles if t.route == LAMBDA),
@@ -206,9 +206,8 @@ def _tile(
     )
 
 
-def plan(job_id: str, spec: JobSpec, policy: RoutePolicy | None = None) -> Plan:
+def plan(job_id: str, spec: JobSpec, policy: RoutePolicy) -> Plan:
     """Cut ``spec`` into tiles. Deterministic: the same spec always gives the same plan."""
-    policy = policy or RoutePolicy()
     shape = output_shape(spec)
     tiles = []
     staging = None
@@ -227,94 +226,8 @@ def plan(job_id: str, spec: JobSpec, policy: RoutePolicy | None = None) -> Plan:
                 cost=cost, b_panels=staging, spec=spec, policy=policy)
 
 
-def plan_unless_planned(job_id: str, spec: JobSpec, policy: RoutePolicy | None, planned: Plan | None) -> Plan:
+def plan_unless_planned(job_id: str, spec: JobSpec, policy: RoutePolicy, planned: Plan | None) -> Plan:
     """``planned`` (under ``job_id``) when it is ``spec``'s plan under ``policy``, else the plan cut now."""
     if planned is not None and planned.is_plan_of(spec, policy):
         return planned.for_job(job_id)
     return plan(job_id, spec, policy)
-
-
-# --------------------------------------------------------------------------- fitting tiles to Lambda
-
-# Smallest tile edges fit_to_lambda goes down to, and the most tiles it will make.
-MATRIX_EDGE_FLOOR = 64
-GRID_EDGE_FLOOR = 8
-FIT_MAX_TILES = 10_000
-
-
-def fit_to_lambda(spec: JobSpec, policy: RoutePolicy | None = None) -> JobSpec:
-    """The spec with smaller tiles when that keeps every tile on Lambda for no more money.
-
-    When the spec's tiles send some work to spot and its route is ``auto``, halve the
-    longest tile edge until every tile fits a Lambda (or the edges reach a floor, or the
-    tile count FIT_MAX_TILES). The largest such tiling is the cheapest on Lambda (smaller
-    tiles only add per-tile overhead and re-read more input), so compare that one with the
-    spot plan's estimate and keep whichever is cheaper; a tie goes to Lambda, which has no
-    boot time and no interruptions.
-
-    One tile of 42 TFLOP of atoms work: about 840 s on a Lambda (the C kernel on its six
-    vCPUs), so it routes to spot, where the kernel on 16 vCPUs takes about 307 s plus the
-    worker's boot and idle time. At the default spot price that is cheaper than two 425 s
-    Lambdas, so the tile stays; at $5 an hour it is not, and the tiles shrink until they fit:
-
-    >>> from tilefan.domain.spec.parse import RandomAtoms
-    >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", RandomAtoms(16_000_000, 1), None,
-    ...                 (64, 64, 64), False)
-    >>> plan("j", big).tiles_per_route()
-    {'lambda': 0, 'spot': 1}
-    >>> fit_to_lambda(big).tile
-    (64, 64, 64)
-    >>> fit_to_lambda(big, RoutePolicy(spot_hour_price=5.0)).tile
-    (32, 64, 64)
-    >>> fit_to_lambda(replace(big, route="spot"), RoutePolicy(spot_hour_price=5.0)).tile
-    (64, 64, 64)
-    """
-    if spec.route != AUTO:
-        return spec  # nothing to choose: no need to plan
-    return fitted_plan(spec, policy)[0]
-
-
-def fitted_plan(spec: JobSpec, policy: RoutePolicy | None = None, job_id: str = "fit") -> tuple[JobSpec, Plan]:
-    """``fit_to_lambda``'s choice and its plan, each tiling tried planned once: the plan
-    returned is the one the fit judged, for the submission to hand on rather than cut again."""
-    policy = policy or RoutePolicy()
-    base = plan(job_id, spec, policy)
-    if spec.route != AUTO or all(t.route == LAMBDA for t in base.tiles):
-        return spec, base
-    shape = output_shape(spec)
-    floor = GRID_EDGE_FLOOR if isinstance(spec, AtomsSpec) else MATRIX_EDGE_FLOOR
-    tile = tuple(min(t, n) for t, n in zip(spec.tile, shape, strict=True))
-    while True:
-        smaller = _halve_longest(tile, floor)
-        if smaller is None or num_tiles(shape, smaller) > FIT_MAX_TILES:
-            return spec, base
-        tile = smaller
-        candidate = _with_tile(spec, tile)
-        trial = plan(job_id, candidate, policy)
-        if all(t.route == LAMBDA for t in trial.tiles):
-            assert trial.cost is not None and base.cost is not None
-            return (candidate, trial) if trial.cost.total_usd <= base.cost.total_usd else (spec, base)
-
-
-def _halve_longest(tile: tuple[int, ...], floor: int) -> tuple[int, ...] | None:
-    """
-    >>> _halve_longest((64, 64, 256), 8)
-    (64, 64, 128)
-    >>> _halve_longest((100, 300), 64)
-    (100, 150)
-    >>> _halve_longest((8, 8), 8) is None
-    True
-    """
-    longest = max(range(len(tile)), key=lambda axis: tile[axis])
-    if tile[longest] <= floor:
-        return None
-    out = list(tile)
-    out[longest] = max(floor, -(-tile[longest] // 2))
-    return tuple(out)
-
-
-def _with_tile(spec: JobSpec, tile: tuple[int, ...]) -> JobSpec:
-    if isinstance(spec, AtomsSpec):
-        return replace(spec, tile=(tile[0], tile[1], tile[2]))
-    return replace(spec, tile=(tile[0], tile[1]))
-

@@ -4,16 +4,17 @@ The ceilings are Lambda's documented limits (10,240 MB of memory, 900 s a run) l
 safety margins, since an estimate that is slightly low must not turn into an out-of-memory
 kill or a timeout. Run times are estimated from work and bytes at configured rates; the
 rates and prices are assumptions a deployment can tune (``tilefan.settings.route_policy``),
-not measurements of the machine that happens to plan.
+not measurements of the machine that happens to plan. The policy carries its ``Prices`` as a
+value: the domain knows what is charged for, never what it costs (the list prices are
+configuration, ``tilefan.settings.LIST_PRICES``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from tilefan.domain import prices
 from tilefan.domain.transfer import function_io_mb_s, io_streams
 
 AUTO = "auto"
@@ -33,6 +34,12 @@ TRANSITIONS_PER_JOB = 8
 PANEL_READ_CHUNK_BYTES = 64 << 20
 
 
+# The tile Lambda as deployed (.chalice/config.json), and the S3 rate of its 16 concurrent
+# ranged requests (tilefan.domain.transfer: a modelled 60 MB/s a stream, 300 MB/s in all).
+LAMBDA_MEMORY_MB = 10_240
+LAMBDA_IO_MB_S = function_io_mb_s(io_streams(LAMBDA_MEMORY_MB))
+
+
 def stored_read_bytes(rows: int, cols: int, width: int, itemsize: int) -> int:
     """Bytes read from a stored ``? × width`` matrix for a ``rows × cols`` block: whole rows
     unless the block spans the full width.
@@ -46,9 +53,37 @@ def stored_read_bytes(rows: int, cols: int, width: int, itemsize: int) -> int:
 
 
 @dataclass(frozen=True)
+class Prices:
+    """What AWS charges for each thing a plan uses, in USD, and where the figures come from.
+
+    The shape only: the figures are configuration (list prices for a region and a date, a
+    spot price a deployment sets), handed in by whoever builds the ``RoutePolicy``.
+    """
+
+    as_of: str  # where the figures come from, printed beside every prediction
+    lambda_gb_s: float  # Lambda duration, per GB-second
+    lambda_request: float  # per invocation
+    sfn_transition: float  # Step Functions Standard, per state transition
+    dynamo_write_unit: float  # on-demand write request unit
+    dynamo_read_unit: float  # on-demand read request unit
+    s3_put: float  # PUT-class request (PUT, COPY, POST, LIST)
+    s3_get: float  # GET and every other request
+    spot_hour: float  # one spot worker instance, per hour
+
+    @classmethod
+    def unpriced(cls) -> Prices:
+        """Nothing charged: for examples and tests where only routes and times matter.
+
+        >>> Prices.unpriced().spot_hour, Prices.unpriced().as_of
+        (0.0, 'unpriced')
+        """
+        return cls("unpriced", **{f.name: 0.0 for f in fields(cls) if f.name != "as_of"})
+
+
+@dataclass(frozen=True)
 class RoutePolicy:
     # The tile Lambda as deployed (.chalice/config.json) and the margins kept under it.
-    lambda_memory_mb: int = 10_240
+    lambda_memory_mb: int = LAMBDA_MEMORY_MB
     lambda_timeout_s: int = 900
     memory_margin: float = 0.7
     time_margin: float = 0.5
@@ -66,9 +101,7 @@ class RoutePolicy:
     atoms_vcpu_gflops: float = 9.5  # float64
     atoms_f32_vcpu_gflops: float = 28.0
     atoms_thread_efficiency: float = 0.9
-    # S3 read/write per function: its concurrent ranged requests (tilefan.domain.transfer),
-    # 16 at 10,240 MB, at a modelled 60 MB/s a stream up to 300 MB/s a function.
-    lambda_io_mb_s: float = function_io_mb_s(io_streams(10_240))
+    lambda_io_mb_s: float = LAMBDA_IO_MB_S  # S3 read/write per function
     lambda_overhead_s: float = 1.0  # start, import NumPy, one round trip per tile
     plan_memory_mb: int = 3008  # the plan function as deployed; it stages a stored B's panels
     # A spot worker (the launch template's default c7i.4xlarge: 16 vCPUs, 32 GiB) runs the
@@ -79,11 +112,7 @@ class RoutePolicy:
     # Boot, package install, and the idle period before a worker stops itself.
     spot_overhead_s: float = 420.0
     spot_max_workers: int = 4
-    # Prices in USD (us-east-1 list prices, tilefan.domain.prices). Spot prices move; that
-    # one is a planning figure.
-    lambda_gb_s_price: float = prices.LAMBDA_GB_S
-    transition_price: float = prices.SFN_TRANSITION
-    spot_hour_price: float = prices.SPOT_HOUR
+    prices: Prices = field(kw_only=True)  # what AWS charges: handed in, the domain holds no figures
 
     @property
     def lambda_memory_budget(self) -> float:
@@ -98,7 +127,7 @@ class RoutePolicy:
     def atoms_gflops(self, vcpus: float, precision: str = "float64") -> float:
         """The atoms kernel's rate on ``vcpus`` CPUs: the per-vCPU rate × the speed-up.
 
-        >>> p = RoutePolicy()
+        >>> p = RoutePolicy(prices=Prices.unpriced())
         >>> round(p.atoms_gflops(lambda_vcpus(10_240)), 1), round(p.atoms_gflops(1.0, "float32"), 1)
         (50.4, 28.0)
         """
@@ -146,7 +175,7 @@ def lambda_seconds(
     """Estimated run time of a Lambda tile: atoms work at the kernel's rate in ``precision``
     (float64 unless the plan says float32), other work at the GEMM rate.
 
-    >>> p = RoutePolicy()
+    >>> p = RoutePolicy(prices=Prices.unpriced())
     >>> lambda_seconds(10**11, 0, p, atoms=True) > lambda_seconds(10**11, 0, p, atoms=True, precision="float32")
     True
     """
@@ -160,7 +189,7 @@ def spot_seconds(
 ) -> float:
     """Estimated run time of a tile on a spot worker: atoms work on its every vCPU.
 
-    >>> round(spot_seconds(10**13, 0, RoutePolicy(), atoms=True), 1)  # 9.5 × 14.5 GFLOP/s
+    >>> round(spot_seconds(10**13, 0, RoutePolicy(prices=Prices.unpriced()), atoms=True), 1)  # 9.5 × 14.5 GFLOP/s
     72.6
     """
     gflops = policy.atoms_gflops(policy.spot_vcpus, precision) if atoms else policy.spot_gflops
@@ -178,15 +207,16 @@ def choose_route(
     """``lambda`` when the tile fits a Lambda with the margins kept, else ``spot``;
     ``force`` (a job's route override) wins whatever the estimates say.
 
-    >>> choose_route(1 << 30, 10**12, RoutePolicy())
+    >>> p = RoutePolicy(prices=Prices.unpriced())
+    >>> choose_route(1 << 30, 10**12, p)
     'lambda'
-    >>> choose_route(9 << 30, 10**9, RoutePolicy())
+    >>> choose_route(9 << 30, 10**9, p)
     'spot'
-    >>> choose_route(1 << 20, 10**13, RoutePolicy(), atoms=True)  # 199 s on a Lambda's six vCPUs
+    >>> choose_route(1 << 20, 10**13, p, atoms=True)  # 199 s on a Lambda's six vCPUs
     'lambda'
-    >>> choose_route(1 << 20, 10**14, RoutePolicy(), atoms=True)
+    >>> choose_route(1 << 20, 10**14, p, atoms=True)
     'spot'
-    >>> choose_route(9 << 30, 10**9, RoutePolicy(), force="lambda")
+    >>> choose_route(9 << 30, 10**9, p, force="lambda")
     'lambda'
     """
     if force in (LAMBDA, SPOT):
@@ -239,7 +269,9 @@ def estimate_cost(tiles: Iterable[TileCost], policy: RoutePolicy, plan_s: float 
     spot instance time (tile time on the workers, plus boot and idle time per worker),
     and Step Functions transitions.
 
-    >>> policy = RoutePolicy(spot_max_workers=2, spot_overhead_s=100.0, spot_hour_price=3.6)
+    >>> from dataclasses import replace
+    >>> policy = RoutePolicy(spot_max_workers=2, spot_overhead_s=100.0,
+    ...                      prices=replace(Prices.unpriced(), spot_hour=3.6))
     >>> est = estimate_cost([TileCost("lambda", 10.0, 2.0)] * 3 + [TileCost("spot", 900.0, 50.0)] * 4, policy)
     >>> est.lambda_gb_s, est.spot_workers, est.spot_instance_s, est.transitions
     (300.0, 2, 400.0, 29)
@@ -262,7 +294,7 @@ def estimate_cost(tiles: Iterable[TileCost], policy: RoutePolicy, plan_s: float 
     return CostEstimate(
         lambda_tiles=n_lambda, spot_tiles=n_spot, lambda_gb_s=gb_s, spot_workers=workers,
         spot_instance_s=instance_s, transitions=transitions,
-        lambda_usd=gb_s * policy.lambda_gb_s_price,
-        spot_usd=instance_s * policy.spot_hour_price / 3600,
-        steps_usd=transitions * policy.transition_price,
+        lambda_usd=gb_s * policy.prices.lambda_gb_s,
+        spot_usd=instance_s * policy.prices.spot_hour / 3600,
+        steps_usd=transitions * policy.prices.sfn_transition,
     )

@@ -28,7 +28,7 @@ import numpy as np
 from tilefan.domain.assembly import BuildPart, CopyPart, Part, group_copies, groups, plan_parts
 from tilefan.domain.tiling import Region
 from tilefan.errors import IncompleteJobError, StoreError
-from tilefan.pipeline.ports import OutputLayout, PartAssembly
+from tilefan.pipeline.store_capabilities import OutputLayout, PartAssembly
 
 # Parts in flight at once (docs/aws-scale.md). A copy costs the reducer no memory and
 # waits on S3, so many go at once: 64 copies of about 0.1 s each stay under the 3,500

@@ -38,7 +38,7 @@ def piece_key(job_id: str, band: int, panel: int) -> str:
 def stage_band(blobs: BlobStore, job_id: str, b: StoredMatrix, layout: PanelLayout, band: int) -> int:
     """Write band ``band`` of B as one piece per panel; the bytes written. Idempotent: a
     retry writes the same bytes."""
-    rows = blobs.read_rows(b.uri, layout.bands[band])  # full width: one contiguous read
+    rows = blobs.read_rows(b.file, layout.bands[band])  # full width: one contiguous read
 
     def write(panel: int) -> int:
         c0, c1 = layout.panels[panel]

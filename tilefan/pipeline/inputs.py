@@ -40,7 +40,7 @@ def matrix_block(
     if isinstance(m, RandomMatrix):
         return random_region(m.seed, m.stream, m.dtype, rows, cols)
     whole_width = cols == (0, m.shape[1])
-    return blobs.read_rows(m.uri, rows, None if whole_width else cols)
+    return blobs.read_rows(m.file, rows, None if whole_width else cols)
 
 
 # Text formats of an atoms table, by extension: each parser names the line (and column) at fault.

@@ -23,6 +23,7 @@ from tilefan.errors import BlobNotFoundError
 from tilefan.pipeline.bpanels import stage_panels
 from tilefan.pipeline.inputs import atoms_key, items_key, load_atoms_file, manifest_key, output_key
 from tilefan.pipeline.ports import Clock, Ports
+from tilefan.settings import list_policy
 
 
 def plan_job(
@@ -30,11 +31,12 @@ def plan_job(
     planned: Plan | None = None,
 ) -> Plan:
     """Plan a QUEUED job, stage what its tiles share, and mark it RUNNING. ``planned``, the
-    plan its submission cut (``submit(...).plan``), is used when it is this job's plan."""
+    plan its submission cut (``submit(...).plan``), is used when it is this job's plan.
+    Without a ``policy`` the job is planned at the planner's defaults and the list prices."""
     record = ports.jobs.get_job(job_id)
     spec = record.spec
     started = clock()
-    the_plan = plan_unless_planned(job_id, spec, policy, planned)
+    the_plan = plan_unless_planned(job_id, spec, policy or list_policy(), planned)
     if isinstance(spec, AtomsSpec):
         # Tiles all need the whole table: stage it once, in one format, in the job's space.
         table = _atoms_table(ports, spec)
@@ -70,7 +72,7 @@ def planned_tiles(ports: Ports, job_id: str, spec: JobSpec, policy: RoutePolicy 
     try:
         items = ports.blobs.get_json(items_key(job_id))
     except BlobNotFoundError:
-        return [(t.tile_id, t.route) for t in plan(job_id, spec, policy).tiles]
+        return [(t.tile_id, t.route) for t in plan(job_id, spec, policy or list_policy()).tiles]
     return [(int(item["tile_id"]), str(item["route"])) for item in items]
 
 
@@ -78,7 +80,7 @@ def _atoms_table(ports: Ports, spec: AtomsSpec) -> np.ndarray:
     if isinstance(spec.atoms, RandomAtoms):
         table = random_atoms(spec.atoms, spec.grid, spec.origin, spec.spacing)
     else:
-        table = load_atoms_file(ports.blobs, spec.atoms.uri)
+        table = load_atoms_file(ports.blobs, spec.atoms.file)
     if spec.units != "e/A":
         # φ is linear in the energies: scaled once here, every tile, the minimum and the
         # verification come out in the job's unit.

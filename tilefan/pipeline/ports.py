@@ -4,11 +4,12 @@ Keys are strings. A key that is an absolute path or a URI names a user's file; a
 key is inside the store's own space (``jobs/<id>/...``).
 
 Every store offers ``BlobStore`` and ``JobStore``. What only some backends can do is a
-named capability (``PartAssembly``, ``InPlaceOutputs``, ``OutputClaims``, ``DirectPut``,
-``Presigning``, ``SentUploads``; ``QueuePlace`` and ``Serving`` of a runner), and the
+named capability: a store's (``PartAssembly``, ``InPlaceOutputs``, ``OutputClaims``,
+``DirectPut``, ``Presigning``, ``SentUploads``, ``LocalFiles``) in
+``tilefan.pipeline.store_capabilities``, a runner's (``QueuePlace``, ``Serving``) here. The
 composition root wires each one into ``Ports`` (or the service) or leaves it None. Code
-asks the field, never the object: a new backend learns what it may offer from this
-module, not by failing at run time.
+asks the field, never the object: a new backend learns what it may offer from these
+modules, not by failing at run time.
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tilefan.domain.assembly import PartLimits
 from tilefan.domain.plan import Plan
 from tilefan.domain.records import JobRecord, Status, TileResult
-from tilefan.domain.tiling import Region
+from tilefan.pipeline.store_capabilities import (
+    DirectPut,
+    InPlaceOutputs,
+    LocalFiles,
+    OutputClaims,
+    PartAssembly,
+    Presigning,
+    SentUploads,
+)
 
 # Seconds since the epoch; steps take one so tests can pin time.
 Clock = Callable[[], float]
@@ -76,109 +84,6 @@ class BlobStore(Protocol):
         ...
 
     def delete_prefix(self, prefix: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class OutputLayout:
-    """An uncommitted output's shape and dtype, and the ``.npy`` header it will start with."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype[Any]
-    header: bytes
-
-
-class PartAssembly(Protocol):
-    """A blob store that keeps each tile's block as its own object and builds the output
-    from them with one multipart upload (S3). ``tilefan.pipeline.assemble`` plans the parts
-    and drives these calls; stores that write tiles into the output in place (the embedded
-    file store, the memory store) do not implement this and commit with ``commit_array``.
-
-    ``group`` names the object an upload builds: None for the output at ``key``, a number
-    for one of the group objects a very large output is first built in.
-    """
-
-    def part_limits(self) -> PartLimits: ...
-
-    def io_streams(self) -> int:
-        """Requests the store keeps in flight for one read or write: the parts the reducer
-        builds at once, too."""
-        ...
-
-    def output_layout(self, key: str, job_id: str) -> OutputLayout:
-        """StoreError if the output was never created."""
-        ...
-
-    def stored_blocks(self, key: str, job_id: str) -> list[Region]:
-        """The regions whose blocks are stored."""
-        ...
-
-    def read_block_rows(
-        self, key: str, job_id: str, region: Region, rows: tuple[int, int], dtype: np.dtype[Any]
-    ) -> np.ndarray:
-        """Output rows ``rows`` (within ``region``'s) of the block stored for ``region``, in one read."""
-        ...
-
-    def start_upload(self, key: str, job_id: str, group: int | None) -> str: ...
-
-    def upload_part(self, key: str, job_id: str, group: int | None, upload: str, number: int, data: bytes) -> str:
-        """Send part ``number``; returns its receipt (the ETag)."""
-        ...
-
-    def copy_block_part(
-        self, key: str, job_id: str, group: int | None, upload: str, number: int, region: Region,
-        rows: tuple[int, int], dtype: np.dtype[Any],
-    ) -> str:
-        """Part ``number`` is output rows ``rows`` of the full-width block of ``region``, copied by the store."""
-        ...
-
-    def copy_group_part(
-        self, key: str, job_id: str, upload: str, number: int, group: int, first: int, last: int
-    ) -> str:
-        """Part ``number`` of the output is bytes ``first``..``last`` of group object ``group``."""
-        ...
-
-    def complete_upload(self, key: str, job_id: str, group: int | None, upload: str, receipts: list[str]) -> None:
-        ...
-
-    def abort_upload(self, key: str, job_id: str, group: int | None, upload: str) -> None: ...
-
-    def finish_output(self, key: str, job_id: str) -> str:
-        """Drop the blocks once the output is complete at ``key``; returns where it is."""
-        ...
-
-
-class InPlaceOutputs(Protocol):
-    """A blob store whose uncommitted outputs can be mapped into memory (the embedded file
-    store): a matmul tile then has BLAS write its block straight into the output, with no
-    block to allocate and copy over. Other stores take ``write_region``."""
-
-    def output_region(self, key: str, job_id: str, region: Region) -> np.ndarray:
-        """A writable view of ``region`` of job ``job_id``'s uncommitted output at ``key``
-        (clipped to the output): what is written into it is the region's content, as
-        ``write_region`` of the same values would leave it. StoreError if never created."""
-        ...
-
-
-class SentUploads(Protocol):
-    """What a store whose uploads a client sends straight to it (S3) offers the completion
-    step: the object as stored now, its start read by that version only, and a record
-    written only if none exists (``tilefan.service.uploads``)."""
-
-    def upload_stamp(self, key: str) -> dict[str, Any]:
-        """``{"etag", "version_id", "bytes"}`` of the object now at ``key``. Raises BlobNotFoundError."""
-        ...
-
-    def upload_header(self, key: str, etag: str) -> tuple[tuple[int, ...], str, int]:
-        """Shape, dtype and data offset from the ``.npy`` header of the object with ``etag``."""
-        ...
-
-    def read_head(self, key: str, size: int, etag: str) -> bytes:
-        """The first ``size`` bytes of the object with ``etag``."""
-        ...
-
-    def put_json_once(self, key: str, value: Any) -> bool:
-        """Write ``value`` unless ``key`` exists; False if it did."""
-        ...
 
 
 class JobStore(Protocol):
@@ -238,39 +143,6 @@ class JobStore(Protocol):
         ...
 
 
-class OutputClaims(Protocol):
-    """One writer per user-named output path (the embedded file store: a lock file next to
-    the output). ``tilefan.pipeline.output_claims`` decides; S3 outputs are under each job's
-    own prefix and need no claim."""
-
-    def claim_output(self, key: str, job_id: str) -> str | None:
-        """Claim ``key`` for ``job_id`` atomically; None if claimed now, else the holder's id."""
-        ...
-
-    def take_output(self, key: str, job_id: str) -> None:
-        """Take over a claim whose holder has ended."""
-        ...
-
-
-class DirectPut(Protocol):
-    """A store the server writes an upload's bytes into itself (``tilefan serve``); on AWS
-    a client posts them straight to S3 instead (``Presigning``, ``SentUploads``)."""
-
-    def put_bytes(self, key: str, data: bytes) -> None: ...
-
-
-class Presigning(Protocol):
-    """URLs a client uses without the store's credentials (S3)."""
-
-    def presign_post(self, key: str, expires_s: int, max_bytes: int) -> dict[str, Any]:
-        """``{"url", "fields"}`` of a form that uploads at most ``max_bytes`` to ``key``."""
-        ...
-
-    def presign_get(self, key: str, expires_s: int) -> str:
-        """A URL that downloads ``key``."""
-        ...
-
-
 @dataclass(frozen=True)
 class Ports:
     """The two stores, and the optional capabilities of this adapter set: each is the store
@@ -285,6 +157,7 @@ class Ports:
     direct_put: DirectPut | None = None
     presign: Presigning | None = None
     sent_uploads: SentUploads | None = None
+    local_files: LocalFiles | None = None
 
 
 class JobRunner(Protocol):

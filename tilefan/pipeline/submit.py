@@ -14,15 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tilefan.domain.plan import Plan, fit_to_lambda, fitted_plan
+from tilefan.domain.plan import Plan
 from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec.parse import JobSpec, Limits, parse_spec
+from tilefan.domain.tile_fit import fit_to_lambda, fitted_plan
 from tilefan.errors import TooManyJobsError
 from tilefan.pipeline.guardrails import check_guardrails
 from tilefan.pipeline.inputs import load_atoms_file
 from tilefan.pipeline.output_claims import claim_output
 from tilefan.pipeline.ports import Clock, Ports
+from tilefan.settings import list_policy
 
 
 def new_job_id() -> str:
@@ -33,10 +35,11 @@ def admit(ports: Ports, raw: Any, limits: Limits, policy: RoutePolicy | None = N
     """Validate a raw spec at the door, reading file headers through the blob store.
 
     When the user left the tile size to us, pick one that keeps the job on Lambda if that
-    is no dearer than sending its big tiles to spot (``plan.fit_to_lambda``).
+    is no dearer than sending its big tiles to spot (``tile_fit.fit_to_lambda``), at ``policy``'s
+    prices (the list prices without one).
     """
     spec = _resolve(ports, raw, limits)
-    return fit_to_lambda(spec, policy) if raw.get("tile") is None else spec
+    return fit_to_lambda(spec, policy or list_policy()) if raw.get("tile") is None else spec
 
 
 def admit_planned(
@@ -44,7 +47,7 @@ def admit_planned(
 ) -> tuple[JobSpec, Plan | None]:
     """``admit``'s spec, with the plan the size fit judged it by (None when the user gave the tile)."""
     spec = _resolve(ports, raw, limits)
-    return fitted_plan(spec, policy, job_id="submit") if raw.get("tile") is None else (spec, None)
+    return fitted_plan(spec, policy or list_policy(), job_id="submit") if raw.get("tile") is None else (spec, None)
 
 
 def _resolve(ports: Ports, raw: Any, limits: Limits) -> JobSpec:
@@ -84,6 +87,7 @@ def submit(
     ``limits.max_concurrent_jobs`` jobs queued or running; with ``queue`` (the embedded
     backend, whose scheduler bounds running jobs itself) ``limits.max_queued_jobs``."""
     limits = limits or Limits()
+    policy = policy or list_policy()
     spec, fitted = admit_planned(ports, raw, limits, policy)
     the_plan = check_guardrails(spec, limits, policy, planned=fitted)
     job_id = job_id or new_job_id()

@@ -84,8 +84,9 @@ def batch_size(the_plan: Plan, policy: RoutePolicy) -> int:
     budget one after another, at most MAX_BATCH_ITEMS, at least one.
 
     >>> from tilefan.domain.plan import TilePlan
+    >>> from tilefan.domain.routing import Prices
     >>> tile = TilePlan(0, ((0, 1),), 1, 1, 1, 1, 1, LAMBDA, lambda_s=40.0)
-    >>> batch_size(Plan("j", "add", (1,), (1,), (tile,)), RoutePolicy())  # 450 s budget
+    >>> batch_size(Plan("j", "add", (1,), (1,), (tile,)), RoutePolicy(prices=Prices.unpriced()))  # 450 s
     11
     """
     slowest = max((t.lambda_s for t in the_plan.tiles if t.route == LAMBDA), default=0.0)

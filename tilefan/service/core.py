@@ -5,7 +5,8 @@ request with (submit for a REST caller, get, list, cancel, report, uploads, outp
 ``tilefan run``, ``tilefan resume``, the local job commands and the Python API use the
 same object, plus what only a caller on this machine does: check or plan a request
 without recording it (``admit``, ``plan_only``) and run a job here until it ends
-(``submit_here``, ``run_here``, ``run``, ``resume``). A door only translates its own input and output.
+(``submit_here``, ``run_here``, ``run``, ``resume``), and find a finished job's array result
+on this machine (``result_file``). A door only translates its own input and output.
 
 A core that runs jobs here is given ``here`` by the composition root
 (``tilefan.bootstrap.build_core(..., one_shot=True)``): for each job, a runner of just
@@ -17,12 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from tilefan.domain.plan import Plan, plan_unless_planned
 from tilefan.domain.records import JobRecord
 from tilefan.domain.spec.parse import JobSpec, Limits
+from tilefan.errors import NotFoundError
 from tilefan.pipeline.ports import JobRunner, Ports
+from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import admit, admit_planned, submit
 from tilefan.service.jobs import JobService
 
@@ -51,7 +55,8 @@ class DryRun:
 class JobCore(JobService):
     """``JobService``'s calls for every door, and running a job here for the local ones.
 
-    ``service`` are ``JobService``'s keyword options (clock, policy, principal, queue, places, serving).
+    ``service`` are ``JobService``'s keyword options (clock, policy, principal, queue, places, serving,
+    http_limits).
     """
 
     def __init__(self, ports: Ports, runner: JobRunner, limits: Limits, *,
@@ -112,6 +117,37 @@ class JobCore(JobService):
         if record.status.terminal:
             return record
         return runs_here(job_id).run_until_done(job_id, on_progress=on_progress)
+
+    # ------------------------------------------------------------------ results here
+
+    def local_report(self, job_id: str) -> dict[str, Any]:
+        """The job's report as a door on this machine prints it (``tilefan run``'s summary):
+        what ``report`` answers less the AWS prediction, not held to the response model, which
+        only a REST answer needs, so a run imports neither pydantic nor the cost model.
+        JobNotFoundError if unknown."""
+        self.record(job_id)
+        return tile_report(self.ports, job_id, self.policy, aws_prediction=False)
+
+    def result_file(self, job_id: str) -> tuple[dict[str, Any], Path]:
+        """A finished job's array result on this machine: the job (as ``get`` answers it) and
+        the file of its output, else of the field it kept. NotFoundError, saying why, when
+        the job has none (not SUCCEEDED, or no array kept), no longer has it, or its store
+        keeps no files here."""
+        doc = self.get(job_id)
+        result = doc.get("result") or {}
+        source = result.get("output") or result.get("field")
+        if doc["status"] != "SUCCEEDED" or not source:
+            what = "has no array result (run atoms with --field-out to keep the field)" \
+                if doc["status"] == "SUCCEEDED" else f"is {doc['status']}"
+            raise NotFoundError(f"job {job_id} {what}")
+        if self.ports.local_files is None:
+            raise NotFoundError(f"job {job_id}'s store keeps no files on this machine: fetch its result from "
+                                "the server (--endpoint)")
+        path = Path(self.ports.local_files.path(source))
+        if not path.exists():
+            # A field asked for as a map was staged, turned into the map and removed.
+            raise NotFoundError(f"job {job_id}'s array is no longer at {source}")
+        return doc, path
 
     def _here(self) -> Callable[[str], RunsHere]:
         if self.here is None:

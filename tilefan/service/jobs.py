@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from tilefan.pipeline.ports import JobRunner, Ports, QueuePlace, Serving
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import new_job_id, submit
 from tilefan.service.responses import documented
+from tilefan.settings import HttpLimits, list_policy
 
 if TYPE_CHECKING:
     from tilefan.service.uploads import Uploads
@@ -44,35 +46,34 @@ UPLOAD_EXPIRES_S = 900
 DOWNLOAD_EXPIRES_S = 300
 
 
+@dataclass(eq=False)
 class JobService:
-    def __init__(
-        self, ports: Ports, runner: JobRunner, limits: Limits, clock: Callable[[], float] = time.time,
-        policy: RoutePolicy | None = None, principal: str | None = None, queue: bool = False,
-        places: QueuePlace | None = None, serving: Serving | None = None,
-    ) -> None:
-        self.ports = ports
-        # The one owner of every job on a single-principal backend (embedded); None where
-        # each request's authenticated identity owns its jobs (AWS).
-        self.principal = principal
-        self.runner = runner
-        # The embedded backend queues jobs in its store: the owner's cap counts them up to
-        # limits.max_queued_jobs, and its scheduler runs max_concurrent_jobs at most.
-        self.queue = queue
-        # The runner's optional capabilities, as the composition root wired them: where a
-        # QUEUED job waits, and a dispatcher the server starts and stops (both embedded).
-        self.places = places
-        self.serving = serving
-        self.limits = limits
-        self.clock = clock
-        self.policy = policy or RoutePolicy()
+    """The REST calls, over the ports and the runner the composition root hands it."""
+
+    ports: Ports
+    runner: JobRunner
+    limits: Limits
+    clock: Callable[[], float] = time.time
+    policy: RoutePolicy = field(default_factory=list_policy)  # the list prices unless handed others
+    # The one owner of every job on a single-principal backend (embedded); None where
+    # each request's authenticated identity owns its jobs (AWS).
+    principal: str | None = None
+    # The embedded backend queues jobs in its store: the owner's cap counts them up to
+    # limits.max_queued_jobs, and its scheduler runs max_concurrent_jobs at most.
+    queue: bool = False
+    # The runner's optional capabilities, as the composition root wired them: where a
+    # QUEUED job waits, and a dispatcher the server starts and stops (both embedded).
+    places: QueuePlace | None = None
+    serving: Serving | None = None
+    http_limits: HttpLimits = field(default_factory=HttpLimits)  # what one request may carry
 
     @cached_property
     def uploads(self) -> Uploads:
         """The issued uploads, built at the first call that needs them (REST only)."""
         from tilefan.service.uploads import Uploads
 
-        return Uploads(self.ports.blobs, UPLOAD_EXPIRES_S, self.limits.max_upload_bytes, self.ports.direct_put,
-                       self.ports.sent_uploads)
+        return Uploads(self.ports.blobs, UPLOAD_EXPIRES_S, self.http_limits.max_upload_bytes,
+                       self.ports.direct_put, self.ports.sent_uploads)
 
     # ------------------------------------------------------------------ owners
 
@@ -142,10 +143,9 @@ class JobService:
             raise ConflictError(f"job {job_id} is {status}; only QUEUED or RUNNING jobs can be cancelled")
         return self.get(job_id, owner)
 
-    def report(self, job_id: str, owner: str | None = None, *, aws_prediction: bool = True) -> dict[str, Any]:
-        """The job's tile report (``aws_prediction=False``: without the AWS cost model's prediction)."""
+    def report(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
         self.ports.jobs.get_job(job_id, self._owner(owner))  # someone else's: not found
-        return tile_report(self.ports, job_id, aws_prediction=aws_prediction)
+        return documented("report", tile_report(self.ports, job_id, self.policy))
 
     # ------------------------------------------------------------------ uploads
 

@@ -16,15 +16,16 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-Shape = Literal["job", "job_page", "upload_target", "upload_stored", "upload_complete"]
+Shape = Literal["job", "job_page", "report", "upload_target", "upload_stored", "upload_complete"]
 
 
 def documented(shape: Shape, answer: dict[str, Any]) -> dict[str, Any]:
     """``answer``, once its model accepts it (pydantic's ValidationError otherwise: a bug)."""
     from tilefan.service import response_models as m
 
-    models: dict[Shape, type[BaseModel]] = {"job": m.Job, "job_page": m.JobPage, "upload_target": m.UploadTarget,
-                                            "upload_stored": m.UploadStored, "upload_complete": m.UploadComplete}
+    models: dict[Shape, type[BaseModel]] = {"job": m.Job, "job_page": m.JobPage, "report": m.Report,
+                                            "upload_target": m.UploadTarget, "upload_stored": m.UploadStored,
+                                            "upload_complete": m.UploadComplete}
     model = models[shape]
     model.model_validate(answer)
     return answer

@@ -37,7 +37,8 @@ from tilefan.errors import (
     InvalidSpecError,
     NotFoundError,
 )
-from tilefan.pipeline.ports import BlobStore, DirectPut, SentUploads
+from tilefan.pipeline.ports import BlobStore
+from tilefan.pipeline.store_capabilities import DirectPut, SentUploads
 from tilefan.service.body_caps import upload_cap
 
 __all__ = ["UPLOAD_ID", "UPLOAD_KEY", "UPLOAD_SUFFIXES", "Uploads", "check_content"]

@@ -56,7 +56,7 @@ def test_the_settings_raise_the_limits(tmp_path: Path) -> None:
 
 
 def test_the_body_cap_is_a_setting(client: Client, service: JobService) -> None:
-    service.limits = replace(service.limits, max_body_bytes=100)
+    service.http_limits = replace(service.http_limits, max_body_bytes=100)
     response = client.http.post("/jobs", headers={"Content-Type": "application/json"}, body=" " * 101 + "{}")
     assert response.status_code == 413
     assert "TILEFAN_MAX_BODY_BYTES" in response.json_body["error"]["message"]

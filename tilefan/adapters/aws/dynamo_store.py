@@ -17,8 +17,9 @@ submissions racing for the last slot cannot both win. Every item carries ``expir
 for DynamoDB's TTL. spec, result, error, timings, links and stats are JSON strings.
 
 BaseJobStore makes every decision; this module holds its primitives as conditional
-writes. Exactly-once tile completion is a transaction on the tile's shard only: the tile
-item moves to done only if it is not done already, and the shard's counter moves in the
+writes, sent through ``dynamo_table`` (which turns a refused condition into an answer).
+Exactly-once tile completion is a transaction on the tile's shard only: the tile item
+moves to done only if it is not done already, and the shard's counter moves in the
 same transaction, only while the shard's copy of the job status says running. Every
 status change writes the job item and all its shards' copies in one transaction, so
 that copy is never stale. The scale arithmetic is in docs/aws-scale.md.
@@ -27,13 +28,11 @@ that copy is never stale. The scale arithmetic is in docs/aws-scale.md.
 from __future__ import annotations
 
 import itertools
-import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tilefan.adapters.aws.aws_call import call, pages, translated
 from tilefan.adapters.aws.dynamo_items import (
     ATTEMPT_PREFIX,
     COUNTER_SK,
@@ -53,16 +52,13 @@ from tilefan.adapters.aws.dynamo_items import (
     update,
     with_counts,
 )
+from tilefan.adapters.aws.dynamo_table import GSI_NAME, OWNER_GSI, DynamoTable, TransactionCancelled
 from tilefan.adapters.job_store import Admission, BaseJobStore, Completion
 from tilefan.adapters.records_codec import AttemptState, StoredAttempt, StoredJob, StoredTile, TileState
 from tilefan.domain.records import Status
-from tilefan.errors import StoreError, StoreThrottledError
+from tilefan.errors import StoreError
 
-GSI_NAME = "gsi1"
-OWNER_GSI = "gsi2"
 _DAY_S = 86_400
-_TX_ATTEMPTS = 8  # transactions cancelled by a concurrent one are retried this often
-_BATCH_KEYS = 100  # BatchGetItem's most keys per request
 
 # --------------------------------------------------------------------------- conditions
 #
@@ -91,50 +87,6 @@ _JOB_IS_NEW = "attribute_not_exists(pk)"
 _STATUS_UNCHANGED = "#status = :seen"
 
 
-class _ConditionFailed(Exception):
-    """A conditional write found the item in another state (internal signal)."""
-
-
-class _Cancelled(Exception):
-    """A transaction was cancelled; ``reasons`` has one code per item, in order."""
-
-    def __init__(self, reasons: list[str]) -> None:
-        super().__init__(", ".join(reasons))
-        self.reasons = reasons
-
-
-def create_table(client: Any, table_name: str) -> None:
-    """Create the table as the CloudFormation template declares it: pk/sk string keys,
-    the ``gsi1`` and ``gsi2`` indexes (all attributes projected), on-demand billing, TTL
-    on expires_at. Used by tests; in AWS the stack owns the table."""
-    strings = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")
-    with translated(f"cannot create table {table_name}", StoreError):
-        client.create_table(
-            TableName=table_name,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in strings],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            GlobalSecondaryIndexes=[{
-                "IndexName": name,
-                "KeySchema": [{"AttributeName": f"{name}pk", "KeyType": "HASH"},
-                              {"AttributeName": f"{name}sk", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"},
-            } for name in (GSI_NAME, OWNER_GSI)],
-        )
-        client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1})
-        client.update_time_to_live(TableName=table_name,
-                                   TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
-
-
-def _conditions(code: str, response: Mapping[str, Any]) -> Exception | None:
-    """Refused conditions are answers, not failures: callers decide what they mean."""
-    if code == "ConditionalCheckFailedException":
-        return _ConditionFailed()
-    if code == "TransactionCanceledException":
-        return _Cancelled([str(r.get("Code", "None")) for r in response.get("CancellationReasons", [])])
-    return None
-
-
 class DynamoJobStore(BaseJobStore):
     """The JobStore port on one DynamoDB table, progress counted in shards."""
 
@@ -142,78 +94,18 @@ class DynamoJobStore(BaseJobStore):
                  clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.table_name = table_name
+        self.table = DynamoTable(client, table_name)
         self.ttl_days = ttl_days
         self.clock = clock
 
-    # ------------------------------------------------------------------ requests
-
-    def _failed(self, op: str) -> str:
-        return f"DynamoDB {op} on {self.table_name} failed"
-
-    def _send(self, op: str, **params: Any) -> dict[str, Any]:
-        return call(self.client, op, params, failed=self._failed(op), fallback=StoreError, special=_conditions)
-
-    def _query(self, **params: Any) -> Iterator[dict[str, Any]]:
-        """The items of a query, page after page, as plain values."""
-        replies = pages(self.client, "query", {"TableName": self.table_name, **params}, failed=self._failed("query"),
-                        fallback=StoreError)
-        for reply in replies:
-            yield from (plain(found) for found in reply.get("Items", []))
+    # ------------------------------------------------------------------ shared
 
     def _expires_at(self) -> int:
         return int(self.clock()) + self.ttl_days * _DAY_S
 
-    def _update_item(self, key: Mapping[str, Any], params: dict[str, Any]) -> bool:
-        """One conditional update_item; False when its condition refused it."""
-        return self._updated(key, params) is not None
-
-    def _updated(self, key: Mapping[str, Any], params: dict[str, Any]) -> dict[str, Any] | None:
-        """One conditional update_item; the item after it, or None when its condition refused it."""
-        try:
-            reply = self._send("update_item", TableName=self.table_name, Key=item(key),
-                               ReturnValues="ALL_NEW", **params)
-        except _ConditionFailed:
-            return None
-        return plain(reply.get("Attributes", {}))
-
-    def _transact(self, items: list[dict[str, Any]], what: str) -> None:
-        """One write transaction, retried while another transaction on the same items
-        cancels it; any other cancellation reaches the caller as ``_Cancelled``."""
-        for attempt in range(_TX_ATTEMPTS):
-            try:
-                # botocore's ClientRequestToken makes its own retries of this call idempotent.
-                self._send("transact_write_items", TransactItems=items)
-                return
-            except _Cancelled as exc:
-                if "ConditionalCheckFailed" not in exc.reasons and "ThrottlingError" in exc.reasons:
-                    raise StoreThrottledError(f"{what} was throttled: {exc}") from None
-                if "ConditionalCheckFailed" in exc.reasons or "TransactionConflict" not in exc.reasons:
-                    raise
-                if attempt == _TX_ATTEMPTS - 1:
-                    raise StoreError(f"{what} was cancelled: {exc}") from None
-                # Another transaction held one of the items; back off with jitter.
-                time.sleep(random.uniform(0, 0.02 * 2**attempt))
-
-    def _batch_get(self, keys: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """The items at ``keys`` that exist (strongly consistent), in any order."""
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(keys), _BATCH_KEYS):
-            pending: dict[str, Any] = {self.table_name: {
-                "Keys": [item(k) for k in keys[start:start + _BATCH_KEYS]], "ConsistentRead": True,
-            }}
-            attempt = 0
-            while pending:
-                reply = self._send("batch_get_item", RequestItems=pending)
-                found += [plain(i) for i in reply.get("Responses", {}).get(self.table_name, [])]
-                pending = reply.get("UnprocessedKeys") or {}
-                if pending:  # throttled keys come back unprocessed: retry them after a pause
-                    time.sleep(random.uniform(0, 0.02 * 2**min(attempt, 6)))
-                    attempt += 1
-        return found
-
     def _counted(self, jobs: list[dict[str, Any]]) -> list[StoredJob]:
         """Each job with its progress summed over its shards' counters."""
-        counters = self._batch_get([k for job in jobs for k in counter_keys(job["job_id"])])
+        counters = self.table.batch_get([k for job in jobs for k in counter_keys(job["job_id"])])
         by_pk: dict[str, list[dict[str, Any]]] = {}
         for counter in counters:
             by_pk.setdefault(counter["pk"], []).append(counter)
@@ -242,8 +134,8 @@ class DynamoJobStore(BaseJobStore):
             "ExpressionAttributeValues": item({":one": 1, ":expires": expires, **({":cap": cap} if capped else {})}),
         }}
         try:
-            self._transact([put_job, *put_counters, take_slot], f"creating job {stored['job_id']}")
-        except _Cancelled as exc:
+            self.table.transact([put_job, *put_counters, take_slot], f"creating job {stored['job_id']}")
+        except TransactionCancelled as exc:
             if exc.reasons[:1] == ["ConditionalCheckFailed"]:
                 return Admission.EXISTS
             if exc.reasons[-1:] == ["ConditionalCheckFailed"]:
@@ -252,7 +144,7 @@ class DynamoJobStore(BaseJobStore):
         return Admission.ADMITTED
 
     def _get_stored_job(self, job_id: str) -> StoredJob | None:
-        found = self._batch_get([job_key(job_id), *counter_keys(job_id)])
+        found = self.table.batch_get([job_key(job_id), *counter_keys(job_id)])
         jobs = [f for f in found if f["sk"] != COUNTER_SK]
         return with_counts(jobs[0], [f for f in found if f["sk"] == COUNTER_SK]) if jobs else None
 
@@ -271,11 +163,11 @@ class DynamoJobStore(BaseJobStore):
             # The index key of the job at ``after``: the query resumes just past it.
             position = index_key(*after) if owner is None else owner_index_key(owner, *after)
             params["ExclusiveStartKey"] = item({**job_key(after[1]), **position})
-        return self._counted(list(itertools.islice(self._query(**params), count)))
+        return self._counted(list(itertools.islice(self.table.query(**params), count)))
 
     def _set_totals(self, job_id: str, tiles_total: int, units_total: int) -> bool:
         fields = {"tiles_total": tiles_total, "units_total": units_total}
-        return self._update_item(job_key(job_id), update(fields, _JOB_EXISTS))
+        return self.table.update_item(job_key(job_id), update(fields, _JOB_EXISTS))
 
     def _update_job_if_status(self, job_id: str, seen: str, changes: StoredJob,
                               frees_slot_of: str | None = None) -> bool:
@@ -291,8 +183,8 @@ class DynamoJobStore(BaseJobStore):
             "ExpressionAttributeValues": item({":minus_one": -1}),
         }}]
         try:
-            self._transact([set_job, *copies, *free_slot], f"changing the status of job {job_id}")
-        except _Cancelled as exc:
+            self.table.transact([set_job, *copies, *free_slot], f"changing the status of job {job_id}")
+        except TransactionCancelled as exc:
             if exc.reasons[:1] == ["ConditionalCheckFailed"]:
                 return False
             raise StoreError(f"changing the status of job {job_id} was cancelled: {exc}") from None
@@ -312,7 +204,7 @@ class DynamoJobStore(BaseJobStore):
         self, job_id: str, tile_id: int, fields: StoredTile, *, new_attempt: bool
     ) -> int | None:
         # Refused (None) for a done tile, which is the point: done stays done.
-        written = self._updated(tile_key(job_id, tile_id), self._tile_update(job_id, tile_id, fields,
+        written = self.table.updated(tile_key(job_id, tile_id), self._tile_update(job_id, tile_id, fields,
                                                                               new_attempt=new_attempt))
         return None if written is None else int(written["attempts"])
 
@@ -324,11 +216,11 @@ class DynamoJobStore(BaseJobStore):
     def _write_attempt(self, job_id: str, tile_id: int, attempt: int, fields: StoredAttempt) -> bool:
         params = self._attempt_update(job_id, tile_id, attempt, fields, _NO_OUTCOME_YET,
                                       {":running": AttemptState.RUNNING.value})
-        return self._update_item(attempt_key(job_id, tile_id, attempt), params)
+        return self.table.update_item(attempt_key(job_id, tile_id, attempt), params)
 
     def _attempt_count(self, job_id: str, tile_id: int) -> int:
         """The tile's attempt count (1 for a tile never started), read strongly."""
-        reply = self._send("get_item", TableName=self.table_name, Key=item(tile_key(job_id, tile_id)),
+        reply = self.table.send("get_item", TableName=self.table_name, Key=item(tile_key(job_id, tile_id)),
                            ConsistentRead=True, ProjectionExpression="attempts")
         return int(plain(reply.get("Item", {})).get("attempts", 1))
 
@@ -358,8 +250,8 @@ class DynamoJobStore(BaseJobStore):
                                    {":done": AttemptState.DONE.value}),
         }}
         try:
-            self._transact([mark_done, count_it, note_attempt], f"recording tile {tile_id} of job {job_id}")
-        except _Cancelled as exc:
+            self.table.transact([mark_done, count_it, note_attempt], f"recording tile {tile_id} of job {job_id}")
+        except TransactionCancelled as exc:
             tile_reason, shard_reason = [*exc.reasons, "None", "None"][:2]
             if tile_reason == "ConditionalCheckFailed":
                 return Completion.ALREADY_DONE  # a retry or a duplicate delivery
@@ -377,7 +269,7 @@ class DynamoJobStore(BaseJobStore):
     def _shard_items(self, job_id: str, prefix: str) -> list[dict[str, Any]]:
         # All shards at once: 100,000 tiles' items (the reducer's summaries) are ~32 pages of 1 MB.
         def shard(number: int) -> list[dict[str, Any]]:
-            return list(self._query(
+            return list(self.table.query(
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues=item({":pk": shard_pk(job_id, number), ":prefix": prefix}),
                 ConsistentRead=True,

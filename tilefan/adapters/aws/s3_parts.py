@@ -34,7 +34,7 @@ from tilefan.domain.regions import Spans, clip, fit_block, intersect, sizes, sli
 from tilefan.domain.tiling import Region
 from tilefan.errors import BlobNotFoundError, InvalidBlobError, StoreError
 from tilefan.pipeline.assemble import assemble_output
-from tilefan.pipeline.ports import OutputLayout
+from tilefan.pipeline.store_capabilities import OutputLayout
 
 _PART_NAME = re.compile(r"^(\d+-\d+)(_\d+-\d+)*\.npy$")
 _META = "meta.json"

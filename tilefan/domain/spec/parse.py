@@ -62,10 +62,6 @@ class Limits:
     # Guardrails on what one job may cost (checked on the planned job, see pipeline.guardrails).
     max_tiles: int = 10_000
     max_cost_usd: float = 10.0
-    # Request sizes the REST API reads at most.
-    max_body_bytes: int = 64 * 1024
-    # The server's HTTP front end refuses a body over this before reading it.
-    max_upload_bytes: int = 256 << 20
     # Jobs one owner may have at once (more are refused, 429 on the API): on AWS, QUEUED +
     # RUNNING (each running execution costs); on the embedded backend, RUNNING, since
     # its scheduler starts no more than this at once and the rest wait in its queue.
@@ -149,7 +145,7 @@ def _resolve_matrix(
     if 0 in found:
         raise InvalidSpecError(role, f"{uri} is empty (shape {tuple(found)})")
     _check_size(found, role, limits)
-    return StoredMatrix(uri=uri, shape=(int(found[0]), int(found[1])), dtype=file_dtype)
+    return StoredMatrix(file=uri, shape=(int(found[0]), int(found[1])), dtype=file_dtype)
 
 
 def _at_most(values: tuple[int, ...], maximum: int, field: str) -> tuple[int, ...]:
@@ -178,7 +174,7 @@ def _resolve_atoms(request: AtomsJobForm, limits: Limits, load_atoms: AtomsLoade
         if load_atoms is None:
             raise InvalidSpecError("atoms.file", "file inputs are not available here")
         table = _read(load_atoms, request.atoms.file, "atoms.file")
-        atoms = StoredAtoms(uri=request.atoms.file, count=int(table.shape[0]))
+        atoms = StoredAtoms(file=request.atoms.file, count=int(table.shape[0]))
         if atoms.count > limits.max_atoms:
             raise InvalidSpecError("atoms", f"{atoms.count} atoms is over the configured limit of {limits.max_atoms}")
     else:

@@ -14,42 +14,93 @@ recognise. ``tests/unit/test_requests.py`` checks that both readers agree.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from tilefan.domain.routing import AUTO
 from tilefan.domain.spec import field_values as fv
 
+Reader = Callable[[Any], Any]
+
+
+def _read(convert: Reader, default: Any = MISSING) -> Any:
+    """A form's field as the quick reader reads it: its conversion (the models' own, from
+    ``field_values``) and its default (none: the field is required). A field declared
+    without one (a job's ``kind``, ``around``) is read by hand, or left to the models."""
+    return field(default=default, metadata={"read": convert})
+
 
 @dataclass(frozen=True)
 class RandomMatrixForm:
-    shape: tuple[int, int]
-    seed: int | None = None
-    dtype: str | None = None
-    stream: int | None = None
+    shape: tuple[int, int] = _read(fv.shape2)
+    dtype: str | None = _read(fv.dtype, None)
+    seed: int | None = _read(fv.seed, None)
+    stream: int | None = _read(fv.stream, None)
 
 
 @dataclass(frozen=True)
 class StoredMatrixForm:
-    file: str
-    shape: tuple[int, int] | None = None
-    dtype: str | None = None
+    file: str = _read(fv.path)
+    shape: tuple[int, int] | None = _read(fv.shape2, None)
+    dtype: str | None = _read(fv.dtype, None)
 
 
 @dataclass(frozen=True)
 class RandomAtomsForm:
-    count: int
-    seed: int | None = None
+    count: int = _read(fv.count)
+    seed: int | None = _read(fv.seed, None)
 
 
 @dataclass(frozen=True)
 class StoredAtomsForm:
-    file: str
-    count: int | None = None
+    file: str = _read(fv.path)
+    count: int | None = _read(fv.count, None)
 
 
 MatrixInputForm = RandomMatrixForm | StoredMatrixForm
 AtomsInputForm = RandomAtomsForm | StoredAtomsForm
+
+
+class _Unsure(Exception):
+    """The quick reader does not handle this request: the models decide."""
+
+
+def _fields(raw: Any, form: type) -> dict[str, Any]:
+    """``raw``'s values of the fields ``form`` reads, converted. None is a value only where
+    it is the default, as the models' ``X | None`` fields keep it; elsewhere the models
+    decide (they name a missing field, and refuse None where the default is not None)."""
+    readers = {f.name: f for f in fields(form) if "read" in f.metadata}
+    if type(raw) is not dict or not all(type(k) is str for k in raw) or not set(raw) <= set(readers):
+        raise _Unsure
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if value is None and readers[name].default is not None:
+            raise _Unsure
+        out[name] = None if value is None else readers[name].metadata["read"](value)
+    for name, f in readers.items():
+        if name not in out and f.default is MISSING:
+            raise _Unsure
+    return out
+
+
+def _matrix_input(raw: Any) -> MatrixInputForm:
+    """A matrix input, as a job's ``a`` or ``b``."""
+    if type(raw) is dict and "file" in raw:
+        return StoredMatrixForm(**_fields(raw, StoredMatrixForm))
+    if type(raw) is dict and "shape" in raw:
+        return RandomMatrixForm(**_fields(raw, RandomMatrixForm))
+    raise _Unsure
+
+
+def _atoms_input(raw: Any) -> AtomsInputForm:
+    """An atoms input, as an atoms job's ``atoms``."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        raw = {"count": raw}  # "atoms": 100 is short for {"count": 100}
+    if type(raw) is dict and "file" in raw:
+        return StoredAtomsForm(**_fields(raw, StoredAtomsForm))
+    if type(raw) is dict and "count" in raw:
+        return RandomAtomsForm(**_fields(raw, RandomAtomsForm))
+    raise _Unsure
 
 
 @dataclass(frozen=True)
@@ -57,14 +108,14 @@ class MatrixJobForm:
     """matmul or add, as requested (defaults as in ``tilefan.domain.spec.request_models``)."""
 
     kind: str
-    a: MatrixInputForm
-    b: MatrixInputForm
-    seed: int | None = None
-    dtype: str = "float64"
-    out: str | None = None
-    tile: tuple[int, int] | None = None
-    verify: bool = False
-    route: str = AUTO
+    a: MatrixInputForm = _read(_matrix_input)
+    b: MatrixInputForm = _read(_matrix_input)
+    seed: int | None = _read(fv.seed, None)
+    dtype: str = _read(fv.dtype, "float64")
+    out: str | None = _read(fv.path, None)
+    tile: tuple[int, int] | None = _read(fv.matrix_tile, None)
+    verify: bool = _read(fv.flag, False)
+    route: str = _read(fv.route, AUTO)
 
 
 @dataclass(frozen=True)
@@ -80,89 +131,26 @@ class AtomsJobForm:
     """An atoms job, as requested (defaults as in ``tilefan.domain.spec.request_models``).
 
     ``grid`` is None when ``around`` places the grid, and ``origin`` None when not given
-    (the origin 0, 0, 0 then, unless ``around`` sets it)."""
+    (the origin 0, 0, 0 then, unless ``around`` sets it). A request with ``around`` is left
+    to the models: the quick reader has no nested form for it."""
 
-    atoms: AtomsInputForm
-    grid: tuple[int, int, int] | None = None
-    origin: tuple[float, float, float] | None = None
+    atoms: AtomsInputForm = _read(_atoms_input)
+    grid: tuple[int, int, int] | None = _read(fv.grid, None)
+    origin: tuple[float, float, float] | None = _read(fv.origin, None)
     around: AroundForm | None = None
-    units: str = "e/A"
-    spacing: float = 1.0
-    softening: float = 0.0
-    precision: str = "float64"
-    field_out: str | None = None
-    tile: tuple[int, int, int] | None = None
-    verify: bool = False
-    route: str = AUTO
+    units: str = _read(fv.units, "e/A")
+    spacing: float = _read(fv.spacing, 1.0)
+    softening: float = _read(fv.softening, 0.0)
+    precision: str = _read(fv.dtype, "float64")
+    field_out: str | None = _read(fv.path, None)
+    tile: tuple[int, int, int] | None = _read(fv.grid_tile, None)
+    verify: bool = _read(fv.flag, False)
+    route: str = _read(fv.route, AUTO)
 
     kind = "atoms"
 
 
 JobForm = MatrixJobForm | AtomsJobForm
-
-
-class _Unsure(Exception):
-    """The quick reader does not handle this request: the models decide."""
-
-
-Reader = Callable[[Any], Any]
-
-# Each form's fields: (conversion, required). A None value of an optional field stays None,
-# as the models' ``X | None`` fields keep it.
-_RANDOM_MATRIX: dict[str, tuple[Reader, bool]] = {
-    "shape": (fv.shape2, True), "seed": (fv.seed, False), "dtype": (fv.dtype, False), "stream": (fv.stream, False)}
-_STORED_MATRIX: dict[str, tuple[Reader, bool]] = {
-    "file": (fv.path, True), "shape": (fv.shape2, False), "dtype": (fv.dtype, False)}
-_RANDOM_ATOMS: dict[str, tuple[Reader, bool]] = {"count": (fv.count, True), "seed": (fv.seed, False)}
-_STORED_ATOMS: dict[str, tuple[Reader, bool]] = {"file": (fv.path, True), "count": (fv.count, False)}
-# Fields with a default other than None are never None: their conversion refuses None.
-_MATRIX_JOB: dict[str, tuple[Reader, bool]] = {
-    "seed": (fv.seed, False), "dtype": (fv.dtype, False), "out": (fv.path, False),
-    "tile": (fv.matrix_tile, False), "verify": (fv.flag, False), "route": (fv.route, False)}
-# A request with ``around`` is left to the models (the quick reader has no nested form for it).
-_ATOMS_JOB: dict[str, tuple[Reader, bool]] = {
-    "grid": (fv.grid, False), "origin": (fv.origin, False), "units": (fv.units, False),
-    "spacing": (fv.spacing, False),
-    "softening": (fv.softening, False), "precision": (fv.dtype, False), "field_out": (fv.path, False),
-    "tile": (fv.grid_tile, False), "verify": (fv.flag, False), "route": (fv.route, False)}
-_NOT_NONE = {"dtype", "spacing", "softening", "precision", "verify", "route", "units"}
-
-
-def _fields(raw: Any, table: dict[str, tuple[Reader, bool]], job_level: bool = False) -> dict[str, Any]:
-    if type(raw) is not dict or not all(type(k) is str for k in raw) or not set(raw) <= set(table):
-        raise _Unsure
-    out: dict[str, Any] = {}
-    for name, (convert, required) in table.items():
-        if name not in raw:
-            if required:
-                raise _Unsure
-            continue
-        value = raw[name]
-        if value is None and not (job_level and name in _NOT_NONE):
-            if required:
-                raise _Unsure
-            out[name] = None
-        else:
-            out[name] = convert(value)
-    return out
-
-
-def _matrix_input(raw: Any) -> MatrixInputForm:
-    if type(raw) is dict and "file" in raw:
-        return StoredMatrixForm(**_fields(raw, _STORED_MATRIX))
-    if type(raw) is dict and "shape" in raw:
-        return RandomMatrixForm(**_fields(raw, _RANDOM_MATRIX))
-    raise _Unsure
-
-
-def _atoms_input(raw: Any) -> AtomsInputForm:
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        raw = {"count": raw}  # "atoms": 100 is short for {"count": 100}
-    if type(raw) is dict and "file" in raw:
-        return StoredAtomsForm(**_fields(raw, _STORED_ATOMS))
-    if type(raw) is dict and "count" in raw:
-        return RandomAtomsForm(**_fields(raw, _RANDOM_ATOMS))
-    raise _Unsure
 
 
 def quick_form(raw: Any) -> JobForm | None:
@@ -179,16 +167,9 @@ def quick_form(raw: Any) -> JobForm | None:
     kind = body.pop("kind", None)
     try:
         if kind in ("matmul", "add") and type(kind) is str:
-            a, b = body.pop("a", None), body.pop("b", None)
-            if a is None or b is None:
-                raise _Unsure
-            return MatrixJobForm(kind=kind, a=_matrix_input(a), b=_matrix_input(b),
-                                 **_fields(body, _MATRIX_JOB, job_level=True))
+            return MatrixJobForm(kind=kind, **_fields(body, MatrixJobForm))
         if kind == "atoms" and type(kind) is str:
-            atoms = body.pop("atoms", None)
-            if atoms is None:
-                raise _Unsure
-            return AtomsJobForm(atoms=_atoms_input(atoms), **_fields(body, _ATOMS_JOB, job_level=True))
+            return AtomsJobForm(**_fields(body, AtomsJobForm))
     except (_Unsure, fv.FieldValueError):
         return None
     return None
@@ -201,7 +182,7 @@ def form_of(request: Any) -> JobForm:
     def matrix(m: Any) -> MatrixInputForm:
         if isinstance(m, StoredMatrixRequest):
             return StoredMatrixForm(m.file, m.shape, m.dtype)
-        return RandomMatrixForm(m.shape, m.seed, m.dtype, m.stream)
+        return RandomMatrixForm(m.shape, m.dtype, m.seed, m.stream)
 
     if isinstance(request, AtomsRequest):
         a = request.atoms

@@ -43,9 +43,9 @@ class RandomMatrix:
 
 @dataclass(frozen=True)
 class StoredMatrix:
-    """A matrix in the blob store (a local path or an object key)."""
+    """A matrix in the blob store (a local path or an object key), named as a request names it."""
 
-    uri: str
+    file: str
     shape: tuple[int, int]
     dtype: str
 
@@ -62,7 +62,7 @@ class RandomAtoms:
 class StoredAtoms:
     """An N×4 table (x, y, z, energy) as ``.npy`` or ``.csv``, or a ``.pqr`` / ``.xyz`` molecule."""
 
-    uri: str
+    file: str
     count: int
 
 
@@ -131,13 +131,9 @@ JobSpec = MatrixSpec | AtomsSpec
 
 # --------------------------------------------------------------------------- stored form
 
-# The stored form calls a blob's location "file", as a request does.
-_STORED_NAMES = {"uri": "file"}
-
-
 def _plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
-        return {_STORED_NAMES.get(f.name, f.name): _plain(getattr(value, f.name)) for f in fields(value)}
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     if isinstance(value, Enum):
@@ -157,7 +153,7 @@ def spec_from_stored(raw: Mapping[str, Any]) -> JobSpec:
     if isinstance(request, AtomsJobForm):
         a = request.atoms
         atoms: AtomsInput = (
-            StoredAtoms(uri=a.file, count=_recorded(a.count)) if isinstance(a, StoredAtomsForm)
+            StoredAtoms(file=a.file, count=_recorded(a.count)) if isinstance(a, StoredAtomsForm)
             else RandomAtoms(count=a.count, seed=a.seed or 0)
         )
         return AtomsSpec(
@@ -174,7 +170,7 @@ def spec_from_stored(raw: Mapping[str, Any]) -> JobSpec:
 
 def _stored_matrix(m: RandomMatrixForm | StoredMatrixForm) -> MatrixInput:
     if isinstance(m, StoredMatrixForm):
-        return StoredMatrix(uri=m.file, shape=_recorded(m.shape), dtype=_recorded(m.dtype))
+        return StoredMatrix(file=m.file, shape=_recorded(m.shape), dtype=_recorded(m.dtype))
     return RandomMatrix(shape=m.shape, dtype=_recorded(m.dtype), seed=_recorded(m.seed), stream=_recorded(m.stream))
 
 

@@ -11,7 +11,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tilefan.entrypoints.cli.common import (
     EXIT_FAILED,
@@ -23,6 +23,9 @@ from tilefan.entrypoints.cli.common import (
     print_jobs,
     write_report_folder,
 )
+
+if TYPE_CHECKING:
+    from tilefan.service.core import JobCore
 
 JOB_COMMANDS = ("jobs", "status", "cancel", "result", "report")
 
@@ -113,24 +116,15 @@ def _write_map(doc: dict[str, Any], source: Path, out: Path) -> Path:
     return write_map(out, np.load(source, mmap_mode="r"), tuple(spec["origin"]), float(spec["spacing"]))
 
 
-def _result(service: Any, job_id: str, out: Path) -> int:
+def _result(core: JobCore, job_id: str, out: Path) -> int:
+    """Copy (or convert to the map ``out`` names) the file the core says holds the result;
+    a job without one is the core's NotFoundError, which ``run_job_command`` prints."""
     from tilefan.adapters.maps import map_format
 
-    doc = service.get(job_id)
-    result = doc.get("result") or {}
-    source = result.get("output") or result.get("field")
-    if doc["status"] != "SUCCEEDED" or not source:
-        what = "has no array result (run atoms with --field-out to keep the field)" if doc["status"] == "SUCCEEDED" \
-            else f"is {doc['status']}"
-        print(f"error: job {job_id} {what}", file=sys.stderr)
-        return EXIT_FAILED
-    if not Path(service.ports.blobs.path(source)).exists():
-        # A field asked for as a map was staged, turned into the map and removed.
-        print(f"error: job {job_id}'s array is no longer at {source}", file=sys.stderr)
-        return EXIT_FAILED
+    doc, source = core.result_file(job_id)
     if doc["kind"] == "atoms" and map_format(out) is not None:
-        _write_map(doc, service.ports.blobs.path(source), out)
+        _write_map(doc, source, out)
     else:
-        shutil.copyfile(service.ports.blobs.path(source), out)
+        shutil.copyfile(source, out)
     print(f"{out} ({out.stat().st_size} bytes)")
     return EXIT_OK

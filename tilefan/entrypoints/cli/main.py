@@ -161,7 +161,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(app, args.host, args.port, threads=args.threads, client_timeout_s=args.client_timeout, on_ready=ready,
           upload_timeout_s=args.upload_timeout,
-          max_json_bytes=config.limits.max_body_bytes, max_upload_bytes=config.limits.max_upload_bytes,
+          max_json_bytes=config.http_limits.max_body_bytes, max_upload_bytes=config.http_limits.max_upload_bytes,
           on_stop=None if serving is None else serving.stop)
     return EXIT_OK
 

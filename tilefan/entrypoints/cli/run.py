@@ -168,8 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {field_message(err.get('field'), plain_message(err))}", file=sys.stderr)
         return EXIT_INVALID if err.get("code") == "invalid_input" else EXIT_FAILED
     if not args.json:
-        # The summary line needs no AWS prediction (nor the cost model's import).
-        report = core.report(record.job_id, aws_prediction=False)["summary"]
+        report = core.local_report(record.job_id)["summary"]
         summary(doc, sys.stdout, report["route_counts"])
         line = throughput_line(doc, report["tile_seconds_total"])
         if line:
@@ -209,5 +208,5 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"job {args.job_id} is {doc['status']}", file=sys.stderr)
         return EXIT_FAILED
     if not args.json:
-        summary(doc, sys.stdout, core.report(args.job_id, aws_prediction=False)["summary"]["route_counts"])
+        summary(doc, sys.stdout, core.local_report(args.job_id)["summary"]["route_counts"])
     return EXIT_OK

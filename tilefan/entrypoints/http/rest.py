@@ -54,7 +54,7 @@ def rest_api(service: ServiceProvider, *, authorizer: Authorizer | None = None,
         try:
             request = api.current_request
             raw = request.raw_body or b""
-            json_cap(service().limits.max_body_bytes).check(content_length(request.headers.get("content-length")),
+            json_cap(service().http_limits.max_body_bytes).check(content_length(request.headers.get("content-length")),
                                                             len(raw))
             body = parse_json(raw)
         except TilefanError as exc:

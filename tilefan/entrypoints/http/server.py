@@ -33,14 +33,15 @@ from chalice.app import Request
 from chalice.config import Config as ChaliceConfig
 from chalice.local import ForbiddenError, LocalGateway, LocalGatewayException
 
-from tilefan.domain.spec.parse import Limits
 from tilefan.entrypoints.http.http_errors import error_bytes, error_headers
 from tilefan.entrypoints.http.limits import FrontLimits, is_upload, limited_channel
 from tilefan.errors import TooLargeError
 from tilefan.pipeline.error_codec import http_error
 from tilefan.service.body_caps import json_cap
+from tilefan.settings import HttpLimits
 
-MAX_UPLOAD_BYTES = Limits().max_upload_bytes
+MAX_UPLOAD_BYTES = HttpLimits().max_upload_bytes
+MAX_JSON_BYTES = HttpLimits().max_body_bytes
 UPLOAD_TIMEOUT_S = 600  # a 256 MiB upload at about 0.5 MB/s
 # Request threads share one GIL and one SQLite write lock: past a few, more threads only
 # queue on those (measured: 4 gave a lower POST tail than 8 or 2; BENCHMARKS.md).
@@ -78,7 +79,7 @@ class LocalApp(Chalice):
 class ChaliceWsgi:
     """A WSGI app over a Chalice app's routes."""
 
-    def __init__(self, app: Chalice, *, max_json_bytes: int = Limits().max_body_bytes) -> None:
+    def __init__(self, app: Chalice, *, max_json_bytes: int = MAX_JSON_BYTES) -> None:
         self.gateway = LocalGateway(app, ChaliceConfig.create(chalice_stage="local", app_name=app.app_name))
         self.json_cap = json_cap(max_json_bytes)
         # Only an app that keeps its current request per thread may be entered by two at once.
@@ -134,7 +135,7 @@ def _answer(start_response: StartResponse, status: int, headers: dict[str, Any],
 def serve(
     app: Chalice, host: str, port: int, *, threads: int = HTTP_THREADS, client_timeout_s: int = 30,
     upload_timeout_s: int = UPLOAD_TIMEOUT_S,
-    max_upload_bytes: int = MAX_UPLOAD_BYTES, max_json_bytes: int = Limits().max_body_bytes,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES, max_json_bytes: int = MAX_JSON_BYTES,
     on_ready: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
 ) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tilefan.domain.records import AttemptState, TileState
-from tilefan.domain.routing import RoutePolicy
+from tilefan.domain.routing import LAMBDA_MEMORY_MB
 
 LOG_FIELDS = ("tile_id", "attempt", "status", "started_at", "finished_at", "duration_s", "route", "worker",
               "bytes_read", "bytes_written", "error")
@@ -45,7 +45,7 @@ def _measured(done: list[dict[str, Any]], memory_mb: int) -> str:
     return f"measured {in_lambda * memory_mb / 1024:.3g} GB-s ({in_lambda:.2f} tile-s in Lambda at {memory_mb} MB)"
 
 
-def performance_text(report: dict[str, Any], memory_mb: int = RoutePolicy().lambda_memory_mb) -> str:
+def performance_text(report: dict[str, Any], memory_mb: int = LAMBDA_MEMORY_MB) -> str:
     """The figures a person looks at first: tile times, wall time, speedup, efficiency, bytes, cost.
 
     >>> rep = {"job_id": "j1", "summary": {"status": "SUCCEEDED", "tiles_total": 2,

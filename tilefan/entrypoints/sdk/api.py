@@ -2,13 +2,15 @@
 
 Each call runs one job on the embedded backend, in ``home`` when given (or
 ``TILEFAN_HOME`` with ``use_config=True``) and otherwise in a temporary directory that is
-removed afterwards. Arrays are written to the job store as ``.npy`` files; a path (str or
+removed afterwards. Arrays are read by the job's tiles from memory, with no copy (written
+to the home as ``.npy`` files only when a ``tilefan serve`` holds it); a path (str or
 ``Path``, also ``X.zarr`` and ``file.h5:dataset``) is used as it is, and so is a zarr array
 on local storage or an h5py dataset (tiles read only their blocks of it). With
 ``out="C.zarr"`` the result is written as Zarr, one chunk per tile, and returned as a zarr
 array. An output larger than ``in_memory_limit`` bytes comes back as a read-only
 ``np.memmap``: give ``out=`` to keep its file; without it the file is removed from the
-directory at once and the mapping stays valid while the array lives (POSIX).
+directory at once and the mapping stays valid while the array lives (POSIX). A smaller
+output in the home comes back as a plain array over a private mapping of its file (no copy).
 
 >>> import numpy as np, tilefan
 >>> a = np.arange(6.0).reshape(2, 3); b = np.ones((3, 2))
@@ -71,10 +73,12 @@ class AtomsResult:
 
 @dataclass
 class _Run:
-    """A job store home for one call: a temporary directory or a kept one."""
+    """A job store home for one call: a temporary directory or a kept one, and the call's
+    in-memory inputs, which its job reads from memory (``bootstrap.build_core``'s ``held``)."""
 
     home: Path
     temporary: bool
+    held: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def input(self, name: str, value: ArrayLike) -> str:
         if isinstance(value, str | os.PathLike):
@@ -82,10 +86,16 @@ class _Run:
         stored = chunked_source(value, self.home / "inputs", f"{os.getpid()}-{id(value):x}-{name}")
         if stored is not None:
             return stored
-        array = np.ascontiguousarray(value)
         path = self.home / "inputs" / f"{os.getpid()}-{id(value):x}-{name}.npy"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, array)
+        if self.temporary:
+            # Nothing outlives this call's temporary home, so no later process (``tilefan
+            # resume``, a server) needs the inputs as files: the job reads them from memory.
+            self.held[str(path)] = np.ascontiguousarray(value)
+        else:
+            # A kept home's job must be resumable after a crash of this process, by another
+            # process that has only the files.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, np.ascontiguousarray(value))
         return str(path)
 
     def close(self) -> None:
@@ -110,7 +120,7 @@ def _core(run: _Run, workers: int | None) -> JobCore:
     config = replace(load_config(), home=run.home)
     if workers is not None:
         config = replace(config, workers=workers)
-    return build_core(config, one_shot=True)
+    return build_core(config, one_shot=True, held=run.held)
 
 
 def _execute(core: JobCore, raw: dict[str, Any], progress: bool) -> dict[str, Any]:
@@ -133,13 +143,22 @@ def _execute(core: JobCore, raw: dict[str, Any], progress: bool) -> dict[str, An
     return final
 
 
-def _load(path: str, limit: int, keep: bool) -> np.ndarray:
+def _load(path: str, limit: int, keep: bool, named: bool) -> np.ndarray:
+    """The output at ``path``; ``keep``: leave its file, ``named``: the caller named it."""
     if is_zarr(path):
         from tilefan.adapters.embedded.chunked_files import open_zarr
 
         arr: np.ndarray = open_zarr(Path(path), "", path)  # a zarr array: sliced, it reads its chunks
         return arr
     mapped = np.load(path, mmap_mode="r")
+    if mapped.nbytes <= limit and not named:
+        # A private (copy-on-write) mapping of tilefan's own output file, handed back as a
+        # plain ndarray: its pages are the page cache's until the caller writes to one, so
+        # the whole output is not copied (0.05-0.1 s at 4096², BENCHMARKS.md). No later job
+        # changes these bytes: outputs are committed by renaming a new file into place, and
+        # an unlinked file stays mapped. A file the caller named could be rewritten in
+        # place by anything (truncating it under the mapping), so that one is copied.
+        return np.asarray(np.load(path, mmap_mode="c"))
     if mapped.nbytes <= limit:
         return np.array(mapped)
     if not keep:
@@ -160,7 +179,7 @@ def _matrix(kind: str, a: ArrayLike, b: ArrayLike, tile: int | tuple[int, int] |
             raw["out"] = os.path.abspath(os.fspath(out))
         final = _execute(_core(run, workers), raw, progress)
         path = final["result"]["output"]
-        return _load(path, in_memory_limit, keep=out is not None or not run.temporary)
+        return _load(path, in_memory_limit, keep=out is not None or not run.temporary, named=out is not None)
     finally:
         run.close()
 
@@ -254,7 +273,8 @@ def atoms(grid: int | tuple[int, int, int] | None = None, atoms: ArrayLike | int
         if field and target is not None:
             phi = np.load(target.staged)
         elif field:
-            phi = _load(res["field"], in_memory_limit, keep=field_out is not None or not run.temporary)
+            phi = _load(res["field"], in_memory_limit, keep=field_out is not None or not run.temporary,
+                        named=field_out is not None)
         if target is not None:
             final = finish_map(target, final)
             res = final["result"]

@@ -52,7 +52,7 @@ from tilefan.runtimes.embedded.scheduler_parts import (
     job_kernel,
     runs_inline,
 )
-from tilefan.runtimes.embedded.scheduler_state import PLAN
+from tilefan.runtimes.embedded.scheduler_state import Act, Found
 from tilefan.runtimes.embedded.scheduler_steps import STEPS, StepThreads
 
 if TYPE_CHECKING:
@@ -78,8 +78,7 @@ class Scheduler:
         self.only = only
         self.grace_s = grace_s
         self.state = self._fresh_state()
-        self._tiles: dict[cf.Future[Any], tuple[str, int]] = {}
-        self._steps: dict[cf.Future[Any], tuple[str, str]] = {}
+        self._running: dict[cf.Future[Any], machine.RunTile | machine.JobAction] = {}  # tiles and steps out
         self._plans: dict[str, Plan] = {}  # submissions' plans, until their plan steps
         self._pool: WorkerPool | None = None  # made at the first tile that needs it
         self._inline = InlineExecutor(ports)
@@ -192,17 +191,15 @@ class Scheduler:
                 self._wake = cf.Future()
             wake = self._wake
         timeout = wait_timeout(self.state, time.monotonic())
-        done, _ = cf.wait({*self._tiles, *self._steps, wake}, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        done, _ = cf.wait({*self._running, wake}, timeout=timeout, return_when=cf.FIRST_COMPLETED)
         for fut in done:
-            if fut in self._steps:
-                step, job_id = self._steps.pop(fut)
-                error = _error(fut)
-                # A failed step is retried only while its job runs: the store says.
-                ended = error is not None and self.ports.jobs.get_job(job_id).status.terminal
-                self._feed(machine.StepEnded(step, job_id, error, ended))
-            elif fut is not wake:
-                job_id, tile_id = self._tiles.pop(fut)
-                self._feed(machine.TileEnded(job_id, tile_id, _error(fut), time.monotonic()))
+            if fut is wake:
+                continue
+            work, error = self._running.pop(fut), _error(fut)
+            # A failed step is retried only while its job runs: the store says.
+            ended = (error is not None and isinstance(work, machine.JobAction)
+                     and self.ports.jobs.get_job(work.job_id).status.terminal)
+            self._feed(machine.Ended(work, error, time.monotonic(), ended))
         if self._pool is not None and self._pool.broken:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None  # a new one is made at the next submit
@@ -216,23 +213,23 @@ class Scheduler:
                 actions.extend(decide(self.state, reported))
 
     def _perform(self, action: machine.Action) -> machine.Event | None:
-        if isinstance(action, machine.OpenJob):
-            return self._open(action.job_id)
-        if isinstance(action, machine.StartStep):
-            executor = self._get_pool() if self.state.steps_in_pool else self._threads
-            # The plan its submission cut, if this process submitted it: the step plans once.
-            handed = (self._plans.pop(action.job_id, None),) if action.step == PLAN else ()
-            fut = _submit(executor, STEPS[action.step], action.job_id, self.settings.policy, *handed)
-            self._steps[fut] = (action.step, action.job_id)
-        elif isinstance(action, machine.RunTile):
+        if isinstance(action, machine.RunTile):
             executor = self._inline if action.inline else self._get_pool()
             fut = _submit(executor, tile_in_worker, action.job_id, action.tile_id, action.route, action.kernel)
-            self._tiles[fut] = (action.job_id, action.tile_id)
+            self._running[fut] = action
         elif isinstance(action, machine.RecordTileFailed):
             self.ports.jobs.record_tile_failed(action.job_id, action.tile_id, action.why, time.time())
-        else:
-            assert isinstance(action, machine.FailJob)
+        elif action.act is Act.OPEN:
+            return self._open(action.job_id)
+        elif action.act is Act.FAIL:
+            assert action.error is not None, "a FAIL carries its error body"
             fail_job(self.ports, action.job_id, action.error)
+        else:
+            executor = self._get_pool() if self.state.steps_in_pool else self._threads
+            # The plan its submission cut, if this process submitted it: the step plans once.
+            handed = (self._plans.pop(action.job_id, None),) if action.act is Act.PLAN else ()
+            fut = _submit(executor, STEPS[action.act], action.job_id, self.settings.policy, *handed)
+            self._running[fut] = action
         return None
 
     def _open(self, job_id: str) -> machine.Event:
@@ -241,19 +238,21 @@ class Scheduler:
         try:
             record = self.ports.jobs.get_job(job_id)
             if record.status is Status.QUEUED:
-                return machine.FoundQueued(job_id)
+                return machine.JobFound(job_id, Found.QUEUED)
             if record.status.terminal:
-                return machine.FoundEnded(job_id)
+                return machine.JobFound(job_id, Found.ENDED)
             # The plan step stored the job's tiles (and wrote its output and staged its
             # inputs) before the job became RUNNING: read them rather than plan it again.
             tiles = planned_tiles(self.ports, job_id, record.spec, self.settings.policy)
             done = {r.tile_id for r in self.ports.jobs.tile_results(job_id)}
             todo = tuple((tile_id, route) for tile_id, route in tiles if tile_id not in done)
-            # The CLI and the Python API run a one-tile job, or a small matmul, right here.
-            inline = self.only is not None and runs_inline(record.spec, len(tiles))
-            return machine.FoundRunning(job_id, todo, job_kernel(record, self.settings.kernel), inline)
+            # The CLI and the Python API run a one-tile job, a small matmul, or atoms on the
+            # C kernel (threads over every core) right here.
+            kernel = job_kernel(record, self.settings.kernel)
+            inline = self.only is not None and runs_inline(record.spec, len(tiles), kernel)
+            return machine.FoundRunning(job_id, todo, kernel, inline)
         except Exception as exc:  # the job's failure is recorded, not raised
-            return machine.OpenFailed(job_id, exc)
+            return machine.JobFound(job_id, Found.UNREADABLE, exc)
 
     def _hand(self, job_id: str, plan: Plan | None) -> None:
         if plan is not None:
@@ -279,14 +278,13 @@ class Scheduler:
     def _drain(self) -> None:
         """Let in-flight tiles record (up to ``grace_s``), then stop the pool's processes."""
         pool, self._pool = self._pool, None
-        if self._tiles or self._steps:
-            cf.wait([*self._tiles, *self._steps], timeout=self.grace_s)
+        if self._running:
+            cf.wait(list(self._running), timeout=self.grace_s)
         if not self.state.steps_in_pool:
             # A plan or reduce in a helper thread cannot be killed: it ends before the lease
             # is released, so no other scheduler starts the same step meanwhile.
-            cf.wait(list(self._steps))
-        self._tiles.clear()
-        self._steps.clear()
+            cf.wait([fut for fut, work in self._running.items() if isinstance(work, machine.JobAction)])
+        self._running.clear()
         self.state = self._fresh_state()
         if pool is not None:
             pool.kill()

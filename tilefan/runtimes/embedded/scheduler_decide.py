@@ -26,26 +26,21 @@ from tilefan.errors import TilefanError
 from tilefan.pipeline.error_codec import error_body
 from tilefan.runtimes.embedded.scheduler_parts import is_permanent
 from tilefan.runtimes.embedded.scheduler_state import (
-    PLAN,
-    REDUCE,
+    Act,
     Action,
     Admit,
+    Ended,
     Event,
-    FailJob,
     Fill,
-    FoundEnded,
-    FoundQueued,
+    Found,
     FoundRunning,
+    JobAction,
+    JobFound,
     JobsEnded,
     JobState,
-    OpenFailed,
-    OpenJob,
     RecordTileFailed,
     RunTile,
-    StartStep,
     State,
-    StepEnded,
-    TileEnded,
 )
 
 IDLE_WAIT_S = 0.5  # the longest the dispatcher waits without news: it reads the queue again
@@ -57,30 +52,17 @@ def decide(state: State, event: Event) -> list[Action]:
         return _admit(state, event)
     if isinstance(event, Fill):
         return _fill(state, event.now)
-    if isinstance(event, TileEnded):
-        return _tile_ended(state, event)
-    if isinstance(event, StepEnded):
-        return _step_ended(state, event)
+    if isinstance(event, Ended):
+        if isinstance(event.work, RunTile):
+            return _tile_ended(state, event.work, event.error, event.now)
+        return _step_ended(state, event.work.act, event.work.job_id, event.error, event.job_ended)
     if isinstance(event, JobsEnded):
         for job_id in event.job_ids:
             job = state.active.get(job_id)
             if job is not None and not job.reducing:
                 _forget(state, job_id)  # cancelled or failed elsewhere; late tiles are ignored
         return []
-    state.opening.discard(event.job_id)
-    if isinstance(event, FoundQueued):
-        state.planning.add(event.job_id)
-        state.steps_waiting.append((PLAN, event.job_id))
-    elif isinstance(event, FoundRunning):
-        job = JobState(event.job_id, deque(event.todo), event.kernel, inline=event.inline)
-        state.active[job.job_id] = job
-        state.turns.append(job.job_id)
-        _finish_if_complete(state, job)
-    elif isinstance(event, OpenFailed):
-        return [FailJob(event.job_id, error_body(event.error))]
-    else:
-        assert isinstance(event, FoundEnded)
-    return []
+    return _opened(state, event)
 
 
 def queue_limit(state: State) -> int | None:
@@ -119,8 +101,25 @@ def _admit(state: State, event: Admit) -> list[Action]:
                 or (state.only is not None and job_id not in state.only)):
             continue
         state.opening.add(job_id)
-        actions.append(OpenJob(job_id))
+        actions.append(JobAction(Act.OPEN, job_id))
     return actions
+
+
+def _opened(state: State, event: JobFound | FoundRunning) -> list[Action]:
+    """An admitted job's record was read: plan it, resume it, fail it, or (ended) let it go."""
+    state.opening.discard(event.job_id)
+    if isinstance(event, FoundRunning):
+        job = JobState(event.job_id, deque(event.todo), event.kernel, inline=event.inline)
+        state.active[job.job_id] = job
+        state.turns.append(job.job_id)
+        _finish_if_complete(state, job)
+    elif event.found is Found.QUEUED:
+        state.planning.add(event.job_id)
+        state.steps_waiting.append(JobAction(Act.PLAN, event.job_id))
+    elif event.found is Found.UNREADABLE:
+        assert event.error is not None, "an unreadable record comes with its error"
+        return [_fail(event.job_id, event.error)]
+    return []  # Found.ENDED: nothing to do
 
 
 def _fill(state: State, now: float) -> list[Action]:
@@ -128,9 +127,9 @@ def _fill(state: State, now: float) -> list[Action]:
     until every worker has one."""
     actions: list[Action] = []
     while state.steps_waiting and (not state.steps_in_pool or state.used_slots() < state.workers):
-        step, job_id = state.steps_waiting.popleft()
-        state.steps_running[job_id] = step
-        actions.append(StartStep(step, job_id))
+        step = state.steps_waiting.popleft()
+        state.steps_running[step.job_id] = step.act
+        actions.append(step)
     while state.used_slots() < state.workers and state.turns:
         for _ in range(len(state.turns)):
             job = state.active[state.turns[0]]
@@ -138,7 +137,6 @@ def _fill(state: State, now: float) -> list[Action]:
             if job.todo and job.not_before <= now:
                 tile_id, route = job.todo.popleft()
                 job.in_flight.add(tile_id)
-                job.routes[tile_id] = route
                 state.tiles_running[job.job_id] = state.tiles_running.get(job.job_id, 0) + 1
                 # One worker: run it right here, through this process's stores, with no
                 # process to start or to lose.
@@ -149,61 +147,59 @@ def _fill(state: State, now: float) -> list[Action]:
     return actions
 
 
-def _tile_ended(state: State, event: TileEnded) -> list[Action]:
-    left = state.tiles_running.get(event.job_id, 0) - 1
+def _tile_ended(state: State, tile: RunTile, exc: BaseException | None, now: float) -> list[Action]:
+    left = state.tiles_running.get(tile.job_id, 0) - 1
     if left > 0:
-        state.tiles_running[event.job_id] = left
+        state.tiles_running[tile.job_id] = left
     else:
-        state.tiles_running.pop(event.job_id, None)
-    job = state.active.get(event.job_id)
+        state.tiles_running.pop(tile.job_id, None)
+    job = state.active.get(tile.job_id)
     if job is None:
         return []  # the job ended meanwhile
-    job.in_flight.discard(event.tile_id)
-    exc = event.error
+    job.in_flight.discard(tile.tile_id)
     if exc is None:
         _finish_if_complete(state, job)
         return []
     # run_tile records its own errors; a dead worker cannot, so its attempt ends here.
     actions: list[Action] = [] if isinstance(exc, TilefanError) else [
-        RecordTileFailed(job.job_id, event.tile_id, why(exc))]
-    attempts = job.attempts.get(event.tile_id, 1)
+        RecordTileFailed(job.job_id, tile.tile_id, why(exc))]
+    attempts = job.attempts.get(tile.tile_id, 1)
     if is_permanent(exc):
-        actions.append(FailJob(job.job_id, error_body(exc)))
+        actions.append(_fail(job.job_id, exc))
     elif attempts >= state.retry.max_attempts:
-        actions.append(FailJob(job.job_id, {
-            "code": "tile_failed", "message": f"tile {event.tile_id} failed {attempts} times; last: {why(exc)}"}))
+        actions.append(JobAction(Act.FAIL, job.job_id, {
+            "code": "tile_failed", "message": f"tile {tile.tile_id} failed {attempts} times; last: {why(exc)}"}))
     else:
-        job.attempts[event.tile_id] = attempts + 1
-        job.todo.appendleft((event.tile_id, job.routes.get(event.tile_id, "local")))
-        job.not_before = event.now + state.retry.delay(attempts)
+        job.attempts[tile.tile_id] = attempts + 1
+        job.todo.appendleft((tile.tile_id, tile.route))
+        job.not_before = now + state.retry.delay(attempts)
         return actions
     _forget(state, job.job_id)
     return actions
 
 
-def _step_ended(state: State, event: StepEnded) -> list[Action]:
+def _step_ended(state: State, step: Act, job_id: str, exc: BaseException | None, job_ended: bool) -> list[Action]:
     """A plan or a reduce ended: open the planned job (now RUNNING, its tiles start as a
-    resumed job's would), or run the step again, or record why not."""
-    step, job_id, exc = event.step, event.job_id, event.error
+    resumed job's would), or run the step again, or record why not (unless ``job_ended``:
+    the store says the job ended meanwhile)."""
     state.steps_running.pop(job_id, None)
     attempts = state.step_attempts.pop((step, job_id), 1)
-    retry = (exc is not None and not is_permanent(exc) and attempts < state.retry.max_attempts
-             and not event.job_ended)
+    retry = exc is not None and not is_permanent(exc) and attempts < state.retry.max_attempts and not job_ended
     if retry:
         state.step_attempts[(step, job_id)] = attempts + 1
-        if step == REDUCE:
-            state.steps_waiting.append((step, job_id))
-    if step == PLAN:
+        if step is Act.REDUCE:
+            state.steps_waiting.append(JobAction(step, job_id))
+    if step is Act.PLAN:
         # Planned, failed, or to be planned again: a retried plan is admitted afresh, and
         # reads the job's record as a restarted scheduler would (a plan that got as far
         # as RUNNING is then resumed).
         state.planning.discard(job_id)
         if exc is None:
             state.opening.add(job_id)
-            return [OpenJob(job_id)]
+            return [JobAction(Act.OPEN, job_id)]
     if retry:
         return []
-    actions: list[Action] = [FailJob(job_id, error_body(exc))] if exc is not None and not event.job_ended else []
+    actions: list[Action] = [_fail(job_id, exc)] if exc is not None and not job_ended else []
     _forget(state, job_id)  # only now: waiting for a job means "its reduce is over" too
     return actions
 
@@ -212,7 +208,12 @@ def _finish_if_complete(state: State, job: JobState) -> None:
     """Hand the job to the reduce step once every tile has ended well, and only once."""
     if not job.todo and not job.in_flight and not job.reducing:
         job.reducing = True
-        state.steps_waiting.append((REDUCE, job.job_id))
+        state.steps_waiting.append(JobAction(Act.REDUCE, job.job_id))
+
+
+def _fail(job_id: str, exc: BaseException) -> JobAction:
+    """Fail the job with the error body of ``exc``."""
+    return JobAction(Act.FAIL, job_id, error_body(exc))
 
 
 def _forget(state: State, job_id: str) -> None:

@@ -15,6 +15,7 @@ from tilefan.domain.routing import RoutePolicy
 from tilefan.domain.spec.parse import AtomsSpec, JobSpec, Kind, MatrixSpec
 from tilefan.errors import TilefanError
 from tilefan.pipeline.ports import Ports
+from tilefan.settings import list_policy
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class PoolSettings:
     # single-threaded parent (the CLI). A threaded server uses "forkserver".
     start_method: str = "fork"
     # Routes are recorded on each tile (and shown in reports) but every tile runs here.
-    policy: RoutePolicy = field(default_factory=RoutePolicy)
+    policy: RoutePolicy = field(default_factory=list_policy)
 
 
 class JobQueue(Protocol):
@@ -103,9 +104,19 @@ def job_kernel(record: JobRecord, choice: str) -> Callable[..., Any]:
 # cores at ~100 GFLOP/s. A bigger matmul keeps the pool (benchmarks/matmul_e2e.py --api).
 INLINE_MATMUL_FLOP = 2e10
 
+# An atoms job run on its own with the C kernel computes its tiles in the calling process,
+# one after another, each on threads over every core (``compute/threads.py``: ctypes
+# releases the GIL). A pool adds nothing there (its workers would share the same cores
+# through tokens) and costs the forks, each worker's store, the dispatcher's round trip
+# between two tiles of one worker and the kill at the end: 2-5% of a 1.8 s run of 256³
+# float32 (BENCHMARKS.md). ``tilefan serve`` keeps the pool, and with it the isolation of a
+# tile that crashes its process. False sends these tiles to the pool as before.
+INLINE_ATOMS_C = True
 
-def runs_inline(spec: JobSpec, tiles: int) -> bool:
-    """Whether a job run on its own (the CLI, the Python API) computes its tiles right here.
+
+def runs_inline(spec: JobSpec, tiles: int, kernel: Callable[..., Any] | None = None) -> bool:
+    """Whether a job run on its own (the CLI, the Python API) computes its tiles right here;
+    ``kernel`` is the atoms kernel its tiles use.
 
     >>> from dataclasses import replace
     >>> from tilefan.domain.spec.parse import RandomMatrix
@@ -119,4 +130,10 @@ def runs_inline(spec: JobSpec, tiles: int) -> bool:
     if isinstance(spec, MatrixSpec) and spec.kind is Kind.MATMUL:
         (m, k), n = spec.a.shape, spec.b.shape[1]
         return 2.0 * m * k * n <= INLINE_MATMUL_FLOP
+    if isinstance(spec, AtomsSpec) and kernel is not None:
+        from tilefan.domain import kernels
+
+        # NumPy's kernel holds the GIL between its array operations: only processes use
+        # every core with it.
+        return INLINE_ATOMS_C and kernel is not kernels.atoms_potential
     return False

@@ -11,11 +11,27 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from tilefan.runtimes.embedded.scheduler_parts import RetryPolicy
 
-PLAN, REDUCE = "plan", "reduce"
+
+class Act(Enum):
+    """What the scheduler does to a whole job (``JobAction``)."""
+
+    OPEN = "open"  # read its record: answer JobFound or FoundRunning
+    PLAN = "plan"  # run its plan step (in the pool or a helper thread): answer Ended
+    REDUCE = "reduce"  # run its reduce step, likewise
+    FAIL = "fail"  # record it FAILED with the action's error body
+
+
+class Found(Enum):
+    """What an admitted job's record says, unless it is RUNNING (``FoundRunning``)."""
+
+    QUEUED = "queued"  # to plan
+    ENDED = "ended"  # cancelled since the queue was read
+    UNREADABLE = "unreadable"  # the record could not be read: the job fails
 
 
 @dataclass
@@ -28,7 +44,6 @@ class JobState:
     inline: bool = False  # its tiles run in the dispatcher's thread (no pool to start for them)
     in_flight: set[int] = field(default_factory=set)
     attempts: dict[int, int] = field(default_factory=dict)  # tile id -> attempts begun (1 if absent)
-    routes: dict[int, str] = field(default_factory=dict)
     not_before: float = 0.0  # no tile before this (monotonic) time: a retry's backoff
     reducing: bool = False  # handed to the reduce step: never twice
 
@@ -46,9 +61,9 @@ class State:
     turns: deque[str] = field(default_factory=deque)  # round-robin order of the active jobs
     opening: set[str] = field(default_factory=set)  # being read from the store
     planning: set[str] = field(default_factory=set)  # admitted, plan not ended
-    steps_waiting: deque[tuple[str, str]] = field(default_factory=deque)  # (step, job id)
-    steps_running: dict[str, str] = field(default_factory=dict)  # job id -> step (one at a time)
-    step_attempts: dict[tuple[str, str], int] = field(default_factory=dict)
+    steps_waiting: deque[JobAction] = field(default_factory=deque)  # plans and reduces to start
+    steps_running: dict[str, Act] = field(default_factory=dict)  # job id -> step (one at a time)
+    step_attempts: dict[tuple[Act, str], int] = field(default_factory=dict)
     tiles_running: dict[str, int] = field(default_factory=dict)  # job id -> tiles out, ended jobs' too
 
     def admitted(self) -> int:
@@ -77,15 +92,12 @@ class Admit:
 
 
 @dataclass(frozen=True)
-class FoundQueued:
-    job_id: str
-
-
-@dataclass(frozen=True)
-class FoundEnded:
-    """Ended (cancelled) since the queue was read."""
+class JobFound:
+    """An admitted job's record, read for ``Act.OPEN``; ``error`` is why it was UNREADABLE."""
 
     job_id: str
+    found: Found
+    error: BaseException | None = None
 
 
 @dataclass(frozen=True)
@@ -96,12 +108,6 @@ class FoundRunning:
     todo: tuple[tuple[int, str], ...]
     kernel: Callable[..., Any]
     inline: bool = False
-
-
-@dataclass(frozen=True)
-class OpenFailed:
-    job_id: str
-    error: BaseException
 
 
 @dataclass(frozen=True)
@@ -118,46 +124,21 @@ class Fill:
     now: float
 
 
-@dataclass(frozen=True)
-class TileEnded:
-    job_id: str
-    tile_id: int
-    error: BaseException | None
-    now: float
-
-
-@dataclass(frozen=True)
-class StepEnded:
-    step: str
-    job_id: str
-    error: BaseException | None
-    job_ended: bool = False  # the store's word, read when the step failed
-
-
-Event = Admit | FoundQueued | FoundEnded | FoundRunning | OpenFailed | JobsEnded | Fill | TileEnded | StepEnded
-
-
 # ------------------------------------------------------------------ actions: what to do
 
 
 @dataclass(frozen=True)
-class OpenJob:
-    """Read the job's record: answer FoundQueued, FoundEnded, FoundRunning or OpenFailed."""
+class JobAction:
+    """Do ``act`` to the whole job; ``error`` is the error body a FAIL records."""
 
+    act: Act
     job_id: str
-
-
-@dataclass(frozen=True)
-class StartStep:
-    """Run the job's plan or reduce (in the pool or a helper thread); answer StepEnded."""
-
-    step: str
-    job_id: str
+    error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class RunTile:
-    """Run one tile (here if ``inline``, else in the pool); answer TileEnded."""
+    """Run one tile (here if ``inline``, else in the pool); answer Ended."""
 
     job_id: str
     tile_id: int
@@ -175,10 +156,20 @@ class RecordTileFailed:
     why: str
 
 
+Action = JobAction | RunTile | RecordTileFailed
+
+
+# ------------------------------------------------------------------ events: what ended
+
+
 @dataclass(frozen=True)
-class FailJob:
-    job_id: str
-    error: dict[str, Any]
+class Ended:
+    """A tile (``RunTile``) or a plan or reduce (``JobAction``) ended, well if ``error`` is None."""
+
+    work: RunTile | JobAction
+    error: BaseException | None
+    now: float = 0.0  # monotonic: a failed tile's backoff starts here
+    job_ended: bool = False  # the store's word, read when a step failed
 
 
-Action = OpenJob | StartStep | RunTile | RecordTileFailed | FailJob
+Event = Admit | JobFound | FoundRunning | JobsEnded | Fill | Ended

@@ -18,7 +18,7 @@ from typing import Any
 from tilefan.domain.plan import Plan
 from tilefan.domain.routing import RoutePolicy
 from tilefan.pipeline.ports import Ports
-from tilefan.runtimes.embedded.scheduler_state import PLAN, REDUCE
+from tilefan.runtimes.embedded.scheduler_state import Act
 
 
 def plan_step(job_id: str, policy: RoutePolicy, planned: Plan | None = None, ports: Ports | None = None) -> None:
@@ -36,7 +36,7 @@ def reduce_step(job_id: str, policy: RoutePolicy, ports: Ports | None = None) ->
     reduce_job(ports or _pool_ports(), job_id)
 
 
-STEPS: dict[str, Callable[..., None]] = {PLAN: plan_step, REDUCE: reduce_step}
+STEPS: dict[Act, Callable[..., None]] = {Act.PLAN: plan_step, Act.REDUCE: reduce_step}
 
 
 def _pool_ports() -> Ports:

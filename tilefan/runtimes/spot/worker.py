@@ -94,25 +94,26 @@ class WorkerStats:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
+@dataclass(kw_only=True, eq=False)
 class Worker:
-    def __init__(
-        self, *, queue: TileQueue, tokens: TokenPort, jobs: JobLookup, tile_fn: TileFn, notices: NoticeSource,
-        options: WorkerOptions, clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.queue = queue
-        self.tokens = tokens
-        self.jobs = jobs
-        self.tile_fn = tile_fn
-        self.notices = notices
-        self.options = options
-        self.clock = clock
-        self.sleep = sleep
-        self.mailbox = Mailbox(queue, tokens, options.name)
-        self.stats = WorkerStats()
-        self.notice: SpotNotice | None = None
-        self._interrupted = threading.Event()
-        self._stopping = threading.Event()
+    """Serves the spot branch's queue until it is idle, interrupted or stopped (``run``)."""
+
+    queue: TileQueue
+    tokens: TokenPort
+    jobs: JobLookup
+    tile_fn: TileFn
+    notices: NoticeSource
+    options: WorkerOptions
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    mailbox: Mailbox = field(init=False)
+    stats: WorkerStats = field(init=False, default_factory=WorkerStats)
+    notice: SpotNotice | None = field(init=False, default=None)
+    _interrupted: threading.Event = field(init=False, default_factory=threading.Event)
+    _stopping: threading.Event = field(init=False, default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.mailbox = Mailbox(self.queue, self.tokens, self.options.name)
 
     # ------------------------------------------------------------------ control
 
