@@ -12,6 +12,7 @@ running one; the job list and Swagger UI load with no request leaving the server
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -74,6 +75,12 @@ RED_PAINT = ("() => { const c = document.getElementById('gantt');"
              " let n = 0; for (let i = 0; i < d.length; i += 4)"
              " if (Math.abs(d[i] - 196) < 12 && Math.abs(d[i+1] - 78) < 12 && Math.abs(d[i+2] - 82) < 12) n++;"
              " return n; }")
+
+# A link's bytes as the page fetches them, handed over as one base64 string: a JavaScript
+# array of numbers (one per byte) takes about a minute to cross for a map of a few MB.
+FETCHED_BASE64 = ("a => fetch(a.href).then(r => r.ok ? r.blob() : Promise.reject(r.status)).then(b => new Promise("
+                  "(done, fail) => { const f = new FileReader(); f.onload = () => done(f.result.split(',')[1]);"
+                  " f.onerror = () => fail(f.error); f.readAsDataURL(b); }))")
 
 
 def shot(pg: Any, name: str) -> None:
@@ -214,9 +221,8 @@ def test_a_pqr_upload_around_the_molecule_offers_its_map(base: str, page: Any, t
         assert page.get_attribute(link, "href") == f"/jobs/{job_id}/field?format={fmt}"
         assert page.get_attribute(link, "download") == f"{job_id}-phi.{fmt}"
         # The link's bytes, fetched by the page itself (the browser's own request and headers).
-        data = page.eval_on_selector(link, "a => fetch(a.href).then(r => r.ok ? r.arrayBuffer() : Promise.reject("
-                                           "r.status)).then(b => Array.from(new Uint8Array(b)))")
-        (tmp_path / f"adk.{fmt}").write_bytes(bytes(data))
+        data = page.eval_on_selector(link, FETCHED_BASE64)
+        (tmp_path / f"adk.{fmt}").write_bytes(base64.b64decode(data))
         assert_adk_map(tmp_path / f"adk.{fmt}", doc["result"])
 
 

@@ -1,5 +1,6 @@
 """A small ``tilefan run`` on a terminal stays lean: it draws its bar and finishes its job
-without importing notebook support, pydantic or any AWS, server or report part.
+without importing notebook support, pydantic or any AWS, server or report part, nor the
+core's REST-only half (uploads, body caps, what a REST caller may name).
 
 The run happens in a fresh interpreter whose stderr says it is a terminal (so the bar is
 really drawn), on a temporary home; afterwards it reports what it loaded. Which parts
@@ -14,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.unit.test_lazy_imports import HEAVY
+from tests.unit.test_lazy_imports import HEAVY, REST_ONLY
 
 PROBE = """
 import io, json, sys
@@ -41,3 +42,7 @@ def test_a_small_run_on_a_terminal_imports_no_heavy_part(tmp_path: Path) -> None
     loaded = set(report["modules"])
     assert "tqdm.std" in loaded
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    assert "tilefan.service.core" in loaded
+    assert loaded.isdisjoint(REST_ONLY), sorted(loaded & set(REST_ONLY))
+    # Its summary line shows no AWS prediction, so the cost model stays unloaded.
+    assert "tilefan.domain.cost_model" not in loaded

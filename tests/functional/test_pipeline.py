@@ -238,3 +238,15 @@ def test_tile_report_has_one_row_per_tile(ports: Ports) -> None:
     assert summary["tiles_failed"] == 0
     assert summary["tile_seconds_total"] == 6.0
     assert summary["routes"] == ["lambda"]
+
+
+def test_a_report_without_the_aws_prediction_is_the_same_report_less_that(ports: Ports) -> None:
+    job_id, tiles = start_job(ports, {"kind": "add", "a": {"shape": "30x20"}, "b": {"shape": "30x20"}, "tile": 10})
+    for tile_id in tiles:
+        run_tile(ports, job_id, tile_id)
+    reduce_job(ports, job_id)
+    full = tile_report(ports, job_id)
+    bare = tile_report(ports, job_id, aws_prediction=False)
+    assert full["summary"].pop("aws_prediction")["tiles"] == len(tiles) == 6
+    assert "aws_prediction" not in bare["summary"]
+    assert bare == full

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tilefan.domain.cost_model import predict
 from tilefan.domain.records import AttemptState, TileState
 from tilefan.domain.routing import RoutePolicy
 from tilefan.errors import BlobNotFoundError
@@ -32,9 +31,11 @@ def tally_routes(tiles: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def tile_report(ports: Ports, job_id: str, policy: RoutePolicy | None = None) -> dict[str, Any]:
-    """Per-tile start, end, duration, route and worker, plus a summary; the AWS prediction
-    is priced at ``policy``'s prices (the list prices without one)."""
+def tile_report(ports: Ports, job_id: str, policy: RoutePolicy | None = None, *,
+                aws_prediction: bool = True) -> dict[str, Any]:
+    """Per-tile start, end, duration, route and worker, plus a summary; with
+    ``aws_prediction``, the summary has the AWS cost model's prediction for the plan, priced
+    at ``policy``'s prices (the list prices without one)."""
     record = ports.jobs.get_job(job_id)
     rows = ports.jobs.tile_rows(job_id)
     tiles = []
@@ -65,7 +66,7 @@ def tile_report(ports: Ports, job_id: str, policy: RoutePolicy | None = None) ->
     summary["retries"] = len(attempts) - len({a["tile_id"] for a in attempts})
     summary["attempts_failed"] = sum(1 for a in attempts if a["status"] in (AttemptState.FAILED, AttemptState.LOST))
     summary["timings"] = dict(record.timings)
-    summary.update(_planned(ports, job_id, policy or list_policy()))
+    summary.update(_planned(ports, job_id, policy, aws_prediction))
     return {"job_id": job_id, "summary": summary, "tiles": tiles, "attempts": attempts}
 
 
@@ -97,9 +98,9 @@ def attempt_rows(stored: list[dict[str, Any]], *, ended: bool) -> list[dict[str,
     return rows
 
 
-def _planned(ports: Ports, job_id: str, policy: RoutePolicy) -> dict[str, Any]:
+def _planned(ports: Ports, job_id: str, policy: RoutePolicy | None, aws_prediction: bool) -> dict[str, Any]:
     """The routes the planner chose for every tile (started or not), its cost estimate, and
-    the AWS time and cost model's prediction for the plan (``domain.cost_model``)."""
+    (``aws_prediction``) the AWS time and cost model's prediction for the plan (``domain.cost_model``)."""
     try:
         manifest = ports.blobs.get_json(manifest_key(job_id))
     except BlobNotFoundError:  # not planned yet
@@ -107,6 +108,9 @@ def _planned(ports: Ports, job_id: str, policy: RoutePolicy) -> dict[str, Any]:
     out: dict[str, Any] = {"planned_routes": tally_routes(manifest.get("tiles", []))}
     if "cost_estimate" in manifest:
         out["cost_estimate"] = manifest["cost_estimate"]
-    if manifest.get("tiles"):
-        out["aws_prediction"] = predict(manifest, policy).to_dict()
+    if aws_prediction and manifest.get("tiles"):
+        # Imported here: a run's closing summary asks for no prediction, and skips the model.
+        from tilefan.domain.cost_model import predict
+
+        out["aws_prediction"] = predict(manifest, policy or list_policy()).to_dict()
     return out

@@ -122,10 +122,11 @@ class JobCore(JobService):
 
     def local_report(self, job_id: str) -> dict[str, Any]:
         """The job's report as a door on this machine prints it (``tilefan run``'s summary):
-        what ``report`` answers, not held to the response model, which only a REST answer
-        needs, so a run never imports pydantic. JobNotFoundError if unknown."""
+        what ``report`` answers less the AWS prediction, not held to the response model, which
+        only a REST answer needs, so a run imports neither pydantic nor the cost model.
+        JobNotFoundError if unknown."""
         self.record(job_id)
-        return tile_report(self.ports, job_id, self.policy)
+        return tile_report(self.ports, job_id, self.policy, aws_prediction=False)
 
     def result_file(self, job_id: str) -> tuple[dict[str, Any], Path]:
         """A finished job's array result on this machine: the job (as ``get`` answers it) and

@@ -18,7 +18,8 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from tilefan.domain.records import JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
@@ -31,9 +32,14 @@ from tilefan.pipeline.ports import JobRunner, Ports, QueuePlace, Serving
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import new_job_id, submit
 from tilefan.service.responses import documented
-from tilefan.service.rest_door import restrict
-from tilefan.service.uploads import Uploads
 from tilefan.settings import HttpLimits, list_policy
+
+if TYPE_CHECKING:
+    from tilefan.service.uploads import Uploads
+
+# What only a REST caller needs (uploads and their caps, the rules of what a request may
+# name) is imported by the calls that use it: the local doors' core (``tilefan run``)
+# never loads it, so a short run does not pay for it.
 
 MAX_PAGE = 100
 UPLOAD_EXPIRES_S = 900
@@ -60,11 +66,14 @@ class JobService:
     places: QueuePlace | None = None
     serving: Serving | None = None
     http_limits: HttpLimits = field(default_factory=HttpLimits)  # what one request may carry
-    uploads: Uploads = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.uploads = Uploads(self.ports.blobs, UPLOAD_EXPIRES_S, self.http_limits.max_upload_bytes,
-                               self.ports.direct_put, self.ports.sent_uploads)
+    @cached_property
+    def uploads(self) -> Uploads:
+        """The issued uploads, built at the first call that needs them (REST only)."""
+        from tilefan.service.uploads import Uploads
+
+        return Uploads(self.ports.blobs, UPLOAD_EXPIRES_S, self.http_limits.max_upload_bytes,
+                       self.ports.direct_put, self.ports.sent_uploads)
 
     # ------------------------------------------------------------------ owners
 
@@ -84,6 +93,8 @@ class JobService:
 
     def submit(self, body: Any, owner: str | None = None) -> dict[str, Any]:
         """Validate and record the job, then start it. Bad input raises before any write."""
+        from tilefan.service.rest_door import restrict
+
         who = self.owner_of(self._owner(owner))
         job_id = new_job_id()
         body = restrict(body, job_id, who, self.uploads, self.ports.jobs)
