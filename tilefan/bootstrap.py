@@ -67,11 +67,12 @@ def api_authorizer(env: Env | None = None) -> Any:
 
 def embedded_ports(home: Path, held: Mapping[str, np.ndarray] | None = None) -> Ports:
     """The home's ports; ``held``: inputs read from this process's memory (``held_arrays``)."""
+    blobs = LocalBlobStore(home / "blobs")
     if held:
         from tilefan.adapters.embedded.held_arrays import HeldBlobStore
 
-        return local_ports(HeldBlobStore(home / "blobs", held), SqliteJobStore(home / "jobs.sqlite3"))
-    return local_ports(LocalBlobStore(home / "blobs"), SqliteJobStore(home / "jobs.sqlite3"))
+        blobs = HeldBlobStore(home / "blobs", held)
+    return local_ports(blobs, SqliteJobStore(home / "jobs.sqlite3"))
 
 
 def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | None = None,

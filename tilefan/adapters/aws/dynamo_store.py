@@ -92,7 +92,6 @@ class DynamoJobStore(BaseJobStore):
 
     def __init__(self, client: Any, table_name: str, ttl_days: int = 30,
                  clock: Callable[[], float] = time.time) -> None:
-        self.client = client
         self.table_name = table_name
         self.table = DynamoTable(client, table_name)
         self.ttl_days = ttl_days

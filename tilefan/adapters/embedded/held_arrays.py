@@ -42,7 +42,6 @@ class HeldBlobStore(LocalBlobStore):
             return super().read_rows(key, rows, cols)
         # A read-only view, as a file's read-only mapping would be: no tile writes an input.
         view = array[rows[0] : rows[1]] if cols is None else array[rows[0] : rows[1], cols[0] : cols[1]]
-        view = view.view()
         view.flags.writeable = False
         return view
 

@@ -227,8 +227,8 @@ class Scheduler:
         else:
             executor = self._get_pool() if self.state.steps_in_pool else self._threads
             # The plan its submission cut, if this process submitted it: the step plans once.
-            handed = (self._plans.pop(action.job_id, None),) if action.act is Act.PLAN else ()
-            fut = _submit(executor, STEPS[action.act], action.job_id, self.settings.policy, *handed)
+            args = (self.settings.policy, self._plans.pop(action.job_id, None)) if action.act is Act.PLAN else ()
+            fut = _submit(executor, STEPS[action.act], action.job_id, *args)
             self._running[fut] = action
         return None
 
@@ -264,10 +264,8 @@ class Scheduler:
                     self._plans.pop(next(iter(self._plans)))
 
     def _get_pool(self) -> cf.Executor:
-        if self.settings.workers == 1:
-            # One core, one tile at a time: run it right here, through this process's
-            # stores, with no process to start or to lose.
-            return self._inline
+        # Never asked for with one worker: decide runs every tile inline then, and steps
+        # go to the pool only when there are several workers (``_fresh_state``).
         if self._pool is None or self._pool.broken:
             # Imported here: a run whose tiles all run inline never loads multiprocessing.
             from tilefan.runtimes.embedded.worker_pool import WorkerPool

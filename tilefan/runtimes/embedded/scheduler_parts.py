@@ -114,15 +114,16 @@ INLINE_MATMUL_FLOP = 2e10
 INLINE_ATOMS_C = True
 
 
-def runs_inline(spec: JobSpec, tiles: int, kernel: Callable[..., Any] | None = None) -> bool:
+def runs_inline(spec: JobSpec, tiles: int, kernel: Callable[..., Any]) -> bool:
     """Whether a job run on its own (the CLI, the Python API) computes its tiles right here;
     ``kernel`` is the atoms kernel its tiles use.
 
     >>> from dataclasses import replace
+    >>> from tilefan.domain.kernels import atoms_potential
     >>> from tilefan.domain.spec.parse import RandomMatrix
     >>> small = MatrixSpec(Kind.MATMUL, RandomMatrix((2000, 1500), "float64", 0, 0),
     ...                    RandomMatrix((1500, 1000), "float64", 0, 1), None, (1024, 1024), False)
-    >>> runs_inline(small, 2), runs_inline(replace(small, kind=Kind.ADD), 2)
+    >>> runs_inline(small, 2, atoms_potential), runs_inline(replace(small, kind=Kind.ADD), 2, atoms_potential)
     (True, False)
     """
     if tiles == 1:
@@ -130,7 +131,7 @@ def runs_inline(spec: JobSpec, tiles: int, kernel: Callable[..., Any] | None = N
     if isinstance(spec, MatrixSpec) and spec.kind is Kind.MATMUL:
         (m, k), n = spec.a.shape, spec.b.shape[1]
         return 2.0 * m * k * n <= INLINE_MATMUL_FLOP
-    if isinstance(spec, AtomsSpec) and kernel is not None:
+    if isinstance(spec, AtomsSpec):
         from tilefan.domain import kernels
 
         # NumPy's kernel holds the GIL between its array operations: only processes use

@@ -29,7 +29,7 @@ def plan_step(job_id: str, policy: RoutePolicy, planned: Plan | None = None, por
     plan_job(ports or _pool_ports(), job_id, policy=policy, planned=planned)
 
 
-def reduce_step(job_id: str, policy: RoutePolicy, ports: Ports | None = None) -> None:
+def reduce_step(job_id: str, ports: Ports | None = None) -> None:
     """Reduce a RUNNING job whose tiles are all recorded done."""
     from tilefan.pipeline.reduce import reduce_job
 
