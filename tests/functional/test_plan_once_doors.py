@@ -69,3 +69,19 @@ def test_a_handed_plan_survives_the_trip_to_a_pool_worker(monkeypatch: pytest.Mo
     tilings = count_plans(monkeypatch)
     assert plan_unless_planned("job1", spec, policy, travelled).job_id == "job1"
     assert tilings == []
+
+
+@pytest.mark.parametrize("door", ["cli", "python"])
+def test_a_run_writing_a_map_plans_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, door: str) -> None:
+    # The map's check of the grid rides on the submission instead of admitting it first.
+    import tilefan
+    from tilefan.entrypoints.cli.main import main
+
+    monkeypatch.setenv("TILEFAN_HOME", str(tmp_path / "home"))
+    tilings = count_plans(monkeypatch)
+    out = tmp_path / "phi.dx"
+    if door == "cli":
+        assert main(["run", "atoms", "--grid", "16", "--atoms", "50", "--workers", "1", "--field-out", str(out)]) == 0
+    else:
+        tilefan.atoms(16, atoms=50, field_out=out, workers=1)
+    assert out.read_text().startswith("#") and len(tilings) == 1, tilings

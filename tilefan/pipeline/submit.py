@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,15 +80,19 @@ def submit_job(
 def submit(
     ports: Ports, raw: Any, *, limits: Limits | None = None, clock: Clock = time.time,
     job_id: str | None = None, links: Mapping[str, str] | None = None, policy: RoutePolicy | None = None,
-    owner: str = LOCAL_OWNER, queue: bool = False,
+    owner: str = LOCAL_OWNER, queue: bool = False, check: Callable[[JobSpec], None] | None = None,
 ) -> Submission:
     """Validate and record a new job of ``owner``'s as QUEUED. Raises InvalidSpecError,
     writing nothing, and TooManyJobsError when the owner already has
     ``limits.max_concurrent_jobs`` jobs queued or running; with ``queue`` (the embedded
-    backend, whose scheduler bounds running jobs itself) ``limits.max_queued_jobs``."""
+    backend, whose scheduler bounds running jobs itself) ``limits.max_queued_jobs``.
+    ``check``: a door's own test of the admitted spec (raising InvalidSpecError), before
+    anything is written."""
     limits = limits or Limits()
     policy = policy or list_policy()
     spec, fitted = admit_planned(ports, raw, limits, policy)
+    if check is not None:
+        check(spec)
     the_plan = check_guardrails(spec, limits, policy, planned=fitted)
     job_id = job_id or new_job_id()
     claim_output(ports, job_id, spec)

@@ -84,11 +84,12 @@ class JobCore(JobService):
 
     # ------------------------------------------------------------------ running here
 
-    def submit_here(self, raw: Any) -> JobRecord:
-        """Record a trusted local request (it names its own paths) as QUEUED, to run here."""
+    def submit_here(self, raw: Any, check: Callable[[JobSpec], None] | None = None) -> JobRecord:
+        """Record a trusted local request (it names its own paths) as QUEUED, to run here;
+        ``check`` is the door's own test of the admitted spec, before anything is recorded."""
         self._here()  # refused before anything is recorded
         submission = submit(self.ports, raw, limits=self.limits, clock=self.clock, policy=self.policy,
-                            owner=self.owner_of(self.principal), queue=self.queue)
+                            owner=self.owner_of(self.principal), queue=self.queue, check=check)
         # Handed to the plan step when the job runs here, so the job is planned once.
         self._plans[submission.record.job_id] = submission.plan
         return submission.record

@@ -95,9 +95,8 @@ def _flag_error(flag: str, message: str) -> _FlagError:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tilefan.bootstrap import build_core, load_config
-    from tilefan.domain.spec.parse import AtomsSpec
     from tilefan.entrypoints.cli.paths import PathError, refuse_output_over_input, refuse_unwritable_output
-    from tilefan.entrypoints.report.field_maps import check_target, discard, finish_map, stage_map
+    from tilefan.entrypoints.report.field_maps import discard, finish_map, map_check, stage_map
     from tilefan.entrypoints.report.progress import JobProgress, throughput_line
     from tilefan.errors import InvalidSpecError, TilefanError
     from tilefan.pipeline.error_codec import plain_message
@@ -125,13 +124,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.dry_run:
             return _dry_run(core.plan_only(raw), config.workers, config.kernel, args.json)
         target = stage_map(raw)
-        if target is not None:
-            spec = core.admit(raw)
-            if isinstance(spec, AtomsSpec):
-                check_target(target, spec.grid)
         # The home's scheduler runs it here, unless a server holds the home's lease: then
         # that server runs it (with the cores it already uses) and this just follows it.
-        record = core.submit_here(raw)
+        record = core.submit_here(raw, check=None if target is None else map_check(target))
     except (_FlagError, PathError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID

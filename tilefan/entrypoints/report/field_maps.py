@@ -9,11 +9,13 @@ its extra), so a refused map costs no run and writes nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tilefan.adapters.maps import check_map, map_format, write_map
+from tilefan.domain.spec.parse import AtomsSpec, JobSpec
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,16 @@ def stage_map(raw: dict[str, Any]) -> MapTarget | None:
 def check_target(target: MapTarget, grid: tuple[int, int, int]) -> None:
     """Raise InvalidSpecError (field_out) when this map cannot be written for this grid."""
     check_map(target.fmt, grid)
+
+
+def map_check(target: MapTarget) -> Callable[[JobSpec], None]:
+    """The submission's test of an admitted spec for this map: an atoms grid it can hold."""
+
+    def check(spec: JobSpec) -> None:
+        if isinstance(spec, AtomsSpec):
+            check_target(target, spec.grid)
+
+    return check
 
 
 def finish_map(target: MapTarget, record: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,9 @@ from tilefan.entrypoints.sdk.arrays import chunked_source
 from tilefan.errors import InvalidSpecError, ReportedError, TilefanError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tilefan.domain.spec.parse import JobSpec
     from tilefan.service.core import JobCore
 
 ArrayLike = np.ndarray | str | os.PathLike[str]
@@ -123,14 +126,15 @@ def _core(run: _Run, workers: int | None) -> JobCore:
     return build_core(config, one_shot=True, held=run.held)
 
 
-def _execute(core: JobCore, raw: dict[str, Any], progress: bool) -> dict[str, Any]:
+def _execute(core: JobCore, raw: dict[str, Any], progress: bool,
+             check: Callable[[JobSpec], None] | None = None) -> dict[str, Any]:
     """Submit ``raw`` and run it to the end here, as ``tilefan run`` does (if a server
     holds the home, it runs the job and this follows it); the final record, or
     JobFailedError. Interrupted (Ctrl-C, a notebook's stop), the job is cancelled and its
     partial output removed."""
     from tilefan.entrypoints.report.progress import JobProgress
 
-    record = core.submit_here(raw)
+    record = core.submit_here(raw, check)
     with JobProgress(record.kind, disable=not progress) as bar:
         final = core.run_here(record.job_id, on_progress=bar.update).to_dict()
     if final["status"] != "SUCCEEDED":
@@ -232,7 +236,7 @@ def atoms(grid: int | tuple[int, int, int] | None = None, atoms: ArrayLike | int
     >>> r.field.shape, bool(r.field.min() == r.min_value), r.verification["passed"]
     ((6, 6, 6), True, True)
     """
-    from tilefan.entrypoints.report.field_maps import check_target, discard, finish_map, stage_map
+    from tilefan.entrypoints.report.field_maps import discard, finish_map, map_check, stage_map
 
     if atoms is None:
         raise InvalidSpecError("atoms", "is required: an N×4 array, a file, or a count")
@@ -261,13 +265,7 @@ def atoms(grid: int | tuple[int, int, int] | None = None, atoms: ArrayLike | int
             (run.home / "fields").mkdir(parents=True, exist_ok=True)
         core = _core(run, workers)
         target = stage_map(raw)
-        if target is not None:
-            from tilefan.domain.spec.parse import AtomsSpec
-
-            spec = core.admit(raw)
-            if isinstance(spec, AtomsSpec):
-                check_target(target, spec.grid)
-        final = _execute(core, raw, progress)
+        final = _execute(core, raw, progress, None if target is None else map_check(target))
         res = final["result"]
         phi = None
         if field and target is not None:
