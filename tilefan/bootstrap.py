@@ -106,8 +106,9 @@ def build_core(config: Config | None = None, *, one_shot: bool = False,
     each job on its runner in the background. A ``one_shot`` core (``tilefan run`` and
     ``resume``, the Python API) runs each job it is asked to here, in this process, on the
     home's scheduler for just that job; if a server holds the home's lease, that server
-    runs it and the core follows its record. ``held`` (one-shot only) maps input paths to
-    arrays in this process's memory, read from there instead of from files."""
+    runs it and the core follows its record. ``held`` (one-shot only, in a home no server
+    knows of: the Python API's temporary one) maps input paths to arrays in this process's
+    memory, read from there instead of from files."""
     from tilefan.service.core import JobCore
 
     config = config or load_config()
@@ -129,7 +130,7 @@ def build_core(config: Config | None = None, *, one_shot: bool = False,
     # A server's caller starts the scheduler (``JobService.serving``) and stops it on shutdown;
     # a one-shot core's own scheduler runs no job by itself (``only`` is empty): each job
     # runs on a scheduler of its own, made when it runs.
-    held = _holdable(config.home, held) if one_shot else None
+    held = held if one_shot else None
     scheduler = build_scheduler(config, threaded=not one_shot, only=set() if one_shot else None, held=held)
     here = functools.partial(_scheduler_of_one, config, held) if one_shot else None
     return JobCore(scheduler.ports, scheduler, config.limits, policy=config.route_policy, principal=LOCAL_OWNER,
@@ -139,27 +140,6 @@ def build_core(config: Config | None = None, *, one_shot: bool = False,
 
 def _scheduler_of_one(config: Config, held: Mapping[str, np.ndarray] | None, job_id: str) -> Scheduler:
     return build_scheduler(config, only={job_id}, held=held)
-
-
-def _holdable(home: Path, held: Mapping[str, np.ndarray] | None) -> Mapping[str, np.ndarray] | None:
-    """``held`` if this process's scheduler will run the job; else None, with each held
-    array first written to its path: a server holding the home's lease runs the job in its
-    own process, which reads files. (A server started in the milliseconds between this look
-    and the run would find the files missing and fail the job, saying which.)"""
-    if not held:
-        return None
-    from tilefan.adapters.embedded.lease import FileLease
-
-    probe = FileLease(home / "scheduler.lock")
-    if probe.acquire():
-        probe.release()
-        return held
-    import numpy as np
-
-    for path, array in held.items():
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        np.save(path, array)
-    return None
 
 
 def build_service(config: Config | None = None) -> JobCore:

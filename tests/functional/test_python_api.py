@@ -160,23 +160,3 @@ def test_a_kept_homes_inputs_are_files_so_a_crashed_call_can_be_resumed(tmp_path
     np.testing.assert_array_equal(c, a @ b)
     stored = sorted(np.load(path).shape for path in (home / "inputs").iterdir())
     assert stored == [(2, 3), (3, 4)]
-
-
-def test_a_server_holding_the_home_gets_the_inputs_as_files(tmp_path: Path) -> None:
-    from tilefan.adapters.embedded.lease import FileLease
-    from tilefan.bootstrap import Config, build_core
-
-    home = tmp_path / "home"
-    array = np.arange(6.0).reshape(2, 3)
-    path = str(home / "inputs" / "x-a.npy")
-    server = FileLease(home / "scheduler.lock")
-    assert server.acquire()  # as a running ``tilefan serve`` holds it
-    try:
-        core = build_core(Config(home=home), one_shot=True, held={path: array})
-        assert core.ports.blobs.array_info(path) == ((2, 3), "float64")  # read from the file now
-        np.testing.assert_array_equal(np.load(path), array)
-    finally:
-        server.release()
-    core = build_core(Config(home=tmp_path / "free"), one_shot=True, held={str(tmp_path / "free" / "b.npy"): array})
-    assert core.ports.blobs.array_info(str(tmp_path / "free" / "b.npy")) == ((2, 3), "float64")
-    assert not (tmp_path / "free" / "b.npy").exists()  # the lease was free: held, never written

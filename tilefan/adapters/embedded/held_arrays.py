@@ -8,9 +8,9 @@ submission reads the array's shape and dtype from memory, and the tiles slice th
 array itself. The scheduler's pool workers are forked from this process after the job is
 submitted, so they see the same pages (copy-on-write, only ever read), with no copy.
 
-Only a run that takes the home's lease itself may hold its inputs: a ``tilefan serve`` that
-holds the lease runs the job in its own process, which reads files (``bootstrap`` writes
-them out then).
+Only a home no other process will read may hold its inputs: the Python API's temporary
+home, which no server knows of and which is gone with the call (a kept home's inputs are
+written, so that ``tilefan resume`` can finish a crashed call's job).
 """
 
 from __future__ import annotations

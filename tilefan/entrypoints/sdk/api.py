@@ -158,7 +158,8 @@ def _load(path: str, limit: int, keep: bool, named: bool) -> np.ndarray:
     if mapped.nbytes <= limit and not named:
         # A private (copy-on-write) mapping of tilefan's own output file, handed back as a
         # plain ndarray: its pages are the page cache's until the caller writes to one, so
-        # the whole output is not copied (0.05-0.1 s at 4096², BENCHMARKS.md). No later job
+        # the whole output is not copied (a copy of a 128 MiB output took 0.04-0.4 s,
+        # with the load: BENCHMARKS.md, the one-shot section). No later job
         # changes these bytes: outputs are committed by renaming a new file into place, and
         # an unlinked file stays mapped. A file the caller named could be rewritten in
         # place by anything (truncating it under the mapping), so that one is copied.
