@@ -158,7 +158,7 @@ class AwsPrediction:
     def to_dict(self) -> dict[str, Any]:
         doc = {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items() if k != "prices"}
         doc["total_usd"] = round(self.total_usd, 6)
-        doc["prices"] = self.prices
+        doc["prices"] = self.prices  # after the total, where the document always had it
         return doc
 
 
