@@ -35,7 +35,7 @@ def main() -> None:
         raise SystemExit("the C kernel is not built: run make kernel")
     cpus = threads.usable_cpus()
     n = args.grid
-    table = random_atoms(RandomAtoms(args.atoms, 1), (n, n, n), (0.0, 0.0, 0.0), 1.0)
+    table = random_atoms(RandomAtoms(count=args.atoms, seed=1), (n, n, n), (0.0, 0.0, 0.0), 1.0)
     region: Region = ((0, n), (0, n), (0, n))
     pairs = n ** 3 * args.atoms
     print(f"{cpus} CPUs, region {n}³ × {args.atoms:,} atoms, best of {args.rounds} alternating rounds")

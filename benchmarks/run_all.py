@@ -108,7 +108,7 @@ def bench_atoms(rounds: int) -> None:
         from tilefan.domain.randgen import random_atoms
         from tilefan.domain.spec.parse import RandomAtoms
 
-        table = random_atoms(RandomAtoms(1000, 3), (256, 256, 256), (0.0, 0.0, 0.0), 1.0)
+        table = random_atoms(RandomAtoms(count=1000, seed=3), (256, 256, 256), (0.0, 0.0, 0.0), 1.0)
         for precision in ("float64", "float32"):
             region = ((0, 4), (0, 256), (0, 256))
             start = time.perf_counter()

@@ -87,7 +87,7 @@ def test_atoms_over_http_finds_the_brute_force_minimum(server: Server) -> None:
     doc = server.wait_job(accepted["job_id"])
     assert doc["status"] == "SUCCEEDED", doc["error"]
     assert doc["progress"]["tiles_done"] == doc["progress"]["tiles_total"] == 8
-    table = random_atoms(RandomAtoms(30, 4), grid, (0.0, 0.0, 0.0), 1.0)
+    table = random_atoms(RandomAtoms(count=30, seed=4), grid, (0.0, 0.0, 0.0), 1.0)
     ref, _ = brute_force_phi(table, grid, softening=0.2)
     assert doc["result"]["min_index"] == argmin_index(ref)
     assert doc["result"]["min_value"] == pytest.approx(float(ref.min()), rel=1e-12)

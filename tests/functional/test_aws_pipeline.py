@@ -93,7 +93,7 @@ def test_atoms_on_aws_equals_embedded(stack: Stack, client: Client, tmp_path: Pa
     local = embedded_result(tmp_path, spec)
     for field in ("min_value", "min_index", "min_point"):
         assert doc["result"][field] == local[field]
-    table = random_atoms(RandomAtoms(40, 2), (10, 9, 8), (0.0, 0.0, 0.0), 1.0)
+    table = random_atoms(RandomAtoms(count=40, seed=2), (10, 9, 8), (0.0, 0.0, 0.0), 1.0)
     phi, _ = brute_force_phi(table, (10, 9, 8), softening=0.1)
     assert doc["result"]["min_index"] == argmin_index(phi)
     assert doc["result"]["min_value"] == pytest.approx(float(phi.min()), rel=1e-12)

@@ -69,7 +69,8 @@ ATOMS = {"kind": "atoms", "grid": [12, 10, 8], "atoms": {"count": 30, "seed": 4}
 def atoms_reference(spec: dict[str, Any]) -> np.ndarray:
     """φ of a random-atoms job on the default grid, by brute force."""
     grid = tuple(spec["grid"])
-    table = random_atoms(RandomAtoms(spec["atoms"]["count"], spec["atoms"]["seed"]), grid, (0.0, 0.0, 0.0), 1.0)
+    atoms = RandomAtoms(count=spec["atoms"]["count"], seed=spec["atoms"]["seed"])
+    table = random_atoms(atoms, grid, (0.0, 0.0, 0.0), 1.0)
     return brute_force_phi(table, grid, softening=spec["softening"])[0]
 
 

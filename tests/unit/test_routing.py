@@ -173,7 +173,7 @@ def test_fitting_leaves_a_forced_route_or_an_impossible_fit_alone() -> None:
     forced = atoms(route="spot")
     assert fit_to_lambda(forced, dear_spot) == forced
     # A tile that needs more than a Lambda however small it gets (9 GB of atoms table).
-    huge = atoms(atoms=RandomAtoms(300_000_000, 1))
+    huge = atoms(atoms=RandomAtoms(count=300_000_000, seed=1))
     assert fit_to_lambda(huge, dear_spot) == huge
     assert FIT_MAX_TILES >= 1_000
 

@@ -111,6 +111,18 @@ def test_atoms_from_a_file_records_its_count() -> None:
     assert spec.atoms == StoredAtoms(file="/data/atoms.npy", count=2)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: RandomAtoms(40, 2),
+    lambda: RandomMatrix((3, 4), "float64", 7, 0),
+    lambda: StoredMatrix("/data/a34.npy", (3, 4), "float64"),
+    lambda: StoredAtoms("/data/atoms.npy", 2),
+])
+def test_resolved_inputs_are_named_field_by_field(make: Any) -> None:
+    # count/seed and seed/stream share a type: a swapped positional pair would make another job.
+    with pytest.raises(TypeError, match="positional"):
+        make()
+
+
 ROUND_TRIP = [
     {"kind": "matmul", "a": {"shape": "3x4"}, "b": {"shape": "4x5"}, "seed": 7, "tile": 2},
     {"kind": "matmul", "a": {"file": "/data/a34.npy"}, "b": {"file": "/data/b45.npy"}, "out": "/data/c.npy"},

@@ -316,7 +316,7 @@ def test_an_interruption_mid_tile_hands_the_tile_back_and_deletes_the_closed_mes
     tokens, queue = FakeTokens(), FakeQueue()
     gate = threading.Event()
     late = make(tokens=tokens, queue=queue)
-    late.interrupt(SpotNotice("terminate", "2026-01-01T00:00:00Z"))
+    late.interrupt(SpotNotice(action="terminate", time="2026-01-01T00:00:00Z"))
     assert late.handle(message(body())) == RELEASED  # received after the notice: not started
     assert tokens.calls == []
     worker = make(lambda job, tile: gate.wait(DEADLINE_S), tokens=tokens, queue=queue)
@@ -325,7 +325,7 @@ def test_an_interruption_mid_tile_hands_the_tile_back_and_deletes_the_closed_mes
         thread = threading.Thread(target=lambda: result.append(worker.handle(message(body(), 2))))
         thread.start()
         wait_until(lambda: "heartbeat" in tokens.ops(), "a heartbeat", DEADLINE_S)
-        worker.interrupt(SpotNotice("terminate", "2026-01-01T00:00:00Z"))
+        worker.interrupt(SpotNotice(action="terminate", time="2026-01-01T00:00:00Z"))
         thread.join(DEADLINE_S)
         assert result == [HANDED_BACK]  # without waiting for the computation
     finally:
@@ -346,7 +346,7 @@ def test_if_the_hand_back_cannot_reach_step_functions_the_message_is_released() 
         thread.start()
         wait_until(lambda: "heartbeat" in tokens.ops(), "a heartbeat", DEADLINE_S)
         tokens.down = True
-        worker.interrupt(SpotNotice("terminate", ""))
+        worker.interrupt(SpotNotice(action="terminate", time=""))
         thread.join(DEADLINE_S)
     finally:
         gate.set()
@@ -382,7 +382,7 @@ def test_the_loop_survives_queue_and_metadata_errors() -> None:
 
 def test_a_notice_stops_the_loop() -> None:
     notices = Notices()
-    notices.notice = SpotNotice("terminate", "soon")
+    notices.notice = SpotNotice(action="terminate", time="soon")
     worker = make(notices=notices, idle_s=DEADLINE_S)
     assert worker.run() == INTERRUPTED
-    assert worker.notice == SpotNotice("terminate", "soon")
+    assert worker.notice == SpotNotice(action="terminate", time="soon")

@@ -134,13 +134,13 @@ def candidate_layout(spec: JobSpec) -> PanelLayout | None:
     whether or not the pass fits the plan step (``panel_layout``).
 
     >>> from tilefan.domain.spec.parse import RandomMatrix
-    >>> a = StoredMatrix("A.npy", (4096, 4096), "float32")
-    >>> b = StoredMatrix("B.npy", (4096, 4096), "float32")
+    >>> a = StoredMatrix(file="A.npy", shape=(4096, 4096), dtype="float32")
+    >>> b = StoredMatrix(file="B.npy", shape=(4096, 4096), dtype="float32")
     >>> candidate_layout(MatrixSpec(Kind.MATMUL, a, b, None, (1024, 1024), False))
     PanelLayout(k=4096, n=4096, itemsize=4, dtype='float32', band_rows=4096, panel_cols=1024)
     >>> candidate_layout(MatrixSpec(Kind.MATMUL, a, b, None, (1024, 4096), False)) is None  # one tile column
     True
-    >>> r = RandomMatrix((4096, 4096), "float32", 1, 1)
+    >>> r = RandomMatrix(shape=(4096, 4096), dtype="float32", seed=1, stream=1)
     >>> candidate_layout(MatrixSpec(Kind.MATMUL, a, r, None, (1024, 1024), False)) is None
     True
     """
@@ -209,7 +209,8 @@ def staging_report(spec: JobSpec, a_read: int, io_mb_s: float) -> StagingReport 
     policy's rate); whether it runs is ``panel_layout``'s decision.
 
     >>> from tilefan.domain.spec.parse import StoredMatrix as S
-    >>> m = MatrixSpec(Kind.MATMUL, S("A", (8, 8), "float64"), S("B", (8, 8), "float64"), None, (2, 2), False)
+    >>> a, b = (S(file=f, shape=(8, 8), dtype="float64") for f in "AB")
+    >>> m = MatrixSpec(Kind.MATMUL, a, b, None, (2, 2), False)
     >>> r = staging_report(m, 16 * 2 * 8 * 8, 60.0)
     >>> r.staged, r.tile_b_unstaged, r.tile_b_staged, r.job_unstaged, r.job_staged
     (True, 512, 128, 10240, 4608)

@@ -66,7 +66,7 @@ def verify_bytes(spec: JobSpec) -> int:
     measurable for atoms (64 points).
 
     >>> from tilefan.domain.spec.resolved import MatrixSpec, RandomMatrix
-    >>> m = RandomMatrix((100, 50), "float64", 0, 0)
+    >>> m = RandomMatrix(shape=(100, 50), dtype="float64", seed=0, stream=0)
     >>> verify_bytes(MatrixSpec(Kind.ADD, m, m, None, (10, 10), True))
     120000
     """

@@ -95,7 +95,8 @@ class Plan:
         """
         >>> from tilefan.domain.routing import Prices
         >>> from tilefan.domain.spec.parse import RandomMatrix
-        >>> m, policy = RandomMatrix((4, 4), "float64", 0, 0), RoutePolicy(prices=Prices.unpriced())
+        >>> m = RandomMatrix(shape=(4, 4), dtype="float64", seed=0, stream=0)
+        >>> policy = RoutePolicy(prices=Prices.unpriced())
         >>> plan("j", MatrixSpec(Kind.ADD, m, m, None, (2, 4), False, route="spot"), policy).tiles_per_route()
         {'lambda': 0, 'spot': 2}
         """

@@ -39,8 +39,8 @@ def fit_to_lambda(spec: JobSpec, policy: RoutePolicy) -> JobSpec:
 
     >>> from tilefan.domain.routing import Prices
     >>> from tilefan.domain.spec.parse import RandomAtoms
-    >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", RandomAtoms(16_000_000, 1), None,
-    ...                 (64, 64, 64), False)
+    >>> atoms = RandomAtoms(count=16_000_000, seed=1)
+    >>> big = AtomsSpec((64, 64, 64), (0.0,) * 3, 1.0, 0.0, "float64", atoms, None, (64, 64, 64), False)
     >>> cheap = RoutePolicy(prices=replace(Prices.unpriced(), lambda_gb_s=0.0000166667, spot_hour=0.25))
     >>> dear = RoutePolicy(prices=replace(cheap.prices, spot_hour=5.0))
     >>> plan("j", big, cheap).tiles_per_route()

@@ -11,20 +11,24 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 
-@dataclass(frozen=True)
+# Keyword-only: these records' fields share a type, so a swapped positional pair would
+# pass every type check.
+@dataclass(frozen=True, kw_only=True)
+class QueueMessage:
+    """One tile message as received: ``receipt`` is the handle that extends, releases or deletes it."""
+
+    message_id: str
+    receipt: str
+    body: str
+    receive_count: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
 class SpotNotice:
     """A scheduled interruption: ``action`` is terminate, stop or hibernate."""
 
     action: str
     time: str
-
-
-@dataclass(frozen=True)
-class QueueMessage:
-    message_id: str
-    receipt: str
-    body: str
-    receive_count: int = 1
 
 
 class TileQueue(Protocol):

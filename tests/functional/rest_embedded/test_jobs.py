@@ -71,7 +71,7 @@ def test_atoms_job_finds_the_brute_force_minimum_and_writes_the_field(client: Cl
     doc = wait_job(client, accepted["job_id"])
     assert_finished(doc)
     assert doc["result"]["verification"]["method"] == "sampled"
-    table = random_atoms(RandomAtoms(40, 2), grid, (0.0, 0.0, 0.0), 1.0)
+    table = random_atoms(RandomAtoms(count=40, seed=2), grid, (0.0, 0.0, 0.0), 1.0)
     ref, scale = brute_force_phi(table, grid, softening=0.1)
     expected_index = argmin_index(ref)
     assert doc["result"]["min_index"] == expected_index

@@ -31,7 +31,9 @@ class Kind(StrEnum):
     ATOMS = "atoms"
 
 
-@dataclass(frozen=True)
+# The inputs are keyword-only: seed, stream and count are all ints, and a swapped positional
+# pair would pass every type check and silently make another job.
+@dataclass(frozen=True, kw_only=True)
 class RandomMatrix:
     """A seeded random matrix: a pure function of (seed, stream, shape, dtype)."""
 
@@ -41,7 +43,7 @@ class RandomMatrix:
     stream: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StoredMatrix:
     """A matrix in the blob store (a local path or an object key), named as a request names it."""
 
@@ -50,7 +52,7 @@ class StoredMatrix:
     dtype: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RandomAtoms:
     """Atoms at seeded random positions with random energies: a pure function of (count, seed)."""
 
@@ -58,7 +60,7 @@ class RandomAtoms:
     seed: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StoredAtoms:
     """An N×4 table (x, y, z, energy) as ``.npy`` or ``.csv``, or a ``.pqr`` / ``.xyz`` molecule."""
 

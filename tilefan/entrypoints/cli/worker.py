@@ -58,7 +58,7 @@ def cli_main(args: argparse.Namespace) -> int:
     except InvalidSpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, lambda signum, frame: worker.interrupt(SpotNotice("sigterm", "")))
+    signal.signal(signal.SIGTERM, lambda signum, frame: worker.interrupt(SpotNotice(action="sigterm", time="")))
     reason = worker.run()
     print(f"tilefan worker {worker.options.name}: {reason}; {worker.stats.outcomes}", file=sys.stderr)
     return 0

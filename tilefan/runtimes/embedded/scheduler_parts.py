@@ -121,8 +121,9 @@ def runs_inline(spec: JobSpec, tiles: int, kernel: Callable[..., Any]) -> bool:
     >>> from dataclasses import replace
     >>> from tilefan.domain.kernels import atoms_potential
     >>> from tilefan.domain.spec.parse import RandomMatrix
-    >>> small = MatrixSpec(Kind.MATMUL, RandomMatrix((2000, 1500), "float64", 0, 0),
-    ...                    RandomMatrix((1500, 1000), "float64", 0, 1), None, (1024, 1024), False)
+    >>> a = RandomMatrix(shape=(2000, 1500), dtype="float64", seed=0, stream=0)
+    >>> b = RandomMatrix(shape=(1500, 1000), dtype="float64", seed=0, stream=1)
+    >>> small = MatrixSpec(Kind.MATMUL, a, b, None, (1024, 1024), False)
     >>> runs_inline(small, 2, atoms_potential), runs_inline(replace(small, kind=Kind.ADD), 2, atoms_potential)
     (True, False)
     """

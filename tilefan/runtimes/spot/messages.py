@@ -125,7 +125,7 @@ class Mailbox:
 
     def hand_back(self, message: QueueMessage, task: TileTask, notice: SpotNotice | None, log: dict[str, Any]) -> str:
         """Give the tile back to the state machine (which retries it) after an interruption."""
-        notice = notice or SpotNotice("unknown", "")
+        notice = notice or SpotNotice(action="unknown", time="")
         cause = state_cause(INTERRUPTED_ERROR, f"{self.worker} got a spot interruption notice "
                             f"({notice.action} at {notice.time or 'unknown time'}); tile {task.tile_id} handed back")
         if self._fail_token(message, task, INTERRUPTED_ERROR, cause, log):
