@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,17 +20,16 @@ from tilefan.pipeline.ports import Ports
 from tilefan.settings import AwsSettings, Config, Env, SpotSettings, parse_aws_settings, parse_config
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from tilefan.adapters.aws.ec2_capacity import Ec2SpotCapacity
     from tilefan.adapters.aws.sfn_runner import StepFunctionsRunner
+    from tilefan.adapters.embedded.held_arrays import HeldArrays
     from tilefan.runtimes.embedded.scheduler import Scheduler
     from tilefan.runtimes.spot.worker import Worker, WorkerOptions
     from tilefan.service.core import JobCore
 
 __all__ = ["AwsSettings", "Config", "SpotSettings", "api_authorizer", "aws_settings", "build_aws_ports",
            "build_aws_runner", "build_capacity", "build_core", "build_scheduler", "build_service", "build_worker",
-           "embedded_ports", "load_config", "remote_settings", "spot_worker_options"]
+           "embedded_ports", "hold_in_memory", "load_config", "remote_settings", "spot_worker_options"]
 
 
 def load_config(env: Env | None = None) -> Config:
@@ -65,10 +63,18 @@ def api_authorizer(env: Env | None = None) -> Any:
 # --------------------------------------------------------------------------- embedded
 
 
-def embedded_ports(home: Path, held: Mapping[str, np.ndarray] | None = None) -> Ports:
-    """The home's ports; ``held``: inputs read from this process's memory (``held_arrays``)."""
+def hold_in_memory(home: Path, max_output_bytes: int) -> HeldArrays:
+    """Arrays a temporary ``home`` keeps in this process's memory (``held_arrays``): hand them
+    to ``build_core`` as ``held``; outputs over ``max_output_bytes`` stay files."""
+    from tilefan.adapters.embedded.held_arrays import HeldArrays
+
+    return HeldArrays(home, max_output_bytes=max_output_bytes)
+
+
+def embedded_ports(home: Path, held: HeldArrays | None = None) -> Ports:
+    """The home's ports; ``held``: inputs and outputs kept in this process's memory (``held_arrays``)."""
     blobs = LocalBlobStore(home / "blobs")
-    if held:
+    if held is not None:
         from tilefan.adapters.embedded.held_arrays import HeldBlobStore
 
         blobs = HeldBlobStore(home / "blobs", held)
@@ -76,10 +82,10 @@ def embedded_ports(home: Path, held: Mapping[str, np.ndarray] | None = None) -> 
 
 
 def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | None = None,
-                    held: Mapping[str, np.ndarray] | None = None) -> Scheduler:
+                    held: HeldArrays | None = None) -> Scheduler:
     """The home's scheduler: its SQLite queue, one pool of ``config.workers`` processes and
-    the home's lease (``only``: run just these jobs, as the CLI does; ``held``: inputs in
-    this process's memory, which its pool's forked workers share)."""
+    the home's lease (``only``: run just these jobs, as the CLI does; ``held``: inputs and
+    outputs in this process's memory, which its pool's forked workers share)."""
     from tilefan.adapters.embedded.lease import FileLease
     from tilefan.runtimes.embedded.scheduler import PoolSettings, Scheduler
 
@@ -87,7 +93,7 @@ def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | 
     assert isinstance(ports.jobs, SqliteJobStore)
     settings = PoolSettings(
         workers=config.workers, kernel=config.kernel, start_method="forkserver" if threaded else "fork",
-        policy=config.route_policy,
+        policy=config.route_policy, held=held is not None,
     )
     # A CLI interrupted with Ctrl-C should not wait long for its tiles in flight.
     # Every job here is the home's one owner's: the owner's cap on jobs at once bounds how
@@ -99,7 +105,7 @@ def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | 
 
 
 def build_core(config: Config | None = None, *, one_shot: bool = False,
-               held: Mapping[str, np.ndarray] | None = None) -> JobCore:
+               held: HeldArrays | None = None) -> JobCore:
     """The application core over the configured backend, for every door.
 
     A server's core (``tilefan serve``, the Chalice app, the local job commands) starts
@@ -107,8 +113,8 @@ def build_core(config: Config | None = None, *, one_shot: bool = False,
     ``resume``, the Python API) runs each job it is asked to here, in this process, on the
     home's scheduler for just that job; if a server holds the home's lease, that server
     runs it and the core follows its record. ``held`` (one-shot only, in a home no server
-    knows of: the Python API's temporary one) maps input paths to arrays in this process's
-    memory, read from there instead of from files."""
+    knows of: the Python API's temporary one) keeps the job's inputs and outputs in this
+    process's memory instead of in files."""
     from tilefan.service.core import JobCore
 
     config = config or load_config()
@@ -138,7 +144,7 @@ def build_core(config: Config | None = None, *, one_shot: bool = False,
                    http_limits=config.http_limits)
 
 
-def _scheduler_of_one(config: Config, held: Mapping[str, np.ndarray] | None, job_id: str) -> Scheduler:
+def _scheduler_of_one(config: Config, held: HeldArrays | None, job_id: str) -> Scheduler:
     return build_scheduler(config, only={job_id}, held=held)
 
 

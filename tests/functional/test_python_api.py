@@ -10,6 +10,8 @@ import pytest
 
 import tilefan
 from tests.helpers import brute_force_phi
+from tilefan.domain.randgen import random_atoms
+from tilefan.domain.spec.resolved import RandomAtoms
 from tilefan.entrypoints.sdk import api
 from tilefan.errors import InvalidSpecError
 
@@ -128,8 +130,8 @@ def test_a_named_output_comes_back_as_a_copy(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("in_pool", [False, True])
-def test_in_memory_inputs_are_read_from_memory_not_staged_as_files(tmp_path: Path, in_pool: bool,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_temporary_homes_inputs_and_output_stay_in_memory(tmp_path: Path, in_pool: bool,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     from tilefan.bootstrap import embedded_ports
@@ -137,20 +139,26 @@ def test_in_memory_inputs_are_read_from_memory_not_staged_as_files(tmp_path: Pat
     from tilefan.runtimes.embedded import scheduler_parts
 
     if in_pool:  # the pool's workers, forked after the submission, read the same arrays
-        monkeypatch.setattr(scheduler_parts, "INLINE_MATMUL_FLOP", 0.0)
+        monkeypatch.setattr(scheduler_parts, "HELD_INLINE_MATMUL_FLOP", 0.0)
     # The call's temporary home, made where the test can see it and kept to be looked at.
     home = tmp_path / "home"
-    monkeypatch.setattr(api.tempfile, "mkdtemp", lambda prefix: (home.mkdir(), str(home))[1])
-    monkeypatch.setattr(api.shutil, "rmtree", lambda *args, **kwargs: None)
+    monkeypatch.setattr(api.tempfile, "mkdtemp", lambda prefix: (home.mkdir(exist_ok=True), str(home))[1])
+    monkeypatch.setattr(api._Run, "close", lambda self: None)
     rng = np.random.default_rng(8)
     a, b = rng.random((70, 50)), rng.random((50, 60))
     c = tilefan.matmul(a, b, tile=32, workers=2, verify=True)
     np.testing.assert_allclose(c, a @ b, rtol=1e-12)
     assert not (home / "inputs").exists() or list((home / "inputs").iterdir()) == []  # nothing written
+    assert list(home.rglob("*.npy")) == []  # nor the output: built in memory, shared with forked workers
     ports = embedded_ports(home)
     (record,), _ = ports.jobs.list_jobs(10)
     workers = {row["worker"] for row in tile_report(ports, record.job_id)["tiles"]}
     assert (f"local-{os.getpid()}" not in workers) if in_pool else (workers == {f"local-{os.getpid()}"})
+    # An atoms job's field, and the table it stages for its tiles, are held the same way.
+    phi = tilefan.atoms((5, 6, 7), atoms=12, seed=2, field=True, tile=3, workers=2)
+    table = random_atoms(RandomAtoms(count=12, seed=2), (5, 6, 7), (0.0, 0.0, 0.0), 1.0)
+    np.testing.assert_allclose(phi.field, brute_force_phi(table, (5, 6, 7))[0], rtol=1e-12)
+    assert list(home.rglob("*.npy")) == []
 
 
 def test_a_kept_homes_inputs_are_files_so_a_crashed_call_can_be_resumed(tmp_path: Path) -> None:

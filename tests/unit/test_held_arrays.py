@@ -1,20 +1,29 @@
-"""Inputs held in memory: tiles read views of the caller's array, never a copy of it."""
+"""A temporary home's arrays held in memory: tiles read views of the caller's arrays and
+write the outputs in memory, in this process or in workers forked from it."""
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tilefan.adapters.embedded.held_arrays import HeldBlobStore
+from tilefan.adapters.embedded.held_arrays import HeldArrays, HeldBlobStore
+from tilefan.errors import StoreError
+
+
+def _store(home: Path, max_output_bytes: int = 1 << 20) -> tuple[HeldBlobStore, HeldArrays]:
+    held = HeldArrays(home, max_output_bytes=max_output_bytes)
+    return HeldBlobStore(home / "blobs", held), held
 
 
 def test_held_rows_are_read_only_views_of_the_callers_array_and_files_still_read(tmp_path: Path) -> None:
     array = np.arange(20.0).reshape(4, 5)
     on_disk = np.ones((2, 2))
     np.save(tmp_path / "f.npy", on_disk)
-    store = HeldBlobStore(tmp_path / "blobs", {"/held/a.npy": array})
+    store, held = _store(tmp_path)
+    held.hold("/held/a.npy", array)
     assert store.array_info("/held/a.npy") == ((4, 5), "float64")
     rows = store.read_rows("/held/a.npy", (1, 3))
     block = store.read_rows("/held/a.npy", (0, 4), (2, 4))
@@ -27,3 +36,78 @@ def test_held_rows_are_read_only_views_of_the_callers_array_and_files_still_read
     assert array[0, 0] == 0.0
     assert store.array_info(str(tmp_path / "f.npy")) == ((2, 2), "float64")
     np.testing.assert_array_equal(store.read_rows(str(tmp_path / "f.npy"), (0, 1)), on_disk[:1])
+
+
+def test_an_output_in_the_home_is_built_in_memory_and_committed_without_a_file(tmp_path: Path) -> None:
+    store, held = _store(tmp_path)
+    store.create_array("jobs/j1/out.npy", (4, 3), "float32", "j1")
+    store.output_region("jobs/j1/out.npy", "j1", ((0, 2), (0, 3)))[...] = 1.0
+    store.write_region("jobs/j1/out.npy", "j1", ((2, 4), (0, 3)), np.full((2, 3), 2.0))
+    np.testing.assert_array_equal(store.read_region("jobs/j1/out.npy", "j1", ((1, 3), (0, 1))), [[1.0], [2.0]])
+    where = store.commit_array("jobs/j1/out.npy", "j1")
+    assert where == str((tmp_path / "blobs" / "jobs/j1/out.npy").resolve())
+    assert not any(p.is_file() for p in tmp_path.rglob("*")), "nothing of the output was written to disk"
+    result = held.result(where)
+    assert result is not None and result.dtype == np.float32
+    np.testing.assert_array_equal(result, [[1.0] * 3] * 2 + [[2.0] * 3] * 2)
+    assert store.array_info("jobs/j1/out.npy") == ((4, 3), "float32")
+    np.testing.assert_array_equal(store.read_rows("jobs/j1/out.npy", (3, 4)), [[2.0] * 3])
+    store.delete("jobs/j1/out.npy")
+    assert held.result(where) is None
+
+
+def test_another_jobs_write_and_a_discarded_output_never_reach_the_held_one(tmp_path: Path) -> None:
+    store, held = _store(tmp_path)
+    store.create_array("jobs/j1/out.npy", (2, 2), "float64", "j1")
+    with pytest.raises(StoreError, match="never created"):
+        store.output_region("jobs/j1/out.npy", "j2", ((0, 2), (0, 2)))  # j2 made none: a file store's answer
+    store.discard_array("jobs/j1/out.npy", "j1")
+    assert held.outputs == {}
+    with pytest.raises(StoreError, match="never created"):
+        store.commit_array("jobs/j1/out.npy", "j1")
+
+
+def test_outputs_outside_the_home_or_over_the_limit_stay_files(tmp_path: Path) -> None:
+    store, held = _store(tmp_path / "home", max_output_bytes=64)
+    named = tmp_path / "named.npy"
+    store.create_array(str(named), (2, 2), "float64", "j1")  # a path the caller named
+    store.create_array("jobs/j2/big.npy", (3, 3), "float64", "j2")  # 72 bytes, over 64
+    store.create_array("jobs/j3/c.zarr", (2, 2), "float64", "j3", chunks=(1, 2))  # chunked: a directory
+    assert held.outputs == {}
+    store.write_region(str(named), "j1", ((0, 2), (0, 2)), np.eye(2))
+    np.testing.assert_array_equal(np.load(store.commit_array(str(named), "j1")), np.eye(2))
+
+
+def _fill_in_child(store: HeldBlobStore, value: float) -> None:
+    store.output_region("jobs/j1/out.npy", "j1", ((1, 2), (0, 3)))[...] = value
+
+
+@pytest.mark.parametrize("written_before_fork", [False, True])
+def test_a_worker_forked_while_an_output_is_built_writes_into_the_same_memory(
+    tmp_path: Path, written_before_fork: bool
+) -> None:
+    store, held = _store(tmp_path)
+    store.create_array("jobs/j1/out.npy", (2, 3), "float64", "j1")
+    if written_before_fork:
+        store.output_region("jobs/j1/out.npy", "j1", ((0, 1), (0, 3)))[...] = 5.0
+    child = multiprocessing.get_context("fork").Process(target=_fill_in_child, args=(store, 7.0))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    result = held.result(store.commit_array("jobs/j1/out.npy", "j1"))
+    assert result is not None
+    np.testing.assert_array_equal(result, [[5.0 if written_before_fork else 0.0] * 3, [7.0] * 3])
+
+
+def _create_in_child(store: HeldBlobStore) -> None:
+    store.create_array("jobs/j2/out.npy", (2, 2), "float64", "j2")
+
+
+def test_an_output_made_in_a_forked_worker_is_a_file_the_parent_can_read(tmp_path: Path) -> None:
+    store, held = _store(tmp_path)
+    child = multiprocessing.get_context("fork").Process(target=_create_in_child, args=(store,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0 and held.outputs == {}
+    store.write_region("jobs/j2/out.npy", "j2", ((0, 2), (0, 2)), np.ones((2, 2)))
+    assert np.load(store.commit_array("jobs/j2/out.npy", "j2")).sum() == 4.0

@@ -2,15 +2,18 @@
 
 Each call runs one job on the embedded backend, in ``home`` when given (or
 ``TILEFAN_HOME`` with ``use_config=True``) and otherwise in a temporary directory that is
-removed afterwards. Arrays are read by the job's tiles from memory, with no copy (written
-to the home as ``.npy`` files only when a ``tilefan serve`` holds it); a path (str or
-``Path``, also ``X.zarr`` and ``file.h5:dataset``) is used as it is, and so is a zarr array
-on local storage or an h5py dataset (tiles read only their blocks of it). With
+removed afterwards. In that temporary home nothing is written that the call does not
+need: the job's tiles read the arrays from memory with no copy, and build the output in
+this process's memory, which is what the call returns. In a kept home the arrays are
+written as ``.npy`` files, so that ``tilefan resume`` can finish a crashed call's job. A path
+(str or ``Path``, also ``X.zarr`` and ``file.h5:dataset``) is used as it is, and so is a
+zarr array on local storage or an h5py dataset (tiles read only their blocks of it). With
 ``out="C.zarr"`` the result is written as Zarr, one chunk per tile, and returned as a zarr
-array. An output larger than ``in_memory_limit`` bytes comes back as a read-only
-``np.memmap``: give ``out=`` to keep its file; without it the file is removed from the
-directory at once and the mapping stays valid while the array lives (POSIX). A smaller
-output in the home comes back as a plain array over a private mapping of its file (no copy).
+array. An output larger than ``in_memory_limit`` bytes is built in a file and comes back as
+a read-only ``np.memmap``: give ``out=`` to keep its file; without it the file is removed
+from the directory at once and the mapping stays valid while the array lives (POSIX). A
+smaller output in a kept home comes back as a plain array over a private mapping of its
+file (no copy).
 
 >>> import numpy as np, tilefan
 >>> a = np.arange(6.0).reshape(2, 3); b = np.ones((3, 2))
@@ -43,6 +46,7 @@ from tilefan.errors import InvalidSpecError, ReportedError, TilefanError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from tilefan.bootstrap import HeldArrays
     from tilefan.domain.spec.parse import JobSpec
     from tilefan.service.core import JobCore
 
@@ -76,12 +80,16 @@ class AtomsResult:
 
 @dataclass
 class _Run:
-    """A job store home for one call: a temporary directory or a kept one, and the call's
-    in-memory inputs, which its job reads from memory (``bootstrap.build_core``'s ``held``)."""
+    """A job store home for one call: a temporary directory, whose job keeps the call's
+    in-memory inputs and its outputs in memory (``held``, ``bootstrap.build_core``'s), or a
+    kept one, where both are files."""
 
     home: Path
-    temporary: bool
-    held: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    held: HeldArrays | None = None
+
+    @property
+    def temporary(self) -> bool:
+        return self.held is not None
 
     def input(self, name: str, value: ArrayLike) -> str:
         if isinstance(value, str | os.PathLike):
@@ -90,10 +98,10 @@ class _Run:
         if stored is not None:
             return stored
         path = self.home / "inputs" / f"{os.getpid()}-{id(value):x}-{name}.npy"
-        if self.temporary:
+        if self.held is not None:
             # Nothing outlives this call's temporary home, so no later process (``tilefan
             # resume``, a server) needs the inputs as files: the job reads them from memory.
-            self.held[str(path)] = np.ascontiguousarray(value)
+            self.held.hold(path, np.ascontiguousarray(value))
         else:
             # A kept home's job must be resumable after a crash of this process, by another
             # process that has only the files.
@@ -106,14 +114,17 @@ class _Run:
             shutil.rmtree(self.home, ignore_errors=True)
 
 
-def _open_run(home: str | os.PathLike[str] | None, use_config: bool) -> _Run:
+def _open_run(home: str | os.PathLike[str] | None, use_config: bool, in_memory_limit: int) -> _Run:
     if home is not None:
-        return _Run(Path(home), temporary=False)
+        return _Run(Path(home))
     if use_config:
         from tilefan.bootstrap import load_config
 
-        return _Run(load_config().home, temporary=False)
-    return _Run(Path(tempfile.mkdtemp(prefix="tilefan-")), temporary=True)
+        return _Run(load_config().home)
+    from tilefan.bootstrap import hold_in_memory
+
+    temporary = Path(tempfile.mkdtemp(prefix="tilefan-"))
+    return _Run(temporary, hold_in_memory(temporary, max_output_bytes=in_memory_limit))
 
 
 def _core(run: _Run, workers: int | None) -> JobCore:
@@ -147,8 +158,11 @@ def _execute(core: JobCore, raw: dict[str, Any], progress: bool,
     return final
 
 
-def _load(path: str, limit: int, keep: bool, named: bool) -> np.ndarray:
-    """The output at ``path``; ``keep``: leave its file, ``named``: the caller named it."""
+def _load(run: _Run, path: str, limit: int, named: bool) -> np.ndarray:
+    """The output at ``path``; ``named``: the caller named it."""
+    held = run.held.result(path) if run.held is not None else None
+    if held is not None:
+        return held  # built in this process's memory, and no one else's: the caller's now
     if is_zarr(path):
         from tilefan.adapters.embedded.chunked_files import open_zarr
 
@@ -166,7 +180,7 @@ def _load(path: str, limit: int, keep: bool, named: bool) -> np.ndarray:
         return np.asarray(np.load(path, mmap_mode="c"))
     if mapped.nbytes <= limit:
         return np.array(mapped)
-    if not keep:
+    if run.temporary and not named:
         os.unlink(path)  # the mapping keeps the data; nothing is left on disk
     return mapped
 
@@ -174,7 +188,7 @@ def _load(path: str, limit: int, keep: bool, named: bool) -> np.ndarray:
 def _matrix(kind: str, a: ArrayLike, b: ArrayLike, tile: int | tuple[int, int] | None, verify: bool,
             out: str | os.PathLike[str] | None, home: str | os.PathLike[str] | None, use_config: bool,
             workers: int | None, progress: bool, in_memory_limit: int) -> np.ndarray:
-    run = _open_run(home, use_config)
+    run = _open_run(home, use_config, in_memory_limit)
     try:
         raw: dict[str, Any] = {"kind": kind, "verify": verify, "a": {"file": run.input("a", a)},
                                "b": {"file": run.input("b", b)}}
@@ -184,7 +198,7 @@ def _matrix(kind: str, a: ArrayLike, b: ArrayLike, tile: int | tuple[int, int] |
             raw["out"] = os.path.abspath(os.fspath(out))
         final = _execute(_core(run, workers), raw, progress)
         path = final["result"]["output"]
-        return _load(path, in_memory_limit, keep=out is not None or not run.temporary, named=out is not None)
+        return _load(run, path, in_memory_limit, named=out is not None)
     finally:
         run.close()
 
@@ -241,7 +255,7 @@ def atoms(grid: int | tuple[int, int, int] | None = None, atoms: ArrayLike | int
 
     if atoms is None:
         raise InvalidSpecError("atoms", "is required: an N×4 array, a file, or a count")
-    run = _open_run(home, use_config)
+    run = _open_run(home, use_config, in_memory_limit)
     target = None
     try:
         raw: dict[str, Any] = {
@@ -272,8 +286,7 @@ def atoms(grid: int | tuple[int, int, int] | None = None, atoms: ArrayLike | int
         if field and target is not None:
             phi = np.load(target.staged)
         elif field:
-            phi = _load(res["field"], in_memory_limit, keep=field_out is not None or not run.temporary,
-                        named=field_out is not None)
+            phi = _load(run, res["field"], in_memory_limit, named=field_out is not None)
         if target is not None:
             final = finish_map(target, final)
             res = final["result"]

@@ -225,7 +225,11 @@ class Scheduler:
             assert action.error is not None, "a FAIL carries its error body"
             fail_job(self.ports, action.job_id, action.error)
         else:
-            executor = self._get_pool() if self.state.steps_in_pool else self._threads
+            # A server's steps run beside its other jobs; a one-shot run has nothing else to
+            # do meanwhile, so its steps run here, like its inline tiles (a thread's start
+            # and handoffs were about 5 ms of a small ``tilefan.matmul``).
+            executor = (self._get_pool() if self.state.steps_in_pool
+                        else self._inline if self.only is not None else self._threads)
             # The plan its submission cut, if this process submitted it: the step plans once.
             args = (self.settings.policy, self._plans.pop(action.job_id, None)) if action.act is Act.PLAN else ()
             fut = _submit(executor, STEPS[action.act], action.job_id, *args)
@@ -249,7 +253,7 @@ class Scheduler:
             # The CLI and the Python API run a one-tile job, a small matmul, or atoms on the
             # C kernel (threads over every core) right here.
             kernel = job_kernel(record, self.settings.kernel)
-            inline = self.only is not None and runs_inline(record.spec, len(tiles), kernel)
+            inline = self.only is not None and runs_inline(record.spec, len(tiles), kernel, self.settings.held)
             return machine.FoundRunning(job_id, todo, kernel, inline)
         except Exception as exc:  # the job's failure is recorded, not raised
             return machine.JobFound(job_id, Found.UNREADABLE, exc)

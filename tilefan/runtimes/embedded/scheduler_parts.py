@@ -5,6 +5,7 @@ in-thread executor and the atoms kernel a job's tiles use."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +28,8 @@ class PoolSettings:
     start_method: str = "fork"
     # Routes are recorded on each tile (and shown in reports) but every tile runs here.
     policy: RoutePolicy = field(default_factory=list_policy)
+    # The home keeps its arrays in this process's memory (``held_arrays``): see runs_inline.
+    held: bool = False
 
 
 class JobQueue(Protocol):
@@ -103,6 +106,12 @@ def job_kernel(record: JobRecord, choice: str) -> Callable[..., Any]:
 # ``tilefan.matmul`` at 2000×1500·1500×1000, and 2·10¹⁰ flops is about 0.2 s of GEMM on two
 # cores at ~100 GFLOP/s. A bigger matmul keeps the pool (benchmarks/matmul_e2e.py --api).
 INLINE_MATMUL_FLOP = 2e10
+# With the home's arrays held in this process's memory (the Python API's temporary home), a
+# matmul of any size runs here: its output is then this process's own pages, which cost
+# less to fill than the shared pages forked workers would write. Measured at 4096³ against
+# ``a @ b``: 1.10× here and 1.16× through the pool when held; with files the other way
+# round, 1.20× here and 1.11× through the pool, so the limit above stays for them.
+HELD_INLINE_MATMUL_FLOP = math.inf
 
 # An atoms job run on its own with the C kernel computes its tiles in the calling process,
 # one after another, each on threads over every core (``compute/threads.py``: ctypes
@@ -114,9 +123,9 @@ INLINE_MATMUL_FLOP = 2e10
 INLINE_ATOMS_C = True
 
 
-def runs_inline(spec: JobSpec, tiles: int, kernel: Callable[..., Any]) -> bool:
+def runs_inline(spec: JobSpec, tiles: int, kernel: Callable[..., Any], held: bool = False) -> bool:
     """Whether a job run on its own (the CLI, the Python API) computes its tiles right here;
-    ``kernel`` is the atoms kernel its tiles use.
+    ``kernel`` is the atoms kernel its tiles use, ``held`` whether its arrays are in memory.
 
     >>> from dataclasses import replace
     >>> from tilefan.domain.kernels import atoms_potential
@@ -126,12 +135,15 @@ def runs_inline(spec: JobSpec, tiles: int, kernel: Callable[..., Any]) -> bool:
     >>> small = MatrixSpec(Kind.MATMUL, a, b, None, (1024, 1024), False)
     >>> runs_inline(small, 2, atoms_potential), runs_inline(replace(small, kind=Kind.ADD), 2, atoms_potential)
     (True, False)
+    >>> big = replace(small, a=replace(a, shape=(4096, 4096)), b=replace(b, shape=(4096, 4096)))
+    >>> runs_inline(big, 16, atoms_potential), runs_inline(big, 16, atoms_potential, held=True)
+    (False, True)
     """
     if tiles == 1:
         return True  # starting a pool would cost more than the tile
     if isinstance(spec, MatrixSpec) and spec.kind is Kind.MATMUL:
         (m, k), n = spec.a.shape, spec.b.shape[1]
-        return 2.0 * m * k * n <= INLINE_MATMUL_FLOP
+        return 2.0 * m * k * n <= (HELD_INLINE_MATMUL_FLOP if held else INLINE_MATMUL_FLOP)
     if isinstance(spec, AtomsSpec):
         from tilefan.domain import kernels
 
