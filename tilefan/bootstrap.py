@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,12 +74,13 @@ def hold_in_memory(home: Path, max_output_bytes: int) -> HeldArrays:
 
 def embedded_ports(home: Path, held: HeldArrays | None = None) -> Ports:
     """The home's ports; ``held``: inputs and outputs kept in this process's memory (``held_arrays``)."""
-    blobs = LocalBlobStore(home / "blobs")
+    jobs = SqliteJobStore(home / "jobs.sqlite3")
     if held is not None:
         from tilefan.adapters.embedded.held_arrays import HeldBlobStore
 
         blobs = HeldBlobStore(home / "blobs", held)
-    return local_ports(blobs, SqliteJobStore(home / "jobs.sqlite3"))
+        return replace(local_ports(blobs, jobs), memory_outputs=blobs)
+    return local_ports(LocalBlobStore(home / "blobs"), jobs)
 
 
 def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | None = None,
@@ -93,7 +95,7 @@ def build_scheduler(config: Config, *, threaded: bool = False, only: set[str] | 
     assert isinstance(ports.jobs, SqliteJobStore)
     settings = PoolSettings(
         workers=config.workers, kernel=config.kernel, start_method="forkserver" if threaded else "fork",
-        policy=config.route_policy, held=held is not None,
+        policy=config.route_policy,
     )
     # A CLI interrupted with Ctrl-C should not wait long for its tiles in flight.
     # Every job here is the home's one owner's: the owner's cap on jobs at once bounds how

@@ -130,8 +130,9 @@ def test_a_named_output_comes_back_as_a_copy(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("in_pool", [False, True])
-def test_a_temporary_homes_inputs_and_output_stay_in_memory(tmp_path: Path, in_pool: bool,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_temporary_homes_inputs_stay_in_memory_and_so_does_an_output_computed_here(
+    tmp_path: Path, in_pool: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     from tilefan.bootstrap import embedded_ports
@@ -140,6 +141,7 @@ def test_a_temporary_homes_inputs_and_output_stay_in_memory(tmp_path: Path, in_p
 
     if in_pool:  # the pool's workers, forked after the submission, read the same arrays
         monkeypatch.setattr(scheduler_parts, "HELD_INLINE_MATMUL_FLOP", 0.0)
+        monkeypatch.setattr(scheduler_parts, "INLINE_ATOMS_C", False)
     # The call's temporary home, made where the test can see it and kept to be looked at.
     home = tmp_path / "home"
     monkeypatch.setattr(api.tempfile, "mkdtemp", lambda prefix: (home.mkdir(exist_ok=True), str(home))[1])
@@ -148,17 +150,43 @@ def test_a_temporary_homes_inputs_and_output_stay_in_memory(tmp_path: Path, in_p
     a, b = rng.random((70, 50)), rng.random((50, 60))
     c = tilefan.matmul(a, b, tile=32, workers=2, verify=True)
     np.testing.assert_allclose(c, a @ b, rtol=1e-12)
-    assert not (home / "inputs").exists() or list((home / "inputs").iterdir()) == []  # nothing written
-    assert list(home.rglob("*.npy")) == []  # nor the output: built in memory, shared with forked workers
+    assert not (home / "inputs").exists() or list((home / "inputs").iterdir()) == []  # no input written
+    # The output: in this process's memory when computed here; a file the forked workers
+    # write into when they compute it (their stores into this process's private pages would be lost).
+    outputs = [p.name for p in home.rglob("*.npy")]
+    assert outputs == (["out.npy"] if in_pool else [])
     ports = embedded_ports(home)
     (record,), _ = ports.jobs.list_jobs(10)
     workers = {row["worker"] for row in tile_report(ports, record.job_id)["tiles"]}
     assert (f"local-{os.getpid()}" not in workers) if in_pool else (workers == {f"local-{os.getpid()}"})
-    # An atoms job's field, and the table it stages for its tiles, are held the same way.
+    # An atoms job's field likewise; the table it stages for its tiles is held either way.
     phi = tilefan.atoms((5, 6, 7), atoms=12, seed=2, field=True, tile=3, workers=2)
     table = random_atoms(RandomAtoms(count=12, seed=2), (5, 6, 7), (0.0, 0.0, 0.0), 1.0)
     np.testing.assert_allclose(phi.field, brute_force_phi(table, (5, 6, 7))[0], rtol=1e-12)
-    assert list(home.rglob("*.npy")) == []
+    fields = [p.parent.name for p in home.rglob("*.npy") if p.name != "out.npy"]
+    assert fields == (["fields"] if in_pool else [])
+
+
+def test_a_one_shot_run_plans_in_its_own_thread_and_reduces_in_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The interrupt (Ctrl-C) reaches the calling thread: it must never fall between the
+    # reduce's publishing of the output and its recording of the job SUCCEEDED.
+    import threading
+
+    from tilefan.pipeline import plan, reduce
+
+    threads: dict[str, threading.Thread] = {}
+    for module, name in ((plan, "plan_job"), (reduce, "reduce_job")):
+        real = getattr(module, name)
+
+        def spy(*args: object, _real: object = real, _name: str = name, **kwargs: object) -> object:
+            threads[_name] = threading.current_thread()
+            return _real(*args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(module, name, spy)
+    c = tilefan.matmul(np.eye(3), np.ones((3, 2)))
+    np.testing.assert_array_equal(c, np.ones((3, 2)))
+    assert threads["plan_job"] is threading.main_thread()
+    assert threads["reduce_job"] is not threading.main_thread()
 
 
 def test_a_kept_homes_inputs_are_files_so_a_crashed_call_can_be_resumed(tmp_path: Path) -> None:

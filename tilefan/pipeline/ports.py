@@ -26,6 +26,7 @@ from tilefan.pipeline.store_capabilities import (
     DirectPut,
     InPlaceOutputs,
     LocalFiles,
+    MemoryOutputs,
     OutputClaims,
     PartAssembly,
     Presigning,
@@ -158,6 +159,7 @@ class Ports:
     presign: Presigning | None = None
     sent_uploads: SentUploads | None = None
     local_files: LocalFiles | None = None
+    memory_outputs: MemoryOutputs | None = None
 
 
 class JobRunner(Protocol):

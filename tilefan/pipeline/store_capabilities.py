@@ -3,7 +3,8 @@
 ``tilefan.pipeline.ports.Ports`` has a field for each, which the function that builds an
 adapter set fills with the store that offers it, or leaves None: part assembly, presigning
 and sent uploads (S3); in-place outputs, output claims and local files (the embedded file
-store); direct puts (the embedded and memory stores). Code asks the field, never the object.
+store); direct puts (the embedded and memory stores); outputs in memory (the Python API's
+temporary home). Code asks the field, never the object.
 """
 
 from __future__ import annotations
@@ -96,6 +97,20 @@ class InPlaceOutputs(Protocol):
         """A writable view of ``region`` of job ``job_id``'s uncommitted output at ``key``
         (clipped to the output): what is written into it is the region's content, as
         ``write_region`` of the same values would leave it. StoreError if never created."""
+        ...
+
+
+class MemoryOutputs(Protocol):
+    """A store that builds some outputs in this process's memory (the Python API's temporary
+    home, ``adapters/embedded/held_arrays``). Such an output is only this process's: a job
+    whose tiles run in forked pool workers must have its outputs built as files."""
+
+    def in_memory(self, job_id: str) -> bool:
+        """Whether the job's outputs (all created by its plan step) are built in memory."""
+        ...
+
+    def to_files(self, job_id: str) -> None:
+        """Build the job's outputs as files from now on, before any worker forks."""
         ...
 
 

@@ -9,12 +9,14 @@ a 2000×1500·1500×1000 product's time here). Held instead:
 * an **input**'s path names the caller's array: the submission reads its shape and dtype
   from memory, and the tiles slice the array itself; an array the job stores for its tiles
   (an atoms job's table) is kept the same way;
-* an **output** under the home (the result, an atoms field) is an array in memory, made at
-  its first write. Tiles computed here write into it directly; if the job's scheduler forks
-  pool workers, the output is moved into shared memory just before the fork
-  (``os.register_at_fork``), so the workers' writes land in the same pages. Committing it
-  publishes the array under the output's path, where the caller takes it
-  (``HeldArrays.result``).
+* an **output** under the home (the result, an atoms field) is an array in this process's
+  memory, made at its first write, into which the tiles computed here write directly.
+  Committing it publishes the array under the output's path, where the caller takes it
+  (``HeldArrays.result``). A job whose tiles go to forked pool workers instead (an add, an
+  atoms job on NumPy's kernel) has its outputs built as files, as in any home
+  (``to_files``, which the scheduler calls before it dispatches them): memory a worker
+  could write into would have to be shared, and the caller's result would then stay
+  shared with every process it forks later.
 
 Only a home no other process will read may hold its arrays: the Python API's temporary
 home, which no server knows of and which is gone with the call (a kept home's inputs and
@@ -24,9 +26,7 @@ larger than ``max_output_bytes`` stays a file, which the kernel may page out.
 
 from __future__ import annotations
 
-import mmap
 import os
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,25 +42,14 @@ from tilefan.errors import StoreError
 
 @dataclass(eq=False)
 class HeldOutput:
-    """One output: its shape and dtype, the job writing it, and its array once written."""
+    """One output: its key, shape and dtype, the job writing it, and its array once written."""
 
+    key: str
     shape: tuple[int, ...]
     dtype: np.dtype
     job_id: str
     array: np.ndarray | None = None
     committed: bool = False
-    shared: bool = False
-
-    def share(self) -> None:
-        """Move the array (made now if not yet) into memory a forked process shares."""
-        size = int(np.prod(self.shape)) * self.dtype.itemsize
-        if self.shared or size == 0:
-            return
-        # An anonymous MAP_SHARED mapping: a forked child's stores are the parent's pages.
-        shared = np.frombuffer(mmap.mmap(-1, size), dtype=self.dtype).reshape(self.shape)
-        if self.array is not None:
-            shared[...] = self.array
-        self.array, self.shared = shared, True
 
 
 @dataclass(eq=False)
@@ -76,7 +65,6 @@ class HeldArrays:
 
     def __post_init__(self) -> None:
         self.home = self.home.resolve()
-        _LIVE.add(self)
 
     def hold(self, path: str | os.PathLike[str], array: np.ndarray) -> None:
         """Read ``array`` wherever ``path`` is read."""
@@ -90,25 +78,8 @@ class HeldArrays:
     def holds(self, path: Path, key: str, shape: tuple[int, ...], dtype: str) -> bool:
         """Whether an array made at ``path`` is held: a ``.npy`` in the home, in memory's limit,
         made by the process that owns the arrays (one made in a forked worker is a file)."""
-        return (os.getpid() == self.owner and chunked_ref(key) is None and path.is_relative_to(self.home)
+        return (os.getpid() == self.owner and chunked_ref(key) is None and path.resolve().is_relative_to(self.home)
                 and int(np.prod(shape)) * np.dtype(dtype).itemsize <= self.max_output_bytes)
-
-
-# Every live set of held arrays, for the fork hook below (weakly: a call's arrays go with it).
-_LIVE: weakref.WeakSet[HeldArrays] = weakref.WeakSet()
-
-
-def _share_before_fork() -> None:
-    # A pool worker forked now must write where this process reads: shared memory, not a
-    # private copy of the pages. Only outputs being written are moved; a committed one stays.
-    for held in list(_LIVE):
-        if held.owner == os.getpid():
-            for out in list(held.outputs.values()):
-                if not out.committed:
-                    out.share()
-
-
-os.register_at_fork(before=_share_before_fork)
 
 
 class HeldBlobStore(LocalBlobStore):
@@ -132,11 +103,26 @@ class HeldBlobStore(LocalBlobStore):
         return out if out is not None and not out.committed and out.job_id == job_id else None
 
     def _array(self, out: HeldOutput) -> np.ndarray:
+        if os.getpid() != self.held.owner:
+            # A forked worker's writes would land in its own copy of the pages, and be lost.
+            raise StoreError(f"output {out.key} of job {out.job_id} is in another process's memory")
         if out.array is None:
-            if os.getpid() != self.held.owner:  # never made before the fork: the hook makes it
-                raise StoreError("a held output was first written in a forked worker")
             out.array = np.zeros(out.shape, out.dtype)  # zeros, as a new sparse file reads
         return out.array
+
+    # ------------------------------------------------------------------ MemoryOutputs
+
+    def in_memory(self, job_id: str) -> bool:
+        return any(out.job_id == job_id and not out.committed for out in self.held.outputs.values())
+
+    def to_files(self, job_id: str) -> None:
+        for final, out in list(self.held.outputs.items()):
+            if out.job_id != job_id or out.committed:
+                continue
+            del self.held.outputs[final]
+            super().create_array(out.key, out.shape, out.dtype.name, job_id)
+            if out.array is not None:  # written here before (a resumed run): keep what it holds
+                super().write_region(out.key, job_id, tuple((0, n) for n in out.shape), out.array)
 
     # ------------------------------------------------------------------ reads
 
@@ -176,9 +162,9 @@ class HeldBlobStore(LocalBlobStore):
         if not self.held.holds(path, key, tuple(shape), dtype):
             super().create_array(key, shape, dtype, job_id, chunks)
             return
-        # Made at its first write: a job whose tiles run in forked workers gets it in shared
-        # memory from the fork hook, one computed here as this process's own pages.
-        self.held.outputs[self._final(key)] = HeldOutput(tuple(shape), np.dtype(dtype), job_id)
+        # Made at its first write, as this process's own pages (``to_files`` first, for a job
+        # whose tiles go to the pool).
+        self.held.outputs[self._final(key)] = HeldOutput(key, tuple(shape), np.dtype(dtype), job_id)
 
     def output_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray:
         out = self._writing(key, job_id)

@@ -2,9 +2,10 @@
 
 Each call runs one job on the embedded backend, in ``home`` when given (or
 ``TILEFAN_HOME`` with ``use_config=True``) and otherwise in a temporary directory that is
-removed afterwards. In that temporary home nothing is written that the call does not
-need: the job's tiles read the arrays from memory with no copy, and build the output in
-this process's memory, which is what the call returns. In a kept home the arrays are
+removed afterwards. In that temporary home the job's tiles read the arrays from memory
+with no copy, and tiles computed in this process (a matmul, atoms on the C kernel) build
+the output in its memory, which is what the call returns; only tiles sent to the pool's
+forked workers write a file. In a kept home the arrays are
 written as ``.npy`` files, so that ``tilefan resume`` can finish a crashed call's job. A path
 (str or ``Path``, also ``X.zarr`` and ``file.h5:dataset``) is used as it is, and so is a
 zarr array on local storage or an h5py dataset (tiles read only their blocks of it). With

@@ -11,8 +11,9 @@ CLI while ``tilefan serve`` runs, or a second server) waits for the lease while 
 stay queued, and the CLI then just follows its job's record. So the cores are never
 oversubscribed by two pools.
 
-A job's plan and reduce run off the dispatcher (``scheduler_steps``), so a big one does
-not hold up other jobs' tiles.
+A server's plans and reduces run off the dispatcher (``scheduler_steps``), so a big one
+does not hold up other jobs' tiles; a one-shot run (the CLI, the Python API) plans in the
+dispatcher itself, as it runs its inline tiles, and reduces in a helper thread.
 
 A tile whose worker died (``BrokenProcessPool``) or that raised a transient error is
 retried with exponential backoff, up to ``RetryPolicy.max_attempts`` in all; a permanent
@@ -225,11 +226,13 @@ class Scheduler:
             assert action.error is not None, "a FAIL carries its error body"
             fail_job(self.ports, action.job_id, action.error)
         else:
-            # A server's steps run beside its other jobs; a one-shot run has nothing else to
-            # do meanwhile, so its steps run here, like its inline tiles (a thread's start
-            # and handoffs were about 5 ms of a small ``tilefan.matmul``).
-            executor = (self._get_pool() if self.state.steps_in_pool
-                        else self._inline if self.only is not None else self._threads)
+            # A server's steps run beside its other jobs. A one-shot run has nothing else to
+            # do meanwhile, so its plan runs here, like its inline tiles (a thread's start
+            # and handoffs were about 5 ms of a small ``tilefan.matmul``); its reduce keeps
+            # a helper thread, where no Ctrl-C can fall between publishing the output and
+            # recording the job SUCCEEDED (this thread takes the interrupt and cancels).
+            here = self.only is not None and action.act is Act.PLAN
+            executor = self._get_pool() if self.state.steps_in_pool else self._inline if here else self._threads
             # The plan its submission cut, if this process submitted it: the step plans once.
             args = (self.settings.policy, self._plans.pop(action.job_id, None)) if action.act is Act.PLAN else ()
             fut = _submit(executor, STEPS[action.act], action.job_id, *args)
@@ -253,7 +256,11 @@ class Scheduler:
             # The CLI and the Python API run a one-tile job, a small matmul, or atoms on the
             # C kernel (threads over every core) right here.
             kernel = job_kernel(record, self.settings.kernel)
-            inline = self.only is not None and runs_inline(record.spec, len(tiles), kernel, self.settings.held)
+            memory = self.ports.memory_outputs
+            held = memory is not None and memory.in_memory(job_id)
+            inline = self.only is not None and runs_inline(record.spec, len(tiles), kernel, held)
+            if memory is not None and held and not inline:
+                memory.to_files(job_id)  # pool workers cannot write into this process's memory
             return machine.FoundRunning(job_id, todo, kernel, inline)
         except Exception as exc:  # the job's failure is recorded, not raised
             return machine.JobFound(job_id, Found.UNREADABLE, exc)
@@ -283,8 +290,8 @@ class Scheduler:
         if self._running:
             cf.wait(list(self._running), timeout=self.grace_s)
         if not self.state.steps_in_pool:
-            # A plan or reduce in a helper thread cannot be killed: it ends before the lease
-            # is released, so no other scheduler starts the same step meanwhile.
+            # A step in a helper thread cannot be killed: it ends before the lease is
+            # released, so no other scheduler starts the same step meanwhile.
             cf.wait([fut for fut, work in self._running.items() if isinstance(work, machine.JobAction)])
         self._running.clear()
         self.state = self._fresh_state()

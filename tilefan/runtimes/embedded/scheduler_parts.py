@@ -28,8 +28,6 @@ class PoolSettings:
     start_method: str = "fork"
     # Routes are recorded on each tile (and shown in reports) but every tile runs here.
     policy: RoutePolicy = field(default_factory=list_policy)
-    # The home keeps its arrays in this process's memory (``held_arrays``): see runs_inline.
-    held: bool = False
 
 
 class JobQueue(Protocol):
@@ -106,11 +104,11 @@ def job_kernel(record: JobRecord, choice: str) -> Callable[..., Any]:
 # ``tilefan.matmul`` at 2000×1500·1500×1000, and 2·10¹⁰ flops is about 0.2 s of GEMM on two
 # cores at ~100 GFLOP/s. A bigger matmul keeps the pool (benchmarks/matmul_e2e.py --api).
 INLINE_MATMUL_FLOP = 2e10
-# With the home's arrays held in this process's memory (the Python API's temporary home), a
-# matmul of any size runs here: its output is then this process's own pages, which cost
-# less to fill than the shared pages forked workers would write. Measured at 4096³ against
-# ``a @ b``: 1.10× here and 1.16× through the pool when held; with files the other way
-# round, 1.20× here and 1.11× through the pool, so the limit above stays for them.
+# A matmul whose output is built in this process's memory (``MemoryOutputs``: the Python
+# API's temporary home) runs here at any size: filling those pages costs less than the
+# file-backed pages the pool's workers would write. Measured at 4096³ against ``a @ b``:
+# 1.10× here and 1.16× through the pool; with a file output the other way round, 1.20×
+# here and 1.11× through the pool, so the limit above stays for files.
 HELD_INLINE_MATMUL_FLOP = math.inf
 
 # An atoms job run on its own with the C kernel computes its tiles in the calling process,
@@ -125,7 +123,8 @@ INLINE_ATOMS_C = True
 
 def runs_inline(spec: JobSpec, tiles: int, kernel: Callable[..., Any], held: bool = False) -> bool:
     """Whether a job run on its own (the CLI, the Python API) computes its tiles right here;
-    ``kernel`` is the atoms kernel its tiles use, ``held`` whether its arrays are in memory.
+    ``kernel`` is the atoms kernel its tiles use, ``held`` whether its output is built in
+    this process's memory.
 
     >>> from dataclasses import replace
     >>> from tilefan.domain.kernels import atoms_potential

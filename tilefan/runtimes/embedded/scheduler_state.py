@@ -21,7 +21,7 @@ class Act(Enum):
     """What the scheduler does to a whole job (``JobAction``)."""
 
     OPEN = "open"  # read its record: answer JobFound or FoundRunning
-    PLAN = "plan"  # run its plan step (in the pool or a helper thread): answer Ended
+    PLAN = "plan"  # run its plan step (in the pool, a helper thread or inline): answer Ended
     REDUCE = "reduce"  # run its reduce step, likewise
     FAIL = "fail"  # record it FAILED with the action's error body
 

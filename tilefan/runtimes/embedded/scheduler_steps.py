@@ -4,9 +4,9 @@ A job's plan (staging its inputs, creating its output) and its reduce (combining
 verifying, committing) can take long on a big job. The dispatcher hands them out: into
 the pool's processes when a server shares its pool between jobs (a step then takes a
 worker slot like a tile, and neither delays other jobs' tiles nor takes the server's CPU
-from its HTTP threads), or to helper threads otherwise (the CLI runs one job, and with
-one worker the tiles run in the dispatcher itself). When each step runs, and again after
-a failure, is ``scheduler_decide``'s call.
+from its HTTP threads), or to helper threads otherwise. A one-shot run (the CLI, the
+Python API: one job) plans in the dispatcher itself and reduces in a helper thread. When
+each step runs, and again after a failure, is ``scheduler_decide``'s call.
 """
 
 from __future__ import annotations
