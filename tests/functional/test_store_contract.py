@@ -167,7 +167,7 @@ def be(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 CAPABILITIES: dict[str, type] = {
     "assembly": caps.PartAssembly, "in_place": caps.InPlaceOutputs, "claims": caps.OutputClaims,
     "direct_put": caps.DirectPut, "presign": caps.Presigning, "sent_uploads": caps.SentUploads,
-    "local_files": caps.LocalFiles,
+    "local_files": caps.LocalFiles, "memory_outputs": caps.MemoryOutputs,
 }
 OFFERED = {"embedded": {"in_place", "claims", "direct_put", "local_files"},
            "aws": {"assembly", "presign", "sent_uploads"}, "memory": {"direct_put"}}
@@ -185,6 +185,17 @@ def test_each_adapter_set_declares_exactly_the_capabilities_its_store_has(be: Ba
     for name, protocol in CAPABILITIES.items():
         assert defines(be.blobs, protocol) is (name in declared), f"{be.kind}: {name} ({protocol.__name__})"
         assert vars(be.ports)[name] in (None, be.blobs)
+
+
+def test_the_python_apis_temporary_home_adds_outputs_in_memory(tmp_path: Path) -> None:
+    from tilefan.bootstrap import embedded_ports, hold_in_memory
+
+    ports = embedded_ports(tmp_path, hold_in_memory(tmp_path, max_output_bytes=1 << 20))
+    declared = {name for name in CAPABILITIES if vars(ports)[name] is not None}
+    assert declared == OFFERED["embedded"] | {"memory_outputs"}
+    for name, protocol in CAPABILITIES.items():
+        assert defines(ports.blobs, protocol) is (name in declared), name
+        assert vars(ports)[name] in (None, ports.blobs)
 
 
 def npy(array: np.ndarray) -> bytes:
