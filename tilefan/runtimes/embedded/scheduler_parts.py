@@ -106,9 +106,10 @@ def job_kernel(record: JobRecord, choice: str) -> Callable[..., Any]:
 INLINE_MATMUL_FLOP = 2e10
 # A matmul whose output is built in this process's memory (``MemoryOutputs``: the Python
 # API's temporary home) runs here at any size: filling those pages costs less than the
-# file-backed pages the pool's workers would write. Measured at 4096³ against ``a @ b``:
-# 1.10× here and 1.16× through the pool; with a file output the other way round, 1.20×
-# here and 1.11× through the pool, so the limit above stays for files.
+# file-backed pages the pool's workers would write. Measured at 4096³ against ``a @ b``
+# (BENCHMARKS.md, the temporary home in memory): 1.06× here and 1.11× through the pool;
+# with a file output the other way round, 1.20× here and 1.11× through the pool, so the
+# limit above stays for files.
 HELD_INLINE_MATMUL_FLOP = math.inf
 
 # An atoms job run on its own with the C kernel computes its tiles in the calling process,
