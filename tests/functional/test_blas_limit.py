@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -42,12 +43,20 @@ def test_an_atoms_tile_never_loads_threadpoolctl() -> None:
     """)
 
 
-@pytest.mark.parametrize("calls", [1, 2])
-def test_the_first_product_holds_blas_to_one_thread(calls: int) -> None:
+@pytest.mark.parametrize("tiles", [1, 2])
+def test_the_first_matrix_tile_holds_blas_to_one_thread(tiles: int, tmp_path: Path) -> None:
+    # Real matmul tiles, as the pool worker runs them, through the home's ports.
     _run(f"""
+        from pathlib import Path
         from threadpoolctl import threadpool_info
-        for _ in range({calls}):
-            threads.limit_blas()
+        from tests.helpers import start_job
+        from tilefan.bootstrap import embedded_ports
+        from tilefan.pipeline.tile import TileOutcome, run_tile
+        ports = embedded_ports(Path({str(tmp_path)!r}))
+        raw = {{"kind": "matmul", "a": {{"shape": "64x48"}}, "b": {{"shape": "48x40"}}, "tile": 32}}
+        job_id, tile_ids = start_job(ports, raw)
+        for tile_id in tile_ids[:{tiles}]:
+            assert run_tile(ports, job_id, tile_id).outcome is TileOutcome.RECORDED
         blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
         assert blas and all(i["num_threads"] == 1 for i in blas), blas
     """)
