@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -178,9 +180,9 @@ def test_a_one_shot_run_plans_in_its_own_thread_and_reduces_in_another(monkeypat
     for module, name in ((plan, "plan_job"), (reduce, "reduce_job")):
         real = getattr(module, name)
 
-        def spy(*args: object, _real: object = real, _name: str = name, **kwargs: object) -> object:
+        def spy(*args: Any, _real: Callable[..., Any] = real, _name: str = name, **kwargs: Any) -> Any:
             threads[_name] = threading.current_thread()
-            return _real(*args, **kwargs)  # type: ignore[operator]
+            return _real(*args, **kwargs)
 
         monkeypatch.setattr(module, name, spy)
     c = tilefan.matmul(np.eye(3), np.ones((3, 2)))

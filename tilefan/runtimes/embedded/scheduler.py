@@ -231,8 +231,10 @@ class Scheduler:
             # and handoffs were about 5 ms of a small ``tilefan.matmul``); its reduce keeps
             # a helper thread, where no Ctrl-C can fall between publishing the output and
             # recording the job SUCCEEDED (this thread takes the interrupt and cancels).
-            here = self.only is not None and action.act is Act.PLAN
-            executor = self._get_pool() if self.state.steps_in_pool else self._inline if here else self._threads
+            if self.state.steps_in_pool:
+                executor = self._get_pool()
+            else:
+                executor = self._inline if self.only is not None and action.act is Act.PLAN else self._threads
             # The plan its submission cut, if this process submitted it: the step plans once.
             args = (self.settings.policy, self._plans.pop(action.job_id, None)) if action.act is Act.PLAN else ()
             fut = _submit(executor, STEPS[action.act], action.job_id, *args)
@@ -257,9 +259,10 @@ class Scheduler:
             # C kernel (threads over every core) right here.
             kernel = job_kernel(record, self.settings.kernel)
             memory = self.ports.memory_outputs
-            held = memory is not None and memory.in_memory(job_id)
+            held = memory.in_memory(job_id) if memory is not None else False
             inline = self.only is not None and runs_inline(record.spec, len(tiles), kernel, held)
-            if memory is not None and held and not inline:
+            if held and not inline:
+                assert memory is not None
                 memory.to_files(job_id)  # pool workers cannot write into this process's memory
             return machine.FoundRunning(job_id, todo, kernel, inline)
         except Exception as exc:  # the job's failure is recorded, not raised
