@@ -17,6 +17,7 @@ import contextlib
 import functools
 import io
 import itertools
+import mmap
 import random
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -171,10 +172,26 @@ CAPABILITIES: dict[str, type] = {
 }
 OFFERED = {"embedded": {"in_place", "claims", "direct_put", "local_files"},
            "aws": {"assembly", "presign", "sent_uploads"}, "memory": {"direct_put"}}
+# Facts about an adapter set's store that change what the pipeline does, not calls it makes.
+PROPERTIES = {"mapped_reads"}
+MAPPED = {"embedded"}
 
 
 def test_every_optional_capability_of_the_ports_is_listed_here() -> None:
-    assert set(CAPABILITIES) == {f.name for f in fields(Ports)} - {"blobs", "jobs"}
+    assert set(CAPABILITIES) | PROPERTIES == {f.name for f in fields(Ports)} - {"blobs", "jobs"}
+
+
+def test_a_store_said_to_read_through_memory_maps_reads_a_column_block_as_a_view(be: Backend) -> None:
+    """``mapped_reads`` lets a matmul skip staging B's panels: true only where a column
+    block of a stored array is a view of the mapped file, with no copy to stage."""
+    assert be.ports.mapped_reads is (be.kind in MAPPED)
+    array = np.arange(48.0).reshape(6, 8)
+    for key in (be.put_user_file("m.npy", npy(array)), "jobs/j1/m.npy"):
+        be.blobs.write_array("jobs/j1/m.npy", array)
+        block = be.blobs.read_rows(key, (0, 6), (2, 5))
+        np.testing.assert_array_equal(block, array[:, 2:5], strict=True)
+        if be.ports.mapped_reads:
+            assert not block.flags.owndata and isinstance(block.base, np.memmap | mmap.mmap), type(block.base)
 
 
 def test_each_adapter_set_declares_exactly_the_capabilities_its_store_has(be: Backend) -> None:

@@ -4,7 +4,9 @@ The plan step cuts B once into pieces ``B[band, panel]`` (``tilefan.domain.bpane
 each its own contiguous ``.npy`` object in the job's space, so a tile reads its panel as
 a few whole objects instead of whole rows of all of B. Both backends run this same code
 through the blob-store port. Each band is staged on its own (``stage_band``: one read of
-the band's full rows, one write a piece), so a Map can fan the bands out.
+the band's full rows, one write a piece), so a Map can fan the bands out. A store that
+reads its arrays through memory maps (``Ports.mapped_reads``: the embedded file store)
+stages nothing: there a tile's column block of B is already a view of B's file.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from tilefan.domain.bpanels import PanelLayout, panel_layout
 from tilefan.domain.spec.parse import JobSpec, MatrixSpec, StoredMatrix
 from tilefan.errors import InvalidBlobError
-from tilefan.pipeline.ports import BlobStore
+from tilefan.pipeline.ports import BlobStore, Ports
 
 # Pieces of a band written at once: S3's guidance for one function's throughput is 8–16
 # concurrent requests; a band's pieces are 8 MiB each for the big matrices.
@@ -51,13 +53,21 @@ def stage_band(blobs: BlobStore, job_id: str, b: StoredMatrix, layout: PanelLayo
         return sum(pool.map(write, range(len(layout.panels))))
 
 
-def stage_panels(blobs: BlobStore, job_id: str, spec: JobSpec) -> int:
-    """Stage B's panels if the plan says so (``panel_layout``); the bytes written (0: not staged)."""
-    layout = panel_layout(spec)
+def staged_layout(ports: Ports, spec: JobSpec) -> PanelLayout | None:
+    """The layout B is staged in for this job on these ports, or None: ``panel_layout``'s
+    decision, except on a store that reads arrays through memory maps (``mapped_reads``),
+    where staging would copy B for nothing. The plan step, each tile and the reducer all
+    ask this, so they agree without a message between them."""
+    return None if ports.mapped_reads else panel_layout(spec)
+
+
+def stage_panels(ports: Ports, job_id: str, spec: JobSpec) -> int:
+    """Stage B's panels if ``staged_layout`` says so; the bytes written (0: not staged)."""
+    layout = staged_layout(ports, spec)
     if layout is None:
         return 0
     assert isinstance(spec, MatrixSpec) and isinstance(spec.b, StoredMatrix)  # what panel_layout checked
-    return sum(stage_band(blobs, job_id, spec.b, layout, band) for band in range(len(layout.bands)))
+    return sum(stage_band(ports.blobs, job_id, spec.b, layout, band) for band in range(len(layout.bands)))
 
 
 def read_panel(blobs: BlobStore, job_id: str, layout: PanelLayout, cols: tuple[int, int]) -> np.ndarray:

@@ -43,7 +43,7 @@ def plan_job(
         check_no_atom_on_grid(table, spec)
         ports.blobs.write_array(atoms_key(job_id), table)
     # A stored B that tiles would each read whole rows of: cut it into panels once.
-    stage_panels(ports.blobs, job_id, spec)
+    stage_panels(ports, job_id, spec)
     ports.blobs.put_json(manifest_key(job_id), the_plan.manifest())
     ports.blobs.put_json(items_key(job_id), tile_items(the_plan))
     out = output_key(job_id, spec)

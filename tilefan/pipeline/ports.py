@@ -160,6 +160,10 @@ class Ports:
     sent_uploads: SentUploads | None = None
     local_files: LocalFiles | None = None
     memory_outputs: MemoryOutputs | None = None
+    # Whether the blob store reads stored arrays through memory maps (the embedded file
+    # store): a tile's column block of B is then a view of its file, so staging B's panels,
+    # which spares S3 reads of whole rows, would only copy B (``pipeline.bpanels``).
+    mapped_reads: bool = False
 
 
 class JobRunner(Protocol):

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from tilefan.domain.bpanels import panel_layout
 from tilefan.domain.chunks import is_zarr
 from tilefan.domain.combine import combine_all
 from tilefan.domain.plan import tile_of, tiles_total
@@ -19,7 +18,7 @@ from tilefan.domain.tiling import Region
 from tilefan.errors import ConflictError, IncompleteJobError, VerificationFailedError
 from tilefan.pipeline import verify
 from tilefan.pipeline.assemble import assemble_output
-from tilefan.pipeline.bpanels import panels_prefix
+from tilefan.pipeline.bpanels import panels_prefix, staged_layout
 from tilefan.pipeline.inputs import atoms_key, output_key
 from tilefan.pipeline.ports import Clock, Ports
 
@@ -59,7 +58,7 @@ def reduce_job(
             if location:
                 ports.blobs.delete(location)
         raise ConflictError(f"job {job_id} was {ports.jobs.get_job(job_id).status.value} before it could finish")
-    if panel_layout(spec) is not None:
+    if staged_layout(ports, spec) is not None:
         ports.blobs.delete_prefix(panels_prefix(job_id))  # a copy of B, needed by no one now
     return ports.jobs.get_job(job_id)
 

@@ -18,14 +18,13 @@ import numpy as np
 from tilefan.compute import threads
 from tilefan.domain import kernels
 from tilefan.domain.atoms import find_atom_on_grid
-from tilefan.domain.bpanels import panel_layout
 from tilefan.domain.chunks import is_zarr
 from tilefan.domain.plan import tile_of
 from tilefan.domain.records import Status, TileResult
 from tilefan.domain.spec.parse import AtomsSpec, Kind, MatrixSpec
 from tilefan.domain.tiling import Region, region_size
 from tilefan.errors import InvalidSpecError, TileFailedError, TilefanError
-from tilefan.pipeline.bpanels import read_panel
+from tilefan.pipeline.bpanels import read_panel, staged_layout
 from tilefan.pipeline.inputs import atoms_key, matrix_block, output_key
 from tilefan.pipeline.ports import Clock, Ports
 
@@ -108,7 +107,7 @@ def _compute_matrix_tile(
     threads.limit_blas()
     if spec.kind is Kind.MATMUL:
         a = matrix_block(ports.blobs, spec.a, (r0, r1), (0, spec.a.shape[1]))
-        staged = panel_layout(spec)  # the plan step staged B's panels: read this tile's alone
+        staged = staged_layout(ports, spec)  # the plan step staged B's panels: read this tile's alone
         if staged is not None:
             b = read_panel(ports.blobs, job_id, staged, (c0, c1))
         else:

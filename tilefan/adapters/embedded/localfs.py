@@ -270,6 +270,7 @@ class LocalBlobStore:
 
 
 def local_ports(blobs: LocalBlobStore, jobs: JobStore) -> Ports:
-    """The embedded adapter set's ports: tiles compute into the mapped output, a user names
-    output paths, so outputs are claimed, and ``tilefan serve`` receives uploads itself."""
-    return Ports(blobs, jobs, in_place=blobs, claims=blobs, direct_put=blobs, local_files=blobs)
+    """The embedded adapter set's ports: tiles compute into the mapped output and read their
+    inputs' blocks as views of mapped files, a user names output paths, so outputs are
+    claimed, and ``tilefan serve`` receives uploads itself."""
+    return Ports(blobs, jobs, in_place=blobs, claims=blobs, direct_put=blobs, local_files=blobs, mapped_reads=True)
