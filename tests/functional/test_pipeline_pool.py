@@ -17,11 +17,11 @@ import pytest
 from tests.helpers import run_job, scheduled
 from tilefan.bootstrap import Config, embedded_ports
 from tilefan.compute.kernel_choice import choose_atoms_kernel
+from tilefan.domain import inline_tiles
 from tilefan.domain.records import Status
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import submit_job
-from tilefan.runtimes.embedded import scheduler_parts
 
 
 def _pool(home: Path, kernel: str = "numpy") -> tuple[Ports, Any]:
@@ -40,7 +40,7 @@ def test_a_small_matmul_run_on_its_own_computes_its_tiles_in_this_process(tmp_pa
 
 def test_pool_runner_matches_in_process_steps_bit_for_bit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Through the pool even though a matmul this small would run inline.
-    monkeypatch.setattr(scheduler_parts, "INLINE_MATMUL_FLOP", 0.0)
+    monkeypatch.setattr(inline_tiles, "INLINE_MATMUL_FLOP", 0.0)
     raw = {"kind": "matmul", "a": {"shape": "70x50"}, "b": {"shape": "50x60"}, "seed": 11, "tile": 16}
     pool_ports, runner = _pool(tmp_path / "pool")
     record = submit_job(pool_ports, {**raw, "out": str(tmp_path / "pool.npy")})
@@ -69,7 +69,7 @@ def test_pool_runner_atoms_matches_in_process_steps_bit_for_bit(tmp_path: Path, 
                                                                 raw: dict[str, Any],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # Through the pool even though a one-shot atoms job on the C kernel would run inline.
-    monkeypatch.setattr(scheduler_parts, "INLINE_ATOMS_C", False)
+    monkeypatch.setattr(inline_tiles, "INLINE_ATOMS_C", False)
     raw = {"kind": "atoms", **raw, "precision": "float32"}
     pool_ports, runner = _pool(tmp_path / "pool", kernel)
     record = submit_job(pool_ports, {**raw, "field_out": str(tmp_path / "pool.npy")})
@@ -131,7 +131,7 @@ def test_a_one_shot_atoms_run_on_the_c_kernel_starts_no_pool_and_gives_the_pools
     workers = {row["worker"] for row in tile_report(here_ports, record.job_id)["tiles"]}
     assert workers == {f"local-{os.getpid()}"}
 
-    monkeypatch.setattr(scheduler_parts, "INLINE_ATOMS_C", False)
+    monkeypatch.setattr(inline_tiles, "INLINE_ATOMS_C", False)
     pool_ports, pooled = _pool(tmp_path / "pool", "compiled")
     other = submit_job(pool_ports, {**raw, "field_out": str(tmp_path / "pool.npy")})
     assert pooled(other.job_id).status is Status.SUCCEEDED

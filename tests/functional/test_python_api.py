@@ -138,12 +138,12 @@ def test_a_temporary_homes_inputs_stay_in_memory_and_so_does_an_output_computed_
     import os
 
     from tilefan.bootstrap import embedded_ports
+    from tilefan.domain import inline_tiles
     from tilefan.pipeline.report import tile_report
-    from tilefan.runtimes.embedded import scheduler_parts
 
     if in_pool:  # the pool's workers, forked after the submission, read the same arrays
-        monkeypatch.setattr(scheduler_parts, "HELD_INLINE_MATMUL_FLOP", 0.0)
-        monkeypatch.setattr(scheduler_parts, "INLINE_ATOMS_C", False)
+        monkeypatch.setattr(inline_tiles, "HELD_INLINE_MATMUL_FLOP", 0.0)
+        monkeypatch.setattr(inline_tiles, "INLINE_ATOMS_C", False)
     # The call's temporary home, made where the test can see it and kept to be looked at.
     home = tmp_path / "home"
     monkeypatch.setattr(api.tempfile, "mkdtemp", lambda prefix: (home.mkdir(exist_ok=True), str(home))[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from tilefan.compute import threads
 from tilefan.compute.kernel_choice import SlowKernelWarning, choose_atoms_kernel
 from tilefan.domain import kernels
 from tilefan.domain.local_estimate import LocalEstimate, LocalRates, estimate_here
@@ -83,12 +84,13 @@ def _panel_lines(b: dict[str, Any]) -> list[str]:
     ...      "stage_bytes_written": 8e8, "est_stage_s": 26.7, "tile_b_bytes": {"unstaged": 8e8, "staged": 2e8},
     ...      "job_bytes_in": {"unstaged": 1.4e10, "staged": 4.4e9}}
     >>> print("\\n".join(_panel_lines(b)))
-    b panels  staged by the plan step: 4 panels x 2 bands, 800.0 MB read and 800.0 MB written (~26.7 s)
+    b panels  staged on AWS by the plan step: 4 panels x 2 bands, 800.0 MB read and 800.0 MB written (~26.7 s)
     b reads   200.0 MB of B a tile (800.0 MB unstaged); 4.4 GB in a job (14.0 GB unstaged)
     """
     tile, job = b["tile_b_bytes"], b["job_bytes_in"]
     if b["staged"]:
-        head = (f"b panels  staged by the plan step: {b['panels']} panels x {b['bands']} bands, "
+        # Only on S3: here B's column blocks are views of its mapped file (``Ports.mapped_reads``).
+        head = (f"b panels  staged on AWS by the plan step: {b['panels']} panels x {b['bands']} bands, "
                 f"{_bytes(b['stage_bytes_read'])} read and {_bytes(b['stage_bytes_written'])} written "
                 f"(~{b['est_stage_s']:.1f} s)")
         reads = (f"b reads   {_bytes(tile['staged'])} of B a tile ({_bytes(tile['unstaged'])} unstaged); "
@@ -138,6 +140,9 @@ def _aws_lines(p: dict[str, Any]) -> list[str]:
 def _here(here: LocalEstimate | None) -> str:
     if here is None:
         return ""
+    if here.inline:
+        where = f"in this process on {here.cores} core{'s' if here.cores != 1 else ''}"
+        return f"~{here.total_s:.2f} s here ({where}: {here.tiles_s:.2f} s tiles, {here.merge_s:.2f} s merge), "
     workers = f"{here.workers} worker{'s' if here.workers != 1 else ''}"
     return (f"~{here.total_s:.2f} s here ({workers}: {here.pool_s:.2f} s start, {here.tiles_s:.2f} s tiles, "
             f"{here.merge_s:.2f} s merge), ")
@@ -154,4 +159,4 @@ def time_here(the_plan: Plan, spec: JobSpec, workers: int, kernel: str) -> Local
         except InvalidSpecError:  # "compiled" with no compiled kernel: the run would say so
             chosen = kernels.atoms_potential
         compiled = chosen is not kernels.atoms_potential
-    return estimate_here(the_plan, spec, workers, LocalRates(), compiled=compiled)
+    return estimate_here(the_plan, spec, workers, LocalRates(), compiled=compiled, cores=threads.usable_cpus())

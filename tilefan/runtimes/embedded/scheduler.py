@@ -35,6 +35,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tilefan.domain import kernels
+from tilefan.domain.inline_tiles import runs_inline
 from tilefan.domain.plan import Plan
 from tilefan.domain.records import JobRecord, Status
 from tilefan.pipeline.lifecycle import cancel_job, fail_job
@@ -51,7 +53,6 @@ from tilefan.runtimes.embedded.scheduler_parts import (
     RetryPolicy,
     is_permanent,
     job_kernel,
-    runs_inline,
 )
 from tilefan.runtimes.embedded.scheduler_state import Act, Found
 from tilefan.runtimes.embedded.scheduler_steps import STEPS, StepThreads
@@ -260,7 +261,8 @@ class Scheduler:
             kernel = job_kernel(record, self.settings.kernel)
             memory = self.ports.memory_outputs
             held = memory.in_memory(job_id) if memory is not None else False
-            inline = self.only is not None and runs_inline(record.spec, len(tiles), kernel, held)
+            threaded = kernel is not kernels.atoms_potential
+            inline = self.only is not None and runs_inline(record.spec, len(tiles), threaded, held)
             if held and not inline:
                 assert memory is not None
                 memory.to_files(job_id)  # pool workers cannot write into this process's memory
