@@ -17,6 +17,7 @@ from tests.functional.aws_stack import ASL, BUCKET, Stack, aws_stack, with_short
 from tests.functional.rest_client import JSON, post_job, wait_job
 from tests.helpers import argmin_index, brute_force_phi, normal_pair, npy_bytes, random_pair, s3_array, wait_until
 from tilefan.bootstrap import embedded_ports
+from tilefan.compute.kernel_choice import choose_atoms_kernel
 from tilefan.domain.randgen import random_atoms
 from tilefan.domain.spec.parse import RandomAtoms
 from tilefan.errors import StoreError, TileFailedError
@@ -27,12 +28,13 @@ from tilefan.pipeline.tile import run_tile
 
 
 def embedded_result(tmp_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
-    """The same spec on the embedded backend, in-process."""
+    """The same spec on the embedded backend, in-process, with the atoms kernel both
+    backends choose (the tile Lambda and the embedded scheduler alike: ``auto``)."""
     ports = embedded_ports(tmp_path / "embedded")
     record = submit_job(ports, spec)
     the_plan = plan_job(ports, record.job_id)
     for t in the_plan.tiles:
-        run_tile(ports, record.job_id, t.tile_id)
+        run_tile(ports, record.job_id, t.tile_id, atoms_kernel=choose_atoms_kernel("auto"))
     result = reduce_job(ports, record.job_id).result
     assert result is not None
     return result
