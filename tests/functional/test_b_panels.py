@@ -116,3 +116,17 @@ def test_when_staging_does_not_pay_nothing_is_staged(storage: Storage, ports: Po
     job_id, _ = start_job(ports, {"kind": "matmul", **storage.inputs(a, b), "tile": list(tile)})
     assert panel_layout(ports.jobs.get_job(job_id).spec) is None
     assert staged_keys(storage, job_id) == []
+
+
+def test_pieces_a_job_was_staged_in_are_dropped_when_it_succeeds(storage: Storage, ports: Ports) -> None:
+    """Whatever this store does now: a job an earlier version staged on a store that now
+    reads B in place leaves none of its pieces behind either."""
+    a, b = normal_pair(8, SHAPE_A, SHAPE_B)
+    job_id, tiles = start_job(ports, {"kind": "matmul", **storage.inputs(a, b), "tile": TILE})
+    layout = panel_layout(ports.jobs.get_job(job_id).spec)
+    assert layout is not None and len(layout.bands) == 1
+    ports.blobs.write_array(piece_key(job_id, 0, 0), np.ascontiguousarray(b[:, :TILE]))  # as staging writes it
+    for tile_id in tiles:
+        assert run_tile(ports, job_id, tile_id).outcome is TileOutcome.RECORDED
+    assert reduce_job(ports, job_id).status.value == "SUCCEEDED"
+    assert staged_keys(storage, job_id) == []

@@ -18,10 +18,13 @@ from tests.helpers import run_job, scheduled
 from tilefan.bootstrap import Config, embedded_ports
 from tilefan.compute.kernel_choice import choose_atoms_kernel
 from tilefan.domain import inline_tiles
+from tilefan.domain.plan import plan
 from tilefan.domain.records import Status
+from tilefan.entrypoints.report.plan_table import time_here
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.report import tile_report
 from tilefan.pipeline.submit import submit_job
+from tilefan.settings import list_policy
 
 
 def _pool(home: Path, kernel: str = "numpy") -> tuple[Ports, Any]:
@@ -36,6 +39,27 @@ def test_a_small_matmul_run_on_its_own_computes_its_tiles_in_this_process(tmp_pa
     assert final.status is Status.SUCCEEDED and final.tiles_done == 20
     workers = {row["worker"] for row in tile_report(ports, record.job_id)["tiles"]}
     assert workers == {f"local-{os.getpid()}"}  # no pool was started for 420 kflop
+
+
+SMALL_ATOMS = {"kind": "atoms", "grid": 12, "atoms": {"count": 20, "seed": 1}, "tile": 6}
+
+
+@pytest.mark.parametrize(("raw", "kernel"), [
+    ({"kind": "matmul", "a": {"shape": "70x50"}, "b": {"shape": "50x60"}, "seed": 11, "tile": 16}, "numpy"),
+    ({"kind": "add", "a": {"shape": "70x50"}, "b": {"shape": "70x50"}, "seed": 11, "tile": 16}, "numpy"),
+    (SMALL_ATOMS, "numpy"),
+    (SMALL_ATOMS, "compiled"),
+])
+def test_the_dry_runs_time_here_says_where_the_tiles_run(tmp_path: Path, raw: dict[str, Any], kernel: str) -> None:
+    """The estimate and the scheduler decide where tiles run alike: in this process, or on
+    the pool's workers (the tile report names the process that ran each tile)."""
+    ports, runner = _pool(tmp_path, kernel)
+    record = submit_job(ports, raw)
+    here = time_here(plan(record.job_id, record.spec, list_policy()), record.spec, 2, kernel)
+    final = runner(record.job_id)
+    assert final.status is Status.SUCCEEDED, final.error
+    workers = {row["worker"] for row in tile_report(ports, record.job_id)["tiles"]}
+    assert (workers == {f"local-{os.getpid()}"}) is here.inline, (workers, here)
 
 
 def test_pool_runner_matches_in_process_steps_bit_for_bit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

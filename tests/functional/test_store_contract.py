@@ -186,8 +186,8 @@ def test_a_store_said_to_read_through_memory_maps_reads_a_column_block_as_a_view
     block of a stored array is a view of the mapped file, with no copy to stage."""
     assert be.ports.mapped_reads is (be.kind in MAPPED)
     array = np.arange(48.0).reshape(6, 8)
+    be.blobs.write_array("jobs/j1/m.npy", array)
     for key in (be.put_user_file("m.npy", npy(array)), "jobs/j1/m.npy"):
-        be.blobs.write_array("jobs/j1/m.npy", array)
         block = be.blobs.read_rows(key, (0, 6), (2, 5))
         np.testing.assert_array_equal(block, array[:, 2:5], strict=True)
         if be.ports.mapped_reads:

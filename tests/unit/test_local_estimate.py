@@ -57,6 +57,17 @@ def test_the_estimate_runs_tiles_where_the_scheduler_does() -> None:
         assert (wider.tiles_s < here.tiles_s) is inline
 
 
+def test_more_workers_than_cores_take_turns_on_the_cores() -> None:
+    add = parse_spec({**MATMUL, "kind": "add", "b": {"shape": [3000, 2000]}, "tile": 500})
+    the_plan = plan("j", add, POLICY)
+    rates = LocalRates()
+    two = estimate_here(the_plan, add, 2, rates, cores=2)
+    eight_on_two = estimate_here(the_plan, add, 8, rates, cores=2)
+    eight = estimate_here(the_plan, add, 8, rates, cores=8)
+    assert eight_on_two.tiles_s == pytest.approx(two.tiles_s)
+    assert eight.tiles_s < two.tiles_s
+
+
 def test_a_tile_on_every_core_is_estimated_faster_than_on_one() -> None:
     spec = parse_spec({"kind": "atoms", "grid": 128, "atoms": {"count": 1000, "seed": 1}, "precision": "float32"})
     the_plan = plan("j", spec, POLICY)

@@ -4,6 +4,7 @@ matrix's width, and a big matmul from uploaded files is refused by the cost guar
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -132,3 +133,20 @@ def test_a_b_whose_pass_would_overrun_the_plan_step_is_not_staged_but_the_plan_s
     assert the_plan.tiles[0].bytes_in == 2048 * N * 4 + N * N * 4  # whole rows, as before
     assert b.job_unstaged == sum(t.bytes_in for t in the_plan.tiles)
     assert b.job_unstaged / b.job_staged == pytest.approx(16.2, abs=0.1)
+
+
+@pytest.mark.parametrize(("b_file", "mapped", "staged"), [
+    ("uploads/B.npy", False, True),  # S3: staging pays
+    ("uploads/B.npy", True, False),  # a mapped file: a tile's columns are a view of it
+    ("uploads/B.zarr", True, True),  # chunks are decoded, not mapped: staged as on S3
+    ("uploads/B.h5:/B", True, True),
+])
+def test_a_store_that_maps_its_files_stages_only_a_chunked_b(b_file: str, mapped: bool, staged: bool) -> None:
+    from tilefan.adapters.memory import memory_ports
+    from tilefan.pipeline.bpanels import staged_layout
+
+    raw = {"kind": "matmul", "a": {"file": "uploads/A.npy"}, "b": {"file": b_file}, "tile": 1024}
+    spec = parse_spec(raw, inspect=stored((4096, 4096)))
+    assert bpanels.panel_layout(spec) is not None  # 4 × 4 tiles: staging pays on the spec alone
+    ports = replace(memory_ports(), mapped_reads=mapped)
+    assert (staged_layout(ports, spec) is not None) is staged

@@ -47,11 +47,12 @@ PHI_BLOCK(tilefan_phi_f64_l1, double, sqrt, BASE)
 PHI_BLOCK(tilefan_phi_f32_l2, float, sqrtf, AVX2)
 
 /* 1/sqrt(d2) for four doubles without vsqrtpd or vdivpd: the float32 reciprocal square
- * root y0 (relative error e <= 1.5 * 2^-12 on Intel and AMD) refined in double in one step.
- * With r = 1 - d2 y0^2 (|r| <= 2e + e^2 < 7.4e-4), 1/sqrt(d2) = y0 (1 - r)^(-1/2)
- * = y0 (1 + r/2 + 3r^2/8 + 5r^3/16 + 35r^4/128 + ...); the terms kept leave a truncation
- * of 63r^5/256 < 5.2e-17, under half an ulp, so the result is as good as 1/sqrt in double
- * up to a few ulp of rounding. One polynomial (seven multiplies and FMAs) instead of a
+ * root y0 (relative error e <= 1.5 * 2^-12 on Intel and AMD, plus 2^-25 from rounding d2
+ * to float32) refined in double in one step. With r = 1 - d2 y0^2 (|r| <= 2e + e^2
+ * < 7.33e-4), 1/sqrt(d2) = y0 (1 - r)^(-1/2) = y0 (1 + r/2 + 3r^2/8 + 5r^3/16 + 35r^4/128
+ * + ...); the terms dropped sum to at most (63/256)|r|^5 / (1 - |r|) < 5.2e-17 < 2^-54,
+ * under half an ulp, so the result is as good as 1/sqrt in double up to a few ulp of
+ * rounding. One polynomial (seven multiplies and FMAs) instead of a
  * Newton step and a third-order one (nine) is what the FMA pipes, the limit here, gain.
  * Valid while d2 is a normal float32, which the caller checks (phi_f64_l2_row). */
 AVX2 static inline __m256d rsqrt_pd_avx2(__m256d d2) {

@@ -8,8 +8,10 @@ tiles' column ranges), each its own contiguous object in the job's space; a tile
 reads only its panel, the pieces of its column, and a job moves
 (tile rows + 2) × size(B): one read and one write to stage, one panel per tile.
 
-Pure: the layout and the decision depend on the spec alone, so the plan step that stages
-and every tile that reads agree without a message between them.
+Pure: the layout and whether staging pays depend on the spec alone. Whether a job's B is
+staged also depends on its store (``tilefan.pipeline.bpanels.staged_layout``: a store that
+maps its files reads a ``.npy`` B's column blocks in place), which the plan step and every
+tile share, so they agree without a message between them.
 """
 
 from __future__ import annotations

@@ -27,10 +27,12 @@ from tilefan.domain.spec.parse import AtomsSpec, JobSpec, Kind
 
 @dataclass(frozen=True)
 class LocalRates:
-    """Per core: the medians of ``benchmarks/time_here.py --repeat 3`` on the 2-core
+    """Per core: the medians of three ``benchmarks/time_here.py --repeat 3`` on the 2-core
     development machine (AVX2, quiet; BENCHMARKS.md). A tile on every core runs at the
-    per-core rate times the cores (the benchmark measures those tiles on every core, so
-    the two-thread efficiency is in the rate)."""
+    per-core rate times the cores. The C atoms rates are measured on every core and
+    divided by the cores, so the threads' efficiency is in them; BLAS is measured on the
+    pool's one-core workers and taken to scale with the cores (the make-run matmul, on two
+    cores in the calling process, is estimated 24% above its best run: BENCHMARKS.md)."""
 
     pool_start_s: float = 0.03  # fork the workers, open their stores
     tile_overhead_s: float = 0.002  # per tile, outside its own work: job read, store writes, dispatch
@@ -103,10 +105,11 @@ def verify_bytes(spec: JobSpec) -> int:
 def estimate_here(plan: Plan, spec: JobSpec, workers: int, rates: LocalRates, *, compiled: bool = False,
                   cores: int | None = None, held: bool = False) -> LocalEstimate:
     """The job's time run on its own here, with a pool of ``workers`` processes when it
-    uses one, on a machine of ``cores`` cores (default: ``workers``). ``compiled``: the
-    atoms kernel is the C one; ``held``: the output is built in memory (the Python API).
-    The tiles run where the scheduler runs them (``runs_inline``, or one worker): in the
-    calling process, a matmul's BLAS and the C kernel's threads on every core."""
+    uses one, on ``cores`` cores (the process's CPUs; default: ``workers``). ``compiled``:
+    the atoms kernel is the C one; ``held``: the output is built in memory (the Python
+    API). The tiles run where the scheduler runs them (``runs_inline``, or one worker): in
+    the calling process, a matmul's BLAS and the C kernel's threads on every core; on the
+    pool, a core a worker, so more workers than cores take turns."""
     cores = max(1, cores or workers)
     inline = workers <= 1 or runs_inline(spec, len(plan.tiles), compiled, held)
     spread = spec.kind is Kind.MATMUL or (spec.kind is Kind.ATOMS and compiled)
@@ -117,6 +120,7 @@ def estimate_here(plan: Plan, spec: JobSpec, workers: int, rates: LocalRates, *,
                                            compiled=compiled, precision=precision, cores=per_tile)
                         for t in plan.tiles), reverse=True)
     merge = rates.tile_overhead_s + verify_bytes(spec) / (rates.verify_mb_s * 1e6)
+    slots = 1 if inline else min(workers, cores)
     return LocalEstimate(pool_s=0.0 if inline else rates.pool_start_s,
-                         tiles_s=makespan(durations, 1 if inline else workers), merge_s=merge,
+                         tiles_s=makespan(durations, slots), merge_s=merge,
                          workers=1 if inline else min(workers, len(durations)), cores=per_tile, inline=inline)

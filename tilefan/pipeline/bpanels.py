@@ -2,11 +2,11 @@
 
 The plan step cuts B once into pieces ``B[band, panel]`` (``tilefan.domain.bpanels``),
 each its own contiguous ``.npy`` object in the job's space, so a tile reads its panel as
-a few whole objects instead of whole rows of all of B. Both backends run this same code
-through the blob-store port. Each band is staged on its own (``stage_band``: one read of
-the band's full rows, one write a piece), so a Map can fan the bands out. A store that
-reads its arrays through memory maps (``Ports.mapped_reads``: the embedded file store)
-stages nothing: there a tile's column block of B is already a view of B's file.
+a few whole objects instead of whole rows of all of B. Each band is staged on its own
+(``stage_band``: one read of the band's full rows, one write a piece), so a Map can fan the
+bands out. A store that reads its arrays through memory maps (``Ports.mapped_reads``: the
+embedded file store) stages no ``.npy`` B: there a tile's column block of B is already a
+view of B's file (``staged_layout``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from tilefan.domain.bpanels import PanelLayout, panel_layout
+from tilefan.domain.chunks import chunked_ref
 from tilefan.domain.spec.parse import JobSpec, MatrixSpec, StoredMatrix
 from tilefan.errors import InvalidBlobError
 from tilefan.pipeline.ports import BlobStore, Ports
@@ -55,10 +56,15 @@ def stage_band(blobs: BlobStore, job_id: str, b: StoredMatrix, layout: PanelLayo
 
 def staged_layout(ports: Ports, spec: JobSpec) -> PanelLayout | None:
     """The layout B is staged in for this job on these ports, or None: ``panel_layout``'s
-    decision, except on a store that reads arrays through memory maps (``mapped_reads``),
-    where staging would copy B for nothing. The plan step, each tile and the reducer all
-    ask this, so they agree without a message between them."""
-    return None if ports.mapped_reads else panel_layout(spec)
+    decision, except for a ``.npy`` B on a store that reads arrays through memory maps
+    (``mapped_reads``), where a tile's column block is a view and staging would copy B for
+    nothing. A Zarr or HDF5 B is decoded chunk by chunk there too, so it is staged as on
+    S3. The plan step and each tile both ask this, so they agree without a message."""
+    layout = panel_layout(spec)
+    if layout is None or not ports.mapped_reads:
+        return layout
+    assert isinstance(spec, MatrixSpec) and isinstance(spec.b, StoredMatrix)  # what panel_layout checked
+    return layout if chunked_ref(spec.b.file) is not None else None
 
 
 def stage_panels(ports: Ports, job_id: str, spec: JobSpec) -> int:

@@ -147,7 +147,8 @@ class JobStore(Protocol):
 @dataclass(frozen=True)
 class Ports:
     """The two stores, and the optional capabilities of this adapter set: each is the store
-    that offers it (usually ``blobs`` itself), or None where the backend lacks it."""
+    that offers it (usually ``blobs`` itself), or None where the backend lacks it; and
+    ``mapped_reads``, a fact about the blob store that changes what the pipeline does."""
 
     blobs: BlobStore
     jobs: JobStore
@@ -160,9 +161,9 @@ class Ports:
     sent_uploads: SentUploads | None = None
     local_files: LocalFiles | None = None
     memory_outputs: MemoryOutputs | None = None
-    # Whether the blob store reads stored arrays through memory maps (the embedded file
-    # store): a tile's column block of B is then a view of its file, so staging B's panels,
-    # which spares S3 reads of whole rows, would only copy B (``pipeline.bpanels``).
+    # Whether the blob store reads stored ``.npy`` arrays through memory maps (the embedded
+    # file store): a tile's column block of B is then a view of its file, so staging B's
+    # panels, which spares S3 reads of whole rows, would only copy B (``pipeline.bpanels``).
     mapped_reads: bool = False
 
 

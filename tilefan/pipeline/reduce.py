@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from tilefan.domain.bpanels import panel_layout
 from tilefan.domain.chunks import is_zarr
 from tilefan.domain.combine import combine_all
 from tilefan.domain.plan import tile_of, tiles_total
@@ -18,7 +19,7 @@ from tilefan.domain.tiling import Region
 from tilefan.errors import ConflictError, IncompleteJobError, VerificationFailedError
 from tilefan.pipeline import verify
 from tilefan.pipeline.assemble import assemble_output
-from tilefan.pipeline.bpanels import panels_prefix, staged_layout
+from tilefan.pipeline.bpanels import panels_prefix
 from tilefan.pipeline.inputs import atoms_key, output_key
 from tilefan.pipeline.ports import Clock, Ports
 
@@ -58,8 +59,11 @@ def reduce_job(
             if location:
                 ports.blobs.delete(location)
         raise ConflictError(f"job {job_id} was {ports.jobs.get_job(job_id).status.value} before it could finish")
-    if staged_layout(ports, spec) is not None:
-        ports.blobs.delete_prefix(panels_prefix(job_id))  # a copy of B, needed by no one now
+    if panel_layout(spec) is not None:
+        # A copy of B, needed by no one now. Asked of the spec alone, not of these ports
+        # (``staged_layout``): a job an earlier version staged on a store that now reads B
+        # in place leaves no pieces behind either; where nothing was staged, nothing to drop.
+        ports.blobs.delete_prefix(panels_prefix(job_id))
     return ports.jobs.get_job(job_id)
 
 

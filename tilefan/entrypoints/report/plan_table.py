@@ -28,9 +28,9 @@ def _bytes(n: float) -> str:
 def plan_table(manifest: dict[str, Any], here: LocalEstimate | None = None) -> str:
     """Tiles, routes, memory, the time estimates and the AWS cost, one fact a line.
 
-    Time here is ``here`` (``local_estimate``: the pool's start, the tiles on this
-    machine's workers, the merge with its verification); on AWS the tiles run side by
-    side, so the estimate is the slowest tile on its route.
+    Time here is ``here`` (``local_estimate``: the tiles in this process on every core, or
+    the pool's start and the tiles on its workers, then the merge with its verification);
+    on AWS the tiles run side by side, so the estimate is the slowest tile on its route.
 
     >>> m = {"kind": "matmul", "shape": [300, 100], "tile": [64, 64],
     ...      "totals": {"tiles": 2, "flops": 6e6, "bytes_in": 2e5, "bytes_out": 2.4e5,
