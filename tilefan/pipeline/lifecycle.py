@@ -19,8 +19,13 @@ def fail_job(ports: Ports, job_id: str, error: Mapping[str, Any], *, clock: Cloc
 
     A cleanup that fails in turn is logged: the job still ends FAILED with its own cause.
     """
-    _discard_outputs(ports, job_id)
-    return ports.jobs.transition(job_id, Status.FAILED, error=dict(error), timings={"finished_at": clock()})
+    discard_outputs(ports, job_id)
+    changed = ports.jobs.transition(job_id, Status.FAILED, error=dict(error), timings={"finished_at": clock()})
+    # A tile still computing could write its block and record it between the discard
+    # above and the transition (the job was RUNNING then): drop what it left. A tile that
+    # writes after the transition finds its job ended and drops its own (``run_tile``).
+    discard_outputs(ports, job_id)
+    return changed
 
 
 def cancel_job(ports: Ports, job_id: str, *, clock: Clock = time.time) -> bool:
@@ -28,7 +33,7 @@ def cancel_job(ports: Ports, job_id: str, *, clock: Clock = time.time) -> bool:
     at = clock()
     changed = ports.jobs.transition(job_id, Status.CANCELLED, timings={"finished_at": at})
     if changed:
-        _discard_outputs(ports, job_id)
+        discard_outputs(ports, job_id)
         # Tiles in flight finish unrecorded; the report says so rather than "running" forever.
         for row in ports.jobs.tile_rows(job_id):
             if row["status"] == TileState.RUNNING:
@@ -36,7 +41,7 @@ def cancel_job(ports: Ports, job_id: str, *, clock: Clock = time.time) -> bool:
     return changed
 
 
-def _discard_outputs(ports: Ports, job_id: str) -> None:
+def discard_outputs(ports: Ports, job_id: str) -> None:
     """Drop the job's uncommitted output; never raises (this runs on failure paths)."""
     try:
         record = ports.jobs.get_job(job_id)

@@ -26,6 +26,7 @@ from tilefan.domain.tiling import Region, region_size
 from tilefan.errors import InvalidSpecError, TileFailedError, TilefanError
 from tilefan.pipeline.bpanels import read_panel, staged_layout
 from tilefan.pipeline.inputs import atoms_key, matrix_block, output_key
+from tilefan.pipeline.lifecycle import discard_outputs
 from tilefan.pipeline.ports import Clock, Ports
 
 AtomsKernel = Callable[..., np.ndarray]
@@ -89,9 +90,13 @@ def run_tile(
     if ports.jobs.record_tile_done(job_id, result, attempt=attempt):
         return TileRun(TileOutcome.RECORDED, result)
     # The store refuses repeats and tiles of an ended job alike; the status tells them apart.
-    running = ports.jobs.get_job(job_id).status is Status.RUNNING
+    status = ports.jobs.get_job(job_id).status
+    running = status is Status.RUNNING
     if not running:
         ports.jobs.tile_cancelled(job_id, tile_id, clock(), attempt=attempt)  # it outlived its job's cancel
+    if status in (Status.FAILED, Status.CANCELLED):
+        # Its block may have landed after the job's cleanup dropped the uncommitted output.
+        discard_outputs(ports, job_id)
     return TileRun(TileOutcome.ALREADY_RECORDED if running else TileOutcome.JOB_NOT_RUNNING, result)
 
 
