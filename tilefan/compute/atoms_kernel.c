@@ -52,8 +52,8 @@ PHI_BLOCK(tilefan_phi_f32_l2, float, sqrtf, AVX2)
  * < 7.33e-4), 1/sqrt(d2) = y0 (1 - r)^(-1/2) = y0 (1 + r/2 + 3r^2/8 + 5r^3/16 + 35r^4/128
  * + ...); the terms dropped sum to at most (63/256)|r|^5 / (1 - |r|) < 5.2e-17 < 2^-54,
  * under half an ulp, so the result is as good as 1/sqrt in double up to a few ulp of
- * rounding. One polynomial (seven multiplies and FMAs) instead of a
- * Newton step and a third-order one (nine) is what the FMA pipes, the limit here, gain.
+ * rounding. One polynomial (seven multiplies and FMAs) instead of a Newton step and a
+ * third-order one (nine) is what the FMA pipes, the limit here, gain.
  * Valid while d2 is a normal float32, which the caller checks (phi_f64_l2_row). */
 AVX2 static inline __m256d rsqrt_pd_avx2(__m256d d2) {
     const __m256d y0 = _mm256_cvtps_pd(_mm_rsqrt_ps(_mm256_cvtpd_ps(d2)));

@@ -89,7 +89,7 @@ def _panel_lines(b: dict[str, Any]) -> list[str]:
     """
     tile, job = b["tile_b_bytes"], b["job_bytes_in"]
     if b["staged"]:
-        # Only on S3: here B's column blocks are views of its mapped file (``Ports.mapped_reads``).
+        # On AWS: the file store reads a .npy B's column blocks in place (``Ports.mapped_reads``).
         head = (f"b panels  staged on AWS by the plan step: {b['panels']} panels x {b['bands']} bands, "
                 f"{_bytes(b['stage_bytes_read'])} read and {_bytes(b['stage_bytes_written'])} written "
                 f"(~{b['est_stage_s']:.1f} s)")
