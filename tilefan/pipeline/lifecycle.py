@@ -15,16 +15,16 @@ log = logging.getLogger(__name__)
 
 
 def fail_job(ports: Ports, job_id: str, error: Mapping[str, Any], *, clock: Clock = time.time) -> bool:
-    """Mark the job FAILED with ``error`` and drop any uncommitted output.
+    """Mark the job FAILED with ``error``, then drop any uncommitted output.
 
-    A cleanup that fails in turn is logged: the job still ends FAILED with its own cause.
+    In that order, as ``cancel_job`` does: a tile recorded before the transition wrote its
+    block before it too, so the discard drops it; a tile that records after finds its job
+    ended and drops its own block (``run_tile``). A cleanup that fails in turn is logged:
+    the job still ends FAILED with its own cause.
     """
-    discard_outputs(ports, job_id)
     changed = ports.jobs.transition(job_id, Status.FAILED, error=dict(error), timings={"finished_at": clock()})
-    # A tile still computing could write its block and record it between the discard
-    # above and the transition (the job was RUNNING then): drop what it left. A tile that
-    # writes after the transition finds its job ended and drops its own (``run_tile``).
-    discard_outputs(ports, job_id)
+    if changed:
+        discard_outputs(ports, job_id)
     return changed
 
 
