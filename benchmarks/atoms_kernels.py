@@ -9,7 +9,9 @@ ratio to NumPy. The library must be built first (``make kernel``).
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/atoms_kernels.py [--edge 64] [--rounds 5]
 
 ``--baseline LIB`` also times another build of the library (e.g. one compiled from an
-earlier revision's ``atoms_kernel.c``) at each level, in the same rounds.
+earlier revision's ``atoms_kernel.c``) at each level, in the same rounds; it must speak this
+checkout's calling convention (``ckernel.ABI``). Builds of another one are compared whole
+process, each with its own checkout (``--whole`` in both).
 
 ``--whole`` instead times whole ``tilefan run atoms --grid 256 --atoms 1000`` processes on
 the embedded backend (the process pool, both cores): with the C kernel (this checkout),
@@ -99,7 +101,7 @@ def main() -> None:
         contenders[f"C kernel, {names[level]} build"] = fn
         if args.baseline is not None:
             old = ckernel.load(args.baseline, use_level=level)
-            assert old is not None, f"{args.baseline} does not load"
+            assert old is not None, f"{args.baseline} does not load, or speaks another calling convention"
             contenders[f"baseline C kernel, {names[level]} build"] = old
     fast = _numba_kernel()
     if fast is not None:

@@ -57,9 +57,9 @@ def _key(key: dict[str, str]) -> dict[str, Any]:
 def test_many_threads_completing_one_jobs_tiles_count_each_tile_once(
     store: DynamoJobStore, dynamodb_client: Any, written_keys: list[tuple[str, str]]
 ) -> None:
-    store.create_job(job("j1", tiles_total=96, units_total=96 * 97 // 2))
+    store.create_job(job("j1", tiles_total=48, units_total=48 * 49 // 2))
     assert store.transition("j1", Status.RUNNING)
-    tiles, threads = 96, 24
+    tiles, threads = 48, 12
     orders = []
     for seed in range(threads):
         # Every tile is reported by three threads, in a different order in each.

@@ -71,6 +71,21 @@ def test_the_c_kernel_loads_in_this_checkout() -> None:
     assert ckernel.level() >= 1
 
 
+@pytest.mark.parametrize("abi", [None, 1, ckernel.ABI + 1])
+def test_a_library_of_another_calling_convention_is_treated_as_absent(tmp_path: Path, abi: int | None) -> None:
+    """A library built from another version of atoms_kernel.c (one older than the version
+    check has none) would take its arguments in another order: it is never called."""
+    import subprocess
+
+    source = tmp_path / "other.c"
+    version = "" if abi is None else f"int tilefan_kernel_abi(void) {{ return {abi}; }}\n"
+    source.write_text(version + "int tilefan_kernel_level(void) { return 1; }\n")
+    built = tmp_path / "other.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(built), str(source)], check=True)
+    assert ckernel.level(built) == 0 and ckernel.load(built) is None
+    assert ckernel.level() >= 1  # while the checkout's own build loads
+
+
 def test_the_pool_fails_an_atoms_job_when_compiled_is_demanded_without_the_c_kernel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

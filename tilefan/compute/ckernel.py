@@ -24,15 +24,27 @@ from tilefan.domain.tiling import Region
 
 LIBRARY = Path(__file__).with_name("_atoms_kernel.so")
 AtomsFn = Callable[..., np.ndarray]
+# The kernel's table of (z_k - z_a)^2 for a block of atoms, read by every row of a tile: sized
+# to stay in a core's L2 cache beside the row (benchmarks/atoms_kernels.py --scratch).
+SCRATCH_BYTES = 128 * 1024
+# The calling convention this module speaks (``tilefan_kernel_abi`` in atoms_kernel.c): a
+# library built from another version of the source is treated as absent, never miscalled.
+ABI = 2
 
 _loaded: dict[Path, ctypes.CDLL | None] = {}
 
 
 def _library(path: Path) -> ctypes.CDLL | None:
     if path not in _loaded:
+        lib: ctypes.CDLL | None
         try:
             lib = ctypes.CDLL(str(path))
+            lib.tilefan_kernel_abi.restype = ctypes.c_int
+            if lib.tilefan_kernel_abi() != ABI:
+                lib = None
         except OSError:  # absent, or built for another machine
+            lib = None
+        except AttributeError:  # built from an atoms_kernel.c older than the version check
             lib = None
         if lib is not None:
             lib.tilefan_kernel_level.restype = ctypes.c_int
@@ -43,7 +55,7 @@ def _library(path: Path) -> ctypes.CDLL | None:
                 fn.restype = None
                 fn.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p,
                                ctypes.c_ssize_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                               ctypes.c_ssize_t, real, ctypes.c_void_p]
+                               ctypes.c_ssize_t, real, ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p]
         _loaded[path] = lib
     return _loaded[path]
 
@@ -92,10 +104,12 @@ def _run(
     size, nj, nk = phi.dtype.itemsize, len(ys), len(zs)
 
     def rows(i0: int, i1: int, j0: int, j1: int) -> None:
-        # ctypes releases the GIL for the call, so threads compute their rows in parallel.
+        # ctypes releases the GIL for the call, so threads compute their rows in parallel,
+        # each with scratch of its own for the atoms' z offsets.
+        scratch = np.empty(max(SCRATCH_BYTES // size, nk), dtype=phi.dtype)
         fn(xs.ctypes.data + i0 * size, i1 - i0, ys.ctypes.data + j0 * size, j1 - j0, zs.ctypes.data, nk,
            ax.ctypes.data, ay.ctypes.data, az.ctypes.data, ae.ctypes.data, len(ae), eps2,
-           phi.ctypes.data + (i0 * nj + j0) * nk * size)
+           scratch.ctypes.data, len(scratch), phi.ctypes.data + (i0 * nj + j0) * nk * size)
 
     threads.for_each_slab(len(xs), nj, rows, work_per_row=float(nk * len(ae)))
     return phi
