@@ -9,9 +9,9 @@ ratio to NumPy. The library must be built first (``make kernel``).
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/atoms_kernels.py [--edge 64] [--rounds 5]
 
 ``--baseline LIB`` also times another build of the library (e.g. one compiled from an
-earlier revision's ``atoms_kernel.c``) at each level, in the same rounds; it must speak this
-checkout's calling convention (``ckernel.ABI``). Builds of another one are compared whole
-process, each with its own checkout (``--whole`` in both).
+earlier revision's ``atoms_kernel.c``) at each level, in the same rounds: one of this
+checkout's calling convention (``ckernel.ABI``), or one from before the convention had a
+version (no scratch argument), which is called here as it was then, on one thread.
 
 ``--whole`` instead times whole ``tilefan run atoms --grid 256 --atoms 1000`` processes on
 the embedded backend (the process pool, both cores): with the C kernel (this checkout),
@@ -44,6 +44,34 @@ def load_time(statement: str, rounds: int) -> float:
 
     base = "import numpy"
     return statistics.median(run(f"{base}; {statement}") - run(base) for _ in range(rounds))
+
+
+def _unversioned_build(path: Path, level: int) -> Callable[..., np.ndarray]:
+    """A library from before ``tilefan_kernel_abi`` (13 arguments, no scratch), called as
+    ckernel.py called it then, on this thread."""
+    import ctypes
+
+    from tilefan.domain.kernels import grid_axes
+
+    lib = ctypes.CDLL(str(path))
+    if hasattr(lib, "tilefan_kernel_abi"):
+        raise SystemExit(f"{path} speaks calling convention {lib.tilefan_kernel_abi()}, not this checkout's")
+
+    def run(table: np.ndarray, origin: tuple[float, float, float], spacing: float, softening: float,
+            region: tuple[tuple[int, int], ...], precision: str) -> np.ndarray:
+        xs, ys, zs = grid_axes(origin, spacing, region, precision)
+        phi = np.zeros((len(xs), len(ys), len(zs)), dtype=precision)
+        real = ctypes.c_float if precision == "float32" else ctypes.c_double
+        fn = getattr(lib, f"tilefan_phi_f{8 * phi.dtype.itemsize}_l{level}")
+        fn.restype = None
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t] * 3 + [ctypes.c_void_p] * 4 + [ctypes.c_ssize_t, real,
+                                                                                       ctypes.c_void_p]
+        ax, ay, az, ae = (np.ascontiguousarray(row) for row in table.T.astype(precision))
+        fn(xs.ctypes.data, len(xs), ys.ctypes.data, len(ys), zs.ctypes.data, len(zs), ax.ctypes.data, ay.ctypes.data,
+           az.ctypes.data, ae.ctypes.data, len(ae), float(np.asarray(softening**2, dtype=precision)), phi.ctypes.data)
+        return phi
+
+    return run
 
 
 def whole(rounds: int) -> None:
@@ -100,8 +128,7 @@ def main() -> None:
         assert fn is not None
         contenders[f"C kernel, {names[level]} build"] = fn
         if args.baseline is not None:
-            old = ckernel.load(args.baseline, use_level=level)
-            assert old is not None, f"{args.baseline} does not load, or speaks another calling convention"
+            old = ckernel.load(args.baseline, use_level=level) or _unversioned_build(args.baseline, level)
             contenders[f"baseline C kernel, {names[level]} build"] = old
     fast = _numba_kernel()
     if fast is not None:

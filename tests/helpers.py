@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 # How long a test waits for something that should happen within a second or two.
 WAIT_S = 30.0
+# The longest pause between two polls of a wait (see wait_until).
+SLOWEST_POLL_S = 0.1
 
 
 def wait_until(
@@ -36,14 +38,19 @@ def wait_until(
 
     A test polls only for something another thread or process does; the assertion that
     follows rests on the condition having been seen true, never on time having passed.
+    The pause between polls grows from ``interval`` to ``SLOWEST_POLL_S``: a poll is a
+    request the code under test serves too (under moto, one that holds the GIL for tens
+    of milliseconds), so a long wait must not slow what it waits for.
     """
     deadline = time.monotonic() + timeout
+    pause = interval
     while True:
         value = condition()
         if value:
             return value
         assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = min(pause * 1.5, max(interval, SLOWEST_POLL_S))
 
 
 # --------------------------------------------------------------------------- .npy
