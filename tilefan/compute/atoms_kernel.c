@@ -11,17 +11,17 @@
  * 1/sqrt may use the reciprocal-square-root instruction with one Newton step, which is
  * what atoms_rtol leaves room for.
  *
- * Every row of a tile meets each atom at the same z offsets, so the baseline and AVX2 builds
- * compute (z_k - z_a)^2 once per block of atoms into scratch memory from the caller (at
- * least nk elements; blocks of nscratch / nk atoms) and each row only adds its own
- * (x - x_a)^2 + (y - y_a)^2: a subtraction and a multiply-add fewer per pair in an inner
- * loop that the FMA pipes bound (about 10% more pairs a second on one AVX2 core, both
- * precisions, at 128 points a row). Summing block after block keeps each point's table order.
+ * Every row of a tile meets each atom at the same z offsets, so the baseline builds and the
+ * AVX2 float64 one compute (z_k - z_a)^2 once per block of atoms into scratch memory from the
+ * caller (at least nk elements; blocks of nscratch / nk atoms) and each row only adds its own
+ * (x - x_a)^2 + (y - y_a)^2: a subtraction and a multiply-add fewer per pair in an inner loop
+ * that the FMA pipes bound. Summing block after block keeps each point's table order. The
+ * AVX2 float32 loop keeps computing its own offsets: it runs four times as many pairs a
+ * second, and a table read from L2 made it no faster (benchmarks/atoms_kernels.py).
  *
- * The AVX2 rows are written by hand (row_f64_l2 and row_f32_l2, below). Compiled from the
- * generic loop, float64 spends its time in vsqrtpd and vdivpd, which AVX2-only CPUs issue at
- * a few cycles per element, so it ran at a quarter of the float32 rate; float32 takes one
- * multiply more than it needs.
+ * The AVX2 float64 build is written by hand (row_f64_l2, below): compiled from the generic
+ * loop it spends its time in vsqrtpd and vdivpd, which AVX2-only CPUs issue at a few cycles
+ * per element, so it ran at a quarter of the float32 rate.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -54,6 +54,28 @@
         }                                                                                          \
     }
 
+/* Without the table: every row computes its own z offsets (the AVX2 float32 build). */
+#define PHI_DIRECT(NAME, T, SQRT, TARGET)                                                          \
+    TARGET void NAME(const T *xs, ptrdiff_t ni, const T *ys, ptrdiff_t nj, const T *zs,            \
+                     ptrdiff_t nk, const T *ax, const T *ay, const T *az, const T *ae,             \
+                     ptrdiff_t na, T eps2, T *restrict scratch, ptrdiff_t nscratch,                \
+                     T *restrict out) {                                                            \
+        (void)scratch, (void)nscratch;                                                             \
+        for (ptrdiff_t i = 0; i < ni; i++) {                                                       \
+            for (ptrdiff_t j = 0; j < nj; j++) {                                                   \
+                T *restrict row = out + (i * nj + j) * nk;                                         \
+                for (ptrdiff_t a = 0; a < na; a++) {                                               \
+                    const T dx = xs[i] - ax[a], dy = ys[j] - ay[a];                                \
+                    const T dxy = dx * dx + dy * dy + eps2, e = ae[a], za = az[a];                 \
+                    for (ptrdiff_t k = 0; k < nk; k++) {                                           \
+                        const T dz = zs[k] - za;                                                   \
+                        row[k] += e / SQRT(dxy + dz * dz);                                         \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
 /* One row (fixed i, j) and one atom: row[k] += e / sqrt(dxy + dz2[k]). */
 #define PLAIN_ROW(NAME, T, SQRT, TARGET)                                                     \
     TARGET static inline void NAME(const T *restrict dz2, ptrdiff_t nk, T dxy, T e,         \
@@ -69,6 +91,7 @@ PLAIN_ROW(row_f32_l1, float, sqrtf, BASE)
 PLAIN_ROW(row_f64_l1, double, sqrt, BASE)
 PHI_TABLE(tilefan_phi_f32_l1, float, row_f32_l1, BASE)
 PHI_TABLE(tilefan_phi_f64_l1, double, row_f64_l1, BASE)
+PHI_DIRECT(tilefan_phi_f32_l2, float, sqrtf, AVX2)
 
 /* 1/sqrt(d2) for four doubles without vsqrtpd or vdivpd: the float32 reciprocal square
  * root y0 (relative error e <= 1.5 * 2^-12 on Intel and AMD, plus 2^-25 from rounding d2
@@ -116,26 +139,6 @@ AVX2 static inline void row_f64_l2(const double *restrict dz2, ptrdiff_t nk, dou
 
 PHI_TABLE(tilefan_phi_f64_l2, double, row_f64_l2, AVX2)
 
-/* The AVX2 float32 row: the reciprocal-square-root estimate y0 and one Newton step with the
- * charge folded in, e y0 (3 - d2 y0^2) / 2 = (-e/2 y0)(d2 y0^2 - 3): four multiplies and
- * FMAs per eight pairs, one fewer than the compiler's expansion of e / sqrtf(d2). */
-AVX2 static inline void row_f32_l2(const float *restrict dz2, ptrdiff_t nk, float dxy, float e,
-                                   float *restrict row) {
-    const float most = dxy + (dz2[0] > dz2[nk - 1] ? dz2[0] : dz2[nk - 1]);
-    ptrdiff_t k = 0;
-    if (dxy >= SEED_MIN && most <= SEED_MAX) {
-        const __m256 vdxy = _mm256_set1_ps(dxy), vh = _mm256_set1_ps(-0.5f * e), three = _mm256_set1_ps(3.0f);
-        for (; k + 8 <= nk; k += 8) {
-            const __m256 d2 = _mm256_add_ps(_mm256_loadu_ps(dz2 + k), vdxy);
-            const __m256 y0 = _mm256_rsqrt_ps(d2);
-            const __m256 u = _mm256_fmsub_ps(_mm256_mul_ps(d2, y0), y0, three);
-            _mm256_storeu_ps(row + k, _mm256_fmadd_ps(_mm256_mul_ps(y0, vh), u, _mm256_loadu_ps(row + k)));
-        }
-    }
-    for (; k < nk; k++) row[k] += e / sqrtf(dxy + dz2[k]);  /* the ragged end; rows out of the estimate's range */
-}
-
-PHI_TABLE(tilefan_phi_f32_l2, float, row_f32_l2, AVX2)
 
 /* The AVX-512 builds by hand too: vrsqrt14 estimates 1/sqrt with relative error below
  * 2^-14 (in its type's whole range); Newton steps (error 1.5 e^2 each) refine it: one for
