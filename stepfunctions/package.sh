@@ -57,7 +57,7 @@ rm -rf "$OUT"
 mkdir -p "$work/src"
 cp -R pyproject.toml README.md tilefan "$work/src/"
 # The C atoms kernel, compiled here for the Lambda runtime and the workers (ckernel.py).
-bash stepfunctions/build_kernel.sh "$work/src/tilefan/domain/_atoms_kernel.so" >/dev/null
+bash stepfunctions/build_kernel.sh "$work/src/tilefan/compute/_atoms_kernel.so" >/dev/null
 isolation=()  # reuse the venv's setuptools when it has one: no download
 if "$PACKAGE_PYTHON" -c "import setuptools" 2>/dev/null; then isolation=(--no-build-isolation); fi
 "$PACKAGE_PYTHON" -m pip wheel --quiet --no-deps "${isolation[@]}" --wheel-dir "$work/wheel" "$work/src"

@@ -32,25 +32,27 @@ SLOWEST_POLL_S = 0.1
 
 
 def wait_until(
-    condition: Callable[[], T | None], what: str, timeout: float = WAIT_S, interval: float = 0.02
+    condition: Callable[[], T | None], what: str, timeout: float = WAIT_S, interval: float | None = None
 ) -> T:
     """Call ``condition`` until it returns something truthy, and return that.
 
     A test polls only for something another thread or process does; the assertion that
     follows rests on the condition having been seen true, never on time having passed.
-    The pause between polls grows from ``interval`` to ``SLOWEST_POLL_S``: a poll is a
-    request the code under test serves too (under moto, one that holds the GIL for tens
-    of milliseconds), so a long wait must not slow what it waits for.
+    Without an ``interval``, the pause between polls grows from 0.02 s to ``SLOWEST_POLL_S``:
+    a poll is a request the code under test serves too (under moto, one that holds the GIL
+    for tens of milliseconds), so a long wait must not slow what it waits for. A test that
+    must catch a short-lived state passes its own ``interval``, kept for the whole wait.
     """
     deadline = time.monotonic() + timeout
-    pause = interval
+    pause = 0.02 if interval is None else interval
     while True:
         value = condition()
         if value:
             return value
         assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
         time.sleep(pause)
-        pause = min(pause * 1.5, max(interval, SLOWEST_POLL_S))
+        if interval is None:
+            pause = min(pause * 1.5, SLOWEST_POLL_S)
 
 
 # --------------------------------------------------------------------------- .npy

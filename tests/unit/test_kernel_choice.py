@@ -74,12 +74,14 @@ def test_the_c_kernel_loads_in_this_checkout() -> None:
 @pytest.mark.parametrize("abi", [None, 1, ckernel.ABI + 1])
 def test_a_library_of_another_calling_convention_is_treated_as_absent(tmp_path: Path, abi: int | None) -> None:
     """A library built from another version of atoms_kernel.c (one older than the version
-    check has none) would take its arguments in another order: it is never called."""
+    check has none) would take its arguments in another order: it is never called. The
+    stand-in has every symbol a level-1 build exports, so only the version refuses it."""
     import subprocess
 
     source = tmp_path / "other.c"
     version = "" if abi is None else f"int tilefan_kernel_abi(void) {{ return {abi}; }}\n"
-    source.write_text(version + "int tilefan_kernel_level(void) { return 1; }\n")
+    source.write_text(version + "int tilefan_kernel_level(void) { return 1; }\n"
+                      "void tilefan_phi_f32_l1(void) {}\nvoid tilefan_phi_f64_l1(void) {}\n")
     built = tmp_path / "other.so"
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(built), str(source)], check=True)
     assert ckernel.level(built) == 0 and ckernel.load(built) is None

@@ -259,8 +259,8 @@ def test_compiled_kernel_agrees_with_numpy_kernel(compiled_kernel, precision: st
 def test_compiled_float64_kernel_is_within_a_few_ulp_per_term() -> None:
     """One atom of charge 1 on a line of grid points: each φ is one term, 1/sqrt(d²), so
     the refinement of the float32 seed shows directly. Squared distances span about 5e-5
-    to 4e8; the reference is d² as NumPy rounds it (the kernel's FMA may round it half an
-    ulp apart) taken to 1/sqrt in extended precision. Every build this CPU runs is
+    to 4e8; the reference is d² as NumPy rounds it (s² + dz², as the kernel's table rounds it
+    too) taken to 1/sqrt in extended precision. Every build this CPU runs is
     checked. A refinement one order short (a degree-3 polynomial in the AVX2 build) is off
     by about a hundred ulp here."""
     for build in range(1, ckernel.level() + 1):
@@ -284,6 +284,28 @@ def _worst_ulp_per_term(build: int) -> float:
         exact = 1 / np.sqrt(d2.astype(np.longdouble))
         worst = max(worst, float(np.max(np.abs(phi - exact) / np.spacing(np.abs(phi)))))
     return worst
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_compiled_kernel_gives_the_same_bits_for_any_block_of_atoms(monkeypatch: pytest.MonkeyPatch,
+                                                                    precision: str) -> None:
+    """The kernel sums blocks of atoms (as many as its scratch holds z offsets for) one after
+    another: one atom a block, blocks with a ragged last one, or all in one block, every
+    point sums the same terms in the same order, so the bits agree, at every build."""
+    rng = np.random.default_rng(11)
+    table = _random_table(rng, 57, (5, 6, 13), (0.0, 0.0, 0.0), 0.7)
+    region = ((0, 5), (0, 6), (0, 13))
+    size = np.dtype(precision).itemsize
+    for build in range(1, ckernel.level() + 1):
+        fn = ckernel.load(use_level=build)
+        assert fn is not None
+        fields = []
+        for atoms_a_block in (1, 7, 57):  # 57 = 8 blocks of 7 and one of 1
+            monkeypatch.setattr(ckernel, "SCRATCH_BYTES", atoms_a_block * 13 * size)
+            fields.append(fn(table, (0.0, 0.0, 0.0), 0.7, 0.3, region, precision))
+        assert all(np.array_equal(fields[0], other) for other in fields[1:]), f"build {build}"
+        ref, scale = _reference_field(table, (5, 6, 13), (0.0, 0.0, 0.0), 0.7, 0.3, precision)
+        assert _max_error_over_tol(fields[0], ref, scale, precision, 57) <= 1.0, f"build {build}"
 
 
 @settings(max_examples=25, deadline=None)

@@ -13,7 +13,8 @@
  *
  * Every row of a tile meets each atom at the same z offsets, so the baseline builds and the
  * AVX2 float64 one compute (z_k - z_a)^2 once per block of atoms into scratch memory from the
- * caller (at least nk elements; blocks of nscratch / nk atoms) and each row only adds its own
+ * caller (at least nk elements, or the call computes nothing; blocks of nscratch / nk atoms,
+ * sized by ckernel.py) and each row only adds its own
  * (x - x_a)^2 + (y - y_a)^2: a subtraction and a multiply-add fewer per pair in an inner loop
  * that the FMA pipes bound. Summing block after block keeps each point's table order. The
  * AVX2 float32 loop keeps computing its own offsets: it runs four times as many pairs a

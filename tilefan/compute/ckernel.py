@@ -6,7 +6,8 @@ needs no libc symbol, so one build serves the Lambda runtime (glibc 2.26), the s
 workers and this machine; it runs its AVX-512, AVX2 or baseline build, whichever the CPU supports. Loading
 takes milliseconds, unlike numba's compile-or-cache step, and nothing else is imported.
 ``load()`` returns None when the library is absent (a checkout where it was never built,
-or a CPU it cannot run on), and ``kernel_choice`` decides what to fall back to.
+or a CPU it cannot run on) or was built from another version of ``atoms_kernel.c`` (its
+calling convention differs), and ``kernel_choice`` decides what to fall back to.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from tilefan.domain.tiling import Region
 LIBRARY = Path(__file__).with_name("_atoms_kernel.so")
 AtomsFn = Callable[..., np.ndarray]
 # The kernel's table of (z_k - z_a)^2 for a block of atoms, read by every row of a tile: sized
-# to stay in a core's L2 cache beside the row (benchmarks/atoms_kernels.py --scratch).
+# to stay in a core's L2 cache beside the row (BENCHMARKS.md, the atoms' z offsets computed
+# once per block of atoms).
 SCRATCH_BYTES = 128 * 1024
 # The calling convention this module speaks (``tilefan_kernel_abi`` in atoms_kernel.c): a
 # library built from another version of the source is treated as absent, never miscalled.
@@ -94,7 +96,8 @@ def _run(
 ) -> np.ndarray:
     library = _library(path)
     if library is None:
-        raise RuntimeError(f"the C atoms kernel is not built ({path.name} is missing): run make kernel")
+        raise RuntimeError(f"the C atoms kernel is not built ({path.name} is missing, or was built from another "
+                           "version of atoms_kernel.c): run make kernel")
     best = min(level(path), use_level or 3)
     xs, ys, zs = grid_axes(origin, spacing, region, precision)
     phi = np.zeros((len(xs), len(ys), len(zs)), dtype=precision)

@@ -55,7 +55,9 @@ def choose_atoms_kernel(choice: str, *, load_c: Loader | None = None) -> AtomsKe
     if kernel is not None:
         return kernel
     if choice == "compiled":
-        raise InvalidSpecError("TILEFAN_KERNEL", f"compiled needs the C kernel, which is not built: {HOW_TO_GET_C}")
-    warnings.warn(SlowKernelWarning(f"the C atoms kernel is not built, so the NumPy kernel (about 5-20x slower) "
-                                    f"runs; to get the fast one, {HOW_TO_GET_C}"), stacklevel=2)
+        raise InvalidSpecError("TILEFAN_KERNEL", "compiled needs the C kernel, which is not built for this "
+                               f"version of tilefan: {HOW_TO_GET_C}")
+    warnings.warn(SlowKernelWarning("the C atoms kernel is not built for this version of tilefan, so the NumPy "
+                                    f"kernel (about 5-20x slower) runs; to get the fast one, {HOW_TO_GET_C}"),
+                  stacklevel=2)
     return kernels.atoms_potential
