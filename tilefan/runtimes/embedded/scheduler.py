@@ -35,16 +35,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tilefan.domain import kernels
-from tilefan.domain.inline_tiles import runs_inline
 from tilefan.domain.plan import Plan
 from tilefan.domain.records import JobRecord, Status
 from tilefan.pipeline.lifecycle import cancel_job, fail_job
-from tilefan.pipeline.plan import planned_tiles
 from tilefan.pipeline.ports import Ports
 from tilefan.runtimes.embedded import scheduler_state as machine
 from tilefan.runtimes.embedded.pool_worker import tile_in_worker
 from tilefan.runtimes.embedded.scheduler_decide import decide, queue_limit, wait_timeout
+from tilefan.runtimes.embedded.scheduler_open import open_job
 from tilefan.runtimes.embedded.scheduler_parts import (
     InlineExecutor,
     JobQueue,
@@ -52,9 +50,8 @@ from tilefan.runtimes.embedded.scheduler_parts import (
     PoolSettings,
     RetryPolicy,
     is_permanent,
-    job_kernel,
 )
-from tilefan.runtimes.embedded.scheduler_state import Act, Found
+from tilefan.runtimes.embedded.scheduler_state import Act
 from tilefan.runtimes.embedded.scheduler_steps import STEPS, StepThreads
 
 if TYPE_CHECKING:
@@ -222,7 +219,7 @@ class Scheduler:
         elif isinstance(action, machine.RecordTileFailed):
             self.ports.jobs.record_tile_failed(action.job_id, action.tile_id, action.why, time.time())
         elif action.act is Act.OPEN:
-            return self._open(action.job_id)
+            return open_job(self.ports, self.settings, self.only is not None, action.job_id)
         elif action.act is Act.FAIL:
             assert action.error is not None, "a FAIL carries its error body"
             fail_job(self.ports, action.job_id, action.error)
@@ -241,34 +238,6 @@ class Scheduler:
             fut = _submit(executor, STEPS[action.act], action.job_id, *args)
             self._running[fut] = action
         return None
-
-    def _open(self, job_id: str) -> machine.Event:
-        """What the store says of an admitted job: QUEUED (to plan), ended, or RUNNING with
-        the tiles not recorded done (a planned job, or one a stopped scheduler left)."""
-        try:
-            record = self.ports.jobs.get_job(job_id)
-            if record.status is Status.QUEUED:
-                return machine.JobFound(job_id, Found.QUEUED)
-            if record.status.terminal:
-                return machine.JobFound(job_id, Found.ENDED)
-            # The plan step stored the job's tiles (and wrote its output and staged its
-            # inputs) before the job became RUNNING: read them rather than plan it again.
-            tiles = planned_tiles(self.ports, job_id, record.spec, self.settings.policy)
-            done = {r.tile_id for r in self.ports.jobs.tile_results(job_id)}
-            todo = tuple((tile_id, route) for tile_id, route in tiles if tile_id not in done)
-            # The CLI and the Python API run a one-tile job, a small matmul, or atoms on the
-            # C kernel (threads over every core) right here.
-            kernel = job_kernel(record, self.settings.kernel)
-            memory = self.ports.memory_outputs
-            held = memory.in_memory(job_id) if memory is not None else False
-            threaded = kernel is not kernels.atoms_potential
-            inline = self.only is not None and runs_inline(record.spec, len(tiles), threaded, held)
-            if held and not inline:
-                assert memory is not None
-                memory.to_files(job_id)  # pool workers cannot write into this process's memory
-            return machine.FoundRunning(job_id, todo, kernel, inline)
-        except Exception as exc:  # the job's failure is recorded, not raised
-            return machine.JobFound(job_id, Found.UNREADABLE, exc)
 
     def _hand(self, job_id: str, plan: Plan | None) -> None:
         if plan is not None:

@@ -87,11 +87,13 @@ class InlineExecutor(cf.Executor):
         return fut
 
 
-def job_kernel(record: JobRecord, choice: str) -> Callable[..., Any]:
-    """The atoms kernel for the job's tiles (``choice`` is ``TILEFAN_KERNEL``)."""
-    spec = record.spec
-    if not isinstance(spec, AtomsSpec):
-        from tilefan.domain import kernels
+def job_kernel(record: JobRecord, choice: str) -> tuple[Callable[..., Any], bool]:
+    """The atoms kernel for the job's tiles (``choice`` is ``TILEFAN_KERNEL``) and whether it
+    computes on threads over every core: the C kernel does (ctypes releases the GIL), NumPy's
+    does not (it holds the GIL between its array operations)."""
+    from tilefan.domain import kernels
 
-        return kernels.atoms_potential  # unused: matrix tiles take no kernel
-    return choose_atoms_kernel(choice)
+    if not isinstance(record.spec, AtomsSpec):
+        return kernels.atoms_potential, False  # unused: matrix tiles take no atoms kernel
+    kernel = choose_atoms_kernel(choice)
+    return kernel, kernel is not kernels.atoms_potential
