@@ -56,16 +56,19 @@ def _unversioned_build(path: Path, level: int) -> Callable[..., np.ndarray]:
     lib = ctypes.CDLL(str(path))
     if hasattr(lib, "tilefan_kernel_abi"):
         raise SystemExit(f"{path} speaks calling convention {lib.tilefan_kernel_abi()}, not this checkout's")
+    fns = {}  # bound once, outside the timed calls
+    for precision, real in (("float32", ctypes.c_float), ("float64", ctypes.c_double)):
+        fn = getattr(lib, f"tilefan_phi_f{8 * np.dtype(precision).itemsize}_l{level}")
+        fn.restype = None
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t] * 3 + [ctypes.c_void_p] * 4 + [ctypes.c_ssize_t, real,
+                                                                                       ctypes.c_void_p]
+        fns[precision] = fn
 
     def run(table: np.ndarray, origin: tuple[float, float, float], spacing: float, softening: float,
             region: tuple[tuple[int, int], ...], precision: str) -> np.ndarray:
         xs, ys, zs = grid_axes(origin, spacing, region, precision)
         phi = np.zeros((len(xs), len(ys), len(zs)), dtype=precision)
-        real = ctypes.c_float if precision == "float32" else ctypes.c_double
-        fn = getattr(lib, f"tilefan_phi_f{8 * phi.dtype.itemsize}_l{level}")
-        fn.restype = None
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t] * 3 + [ctypes.c_void_p] * 4 + [ctypes.c_ssize_t, real,
-                                                                                       ctypes.c_void_p]
+        fn = fns[precision]
         ax, ay, az, ae = (np.ascontiguousarray(row) for row in table.T.astype(precision))
         fn(xs.ctypes.data, len(xs), ys.ctypes.data, len(ys), zs.ctypes.data, len(zs), ax.ctypes.data, ay.ctypes.data,
            az.ctypes.data, ae.ctypes.data, len(ae), float(np.asarray(softening**2, dtype=precision)), phi.ctypes.data)

@@ -44,9 +44,7 @@ def _library(path: Path) -> ctypes.CDLL | None:
             lib.tilefan_kernel_abi.restype = ctypes.c_int
             if lib.tilefan_kernel_abi() != ABI:
                 lib = None
-        except OSError:  # absent, or built for another machine
-            lib = None
-        except AttributeError:  # built from an atoms_kernel.c older than the version check
+        except (OSError, AttributeError):  # absent, built for another machine, or before the version
             lib = None
         if lib is not None:
             lib.tilefan_kernel_level.restype = ctypes.c_int
