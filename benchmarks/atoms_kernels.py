@@ -10,8 +10,8 @@ ratio to NumPy. The library must be built first (``make kernel``).
 
 ``--baseline LIB`` also times another build of the library (e.g. one compiled from an
 earlier revision's ``atoms_kernel.c``) at each level, in the same rounds: one of this
-checkout's calling convention (``ckernel.ABI``), or one from before the convention had a
-version (no scratch argument), which is called here as it was then, on one thread.
+checkout's calling convention (``ckernel.ABI``), or one of an earlier convention (version 2,
+or none: no scratch argument), which is called here as it was then, on one thread.
 
 ``--whole`` instead times whole ``tilefan run atoms --grid 256 --atoms 1000`` processes on
 the embedded backend (the process pool, both cores): with the C kernel (this checkout),
@@ -46,32 +46,38 @@ def load_time(statement: str, rounds: int) -> float:
     return statistics.median(run(f"{base}; {statement}") - run(base) for _ in range(rounds))
 
 
-def _unversioned_build(path: Path, level: int) -> Callable[..., np.ndarray]:
-    """A library from before ``tilefan_kernel_abi`` (13 arguments, no scratch), called as
-    ckernel.py called it then, on this thread."""
+def _older_build(path: Path, level: int) -> Callable[..., np.ndarray]:
+    """A library of an earlier calling convention, called as ckernel.py called it then, on
+    this thread: before ``tilefan_kernel_abi`` (13 arguments, no scratch) or version 2 (the
+    scratch before ``out``, at least one row of it)."""
     import ctypes
 
     from tilefan.domain.kernels import grid_axes
 
     lib = ctypes.CDLL(str(path))
-    if hasattr(lib, "tilefan_kernel_abi"):
-        raise SystemExit(f"{path} speaks calling convention {lib.tilefan_kernel_abi()}, not this checkout's")
+    abi = lib.tilefan_kernel_abi() if hasattr(lib, "tilefan_kernel_abi") else None
+    if abi not in (None, 2):
+        raise SystemExit(f"{path} speaks calling convention {abi}, which this benchmark does not call")
     fns = {}  # bound once, outside the timed calls
     for precision, real in (("float32", ctypes.c_float), ("float64", ctypes.c_double)):
         fn = getattr(lib, f"tilefan_phi_f{8 * np.dtype(precision).itemsize}_l{level}")
         fn.restype = None
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t] * 3 + [ctypes.c_void_p] * 4 + [ctypes.c_ssize_t, real,
-                                                                                       ctypes.c_void_p]
+        scratch_args = [] if abi is None else [ctypes.c_void_p, ctypes.c_ssize_t]
+        fn.argtypes = ([ctypes.c_void_p, ctypes.c_ssize_t] * 3 + [ctypes.c_void_p] * 4 + [ctypes.c_ssize_t, real]
+                       + scratch_args + [ctypes.c_void_p])
         fns[precision] = fn
 
     def run(table: np.ndarray, origin: tuple[float, float, float], spacing: float, softening: float,
             region: tuple[tuple[int, int], ...], precision: str) -> np.ndarray:
         xs, ys, zs = grid_axes(origin, spacing, region, precision)
         phi = np.zeros((len(xs), len(ys), len(zs)), dtype=precision)
-        fn = fns[precision]
         ax, ay, az, ae = (np.ascontiguousarray(row) for row in table.T.astype(precision))
-        fn(xs.ctypes.data, len(xs), ys.ctypes.data, len(ys), zs.ctypes.data, len(zs), ax.ctypes.data, ay.ctypes.data,
-           az.ctypes.data, ae.ctypes.data, len(ae), float(np.asarray(softening**2, dtype=precision)), phi.ctypes.data)
+        args = [xs.ctypes.data, len(xs), ys.ctypes.data, len(ys), zs.ctypes.data, len(zs), ax.ctypes.data,
+                ay.ctypes.data, az.ctypes.data, ae.ctypes.data, len(ae), float(np.asarray(softening**2, dtype=precision))]
+        if abi is not None:
+            scratch = np.empty(max(128 * 1024 // phi.dtype.itemsize, len(zs)), dtype=precision)
+            args += [scratch.ctypes.data, len(scratch)]
+        fns[precision](*args, phi.ctypes.data)
         return phi
 
     return run
@@ -131,7 +137,7 @@ def main() -> None:
         assert fn is not None
         contenders[f"C kernel, {names[level]} build"] = fn
         if args.baseline is not None:
-            old = ckernel.load(args.baseline, use_level=level) or _unversioned_build(args.baseline, level)
+            old = ckernel.load(args.baseline, use_level=level) or _older_build(args.baseline, level)
             contenders[f"baseline C kernel, {names[level]} build"] = old
     fast = _numba_kernel()
     if fast is not None:

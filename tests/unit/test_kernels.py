@@ -290,8 +290,9 @@ def _worst_ulp_per_term(build: int) -> float:
 def test_compiled_kernel_gives_the_same_bits_for_any_block_of_atoms(monkeypatch: pytest.MonkeyPatch,
                                                                     precision: str) -> None:
     """The kernel sums blocks of atoms (as many as its scratch holds z offsets for) one after
-    another: one atom a block, blocks with a ragged last one, or all in one block, every
-    point sums the same terms in the same order, so the bits agree, at every build."""
+    another: one or two atoms a block (the least scratch, two rows), blocks with a ragged
+    last one, or all in one block, every point sums the same terms in the same order, so the
+    bits agree, at every build."""
     rng = np.random.default_rng(11)
     table = _random_table(rng, 57, (5, 6, 13), (0.0, 0.0, 0.0), 0.7)
     region = ((0, 5), (0, 6), (0, 13))
@@ -300,8 +301,10 @@ def test_compiled_kernel_gives_the_same_bits_for_any_block_of_atoms(monkeypatch:
         fn = ckernel.load(use_level=build)
         assert fn is not None
         fields = []
-        for atoms_a_block in (1, 7, 57):  # 57 = 8 blocks of 7 and one of 1
-            monkeypatch.setattr(ckernel, "SCRATCH_BYTES", atoms_a_block * 13 * size)
+        # Rows of scratch: the table takes one row an atom (1.5 in the AVX2 float64 build, whose
+        # float32 copy follows it), so 7 rows hold 7 (or 4) atoms, ragged over 57; 114 hold all.
+        for scratch_rows in (0, 7, 114):
+            monkeypatch.setattr(ckernel, "SCRATCH_BYTES", scratch_rows * 13 * size)
             fields.append(fn(table, (0.0, 0.0, 0.0), 0.7, 0.3, region, precision))
         assert all(np.array_equal(fields[0], other) for other in fields[1:]), f"build {build}"
         ref, scale = _reference_field(table, (5, 6, 13), (0.0, 0.0, 0.0), 0.7, 0.3, precision)

@@ -29,7 +29,9 @@ def _table(n: int, size: float, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 @pytest.mark.parametrize("region", [((0, 24), (0, 20), (0, 37)),   # many i: whole-i slabs
-                                    ((3, 5), (1, 30), (2, 19)),    # fewer i than threads: partial rows of j
+                                    # fewer i than threads: slabs of j starting at odd and even j
+                                    # (enough work a row, 88 x 700, that the slabs go to threads)
+                                    ((3, 5), (1, 30), (2, 90)),
                                     ((0, 1), (0, 1), (0, 64))])    # one row
 def test_threaded_field_is_identical_to_one_thread(precision: str, region: tuple) -> None:  # type: ignore[type-arg]
     table = _table(700, 30.0, 5)

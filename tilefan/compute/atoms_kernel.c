@@ -13,16 +13,19 @@
  *
  * Every row of a tile meets each atom at the same z offsets, so the baseline builds and the
  * AVX2 float64 one compute (z_k - z_a)^2 once per block of atoms into scratch memory from the
- * caller (at least nk elements, or the call computes nothing; blocks of nscratch / nk atoms,
- * sized by ckernel.py) and each row only adds its own
+ * caller (at least 2 nk elements, or the call computes nothing; blocks of nscratch / nk atoms,
+ * 2 nscratch / 3 nk in the AVX2 float64 build, sized by ckernel.py) and each row only adds its own
  * (x - x_a)^2 + (y - y_a)^2: a subtraction and a multiply-add fewer per pair in an inner loop
  * that the FMA pipes bound. Summing block after block keeps each point's table order. The
  * AVX2 float32 loop keeps computing its own offsets: it runs four times as many pairs a
  * second, and a table read from L2 made it no faster (benchmarks/atoms_kernels.py).
  *
- * The AVX2 float64 build is written by hand (row_f64_l2, below): compiled from the generic
- * loop it spends its time in vsqrtpd and vdivpd, which AVX2-only CPUs issue at a few cycles
- * per element, so it ran at a quarter of the float32 rate.
+ * The AVX2 float64 build is written by hand (tilefan_phi_f64_l2, below): compiled from the
+ * generic loop it spends its time in vsqrtpd and vdivpd, which AVX2-only CPUs issue at a few
+ * cycles per element, so it ran at a quarter of the float32 rate. It seeds 1/sqrt from a
+ * float32 copy of the table (one float32 add for eight points, not four conversions) and
+ * takes rows in pairs that share the table's loads: 1.2-1.3x the rate of one float64 table
+ * converted per row (benchmarks/atoms_kernels.py).
  */
 #include <immintrin.h>
 #include <math.h>
@@ -33,7 +36,7 @@
     TARGET void NAME(const T *xs, ptrdiff_t ni, const T *ys, ptrdiff_t nj, const T *zs,            \
                      ptrdiff_t nk, const T *ax, const T *ay, const T *az, const T *ae,             \
                      ptrdiff_t na, T eps2, T *restrict dz2, ptrdiff_t nscratch, T *restrict out) { \
-        if (nk <= 0 || nscratch < nk) return; /* the caller sizes scratch (ckernel.py) */          \
+        if (nk <= 0 || nscratch < 2 * nk) return; /* the caller sizes scratch (ckernel.py) */      \
         const ptrdiff_t block = nscratch / nk;                                                     \
         for (ptrdiff_t a0 = 0; a0 < na; a0 += block) {                                             \
             const ptrdiff_t nb = na - a0 < block ? na - a0 : block;                                \
@@ -94,17 +97,17 @@ PHI_TABLE(tilefan_phi_f32_l1, float, row_f32_l1, BASE)
 PHI_TABLE(tilefan_phi_f64_l1, double, row_f64_l1, BASE)
 PHI_DIRECT(tilefan_phi_f32_l2, float, sqrtf, AVX2)
 
-/* 1/sqrt(d2) for four doubles without vsqrtpd or vdivpd: the float32 reciprocal square
- * root y0 (relative error e <= 1.5 * 2^-12 on Intel and AMD, plus 2^-25 from rounding d2
- * to float32) refined in double in one step. With r = 1 - d2 y0^2 (|r| <= 2e + e^2
+/* 1/sqrt(d2) for four doubles without vsqrtpd or vdivpd, from y0, the float32 reciprocal
+ * square root of d2 rounded to float32. y0's relative error e is at most 1.5 * 2^-12 (the
+ * instruction, on Intel and AMD) plus 2^-24 (d2 reaches float32 as fl(fl(dxy) + fl(dz2)),
+ * three roundings halved by the square root). With r = 1 - d2 y0^2 (|r| <= 2e + e^2
  * < 7.33e-4), 1/sqrt(d2) = y0 (1 - r)^(-1/2) = y0 (1 + r/2 + 3r^2/8 + 5r^3/16 + 35r^4/128
- * + ...); the terms dropped sum to at most (63/256)|r|^5 / (1 - |r|) < 5.2e-17 < 2^-54,
+ * + ...); the terms dropped sum to at most (63/256)|r|^5 / (1 - |r|) < 5.3e-17 < 2^-54,
  * under half an ulp, so the result is as good as 1/sqrt in double up to a few ulp of
  * rounding. One polynomial (seven multiplies and FMAs) instead of a Newton step and a
- * third-order one (nine) is what the FMA pipes, the limit here, gain.
- * Valid while d2 is a normal float32, which the caller checks (row_f64_l2). */
-AVX2 static inline __m256d rsqrt_pd_avx2(__m256d d2) {
-    const __m256d y0 = _mm256_cvtps_pd(_mm_rsqrt_ps(_mm256_cvtpd_ps(d2)));
+ * third-order one (nine) is what the FMA pipes, the limit here, gain. */
+AVX2 static inline __m256d refine_pd_avx2(__m256d d2, __m128 y0f) {
+    const __m256d y0 = _mm256_cvtps_pd(y0f);
     const __m256d r = _mm256_fnmadd_pd(_mm256_mul_pd(d2, y0), y0, _mm256_set1_pd(1.0));
     __m256d p = _mm256_fmadd_pd(r, _mm256_set1_pd(35.0 / 128), _mm256_set1_pd(5.0 / 16));
     p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(3.0 / 8));
@@ -116,29 +119,121 @@ AVX2 static inline __m256d rsqrt_pd_avx2(__m256d d2) {
 #define SEED_MIN 1e-36
 #define SEED_MAX 1e36
 
-/* One row (fixed i, j) and one atom: row[k] += e / sqrt(dxy + dz2[k]). */
-AVX2 static inline void row_f64_l2(const double *restrict dz2, ptrdiff_t nk, double dxy, double e,
-                                   double *restrict row) {
-    /* d2 >= dxy everywhere on the row and at most its larger end, since zs is monotonic. */
-    const double most = dxy + (dz2[0] > dz2[nk - 1] ? dz2[0] : dz2[nk - 1]);
-    ptrdiff_t k = 0;
-    if (dxy >= SEED_MIN && most <= SEED_MAX) {
+/* Whether a row's every d2 = dxy + dz2[k] is inside the seed's range (zs is monotonic, so
+ * dz2 is largest at one end of the row). */
+AVX2 static inline int seeded_f64_l2(const double *restrict dz2, ptrdiff_t nk, double dxy) {
+    return dxy >= SEED_MIN && dxy + (dz2[0] > dz2[nk - 1] ? dz2[0] : dz2[nk - 1]) <= SEED_MAX;
+}
+
+/* One row, one atom, from k on: four points at a time, then one at a time. */
+AVX2 static inline void tail_f64_l2(const double *restrict dz2, const float *restrict dz2f, ptrdiff_t k,
+                                    ptrdiff_t nk, double dxy, double e, double *restrict row) {
+    if (seeded_f64_l2(dz2, nk, dxy)) {
         const __m256d vdxy = _mm256_set1_pd(dxy), ve = _mm256_set1_pd(e);
-        for (; k + 8 <= nk; k += 8) {  /* two vectors at a time: independent chains */
-            const __m256d y0 = rsqrt_pd_avx2(_mm256_add_pd(_mm256_loadu_pd(dz2 + k), vdxy));
-            const __m256d y1 = rsqrt_pd_avx2(_mm256_add_pd(_mm256_loadu_pd(dz2 + k + 4), vdxy));
-            _mm256_storeu_pd(row + k, _mm256_fmadd_pd(ve, y0, _mm256_loadu_pd(row + k)));
-            _mm256_storeu_pd(row + k + 4, _mm256_fmadd_pd(ve, y1, _mm256_loadu_pd(row + k + 4)));
-        }
+        const __m128 vdxyf = _mm_set1_ps((float)dxy);
         for (; k + 4 <= nk; k += 4) {
-            const __m256d y = rsqrt_pd_avx2(_mm256_add_pd(_mm256_loadu_pd(dz2 + k), vdxy));
+            const __m128 yf = _mm_rsqrt_ps(_mm_add_ps(_mm_loadu_ps(dz2f + k), vdxyf));
+            const __m256d y = refine_pd_avx2(_mm256_add_pd(_mm256_loadu_pd(dz2 + k), vdxy), yf);
             _mm256_storeu_pd(row + k, _mm256_fmadd_pd(ve, y, _mm256_loadu_pd(row + k)));
         }
     }
     for (; k < nk; k++) row[k] += e / sqrt(dxy + dz2[k]);  /* the ragged end; rows out of the seed's range */
 }
 
-PHI_TABLE(tilefan_phi_f64_l2, double, row_f64_l2, AVX2)
+/* Eight points of one row and one atom: one float32 seed vector, two refined halves. */
+#define EIGHT_F64_L2(ROW, VDXY, VDXYF)                                                         \
+    do {                                                                                       \
+        const __m256 yf = _mm256_rsqrt_ps(_mm256_add_ps(zf, VDXYF));                           \
+        const __m256d y0 = refine_pd_avx2(_mm256_add_pd(z0, VDXY), _mm256_castps256_ps128(yf)); \
+        const __m256d y1 = refine_pd_avx2(_mm256_add_pd(z1, VDXY), _mm256_extractf128_ps(yf, 1)); \
+        _mm256_storeu_pd(ROW + k, _mm256_fmadd_pd(ve, y0, _mm256_loadu_pd(ROW + k)));          \
+        _mm256_storeu_pd(ROW + k + 4, _mm256_fmadd_pd(ve, y1, _mm256_loadu_pd(ROW + k + 4)));  \
+    } while (0)
+
+/* row[k] += e / sqrt(dxy + dz2[k]) for one row and one atom. */
+AVX2 static inline void row_f64_l2(const double *restrict dz2, const float *restrict dz2f, ptrdiff_t nk,
+                                   double dxy, double e, double *restrict row) {
+    ptrdiff_t k = 0;
+    if (seeded_f64_l2(dz2, nk, dxy)) {
+        const __m256d vdxy = _mm256_set1_pd(dxy), ve = _mm256_set1_pd(e);
+        const __m256 vdxyf = _mm256_set1_ps((float)dxy);
+        for (; k + 8 <= nk; k += 8) {
+            const __m256 zf = _mm256_loadu_ps(dz2f + k);
+            const __m256d z0 = _mm256_loadu_pd(dz2 + k), z1 = _mm256_loadu_pd(dz2 + k + 4);
+            EIGHT_F64_L2(row, vdxy, vdxyf);
+        }
+    }
+    tail_f64_l2(dz2, dz2f, k, nk, dxy, e, row);
+}
+
+/* The same for two rows at once, which share the table's loads. Each row's points take the
+ * same steps as in row_f64_l2, so pairing rows changes no bit. */
+AVX2 static inline void row_pair_f64_l2(const double *restrict dz2, const float *restrict dz2f, ptrdiff_t nk,
+                                        double dxy, double dxy2, double e, double *restrict row,
+                                        double *restrict row2) {
+    if (!seeded_f64_l2(dz2, nk, dxy) || !seeded_f64_l2(dz2, nk, dxy2)) {
+        row_f64_l2(dz2, dz2f, nk, dxy, e, row);
+        row_f64_l2(dz2, dz2f, nk, dxy2, e, row2);
+        return;
+    }
+    const __m256d vdxy = _mm256_set1_pd(dxy), vdxy2 = _mm256_set1_pd(dxy2), ve = _mm256_set1_pd(e);
+    const __m256 vdxyf = _mm256_set1_ps((float)dxy), vdxyf2 = _mm256_set1_ps((float)dxy2);
+    ptrdiff_t k = 0;
+    for (; k + 8 <= nk; k += 8) {
+        const __m256 zf = _mm256_loadu_ps(dz2f + k);
+        const __m256d z0 = _mm256_loadu_pd(dz2 + k), z1 = _mm256_loadu_pd(dz2 + k + 4);
+        EIGHT_F64_L2(row, vdxy, vdxyf);
+        EIGHT_F64_L2(row2, vdxy2, vdxyf2);
+    }
+    tail_f64_l2(dz2, dz2f, k, nk, dxy, e, row);
+    tail_f64_l2(dz2, dz2f, k, nk, dxy2, e, row2);
+}
+
+/* A row's dx^2 + dy^2 + eps^2, rounded the same way whether the row is the first of a pair,
+ * the second or alone (the explicit FMA leaves the compiler no contraction to choose). */
+AVX2 static inline double dxy_f64_l2(double dx2, double dy, double eps2) {
+    return __builtin_fma(dy, dy, dx2) + eps2;
+}
+
+/* The AVX2 float64 build: blocks of atoms as in PHI_TABLE, with the table's float32 copy
+ * after it (the seeds' d2 comes from one float32 add instead of two conversions), and rows
+ * in pairs. Needs nscratch >= 2 nk (one atom's two tables take 1.5 nk). */
+AVX2 void tilefan_phi_f64_l2(const double *xs, ptrdiff_t ni, const double *ys, ptrdiff_t nj, const double *zs,
+                             ptrdiff_t nk, const double *ax, const double *ay, const double *az,
+                             const double *ae, ptrdiff_t na, double eps2, double *restrict scratch,
+                             ptrdiff_t nscratch, double *restrict out) {
+    if (nk <= 0 || nscratch < 2 * nk) return; /* the caller sizes scratch (ckernel.py) */
+    const ptrdiff_t block = 2 * nscratch / (3 * nk);
+    double *restrict dz2 = scratch;
+    float *restrict dz2f = (float *)(scratch + block * nk);
+    for (ptrdiff_t a0 = 0; a0 < na; a0 += block) {
+        const ptrdiff_t nb = na - a0 < block ? na - a0 : block;
+        for (ptrdiff_t a = 0; a < nb; a++) {
+            for (ptrdiff_t k = 0; k < nk; k++) {
+                const double dz = zs[k] - az[a0 + a];
+                dz2[a * nk + k] = dz * dz;
+                dz2f[a * nk + k] = (float)(dz * dz);
+            }
+        }
+        for (ptrdiff_t i = 0; i < ni; i++) {
+            for (ptrdiff_t j = 0; j < nj; j += 2) {
+                double *restrict row = out + (i * nj + j) * nk;
+                for (ptrdiff_t a = a0; a < a0 + nb; a++) {
+                    const double dx = xs[i] - ax[a], dx2 = dx * dx;
+                    const double dxy = dxy_f64_l2(dx2, ys[j] - ay[a], eps2);
+                    const double *t = dz2 + (a - a0) * nk;
+                    const float *tf = dz2f + (a - a0) * nk;
+                    if (j + 1 < nj) {
+                        const double dxy2 = dxy_f64_l2(dx2, ys[j + 1] - ay[a], eps2);
+                        row_pair_f64_l2(t, tf, nk, dxy, dxy2, ae[a], row, row + nk);
+                    } else {
+                        row_f64_l2(t, tf, nk, dxy, ae[a], row);
+                    }
+                }
+            }
+        }
+    }
+}
 
 
 /* The AVX-512 builds by hand too: vrsqrt14 estimates 1/sqrt with relative error below
@@ -188,8 +283,9 @@ PHI_AVX512(tilefan_phi_f64_l3, double, __m512d, 8, __mmask8, _mm512_set1_pd, _mm
 
 /* The calling convention's version: ckernel.py loads no library whose version differs from
  * its own (one built from an earlier atoms_kernel.c would be called with the wrong arguments).
- * 2: the scratch memory for the z offsets' table comes before out. */
-int tilefan_kernel_abi(void) { return 2; }
+ * 2: the scratch memory for the z offsets' table comes before out; 3: it holds at least 2 nk
+ * elements (the AVX2 float64 build keeps a float32 copy of the table). */
+int tilefan_kernel_abi(void) { return 3; }
 
 /* The best level this CPU runs: 3 (AVX-512), 2 (AVX2 and FMA) or 1 (the x86-64 baseline);
  * the loader calls the functions of that level (tilefan_phi_<f32|f64>_l<level>). */

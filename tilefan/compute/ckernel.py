@@ -27,11 +27,12 @@ LIBRARY = Path(__file__).with_name("_atoms_kernel.so")
 AtomsFn = Callable[..., np.ndarray]
 # The kernel's table of (z_k - z_a)^2 for a block of atoms, read by every row of a tile: sized
 # to stay in a core's L2 cache beside the row (BENCHMARKS.md, the atoms' z offsets computed
-# once per block of atoms).
+# once per block of atoms). Never less than two rows' worth, which one atom's table (and its
+# float32 copy, in the AVX2 float64 build) needs.
 SCRATCH_BYTES = 128 * 1024
 # The calling convention this module speaks (``tilefan_kernel_abi`` in atoms_kernel.c): a
 # library built from another version of the source is treated as absent, never miscalled.
-ABI = 2
+ABI = 3
 
 _loaded: dict[Path, ctypes.CDLL | None] = {}
 
@@ -107,7 +108,7 @@ def _run(
     def rows(i0: int, i1: int, j0: int, j1: int) -> None:
         # ctypes releases the GIL for the call, so threads compute their rows in parallel,
         # each with scratch of its own for the atoms' z offsets.
-        scratch = np.empty(max(SCRATCH_BYTES // size, nk), dtype=phi.dtype)
+        scratch = np.empty(max(SCRATCH_BYTES // size, 2 * nk), dtype=phi.dtype)
         fn(xs.ctypes.data + i0 * size, i1 - i0, ys.ctypes.data + j0 * size, j1 - j0, zs.ctypes.data, nk,
            ax.ctypes.data, ay.ctypes.data, az.ctypes.data, ae.ctypes.data, len(ae), eps2,
            scratch.ctypes.data, len(scratch), phi.ctypes.data + (i0 * nj + j0) * nk * size)
