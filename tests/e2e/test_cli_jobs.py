@@ -17,7 +17,10 @@ CLI = [sys.executable, "-m", "tilefan.entrypoints.cli.main"]
 
 
 def tilefan(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_")}
+    # As a user's shell runs it: without PYTHONUNBUFFERED, stdout into a pipe is buffered, so
+    # these catch a command that leaves (cli.main.entry skips the interpreter's teardown)
+    # before flushing what it printed.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILEFAN_") and k != "PYTHONUNBUFFERED"}
     env.update({"TILEFAN_HOME": str(home), "TILEFAN_WORKERS": "2"})
     proc = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -26,7 +29,8 @@ def tilefan(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def done(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
-    """A home holding one finished matmul job, its id and its output."""
+    """A home holding one finished matmul job, its id and its output. The commands that read
+    it run in later processes: the run left its records in the store's write-ahead log."""
     root = tmp_path_factory.mktemp("jobs")
     out = root / "C.npy"
     r = tilefan(root / "home", "run", "matmul", "--shape-a", "200x100", "--shape-b", "100x120", "--tile", "64",

@@ -9,6 +9,7 @@ stderr naming the flag, and nothing is written.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -231,5 +232,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+def entry() -> NoReturn:
+    """The ``tilefan`` console script: ``main``, then leave without the interpreter's teardown.
+
+    By the time a command returns, what it wrote is closed, and its job records are committed
+    to the store's write-ahead log. Freeing every module and object, and the store's
+    checkpoint of that log into the database with its fsync, then took about 0.1 s of every
+    ``tilefan run`` (a fifth of a small job): the log keeps the records for whichever
+    process opens the store next, exactly as when a run is killed after it ends. Only the
+    buffered standard streams and log handlers need flushing. Errors ``main`` does not turn
+    into an exit code still end the interpreter's usual way, with their traceback."""
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # the reader went away, or the stream is closed
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
