@@ -72,8 +72,9 @@ def _older_build(path: Path, level: int) -> Callable[..., np.ndarray]:
         xs, ys, zs = grid_axes(origin, spacing, region, precision)
         phi = np.zeros((len(xs), len(ys), len(zs)), dtype=precision)
         ax, ay, az, ae = (np.ascontiguousarray(row) for row in table.T.astype(precision))
+        eps2 = float(np.asarray(softening**2, dtype=precision))
         args = [xs.ctypes.data, len(xs), ys.ctypes.data, len(ys), zs.ctypes.data, len(zs), ax.ctypes.data,
-                ay.ctypes.data, az.ctypes.data, ae.ctypes.data, len(ae), float(np.asarray(softening**2, dtype=precision))]
+                ay.ctypes.data, az.ctypes.data, ae.ctypes.data, len(ae), eps2]
         if abi is not None:
             scratch = np.empty(max(128 * 1024 // phi.dtype.itemsize, len(zs)), dtype=precision)
             args += [scratch.ctypes.data, len(scratch)]

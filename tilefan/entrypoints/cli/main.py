@@ -9,6 +9,7 @@ stderr naming the flag, and nothing is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -245,10 +246,8 @@ def entry() -> NoReturn:
     code = main()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(BrokenPipeError, ValueError):  # the reader went away, or it is closed
             stream.flush()
-        except (BrokenPipeError, ValueError):  # the reader went away, or the stream is closed
-            pass
     os._exit(code)
 
 
