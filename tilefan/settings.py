@@ -63,6 +63,9 @@ class HttpLimits:
 
 @dataclass(frozen=True)
 class Config:
+    """How this install runs: the backend, its home, its workers and kernel, its limits (from
+    TILEFAN_* variables, ``load_config``)."""
+
     backend: str = "embedded"
     home: Path = field(default_factory=lambda: Path.home() / ".tilefan")
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -100,6 +103,8 @@ class SpotSettings:
 
 @dataclass(frozen=True)
 class AwsSettings:
+    """Where the AWS backend's resources are: the deployed stack's names (``aws_settings``)."""
+
     bucket: str
     table: str
     state_machine_arn: str

@@ -30,6 +30,8 @@ MAGIC = b"\x93NUMPY"
 
 @dataclass(frozen=True)
 class NpyHeader:
+    """What a ``.npy`` file's header says: shape, dtype, order, and where the data starts."""
+
     shape: tuple[int, ...]
     dtype: np.dtype[Any]
     fortran: bool

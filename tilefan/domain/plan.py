@@ -39,6 +39,8 @@ FLOPS_PER_PAIR = 10
 
 @dataclass(frozen=True)
 class TilePlan:
+    """One tile of a plan: its region, its work and bytes, its route and estimated times."""
+
     tile_id: int
     region: Region
     units: int
@@ -67,6 +69,8 @@ class TilePlan:
 
 @dataclass(frozen=True)
 class Plan:
+    """A job cut into tiles, with their routes and the job's totals."""
+
     job_id: str
     kind: str
     shape: tuple[int, ...]

@@ -72,6 +72,8 @@ class TileResult:
 
 @dataclass
 class JobRecord:
+    """A job as the store keeps it: its spec, status, progress, timings and result."""
+
     job_id: str
     kind: str
     status: Status

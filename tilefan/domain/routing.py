@@ -82,6 +82,8 @@ class Prices:
 
 @dataclass(frozen=True)
 class RoutePolicy:
+    """Where tiles may run, and the rates that model their run times there (``route_tile``)."""
+
     # The tile Lambda as deployed (.chalice/config.json) and the margins kept under it.
     lambda_memory_mb: int = LAMBDA_MEMORY_MB
     lambda_timeout_s: int = 900
@@ -239,6 +241,8 @@ class TileCost:
 
 @dataclass(frozen=True)
 class CostEstimate:
+    """A plan's tiles by route and what they cost on AWS."""
+
     lambda_tiles: int
     spot_tiles: int
     lambda_gb_s: float

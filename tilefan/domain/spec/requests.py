@@ -32,6 +32,8 @@ def _read(convert: Reader, default: Any = MISSING) -> Any:
 
 @dataclass(frozen=True)
 class RandomMatrixForm:
+    """A matrix input drawn at random: its shape, dtype, seed and stream."""
+
     shape: tuple[int, int] = _read(fv.shape2)
     dtype: str | None = _read(fv.dtype, None)
     seed: int | None = _read(fv.seed, None)
@@ -40,6 +42,8 @@ class RandomMatrixForm:
 
 @dataclass(frozen=True)
 class StoredMatrixForm:
+    """A matrix input read from a file or upload, with the shape and dtype it must have."""
+
     file: str = _read(fv.path)
     shape: tuple[int, int] | None = _read(fv.shape2, None)
     dtype: str | None = _read(fv.dtype, None)
@@ -47,12 +51,16 @@ class StoredMatrixForm:
 
 @dataclass(frozen=True)
 class RandomAtomsForm:
+    """Atoms drawn at random: how many, and the seed."""
+
     count: int = _read(fv.count)
     seed: int | None = _read(fv.seed, None)
 
 
 @dataclass(frozen=True)
 class StoredAtomsForm:
+    """Atoms read from a file or upload, and how many there must be."""
+
     file: str = _read(fv.path)
     count: int | None = _read(fv.count, None)
 

@@ -20,6 +20,8 @@ from tilefan.settings import list_policy
 
 @dataclass(frozen=True)
 class PoolSettings:
+    """The embedded scheduler's pool: its workers, its kernel, how it starts them, its routes."""
+
     workers: int
     kernel: str  # "auto", "numpy" or "compiled"
     # "fork" starts workers in milliseconds with everything warm, but is only safe from a
@@ -57,6 +59,8 @@ class Lease(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How many times a failed tile is tried, and how long to wait between tries."""
+
     max_attempts: int = 3
     backoff_s: float = 0.2
 
