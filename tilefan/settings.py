@@ -103,7 +103,8 @@ class SpotSettings:
 
 @dataclass(frozen=True)
 class AwsSettings:
-    """Where the AWS backend's resources are: the deployed stack's names (``aws_settings``)."""
+    """The AWS backend as deployed (``aws_settings``): its bucket, table, state machine and region,
+    and how it runs jobs there (inline Map size, record TTL, spot workers, routes, S3 streams)."""
 
     bucket: str
     table: str

@@ -71,7 +71,7 @@ def test_the_c_kernel_loads_in_this_checkout() -> None:
     assert ckernel.level() >= 1
 
 
-@pytest.mark.parametrize("abi", [None, 1, ckernel.ABI + 1])
+@pytest.mark.parametrize("abi", [None, 1, ckernel.ABI - 1, ckernel.ABI + 1])
 def test_a_library_of_another_calling_convention_is_treated_as_absent(tmp_path: Path, abi: int | None) -> None:
     """A library built from another version of atoms_kernel.c (one older than the version
     check has none) would take its arguments in another order: it is never called. The

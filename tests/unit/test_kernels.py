@@ -311,6 +311,30 @@ def test_compiled_kernel_gives_the_same_bits_for_any_block_of_atoms(monkeypatch:
         assert _max_error_over_tol(fields[0], ref, scale, precision, 57) <= 1.0, f"build {build}"
 
 
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_compiled_kernel_keeps_its_tables_inside_the_scratch_it_is_handed(precision: str) -> None:
+    """Each build lays its z-offset tables (and the AVX2 float64 build their float32 copy)
+    in the scratch the caller hands it, as much of it as fits whole blocks of atoms, from
+    the least it takes (two rows) up: the elements past it are never written."""
+    library = ckernel._library(ckernel.LIBRARY)
+    assert library is not None
+    dtype = np.dtype(precision)
+    rng = np.random.default_rng(12)
+    table = _random_table(rng, 23, (3, 5, 13), (0.0, 0.0, 0.0), 0.7).astype(dtype)
+    xs, ys, zs = (np.arange(n, dtype=dtype) * dtype.type(0.7) for n in (3, 5, 13))
+    ax, ay, az, ae = (np.ascontiguousarray(column) for column in table.T)
+    sentinel = dtype.type(-12345.5)
+    for build in range(1, ckernel.level() + 1):
+        fn = getattr(library, f"tilefan_phi_f{8 * dtype.itemsize}_l{build}")
+        for size in (26, 27, 41, 64, 299):  # 2 rows of 13 and up: blocks of 1 to 23 atoms
+            scratch = np.full(size + 64, sentinel, dtype=dtype)
+            out = np.zeros((3, 5, 13), dtype=dtype)
+            fn(xs.ctypes.data, 3, ys.ctypes.data, 5, zs.ctypes.data, 13, ax.ctypes.data, ay.ctypes.data,
+               az.ctypes.data, ae.ctypes.data, 23, float(dtype.type(0.09)), scratch.ctypes.data, size, out.ctypes.data)
+            assert np.all(scratch[size:] == sentinel), f"build {build}, scratch of {size}"
+            assert np.any(out != 0), f"build {build}, scratch of {size}: nothing computed"
+
+
 @settings(max_examples=25, deadline=None)
 @given(atoms_case(), DTYPES)
 def test_compiled_kernel_agrees_with_numpy_kernel_for_any_tiling(compiled_kernel, case, precision: str) -> None:  # type: ignore[no-untyped-def]

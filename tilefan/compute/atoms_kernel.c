@@ -24,8 +24,8 @@
  * generic loop it spends its time in vsqrtpd and vdivpd, which AVX2-only CPUs issue at a few
  * cycles per element, so it ran at a quarter of the float32 rate. It seeds 1/sqrt from a
  * float32 copy of the table (one float32 add for eight points, not four conversions) and
- * takes rows in pairs that share the table's loads: 1.2-1.3x the rate of one float64 table
- * converted per row (benchmarks/atoms_kernels.py).
+ * takes rows in pairs that share the table's loads: 1.1-1.2x the rate of converting the
+ * float64 table's values for every seed (benchmarks/atoms_kernels.py).
  */
 #include <immintrin.h>
 #include <math.h>
@@ -99,13 +99,14 @@ PHI_DIRECT(tilefan_phi_f32_l2, float, sqrtf, AVX2)
 
 /* 1/sqrt(d2) for four doubles without vsqrtpd or vdivpd, from y0, the float32 reciprocal
  * square root of d2 rounded to float32. y0's relative error e is at most 1.5 * 2^-12 (the
- * instruction, on Intel and AMD) plus 2^-24 (d2 reaches float32 as fl(fl(dxy) + fl(dz2)),
- * three roundings halved by the square root). With r = 1 - d2 y0^2 (|r| <= 2e + e^2
- * < 7.33e-4), 1/sqrt(d2) = y0 (1 - r)^(-1/2) = y0 (1 + r/2 + 3r^2/8 + 5r^3/16 + 35r^4/128
- * + ...); the terms dropped sum to at most (63/256)|r|^5 / (1 - |r|) < 5.3e-17 < 2^-54,
- * under half an ulp, so the result is as good as 1/sqrt in double up to a few ulp of
- * rounding. One polynomial (seven multiplies and FMAs) instead of a Newton step and a
- * third-order one (nine) is what the FMA pipes, the limit here, gain. */
+ * instruction, on Intel and AMD) plus 2^-24: d2 reaches float32 as fl(fl(dxy) + fl(dz2)),
+ * whose two non-negative terms' roundings add at most 2^-24 and the sum's another 2^-24,
+ * halved by the square root. With r = 1 - d2 y0^2 (|r| <= 2e + e^2 < 7.33e-4),
+ * 1/sqrt(d2) = y0 (1 - r)^(-1/2) = y0 (1 + r/2 + 3r^2/8 + 5r^3/16 + 35r^4/128 + ...); the
+ * terms dropped sum to at most (63/256)|r|^5 / (1 - |r|) < 5.3e-17 < 2^-54, under half an
+ * ulp, so the result is as good as 1/sqrt in double up to a few ulp of rounding. One
+ * polynomial (seven multiplies and FMAs) instead of a Newton step and a third-order one
+ * (nine) is what the FMA pipes, the limit here, gain. */
 AVX2 static inline __m256d refine_pd_avx2(__m256d d2, __m128 y0f) {
     const __m256d y0 = _mm256_cvtps_pd(y0f);
     const __m256d r = _mm256_fnmadd_pd(_mm256_mul_pd(d2, y0), y0, _mm256_set1_pd(1.0));
@@ -115,8 +116,10 @@ AVX2 static inline __m256d refine_pd_avx2(__m256d d2, __m128 y0f) {
     return _mm256_fmadd_pd(_mm256_mul_pd(y0, r), p, y0);
 }
 
-/* Float32's normal range with a margin: inside it the float32 seed above is valid. */
-#define SEED_MIN 1e-36
+/* Float32's normal range with a margin: inside it the float32 seed above is valid. The lower
+ * end leaves room for a process that flushes float32 subnormals to zero (another library's
+ * -ffast-math): an fl(dz2) below 2^-126 read as 0 then moves d2 by under 1.2e-8 of it. */
+#define SEED_MIN 1e-30
 #define SEED_MAX 1e36
 
 /* Whether a row's every d2 = dxy + dz2[k] is inside the seed's range (zs is monotonic, so
@@ -140,14 +143,15 @@ AVX2 static inline void tail_f64_l2(const double *restrict dz2, const float *res
     for (; k < nk; k++) row[k] += e / sqrt(dxy + dz2[k]);  /* the ragged end; rows out of the seed's range */
 }
 
-/* Eight points of one row and one atom: one float32 seed vector, two refined halves. */
-#define EIGHT_F64_L2(ROW, VDXY, VDXYF)                                                         \
+/* Eight points (k to k + 7) of one row and one atom, from the table's values there (zf in
+ * float32, z0 and z1 in float64): one float32 seed vector, two refined halves. */
+#define EIGHT_F64_L2(ROW, K, ZF, Z0, Z1, VDXY, VDXYF, VE)                                       \
     do {                                                                                       \
-        const __m256 yf = _mm256_rsqrt_ps(_mm256_add_ps(zf, VDXYF));                           \
-        const __m256d y0 = refine_pd_avx2(_mm256_add_pd(z0, VDXY), _mm256_castps256_ps128(yf)); \
-        const __m256d y1 = refine_pd_avx2(_mm256_add_pd(z1, VDXY), _mm256_extractf128_ps(yf, 1)); \
-        _mm256_storeu_pd(ROW + k, _mm256_fmadd_pd(ve, y0, _mm256_loadu_pd(ROW + k)));          \
-        _mm256_storeu_pd(ROW + k + 4, _mm256_fmadd_pd(ve, y1, _mm256_loadu_pd(ROW + k + 4)));  \
+        const __m256 yf = _mm256_rsqrt_ps(_mm256_add_ps(ZF, VDXYF));                           \
+        const __m256d y0 = refine_pd_avx2(_mm256_add_pd(Z0, VDXY), _mm256_castps256_ps128(yf)); \
+        const __m256d y1 = refine_pd_avx2(_mm256_add_pd(Z1, VDXY), _mm256_extractf128_ps(yf, 1)); \
+        _mm256_storeu_pd(ROW + K, _mm256_fmadd_pd(VE, y0, _mm256_loadu_pd(ROW + K)));          \
+        _mm256_storeu_pd(ROW + K + 4, _mm256_fmadd_pd(VE, y1, _mm256_loadu_pd(ROW + K + 4)));  \
     } while (0)
 
 /* row[k] += e / sqrt(dxy + dz2[k]) for one row and one atom. */
@@ -160,7 +164,7 @@ AVX2 static inline void row_f64_l2(const double *restrict dz2, const float *rest
         for (; k + 8 <= nk; k += 8) {
             const __m256 zf = _mm256_loadu_ps(dz2f + k);
             const __m256d z0 = _mm256_loadu_pd(dz2 + k), z1 = _mm256_loadu_pd(dz2 + k + 4);
-            EIGHT_F64_L2(row, vdxy, vdxyf);
+            EIGHT_F64_L2(row, k, zf, z0, z1, vdxy, vdxyf, ve);
         }
     }
     tail_f64_l2(dz2, dz2f, k, nk, dxy, e, row);
@@ -182,8 +186,8 @@ AVX2 static inline void row_pair_f64_l2(const double *restrict dz2, const float 
     for (; k + 8 <= nk; k += 8) {
         const __m256 zf = _mm256_loadu_ps(dz2f + k);
         const __m256d z0 = _mm256_loadu_pd(dz2 + k), z1 = _mm256_loadu_pd(dz2 + k + 4);
-        EIGHT_F64_L2(row, vdxy, vdxyf);
-        EIGHT_F64_L2(row2, vdxy2, vdxyf2);
+        EIGHT_F64_L2(row, k, zf, z0, z1, vdxy, vdxyf, ve);
+        EIGHT_F64_L2(row2, k, zf, z0, z1, vdxy2, vdxyf2, ve);
     }
     tail_f64_l2(dz2, dz2f, k, nk, dxy, e, row);
     tail_f64_l2(dz2, dz2f, k, nk, dxy2, e, row2);
@@ -204,8 +208,8 @@ AVX2 void tilefan_phi_f64_l2(const double *xs, ptrdiff_t ni, const double *ys, p
                              ptrdiff_t nscratch, double *restrict out) {
     if (nk <= 0 || nscratch < 2 * nk) return; /* the caller sizes scratch (ckernel.py) */
     const ptrdiff_t block = 2 * nscratch / (3 * nk);
-    double *restrict dz2 = scratch;
-    float *restrict dz2f = (float *)(scratch + block * nk);
+    double *dz2 = scratch;  /* the two tables share scratch, end to end */
+    float *dz2f = (float *)(scratch + block * nk);
     for (ptrdiff_t a0 = 0; a0 < na; a0 += block) {
         const ptrdiff_t nb = na - a0 < block ? na - a0 : block;
         for (ptrdiff_t a = 0; a < nb; a++) {

@@ -72,7 +72,8 @@ class TileResult:
 
 @dataclass
 class JobRecord:
-    """A job as the store keeps it: its spec, status, progress, timings and result."""
+    """A job as the store keeps it: its spec, status, progress, timings, result or error, links
+    and owner."""
 
     job_id: str
     kind: str

@@ -82,7 +82,8 @@ class Prices:
 
 @dataclass(frozen=True)
 class RoutePolicy:
-    """Where tiles may run, and the rates that model their run times there (``route_tile``)."""
+    """Where tiles may run (``choose_route``), the rates that model their run times there, and
+    what AWS charges."""
 
     # The tile Lambda as deployed (.chalice/config.json) and the margins kept under it.
     lambda_memory_mb: int = LAMBDA_MEMORY_MB

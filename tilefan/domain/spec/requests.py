@@ -42,7 +42,8 @@ class RandomMatrixForm:
 
 @dataclass(frozen=True)
 class StoredMatrixForm:
-    """A matrix input read from a file or upload, with the shape and dtype it must have."""
+    """A matrix input read from a file or upload; the shape and dtype a stored spec records (on
+    submission the file's header is what counts)."""
 
     file: str = _read(fv.path)
     shape: tuple[int, int] | None = _read(fv.shape2, None)
@@ -59,7 +60,8 @@ class RandomAtomsForm:
 
 @dataclass(frozen=True)
 class StoredAtomsForm:
-    """Atoms read from a file or upload, and how many there must be."""
+    """Atoms read from a file or upload; the count a stored spec records (on submission the
+    file's rows are what count)."""
 
     file: str = _read(fv.path)
     count: int | None = _read(fv.count, None)

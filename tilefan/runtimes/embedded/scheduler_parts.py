@@ -59,7 +59,7 @@ class Lease(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How many times a failed tile is tried, and how long to wait between tries."""
+    """How many times a failed tile (or plan or merge step) is tried, and the wait between tries."""
 
     max_attempts: int = 3
     backoff_s: float = 0.2
