@@ -3,7 +3,8 @@
 Real S3 cannot be reached from here, and moto answers in microseconds from memory, so
 neither shows what concurrent requests buy. This server speaks just enough of S3's REST
 API for a boto3 client (path-style addressing) to GET objects, whole or by ``Range``, to
-PUT them, and to upload them in parts (create, UploadPart, complete, abort), and it holds
+PUT them, to list and delete them (ListObjectsV2, DeleteObjects) and to upload them in
+parts (create, UploadPart, complete, abort), and it holds
 every request back the way one S3 connection does:
 
 * ``latency_s`` before the first byte of every response (S3's first-byte latency);
@@ -35,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+from xml.sax.saxutils import escape, unescape
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 _CHUNK = 256 << 10  # bytes written between pacing checks
@@ -86,6 +88,9 @@ class StandIn:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: one connection per stream, as boto3 pools them
+    # Headers and a small body leave in two writes: with Nagle's algorithm the second waits
+    # for the client's delayed ACK (40 ms on Linux), a stall real S3 does not add.
+    disable_nagle_algorithm = True
     server: ObjectServer
 
     def log_message(self, format: str, *args: Any) -> None:  # the base class names it format
@@ -105,9 +110,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
+        bucket, key = self._target()
+        if not key and "list-type" in self._query():
+            self._list(bucket)
+            return
         with self.server.lock:
             self.server.requests += 1
-            found = self.server.objects.get(self._target())
+            found = self.server.objects.get((bucket, key))
         time.sleep(self.server.latency_s)  # to first byte
         if found is None:
             self._error(404, "NoSuchKey")
@@ -133,6 +142,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
         self.end_headers()
         self._paced(memoryview(data)[first : last + 1])
+
+    def _list(self, bucket: str) -> None:
+        """ListObjectsV2: the keys under ``prefix`` in order, ``max-keys`` a page (1,000 at
+        most, as S3), the continuation token being the page's last key."""
+        query = self._query()
+        prefix, after = query.get("prefix", ""), query.get("continuation-token") or query.get("start-after", "")
+        limit = min(int(query.get("max-keys", "1000")), 1000)
+        with self.server.lock:
+            self.server.requests += 1
+            keys = sorted((k, len(body), etag) for (b, k), (body, etag) in self.server.objects.items()
+                          if b == bucket and k.startswith(prefix) and k > after)
+        time.sleep(self.server.latency_s)
+        page, more = keys[:limit], len(keys) > limit
+        contents = "".join(f"<Contents><Key>{escape(k)}</Key><Size>{size}</Size><ETag>{escape(etag)}</ETag>"
+                           "<LastModified>2026-01-01T00:00:00.000Z</LastModified></Contents>"
+                           for k, size, etag in page)
+        token = f"<NextContinuationToken>{escape(page[-1][0])}</NextContinuationToken>" if more else ""
+        self._reply(200, (f"<?xml version='1.0' encoding='UTF-8'?><ListBucketResult><Name>{escape(bucket)}</Name>"
+                          f"<Prefix>{escape(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount><MaxKeys>{limit}</MaxKeys>"
+                          f"<IsTruncated>{'true' if more else 'false'}</IsTruncated>{contents}{token}"
+                          "</ListBucketResult>").encode())
 
     def _paced(self, body: memoryview) -> None:
         started = time.perf_counter()
@@ -200,6 +230,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.uploads[upload] = {}
             self._reply(200, (f"<InitiateMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
                               f"<UploadId>{upload}</UploadId></InitiateMultipartUploadResult>").encode())
+            return
+        if "delete" in query:  # DeleteObjects, quiet: gone or never there, no error to report
+            with self.server.lock:
+                for gone in re.findall(rb"<Key>(.*?)</Key>", body):
+                    self.server.objects.pop((bucket, unescape(gone.decode())), None)
+            self._reply(200, b"<DeleteResult></DeleteResult>")
             return
         with self.server.lock:
             parts = self.server.uploads.pop(query.get("uploadId", ""), None)

@@ -1,7 +1,8 @@
 """The S3 stand-in the stream benchmark reads from (``benchmarks/s3_standin.py``): a real
 boto3 client over HTTP, through the S3 store, gets back exactly the bytes it put, by one
-GET or by concurrent ranged GETs, writes a big one in concurrent parts, and the stand-in
-holds each response back as configured."""
+GET or by concurrent ranged GETs, writes a big one in concurrent parts, keeps a field in
+parts and reads its points back many at a time, and the stand-in holds each response back
+as configured."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from benchmarks.s3_standin import StandIn, serving
 from tilefan.adapters.aws.s3_store import S3BlobStore
 from tilefan.adapters.npy_header import to_npy
 from tilefan.errors import BlobNotFoundError
+from tilefan.pipeline.verify import field_at
 
 LATENCY_S, STREAM_MB_S = 0.02, 100.0
 
@@ -59,3 +61,29 @@ def test_the_stand_in_holds_a_response_back_by_its_latency_and_stream_rate(stand
     assert got == body
     assert small_s >= LATENCY_S  # the first-byte latency
     assert big_s >= LATENCY_S + len(body) / (STREAM_MB_S * 1e6)  # then 4 MB at 100 MB/s: 0.04 s more
+
+
+def test_the_merge_reads_a_field_s_points_from_the_stand_in_many_at_a_time(standin: StandIn) -> None:
+    """The stand-in lists (in pages) and deletes objects, so the store keeps a field in parts
+    there as on S3; the merge's check reads its sampled points eight at a time and gets what
+    reading them one at a time gives: the field's own values."""
+    client = standin.client(max_pool_connections=12)
+    for name in "abcde":
+        client.put_object(Bucket="bench", Key=f"listed/{name}", Body=b"x")
+    pages = list(client.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix="listed/",
+                                                                 PaginationConfig={"PageSize": 2}))
+    assert [[o["Key"] for o in page["Contents"]] for page in pages] == [
+        ["listed/a", "listed/b"], ["listed/c", "listed/d"], ["listed/e"]]
+    rng = np.random.default_rng(5)
+    grid = (12, 10, 9)  # tiles of 4 x 5 x 9
+    field = rng.standard_normal(grid)
+    store = S3BlobStore(client, "bench", streams=8)
+    store.create_array("fields/phi.npy", grid, "float64", "job1")
+    for i in range(0, 12, 4):
+        for j in range(0, 10, 5):
+            region = ((i, i + 4), (j, j + 5), (0, 9))
+            store.write_region("fields/phi.npy", "job1", region, field[i:i + 4, j:j + 5])
+    points = np.stack(np.unravel_index(rng.choice(field.size, 20, replace=False), grid), axis=1)
+    one = field_at(store, "fields/phi.npy", "job1", points, 1)
+    many = field_at(store, "fields/phi.npy", "job1", points, 8)
+    assert np.array_equal(one, field[tuple(points.T)]) and np.array_equal(many, one)

@@ -107,7 +107,10 @@ def _finish_atoms(
     }
     if spec.verify:
         table = ports.blobs.read_array(atoms_key(job_id))
-        check = verify.verify_atoms(ports.blobs, job_id, spec, table, result, seed)
+        # A store that keeps tiles' blocks apart (S3) reads the sampled points as it builds
+        # parts: its streams at once.
+        streams = ports.assembly.io_streams() if ports.assembly is not None else 1
+        check = verify.verify_atoms(ports.blobs, job_id, spec, table, result, seed, streams)
         result["verification"] = check
         if not check["passed"]:
             if spec.field_out:

@@ -1,0 +1,73 @@
+"""The merge's check of a verified atoms field on S3: its sampled points read one at a time
+against N at a time, on the S3 stand-in.
+
+A verified atoms job with a field recomputes φ at the minimum and 64 random grid points and
+compares the field there (``tilefan.pipeline.verify.field_at``). On S3 the field is still in
+parts when the merge checks it, so each point is a read of its own through the real store
+code (``S3BlobStore.read_region``): the output's metadata, the listing of its parts and a
+ranged GET of the part holding the point, each paying a first-byte latency. The merge now
+keeps the store's streams of reads in flight, as it does building parts.
+
+What is measured: wall time of the 65 reads at each concurrency, through a real boto3 client
+over HTTP to ``benchmarks/s3_standin.py``, interleaved round by round. What is modelled: the
+latency and per-stream bandwidth (the stand-in's parameters), and a listing that answers in
+one page (a field of up to 1,000 tiles).
+
+    PYTHONPATH=. .venv/bin/python benchmarks/verify_points.py [--latency-ms 30] [--stream-mb-s 80] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from benchmarks.s3_standin import serving
+from tilefan.adapters.aws.s3_store import S3BlobStore
+from tilefan.domain.tiling import num_tiles, tile_region
+from tilefan.pipeline.verify import ATOMS_SAMPLES, field_at
+
+BUCKET = "standin-bucket"
+KEY = "fields/phi.npy"
+JOB = "0123456789abcdef"
+GRID, TILE = (64, 64, 64), (16, 16, 64)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latency-ms", type=float, default=30.0)
+    parser.add_argument("--stream-mb-s", type=float, default=80.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    counts = (1, 4, 8, 16)
+    rng = np.random.default_rng(4)
+    field = rng.standard_normal(GRID)
+    points = np.stack(np.unravel_index(rng.choice(field.size, ATOMS_SAMPLES + 1, replace=False), GRID), axis=1)
+    with serving(args.latency_ms / 1e3, args.stream_mb_s) as standin:
+        store = S3BlobStore(standin.client(max_pool_connections=max(counts) + 4), BUCKET, streams=max(counts))
+        store.create_array(KEY, GRID, "float64", JOB)
+        tiles = num_tiles(GRID, TILE)
+        for t in range(tiles):
+            region = tile_region(GRID, TILE, t)
+            store.write_region(KEY, JOB, region, field[tuple(slice(a, b) for a, b in region)])
+        runs: dict[int, list[float]] = {n: [] for n in counts}
+        for _ in range(args.repeat):
+            for n in counts:
+                started = time.perf_counter()
+                got = field_at(store, KEY, JOB, points, n)
+                runs[n].append(time.perf_counter() - started)
+                assert np.array_equal(got, field[tuple(points.T)]), f"{n} streams read other values"
+    print(f"{len(points)} points of a {GRID} float64 field in {tiles} parts; stand-in: "
+          f"{args.latency_ms:g} ms to first byte, {args.stream_mb_s:g} MB/s a stream; {args.repeat} rounds\n")
+    print("| reads in flight | best s | median s | x one at a time (median) |")
+    print("|---|---|---|---|")
+    one = statistics.median(runs[1])
+    for n in counts:
+        median = statistics.median(runs[n])
+        print(f"| {n} | {min(runs[n]):.3f} | {median:.3f} | {one / median:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
