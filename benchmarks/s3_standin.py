@@ -148,7 +148,7 @@ class _Handler(BaseHTTPRequestHandler):
         most, as S3), the continuation token being the page's last key."""
         query = self._query()
         prefix, after = query.get("prefix", ""), query.get("continuation-token") or query.get("start-after", "")
-        limit = min(int(query.get("max-keys", "1000")), 1000)
+        limit = max(1, min(int(query.get("max-keys", "1000")), 1000))  # no Delimiter, no URL encoding
         with self.server.lock:
             self.server.requests += 1
             keys = sorted((k, len(body), etag) for (b, k), (body, etag) in self.server.objects.items()
@@ -233,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if "delete" in query:  # DeleteObjects, quiet: gone or never there, no error to report
             with self.server.lock:
-                for gone in re.findall(rb"<Key>(.*?)</Key>", body):
+                for gone in re.findall(rb"<Key>(.*?)</Key>", body, re.DOTALL):
                     self.server.objects.pop((bucket, unescape(gone.decode())), None)
             self._reply(200, b"<DeleteResult></DeleteResult>")
             return

@@ -4,8 +4,9 @@ against N at a time, on the S3 stand-in.
 A verified atoms job with a field recomputes φ at the minimum and 64 random grid points and
 compares the field there (``tilefan.pipeline.verify.field_at``). On S3 the field is still in
 parts when the merge checks it, so each point is a read of its own through the real store
-code (``S3BlobStore.read_region``): the output's metadata, the listing of its parts and a
-ranged GET of the part holding the point, each paying a first-byte latency. The merge now
+code (``S3BlobStore.read_region``): four requests (the output's metadata, the listing of its
+parts, the header of the part holding the point and a ranged GET of it), each paying a
+first-byte latency. The merge now
 keeps the store's streams of reads in flight, as it does building parts.
 
 What is measured: wall time of the 65 reads at each concurrency, through a real boto3 client

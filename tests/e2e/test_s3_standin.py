@@ -6,6 +6,7 @@ as configured."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -84,6 +85,32 @@ def test_the_merge_reads_a_field_s_points_from_the_stand_in_many_at_a_time(stand
             region = ((i, i + 4), (j, j + 5), (0, 9))
             store.write_region("fields/phi.npy", "job1", region, field[i:i + 4, j:j + 5])
     points = np.stack(np.unravel_index(rng.choice(field.size, 20, replace=False), grid), axis=1)
-    one = field_at(store, "fields/phi.npy", "job1", points, 1)
-    many = field_at(store, "fields/phi.npy", "job1", points, 8)
+    reads = _InFlight(store)
+    one = field_at(reads, "fields/phi.npy", "job1", points, 1)  # type: ignore[arg-type]
+    assert reads.most == 1
+    many = field_at(reads, "fields/phi.npy", "job1", points, 8)  # type: ignore[arg-type]
     assert np.array_equal(one, field[tuple(points.T)]) and np.array_equal(many, one)
+    assert reads.most > 1  # each point is four 20 ms requests: eight threads overlap them
+    # DeleteObjects removes exactly the keys named, escaped as botocore writes them.
+    for name in ("a&b<c>", "kept"):
+        client.put_object(Bucket="bench", Key=f"gone/{name}", Body=b"x")
+    client.delete_objects(Bucket="bench", Delete={"Objects": [{"Key": "gone/a&b<c>"}], "Quiet": True})
+    assert [o["Key"] for o in client.list_objects_v2(Bucket="bench", Prefix="gone/")["Contents"]] == ["gone/kept"]
+
+
+class _InFlight:
+    """A store's ``read_region``, counting the most calls in flight at once."""
+
+    def __init__(self, store: S3BlobStore) -> None:
+        self.store, self.now, self.most = store, 0, 0
+        self.lock = threading.Lock()
+
+    def read_region(self, key: str, job_id: str, region: tuple[tuple[int, int], ...]) -> np.ndarray:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            return self.store.read_region(key, job_id, region)
+        finally:
+            with self.lock:
+                self.now -= 1

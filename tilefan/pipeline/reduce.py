@@ -108,8 +108,9 @@ def _finish_atoms(
     if spec.verify:
         table = ports.blobs.read_array(atoms_key(job_id))
         # A store that keeps tiles' blocks apart (S3) reads the sampled points as it builds
-        # parts: its streams at once.
-        streams = ports.assembly.io_streams() if ports.assembly is not None else 1
+        # parts, its streams at once: each point is requests of its own there. Only when the
+        # store the points are read from is that store (not a wrapper around it).
+        streams = ports.assembly.io_streams() if ports.assembly is not None and ports.assembly is ports.blobs else 1
         check = verify.verify_atoms(ports.blobs, job_id, spec, table, result, seed, streams)
         result["verification"] = check
         if not check["passed"]:

@@ -83,9 +83,9 @@ def _verify_matmul(blobs: BlobStore, job_id: str, spec: MatrixSpec, out_key: str
 
 def field_at(blobs: BlobStore, key: str, job_id: str, points: np.ndarray, streams: int = 1) -> np.ndarray:
     """The field's values at ``points`` (grid indices, one row each), read one small region
-    at a time, ``streams`` reads in flight: on S3 each point is a few requests of its own
-    (the part's listing and a ranged GET), so one at a time they cost the merge a round
-    trip's latency per request."""
+    at a time, ``streams`` reads in flight: on S3 each point of a field still in parts is
+    four requests of its own (the output's metadata, the listing of its parts, the part's
+    header and a ranged GET), so one at a time they cost the merge four round trips a point."""
 
     def one(p: np.ndarray) -> float:
         return float(blobs.read_region(key, job_id, tuple((int(v), int(v) + 1) for v in p)).reshape(()))
