@@ -3,7 +3,7 @@
 Real S3 cannot be reached from here, and moto answers in microseconds from memory, so
 neither shows what concurrent requests buy. This server speaks just enough of S3's REST
 API for a boto3 client (path-style addressing) to GET objects, whole or by ``Range``, to
-PUT them, to list and delete them (ListObjectsV2, DeleteObjects) and to upload them in
+PUT them, to list and delete them (ListObjectsV2, DeleteObject(s)) and to upload them in
 parts (create, UploadPart, complete, abort), and it holds
 every request back the way one S3 connection does:
 
@@ -249,8 +249,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._body()
+        query = self._query()
         with self.server.lock:
-            self.server.uploads.pop(self._query().get("uploadId", ""), None)
+            if "uploadId" in query:  # AbortMultipartUpload
+                self.server.uploads.pop(query["uploadId"], None)
+            else:  # DeleteObject
+                self.server.objects.pop(self._target(), None)
         self._reply(204)
 
 

@@ -1,13 +1,14 @@
-"""The merge's check of a verified atoms field on S3: its sampled points read one at a time
-against N at a time, on the S3 stand-in.
+"""The merge's check of a verified atoms field on S3: its sampled points read one region at
+a time, N at a time, and from the parts, on the S3 stand-in.
 
 A verified atoms job with a field recomputes φ at the minimum and 64 random grid points and
 compares the field there (``tilefan.pipeline.verify.field_at``). On S3 the field is still in
 parts when the merge checks it, so each point is a read of its own through the real store
 code (``S3BlobStore.read_region``): four requests (the output's metadata, the listing of its
 parts, the header of the part holding the point and a ranged GET of it), each paying a
-first-byte latency. The merge now
-keeps the store's streams of reads in flight, as it does building parts.
+first-byte latency. ``field_at`` does that N at a time; ``field_at_parts``, what the merge
+does, reads the metadata and the listing once and then one ranged GET a point, the
+store's streams at once.
 
 What is measured: wall time of the 65 reads at each concurrency, through a real boto3 client
 over HTTP to ``benchmarks/s3_standin.py``, interleaved round by round. What is modelled: the
@@ -20,15 +21,17 @@ one page (a field of up to 1,000 tiles).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from benchmarks.s3_standin import serving
 from tilefan.adapters.aws.s3_store import S3BlobStore
 from tilefan.domain.tiling import num_tiles, tile_region
-from tilefan.pipeline.verify import ATOMS_SAMPLES, field_at
+from tilefan.pipeline.verify import ATOMS_SAMPLES, field_at, field_at_parts
 
 BUCKET = "standin-bucket"
 KEY = "fields/phi.npy"
@@ -53,21 +56,25 @@ def main() -> None:
         for t in range(tiles):
             region = tile_region(GRID, TILE, t)
             store.write_region(KEY, JOB, region, field[tuple(slice(a, b) for a, b in region)])
-        runs: dict[int, list[float]] = {n: [] for n in counts}
+        ways: dict[str, Callable[[], np.ndarray]] = {
+            **{f"`field_at`, {n} in flight": functools.partial(field_at, store, KEY, JOB, points, n) for n in counts},
+            f"`field_at_parts`, {store.io_streams()} in flight": lambda: field_at_parts(store, KEY, JOB, points, TILE),
+        }
+        runs: dict[str, list[float]] = {name: [] for name in ways}
         for _ in range(args.repeat):
-            for n in counts:
+            for name, read in ways.items():
                 started = time.perf_counter()
-                got = field_at(store, KEY, JOB, points, n)
-                runs[n].append(time.perf_counter() - started)
-                assert np.array_equal(got, field[tuple(points.T)]), f"{n} streams read other values"
+                got = read()
+                runs[name].append(time.perf_counter() - started)
+                assert np.array_equal(got, field[tuple(points.T)]), f"{name} read other values"
     print(f"{len(points)} points of a {GRID} float64 field in {tiles} parts; stand-in: "
           f"{args.latency_ms:g} ms to first byte, {args.stream_mb_s:g} MB/s a stream; {args.repeat} rounds\n")
-    print("| reads in flight | best s | median s | x one at a time (median) |")
+    print("| reads | best s | median s | x one at a time (median) |")
     print("|---|---|---|---|")
-    one = statistics.median(runs[1])
-    for n in counts:
-        median = statistics.median(runs[n])
-        print(f"| {n} | {min(runs[n]):.3f} | {median:.3f} | {one / median:.1f} |")
+    one = statistics.median(next(iter(runs.values())))
+    for name, spent in runs.items():
+        median = statistics.median(spent)
+        print(f"| {name} | {min(spent):.3f} | {median:.3f} | {one / median:.1f} |")
 
 
 if __name__ == "__main__":

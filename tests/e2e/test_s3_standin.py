@@ -17,7 +17,7 @@ from benchmarks.s3_standin import StandIn, serving
 from tilefan.adapters.aws.s3_store import S3BlobStore
 from tilefan.adapters.npy_header import to_npy
 from tilefan.errors import BlobNotFoundError
-from tilefan.pipeline.verify import field_at
+from tilefan.pipeline.verify import field_at, field_at_parts
 
 LATENCY_S, STREAM_MB_S = 0.02, 100.0
 
@@ -91,6 +91,12 @@ def test_the_merge_reads_a_field_s_points_from_the_stand_in_many_at_a_time(stand
     many = field_at(reads, "fields/phi.npy", "job1", points, 8)  # type: ignore[arg-type]
     assert np.array_equal(one, field[tuple(points.T)]) and np.array_equal(many, one)
     assert reads.most > 1  # each point is four 20 ms requests: eight threads overlap them
+    # From the parts: the layout and the listing once, a ranged GET a point; a point whose
+    # block is missing reads 0, as read_region reads an unwritten cell.
+    assert np.array_equal(field_at_parts(store, "fields/phi.npy", "job1", points, (4, 5, 9)), one)
+    client.delete_object(Bucket="bench", Key=store._block_obj("fields/phi.npy", "job1", ((0, 4), (0, 5), (0, 9))).key)
+    hole = field_at_parts(store, "fields/phi.npy", "job1", np.array([[1, 2, 3], [5, 6, 7]]), (4, 5, 9))
+    assert hole.tolist() == [0.0, field[5, 6, 7]]
     # DeleteObjects removes exactly the keys named, escaped as botocore writes them.
     for name in ("a&b<c>", "kept"):
         client.put_object(Bucket="bench", Key=f"gone/{name}", Body=b"x")

@@ -22,6 +22,7 @@ from tilefan.pipeline.assemble import assemble_output
 from tilefan.pipeline.bpanels import panels_prefix
 from tilefan.pipeline.inputs import atoms_key, output_key
 from tilefan.pipeline.ports import Clock, Ports
+from tilefan.pipeline.store_capabilities import PartAssembly
 
 
 def reduce_job(
@@ -107,11 +108,7 @@ def _finish_atoms(
     }
     if spec.verify:
         table = ports.blobs.read_array(atoms_key(job_id))
-        # A store that keeps tiles' blocks apart (S3) reads the sampled points as it builds
-        # parts, its streams at once: each point is requests of its own there. Only when the
-        # store the points are read from is that store (not a wrapper around it).
-        streams = ports.assembly.io_streams() if ports.assembly is not None and ports.assembly is ports.blobs else 1
-        check = verify.verify_atoms(ports.blobs, job_id, spec, table, result, seed, streams)
+        check = verify.verify_atoms(ports.blobs, job_id, spec, table, result, seed, _field_reader(ports, job_id, spec))
         result["verification"] = check
         if not check["passed"]:
             if spec.field_out:
@@ -120,6 +117,22 @@ def _finish_atoms(
     if spec.field_out:
         result["field"] = _publish(ports, spec.field_out, job_id, _tiles(spec))
     return result
+
+
+def _field_reader(ports: Ports, job_id: str, spec: AtomsSpec) -> verify.FieldReader | None:
+    """How the check reads the field at its sampled points. From a store that keeps tiles'
+    blocks apart (S3), where each read is a round trip, its streams at once: from the parts
+    (a ranged GET a point) or, for a Zarr field, a chunk's read a point. Elsewhere (files,
+    memory: ``None``) one by one. Only when the store the points come from is that store
+    itself, not a wrapper around it."""
+    key, assembly = spec.field_out, ports.assembly
+    if key is None or assembly is None or assembly is not ports.blobs:
+        return None
+    store: PartAssembly = assembly
+    field: str = key
+    if is_zarr(field):
+        return lambda at: verify.field_at(ports.blobs, field, job_id, at, store.io_streams())
+    return lambda at: verify.field_at_parts(store, field, job_id, at, spec.tile)
 
 
 def _tiles(spec: JobSpec) -> dict[int, Region]:
