@@ -94,6 +94,8 @@ def test_the_merge_reads_a_field_s_points_from_the_stand_in_many_at_a_time(stand
     # From the parts: the layout and the listing once, a ranged GET a point; a point whose
     # block is missing reads 0, as read_region reads an unwritten cell.
     assert np.array_equal(field_at_parts(store, "fields/phi.npy", "job1", points, (4, 5, 9)), one)
+    # Blocks cut on another tile than the one named are found by what they hold.
+    assert np.array_equal(field_at_parts(store, "fields/phi.npy", "job1", points, (3, 3, 9)), one)
     client.delete_object(Bucket="bench", Key=store._block_obj("fields/phi.npy", "job1", ((0, 4), (0, 5), (0, 9))).key)
     hole = field_at_parts(store, "fields/phi.npy", "job1", np.array([[1, 2, 3], [5, 6, 7]]), (4, 5, 9))
     assert hole.tolist() == [0.0, field[5, 6, 7]]

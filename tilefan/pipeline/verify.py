@@ -21,7 +21,7 @@ from tilefan.compute import threads
 from tilefan.domain import kernels
 from tilefan.domain.atoms import atoms_rtol
 from tilefan.domain.spec.parse import MAX_COORD, AtomsSpec, Kind, MatrixSpec
-from tilefan.domain.tiling import split
+from tilefan.domain.tiling import Region, split
 from tilefan.pipeline.inputs import matrix_block
 from tilefan.pipeline.ports import BlobStore
 from tilefan.pipeline.store_capabilities import PartAssembly
@@ -104,10 +104,18 @@ def field_at_parts(store: PartAssembly, key: str, job_id: str, points: np.ndarra
     and probe the block's header, four requests a point. A point whose block is missing
     reads 0, as an unwritten cell does."""
     dtype = store.output_layout(key, job_id).dtype
-    blocks = {tuple(start for start, _ in region): region for region in store.stored_blocks(key, job_id)}
+    stored = store.stored_blocks(key, job_id)
+    blocks = {tuple(start for start, _ in region): region for region in stored}
+
+    def holding(p: np.ndarray) -> Region | None:
+        # The block of the point's tile, by its corner; else any block that holds it.
+        region = blocks.get(tuple(int(v) // t * t for v, t in zip(p, tile, strict=True)))
+        if region is not None:
+            return region
+        return next((r for r in stored if all(a <= int(v) < b for v, (a, b) in zip(p, r, strict=True))), None)
 
     def one(p: np.ndarray) -> float:
-        region = blocks.get(tuple(int(v) // t * t for v, t in zip(p, tile, strict=True)))
+        region = holding(p)
         if region is None:
             return 0.0
         row = store.read_block_rows(key, job_id, region, (int(p[0]), int(p[0]) + 1), dtype)
