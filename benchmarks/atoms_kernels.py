@@ -52,6 +52,7 @@ def _older_build(path: Path, level: int) -> Callable[..., np.ndarray]:
     scratch before ``out``, at least one row of it)."""
     import ctypes
 
+    from tilefan.compute import ckernel
     from tilefan.domain.kernels import grid_axes
 
     lib = ctypes.CDLL(str(path))
@@ -76,7 +77,7 @@ def _older_build(path: Path, level: int) -> Callable[..., np.ndarray]:
         args = [xs.ctypes.data, len(xs), ys.ctypes.data, len(ys), zs.ctypes.data, len(zs), ax.ctypes.data,
                 ay.ctypes.data, az.ctypes.data, ae.ctypes.data, len(ae), eps2]
         if abi is not None:
-            scratch = np.empty(max(128 * 1024 // phi.dtype.itemsize, len(zs)), dtype=precision)
+            scratch = np.empty(max(ckernel.SCRATCH_BYTES // phi.dtype.itemsize, len(zs)), dtype=precision)
             args += [scratch.ctypes.data, len(scratch)]
         fns[precision](*args, phi.ctypes.data)
         return phi

@@ -128,10 +128,11 @@ AVX2 static inline int seeded_f64_l2(const double *restrict dz2, ptrdiff_t nk, d
     return dxy >= SEED_MIN && dxy + (dz2[0] > dz2[nk - 1] ? dz2[0] : dz2[nk - 1]) <= SEED_MAX;
 }
 
-/* One row, one atom, from k on: four points at a time, then one at a time. */
+/* One row, one atom, from k on: four points at a time (when the caller found the row
+ * ``seeded``), then one at a time. */
 AVX2 static inline void tail_f64_l2(const double *restrict dz2, const float *restrict dz2f, ptrdiff_t k,
-                                    ptrdiff_t nk, double dxy, double e, double *restrict row) {
-    if (seeded_f64_l2(dz2, nk, dxy)) {
+                                    ptrdiff_t nk, int seeded, double dxy, double e, double *restrict row) {
+    if (seeded) {
         const __m256d vdxy = _mm256_set1_pd(dxy), ve = _mm256_set1_pd(e);
         const __m128 vdxyf = _mm_set1_ps((float)dxy);
         for (; k + 4 <= nk; k += 4) {
@@ -158,7 +159,8 @@ AVX2 static inline void tail_f64_l2(const double *restrict dz2, const float *res
 AVX2 static inline void row_f64_l2(const double *restrict dz2, const float *restrict dz2f, ptrdiff_t nk,
                                    double dxy, double e, double *restrict row) {
     ptrdiff_t k = 0;
-    if (seeded_f64_l2(dz2, nk, dxy)) {
+    const int seeded = seeded_f64_l2(dz2, nk, dxy);
+    if (seeded) {
         const __m256d vdxy = _mm256_set1_pd(dxy), ve = _mm256_set1_pd(e);
         const __m256 vdxyf = _mm256_set1_ps((float)dxy);
         for (; k + 8 <= nk; k += 8) {
@@ -167,7 +169,7 @@ AVX2 static inline void row_f64_l2(const double *restrict dz2, const float *rest
             EIGHT_F64_L2(row, k, zf, z0, z1, vdxy, vdxyf, ve);
         }
     }
-    tail_f64_l2(dz2, dz2f, k, nk, dxy, e, row);
+    tail_f64_l2(dz2, dz2f, k, nk, seeded, dxy, e, row);
 }
 
 /* The same for two rows at once, which share the table's loads. Each row's points take the
@@ -189,8 +191,8 @@ AVX2 static inline void row_pair_f64_l2(const double *restrict dz2, const float 
         EIGHT_F64_L2(row, k, zf, z0, z1, vdxy, vdxyf, ve);
         EIGHT_F64_L2(row2, k, zf, z0, z1, vdxy2, vdxyf2, ve);
     }
-    tail_f64_l2(dz2, dz2f, k, nk, dxy, e, row);
-    tail_f64_l2(dz2, dz2f, k, nk, dxy2, e, row2);
+    tail_f64_l2(dz2, dz2f, k, nk, 1, dxy, e, row);
+    tail_f64_l2(dz2, dz2f, k, nk, 1, dxy2, e, row2);
 }
 
 /* A row's dx^2 + dy^2 + eps^2, rounded the same way whether the row is the first of a pair,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -22,7 +23,6 @@ from tilefan.pipeline.assemble import assemble_output
 from tilefan.pipeline.bpanels import panels_prefix
 from tilefan.pipeline.inputs import atoms_key, output_key
 from tilefan.pipeline.ports import Clock, Ports
-from tilefan.pipeline.store_capabilities import PartAssembly
 
 
 def reduce_job(
@@ -128,11 +128,9 @@ def _field_reader(ports: Ports, job_id: str, spec: AtomsSpec) -> verify.FieldRea
     key, assembly = spec.field_out, ports.assembly
     if key is None or assembly is None or assembly is not ports.blobs:
         return None
-    store: PartAssembly = assembly
-    field: str = key
-    if is_zarr(field):
-        return lambda at: verify.field_at(ports.blobs, field, job_id, at, store.io_streams())
-    return lambda at: verify.field_at_parts(store, field, job_id, at, spec.tile)
+    if is_zarr(key):
+        return functools.partial(verify.field_at, ports.blobs, key, job_id, streams=assembly.io_streams())
+    return functools.partial(verify.field_at_parts, assembly, key, job_id, tile=spec.tile)
 
 
 def _tiles(spec: JobSpec) -> dict[int, Region]:
