@@ -8,6 +8,8 @@ out of its ports) and compare outputs and checksums bit for bit.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +74,26 @@ def test_a_matmul_computed_in_place_equals_one_written_by_regions(tmp_path: Path
     assert np.array_equal(direct, plain)
     assert sums_direct == sums_plain
     np.testing.assert_allclose(direct, a @ b, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-4)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="the platform has no posix_fallocate")
+def test_a_new_output_has_its_blocks_reserved(tmp_path: Path) -> None:
+    # A hole would make each tile's first stores into the mapped output allocate blocks
+    # (and on ext4 make replacing an older output flush the new one).
+    store = LocalBlobStore(tmp_path)
+    store.create_array("out.npy", (512, 512), "float64", "j1")
+    (partial,) = tmp_path.glob(".out.npy.*")
+    assert partial.stat().st_blocks * 512 >= 512 * 512 * 8
+    assert np.array_equal(np.load(store.commit_array("out.npy", "j1")), np.zeros((512, 512)))
+
+
+def test_a_disk_too_small_for_the_output_is_a_store_error_leaving_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    with pytest.raises(StoreError, match=r"cannot create output out\.npy: No space left on device"):
+        LocalBlobStore(tmp_path).create_array("out.npy", (512, 512), "float64", "j1")
+    assert list(tmp_path.iterdir()) == []
