@@ -2,7 +2,8 @@
 and against the machine's GEMM peak, and the Python API against ``a @ b``.
 
 Side by side, interleaved round by round so the machine's noise hits every contender
-alike, medians reported:
+alike, each after ``sync`` (so none runs while the kernel writes back another's output),
+medians reported:
 
 - ``numpy``: ``np.save(C, np.load(A) @ np.load(B))`` as a fresh process;
 - ``tilefan``: ``tilefan run matmul --a A.npy --b B.npy --out C.npy`` as a fresh process;
@@ -71,6 +72,9 @@ def whole_process(n: int, rounds: int, data: Path, env: dict[str, str], warmup: 
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, run in contenders.items():
+            # The last contender's output reaches the disk first, untimed: its writeback
+            # would otherwise take CPU from the next one (both cores are in use).
+            os.sync()
             times[name].append(run())
     med = {name: statistics.median(ts) for name, ts in times.items()}
     flop = 2.0 * n**3

@@ -79,7 +79,7 @@ def embedded_ports(home: Path, held: HeldArrays | None = None) -> Ports:
         from tilefan.adapters.embedded.held_arrays import HeldBlobStore
 
         blobs = HeldBlobStore(home / "blobs", held)
-        return replace(local_ports(blobs, jobs), memory_outputs=blobs)
+        return replace(local_ports(blobs, jobs), in_place=blobs, memory_outputs=blobs)
     return local_ports(LocalBlobStore(home / "blobs"), jobs)
 
 

@@ -1,85 +1,104 @@
-"""The embedded store's in-place outputs: a view of an uncommitted output's region that a
-matmul tile computes straight into, leaving exactly what ``write_region`` would.
+"""Where a matrix tile's block goes: straight into an output held in this process's memory
+(the Python API's temporary home, the ``InPlaceOutputs`` port), else from a buffer its
+thread reuses, through ``write_region``; and the file store's new output files.
 
-The store tests run against a temporary directory; the tile tests run one matmul both
-ways (in place, and through ``write_region`` on the same store with the capability left
-out of its ports) and compare outputs and checksums bit for bit.
+The tile tests run one matmul both ways (in place on a held output, and written to a file
+from the buffer) and compare outputs and checksums bit for bit.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers import run_job
+from tilefan.adapters.embedded.held_arrays import HeldArrays, HeldBlobStore
 from tilefan.adapters.embedded.localfs import LocalBlobStore, local_ports
 from tilefan.adapters.memory.job_store import MemoryJobStore
+from tilefan.compute import scratch
 from tilefan.domain.tiling import Region
 from tilefan.errors import StoreError
 from tilefan.pipeline.ports import Ports
 
 
-def test_values_written_into_regions_are_what_commit_publishes(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path)
-    expected = np.random.default_rng(1).standard_normal((7, 5))
-    store.create_array("out.npy", (7, 5), "float64", "j1")
-    for region in (((0, 4), (0, 3)), ((0, 4), (3, 9)), ((4, 12), (0, 5))):  # the last two run past the edge
-        view = store.output_region("out.npy", "j1", region)
-        (r0, r1), (c0, c1) = region
-        view[...] = expected[r0:r1, c0:c1]
-        del view
-    assert np.array_equal(np.load(store.commit_array("out.npy", "j1")), expected)
+def test_a_file_output_offers_no_view_and_a_held_one_does(tmp_path: Path) -> None:
+    assert local_ports(LocalBlobStore(tmp_path), MemoryJobStore()).in_place is None
+    store = HeldBlobStore(tmp_path / "blobs", HeldArrays(tmp_path, max_output_bytes=1 << 10))
+    store.create_array("jobs/j1/small.npy", (4, 4), "float64", "j1")  # 128 bytes: held
+    store.create_array("jobs/j1/big.npy", (64, 64), "float64", "j1")  # over the limit: a file
+    view = store.output_region("jobs/j1/small.npy", "j1", ((0, 2), (1, 9)))  # clipped to the output
+    assert view is not None and view.shape == (2, 3)
+    view[...] = 7.0
+    assert store.output_region("jobs/j1/big.npy", "j1", ((0, 2), (0, 2))) is None
+    where = store.commit_array("jobs/j1/small.npy", "j1")
+    np.testing.assert_array_equal(store.held.result(where), np.pad(np.full((2, 3), 7.0), ((0, 2), (1, 0))))
 
 
-def test_a_view_of_an_output_never_created_is_a_store_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="never created"):
-        LocalBlobStore(tmp_path).output_region("out.npy", "j1", ((0, 1), (0, 1)))
+def test_a_threads_buffer_is_reused_while_its_shape_and_dtype_repeat(tmp_path: Path) -> None:
+    first = scratch.block((3, 5), "float64")
+    assert scratch.block((3, 5), "float64") is first
+    assert scratch.block((3, 5), "float32").dtype == np.float32
+    assert scratch.block((5, 3), "float64").shape == (5, 3)
+    others: list[np.ndarray] = []
+    thread = threading.Thread(target=lambda: others.append(scratch.block((5, 3), "float64")))
+    thread.start()
+    thread.join()
+    assert others[0] is not scratch.block((5, 3), "float64")  # tiles on two threads never share one
 
 
-def _matmul_job(ports: Ports, tmp_path: Path, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-    files = LocalBlobStore(tmp_path)
-    np.save(tmp_path / "A.npy", a)
-    np.save(tmp_path / "B.npy", b)
-    out = str(tmp_path / "C.npy")
-    final = run_job(ports, {"kind": "matmul", "a": {"file": str(tmp_path / "A.npy")},
-                            "b": {"file": str(tmp_path / "B.npy")}, "out": out, "tile": 32})
+def _matmul_job(ports: Ports, folder: Path, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    np.save(folder / "A.npy", a)
+    np.save(folder / "B.npy", b)
+    final = run_job(ports, {"kind": "matmul", "a": {"file": str(folder / "A.npy")},
+                            "b": {"file": str(folder / "B.npy")}, "out": str(folder / "C.npy"), "tile": 32})
     assert final.result is not None
-    return files.read_array(out), final.result["checksums"]
+    where = final.result["output"]
+    held = getattr(ports.blobs, "held", None)
+    result = held.result(where) if held is not None else None
+    return (result if result is not None else np.load(where)), final.result["checksums"]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_a_matmul_computed_in_place_equals_one_written_by_regions(tmp_path: Path, dtype: str) -> None:
+def test_a_matmul_computed_in_place_equals_one_written_from_the_buffer(
+    tmp_path: Path, dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buffers: list[tuple[int, int]] = []
+    real_block = scratch.block
+    monkeypatch.setattr(scratch, "block", lambda shape, dtype: buffers.append(shape) or real_block(shape, dtype))
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((90, 70)).astype(dtype), rng.standard_normal((70, 50)).astype(dtype)
-    (tmp_path / "direct").mkdir()
-    (tmp_path / "plain").mkdir()
-    direct_store, views = LocalBlobStore(tmp_path / "direct"), []
-    real_view = direct_store.output_region
+    (tmp_path / "held").mkdir()
+    (tmp_path / "file").mkdir()
+    held_store, views = HeldBlobStore(tmp_path / "held", HeldArrays(tmp_path / "held", max_output_bytes=1 << 20)), []
+    real_view = held_store.output_region
 
-    def output_region(key: str, job_id: str, region: Region) -> np.ndarray:
-        views.append(region)
-        return real_view(key, job_id, region)
+    def output_region(key: str, job_id: str, region: Region) -> np.ndarray | None:
+        view = real_view(key, job_id, region)
+        views.append(view is not None)
+        return view
 
-    direct_store.output_region = output_region  # type: ignore[method-assign]
-    direct_ports = local_ports(direct_store, MemoryJobStore())
-    plain_ports = Ports(LocalBlobStore(tmp_path / "plain"), MemoryJobStore())  # the capability left out
-    assert direct_ports.in_place is direct_store and plain_ports.in_place is None
-    direct, sums_direct = _matmul_job(direct_ports, tmp_path / "direct", a, b)
-    plain, sums_plain = _matmul_job(plain_ports, tmp_path / "plain", a, b)
-    assert len(views) == 6  # every tile (3 × 2 of 32) computed in place
-    assert np.array_equal(direct, plain)
-    assert sums_direct == sums_plain
+    held_store.output_region = output_region  # type: ignore[method-assign]
+    held_ports = Ports(held_store, MemoryJobStore(), in_place=held_store)
+    file_ports = local_ports(LocalBlobStore(tmp_path / "file"), MemoryJobStore())
+    direct, sums_direct = _matmul_job(held_ports, tmp_path / "held", a, b)
+    assert views == [True] * 6 and buffers == []  # every tile (3 × 2 of 32) computed in place
+    written, sums_written = _matmul_job(file_ports, tmp_path / "file", a, b)
+    assert buffers == [(32, 32), (32, 18)] * 2 + [(26, 32), (26, 18)]  # then from the buffer
+    assert not (tmp_path / "held" / "C.npy").exists() and (tmp_path / "file" / "C.npy").exists()
+    assert np.array_equal(direct, written)
+    assert sums_direct == sums_written
     np.testing.assert_allclose(direct, a @ b, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-4)
 
 
 @pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="the platform has no posix_fallocate")
 def test_a_new_output_has_its_blocks_reserved(tmp_path: Path) -> None:
-    # A hole would make each tile's first stores into the mapped output allocate blocks
-    # (and on ext4 make replacing an older output flush the new one).
+    # A hole would leave every tile's write a delayed allocation (on ext4 replacing an older
+    # output then flushes the new one first).
     store = LocalBlobStore(tmp_path)
     store.create_array("out.npy", (512, 512), "float64", "j1")
     (partial,) = tmp_path.glob(".out.npy.*")

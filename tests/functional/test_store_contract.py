@@ -170,7 +170,7 @@ CAPABILITIES: dict[str, type] = {
     "direct_put": caps.DirectPut, "presign": caps.Presigning, "sent_uploads": caps.SentUploads,
     "local_files": caps.LocalFiles, "memory_outputs": caps.MemoryOutputs,
 }
-OFFERED = {"embedded": {"in_place", "claims", "direct_put", "local_files"},
+OFFERED = {"embedded": {"claims", "direct_put", "local_files"},
            "aws": {"assembly", "presign", "sent_uploads"}, "memory": {"direct_put"}}
 # Facts about an adapter set's store that change what the pipeline does, not calls it makes.
 PROPERTIES = {"mapped_reads"}
@@ -209,7 +209,7 @@ def test_the_python_apis_temporary_home_adds_outputs_in_memory(tmp_path: Path) -
 
     ports = embedded_ports(tmp_path, hold_in_memory(tmp_path, max_output_bytes=1 << 20))
     declared = {name for name in CAPABILITIES if vars(ports)[name] is not None}
-    assert declared == OFFERED["embedded"] | {"memory_outputs"}
+    assert declared == OFFERED["embedded"] | {"in_place", "memory_outputs"}
     for name, protocol in CAPABILITIES.items():
         assert defines(ports.blobs, protocol) is (name in declared), name
         assert vars(ports)[name] in (None, ports.blobs)

@@ -89,14 +89,17 @@ class PartAssembly(Protocol):
 
 
 class InPlaceOutputs(Protocol):
-    """A blob store whose uncommitted outputs can be mapped into memory (the embedded file
-    store): a matmul tile then has BLAS write its block straight into the output, with no
-    block to allocate and copy over. Other stores take ``write_region``."""
+    """A blob store that builds some outputs in this process's memory (the Python API's
+    temporary home): a matmul tile then has BLAS write its block straight into the output,
+    with no block to copy over. Outputs elsewhere take ``write_region``: for a file, a
+    block from a buffer the process reuses, written with ``pwrite``, beats BLAS storing
+    into a shared map of the file, whose first stores fault in each page of the file."""
 
-    def output_region(self, key: str, job_id: str, region: Region) -> np.ndarray:
+    def output_region(self, key: str, job_id: str, region: Region) -> np.ndarray | None:
         """A writable view of ``region`` of job ``job_id``'s uncommitted output at ``key``
-        (clipped to the output): what is written into it is the region's content, as
-        ``write_region`` of the same values would leave it. StoreError if never created."""
+        (clipped to the output), if that output is in this process's memory: what is
+        written into it is the region's content, as ``write_region`` of the same values
+        would leave it. None for an output that is not (write it with ``write_region``)."""
         ...
 
 

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from tilefan.compute import threads
+from tilefan.compute import scratch, threads
 from tilefan.domain import kernels
 from tilefan.domain.atoms import find_atom_on_grid
-from tilefan.domain.chunks import is_zarr
 from tilefan.domain.plan import tile_of
 from tilefan.domain.records import Status, TileResult
 from tilefan.domain.spec.parse import AtomsSpec, Kind, MatrixSpec
@@ -117,18 +116,16 @@ def _compute_matrix_tile(
             b = read_panel(ports.blobs, job_id, staged, (c0, c1))
         else:
             b = matrix_block(ports.blobs, spec.b, (0, spec.b.shape[0]), (c0, c1))
-        if ports.in_place is not None and not is_zarr(key):
-            # BLAS writes the block straight into the mapped output: no block to allocate,
-            # copy over and write (a rerun of the tile overwrites the same region alike).
-            block = ports.in_place.output_region(key, job_id, region)
-            kernels.matmul_block(a, b, spec.dtype, out=block)
-            written = True
-        else:
-            block = kernels.matmul_block(a, b, spec.dtype)
+        # An output in this process's memory takes BLAS's stores itself (a rerun of the tile
+        # overwrites the same region alike); any other is written from the thread's buffer.
+        view = ports.in_place.output_region(key, job_id, region) if ports.in_place is not None else None
+        written = view is not None
+        out = view if view is not None else scratch.block((r1 - r0, c1 - c0), spec.dtype)
+        block = kernels.matmul_block(a, b, spec.dtype, out=out)
     else:
         a = matrix_block(ports.blobs, spec.a, (r0, r1), (c0, c1))
         b = matrix_block(ports.blobs, spec.b, (r0, r1), (c0, c1))
-        block = kernels.add_block(a, b, spec.dtype)
+        block = kernels.add_block(a, b, spec.dtype, out=scratch.block((r1 - r0, c1 - c0), spec.dtype))
     flat = block.reshape(-1)
     # Checksums accumulate in float64 whatever the output dtype.
     flat64 = flat if flat.dtype == np.float64 else flat.astype(np.float64)

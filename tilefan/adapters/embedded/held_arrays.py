@@ -166,10 +166,10 @@ class HeldBlobStore(LocalBlobStore):
         # whose tiles go to the pool).
         self.held.outputs[self._final(key)] = HeldOutput(key, tuple(shape), np.dtype(dtype), job_id)
 
-    def output_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray:
+    def output_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray | None:
         out = self._writing(key, job_id)
         if out is None:
-            return super().output_region(key, job_id, region)
+            return None  # a file: ``write_region``
         return self._array(out)[region_slices(clip(region, out.shape))]
 
     def write_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]], block: np.ndarray) -> None:
