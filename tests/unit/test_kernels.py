@@ -169,6 +169,21 @@ def test_add_tiles_from_random_blocks_assemble_exactly(case, seed: int) -> None:
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_block_checksums_are_the_same_bits_for_a_strided_view_and_an_array_of_its_own(dtype: str) -> None:
+    # A held output's tile is a view into the whole output; any other is an array of its
+    # own: the job's checksums must not depend on which.
+    whole = np.random.default_rng(4).standard_normal((300, 700)).astype(dtype)
+    view = whole[17:290, 301:650]
+    own = np.ascontiguousarray(view)
+    assert not view.flags.c_contiguous and own.flags.c_contiguous
+    sums = kernels.block_checksums(view)
+    assert sums == kernels.block_checksums(own)
+    exact = own.astype(np.float64).ravel()
+    assert math.isclose(sums["sum"], math.fsum(exact), rel_tol=1e-12, abs_tol=1e-9)
+    assert math.isclose(sums["sumsq"], math.fsum(exact * exact), rel_tol=1e-12)
+
+
 @st.composite
 def sub_block(draw: st.DrawFn) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     # Up to a little over two generation blocks so sub-blocks straddle block boundaries.

@@ -23,6 +23,23 @@ def matmul_block(a: np.ndarray, b: np.ndarray, dtype: str, out: np.ndarray | Non
     return np.matmul(a.astype(dtype, copy=False), b.astype(dtype, copy=False), out=out)
 
 
+def block_checksums(block: np.ndarray) -> dict[str, float]:
+    """A 2-D block's sum and sum of squares, accumulated in float64 row by row.
+
+    Row by row, so the bits are the same whether the block is an array of its own or a
+    strided view into a larger output (an output held in memory), and no copy is made
+    (flattening such a view copied it: 24 ms for a 2048² float64 block).
+
+    >>> block_checksums(np.arange(6.0).reshape(2, 3))
+    {'sum': 15.0, 'sumsq': 55.0}
+    """
+    sumsq = np.empty(len(block))
+    for i, row in enumerate(block):
+        row64 = row if row.dtype == np.float64 else row.astype(np.float64)
+        sumsq[i] = np.dot(row64, row64)
+    return {"sum": float(block.sum(axis=1, dtype=np.float64).sum()), "sumsq": float(sumsq.sum())}
+
+
 def add_block(a: np.ndarray, b: np.ndarray, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
     return np.add(a, b, out=out, dtype=dtype)
 

@@ -126,10 +126,7 @@ def _compute_matrix_tile(
         a = matrix_block(ports.blobs, spec.a, (r0, r1), (c0, c1))
         b = matrix_block(ports.blobs, spec.b, (r0, r1), (c0, c1))
         block = kernels.add_block(a, b, spec.dtype, out=scratch.block((r1 - r0, c1 - c0), spec.dtype))
-    flat = block.reshape(-1)
-    # Checksums accumulate in float64 whatever the output dtype.
-    flat64 = flat if flat.dtype == np.float64 else flat.astype(np.float64)
-    stats = {"sum": float(flat64.sum()), "sumsq": float(np.dot(flat64, flat64))}
+    stats = kernels.block_checksums(block)
     # NaN and inf in an input always reach the output block, so a finite block sum proves
     # the inputs this tile used were finite; only otherwise is it worth scanning them.
     if not (math.isfinite(stats["sum"]) and math.isfinite(stats["sumsq"])):
