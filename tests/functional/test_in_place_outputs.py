@@ -1,16 +1,17 @@
 """Where a matrix tile's block goes: straight into an output held in this process's memory
-(the Python API's temporary home, the ``InPlaceOutputs`` port), else from a buffer its
-thread reuses, through ``write_region``; and the file store's new output files.
+(the Python API's temporary home, the ``InPlaceOutputs`` port), else through
+``write_region``; and the file store's new output files.
 
-The tile tests run one matmul both ways (in place on a held output, and written to a file
-from the buffer) and compare outputs and checksums bit for bit.
+The tile tests run one matmul both ways (in place on a held output, and written to a file)
+and compare outputs and checksums bit for bit.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
-import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from tests.helpers import run_job
 from tilefan.adapters.embedded.held_arrays import HeldArrays, HeldBlobStore
 from tilefan.adapters.embedded.localfs import LocalBlobStore, local_ports
 from tilefan.adapters.memory.job_store import MemoryJobStore
-from tilefan.compute import scratch
 from tilefan.domain.tiling import Region
 from tilefan.errors import StoreError
 from tilefan.pipeline.ports import Ports
@@ -39,16 +39,10 @@ def test_a_file_output_offers_no_view_and_a_held_one_does(tmp_path: Path) -> Non
     np.testing.assert_array_equal(store.held.result(where), np.pad(np.full((2, 3), 7.0), ((0, 2), (1, 0))))
 
 
-def test_a_threads_buffer_is_reused_while_its_shape_and_dtype_repeat(tmp_path: Path) -> None:
-    first = scratch.block((3, 5), "float64")
-    assert scratch.block((3, 5), "float64") is first
-    assert scratch.block((3, 5), "float32").dtype == np.float32
-    assert scratch.block((5, 3), "float64").shape == (5, 3)
-    others: list[np.ndarray] = []
-    thread = threading.Thread(target=lambda: others.append(scratch.block((5, 3), "float64")))
-    thread.start()
-    thread.join()
-    assert others[0] is not scratch.block((5, 3), "float64")  # tiles on two threads never share one
+def _counted(write: Callable[..., None], shapes: list[tuple[int, ...]], key: str, job_id: str,
+             region: Region, block: np.ndarray) -> None:
+    shapes.append(block.shape)
+    write(key, job_id, region, block)
 
 
 def _matmul_job(ports: Ports, folder: Path, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
@@ -64,12 +58,7 @@ def _matmul_job(ports: Ports, folder: Path, a: np.ndarray, b: np.ndarray) -> tup
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_a_matmul_computed_in_place_equals_one_written_from_the_buffer(
-    tmp_path: Path, dtype: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    buffers: list[tuple[int, int]] = []
-    real_block = scratch.block
-    monkeypatch.setattr(scratch, "block", lambda shape, dtype: buffers.append(shape) or real_block(shape, dtype))
+def test_a_matmul_computed_in_place_equals_one_written_by_regions(tmp_path: Path, dtype: str) -> None:
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((90, 70)).astype(dtype), rng.standard_normal((70, 50)).astype(dtype)
     (tmp_path / "held").mkdir()
@@ -84,11 +73,15 @@ def test_a_matmul_computed_in_place_equals_one_written_from_the_buffer(
 
     held_store.output_region = output_region  # type: ignore[method-assign]
     held_ports = Ports(held_store, MemoryJobStore(), in_place=held_store)
-    file_ports = local_ports(LocalBlobStore(tmp_path / "file"), MemoryJobStore())
+    files = LocalBlobStore(tmp_path / "file")
+    file_ports = local_ports(files, MemoryJobStore())
+    blocks: dict[str, list[tuple[int, ...]]] = {"held": [], "file": []}
+    for name, store in (("held", held_store), ("file", files)):
+        store.write_region = functools.partial(_counted, store.write_region, blocks[name])  # type: ignore[method-assign]
     direct, sums_direct = _matmul_job(held_ports, tmp_path / "held", a, b)
-    assert views == [True] * 6 and buffers == []  # every tile (3 × 2 of 32) computed in place
+    assert views == [True] * 6 and blocks["held"] == []  # every tile (3 × 2 of 32) computed in place
     written, sums_written = _matmul_job(file_ports, tmp_path / "file", a, b)
-    assert buffers == [(32, 32), (32, 18)] * 2 + [(26, 32), (26, 18)]  # then from the buffer
+    assert blocks["file"] == [(32, 32), (32, 18)] * 2 + [(26, 32), (26, 18)]  # every tile written as a block
     assert not (tmp_path / "held" / "C.npy").exists() and (tmp_path / "file" / "C.npy").exists()
     assert np.array_equal(direct, written)
     assert sums_direct == sums_written

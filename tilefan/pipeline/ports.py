@@ -65,8 +65,7 @@ class BlobStore(Protocol):
         ...
 
     def write_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]], block: np.ndarray) -> None:
-        """Idempotent: writing the same region twice leaves the same bytes. ``block`` is the
-        caller's again on return (a tile's is a buffer its thread reuses for the next)."""
+        """Idempotent: writing the same region twice leaves the same bytes."""
         ...
 
     def read_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray:

@@ -91,9 +91,9 @@ class PartAssembly(Protocol):
 class InPlaceOutputs(Protocol):
     """A blob store that builds some outputs in this process's memory (the Python API's
     temporary home): a matmul tile then has BLAS write its block straight into the output,
-    with no block to copy over. Outputs elsewhere take ``write_region``: for a file, a
-    block from a buffer the process reuses, written with ``pwrite``, beats BLAS storing
-    into a shared map of the file, whose first stores fault in each page of the file."""
+    with no block to copy over. Outputs elsewhere take ``write_region``: for a file, the
+    block written with ``pwrite`` beats BLAS storing into a shared map of the file, whose
+    first stores fault in the file's pages, band by band (BENCHMARKS.md)."""
 
     def output_region(self, key: str, job_id: str, region: Region) -> np.ndarray | None:
         """A writable view of ``region`` of job ``job_id``'s uncommitted output at ``key``

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tilefan.compute import scratch, threads
+from tilefan.compute import threads
 from tilefan.domain import kernels
 from tilefan.domain.atoms import find_atom_on_grid
 from tilefan.domain.plan import tile_of
@@ -117,15 +117,14 @@ def _compute_matrix_tile(
         else:
             b = matrix_block(ports.blobs, spec.b, (0, spec.b.shape[0]), (c0, c1))
         # An output in this process's memory takes BLAS's stores itself (a rerun of the tile
-        # overwrites the same region alike); any other is written from the thread's buffer.
+        # overwrites the same region alike); any other gets the block through write_region.
         view = ports.in_place.output_region(key, job_id, region) if ports.in_place is not None else None
         written = view is not None
-        out = view if view is not None else scratch.block((r1 - r0, c1 - c0), spec.dtype)
-        block = kernels.matmul_block(a, b, spec.dtype, out=out)
+        block = kernels.matmul_block(a, b, spec.dtype, out=view)
     else:
         a = matrix_block(ports.blobs, spec.a, (r0, r1), (c0, c1))
         b = matrix_block(ports.blobs, spec.b, (r0, r1), (c0, c1))
-        block = kernels.add_block(a, b, spec.dtype, out=scratch.block((r1 - r0, c1 - c0), spec.dtype))
+        block = kernels.add_block(a, b, spec.dtype)
     stats = kernels.block_checksums(block)
     # NaN and inf in an input always reach the output block, so a finite block sum proves
     # the inputs this tile used were finite; only otherwise is it worth scanning them.
