@@ -16,6 +16,10 @@ latency and per-stream bandwidth (the stand-in's parameters), and a listing that
 one page (a field of up to 1,000 tiles).
 
     PYTHONPATH=. .venv/bin/python benchmarks/verify_points.py [--latency-ms 30] [--stream-mb-s 80] [--repeat 3]
+
+``--zarr``: the field is a Zarr output instead (a 256³ float64 field, one 8 MiB chunk a
+tile), whose points ``field_at`` reads 16 at a time: each a ranged GET of its 8 bytes
+(``s3_zarr.SPAN_OF_CHUNK``), against each its whole chunk (the span set to 0).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from benchmarks.s3_standin import serving
+from tilefan.adapters.aws import s3_zarr
 from tilefan.adapters.aws.s3_store import S3BlobStore
 from tilefan.domain.tiling import num_tiles, tile_region
 from tilefan.pipeline.verify import ATOMS_SAMPLES, field_at, field_at_parts
@@ -37,6 +42,16 @@ BUCKET = "standin-bucket"
 KEY = "fields/phi.npy"
 JOB = "0123456789abcdef"
 GRID, TILE = (64, 64, 64), (16, 16, 64)
+ZARR_KEY, ZARR_GRID, ZARR_TILE = "fields/phi.zarr", (256, 256, 256), (64, 64, 256)
+
+
+def _whole_chunks(read: Callable[[], np.ndarray]) -> np.ndarray:
+    """``read`` with every chunk read whole, as before points were read in part."""
+    span, s3_zarr.SPAN_OF_CHUNK = s3_zarr.SPAN_OF_CHUNK, 0.0
+    try:
+        return read()
+    finally:
+        s3_zarr.SPAN_OF_CHUNK = span
 
 
 def main() -> None:
@@ -44,22 +59,32 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=30.0)
     parser.add_argument("--stream-mb-s", type=float, default=80.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--zarr", action="store_true", help="a Zarr field: its points read in part or chunk by chunk")
     args = parser.parse_args()
     counts = (1, 4, 8, 16)
+    key, grid, tile = (ZARR_KEY, ZARR_GRID, ZARR_TILE) if args.zarr else (KEY, GRID, TILE)
     rng = np.random.default_rng(4)
-    field = rng.standard_normal(GRID)
-    points = np.stack(np.unravel_index(rng.choice(field.size, ATOMS_SAMPLES + 1, replace=False), GRID), axis=1)
+    field = rng.standard_normal(grid)
+    points = np.stack(np.unravel_index(rng.choice(field.size, ATOMS_SAMPLES + 1, replace=False), grid), axis=1)
     with serving(args.latency_ms / 1e3, args.stream_mb_s) as standin:
         store = S3BlobStore(standin.client(max_pool_connections=max(counts) + 4), BUCKET, streams=max(counts))
-        store.create_array(KEY, GRID, "float64", JOB)
-        tiles = num_tiles(GRID, TILE)
+        store.create_array(key, grid, "float64", JOB, chunks=tile if args.zarr else None)
+        tiles = num_tiles(grid, tile)
         for t in range(tiles):
-            region = tile_region(GRID, TILE, t)
-            store.write_region(KEY, JOB, region, field[tuple(slice(a, b) for a, b in region)])
-        ways: dict[str, Callable[[], np.ndarray]] = {
-            **{f"`field_at`, {n} in flight": functools.partial(field_at, store, KEY, JOB, points, n) for n in counts},
-            f"`field_at_parts`, {store.io_streams()} in flight": lambda: field_at_parts(store, KEY, JOB, points, TILE),
-        }
+            region = tile_region(grid, tile, t)
+            store.write_region(key, JOB, region, field[tuple(slice(a, b) for a, b in region)])
+        ways: dict[str, Callable[[], np.ndarray]]
+        if args.zarr:
+            ranged = functools.partial(field_at, store, key, JOB, points, 16)
+            ways = {"`field_at`, 16 in flight, each chunk whole": functools.partial(_whole_chunks, ranged),
+                    "`field_at`, 16 in flight, each point's bytes": ranged}
+        else:
+            ways = {
+                **{f"`field_at`, {n} in flight": functools.partial(field_at, store, key, JOB, points, n)
+                   for n in counts},
+                f"`field_at_parts`, {store.io_streams()} in flight":
+                    lambda: field_at_parts(store, key, JOB, points, tile),
+            }
         runs: dict[str, list[float]] = {name: [] for name in ways}
         for _ in range(args.repeat):
             for name, read in ways.items():
@@ -67,9 +92,9 @@ def main() -> None:
                 got = read()
                 runs[name].append(time.perf_counter() - started)
                 assert np.array_equal(got, field[tuple(points.T)]), f"{name} read other values"
-    print(f"{len(points)} points of a {GRID} float64 field in {tiles} parts; stand-in: "
+    print(f"{len(points)} points of a {grid} float64 field in {tiles} {'chunks' if args.zarr else 'parts'}; stand-in: "
           f"{args.latency_ms:g} ms to first byte, {args.stream_mb_s:g} MB/s a stream; {args.repeat} rounds\n")
-    print("| reads | best s | median s | x one at a time (median) |")
+    print("| reads | best s | median s | x the first row (median) |")
     print("|---|---|---|---|")
     one = statistics.median(next(iter(runs.values())))
     for name, spent in runs.items():

@@ -20,6 +20,7 @@ import numcodecs
 import numpy as np
 import pytest
 import zarr
+from zarr.codecs import GzipCodec
 
 from tests.functional.conftest import BUCKET
 from tilefan.adapters.aws.s3_store import S3BlobStore, s3_ports
@@ -225,3 +226,41 @@ def test_a_tile_fetches_only_the_input_chunks_its_block_crosses(ports: Ports, s3
     assert [k for k in fetched if k.startswith("data/A.zarr/")] == [f"data/A.zarr/c/{i}/0" for i in range(3, 7)]
     # B's column panels may have been staged by the plan step; read from B, only its columns' chunks.
     assert set(k for k in fetched if k.startswith("data/B.zarr/")) <= {f"data/B.zarr/c/0/{j}" for j in range(3, 7)}
+
+
+@contextmanager
+def chunk_gets(client: Any) -> Iterator[list[tuple[str, str | None]]]:
+    """(key, Range or None) of every chunk GET the client makes inside the block."""
+    made: list[tuple[str, str | None]] = []
+
+    def note(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "GetObject" and "/c/" in str(params.get("Key")):
+            made.append((str(params["Key"]), params.get("Range")))
+
+    client.meta.events.register("provide-client-params.s3", note)
+    try:
+        yield made
+    finally:
+        client.meta.events.unregister("provide-client-params.s3", note)
+
+
+def test_a_point_of_a_raw_chunk_is_one_ranged_get_of_its_bytes(ports: Ports, s3_client: Any, tmp_path: Path) -> None:
+    """A verified field's sampled points read a cell each, not their tile's whole chunk;
+    compressed and F-order chunks, whose bytes cannot be addressed, are still read whole."""
+    data = np.arange(90 * 40, dtype="<f8").reshape(90, 40) / 7.0
+    raw = zarr_in_bucket(s3_client, tmp_path, "data/raw.zarr", data, (30, 20), compressors=None, fill_value=-1.0)
+    gz = zarr_in_bucket(s3_client, tmp_path, "data/gz.zarr", data, (30, 20), compressors=GzipCodec(level=1))
+    s3_client.delete_object(Bucket=BUCKET, Key="data/raw.zarr/c/2/1")  # a chunk never written: its fill value
+    store = ports.blobs
+    with chunk_gets(s3_client) as made:
+        np.testing.assert_array_equal(store.read_region(raw, "job1", ((31, 32), (27, 28))), data[31:32, 27:28])
+        np.testing.assert_array_equal(store.read_region(raw, "job1", ((65, 66), (5, 9))), data[65:66, 5:9])
+        np.testing.assert_array_equal(store.read_region(raw, "job1", ((70, 71), (30, 31))), [[-1.0]])
+        np.testing.assert_array_equal(store.read_region(gz, "job1", ((31, 32), (27, 28))), data[31:32, 27:28])
+    # (31, 27) is cell (1, 7) of chunk (1, 1): the 28th of its 600 float64 cells.
+    assert made == [("data/raw.zarr/c/1/1", "bytes=216-223"), ("data/raw.zarr/c/2/0", "bytes=840-871"),
+                    ("data/raw.zarr/c/2/1", "bytes=1680-1687"), ("data/gz.zarr/c/1/1", None)]
+    # A block that spans most of its chunk still reads the chunk whole.
+    with chunk_gets(s3_client) as made:
+        np.testing.assert_array_equal(store.read_region(raw, "job1", ((0, 30), (0, 20))), data[:30, :20])
+    assert made == [("data/raw.zarr/c/0/0", None)]

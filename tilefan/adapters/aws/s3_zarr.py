@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,10 @@ from tilefan.errors import BlobNotFoundError, IncompleteJobError, InvalidBlobErr
 
 # Chunk GETs one block's read keeps in flight (S3: 8-16 concurrent GETs per function).
 CHUNK_READS_IN_FLIGHT = 16
+# A raw (uncompressed, C-order) chunk is read in part, one ranged GET from the region's
+# first cell to its last, when that span is at most this fraction of the chunk: a
+# verified field's sampled point is then 8 bytes, not a tile's whole chunk.
+SPAN_OF_CHUNK = 1 / 8
 
 
 class ZarrOutputs(PartBuiltOutputs):
@@ -112,12 +117,15 @@ class ZarrOutputs(PartBuiltOutputs):
             overlap = intersect(want, held)
             if overlap is None:
                 return
+            obj = ObjectRef(root.bucket, root.key + layout.chunk_key(index))
+            inner = tuple((a - h, b - h) for (a, b), (h, _) in zip(overlap, held, strict=True))
             try:
-                chunk = layout.decode(self._get(ObjectRef(root.bucket, root.key + layout.chunk_key(index)), key), key)
+                part = self._zarr_span(obj, key, layout, inner)
+                if part is None:
+                    part = layout.decode(self._get(obj, key), key)[tuple(slice(a, b) for a, b in inner)]
             except BlobNotFoundError:
-                chunk = layout.fill()  # Zarr: a chunk never written holds the fill value
-            whole = tuple((a, a + c) for (a, _), c in zip(held, layout.chunks, strict=True))
-            out[slices_within(overlap, want)] = chunk[slices_within(overlap, whole)]
+                part = layout.fill()[tuple(slice(a, b) for a, b in inner)]  # never written: the fill value
+            out[slices_within(overlap, want)] = part
 
         indices = list(chunks_crossing(want, layout.chunks))
         if len(indices) == 1:
@@ -128,6 +136,25 @@ class ZarrOutputs(PartBuiltOutputs):
         with ThreadPoolExecutor(max_workers=min(CHUNK_READS_IN_FLIGHT, len(indices))) as pool:
             list(pool.map(fetch, indices))
         return out
+
+    def _zarr_span(self, obj: ObjectRef, key: str, layout: ZarrLayout,
+                   inner: Sequence[tuple[int, int]]) -> np.ndarray | None:
+        """The cells ``inner`` (the chunk's own coordinates) of a raw C-order chunk, from one
+        ranged GET of the bytes between its first cell and its last; None when the chunk is
+        compressed or in F order, or that span is more than ``SPAN_OF_CHUNK`` of it."""
+        assert layout.dtype is not None
+        if layout.compressor is not None or layout.order != "C":
+            return None
+        first = int(np.ravel_multi_index(tuple(a for a, _ in inner), layout.chunks))
+        last = int(np.ravel_multi_index(tuple(b - 1 for _, b in inner), layout.chunks))
+        if last - first + 1 > SPAN_OF_CHUNK * math.prod(layout.chunks):
+            return None
+        item = layout.dtype.itemsize
+        data = self._get(obj, key, first * item, (last + 1) * item - 1)
+        if len(data) != (last - first + 1) * item:
+            raise InvalidBlobError(key, f"a chunk is shorter than the {layout.chunks} its metadata says")
+        cells = np.ravel_multi_index(np.ix_(*(np.arange(a, b) for a, b in inner)), layout.chunks)
+        return np.frombuffer(data, dtype=layout.dtype)[cells - first]
 
     # ------------------------------------------------------------------ the BlobStore port's outputs
 
