@@ -27,7 +27,7 @@ from tilefan.adapters.aws.s3_store import S3BlobStore, s3_ports
 from tilefan.adapters.memory import MemoryJobStore
 from tilefan.domain.randgen import random_region
 from tilefan.domain.records import Status
-from tilefan.errors import IncompleteJobError, InvalidSpecError
+from tilefan.errors import IncompleteJobError, InvalidBlobError, InvalidSpecError
 from tilefan.pipeline.plan import plan_job
 from tilefan.pipeline.ports import Ports
 from tilefan.pipeline.reduce import reduce_job
@@ -260,6 +260,10 @@ def test_a_point_of_a_raw_chunk_is_one_ranged_get_of_its_bytes(ports: Ports, s3_
     # (31, 27) is cell (1, 7) of chunk (1, 1): the 28th of its 600 float64 cells.
     assert made == [("data/raw.zarr/c/1/1", "bytes=216-223"), ("data/raw.zarr/c/2/0", "bytes=840-871"),
                     ("data/raw.zarr/c/2/1", "bytes=1680-1687"), ("data/gz.zarr/c/1/1", None)]
+    for body in (b"", b"\0" * 220):  # a chunk cut short before the point, or inside it
+        s3_client.put_object(Bucket=BUCKET, Key="data/raw.zarr/c/1/1", Body=body)
+        with pytest.raises(InvalidBlobError, match=r"data/raw\.zarr.*a chunk is shorter than the \(30, 20\)"):
+            store.read_region(raw, "job1", ((31, 32), (27, 28)))
     # A block that spans most of its chunk still reads the chunk whole.
     with chunk_gets(s3_client) as made:
         np.testing.assert_array_equal(store.read_region(raw, "job1", ((0, 30), (0, 20))), data[:30, :20])
