@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numcodecs
 import numpy as np
@@ -34,6 +34,7 @@ from tilefan.pipeline.reduce import reduce_job
 from tilefan.pipeline.submit import submit_job
 from tilefan.pipeline.tile import run_tile
 
+T = TypeVar("T")
 RNG = np.random.default_rng(11)
 A = RNG.standard_normal((90, 40))
 B = RNG.standard_normal((40, 70))
@@ -45,18 +46,26 @@ def ports(s3_client: Any) -> Ports:
 
 
 @contextmanager
-def s3_requests(client: Any) -> Iterator[list[tuple[str, str]]]:
-    """(operation, key or prefix) of every S3 request the client makes inside the block."""
-    made: list[tuple[str, str]] = []
+def recorded(client: Any, pick: Callable[[str, dict[str, Any]], T | None]) -> Iterator[list[T]]:
+    """``pick(operation, params)`` of every S3 request the client makes inside the block,
+    those it answers None for left out."""
+    made: list[T] = []
 
     def note(params: dict[str, Any], model: Any, **_: Any) -> None:
-        made.append((model.name, str(params.get("Key") or params.get("Prefix") or "")))
+        item = pick(model.name, params)
+        if item is not None:
+            made.append(item)
 
     client.meta.events.register("provide-client-params.s3", note)
     try:
         yield made
     finally:
         client.meta.events.unregister("provide-client-params.s3", note)
+
+
+def s3_requests(client: Any) -> AbstractContextManager[list[tuple[str, str]]]:
+    """(operation, key or prefix) of every S3 request the client makes inside the block."""
+    return recorded(client, lambda op, params: (op, str(params.get("Key") or params.get("Prefix") or "")))
 
 
 def put_tree(s3: Any, local: Path, prefix: str) -> None:
@@ -228,20 +237,10 @@ def test_a_tile_fetches_only_the_input_chunks_its_block_crosses(ports: Ports, s3
     assert set(k for k in fetched if k.startswith("data/B.zarr/")) <= {f"data/B.zarr/c/0/{j}" for j in range(3, 7)}
 
 
-@contextmanager
-def chunk_gets(client: Any) -> Iterator[list[tuple[str, str | None]]]:
+def chunk_gets(client: Any) -> AbstractContextManager[list[tuple[str, str | None]]]:
     """(key, Range or None) of every chunk GET the client makes inside the block."""
-    made: list[tuple[str, str | None]] = []
-
-    def note(params: dict[str, Any], model: Any, **_: Any) -> None:
-        if model.name == "GetObject" and "/c/" in str(params.get("Key")):
-            made.append((str(params["Key"]), params.get("Range")))
-
-    client.meta.events.register("provide-client-params.s3", note)
-    try:
-        yield made
-    finally:
-        client.meta.events.unregister("provide-client-params.s3", note)
+    return recorded(client, lambda op, params: (str(params["Key"]), params.get("Range"))
+                    if op == "GetObject" and "/c/" in str(params.get("Key")) else None)
 
 
 def test_a_point_of_a_raw_chunk_is_one_ranged_get_of_its_bytes(ports: Ports, s3_client: Any, tmp_path: Path) -> None:

@@ -118,13 +118,13 @@ class ZarrOutputs(PartBuiltOutputs):
             if overlap is None:
                 return
             obj = ObjectRef(root.bucket, root.key + layout.chunk_key(index))
-            inner = tuple((a - h, b - h) for (a, b), (h, _) in zip(overlap, held, strict=True))
+            inner = slices_within(overlap, held)  # ``held`` starts where the chunk does
             try:
                 part = self._zarr_span(obj, key, layout, inner)
                 if part is None:
-                    part = layout.decode(self._get(obj, key), key)[tuple(slice(a, b) for a, b in inner)]
+                    part = layout.decode(self._get(obj, key), key)[inner]
             except BlobNotFoundError:
-                part = layout.fill()[tuple(slice(a, b) for a, b in inner)]  # never written: the fill value
+                part = layout.fill()[inner]  # a chunk never written holds the fill value
             out[slices_within(overlap, want)] = part
 
         indices = list(chunks_crossing(want, layout.chunks))
@@ -138,15 +138,15 @@ class ZarrOutputs(PartBuiltOutputs):
         return out
 
     def _zarr_span(self, obj: ObjectRef, key: str, layout: ZarrLayout,
-                   inner: Sequence[tuple[int, int]]) -> np.ndarray | None:
+                   inner: tuple[slice, ...]) -> np.ndarray | None:
         """The cells ``inner`` (the chunk's own coordinates) of a raw C-order chunk, from one
         ranged GET of the bytes between its first cell and its last; None when the chunk is
         compressed or in F order, or that span is more than ``SPAN_OF_CHUNK`` of it."""
         assert layout.dtype is not None
         if layout.compressor is not None or layout.order != "C":
             return None
-        first = int(np.ravel_multi_index(tuple(a for a, _ in inner), layout.chunks))
-        last = int(np.ravel_multi_index(tuple(b - 1 for _, b in inner), layout.chunks))
+        first = int(np.ravel_multi_index(tuple(s.start for s in inner), layout.chunks))
+        last = int(np.ravel_multi_index(tuple(s.stop - 1 for s in inner), layout.chunks))
         if last - first + 1 > SPAN_OF_CHUNK * math.prod(layout.chunks):
             return None
         item, short = layout.dtype.itemsize, f"a chunk is shorter than the {layout.chunks} its metadata says"
@@ -156,7 +156,7 @@ class ZarrOutputs(PartBuiltOutputs):
             raise InvalidBlobError(key, short) from None  # S3's InvalidRange: it ends before the span starts
         if len(data) != (last - first + 1) * item:
             raise InvalidBlobError(key, short)
-        cells = np.ravel_multi_index(np.ix_(*(np.arange(a, b) for a, b in inner)), layout.chunks)
+        cells = np.ravel_multi_index(np.ix_(*(np.arange(s.start, s.stop) for s in inner)), layout.chunks)
         return np.frombuffer(data, dtype=layout.dtype)[cells - first]
 
     # ------------------------------------------------------------------ the BlobStore port's outputs

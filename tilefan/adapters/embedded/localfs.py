@@ -19,7 +19,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -61,7 +61,7 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         offset += written
 
 
-def _reserve(fp: Any, size: int) -> None:
+def _reserve(fp: BinaryIO, size: int) -> None:
     """Give the output file its final size with its blocks reserved, not a sparse hole.
 
     Where the filesystem allocates ahead (ext4, XFS, btrfs, tmpfs), tiles' writes find
