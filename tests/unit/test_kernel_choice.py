@@ -71,6 +71,32 @@ def test_the_c_kernel_loads_in_this_checkout() -> None:
     assert ckernel.level() >= 1
 
 
+def test_float32_runs_the_avx2_build_where_the_cpu_halves_512_bit_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ckernel, "_this_cpu_halves_512", lambda: True)  # a Zen 4
+    assert [ckernel.preferred_level(p, 3) for p in ("float32", "float64")] == [2, 3]
+    assert [ckernel.preferred_level(p, 2) for p in ("float32", "float64")] == [2, 2]
+    monkeypatch.setattr(ckernel, "_this_cpu_halves_512", lambda: False)
+    assert [ckernel.preferred_level(p, 3) for p in ("float32", "float64")] == [3, 3]
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_a_tile_runs_the_build_preferred_for_its_precision(monkeypatch: pytest.MonkeyPatch, precision: str) -> None:
+    asked: list[tuple[str, int]] = []
+
+    def baseline_build(precision: str, best: int) -> int:
+        asked.append((precision, best))
+        return 1
+
+    monkeypatch.setattr(ckernel, "preferred_level", baseline_build)
+    table = np.array([[0.3, 0.6, 0.2, 1.0], [2.7, 1.1, 3.4, -0.5]])
+    region = ((0, 4), (0, 3), (0, 37))
+    got = ckernel.atoms_potential_c(table, (0.0, 0.0, 0.0), 0.5, 0.1, region, precision)
+    assert asked == [(precision, ckernel.level())]
+    baseline = ckernel.load(use_level=1)
+    assert baseline is not None
+    np.testing.assert_array_equal(got, baseline(table, (0.0, 0.0, 0.0), 0.5, 0.1, region, precision), strict=True)
+
+
 @pytest.mark.parametrize("abi", [None, 1, ckernel.ABI - 1, ckernel.ABI + 1])
 def test_a_library_of_another_calling_convention_is_treated_as_absent(tmp_path: Path, abi: int | None) -> None:
     """A library built from another version of atoms_kernel.c (one older than the version

@@ -3,7 +3,8 @@
 ``make kernel`` (and ``make package``, for the deployment zip and the worker wheel)
 compiles ``atoms_kernel.c`` into ``_atoms_kernel.so`` beside this module. The library
 needs no libc symbol, so one build serves the Lambda runtime (glibc 2.26), the spot
-workers and this machine; it runs its AVX-512, AVX2 or baseline build, whichever the CPU supports. Loading
+workers and this machine; it runs its AVX-512, AVX2 or baseline build, the fastest the CPU
+supports for the precision (``preferred_level``). Loading
 takes milliseconds, unlike numba's compile-or-cache step, and nothing else is imported.
 ``load()`` returns None when the library is absent (a checkout where it was never built,
 or a CPU it cannot run on) or was built from another version of ``atoms_kernel.c`` (its
@@ -68,6 +69,42 @@ def level(path: Path = LIBRARY) -> int:
     return int(lib.tilefan_kernel_level()) if lib is not None else 0
 
 
+def halves_512(cpuinfo: str) -> bool:
+    r"""Whether the CPU ``/proc/cpuinfo`` describes runs 512-bit instructions as two 256-bit
+    halves: AMD's family 25 (Zen 3 and Zen 4; of them only Zen 4 has AVX-512). On a Zen 4
+    the float32 loop is faster in its AVX2 build, 7.1-7.3 against 6.2-6.5 G pairs/s a
+    thread, while float64 is faster in its AVX-512 build, 2.48-2.50 against 2.23-2.38
+    (BENCHMARKS.md, "The kernel's build chosen per precision").
+
+    >>> halves_512("vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n")
+    True
+    >>> halves_512("vendor_id\t: GenuineIntel\ncpu family\t: 6\n")
+    False
+    """
+    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in cpuinfo.splitlines())}
+    return fields.get("vendor_id") == "AuthenticAMD" and fields.get("cpu family") == "25"
+
+
+@functools.cache
+def _this_cpu_halves_512() -> bool:
+    try:
+        with open("/proc/cpuinfo") as info:  # Linux, as on Lambda and the spot workers
+            return halves_512(info.read(4096))  # the first processor's lines
+    except OSError:
+        return False
+
+
+def preferred_level(precision: str, best: int) -> int:
+    """The build a tile in ``precision`` runs, of those up to ``best`` the CPU supports.
+
+    >>> preferred_level("float64", 3), preferred_level("float32", 2)
+    (3, 2)
+    """
+    if best == 3 and precision == "float32" and _this_cpu_halves_512():
+        return 2
+    return best
+
+
 def load(path: Path = LIBRARY, use_level: int | None = None) -> AtomsFn | None:
     """The C kernel as an ``atoms_potential``-shaped function, or None without the library.
 
@@ -85,7 +122,7 @@ def atoms_potential_c(
     table: np.ndarray, origin: tuple[float, float, float], spacing: float, softening: float, region: Region,
     precision: str,
 ) -> np.ndarray:
-    """φ over ``region`` by the C kernel's best build for this CPU, in ``precision``."""
+    """φ over ``region`` by the C kernel's fastest build for this CPU, in ``precision``."""
     return _run(LIBRARY, None, table, origin, spacing, softening, region, precision)
 
 
@@ -97,7 +134,7 @@ def _run(
     if library is None:
         raise RuntimeError(f"the C atoms kernel is not built ({path.name} is missing, or was built from another "
                            "version of atoms_kernel.c): run make kernel")
-    best = min(level(path), use_level or 3)
+    best = min(level(path), use_level) if use_level else preferred_level(precision, level(path))
     xs, ys, zs = grid_axes(origin, spacing, region, precision)
     phi = np.zeros((len(xs), len(ys), len(zs)), dtype=precision)
     fn = getattr(library, f"tilefan_phi_f{8 * phi.dtype.itemsize}_l{best}")
