@@ -198,3 +198,28 @@ def test_a_kept_homes_inputs_are_files_so_a_crashed_call_can_be_resumed(tmp_path
     np.testing.assert_array_equal(c, a @ b)
     stored = sorted(np.load(path).shape for path in (home / "inputs").iterdir())
     assert stored == [(2, 3), (3, 4)]
+
+
+def test_a_matmul_built_in_memory_here_is_cut_in_row_panels_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its tiles run here one after another on BLAS's threads, so fewer, wider GEMMs; a job
+    # whose output is a file (named, or over the in-memory limit) keeps the default tiles.
+    from tilefan.bootstrap import embedded_ports
+    from tilefan.domain import inline_tiles
+    from tilefan.domain.tiling import default_matrix_tile
+
+    monkeypatch.setattr(inline_tiles, "HELD_PANEL_ROWS", 256)
+    home = tmp_path / "home"
+    monkeypatch.setattr(api.tempfile, "mkdtemp", lambda prefix: (home.mkdir(exist_ok=True), str(home))[1])
+    monkeypatch.setattr(api._Run, "close", lambda self: None)
+    rng = np.random.default_rng(3)
+    a, b = rng.random((1000, 40)), rng.random((40, 700))
+    calls = {"held": {}, "named": {"out": tmp_path / "c.npy"}, "over the limit": {"in_memory_limit": 1000},
+             "told": {"tile": 100}}
+    for kwargs in calls.values():
+        np.testing.assert_allclose(tilefan.matmul(a, b, **kwargs), a @ b, rtol=1e-12)
+    records = sorted(embedded_ports(home).jobs.list_jobs(10)[0], key=lambda r: r.created_at)
+    assert default_matrix_tile("matmul", (1000, 700), 40, 8) == (512, 512)
+    assert [(r.spec.tile, r.tiles_total) for r in records] == [
+        ((256, 700), 4), ((512, 512), 4), ((512, 512), 4), ((100, 100), 70)]

@@ -185,7 +185,7 @@ def test_admission_fits_only_tiles_the_user_left_to_us() -> None:
         def array_info(self, key: str) -> Any:
             raise AssertionError("no files here")
 
-    ports: Any = type("P", (), {"blobs": NoFiles()})()
+    ports: Any = type("P", (), {"blobs": NoFiles(), "memory_outputs": None})()
     raw = {**BIG_ATOMS, "grid": 256}
     default = parse_spec(raw)
     assert SPOT in {t.route for t in plan("j", default, dear_spot).tiles}

@@ -6,7 +6,9 @@ One decision for the embedded scheduler, which acts on it, and for the dry run's
 here" (``local_estimate``), which predicts it: both must agree or the estimate describes
 a run that never happens. Pure: it depends on the spec, the tile count, whether the atoms
 kernel computes on threads (the C kernel releases the GIL; NumPy's holds it between its
-array operations) and whether the output is built in this process's memory.
+array operations) and whether the output is built in this process's memory. A matmul
+whose output is built there runs here at any size, so the tiles it gets when the user names
+none are cut for that (``held_matmul_tile``, applied by the submit step).
 """
 
 from __future__ import annotations
@@ -29,6 +31,16 @@ INLINE_MATMUL_FLOP = 2e10
 # limit above stays for files.
 HELD_INLINE_MATMUL_FLOP = math.inf
 
+# Such a matmul's tiles, when the user names none, are full-width row panels: run here one
+# after another, tiles buy only progress and cancellation points, and each is a GEMM call
+# that packs its A rows and all its B columns again. A second ``tilefan.matmul`` at 4096³
+# float64, medians of five against ``a @ b`` at 1.335 s (BENCHMARKS.md, the held
+# matmul's tiles): four 2048² tiles (the pool's default) 1.396 s, four panels of 1,024 rows
+# 1.476 s, two of 2,048 rows 1.335 s, one tile 1.332 s. So at most HELD_PANELS panels, of
+# at least HELD_PANEL_ROWS rows: progress in quarters of a big job, nothing lost on a small one.
+HELD_PANELS = 4
+HELD_PANEL_ROWS = 2048
+
 # An atoms job run on its own with the C kernel computes its tiles in the calling process,
 # one after another, each on threads over every core (``compute/threads.py``: ctypes
 # releases the GIL). A pool adds nothing there (its workers would share the same cores
@@ -37,6 +49,21 @@ HELD_INLINE_MATMUL_FLOP = math.inf
 # float32 (BENCHMARKS.md). ``tilefan serve`` keeps the pool, and with it the isolation of a
 # tile that crashes its process. False sends these tiles to the pool as before.
 INLINE_ATOMS_C = True
+
+
+def held_matmul_tile(out_shape: tuple[int, int]) -> tuple[int, int]:
+    """The default tile of a matmul whose output is built in this process's memory (so it
+    runs here, ``runs_inline``): row panels as wide as the output, at most HELD_PANELS of
+    them, at least HELD_PANEL_ROWS rows each (a multiple of 256, BLAS-friendly).
+
+    >>> held_matmul_tile((4096, 4096)), held_matmul_tile((8192, 8192))
+    ((2048, 4096), (2048, 8192))
+    >>> held_matmul_tile((2000, 1000)), held_matmul_tile((100_000, 1000))
+    ((2000, 1000), (25088, 1000))
+    """
+    m, n = out_shape
+    rows = -(-max(HELD_PANEL_ROWS, -(-m // HELD_PANELS)) // 256) * 256
+    return (min(m, rows), n)
 
 
 def runs_inline(spec: JobSpec, tiles: int, threaded_kernel: bool, held: bool = False) -> bool:

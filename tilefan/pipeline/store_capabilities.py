@@ -108,6 +108,10 @@ class MemoryOutputs(Protocol):
     home, ``adapters/embedded/held_arrays``). Such an output is only this process's: a job
     whose tiles run in forked pool workers must have its outputs built as files."""
 
+    def would_hold(self, key: str, shape: tuple[int, ...], dtype: str) -> bool:
+        """Whether an output this process creates at ``key`` would be built in memory."""
+        ...
+
     def in_memory(self, job_id: str) -> bool:
         """Whether the job's outputs (all created by its plan step) are built in memory."""
         ...

@@ -11,17 +11,18 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from tilefan.domain.plan import Plan
+from tilefan.domain.inline_tiles import held_matmul_tile
+from tilefan.domain.plan import Plan, output_shape
 from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
-from tilefan.domain.spec.parse import JobSpec, Limits, parse_spec
+from tilefan.domain.spec.parse import JobSpec, Kind, Limits, MatrixSpec, parse_spec
 from tilefan.domain.tile_fit import fit_to_lambda, fitted_plan
 from tilefan.errors import TooManyJobsError
 from tilefan.pipeline.guardrails import check_guardrails
-from tilefan.pipeline.inputs import load_atoms_file
+from tilefan.pipeline.inputs import load_atoms_file, output_key
 from tilefan.pipeline.output_claims import claim_output
 from tilefan.pipeline.ports import Clock, Ports
 from tilefan.settings import list_policy
@@ -36,18 +37,37 @@ def admit(ports: Ports, raw: Any, limits: Limits, policy: RoutePolicy | None = N
 
     When the user left the tile size to us, pick one that keeps the job on Lambda if that
     is no dearer than sending its big tiles to spot (``tile_fit.fit_to_lambda``), at ``policy``'s
-    prices (the list prices without one).
+    prices (the list prices without one); a matmul whose output this process builds in its
+    memory gets the row panels it runs fastest in here (``inline_tiles.held_matmul_tile``).
     """
     spec = _resolve(ports, raw, limits)
-    return fit_to_lambda(spec, policy or list_policy()) if raw.get("tile") is None else spec
+    if raw.get("tile") is not None:
+        return spec
+    return _held_here(ports, spec, "submit") or fit_to_lambda(spec, policy or list_policy())
 
 
 def admit_planned(
-    ports: Ports, raw: Any, limits: Limits, policy: RoutePolicy | None = None,
+    ports: Ports, raw: Any, limits: Limits, policy: RoutePolicy | None = None, job_id: str = "submit",
 ) -> tuple[JobSpec, Plan | None]:
-    """``admit``'s spec, with the plan the size fit judged it by (None when the user gave the tile)."""
+    """``admit``'s spec, with the plan the size fit judged it by (None when the user gave the
+    tile, or when the job's output, ``output_key(job_id, spec)``, is built in memory)."""
     spec = _resolve(ports, raw, limits)
-    return fitted_plan(spec, policy or list_policy(), job_id="submit") if raw.get("tile") is None else (spec, None)
+    if raw.get("tile") is not None:
+        return spec, None
+    held = _held_here(ports, spec, job_id)
+    return (held, None) if held is not None else fitted_plan(spec, policy or list_policy(), job_id=job_id)
+
+
+def _held_here(ports: Ports, spec: JobSpec, job_id: str) -> JobSpec | None:
+    """``spec`` with ``held_matmul_tile``'s tiles if it is a matmul whose output this
+    process would build in its memory, else None."""
+    memory = ports.memory_outputs
+    if memory is None or not isinstance(spec, MatrixSpec) or spec.kind is not Kind.MATMUL:
+        return None
+    key = output_key(job_id, spec)
+    if key is None or not memory.would_hold(key, output_shape(spec), spec.dtype):
+        return None
+    return replace(spec, tile=held_matmul_tile(spec.out_shape))
 
 
 def _resolve(ports: Ports, raw: Any, limits: Limits) -> JobSpec:
@@ -90,11 +110,11 @@ def submit(
     anything is written."""
     limits = limits or Limits()
     policy = policy or list_policy()
-    spec, fitted = admit_planned(ports, raw, limits, policy)
+    job_id = job_id or new_job_id()
+    spec, fitted = admit_planned(ports, raw, limits, policy, job_id)
     if check is not None:
         check(spec)
     the_plan = check_guardrails(spec, limits, policy, planned=fitted)
-    job_id = job_id or new_job_id()
     claim_output(ports, job_id, spec)
     record = JobRecord(
         job_id=job_id,

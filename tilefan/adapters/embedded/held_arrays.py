@@ -112,6 +112,9 @@ class HeldBlobStore(LocalBlobStore):
 
     # ------------------------------------------------------------------ MemoryOutputs
 
+    def would_hold(self, key: str, shape: tuple[int, ...], dtype: str) -> bool:
+        return self.held.holds(self.path(key), key, tuple(shape), dtype)
+
     def in_memory(self, job_id: str) -> bool:
         return any(out.job_id == job_id and not out.committed for out in self.held.outputs.values())
 
@@ -158,8 +161,7 @@ class HeldBlobStore(LocalBlobStore):
 
     def create_array(self, key: str, shape: tuple[int, ...], dtype: str, job_id: str,
                      chunks: tuple[int, ...] | None = None) -> None:
-        path = self.path(key)
-        if not self.held.holds(path, key, tuple(shape), dtype):
+        if not self.would_hold(key, shape, dtype):
             super().create_array(key, shape, dtype, job_id, chunks)
             return
         # Made at its first write, as this process's own pages (``to_files`` first, for a job
