@@ -18,8 +18,10 @@ one page (a field of up to 1,000 tiles).
     PYTHONPATH=. .venv/bin/python benchmarks/verify_points.py [--latency-ms 30] [--stream-mb-s 80] [--repeat 3]
 
 ``--zarr``: the field is a Zarr output instead (a 256³ float64 field, one 8 MiB chunk a
-tile), whose points ``field_at`` reads 16 at a time: each a ranged GET of its 8 bytes
-(``s3_zarr.SPAN_OF_CHUNK``), against each its whole chunk (the span set to 0).
+tile), whose points ``field_at`` reads 16 at a time through ``read_region`` (the metadata
+and the chunk a point), each chunk whole (the span set to 0) or each point's 8 bytes
+(``s3_zarr.SPAN_OF_CHUNK``), and through ``zarr_region_reader``, what the merge does: the
+metadata read once, then a ranged GET a point.
 """
 
 from __future__ import annotations
@@ -75,12 +77,15 @@ def main() -> None:
             store.write_region(key, JOB, region, field[tuple(slice(a, b) for a, b in region)])
         ways: dict[str, Callable[[], np.ndarray]]
         if args.zarr:
-            ranged = functools.partial(field_at, store, key, JOB, points, 16)
+            ranged = functools.partial(field_at, functools.partial(store.read_region, key, JOB), points, 16)
             ways = {"`field_at`, 16 in flight, each chunk whole": functools.partial(_whole_chunks, ranged),
-                    "`field_at`, 16 in flight, each point's bytes": ranged}
+                    "`field_at`, 16 in flight, each point's bytes": ranged,
+                    "`field_at` of `zarr_region_reader`, 16 in flight":
+                        lambda: field_at(store.zarr_region_reader(key, JOB), points, 16)}
         else:
             ways = {
-                **{f"`field_at`, {n} in flight": functools.partial(field_at, store, key, JOB, points, n)
+                **{f"`field_at`, {n} in flight":
+                   functools.partial(field_at, functools.partial(store.read_region, key, JOB), points, n)
                    for n in counts},
                 f"`field_at_parts`, {store.io_streams()} in flight":
                     lambda: field_at_parts(store, key, JOB, points, tile),

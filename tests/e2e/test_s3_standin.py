@@ -6,6 +6,7 @@ as configured."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -86,9 +87,9 @@ def test_the_merge_reads_a_field_s_points_from_the_stand_in_many_at_a_time(stand
             store.write_region("fields/phi.npy", "job1", region, field[i:i + 4, j:j + 5])
     points = np.stack(np.unravel_index(rng.choice(field.size, 20, replace=False), grid), axis=1)
     reads = _InFlight(store)
-    one = field_at(reads, "fields/phi.npy", "job1", points, 1)  # type: ignore[arg-type]
+    one = field_at(functools.partial(reads.read_region, "fields/phi.npy", "job1"), points, 1)
     assert reads.most == 1
-    many = field_at(reads, "fields/phi.npy", "job1", points, 8)  # type: ignore[arg-type]
+    many = field_at(functools.partial(reads.read_region, "fields/phi.npy", "job1"), points, 8)
     assert np.array_equal(one, field[tuple(points.T)]) and np.array_equal(many, one)
     assert reads.most > 1  # each point is four 20 ms requests: eight threads overlap them
     # From the parts: the layout and the listing once, a ranged GET a point; a point whose

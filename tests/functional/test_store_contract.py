@@ -169,9 +169,10 @@ CAPABILITIES: dict[str, type] = {
     "assembly": caps.PartAssembly, "in_place": caps.InPlaceOutputs, "claims": caps.OutputClaims,
     "direct_put": caps.DirectPut, "presign": caps.Presigning, "sent_uploads": caps.SentUploads,
     "local_files": caps.LocalFiles, "memory_outputs": caps.MemoryOutputs,
+    "zarr_regions": caps.ZarrRegions,
 }
 OFFERED = {"embedded": {"claims", "direct_put", "local_files"},
-           "aws": {"assembly", "presign", "sent_uploads"}, "memory": {"direct_put"}}
+           "aws": {"assembly", "presign", "sent_uploads", "zarr_regions"}, "memory": {"direct_put"}}
 # Facts about an adapter set's store that change what the pipeline does, not calls it makes.
 PROPERTIES = {"mapped_reads"}
 MAPPED = {"embedded"}

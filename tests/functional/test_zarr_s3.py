@@ -23,10 +23,12 @@ import zarr
 from zarr.codecs import GzipCodec
 
 from tests.functional.conftest import BUCKET
+from tests.helpers import brute_force_phi
 from tilefan.adapters.aws.s3_store import S3BlobStore, s3_ports
 from tilefan.adapters.memory import MemoryJobStore
-from tilefan.domain.randgen import random_region
+from tilefan.domain.randgen import random_atoms, random_region
 from tilefan.domain.records import Status
+from tilefan.domain.spec.resolved import RandomAtoms
 from tilefan.errors import IncompleteJobError, InvalidBlobError, InvalidSpecError
 from tilefan.pipeline.plan import plan_job
 from tilefan.pipeline.ports import Ports
@@ -157,6 +159,24 @@ def test_verifying_reads_chunks_but_the_reducer_still_writes_only_the_metadata(
     a = random_region(2, 0, "float64", (0, 50), (0, 30))
     b = random_region(2, 1, "float64", (0, 50), (0, 30))
     np.testing.assert_array_equal(got[:], a + b)
+
+
+def test_a_verified_zarr_fields_points_read_its_metadata_once_and_a_ranged_get_each(
+    ports: Ports, s3_client: Any, tmp_path: Path
+) -> None:
+    run_tiles(ports, {"kind": "atoms", "grid": [16, 12, 10], "atoms": {"count": 30, "seed": 4}, "tile": [8, 12, 10],
+                      "softening": 0.1, "verify": True, "field_out": "jobs/job1/phi.zarr"})
+    with s3_requests(s3_client) as made:
+        record = reduce_job(ports, "job1")
+    assert record.result is not None and record.result["verification"]["passed"]
+    gets = [key for op, key in made if op == "GetObject"]
+    points = record.result["verification"]["samples"] + 1  # and the minimum
+    assert len([key for key in gets if "/phi.zarr/c/" in key]) == points
+    # One GET of the pending metadata for every point (read_region's) would be 65 here.
+    assert len([key for key in gets if key.endswith("zarr.json")]) == 2  # the check's, the commit's
+    table = random_atoms(RandomAtoms(count=30, seed=4), (16, 12, 10), (0.0, 0.0, 0.0), 1.0)
+    got = zarr.open_array(store=str(get_tree(s3_client, "jobs/job1/phi.zarr", tmp_path / "phi.zarr")), mode="r")
+    np.testing.assert_allclose(got[:], brute_force_phi(table, (16, 12, 10), softening=0.1)[0], rtol=1e-12)
 
 
 def test_a_missing_chunk_fails_the_reduce_naming_its_tile_and_publishes_nothing(ports: Ports, s3_client: Any) -> None:

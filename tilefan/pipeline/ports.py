@@ -31,6 +31,7 @@ from tilefan.pipeline.store_capabilities import (
     PartAssembly,
     Presigning,
     SentUploads,
+    ZarrRegions,
 )
 
 # Seconds since the epoch; steps take one so tests can pin time.
@@ -161,6 +162,7 @@ class Ports:
     sent_uploads: SentUploads | None = None
     local_files: LocalFiles | None = None
     memory_outputs: MemoryOutputs | None = None
+    zarr_regions: ZarrRegions | None = None
     # Whether the blob store reads stored ``.npy`` arrays through memory maps (the embedded
     # file store): a tile's column block of B is then a view of its file, so staging B's
     # panels, which spares S3 reads of whole rows, would only copy B (``pipeline.bpanels``).

@@ -122,14 +122,18 @@ def _finish_atoms(
 def _field_reader(ports: Ports, job_id: str, spec: AtomsSpec) -> verify.FieldReader | None:
     """How the check reads the field at its sampled points. From a store that keeps tiles'
     blocks apart (S3), where each read is a round trip, its streams at once: from the parts
-    (a ranged GET a point) or, for a Zarr field, a chunk's read a point. Elsewhere (files,
-    memory: ``None``) one by one. Only when the store the points come from is that store
-    itself, not a wrapper around it."""
+    (a ranged GET a point) or, for a Zarr field, its layout read once and then a chunk's
+    (ranged) read a point. Elsewhere (files, memory: ``None``) one by one. Only when the
+    store the points come from is that store itself, not a wrapper around it."""
     key, assembly = spec.field_out, ports.assembly
     if key is None or assembly is None or assembly is not ports.blobs:
         return None
     if is_zarr(key):
-        return functools.partial(verify.field_at, ports.blobs, key, job_id, streams=assembly.io_streams())
+        zarr, streams = ports.zarr_regions, assembly.io_streams()
+        if zarr is None or zarr is not ports.blobs:
+            return None
+        # Its metadata read once, each point's cell a ranged GET of its chunk.
+        return lambda at: verify.field_at(zarr.zarr_region_reader(key, job_id), at, streams)
     return functools.partial(verify.field_at_parts, assembly, key, job_id, tile=spec.tile)
 
 

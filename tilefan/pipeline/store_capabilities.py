@@ -9,6 +9,7 @@ temporary home). Code asks the field, never the object.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -100,6 +101,16 @@ class InPlaceOutputs(Protocol):
         (clipped to the output), if that output is in this process's memory: what is
         written into it is the region's content, as ``write_region`` of the same values
         would leave it. None for an output that is not (write it with ``write_region``)."""
+        ...
+
+
+class ZarrRegions(Protocol):
+    """A store whose every read is a round trip (S3) lets a reader of a job's Zarr output
+    fix the array's layout once: a verified field's points then cost a request each (a
+    ranged GET of the point's chunk), not two."""
+
+    def zarr_region_reader(self, key: str, job_id: str) -> Callable[[Region], np.ndarray]:
+        """Reads regions of the job's Zarr output ``key`` while it is built, its metadata read now."""
         ...
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -84,14 +85,16 @@ def _verify_matmul(blobs: BlobStore, job_id: str, spec: MatrixSpec, out_key: str
 
 
 FieldReader = Callable[[np.ndarray], np.ndarray]
+RegionReader = Callable[[Region], np.ndarray]
 
 
-def field_at(blobs: BlobStore, key: str, job_id: str, points: np.ndarray, streams: int = 1) -> np.ndarray:
-    """The field's values at ``points`` (grid indices, one row each), read one small region
-    at a time, ``streams`` reads in flight (a Zarr field on S3: a chunk's GET a point)."""
+def field_at(read: RegionReader, points: np.ndarray, streams: int = 1) -> np.ndarray:
+    """The field's values at ``points`` (grid indices, one row each), each read as its own
+    one-cell region by ``read`` (a store's ``read_region`` of the field), ``streams`` reads
+    in flight (a Zarr field on S3: a ranged GET of its chunk a point)."""
 
     def one(p: np.ndarray) -> float:
-        return float(blobs.read_region(key, job_id, tuple((int(v), int(v) + 1) for v in p)).reshape(()))
+        return float(read(tuple((int(v), int(v) + 1) for v in p)).reshape(()))
 
     return _each(one, points, streams)
 
@@ -164,7 +167,8 @@ def verify_atoms(
     }
     ok_field = True
     if spec.field_out:
-        got = (read_field or (lambda at: field_at(blobs, str(spec.field_out), job_id, at)))(idx)
+        key = str(spec.field_out)
+        got = (read_field or (lambda at: field_at(functools.partial(blobs.read_region, key, job_id), at)))(idx)
         err = np.abs(got - ref)
         ok_field = bool(np.all(err <= tol))
         check["field_max_error_over_tol"] = float(np.max(err / np.maximum(tol, 1e-300)))

@@ -323,4 +323,4 @@ def s3_ports(blobs: S3BlobStore, jobs: JobStore) -> Ports:
     """The AWS adapter set's ports: the reducer assembles an output from the tiles' blocks,
     clients send and fetch the bytes with presigned URLs, and a sent upload is checked in
     place; every output is under its job's own prefix (no claims)."""
-    return Ports(blobs, jobs, assembly=blobs, presign=blobs, sent_uploads=blobs)
+    return Ports(blobs, jobs, assembly=blobs, presign=blobs, sent_uploads=blobs, zarr_regions=blobs)

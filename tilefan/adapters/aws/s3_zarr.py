@@ -17,11 +17,12 @@ outputs) and sends Zarr keys here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -46,6 +47,7 @@ from tilefan.domain.chunks import (
     is_zarr,
 )
 from tilefan.domain.regions import clip, intersect, sizes, slices_within
+from tilefan.domain.tiling import Region
 from tilefan.errors import BlobNotFoundError, IncompleteJobError, InvalidBlobError, StoreError
 
 # Chunk GETs one block's read keeps in flight (S3: 8-16 concurrent GETs per function).
@@ -186,6 +188,9 @@ class ZarrOutputs(PartBuiltOutputs):
         root = self._zarr_root(key)
         self._put(ObjectRef(root.bucket, root.key + layout.chunk_key(index)), key, encode_chunk(block, layout),
                   "application/octet-stream")
+
+    def zarr_region_reader(self, key: str, job_id: str) -> Callable[[Region], np.ndarray]:
+        return functools.partial(self._zarr_read, key, self._zarr_layout(key, job_id))
 
     def read_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray:
         if not is_zarr(key):
