@@ -205,14 +205,17 @@ def load_npy(path: str | os.PathLike[str], label: str, *, mmap: bool = False) ->
     """The array in a ``.npy`` file (memory-mapped read-only if ``mmap``), read through
     this module's header parser rather than ``np.load``'s."""
     with open(path, "rb") as fp:
-        header = read_header(fp, label)
-        count = _element_count(header, os.fstat(fp.fileno()).st_size, label)
-        order: Literal["C", "F"] = "F" if header.fortran else "C"
-        if mmap and count:
-            return np.memmap(fp, dtype=header.dtype, mode="r", offset=header.offset, shape=header.shape,
-                             order=order)
-        flat = np.fromfile(fp, dtype=header.dtype, count=count)
-        return flat.reshape(header.shape, order=order)
+        return npy_from(fp, read_header(fp, label), label, mmap=mmap)
+
+
+def npy_from(fp: IO[bytes], header: NpyHeader, label: str, *, mmap: bool = False) -> np.ndarray:
+    """The array of the open ``.npy`` file ``fp`` whose header is ``header``."""
+    count = _element_count(header, os.fstat(fp.fileno()).st_size, label)
+    order: Literal["C", "F"] = "F" if header.fortran else "C"
+    if mmap and count:
+        return np.memmap(fp, dtype=header.dtype, mode="r", offset=header.offset, shape=header.shape, order=order)
+    flat = np.fromfile(fp, dtype=header.dtype, count=count)
+    return flat.reshape(header.shape, order=order)
 
 
 def _element_count(header: NpyHeader, size: int, label: str) -> int:

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from tilefan.adapters.embedded import chunked_files
+from tilefan.adapters.embedded.mapped_inputs import MAPPED
 from tilefan.adapters.npy_header import NpyHeader, load_npy, npy_header, read_header
 from tilefan.domain.chunks import chunked_ref, is_zarr
 from tilefan.domain.regions import fit_block, run_axis, run_offsets
@@ -132,8 +133,13 @@ class LocalBlobStore:
         return header.shape, header.dtype.name
 
     def _mmap(self, key: str) -> np.ndarray:
+        path = self.path(key)
         try:
-            return _load(self.path(key), mmap=True)
+            return MAPPED.get(path, str(path))
+        except FileNotFoundError:
+            raise BlobNotFoundError(str(path)) from None
+        except IsADirectoryError:
+            raise InvalidBlobError(str(path), "is a directory, not a .npy file") from None
         except ValueError as exc:
             raise InvalidBlobError(key, f"cannot be memory-mapped ({exc})") from None
 
