@@ -9,9 +9,9 @@ again. One-thread tiles of that job took 1.31 s each with the files kept mapped 
 
 So a process keeps the last ``KEPT`` files it mapped, each for as long as it is the same
 file (device, inode, size, modification time and header, checked at every read: a file
-replaced or rewritten is mapped again), and drops any left unused for ``IDLE_S``, so a served worker
-does not hold a deleted input's disk space for long. A forked child starts with none (it
-would otherwise hold its parent's mappings with no one to drop them).
+replaced or rewritten is mapped again), and drops any left unused for ``IDLE_S``, so a
+served worker does not hold a deleted input's disk space for long. A forked child starts
+with none (it would otherwise hold its parent's mappings with no one to drop them).
 """
 
 from __future__ import annotations
