@@ -219,7 +219,9 @@ def test_a_matmul_built_in_memory_here_is_cut_in_row_panels_unless_told_otherwis
              "told": {"tile": 100}}
     for kwargs in calls.values():
         np.testing.assert_allclose(tilefan.matmul(a, b, **kwargs), a @ b, rtol=1e-12)
+    # A B its tiles would convert (a panel's B is all of B, copied per tile) keeps them too.
+    np.testing.assert_allclose(tilefan.matmul(a, b.astype(np.float32)), a @ b, rtol=1e-6)
     records = sorted(embedded_ports(home).jobs.list_jobs(10)[0], key=lambda r: r.created_at)
     assert default_matrix_tile("matmul", (1000, 700), 40, 8) == (512, 512)
     assert [(r.spec.tile, r.tiles_total) for r in records] == [
-        ((256, 700), 4), ((512, 512), 4), ((512, 512), 4), ((100, 100), 70)]
+        ((256, 700), 4), ((512, 512), 4), ((512, 512), 4), ((100, 100), 70), ((512, 512), 4)]

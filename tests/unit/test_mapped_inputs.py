@@ -80,8 +80,11 @@ def test_the_store_reads_a_rewritten_input_anew_and_names_a_missing_one(tmp_path
     store, path = LocalBlobStore(tmp_path), tmp_path / "m.npy"
     np.save(path, np.arange(12.0).reshape(3, 4))
     np.testing.assert_array_equal(store.read_rows(str(path), (1, 2), (0, 2)), [[4.0, 5.0]])
-    np.save(path, -np.arange(12.0).reshape(3, 4))
-    np.testing.assert_array_equal(store.read_rows(str(path), (1, 2), (0, 2)), [[-4.0, -5.0]])
+    np.save(path, -np.arange(12.0).reshape(4, 3))  # the same bytes' length, another shape
+    np.testing.assert_array_equal(store.read_rows(str(path), (1, 2)), [[-3.0, -4.0, -5.0]])
+    np.save(tmp_path / "n.npy", np.ones((2, 5)))
+    os.replace(tmp_path / "n.npy", path)  # another file, another length
+    np.testing.assert_array_equal(store.read_rows(str(path), (1, 2)), [[1.0] * 5])
     path.unlink()
     with pytest.raises(BlobNotFoundError, match=r"m\.npy"):
         store.read_rows(str(path), (0, 1))

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 
-from tilefan.domain.spec.parse import AtomsSpec, JobSpec, Kind, MatrixSpec
+from tilefan.domain.chunks import chunked_ref
+from tilefan.domain.spec.parse import AtomsSpec, JobSpec, Kind, MatrixSpec, StoredMatrix
 
 # A matmul of at most this many flops runs its tiles in the calling process, one after
 # another, with BLAS on every core: starting and stopping a pool of one-thread workers
@@ -38,6 +39,8 @@ HELD_INLINE_MATMUL_FLOP = math.inf
 # matmul's tiles): four 2048² tiles (the pool's default) 1.396 s, four panels of 1,024 rows
 # 1.476 s, two of 2,048 rows 1.335 s, one tile 1.332 s. So at most HELD_PANELS panels, of
 # at least HELD_PANEL_ROWS rows: progress in quarters of a big job, nothing lost on a small one.
+# Only for inputs every tile reads in place (``reads_in_place``): a panel's B is all of B,
+# which a tile converting its dtype, generating it or reading it from chunks would copy whole.
 HELD_PANELS = 4
 HELD_PANEL_ROWS = 2048
 
@@ -64,6 +67,25 @@ def held_matmul_tile(out_shape: tuple[int, int]) -> tuple[int, int]:
     m, n = out_shape
     rows = -(-max(HELD_PANEL_ROWS, -(-m // HELD_PANELS)) // 256) * 256
     return (min(m, rows), n)
+
+
+def reads_in_place(spec: MatrixSpec) -> bool:
+    """Whether the job's tiles read both inputs without a copy: stored ``.npy`` arrays (held
+    in memory or mapped), already in the job's dtype.
+
+    >>> from dataclasses import replace
+    >>> from tilefan.domain.spec.parse import RandomMatrix
+    >>> a = StoredMatrix(file="/d/a.npy", shape=(4, 3), dtype="float64")
+    >>> spec = MatrixSpec(Kind.MATMUL, a, replace(a, file="/d/b.npy", shape=(3, 2)), None, (4, 2), False)
+    >>> reads_in_place(spec)
+    True
+    >>> others = (replace(spec.b, dtype="float32"), replace(spec.b, file="/d/b.zarr"),
+    ...           RandomMatrix(shape=(3, 2), dtype="float64", seed=0, stream=1))
+    >>> [reads_in_place(replace(spec, b=b)) for b in others]
+    [False, False, False]
+    """
+    return all(isinstance(m, StoredMatrix) and chunked_ref(m.file) is None and m.dtype == spec.dtype
+               for m in (spec.a, spec.b))
 
 
 def runs_inline(spec: JobSpec, tiles: int, threaded_kernel: bool, held: bool = False) -> bool:

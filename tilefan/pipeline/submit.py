@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tilefan.domain.inline_tiles import held_matmul_tile
+from tilefan.domain.inline_tiles import held_matmul_tile, reads_in_place
 from tilefan.domain.plan import Plan, output_shape
 from tilefan.domain.records import LOCAL_OWNER, JobRecord, Status
 from tilefan.domain.routing import RoutePolicy
@@ -60,9 +60,10 @@ def admit_planned(
 
 def _held_here(ports: Ports, spec: JobSpec, job_id: str) -> JobSpec | None:
     """``spec`` with ``held_matmul_tile``'s tiles if it is a matmul whose output this
-    process would build in its memory, else None."""
+    process would build in its memory and whose inputs its tiles read in place, else None."""
     memory = ports.memory_outputs
-    if memory is None or not isinstance(spec, MatrixSpec) or spec.kind is not Kind.MATMUL:
+    if memory is None or not isinstance(spec, MatrixSpec) or spec.kind is not Kind.MATMUL \
+            or not reads_in_place(spec):
         return None
     key = output_key(job_id, spec)
     if key is None or not memory.would_hold(key, output_shape(spec), spec.dtype):

@@ -9,8 +9,9 @@ again. One-thread tiles of that job took 1.31 s each with the files kept mapped 
 
 So a process keeps the last ``KEPT`` files it mapped, each for as long as it is the same
 file (device, inode, size, modification time and header, checked at every read: a file
-replaced or rewritten is mapped again), and drops any left unused for ``IDLE_S``, so a
-served worker does not hold a deleted input's disk space for long. A forked child starts
+replaced or rewritten is mapped again), and drops any left unused for ``IDLE_S`` (a thread
+that looks every ``IDLE_S / 2``, so 10-15 s after its last read), so a served worker does
+not hold a deleted input's disk space for long. A forked child starts
 with none (it would otherwise hold its parent's mappings with no one to drop them).
 """
 
@@ -64,8 +65,12 @@ class MappedInputs:
             while len(self._maps) > self.kept:
                 self._maps.popitem(last=False)
             if self._janitor_pid != os.getpid():
-                self._janitor_pid = os.getpid()
-                threading.Thread(target=self._drop_idle, name="tilefan-unmap", daemon=True).start()
+                try:
+                    threading.Thread(target=self._drop_idle, name="tilefan-unmap", daemon=True).start()
+                except RuntimeError:  # no thread to be had (a process at its limit): keep nothing
+                    del self._maps[path]
+                    return array
+                self._janitor_pid = os.getpid()  # the thread waits for this lock before it looks
         return array
 
     def clear(self) -> None:
