@@ -17,7 +17,8 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,25 +34,27 @@ from tilefan.errors import BlobNotFoundError, InvalidBlobError, StoreError
 from tilefan.pipeline.ports import JobStore, Ports
 
 
-def _read_header(path: Path) -> NpyHeader:
+@contextmanager
+def _npy_file(path: Path) -> Iterator[None]:
+    """Opening ``path`` as a ``.npy`` file: a missing one is BlobNotFoundError, a directory
+    InvalidBlobError, whoever opens it (a header read, a load, a kept mapping)."""
     try:
-        with open(path, "rb") as fp:
-            return read_header(fp, str(path))
+        yield
     except FileNotFoundError:
         raise BlobNotFoundError(str(path)) from None
     except IsADirectoryError:
         raise InvalidBlobError(str(path), "is a directory, not a .npy file") from None
+
+
+def _read_header(path: Path) -> NpyHeader:
+    with _npy_file(path), open(path, "rb") as fp:
+        return read_header(fp, str(path))
 
 
 def _load(path: Path, *, mmap: bool = False) -> np.ndarray:
-    """The array at ``path`` in one open (a tile's hot path), with ``_read_header``'s
-    errors for a missing or malformed file."""
-    try:
+    """The array at ``path`` in one open (a tile's hot path)."""
+    with _npy_file(path):
         return load_npy(path, str(path), mmap=mmap)
-    except FileNotFoundError:
-        raise BlobNotFoundError(str(path)) from None
-    except IsADirectoryError:
-        raise InvalidBlobError(str(path), "is a directory, not a .npy file") from None
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
@@ -135,11 +138,8 @@ class LocalBlobStore:
     def _mmap(self, key: str) -> np.ndarray:
         path = self.path(key)
         try:
-            return MAPPED.get(path, str(path))
-        except FileNotFoundError:
-            raise BlobNotFoundError(str(path)) from None
-        except IsADirectoryError:
-            raise InvalidBlobError(str(path), "is a directory, not a .npy file") from None
+            with _npy_file(path):
+                return MAPPED.get(path, str(path))
         except ValueError as exc:
             raise InvalidBlobError(key, f"cannot be memory-mapped ({exc})") from None
 
