@@ -2,19 +2,30 @@
 and against the machine's GEMM peak, and the Python API against ``a @ b``.
 
 Side by side, interleaved round by round so the machine's noise hits every contender
-alike, each after ``sync`` (so none runs while the kernel writes back another's output),
-medians reported:
+alike, each after ``sync`` (so none runs while the kernel writes back another's output)
+and ``--settle`` seconds of quiet, medians reported:
 
 - ``numpy``: ``np.save(C, np.load(A) @ np.load(B))`` as a fresh process;
 - ``tilefan``: ``tilefan run matmul --a A.npy --b B.npy --out C.npy`` as a fresh process;
-- ``gemm``: ``a @ b`` on arrays already in memory, 2 BLAS threads, in this process: the
-  peak, against which tilefan's whole run is a fraction (``peak × gemm / tilefan``).
+- ``gemm``: ``a @ b`` on arrays already in memory into an output already touched, 2 BLAS
+  threads, in this process: the peak, against which tilefan's whole run is a fraction
+  (``peak × gemm / tilefan``).
+
+Why the quiet: on a virtual machine whose balloon driver reports free memory back to the
+host (virtio-balloon free page reporting), memory freed in the last two seconds or so is
+cheap to touch again, and older free memory costs a host fault on each page's first touch
+(``benchmarks/first_touch.py`` measures both). Run back to back (``--settle 0``), each
+contender inherits the memory the one before it freed (NumPy's 1.5 GiB of arrays at exit,
+the page cache of the output tilefan's rename replaces), so the order of the contenders
+moves the figures; after the quiet each starts from the same state, as a command run on its
+own does. The default, 6 s, is past the 2 s the kernel waits before reporting.
 
 ``--api`` times a second ``tilefan.matmul(a, b)`` (verification off) against ``a @ b`` on
 the same in-memory arrays. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are dropped from the
 environment when set (they slow current NumPy); the BLAS in use is printed. Usage:
 
-    .venv/bin/python benchmarks/matmul_e2e.py [--sizes 4096 8192] [--rounds N] [--api [--no-kept-home]] [--no-warmup]
+    .venv/bin/python benchmarks/matmul_e2e.py [--sizes 4096 8192] [--rounds N] [--settle S]
+        [--api [--no-kept-home]] [--no-warmup]
 """
 
 from __future__ import annotations
@@ -46,26 +57,28 @@ def _timed(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def _gemm(a: np.ndarray, b: np.ndarray) -> float:
+def _gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> float:
     with threadpool_limits(2, user_api="blas"):
         start = time.perf_counter()
-        a @ b
+        np.matmul(a, b, out=out)
         return time.perf_counter() - start
 
 
-def whole_process(n: int, rounds: int, data: Path, env: dict[str, str], warmup: bool = True) -> None:
+def whole_process(n: int, rounds: int, data: Path, env: dict[str, str], warmup: bool = True,
+                  settle: float = 0.0) -> None:
     a_path, b_path, c_path = data / f"A{n}.npy", data / f"B{n}.npy", data / f"C{n}.npy"
     rng = np.random.default_rng(0)
     for path in (a_path, b_path):
         if not path.exists():
             np.save(path, rng.standard_normal((n, n)))
     a, b = np.load(a_path), np.load(b_path)
+    out = np.ones_like(a)  # touched once: the peak times the compute, not fresh pages for C
     contenders = {
         "numpy": lambda: _timed([PY, "-c", f"import numpy as np; np.save({str(c_path)!r}, "
                                  f"np.load({str(a_path)!r}) @ np.load({str(b_path)!r}))"], env),
         "tilefan": lambda: _timed([TILEFAN, "run", "matmul", "--a", str(a_path), "--b", str(b_path),
                                    "--out", str(c_path)], env),
-        "gemm": lambda: _gemm(a, b),
+        "gemm": lambda: _gemm(a, b, out),
     }
     for run in contenders.values() if warmup else ():  # warm-up: page cache, .pyc files
         run()
@@ -75,10 +88,11 @@ def whole_process(n: int, rounds: int, data: Path, env: dict[str, str], warmup: 
             # The last contender's output reaches the disk first, untimed: its writeback
             # would otherwise take CPU from the next one (both cores are in use).
             os.sync()
+            time.sleep(settle)
             times[name].append(run())
     med = {name: statistics.median(ts) for name, ts in times.items()}
     flop = 2.0 * n**3
-    print(f"matmul {n}² float64, {rounds} interleaved rounds, medians (min–max):")
+    print(f"matmul {n}² float64, {rounds} interleaved rounds, {settle:g} s quiet before each, medians (min–max):")
     for name, ts in times.items():
         print(f"  {name:8s} {med[name]:7.3f} s ({min(ts):.3f}–{max(ts):.3f})  {flop / med[name] / 1e9:6.1f} GFLOP/s")
     print(f"  tilefan / numpy: {med['tilefan'] / med['numpy']:.3f}×   "
@@ -128,6 +142,8 @@ def main() -> None:
     parser.add_argument("--no-kept-home", action="store_true", help="--api without the kept-home contender")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up round (inputs just written are "
                                                                   "in the page cache already)")
+    parser.add_argument("--settle", type=float, default=6.0, help="seconds of quiet before each whole-process "
+                                                                   "run (0: back to back)")
     parser.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data")
     args = parser.parse_args()
     blas = [(i["internal_api"], i["version"], i["num_threads"], i.get("architecture")) for i in threadpool_info()]
@@ -136,7 +152,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "TILEFAN_HOME": home}
         for n in args.sizes:
-            whole_process(n, args.rounds, args.data, env, warmup=not args.no_warmup)
+            whole_process(n, args.rounds, args.data, env, warmup=not args.no_warmup, settle=args.settle)
     if args.api:
         api(args.rounds, kept_home=not args.no_kept_home)
 
