@@ -2,9 +2,13 @@
 
 Every contender runs as a whole fresh process (start-up, load, compute, save) on the same
 files, interleaved round by round so machine noise hits all of them alike; we report the
-median of each and the ratios. Usage:
+median of each and the ratios. ``--settle S`` waits S seconds before each timed run, so
+each process starts from the same memory state (on a guest that hands freed memory back to
+its host, a process run right after another's exit takes cheaper memory: see
+``first_touch.py`` and ``matmul_e2e.py``); the default, 0, is how the tables in
+BENCHMARKS.md that name no quiet were taken. Usage:
 
-    .venv/bin/python benchmarks/run_all.py [matmul|add|atoms|small|memory|all] [--rounds N]
+    .venv/bin/python benchmarks/run_all.py [matmul|add|atoms|small|memory|all] [--rounds N] [--settle S]
 
 Results go to stdout as Markdown rows; BENCHMARKS.md records a run.
 """
@@ -27,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
 PY = sys.executable
+SETTLE_S = 0.0  # seconds of quiet before each timed run (--settle)
 TILEFAN = [PY, "-m", "tilefan.entrypoints.cli.main"]
 
 
@@ -59,6 +64,7 @@ def race(contenders: dict[str, list[str]], env: dict[str, str], rounds: int) -> 
         timed(cmd, env)
     for _ in range(rounds):
         for name, cmd in contenders.items():
+            time.sleep(SETTLE_S)
             times[name].append(timed(cmd, env))
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -187,7 +193,10 @@ def main() -> None:
     parser.add_argument("which", nargs="?", default="all",
                         choices=["matmul", "add", "atoms", "small", "memory", "all"])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=0.0, help="seconds of quiet before each timed run")
     args = parser.parse_args()
+    global SETTLE_S
+    SETTLE_S = args.settle
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, NumPy {np.__version__}")
     print("| benchmark | contender | median | ratio |")
