@@ -46,6 +46,7 @@ def test_mappings_left_unused_are_dropped(tmp_path: Path) -> None:
     maps, path = MappedInputs(idle_s=0.05), tmp_path / "a.npy"
     np.save(path, np.arange(3.0))
     maps.get(path, "test")
+    assert len(maps) == 1  # kept, until it has gone unused for idle_s
     deadline = time.monotonic() + 5
     while len(maps) and time.monotonic() < deadline:
         time.sleep(0.02)
