@@ -195,7 +195,7 @@ class ZarrOutputs(PartBuiltOutputs):
     def read_region(self, key: str, job_id: str, region: Sequence[tuple[int, int]]) -> np.ndarray:
         if not is_zarr(key):
             return super().read_region(key, job_id, region)
-        return self.zarr_region_reader(key, job_id)(region)
+        return self.zarr_region_reader(key, job_id)(tuple(region))
 
     def commit_array(self, key: str, job_id: str) -> str:
         if not is_zarr(key):
